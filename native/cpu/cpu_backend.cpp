@@ -1,0 +1,90 @@
+// CPU backend: memory, threading and the backend table. Kernel families live
+// in their own files (kernels_*.cpp) and are declared in cpu_kernels.h.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "cpu_kernels.h"
+
+namespace d4j::cpu {
+
+const d4j_host_api *g_host = nullptr;
+
+static const char *simd_level() {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+    return "sse2";
+}
+
+static d4j_status init(void **state) {
+    unsigned hw = std::thread::hardware_concurrency();
+    *state = new State((int)(hw == 0 ? 1 : hw));
+    return D4J_OK;
+}
+
+static void shutdown(void *state) { delete static_cast<State *>(state); }
+
+static d4j_status describe(void *state, char *dst, size_t cap) {
+    std::snprintf(dst, cap, "CPU, %d threads, widest SIMD path %s", static_cast<State *>(state)->pool.threads(),
+                  simd_level());
+    return D4J_OK;
+}
+
+static d4j_status set_threads(void *state, int32_t threads) {
+    static_cast<State *>(state)->pool.resize(threads);
+    return D4J_OK;
+}
+
+static d4j_status alloc(void *, size_t bytes, void **ptr) {
+    // 64-byte alignment: a cache line and a full AVX-512 vector.
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = std::aligned_alloc(64, rounded);
+    if (p == nullptr) {
+        g_host->set_error("out of host memory allocating %zu bytes", bytes);
+        return D4J_ERR_OUT_OF_MEMORY;
+    }
+    *ptr = p;
+    return D4J_OK;
+}
+
+static d4j_status release(void *, void *ptr) {
+    std::free(ptr);
+    return D4J_OK;
+}
+
+static d4j_status copy(void *, void *dst, const void *src, size_t bytes) {
+    std::memcpy(dst, src, bytes);
+    return D4J_OK;
+}
+
+static d4j_status synchronize(void *) { return D4J_OK; }
+
+static const d4j_backend_iface kIface = {
+    D4J_BACKEND_IFACE_VERSION,
+    "cpu",
+    init,
+    shutdown,
+    describe,
+    set_threads,
+    alloc,
+    release,
+    copy,
+    copy,
+    synchronize,
+    rng_uint32,
+    rng_normal,
+    add_noise,
+    diffusion_loss,
+    reverse_step,
+    timestep_embedding,
+};
+
+}  // namespace d4j::cpu
+
+extern "C" __attribute__((visibility("default"))) const d4j_backend_iface *d4j_backend_entry(const d4j_host_api *host) {
+    d4j::cpu::g_host = host;
+    return &d4j::cpu::kIface;
+}

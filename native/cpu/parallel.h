@@ -1,0 +1,115 @@
+// A minimal fork-join pool for the CPU backend. Work is split into contiguous
+// ranges by the caller's fixed grain, never by thread count, so every result
+// (including reductions, which combine per-grain partials in index order) is
+// identical whatever the number of threads.
+#ifndef D4J_CPU_PARALLEL_H
+#define D4J_CPU_PARALLEL_H
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace d4j::cpu {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int threads) { resize(threads); }
+    ~ThreadPool() { stop(); }
+    ThreadPool(const ThreadPool &) = delete;
+    ThreadPool &operator=(const ThreadPool &) = delete;
+
+    int threads() const { return (int)workers_.size() + 1; }
+
+    void resize(int threads) {
+        stop();
+        stopping_ = false;
+        for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+    }
+
+    // Calls fn(task) for task in [0, tasks), spread over the pool; the caller
+    // takes part. Tasks are claimed dynamically; what each task computes
+    // depends only on its index.
+    void run(int64_t tasks, const std::function<void(int64_t)> &fn) {
+        if (tasks <= 0) return;
+        if (tasks == 1 || workers_.empty()) {
+            for (int64_t i = 0; i < tasks; ++i) fn(i);
+            return;
+        }
+        std::lock_guard<std::mutex> serial(run_mu_);  // one parallel region at a time
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            fn_ = &fn;
+            tasks_ = tasks;
+            next_.store(0);
+            pending_ = (int)workers_.size();
+            ++generation_;
+        }
+        cv_.notify_all();
+        drain();
+        std::unique_lock<std::mutex> lock(mu_);
+        done_cv_.wait(lock, [this] { return pending_ == 0; });
+        fn_ = nullptr;
+    }
+
+private:
+    void drain() {
+        for (;;) {
+            int64_t i = next_.fetch_add(1);
+            if (i >= tasks_) break;
+            (*fn_)(i);
+        }
+    }
+
+    void work() {
+        uint64_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                if (stopping_) return;
+                seen = generation_;
+            }
+            drain();
+            std::lock_guard<std::mutex> lock(mu_);
+            if (--pending_ == 0) done_cv_.notify_one();
+        }
+    }
+
+    void stop() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        for (auto &t : workers_) t.join();
+        workers_.clear();
+    }
+
+    std::vector<std::thread> workers_;
+    std::mutex run_mu_, mu_;
+    std::condition_variable cv_, done_cv_;
+    const std::function<void(int64_t)> *fn_ = nullptr;
+    int64_t tasks_ = 0;
+    std::atomic<int64_t> next_{0};
+    int pending_ = 0;
+    uint64_t generation_ = 0;
+    bool stopping_ = false;
+};
+
+// Runs fn(begin, end) over [0, n) in ranges of `grain` elements.
+inline void parallel_ranges(ThreadPool &pool, int64_t n, int64_t grain,
+                            const std::function<void(int64_t, int64_t)> &fn) {
+    int64_t tasks = (n + grain - 1) / grain;
+    pool.run(tasks, [&](int64_t t) {
+        int64_t b = t * grain;
+        int64_t e = b + grain < n ? b + grain : n;
+        fn(b, e);
+    });
+}
+
+}  // namespace d4j::cpu
+#endif

@@ -1,0 +1,47 @@
+// Shared by every .cu file of the CUDA backend: error handling, the backend
+// state, and the one launch macro through which every kernel is started (so
+// the same sources can later be built against a CUDA simulator).
+#ifndef D4J_CUDA_COMMON_H
+#define D4J_CUDA_COMMON_H
+
+#include <cuda_runtime.h>
+
+#include "../common/backend_iface.h"
+
+namespace d4j::cuda {
+
+extern const d4j_host_api *g_host;
+
+struct State {
+    int device = 0;
+    cudaStream_t stream = nullptr;
+    void *scratch = nullptr;  // per-call coefficient records and partial sums
+    size_t scratch_bytes = 0;
+};
+
+// Turns a CUDA error into a status plus message naming the call site.
+inline d4j_status check(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return D4J_OK;
+    g_host->set_error("CUDA error in %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    return e == cudaErrorMemoryAllocation ? D4J_ERR_OUT_OF_MEMORY : D4J_ERR_DEVICE;
+}
+
+// Grows the scratch buffer to at least `bytes` (stream-ordered: the old one is
+// freed after queued work that may still read it).
+d4j_status ensure_scratch(State *s, size_t bytes);
+
+#define D4J_CHECK(expr, what)                            \
+    do {                                                 \
+        d4j_status st_ = ::d4j::cuda::check((expr), what); \
+        if (st_ != D4J_OK) return st_;                   \
+    } while (0)
+
+// Every launch goes through here; the simulator build redefines it.
+#define D4J_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+
+inline d4j_status launched(const char *kernel) { return check(cudaGetLastError(), kernel); }
+
+inline unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+}  // namespace d4j::cuda
+#endif

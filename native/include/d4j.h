@@ -1,0 +1,198 @@
+/*
+ * d4j.h — the whole public C API of diffusion4j's native layer.
+ *
+ * One small front library (libd4j.so) exports these functions. It validates
+ * every argument, owns buffer handles and schedules, and forwards the work to
+ * a backend library loaded at run time (libd4j_cpu.so, libd4j_cuda.so, later
+ * libd4j_cudasim.so), all of which implement the same internal interface
+ * (native/common/backend_iface.h). The Java bindings in bindings/ are
+ * generated from this file by jextract and nothing else.
+ *
+ * Conventions
+ *   - Every function returns a d4j_status; D4J_OK is 0. On failure a message
+ *     for the calling thread is available from d4j_last_error() until the
+ *     next failing call on that thread.
+ *   - Buffers are opaque handles to backend memory. Their contents are only
+ *     reachable through d4j_buffer_write / d4j_buffer_read.
+ *   - Small per-sample metadata (timesteps, seeds, RNG offsets) is passed as
+ *     host arrays: the front validates it completely before any backend runs,
+ *     so a bad timestep is an error status, never an out-of-bounds read on a
+ *     device.
+ *   - float32 tensors are dense and contiguous; a batch of B samples of
+ *     n_per_sample elements each is B * n_per_sample floats.
+ */
+#ifndef D4J_H
+#define D4J_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define D4J_API __declspec(dllexport)
+#else
+#define D4J_API __attribute__((visibility("default")))
+#endif
+
+/* ABI version of this header; bumped on every incompatible change. */
+#define D4J_ABI_VERSION 1
+
+typedef enum d4j_status {
+    D4J_OK = 0,
+    D4J_ERR_INVALID_ARGUMENT = 1,  /* bad size, shape, range, NaN, null pointer, ... */
+    D4J_ERR_INVALID_HANDLE = 2,    /* freed buffer, foreign handle, wrong backend */
+    D4J_ERR_OUT_OF_MEMORY = 3,
+    D4J_ERR_UNAVAILABLE = 4,       /* backend cannot run here (no driver, no device) */
+    D4J_ERR_DEVICE = 5,            /* a device or runtime call failed */
+    D4J_ERR_INTERNAL = 6
+} d4j_status;
+
+/* What the model output means; names as diffusers' prediction_type. */
+typedef enum d4j_prediction_type {
+    D4J_PREDICTION_EPSILON = 0,
+    D4J_PREDICTION_SAMPLE = 1,
+    D4J_PREDICTION_V = 2
+} d4j_prediction_type;
+
+/* DDPM reverse-step variance; names as diffusers' variance_type. */
+typedef enum d4j_variance_type {
+    D4J_VARIANCE_FIXED_SMALL = 0,  /* posterior variance beta-tilde_t */
+    D4J_VARIANCE_FIXED_LARGE = 1   /* beta_t */
+} d4j_variance_type;
+
+typedef struct d4j_backend d4j_backend;
+typedef struct d4j_buffer d4j_buffer;
+typedef struct d4j_schedule d4j_schedule;
+
+/* ---- library ---------------------------------------------------------- */
+
+D4J_API int32_t d4j_abi_version(void);
+
+/* Message of the last failure on this thread ("" if none). Never NULL. */
+D4J_API const char *d4j_last_error(void);
+
+/* Does nothing; measures the cost of one downcall. */
+D4J_API void d4j_noop(void);
+
+/* ---- backends ----------------------------------------------------------- */
+
+/* Loads the backend library at library_path (an absolute path to
+ * libd4j_cpu.so, libd4j_cuda.so, ...) and initialises it. D4J_ERR_UNAVAILABLE
+ * with a one-sentence reason when it cannot run on this machine. */
+D4J_API d4j_status d4j_backend_open(const char *library_path, d4j_backend **out);
+
+/* Fails with D4J_ERR_INVALID_ARGUMENT while buffers of the backend are live. */
+D4J_API d4j_status d4j_backend_close(d4j_backend *backend);
+
+/* Short name ("cpu", "cuda", "cuda-sim") and a human description (device,
+ * SIMD level, threads), written NUL-terminated into dst (truncated to cap). */
+D4J_API d4j_status d4j_backend_name(const d4j_backend *backend, char *dst, size_t cap);
+D4J_API d4j_status d4j_backend_describe(const d4j_backend *backend, char *dst, size_t cap);
+
+/* Bytes currently allocated by live buffers of this backend, and their count. */
+D4J_API d4j_status d4j_backend_live(const d4j_backend *backend, int64_t *live_bytes, int64_t *live_buffers);
+
+/* Waits until all work queued on the backend has finished. */
+D4J_API d4j_status d4j_backend_synchronize(d4j_backend *backend);
+
+/* Worker threads used by the CPU backend's kernels (>= 1). Results never depend
+ * on it. Other backends accept and ignore it. */
+D4J_API d4j_status d4j_backend_set_threads(d4j_backend *backend, int32_t threads);
+
+/* ---- buffers ------------------------------------------------------------ */
+
+D4J_API d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out);
+D4J_API d4j_status d4j_buffer_free(d4j_buffer *buffer);
+D4J_API d4j_status d4j_buffer_size(const d4j_buffer *buffer, int64_t *bytes);
+/* Host <-> buffer copies of bytes at byte offset; synchronous. */
+D4J_API d4j_status d4j_buffer_write(d4j_buffer *buffer, int64_t offset, const void *src, int64_t bytes);
+D4J_API d4j_status d4j_buffer_read(const d4j_buffer *buffer, int64_t offset, void *dst, int64_t bytes);
+
+/* ---- noise schedules ------------------------------------------------------ */
+
+/* A schedule is the table alphas_cumprod[0..T-1] (float64), computed by the
+ * caller (the Java schedule package). It must be finite, inside (0, 1) and
+ * strictly decreasing. Every kernel derives its per-sample coefficients from
+ * it in float64 on the host, so one table serves noising, loss, DDPM and
+ * DDIM steps with respaced timesteps. Schedules belong to no backend. */
+D4J_API d4j_status d4j_schedule_create(const double *alphas_cumprod, int32_t num_train_timesteps, d4j_schedule **out);
+D4J_API d4j_status d4j_schedule_free(d4j_schedule *schedule);
+
+/* ---- counter-based RNG (Philox4x32-10) ---------------------------------- */
+
+/* Random numbers are a pure function of (seed, offset, index):
+ *   u32 element i  = word (i % 4) of Philox4x32-10(key = seed,
+ *                    counter = {lo(i/4), hi(i/4), lo(offset), hi(offset)})
+ *   normal element i = Box-Muller of that block's words: elements 4j, 4j+1
+ *                    from words 0,1 and 4j+2, 4j+3 from words 2,3.
+ * The normal transform uses only correctly rounded float32 operations in a
+ * fixed order, so every backend produces the same bits. */
+D4J_API d4j_status d4j_rng_uint32(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count);
+D4J_API d4j_status d4j_rng_normal(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count);
+
+/* ---- fused diffusion kernels -------------------------------------------- */
+
+/* Forward noising (diffusers' add_noise), one pass, noise drawn in the kernel:
+ *   eps[b,i] = normal(seed, offset, b*n + i)
+ *   x_t[b,i] = sqrt(ab[t_b]) * x0[b,i] + sqrt(1 - ab[t_b]) * eps[b,i]
+ * x0, x_t, eps: [batch, n_per_sample] float32. timesteps: host int32[batch] in [0, T). */
+D4J_API d4j_status d4j_add_noise(d4j_backend *backend, const d4j_schedule *schedule,
+                                 const d4j_buffer *x0, const int32_t *timesteps, int32_t batch, int64_t n_per_sample,
+                                 uint64_t seed, uint64_t offset, d4j_buffer *x_t, d4j_buffer *eps);
+
+/* Fused training loss for one batch:
+ *   target = eps (epsilon), x0 (sample), sqrt(ab) eps - sqrt(1-ab) x0 (v_prediction)
+ *   loss[b]  = w_b * mean_i (model_output[b,i] - target[b,i])^2
+ *   grad[b,i] = d L / d model_output[b,i] with L = (1/batch) * sum_b loss[b]
+ *             = 2 w_b (model_output - target) / (batch * n_per_sample)
+ * loss_weights: host float32[T] per-timestep weights (e.g. min-SNR-gamma), or
+ * NULL for 1. loss: float32[batch]; grad may be NULL. Reductions are in a fixed
+ * order, so the loss is deterministic for a given backend. */
+D4J_API d4j_status d4j_diffusion_loss(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                                      const d4j_buffer *model_output, const d4j_buffer *x0, const d4j_buffer *eps,
+                                      const int32_t *timesteps, const float *loss_weights, int32_t batch, int64_t n_per_sample,
+                                      d4j_buffer *loss, d4j_buffer *grad);
+
+/* One DDPM reverse step (diffusers DDPMScheduler.step) for a batch whose
+ * samples each have their own timestep t_b and previous timestep prev_b
+ * (prev_b = -1 on the last step, prev_b < t_b; prev_b = t_b - 1 without
+ * respacing):
+ *   x0_hat = f(x_t, model_output, prediction), clipped to [-clip, clip] if clip_sample
+ *   mean   = c0 * x0_hat + c1 * x_t   (posterior mean coefficients)
+ *   x_prev = mean + sigma * z, and no noise when t_b = 0.
+ * Noise is per sample: sample b draws z[b,i] = normal(noise_seeds[b],
+ * noise_offsets[b], i) (host arrays [batch]), so its result does not depend
+ * on what else is in the batch.
+ * x_prev may alias x_t (updated in place). */
+D4J_API d4j_status d4j_ddpm_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                                 d4j_variance_type variance, int32_t clip_sample, float clip_sample_range,
+                                 const d4j_buffer *x_t, const d4j_buffer *model_output,
+                                 const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample,
+                                 const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev);
+
+/* One DDIM step (diffusers DDIMScheduler.step) with per-sample timesteps;
+ * prev_b = -1 uses final_alpha_cumprod (1.0 with set_alpha_to_one). eta = 0 is
+ * deterministic and draws no noise. x_prev may alias x_t. */
+D4J_API d4j_status d4j_ddim_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                                 float eta, int32_t clip_sample, float clip_sample_range, int32_t use_clipped_model_output,
+                                 double final_alpha_cumprod,
+                                 const d4j_buffer *x_t, const d4j_buffer *model_output,
+                                 const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample,
+                                 const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev);
+
+/* Sinusoidal timestep embedding (diffusers get_timestep_embedding):
+ *   half = dim / 2, freq_j = exp(-ln(max_period) * j / (half - downscale_freq_shift))
+ *   out[b] = [sin(scale t_b freq), cos(scale t_b freq)], swapped if flip_sin_to_cos,
+ *   zero-padded in the last column when dim is odd.
+ * timesteps: host float32[batch]; out: float32[batch, dim]. */
+D4J_API d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *timesteps, int32_t batch, int32_t dim,
+                                          int32_t flip_sin_to_cos, float downscale_freq_shift, float scale,
+                                          float max_period, d4j_buffer *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* D4J_H */

@@ -1,0 +1,150 @@
+package io.diffusion4j.backend;
+
+import io.diffusion4j.bindings.d4j_h;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * An open compute backend (CPU, CUDA or the CUDA simulator). Owns its native
+ * state; {@link #close()} releases it and fails while tensors of the backend
+ * are still open. Thread-safe: kernels of one backend may be called from
+ * several threads.
+ */
+public final class Backend implements AutoCloseable {
+    private final BackendKind kind;
+    private final Path library;
+    private final MemorySegment handle;
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    private Backend(BackendKind kind, Path library, MemorySegment handle) {
+        this.kind = kind;
+        this.library = library;
+        this.handle = handle;
+    }
+
+    /**
+     * Opens a backend. Throws {@link D4jException.BackendUnavailableException}
+     * with a one-sentence reason when it cannot run here.
+     */
+    public static Backend open(BackendKind kind) {
+        Objects.requireNonNull(kind, "kind");
+        NativeLibraries libs = NativeLibraries.load();
+        Path lib = libs.library(kind).orElseThrow(() -> new D4jException.BackendUnavailableException(
+                "the " + kind.cliName() + " backend is not part of this build (" + kind.libraryName()
+                        + " was not found in " + libs.directory() + ")"));
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(d4j_h.d4j_backend_open(arena.allocateFrom(lib.toString()), out));
+            return new Backend(kind, lib, out.get(ValueLayout.ADDRESS, 0));
+        }
+    }
+
+    /** Opens {@code cuda} when a device can be used, else {@code cpu}. */
+    public static Backend openBest() {
+        try {
+            return open(BackendKind.CUDA);
+        } catch (D4jException.BackendUnavailableException e) {
+            return open(BackendKind.CPU);
+        }
+    }
+
+    /** Opens a backend by its command-line name; {@code null} or "auto" picks the best. */
+    public static Backend open(String name) {
+        if (name == null || name.equals("auto")) return openBest();
+        return open(BackendKind.fromName(name));
+    }
+
+    /** What each backend of this build does here: available with a description, or the reason it is not. */
+    public static List<Probe> probeAll() {
+        NativeLibraries libs = NativeLibraries.load();
+        List<Probe> out = new ArrayList<>();
+        for (BackendKind k : BackendKind.values()) {
+            Path lib = libs.library(k).orElse(null);
+            try (Backend b = open(k)) {
+                out.add(new Probe(k, lib, true, b.description()));
+            } catch (D4jException e) {
+                out.add(new Probe(k, lib, false, e.getMessage()));
+            }
+        }
+        return out;
+    }
+
+    /** One backend's state on this machine. */
+    public record Probe(BackendKind kind, Path library, boolean available, String detail) {}
+
+    public BackendKind kind() {
+        return kind;
+    }
+
+    /** The library this backend was loaded from. */
+    public Path library() {
+        return library;
+    }
+
+    /** Device, SIMD level and thread count, as the backend describes itself. */
+    public String description() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(512);
+            Native.check(d4j_h.d4j_backend_describe(handle(), buf, 512));
+            return buf.getString(0);
+        }
+    }
+
+    /** Bytes held by this backend's live buffers. */
+    public long liveBytes() {
+        return live()[0];
+    }
+
+    /** Number of live buffers of this backend. */
+    public long liveBuffers() {
+        return live()[1];
+    }
+
+    private long[] live() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment b = arena.allocate(ValueLayout.JAVA_LONG);
+            MemorySegment n = arena.allocate(ValueLayout.JAVA_LONG);
+            Native.check(d4j_h.d4j_backend_live(handle(), b, n));
+            return new long[] {b.get(ValueLayout.JAVA_LONG, 0), n.get(ValueLayout.JAVA_LONG, 0)};
+        }
+    }
+
+    /** Sets the CPU backend's worker threads (results never depend on it); ignored by GPU backends. */
+    public void setThreads(int threads) {
+        Native.check(d4j_h.d4j_backend_set_threads(handle(), threads));
+    }
+
+    /** Waits for all queued work of this backend. */
+    public void synchronize() {
+        Native.check(d4j_h.d4j_backend_synchronize(handle()));
+    }
+
+    /** The native handle. Internal: valid only while the backend is open. */
+    public MemorySegment handle() {
+        if (closed.get()) throw new IllegalStateException("backend " + kind.cliName() + " is closed");
+        return handle;
+    }
+
+    public boolean isClosed() {
+        return closed.get();
+    }
+
+    /** Releases the backend; fails with a message while its tensors are still open. */
+    @Override
+    public void close() {
+        if (closed.get()) return;
+        Native.check(d4j_h.d4j_backend_close(handle));
+        closed.set(true);
+    }
+
+    @Override
+    public String toString() {
+        return "Backend[" + kind.cliName() + "]";
+    }
+}

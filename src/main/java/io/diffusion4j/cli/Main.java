@@ -1,0 +1,84 @@
+package io.diffusion4j.cli;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.backend.NativeLibraries;
+import java.io.PrintStream;
+import java.util.Arrays;
+
+/** Command-line entry point: {@code java -jar diffusion4j.jar <command> [options]}. */
+public final class Main {
+    private Main() {}
+
+    public static void main(String[] args) {
+        System.exit(run(args, System.out, System.err));
+    }
+
+    /** Runs a command and returns the process exit code. */
+    public static int run(String[] args, PrintStream out, PrintStream err) {
+        if (args.length == 0 || args[0].equals("--help") || args[0].equals("-h") || args[0].equals("help")) {
+            usage(out);
+            return args.length == 0 ? 2 : 0;
+        }
+        String[] rest = Arrays.copyOfRange(args, 1, args.length);
+        try {
+            return switch (args[0]) {
+                case "info" -> Info.run(rest, out);
+                default -> {
+                    err.println("unknown command '" + args[0] + "'");
+                    usage(err);
+                    yield 2;
+                }
+            };
+        } catch (IllegalArgumentException e) {
+            err.println("error: " + e.getMessage());
+            return 2;
+        } catch (D4jException e) {
+            err.println("error (" + e.status() + "): " + e.getMessage());
+            return 1;
+        }
+    }
+
+    static void usage(PrintStream out) {
+        out.println("diffusion4j " + NativeLibraries.version() + " — denoising diffusion models with native CPU and CUDA kernels");
+        out.println();
+        out.println("usage: java -jar target/diffusion4j.jar <command> [options]");
+        out.println();
+        out.println("commands:");
+        out.println("  info [--backend cpu|cuda|cuda-sim]   the native libraries, the backends found here, and why any cannot run");
+        out.println("  help                                 this text");
+    }
+
+    /** The {@code info} command. */
+    static final class Info {
+        static int run(String[] args, PrintStream out) {
+            String only = null;
+            for (int i = 0; i < args.length; i++) {
+                if (args[i].equals("--backend") && i + 1 < args.length) {
+                    only = args[++i];
+                } else {
+                    throw new IllegalArgumentException("info: unknown option '" + args[i] + "'");
+                }
+            }
+            NativeLibraries libs = NativeLibraries.load();
+            out.println("diffusion4j " + NativeLibraries.version());
+            out.println("java        " + System.getProperty("java.version") + " (" + System.getProperty("java.vm.name") + ")");
+            out.println("platform    " + NativeLibraries.platform());
+            out.println("natives     " + libs.directory() + (libs.extracted() ? " (extracted from the jar, SHA-256 verified)" : " (from -D" + NativeLibraries.NATIVE_DIR_PROPERTY + ")"));
+            out.println();
+            out.println("backends:");
+            for (Backend.Probe p : Backend.probeAll()) {
+                if (only != null && !p.kind().cliName().equals(only)) continue;
+                out.printf("  %-9s %-13s %s%n", p.kind().cliName(), p.available() ? "available" : "unavailable", p.detail());
+                out.printf("  %-9s %-13s %s%n", "", "library", p.library() == null ? "(not built)" : p.library());
+            }
+            String chosen;
+            try (Backend best = Backend.openBest()) {
+                chosen = best.kind().cliName();
+            }
+            out.println();
+            out.println("default backend: " + chosen);
+            return 0;
+        }
+    }
+}
