@@ -52,6 +52,12 @@ D4J_HD uint32_t d4j_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi) {
 
 /* Philox4x32 with 10 rounds; constants from Random123. */
 D4J_HD d4j_u32x4 d4j_philox4x32_10(d4j_u32x4 ctr, uint32_t k0, uint32_t k1) {
+    /* fully unrolled, so loops over many blocks vectorise on the host */
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#elif !defined(__CUDACC__)
+#pragma GCC unroll 10
+#endif
     for (int r = 0; r < 10; ++r) {
         if (r > 0) {
             k0 += 0x9E3779B9u;
@@ -80,22 +86,38 @@ D4J_HD d4j_u32x4 d4j_philox_block(uint64_t seed, uint64_t offset, uint64_t j) {
     return d4j_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
 }
 
+D4J_HD uint32_t d4j_f2u(float f) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    return u;
+#endif
+}
+
+D4J_HD float d4j_u2f(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+#endif
+}
+
 /* ln(u) for u in (0, 1], normal float input. u = m * 2^e with m in
  * [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m-1)/(m+1), |s| <= 0.1716,
  * summed to s^13 (next term < 2e-12 relative). Error: a few float ulps. */
 D4J_HD float d4j_ln_unit(float u) {
-    union {
-        float f;
-        uint32_t i;
-    } b;
-    b.f = u;
-    int e = (int)((b.i >> 23) & 0xFFu) - 127;
-    b.i = (b.i & 0x007FFFFFu) | 0x3F800000u; /* m in [1, 2) */
-    float m = b.f;
-    if (m > 1.41421356f) {
-        m = D4J_FMUL(m, 0.5f); /* exact */
-        e += 1;
-    }
+    uint32_t bits = d4j_f2u(u);
+    int e = (int)((bits >> 23) & 0xFFu) - 127;
+    float m = d4j_u2f((bits & 0x007FFFFFu) | 0x3F800000u); /* m in [1, 2) */
+    /* branch-free (selects), so host loops vectorise and warps do not diverge */
+    int big = m > 1.41421356f;
+    float m_half = D4J_FMUL(m, 0.5f); /* exact; computed unconditionally so the select is trap-free */
+    m = big ? m_half : m;
+    e += big;
     float f = D4J_FSUB(m, 1.0f); /* exact (Sterbenz) */
     float s = D4J_FDIV(f, D4J_FADD(2.0f, f));
     float s2 = D4J_FMUL(s, s);
@@ -141,22 +163,17 @@ D4J_HD void d4j_box_muller(uint32_t a, uint32_t b, float *z0, float *z1) {
     uint32_t q = k >> 22;          /* quadrant */
     uint32_t rk = k & 0x3FFFFFu;   /* r = rk 2^-22 in [0, 1) */
     int complement = rk > 0x200000u;
-    if (complement) rk = 0x400000u - rk;
+    rk = complement ? 0x400000u - rk : rk;
     float x = D4J_FMUL((float)rk * 2.384185791015625e-07f, 1.57079632679489662f); /* r * pi/2 */
-    float s, c;
-    d4j_sincos_small(x, &s, &c);
-    if (complement) {
-        float t = s;
-        s = c;
-        c = t;
-    }
-    float sn, cs;
-    switch (q) {
-        case 0: sn = s; cs = c; break;
-        case 1: sn = c; cs = -s; break;
-        case 2: sn = -s; cs = -c; break;
-        default: sn = -c; cs = s; break;
-    }
+    float s0, c0;
+    d4j_sincos_small(x, &s0, &c0);
+    float s = complement ? c0 : s0;
+    float c = complement ? s0 : c0;
+    /* rotate by q quarter turns: (sin, cos) of q pi/2 + phi */
+    float sn = (q & 1) ? c : s;
+    float cs = (q & 1) ? s : c;
+    sn = (q & 2) ? -sn : sn;
+    cs = ((q + 1) & 2) ? -cs : cs;
     *z0 = D4J_FMUL(radius, cs);
     *z1 = D4J_FMUL(radius, sn);
 }

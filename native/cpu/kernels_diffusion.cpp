@@ -58,7 +58,7 @@ D4J_CLONES void step_range(const d4j_step_coef *c, int32_t clip, float r, const 
 d4j_status add_noise(void *state, const d4j_noise_coef *coef, int32_t batch, int64_t n, const float *x0,
                      uint64_t seed, uint64_t offset, float *x_t, float *eps) {
     const int64_t chunks = (n + kGrain - 1) / kGrain;
-    pool_of(state).run((int64_t)batch * chunks, [&](int64_t task) {
+    run_tasks(pool_of(state), (int64_t)batch * chunks, (int64_t)batch * n, [&](int64_t task) {
         int64_t b = task / chunks, c0 = (task % chunks) * kGrain;
         int64_t m = n - c0 < kGrain ? n - c0 : kGrain;
         int64_t base = b * n + c0;
@@ -71,7 +71,7 @@ d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch,
                           const float *x0, const float *eps, float *loss, float *grad) {
     const int64_t chunks = (n + kGrain - 1) / kGrain;
     std::vector<double> partial((size_t)(batch * chunks));
-    pool_of(state).run((int64_t)batch * chunks, [&](int64_t task) {
+    run_tasks(pool_of(state), (int64_t)batch * chunks, (int64_t)batch * n, [&](int64_t task) {
         int64_t b = task / chunks, c0 = (task % chunks) * kGrain;
         int64_t m = n - c0 < kGrain ? n - c0 : kGrain;
         int64_t base = b * n + c0;
@@ -88,7 +88,7 @@ d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch,
 d4j_status reverse_step(void *state, const d4j_step_coef *coef, int32_t batch, int64_t n, int32_t clip,
                         float clip_range, const float *x, const float *out, float *x_prev) {
     const int64_t chunks = (n + kGrain - 1) / kGrain;
-    pool_of(state).run((int64_t)batch * chunks, [&](int64_t task) {
+    run_tasks(pool_of(state), (int64_t)batch * chunks, (int64_t)batch * n, [&](int64_t task) {
         int64_t b = task / chunks, c0 = (task % chunks) * kGrain;
         int64_t m = n - c0 < kGrain ? n - c0 : kGrain;
         int64_t base = b * n + c0;

@@ -27,7 +27,10 @@ public:
     void resize(int threads) {
         stop();
         stopping_ = false;
-        for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+        stopping_atomic_.store(false);
+        // New workers start at the current generation, so a finished region is not run again.
+        const uint64_t start = generation_;
+        for (int i = 1; i < threads; ++i) workers_.emplace_back([this, start] { work(start); });
     }
 
     // Calls fn(task) for task in [0, tasks), spread over the pool; the caller
@@ -47,6 +50,7 @@ public:
             next_.store(0);
             pending_ = (int)workers_.size();
             ++generation_;
+            generation_atomic_.store(generation_, std::memory_order_release);
         }
         cv_.notify_all();
         drain();
@@ -64,9 +68,17 @@ private:
         }
     }
 
-    void work() {
-        uint64_t seen = 0;
+    void work(uint64_t seen) {
         for (;;) {
+            // Spin briefly before sleeping: back-to-back kernels (a sampling
+            // loop at batch 1) then start without a futex wake-up (~10-50 us).
+            for (int spin = 0; spin < 20000 && generation_atomic_.load(std::memory_order_acquire) == seen &&
+                               !stopping_atomic_.load(std::memory_order_relaxed);
+                 ++spin) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            }
             {
                 std::unique_lock<std::mutex> lock(mu_);
                 cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -83,6 +95,7 @@ private:
         {
             std::lock_guard<std::mutex> lock(mu_);
             stopping_ = true;
+            stopping_atomic_.store(true);
         }
         cv_.notify_all();
         for (auto &t : workers_) t.join();
@@ -98,13 +111,29 @@ private:
     int pending_ = 0;
     uint64_t generation_ = 0;
     bool stopping_ = false;
+    std::atomic<uint64_t> generation_atomic_{0};  // mirrors generation_ for the lock-free spin
+    std::atomic<bool> stopping_atomic_{false};
 };
+
+// Below this many elements of work a kernel runs on the calling thread: waking
+// workers costs more than the work (measured: ~30 us per call at 12k elements).
+constexpr int64_t kSerialBelow = 32768;
+
+// Runs fn(task) for task in [0, tasks); serially when the whole call touches
+// fewer than kSerialBelow elements.
+inline void run_tasks(ThreadPool &pool, int64_t tasks, int64_t elements, const std::function<void(int64_t)> &fn) {
+    if (elements < kSerialBelow) {
+        for (int64_t t = 0; t < tasks; ++t) fn(t);
+    } else {
+        pool.run(tasks, fn);
+    }
+}
 
 // Runs fn(begin, end) over [0, n) in ranges of `grain` elements.
 inline void parallel_ranges(ThreadPool &pool, int64_t n, int64_t grain,
                             const std::function<void(int64_t, int64_t)> &fn) {
     int64_t tasks = (n + grain - 1) / grain;
-    pool.run(tasks, [&](int64_t t) {
+    run_tasks(pool, tasks, n, [&](int64_t t) {
         int64_t b = t * grain;
         int64_t e = b + grain < n ? b + grain : n;
         fn(b, e);
