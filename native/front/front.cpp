@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -49,6 +50,12 @@ struct d4j_backend {
     std::string path;
     std::atomic<int64_t> live_bytes{0};
     std::atomic<int64_t> live_buffers{0};
+    // Every call using the backend holds `life` shared; close holds it
+    // exclusively, so a backend is never shut down under a running call. The
+    // struct itself is never freed (a few bytes per closed backend), so a
+    // stale handle stays safe to look at.
+    std::shared_mutex life;
+    bool closed = false;
 };
 
 struct d4j_buffer {
@@ -83,10 +90,18 @@ d4j_status check_backend(const d4j_backend *b) {
 // `needed` bytes.
 d4j_status check_buffer(const char *what, const d4j_buffer *buf, const d4j_backend *backend, int64_t needed) {
     if (buf == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "%s: buffer is null", what);
-    if (!registered(g_buffers, buf)) return fail(D4J_ERR_INVALID_HANDLE, "%s: buffer is freed or invalid", what);
-    if (backend != nullptr && buf->backend != backend)
+    // Registry lookup and field reads under one lock: a concurrent free cannot
+    // delete the struct in between.
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    if (g_buffers.count(buf) == 0) return fail(D4J_ERR_INVALID_HANDLE, "%s: buffer is freed or invalid", what);
+    if (backend != nullptr && buf->backend != backend) {
+        // Two open backends may have the same kind (two "cpu" instances): say which case it is.
+        if (std::strcmp(buf->backend->iface->name, backend->iface->name) == 0)
+            return fail(D4J_ERR_INVALID_HANDLE, "%s: buffer belongs to another '%s' backend instance, not this one",
+                        what, backend->iface->name);
         return fail(D4J_ERR_INVALID_HANDLE, "%s: buffer belongs to backend '%s', not '%s'", what,
                     buf->backend->iface->name, backend->iface->name);
+    }
     if (buf->bytes < needed)
         return fail(D4J_ERR_INVALID_ARGUMENT, "%s: buffer holds %lld bytes but %lld are needed", what,
                     (long long)buf->bytes, (long long)needed);
@@ -153,6 +168,12 @@ d4j_status check_noise(const uint64_t *seeds, const uint64_t *offsets) {
         d4j_status s_ = (expr);         \
         if (s_ != D4J_OK) return s_;    \
     } while (0)
+
+// Validates a backend handle and holds it open (shared) until the end of the scope.
+#define D4J_USE_BACKEND(b)                                                                  \
+    D4J_TRY(check_backend(b));                                                              \
+    std::shared_lock<std::shared_mutex> backend_use_(const_cast<d4j_backend *>(b)->life);   \
+    if ((b)->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed")
 
 // Backends must not throw across the C ABI; this catches what slips through.
 template <class F>
@@ -240,17 +261,20 @@ d4j_status d4j_backend_open(const char *library_path, d4j_backend **out) {
 
 d4j_status d4j_backend_close(d4j_backend *backend) {
     D4J_TRY(check_backend(backend));
+    std::unique_lock<std::shared_mutex> exclusive(backend->life);
+    if (backend->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed or invalid");
     if (backend->live_buffers.load() != 0)
         return fail(D4J_ERR_INVALID_ARGUMENT, "backend '%s' still has %lld live buffers (%lld bytes)",
                     backend->iface->name, (long long)backend->live_buffers.load(),
                     (long long)backend->live_bytes.load());
+    backend->closed = true;
     {
         std::lock_guard<std::mutex> lock(g_registry_mu);
         g_backends.erase(backend);
     }
     backend->iface->shutdown(backend->state);
-    // The library stays mapped: a CUDA runtime inside it may still own threads.
-    delete backend;
+    // Neither the library nor the struct is released: a CUDA runtime inside the
+    // library may still own threads, and stale handles must stay inspectable.
     return D4J_OK;
 }
 
@@ -261,18 +285,18 @@ static d4j_status copy_string(const char *src, char *dst, size_t cap) {
 }
 
 d4j_status d4j_backend_name(const d4j_backend *backend, char *dst, size_t cap) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     return copy_string(backend->iface->name, dst, cap);
 }
 
 d4j_status d4j_backend_describe(const d4j_backend *backend, char *dst, size_t cap) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     if (dst == nullptr || cap == 0) return fail(D4J_ERR_INVALID_ARGUMENT, "dst is null or cap is 0");
     return guarded([&] { return backend->iface->describe(backend->state, dst, cap); });
 }
 
 d4j_status d4j_backend_live(const d4j_backend *backend, int64_t *live_bytes, int64_t *live_buffers) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     if (live_bytes == nullptr || live_buffers == nullptr)
         return fail(D4J_ERR_INVALID_ARGUMENT, "live_bytes and live_buffers must not be null");
     *live_bytes = backend->live_bytes.load();
@@ -281,12 +305,12 @@ d4j_status d4j_backend_live(const d4j_backend *backend, int64_t *live_bytes, int
 }
 
 d4j_status d4j_backend_synchronize(d4j_backend *backend) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     return guarded([&] { return backend->iface->synchronize(backend->state); });
 }
 
 d4j_status d4j_backend_set_threads(d4j_backend *backend, int32_t threads) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     if (threads < 1 || threads > 1024) return fail(D4J_ERR_INVALID_ARGUMENT, "threads must be in [1, 1024], got %d", threads);
     return guarded([&] { return backend->iface->set_threads(backend->state, threads); });
 }
@@ -294,7 +318,7 @@ d4j_status d4j_backend_set_threads(d4j_backend *backend, int32_t threads) {
 d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out) {
     if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null");
     *out = nullptr;
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     if (bytes <= 0) return fail(D4J_ERR_INVALID_ARGUMENT, "buffer size must be > 0 bytes, got %lld", (long long)bytes);
     if ((uint64_t)bytes > (uint64_t)1 << 46)
         return fail(D4J_ERR_INVALID_ARGUMENT, "buffer size %lld bytes exceeds the 64 TiB limit", (long long)bytes);
@@ -321,6 +345,7 @@ d4j_status d4j_buffer_free(d4j_buffer *buffer) {
         if (g_buffers.erase(buffer) == 0) return fail(D4J_ERR_INVALID_HANDLE, "buffer is already freed or invalid");
     }
     d4j_backend *b = buffer->backend;
+    std::shared_lock<std::shared_mutex> use(b->life);
     d4j_status s = guarded([&] { return b->iface->free(b->state, buffer->ptr); });
     b->live_bytes -= buffer->bytes;
     b->live_buffers -= 1;
@@ -348,6 +373,7 @@ d4j_status d4j_buffer_write(d4j_buffer *buffer, int64_t offset, const void *src,
     D4J_TRY(check_range(buffer, offset, src, bytes));
     if (bytes == 0) return D4J_OK;
     d4j_backend *b = buffer->backend;
+    std::shared_lock<std::shared_mutex> use(b->life);
     return guarded([&] { return b->iface->write(b->state, (char *)buffer->ptr + offset, src, (size_t)bytes); });
 }
 
@@ -355,14 +381,16 @@ d4j_status d4j_buffer_read(const d4j_buffer *buffer, int64_t offset, void *dst, 
     D4J_TRY(check_range(buffer, offset, dst, bytes));
     if (bytes == 0) return D4J_OK;
     d4j_backend *b = buffer->backend;
+    std::shared_lock<std::shared_mutex> use(b->life);
     return guarded([&] { return b->iface->read(b->state, dst, (const char *)buffer->ptr + offset, (size_t)bytes); });
 }
 
 d4j_status d4j_schedule_create(const double *alphas_cumprod, int32_t T, d4j_schedule **out) {
     if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null");
     *out = nullptr;
-    if (alphas_cumprod == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "alphas_cumprod is null");
+    // The size first: an empty table (T = 0, often passed as NULL) is reported as such, not as a null pointer.
     if (T < 1 || T > 1000000) return fail(D4J_ERR_INVALID_ARGUMENT, "num_train_timesteps must be in [1, 1000000], got %d", T);
+    if (alphas_cumprod == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "alphas_cumprod is null");
     for (int32_t t = 0; t < T; ++t) {
         double v = alphas_cumprod[t];
         if (!std::isfinite(v)) return fail(D4J_ERR_INVALID_ARGUMENT, "alphas_cumprod[%d] is not finite (%g)", t, v);
@@ -391,7 +419,7 @@ d4j_status d4j_schedule_free(d4j_schedule *schedule) {
 }
 
 d4j_status d4j_rng_uint32(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     int64_t bytes;
     D4J_TRY(checked_bytes("count", count, 4, &bytes));
     D4J_TRY(check_buffer("out", out, backend, bytes));
@@ -400,7 +428,7 @@ d4j_status d4j_rng_uint32(d4j_backend *backend, uint64_t seed, uint64_t offset, 
 }
 
 d4j_status d4j_rng_normal(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     int64_t bytes;
     D4J_TRY(checked_bytes("count", count, 4, &bytes));
     D4J_TRY(check_buffer("out", out, backend, bytes));
@@ -411,7 +439,7 @@ d4j_status d4j_rng_normal(d4j_backend *backend, uint64_t seed, uint64_t offset, 
 d4j_status d4j_add_noise(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0,
                          const int32_t *timesteps, int32_t batch, int64_t n, uint64_t seed, uint64_t offset,
                          d4j_buffer *x_t, d4j_buffer *eps) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     D4J_TRY(check_schedule(schedule));
     int64_t bytes;
     D4J_TRY(check_batch(batch, n, &bytes));
@@ -437,7 +465,7 @@ d4j_status d4j_diffusion_loss(d4j_backend *backend, const d4j_schedule *schedule
                               const d4j_buffer *model_output, const d4j_buffer *x0, const d4j_buffer *eps,
                               const int32_t *timesteps, const float *loss_weights, int32_t batch, int64_t n,
                               d4j_buffer *loss, d4j_buffer *grad) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     D4J_TRY(check_schedule(schedule));
     D4J_TRY(check_prediction(prediction));
     int64_t bytes;
@@ -483,7 +511,6 @@ static d4j_status check_step(d4j_backend *backend, const d4j_schedule *schedule,
                              float clip_range, const d4j_buffer *x_t, const d4j_buffer *model_output,
                              const int32_t *timesteps, const int32_t *prev, int32_t batch, int64_t n,
                              const uint64_t *seeds, const uint64_t *offsets, const d4j_buffer *x_prev) {
-    D4J_TRY(check_backend(backend));
     D4J_TRY(check_schedule(schedule));
     D4J_TRY(check_prediction(prediction));
     D4J_TRY(check_clip(clip, clip_range));
@@ -508,6 +535,7 @@ d4j_status d4j_ddpm_step(d4j_backend *backend, const d4j_schedule *schedule, d4j
                          const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps,
                          const int32_t *prev_timesteps, int32_t batch, int64_t n, const uint64_t *noise_seeds,
                          const uint64_t *noise_offsets, d4j_buffer *x_prev) {
+    D4J_USE_BACKEND(backend);
     D4J_TRY(check_step(backend, schedule, prediction, clip_sample, clip_sample_range, x_t, model_output, timesteps,
                        prev_timesteps, batch, n, noise_seeds, noise_offsets, x_prev));
     if (variance != D4J_VARIANCE_FIXED_SMALL && variance != D4J_VARIANCE_FIXED_LARGE)
@@ -548,6 +576,7 @@ d4j_status d4j_ddim_step(d4j_backend *backend, const d4j_schedule *schedule, d4j
                          double final_alpha_cumprod, const d4j_buffer *x_t, const d4j_buffer *model_output,
                          const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n,
                          const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev) {
+    D4J_USE_BACKEND(backend);
     D4J_TRY(check_step(backend, schedule, prediction, clip_sample, clip_sample_range, x_t, model_output, timesteps,
                        prev_timesteps, batch, n, noise_seeds, noise_offsets, x_prev));
     if (!(std::isfinite(eta) && eta >= 0.0f)) return fail(D4J_ERR_INVALID_ARGUMENT, "eta must be finite and >= 0, got %g", (double)eta);
@@ -596,7 +625,7 @@ d4j_status d4j_ddim_step(d4j_backend *backend, const d4j_schedule *schedule, d4j
 d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *timesteps, int32_t batch, int32_t dim,
                                   int32_t flip_sin_to_cos, float downscale_freq_shift, float scale, float max_period,
                                   d4j_buffer *out) {
-    D4J_TRY(check_backend(backend));
+    D4J_USE_BACKEND(backend);
     if (batch <= 0) return fail(D4J_ERR_INVALID_ARGUMENT, "batch must be >= 1, got %d", batch);
     if (dim < 2 || dim > (1 << 20)) return fail(D4J_ERR_INVALID_ARGUMENT, "embedding dim must be in [2, 2^20], got %d", dim);
     if (timesteps == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "timesteps is null");

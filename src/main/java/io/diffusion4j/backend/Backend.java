@@ -137,7 +137,9 @@ public final class Backend implements AutoCloseable {
 
     /** Releases the backend; fails with a message while its tensors are still open. */
     @Override
-    public void close() {
+    public synchronized void close() {
+        // synchronized: two threads closing at once must not both reach the native close
+        // (the second would fail with "backend handle is closed or invalid").
         if (closed.get()) return;
         Native.check(d4j_h.d4j_backend_close(handle));
         closed.set(true);

@@ -62,7 +62,13 @@ public final class NativeLibraries {
                 }
                 // The jextract bindings look symbols up with SymbolLookup.loaderLookup(),
                 // which sees libraries loaded by this class loader through System.load.
-                System.load(front.toString());
+                try {
+                    System.load(front.toString());
+                } catch (UnsatisfiedLinkError e) {
+                    // e.g. a truncated or foreign file in diffusion4j.native.dir: one clear message, not a raw linker error
+                    throw new BackendUnavailableError("the native front library " + front + " cannot be loaded ("
+                            + e.getMessage() + ")");
+                }
                 loaded = found;
             }
             return loaded;

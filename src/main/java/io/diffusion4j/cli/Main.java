@@ -1,6 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
 import java.io.PrintStream;
@@ -54,8 +55,9 @@ public final class Main {
         static int run(String[] args, PrintStream out) {
             String only = null;
             for (int i = 0; i < args.length; i++) {
-                if (args[i].equals("--backend") && i + 1 < args.length) {
-                    only = args[++i];
+                if (args[i].equals("--backend")) {
+                    if (i + 1 >= args.length) throw new IllegalArgumentException("info: --backend needs a value (cpu, cuda or cuda-sim)");
+                    only = BackendKind.fromName(args[++i]).cliName(); // refuses an unknown name instead of listing nothing
                 } else {
                     throw new IllegalArgumentException("info: unknown option '" + args[i] + "'");
                 }

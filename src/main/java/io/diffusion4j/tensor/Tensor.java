@@ -7,6 +7,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
+import java.util.Locale;
 import java.util.Objects;
 
 /**
@@ -189,7 +190,7 @@ public final class Tensor implements AutoCloseable {
 
     /** Shape and type, e.g. {@code float32[16, 1, 28, 28]@cpu}. */
     public String describe() {
-        return dtype.name().toLowerCase() + Arrays.toString(shape) + "@" + backend.kind().cliName();
+        return dtype.name().toLowerCase(Locale.ROOT) + Arrays.toString(shape) + "@" + backend.kind().cliName();
     }
 
     /** Releases the memory. Idempotent. */

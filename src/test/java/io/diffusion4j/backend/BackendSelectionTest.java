@@ -1,0 +1,102 @@
+package io.diffusion4j.backend;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+
+import java.util.List;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/** Which backend is opened, and how an unavailable one is reported. This machine has no GPU. */
+class BackendSelectionTest {
+
+    static boolean cudaUsable() {
+        try {
+            Backend.open(BackendKind.CUDA).close();
+            return true;
+        } catch (D4jException.BackendUnavailableException e) {
+            return false;
+        }
+    }
+
+    static void assertOneSentence(String s) {
+        assertTrue(s != null && !s.isBlank(), "empty message");
+        assertFalse(s.contains("\n") || s.contains("\r"), "several lines: " + s);
+        assertFalse(Pattern.compile("[.!?]\\s+\\S").matcher(s).find(), "more than one sentence: " + s);
+        assertFalse(s.contains("UnsatisfiedLinkError"), "raw linker error: " + s);
+        assertFalse(s.contains("Exception") || s.contains("\tat ") || s.matches("(?s).*\\bat [\\w.$]+\\(.*"),
+                "stack-trace-like text: " + s);
+        assertTrue(s.length() < 300, "too long for one sentence: " + s);
+    }
+
+    @Test
+    void cudaIsUnavailableHereWithAOneSentenceReason() {
+        assumeFalse(cudaUsable(), "a CUDA device is usable on this machine");
+        for (int i = 0; i < 3; i++) { // the same clean answer every time, not only on the first attempt
+            D4jException.BackendUnavailableException e =
+                    assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open(BackendKind.CUDA));
+            assertEquals(Status.UNAVAILABLE, e.status());
+            assertOneSentence(e.getMessage());
+            assertTrue(e.getMessage().toLowerCase().contains("cuda"), e.getMessage());
+            assertTrue(e.getCause() == null, "no wrapped linker error expected: " + e.getCause());
+        }
+        assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open("cuda"));
+    }
+
+    @Test
+    void openBestPicksCpuHere() {
+        assumeFalse(cudaUsable(), "a CUDA device is usable on this machine");
+        try (Backend b = Backend.openBest()) {
+            assertEquals(BackendKind.CPU, b.kind());
+            assertFalse(b.isClosed());
+            assertTrue(b.description().startsWith("CPU"), b.description());
+        }
+        try (Backend b = Backend.open("auto")) {
+            assertEquals(BackendKind.CPU, b.kind());
+        }
+        try (Backend b = Backend.open((String) null)) {
+            assertEquals(BackendKind.CPU, b.kind());
+        }
+    }
+
+    @Test
+    void cpuByNameIsCaseAndSpaceTolerant() {
+        for (String n : List.of("cpu", "CPU", " Cpu ")) {
+            try (Backend b = Backend.open(n)) {
+                assertEquals(BackendKind.CPU, b.kind());
+                assertTrue(b.library().getFileName().toString().equals("libd4j_cpu.so"), b.library().toString());
+            }
+        }
+    }
+
+    @Test
+    void cudaSimIsNotPartOfThisBuild() {
+        NativeLibraries libs = NativeLibraries.load();
+        assumeFalse(libs.library(BackendKind.CUDA_SIM).isPresent(), "this build contains the cuda-sim backend");
+        D4jException.BackendUnavailableException e =
+                assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open("cuda-sim"));
+        assertTrue(e.getMessage().contains("cuda-sim backend is not part of this build"), e.getMessage());
+        assertTrue(e.getMessage().contains("libd4j_cudasim.so"), e.getMessage());
+        assertOneSentence(e.getMessage());
+    }
+
+    @Test
+    void unknownNameIsAnIllegalArgument() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Backend.open("metal"));
+        assertTrue(e.getMessage().contains("unknown backend 'metal'") && e.getMessage().contains("cpu, cuda or cuda-sim"),
+                e.getMessage());
+    }
+
+    @Test
+    void probeAllReportsEveryKind() {
+        List<Backend.Probe> probes = Backend.probeAll();
+        assertEquals(BackendKind.values().length, probes.size());
+        for (Backend.Probe p : probes) {
+            if (p.kind() == BackendKind.CPU) assertTrue(p.available(), p.toString());
+            if (!p.available()) assertOneSentence(p.detail());
+        }
+    }
+}
