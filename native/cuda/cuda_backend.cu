@@ -24,11 +24,13 @@ d4j_status ensure_scratch(State *s, size_t bytes) {
 }
 
 static d4j_status init(void **state) {
+#ifndef D4J_CUDA_SIM
     void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (driver == nullptr) {
         g_host->set_error("no CUDA driver: libcuda.so.1 cannot be loaded (%s)", dlerror());
         return D4J_ERR_UNAVAILABLE;
     }
+#endif
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e == cudaErrorInsufficientDriver) {
@@ -108,7 +110,7 @@ static d4j_status synchronize(void *state) {
 
 static const d4j_backend_iface kIface = {
     D4J_BACKEND_IFACE_VERSION,
-    "cuda",
+    D4J_CUDA_BACKEND_NAME,
     init,
     shutdown,
     describe,

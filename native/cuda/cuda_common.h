@@ -4,6 +4,8 @@
 #ifndef D4J_CUDA_COMMON_H
 #define D4J_CUDA_COMMON_H
 
+// In the simulator build (D4J_CUDA_SIM, compiled by g++ with -I native/cudasim)
+// this is native/cudasim/cuda_runtime.h.
 #include <cuda_runtime.h>
 
 #include "../common/backend_iface.h"
@@ -36,8 +38,24 @@ d4j_status ensure_scratch(State *s, size_t bytes);
         if (st_ != D4J_OK) return st_;                   \
     } while (0)
 
-// Every launch goes through here; the simulator build redefines it.
+// Every launch goes through here, so the same source builds for the GPU and
+// for the simulator (which runs the kernel body once per simulated thread).
+#ifdef D4J_CUDA_SIM
+#define D4J_LAUNCH(kernel, grid, block, smem, stream, ...) \
+    ::d4j_sim::launch(#kernel, dim3(grid), dim3(block), (smem), (stream), [&]() { kernel(__VA_ARGS__); })
+// Dynamic shared memory: `extern __shared__ T name[]` on the device.
+#define D4J_DYNAMIC_SHARED(T, name) T *name = static_cast<T *>(::d4j_sim::dynamic_shared())
+#else
 #define D4J_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define D4J_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
+// The backend's name as reported to the front.
+#ifdef D4J_CUDA_SIM
+#define D4J_CUDA_BACKEND_NAME "cuda-sim"
+#else
+#define D4J_CUDA_BACKEND_NAME "cuda"
+#endif
 
 inline d4j_status launched(const char *kernel) { return check(cudaGetLastError(), kernel); }
 

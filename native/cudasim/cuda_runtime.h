@@ -1,0 +1,287 @@
+/*
+ * The CUDA simulator's stand-in for <cuda_runtime.h>: the part of CUDA that
+ * diffusion4j's kernels use, implemented on host threads, so the very same
+ * .cu sources compile with g++ and run on the CPU (libd4j_cudasim.so).
+ *
+ * Execution model: a launch runs its blocks one after another; the threads of
+ * a block run concurrently as real OS threads. __syncthreads is a real
+ * barrier; warp operations exchange values among the 32 lanes of a warp. A
+ * barrier or warp operation that cannot complete (a thread exited, threads
+ * wait at different barriers, lanes are missing) stops the launch with a
+ * message naming the kernel, never a hang. Static __shared__ arrays are
+ * function statics, which is sound because only one block of one kernel runs
+ * at a time in the whole process (a global launch lock).
+ *
+ * Device memory is host memory, filled with 0xFF bytes (float NaN) on
+ * allocation so unwritten elements show. Streams are executed in order at
+ * the time of the call (every operation is synchronous).
+ */
+#ifndef D4J_CUDASIM_RUNTIME_H
+#define D4J_CUDASIM_RUNTIME_H
+
+#ifndef D4J_CUDA_SIM
+#define D4J_CUDA_SIM 1
+#endif
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+#define CUDART_VERSION 13000
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __restrict__ __restrict
+
+struct uint3 {
+    unsigned int x, y, z;
+};
+
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+};
+
+namespace d4j_sim {
+// Per OS thread: the simulated thread's coordinates.
+extern thread_local uint3 t_threadIdx;
+extern thread_local uint3 t_blockIdx;
+extern thread_local dim3 t_blockDim;
+extern thread_local dim3 t_gridDim;
+}  // namespace d4j_sim
+
+#define threadIdx (::d4j_sim::t_threadIdx)
+#define blockIdx (::d4j_sim::t_blockIdx)
+#define blockDim (::d4j_sim::t_blockDim)
+#define gridDim (::d4j_sim::t_gridDim)
+static constexpr int warpSize = 32;
+
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorLaunchFailure = 719,
+    cudaErrorIllegalAddress = 700,
+    cudaErrorUnknown = 999
+} cudaError_t;
+
+typedef struct d4j_sim_stream *cudaStream_t;
+typedef struct d4j_sim_event *cudaEvent_t;
+
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4
+};
+
+#define cudaStreamNonBlocking 0x01
+
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    size_t sharedMemPerBlock;
+    int regsPerBlock;
+    int warpSize;
+    int maxThreadsPerBlock;
+    int maxThreadsDim[3];
+    int maxGridSize[3];
+    int major;
+    int minor;
+    int multiProcessorCount;
+};
+
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
+cudaError_t cudaDriverGetVersion(int *version);
+cudaError_t cudaRuntimeGetVersion(int *version);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
+
+cudaError_t cudaMalloc(void **ptr, size_t bytes);
+cudaError_t cudaFree(void *ptr);
+cudaError_t cudaMallocAsync(void **ptr, size_t bytes, cudaStream_t stream);
+cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream);
+cudaError_t cudaMemset(void *dst, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t stream);
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaEventCreate(cudaEvent_t *event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+
+namespace d4j_sim {
+
+// Runs body once per simulated thread of every block; synchronous. Errors
+// (bad configuration, barrier divergence, missing warp lanes, exceptions) are
+// reported by the next cudaGetLastError with a message naming the kernel.
+void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
+            const std::function<void()> &body);
+
+// Barrier over the block's threads; site identifies the call for divergence checks.
+void syncthreads(const char *file, int line);
+// Dynamic shared memory of the running block.
+void *dynamic_shared();
+
+// Warp exchange: every lane in mask contributes `value` and receives the
+// values of all lanes; returns false (after reporting) when lanes are missing.
+void warp_exchange(unsigned mask, uint64_t value, uint64_t *all_lanes, const char *what);
+unsigned lane_id();
+unsigned warp_size_of_this_warp();
+
+}  // namespace d4j_sim
+
+#define __syncthreads() ::d4j_sim::syncthreads(__FILE__, __LINE__)
+
+// ---- warp operations --------------------------------------------------------
+
+template <class T>
+static inline uint64_t d4j_sim_bits(T v) {
+    static_assert(sizeof(T) <= 8, "warp shuffle of a type wider than 8 bytes");
+    uint64_t b = 0;
+    std::memcpy(&b, &v, sizeof(T));
+    return b;
+}
+
+template <class T>
+static inline T d4j_sim_from_bits(uint64_t b) {
+    T v;
+    std::memcpy(&v, &b, sizeof(T));
+    return v;
+}
+
+template <class T>
+static inline T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32) {
+    uint64_t lanes[32];
+    ::d4j_sim::warp_exchange(mask, d4j_sim_bits(var), lanes, "__shfl_sync");
+    unsigned lane = ::d4j_sim::lane_id();
+    unsigned base = lane & ~(unsigned)(width - 1);
+    return d4j_sim_from_bits<T>(lanes[base + ((unsigned)src_lane & (unsigned)(width - 1))]);
+}
+
+template <class T>
+static inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32) {
+    uint64_t lanes[32];
+    ::d4j_sim::warp_exchange(mask, d4j_sim_bits(var), lanes, "__shfl_down_sync");
+    unsigned lane = ::d4j_sim::lane_id();
+    unsigned in_seg = lane & (unsigned)(width - 1);
+    unsigned src = in_seg + delta < (unsigned)width ? lane + delta : lane;
+    return d4j_sim_from_bits<T>(lanes[src]);
+}
+
+template <class T>
+static inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) {
+    uint64_t lanes[32];
+    ::d4j_sim::warp_exchange(mask, d4j_sim_bits(var), lanes, "__shfl_up_sync");
+    unsigned lane = ::d4j_sim::lane_id();
+    unsigned in_seg = lane & (unsigned)(width - 1);
+    unsigned src = in_seg >= delta ? lane - delta : lane;
+    return d4j_sim_from_bits<T>(lanes[src]);
+}
+
+template <class T>
+static inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = 32) {
+    uint64_t lanes[32];
+    ::d4j_sim::warp_exchange(mask, d4j_sim_bits(var), lanes, "__shfl_xor_sync");
+    unsigned lane = ::d4j_sim::lane_id();
+    unsigned src = lane ^ (unsigned)lane_mask;
+    if ((src & ~(unsigned)(width - 1)) != (lane & ~(unsigned)(width - 1))) src = lane;
+    return d4j_sim_from_bits<T>(lanes[src]);
+}
+
+static inline unsigned __ballot_sync(unsigned mask, int predicate) {
+    uint64_t lanes[32];
+    ::d4j_sim::warp_exchange(mask, predicate ? 1u : 0u, lanes, "__ballot_sync");
+    unsigned r = 0;
+    for (unsigned i = 0; i < 32; ++i)
+        if ((mask >> i) & 1u) r |= (lanes[i] ? 1u : 0u) << i;
+    return r;
+}
+
+static inline int __all_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }
+static inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
+
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    uint64_t lanes[32];
+    ::d4j_sim::warp_exchange(mask, 0, lanes, "__syncwarp");
+}
+
+// ---- atomics ---------------------------------------------------------------
+
+template <class T>
+static inline T d4j_sim_atomic_update(T *addr, const std::function<T(T)> &f) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "atomic of unsupported width");
+    typedef typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type U;
+    U *p = reinterpret_cast<U *>(addr);
+    U old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+    for (;;) {
+        T o = d4j_sim_from_bits<T>(old);
+        T n = f(o);
+        U nb = (U)d4j_sim_bits(n);
+        if (__atomic_compare_exchange_n(p, &old, nb, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return o;
+    }
+}
+
+template <class T>
+static inline T atomicAdd(T *addr, T v) {
+    return d4j_sim_atomic_update<T>(addr, [v](T o) { return (T)(o + v); });
+}
+template <class T>
+static inline T atomicSub(T *addr, T v) {
+    return d4j_sim_atomic_update<T>(addr, [v](T o) { return (T)(o - v); });
+}
+template <class T>
+static inline T atomicMax(T *addr, T v) {
+    return d4j_sim_atomic_update<T>(addr, [v](T o) { return o > v ? o : v; });
+}
+template <class T>
+static inline T atomicMin(T *addr, T v) {
+    return d4j_sim_atomic_update<T>(addr, [v](T o) { return o < v ? o : v; });
+}
+template <class T>
+static inline T atomicExch(T *addr, T v) {
+    return d4j_sim_atomic_update<T>(addr, [v](T) { return v; });
+}
+template <class T>
+static inline T atomicCAS(T *addr, T compare, T v) {
+    return d4j_sim_atomic_update<T>(addr, [compare, v](T o) { return o == compare ? v : o; });
+}
+
+// ---- intrinsics -------------------------------------------------------------
+
+template <class T>
+static inline T __ldg(const T *p) {
+    return *p;
+}
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float rsqrtf(float a) { return 1.0f / std::sqrt(a); }
+static inline float __saturatef(float a) { return a < 0.0f ? 0.0f : (a > 1.0f ? 1.0f : a); }
+static inline unsigned __float_as_uint(float f) { return (unsigned)d4j_sim_bits(f); }
+static inline float __uint_as_float(unsigned u) { return d4j_sim_from_bits<float>(u); }
+static inline int __float_as_int(float f) { return (int)d4j_sim_bits(f); }
+static inline float __int_as_float(int i) { return d4j_sim_from_bits<float>((uint32_t)i); }
+
+#endif
