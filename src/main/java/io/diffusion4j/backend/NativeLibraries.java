@@ -85,8 +85,19 @@ public final class NativeLibraries {
         return extracted;
     }
 
-    /** Path of a backend's library, if this build contains it. */
+    /** System property prefix naming one backend's library explicitly, e.g. {@code diffusion4j.library.cuda-sim}. */
+    public static final String LIBRARY_PROPERTY_PREFIX = "diffusion4j.library.";
+
+    /**
+     * Path of a backend's library, if this build contains it. The system property
+     * {@code diffusion4j.library.<backend>} overrides it (the sanitized simulator runs this way).
+     */
     public Optional<Path> library(BackendKind kind) {
+        String override = System.getProperty(LIBRARY_PROPERTY_PREFIX + kind.cliName());
+        if (override != null && !override.isBlank()) {
+            Path p = Path.of(override).toAbsolutePath();
+            return Files.isRegularFile(p) ? Optional.of(p) : Optional.empty();
+        }
         Path p = directory.resolve(kind.libraryName());
         return Files.isRegularFile(p) ? Optional.of(p) : Optional.empty();
     }
