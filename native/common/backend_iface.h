@@ -44,6 +44,12 @@ typedef struct d4j_backend_iface {
     d4j_status (*read)(void *state, void *dst, const void *src, size_t bytes);
     d4j_status (*synchronize)(void *state);
 
+    /* Kernel variants: the comma-separated variant names of a family (default
+     * first), NULL for an unknown family; the selected one; selection by name. */
+    const char *(*variants)(void *state, const char *family);
+    const char *(*selected)(void *state, const char *family);
+    d4j_status (*select)(void *state, const char *family, const char *variant);
+
     d4j_status (*rng_uint32)(void *state, uint64_t seed, uint64_t offset, uint32_t *out, int64_t count);
     d4j_status (*rng_normal)(void *state, uint64_t seed, uint64_t offset, float *out, int64_t count);
 
@@ -59,6 +65,9 @@ typedef struct d4j_backend_iface {
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);
+
+/* The kernel families, in the order d4j_kernel_families reports them. */
+#define D4J_KERNEL_FAMILIES "rng,add_noise,diffusion_loss,reverse_step,timestep_embedding"
 
 #ifdef __cplusplus
 }

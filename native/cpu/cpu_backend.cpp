@@ -62,6 +62,16 @@ static d4j_status copy(void *, void *dst, const void *src, size_t bytes) {
 
 static d4j_status synchronize(void *) { return D4J_OK; }
 
+static const char *variants(void *state, const char *family) {
+    return static_cast<State *>(state)->variants.variants(family);
+}
+static const char *selected(void *state, const char *family) {
+    return static_cast<State *>(state)->variants.selected(family);
+}
+static d4j_status select(void *state, const char *family, const char *variant) {
+    return static_cast<State *>(state)->variants.select(g_host, "cpu", family, variant);
+}
+
 static const d4j_backend_iface kIface = {
     D4J_BACKEND_IFACE_VERSION,
     "cpu",
@@ -74,6 +84,9 @@ static const d4j_backend_iface kIface = {
     copy,
     copy,
     synchronize,
+    variants,
+    selected,
+    select,
     rng_uint32,
     rng_normal,
     add_noise,

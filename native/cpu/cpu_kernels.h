@@ -3,6 +3,7 @@
 #define D4J_CPU_KERNELS_H
 
 #include "../common/backend_iface.h"
+#include "../common/variants.h"
 #include "parallel.h"
 
 namespace d4j::cpu {
@@ -10,8 +11,9 @@ namespace d4j::cpu {
 extern const d4j_host_api *g_host;
 
 struct State {
-    explicit State(int threads) : pool(threads) {}
+    explicit State(int threads) : pool(threads), variants(single_variants()) {}
     ThreadPool pool;
+    VariantTable variants;  // one implementation per family on the CPU
 };
 
 // Elements per parallel task: large enough to amortise a task claim (~100 ns),

@@ -108,6 +108,16 @@ static d4j_status synchronize(void *state) {
     return D4J_OK;
 }
 
+static const char *variants(void *state, const char *family) {
+    return static_cast<State *>(state)->variants.variants(family);
+}
+static const char *selected(void *state, const char *family) {
+    return static_cast<State *>(state)->variants.selected(family);
+}
+static d4j_status select(void *state, const char *family, const char *variant) {
+    return static_cast<State *>(state)->variants.select(g_host, D4J_CUDA_BACKEND_NAME, family, variant);
+}
+
 static const d4j_backend_iface kIface = {
     D4J_BACKEND_IFACE_VERSION,
     D4J_CUDA_BACKEND_NAME,
@@ -120,6 +130,9 @@ static const d4j_backend_iface kIface = {
     write,
     read,
     synchronize,
+    variants,
+    selected,
+    select,
     rng_uint32,
     rng_normal,
     add_noise,

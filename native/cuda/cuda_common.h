@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include "../common/backend_iface.h"
+#include "../common/variants.h"
 
 namespace d4j::cuda {
 
@@ -19,6 +20,24 @@ struct State {
     cudaStream_t stream = nullptr;
     void *scratch = nullptr;  // per-call coefficient records and partial sums
     size_t scratch_bytes = 0;
+    VariantTable variants = make_variants();
+
+    static VariantTable make_variants() {
+        VariantTable t;
+        t.add("rng", {"v1"});
+        t.add("add_noise", {"v1"});
+        // v1: shared-memory tree reduction; v2: warp shuffles, one barrier.
+#ifdef D4J_SIM_TEETH
+        // Deliberately broken copies, built only into the simulator test
+        // libraries, to prove the harness catches such bugs.
+        t.add("diffusion_loss", {"v1", "v2", "broken_divergent_sync", "broken_missing_sync", "broken_off_by_one"});
+#else
+        t.add("diffusion_loss", {"v1", "v2"});
+#endif
+        t.add("reverse_step", {"v1"});
+        t.add("timestep_embedding", {"v1"});
+        return t;
+    }
 };
 
 // Turns a CUDA error into a status plus message naming the call site.

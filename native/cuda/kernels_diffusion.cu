@@ -57,6 +57,116 @@ __global__ void loss_partial_kernel(const d4j_loss_coef *coef, int64_t n, const 
     if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
 }
 
+// Loss pass 1, variant v2: the same partial sums reduced with warp shuffles
+// (5 steps per warp) and one barrier, instead of log2(256) = 8 barriers.
+// Summation order differs from v1, so results agree within float rounding.
+__global__ void loss_partial_shfl_kernel(const d4j_loss_coef *coef, int64_t n, const float *out, const float *x0,
+                                         const float *eps, float *grad, float *partial) {
+    __shared__ float warp_sums[kLossThreads / 32];
+    const int b = blockIdx.y;
+    const d4j_loss_coef c = coef[b];
+    const int64_t base = (int64_t)b * n;
+    const int64_t c0 = (int64_t)blockIdx.x * kLossChunk;
+    float acc = 0.0f;
+    for (int k = 0; k < kLossPerThread; ++k) {
+        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
+        if (i < n) {
+            float d = d4j_loss_diff(c, out[base + i], x0[base + i], eps[base + i]);
+            acc += d * d;
+            if (grad) grad[base + i] = c.g * d;
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) warp_sums[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+        float v = lane < kLossThreads / 32 ? warp_sums[lane] : 0.0f;
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+        if (lane == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = v;
+    }
+}
+
+#ifdef D4J_SIM_TEETH
+// Deliberately broken copies of loss_partial_kernel (simulator test builds
+// only). Each must make the parity suite or the sanitizer fail.
+
+// A barrier inside a branch not every thread takes.
+__global__ void loss_partial_divergent_sync_kernel(const d4j_loss_coef *coef, int64_t n, const float *out,
+                                                   const float *x0, const float *eps, float *grad, float *partial) {
+    __shared__ float sums[kLossThreads];
+    const int b = blockIdx.y;
+    const d4j_loss_coef c = coef[b];
+    const int64_t base = (int64_t)b * n, c0 = (int64_t)blockIdx.x * kLossChunk;
+    float acc = 0.0f;
+    for (int k = 0; k < kLossPerThread; ++k) {
+        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
+        if (i < n) {
+            float d = d4j_loss_diff(c, out[base + i], x0[base + i], eps[base + i]);
+            acc += d * d;
+            if (grad) grad[base + i] = c.g * d;
+        }
+    }
+    sums[threadIdx.x] = acc;
+    __syncthreads();
+    for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
+        if ((int)threadIdx.x < stride) {
+            sums[threadIdx.x] += sums[threadIdx.x + stride];
+            __syncthreads();  // BUG: only threads below `stride` get here
+        }
+    }
+    if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
+}
+
+// The tree reduction with its barriers removed: a data race.
+__global__ void loss_partial_missing_sync_kernel(const d4j_loss_coef *coef, int64_t n, const float *out,
+                                                 const float *x0, const float *eps, float *grad, float *partial) {
+    __shared__ float sums[kLossThreads];
+    const int b = blockIdx.y;
+    const d4j_loss_coef c = coef[b];
+    const int64_t base = (int64_t)b * n, c0 = (int64_t)blockIdx.x * kLossChunk;
+    float acc = 0.0f;
+    for (int k = 0; k < kLossPerThread; ++k) {
+        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
+        if (i < n) {
+            float d = d4j_loss_diff(c, out[base + i], x0[base + i], eps[base + i]);
+            acc += d * d;
+            if (grad) grad[base + i] = c.g * d;
+        }
+    }
+    sums[threadIdx.x] = acc;  // BUG: no __syncthreads before others read it
+    for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
+        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
+    }
+    if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
+}
+
+// An index off by one: reads one element past the sample (past the buffer for the last one).
+__global__ void loss_partial_off_by_one_kernel(const d4j_loss_coef *coef, int64_t n, const float *out,
+                                               const float *x0, const float *eps, float *grad, float *partial) {
+    __shared__ float sums[kLossThreads];
+    const int b = blockIdx.y;
+    const d4j_loss_coef c = coef[b];
+    const int64_t base = (int64_t)b * n, c0 = (int64_t)blockIdx.x * kLossChunk;
+    float acc = 0.0f;
+    for (int k = 0; k < kLossPerThread; ++k) {
+        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
+        if (i < n) {
+            float d = d4j_loss_diff(c, out[base + i + 1], x0[base + i], eps[base + i]);  // BUG: i + 1
+            acc += d * d;
+            if (grad) grad[base + i] = c.g * d;
+        }
+    }
+    sums[threadIdx.x] = acc;
+    __syncthreads();
+    for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
+        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
+}
+#endif
+
 // Loss pass 2: one thread per sample adds its partials in chunk order.
 __global__ void loss_final_kernel(const d4j_loss_coef *coef, int32_t batch, int64_t chunks, const float *partial,
                                   float *loss) {
@@ -127,8 +237,30 @@ d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch,
     d4j_status st = upload(s, coef, batch, sizeof(float) * (size_t)(chunks * batch), &dcoef);
     if (st != D4J_OK) return st;
     float *partial = reinterpret_cast<float *>(static_cast<char *>(s->scratch) + coef_bytes);
-    D4J_LAUNCH(loss_partial_kernel, dim3((unsigned)chunks, (unsigned)batch), kLossThreads, 0, s->stream, dcoef, n, out,
-               x0, eps, grad, partial);
+    const dim3 grid((unsigned)chunks, (unsigned)batch);
+    switch (s->variants.index("diffusion_loss")) {
+        case 1:
+            D4J_LAUNCH(loss_partial_shfl_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps, grad,
+                       partial);
+            break;
+#ifdef D4J_SIM_TEETH
+        case 2:
+            D4J_LAUNCH(loss_partial_divergent_sync_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps,
+                       grad, partial);
+            break;
+        case 3:
+            D4J_LAUNCH(loss_partial_missing_sync_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps,
+                       grad, partial);
+            break;
+        case 4:
+            D4J_LAUNCH(loss_partial_off_by_one_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps,
+                       grad, partial);
+            break;
+#endif
+        default:
+            D4J_LAUNCH(loss_partial_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps, grad, partial);
+            break;
+    }
     st = launched("loss_partial_kernel");
     if (st != D4J_OK) return st;
     D4J_LAUNCH(loss_final_kernel, blocks_for(batch, 128), 128, 0, s->stream, dcoef, batch, chunks, partial, loss);

@@ -315,6 +315,52 @@ d4j_status d4j_backend_set_threads(d4j_backend *backend, int32_t threads) {
     return guarded([&] { return backend->iface->set_threads(backend->state, threads); });
 }
 
+
+static bool known_family(const char *family) {
+    const char *list = D4J_KERNEL_FAMILIES;
+    size_t n = std::strlen(family);
+    for (const char *p = list; *p;) {
+        const char *end = std::strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : std::strlen(p);
+        if (len == n && std::strncmp(p, family, n) == 0) return true;
+        p += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
+static d4j_status check_family(const char *family) {
+    if (family == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "family is null");
+    if (!known_family(family))
+        return fail(D4J_ERR_INVALID_ARGUMENT, "unknown kernel family '%s' (known: %s)", family, D4J_KERNEL_FAMILIES);
+    return D4J_OK;
+}
+
+d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, size_t cap) {
+    D4J_USE_BACKEND(backend);
+    return copy_string(D4J_KERNEL_FAMILIES, dst, cap);
+}
+
+d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_family(family));
+    const char *v = backend->iface->variants(backend->state, family);
+    return copy_string(v ? v : "v1", dst, cap);
+}
+
+d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_family(family));
+    const char *v = backend->iface->selected(backend->state, family);
+    return copy_string(v ? v : "v1", dst, cap);
+}
+
+d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_family(family));
+    if (variant == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "variant is null");
+    return guarded([&] { return backend->iface->select(backend->state, family, variant); });
+}
+
 d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out) {
     if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null");
     *out = nullptr;

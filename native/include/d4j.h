@@ -102,6 +102,22 @@ D4J_API d4j_status d4j_backend_synchronize(d4j_backend *backend);
  * on it. Other backends accept and ignore it. */
 D4J_API d4j_status d4j_backend_set_threads(d4j_backend *backend, int32_t threads);
 
+/* ---- kernel variants ---------------------------------------------------- */
+
+/* A kernel family may have several numbered implementations (as llm.c's
+ * dev/cuda), chosen at run time by name, per backend (the choice applies to
+ * later calls on every thread). Families: "rng", "add_noise",
+ * "diffusion_loss", "reverse_step", "timestep_embedding". Every variant of a
+ * family computes the same function; the self-test compares each with the
+ * CPU backend.
+ * d4j_kernel_families: the family names, comma-separated.
+ * d4j_kernel_variants: a family's variant names, comma-separated, the default first.
+ * d4j_kernel_variant: the variant currently selected. */
+D4J_API d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, size_t cap);
+D4J_API d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap);
+D4J_API d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap);
+D4J_API d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant);
+
 /* ---- buffers ------------------------------------------------------------ */
 
 D4J_API d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out);

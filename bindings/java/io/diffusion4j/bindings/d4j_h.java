@@ -742,6 +742,256 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_kernel_families {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_kernel_families");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, size_t cap)
+     * }
+     */
+    public static FunctionDescriptor d4j_kernel_families$descriptor() {
+        return d4j_kernel_families.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, size_t cap)
+     * }
+     */
+    public static MethodHandle d4j_kernel_families$handle() {
+        return d4j_kernel_families.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, size_t cap)
+     * }
+     */
+    public static MemorySegment d4j_kernel_families$address() {
+        return d4j_kernel_families.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, size_t cap)
+     * }
+     */
+    public static int d4j_kernel_families(MemorySegment backend, MemorySegment dst, long cap) {
+        var mh$ = d4j_kernel_families.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_kernel_families", backend, dst, cap);
+            }
+            return (int)mh$.invokeExact(backend, dst, cap);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_kernel_variants {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_kernel_variants");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static FunctionDescriptor d4j_kernel_variants$descriptor() {
+        return d4j_kernel_variants.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static MethodHandle d4j_kernel_variants$handle() {
+        return d4j_kernel_variants.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static MemorySegment d4j_kernel_variants$address() {
+        return d4j_kernel_variants.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static int d4j_kernel_variants(MemorySegment backend, MemorySegment family, MemorySegment dst, long cap) {
+        var mh$ = d4j_kernel_variants.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_kernel_variants", backend, family, dst, cap);
+            }
+            return (int)mh$.invokeExact(backend, family, dst, cap);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_kernel_variant {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_kernel_variant");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static FunctionDescriptor d4j_kernel_variant$descriptor() {
+        return d4j_kernel_variant.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static MethodHandle d4j_kernel_variant$handle() {
+        return d4j_kernel_variant.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static MemorySegment d4j_kernel_variant$address() {
+        return d4j_kernel_variant.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static int d4j_kernel_variant(MemorySegment backend, MemorySegment family, MemorySegment dst, long cap) {
+        var mh$ = d4j_kernel_variant.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_kernel_variant", backend, family, dst, cap);
+            }
+            return (int)mh$.invokeExact(backend, family, dst, cap);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_kernel_select {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_kernel_select");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant)
+     * }
+     */
+    public static FunctionDescriptor d4j_kernel_select$descriptor() {
+        return d4j_kernel_select.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant)
+     * }
+     */
+    public static MethodHandle d4j_kernel_select$handle() {
+        return d4j_kernel_select.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant)
+     * }
+     */
+    public static MemorySegment d4j_kernel_select$address() {
+        return d4j_kernel_select.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant)
+     * }
+     */
+    public static int d4j_kernel_select(MemorySegment backend, MemorySegment family, MemorySegment variant) {
+        var mh$ = d4j_kernel_select.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_kernel_select", backend, family, variant);
+            }
+            return (int)mh$.invokeExact(backend, family, variant);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_buffer_alloc {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

@@ -45,6 +45,22 @@ public final class Backend implements AutoCloseable {
         }
     }
 
+    /**
+     * Opens a backend from an explicit library file (for example a sanitized or
+     * test-only build of the simulator). {@code kind} is what the library implements.
+     */
+    public static Backend openLibrary(BackendKind kind, Path library) {
+        Objects.requireNonNull(kind, "kind");
+        Objects.requireNonNull(library, "library");
+        NativeLibraries.load();
+        Path lib = library.toAbsolutePath();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(d4j_h.d4j_backend_open(arena.allocateFrom(lib.toString()), out));
+            return new Backend(kind, lib, out.get(ValueLayout.ADDRESS, 0));
+        }
+    }
+
     /** Opens {@code cuda} when a device can be used, else {@code cpu}. */
     public static Backend openBest() {
         try {
@@ -112,6 +128,45 @@ public final class Backend implements AutoCloseable {
             MemorySegment n = arena.allocate(ValueLayout.JAVA_LONG);
             Native.check(d4j_h.d4j_backend_live(handle(), b, n));
             return new long[] {b.get(ValueLayout.JAVA_LONG, 0), n.get(ValueLayout.JAVA_LONG, 0)};
+        }
+    }
+
+    /** The kernel families of the native API ("rng", "add_noise", "diffusion_loss", ...). */
+    public List<String> kernelFamilies() {
+        return List.of(text((arena, buf) -> d4j_h.d4j_kernel_families(handle(), buf, 4096)).split(","));
+    }
+
+    /** The variants of a kernel family on this backend, the default first. */
+    public List<String> kernelVariants(String family) {
+        Objects.requireNonNull(family, "family");
+        return List.of(text((arena, buf) -> d4j_h.d4j_kernel_variants(handle(), arena.allocateFrom(family), buf, 4096))
+                .split(","));
+    }
+
+    /** The variant of a kernel family that later calls use. */
+    public String selectedKernel(String family) {
+        Objects.requireNonNull(family, "family");
+        return text((arena, buf) -> d4j_h.d4j_kernel_variant(handle(), arena.allocateFrom(family), buf, 4096));
+    }
+
+    /** Selects the variant later calls of a kernel family use (for every thread). */
+    public void selectKernel(String family, String variant) {
+        Objects.requireNonNull(family, "family");
+        Objects.requireNonNull(variant, "variant");
+        try (Arena arena = Arena.ofConfined()) {
+            Native.check(d4j_h.d4j_kernel_select(handle(), arena.allocateFrom(family), arena.allocateFrom(variant)));
+        }
+    }
+
+    private interface TextCall {
+        int call(Arena arena, MemorySegment buf);
+    }
+
+    private static String text(TextCall call) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(4096);
+            Native.check(call.call(arena, buf));
+            return buf.getString(0);
         }
     }
 

@@ -73,14 +73,30 @@ class BackendSelectionTest {
     }
 
     @Test
-    void cudaSimIsNotPartOfThisBuild() {
+    void cudaSimIsBuiltIntoEveryJarAndOpens() {
         NativeLibraries libs = NativeLibraries.load();
-        assumeFalse(libs.library(BackendKind.CUDA_SIM).isPresent(), "this build contains the cuda-sim backend");
-        D4jException.BackendUnavailableException e =
-                assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open("cuda-sim"));
-        assertTrue(e.getMessage().contains("cuda-sim backend is not part of this build"), e.getMessage());
-        assertTrue(e.getMessage().contains("libd4j_cudasim.so"), e.getMessage());
-        assertOneSentence(e.getMessage());
+        assertTrue(libs.library(BackendKind.CUDA_SIM).isPresent(), "libd4j_cudasim.so is missing from the build");
+        try (Backend sim = Backend.open("cuda-sim")) {
+            assertTrue(sim.kind() == BackendKind.CUDA_SIM);
+            assertTrue(sim.description().contains("cuda-sim"), sim.description());
+        }
+    }
+
+    @Test
+    void missingBackendLibraryIsOneClearSentence() {
+        String key = NativeLibraries.LIBRARY_PROPERTY_PREFIX + "cuda-sim";
+        String before = System.getProperty(key);
+        System.setProperty(key, "/nonexistent/libd4j_cudasim.so");
+        try {
+            D4jException.BackendUnavailableException e =
+                    assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open("cuda-sim"));
+            assertTrue(e.getMessage().contains("cuda-sim backend is not part of this build"), e.getMessage());
+            assertTrue(e.getMessage().contains("libd4j_cudasim.so"), e.getMessage());
+            assertOneSentence(e.getMessage());
+        } finally {
+            if (before == null) System.clearProperty(key);
+            else System.setProperty(key, before);
+        }
     }
 
     @Test
