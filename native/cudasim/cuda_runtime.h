@@ -3,14 +3,19 @@
  * diffusion4j's kernels use, implemented on host threads, so the very same
  * .cu sources compile with g++ and run on the CPU (libd4j_cudasim.so).
  *
- * Execution model: a launch runs its blocks one after another; the threads of
- * a block run concurrently as real OS threads. __syncthreads is a real
- * barrier; warp operations exchange values among the 32 lanes of a warp. A
- * barrier or warp operation that cannot complete (a thread exited, threads
- * wait at different barriers, lanes are missing) stops the launch with a
- * message naming the kernel, never a hang. Static __shared__ arrays are
- * function statics, which is sound because only one block of one kernel runs
- * at a time in the whole process (a global launch lock).
+ * Execution model: a launch runs its blocks one after another. Within a
+ * block, every warp runs on its own OS thread (warps are truly concurrent, as
+ * on a GPU) and the 32 lanes of a warp are fibers on that thread, switched at
+ * barriers and warp operations (lanes of a warp execute in lock-step on a GPU
+ * too). __syncthreads is a real barrier across all warps; warp operations
+ * exchange values among the lanes named by their mask. A barrier or warp
+ * operation that cannot complete (a thread returned before a barrier others
+ * wait at, threads wait at different barriers, mask lanes are missing or
+ * disagree) stops the launch with a message naming the kernel and the block,
+ * never a hang. Static __shared__ arrays are function statics, which is sound
+ * because only one block of one kernel runs at a time in the whole process
+ * (a global launch lock). x86-64 only (the fiber switch is a few lines of
+ * assembly).
  *
  * Device memory is host memory, filled with 0xFF bytes (float NaN) on
  * allocation so unwritten elements show. Streams are executed in order at
