@@ -62,6 +62,8 @@ struct d4j_buffer {
     d4j_backend *backend;
     void *ptr;
     int64_t bytes;
+    d4j_buffer *root = nullptr;  // for a view: the owning buffer; null for an owning buffer
+    int64_t views = 0;           // owning buffer: live views of it (guarded by g_registry_mu)
 };
 
 struct d4j_schedule {
@@ -388,7 +390,17 @@ d4j_status d4j_buffer_free(d4j_buffer *buffer) {
     {
         // Unregister first and atomically, so a concurrent double free fails cleanly.
         std::lock_guard<std::mutex> lock(g_registry_mu);
-        if (g_buffers.erase(buffer) == 0) return fail(D4J_ERR_INVALID_HANDLE, "buffer is already freed or invalid");
+        if (g_buffers.count(buffer) == 0) return fail(D4J_ERR_INVALID_HANDLE, "buffer is already freed or invalid");
+        if (buffer->views > 0)
+            return fail(D4J_ERR_INVALID_ARGUMENT, "buffer still has %lld live views; free them first",
+                        (long long)buffer->views);
+        g_buffers.erase(buffer);
+        if (buffer->root != nullptr) {
+            // a view owns no memory
+            buffer->root->views -= 1;
+            delete buffer;
+            return D4J_OK;
+        }
     }
     d4j_backend *b = buffer->backend;
     std::shared_lock<std::shared_mutex> use(b->life);
@@ -397,6 +409,28 @@ d4j_status d4j_buffer_free(d4j_buffer *buffer) {
     b->live_buffers -= 1;
     delete buffer;
     return s;
+}
+
+d4j_status d4j_buffer_view(d4j_buffer *buffer, int64_t offset, int64_t bytes, d4j_buffer **out) {
+    if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null");
+    *out = nullptr;
+    if (buffer == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "buffer is null");
+    return guarded([&]() -> d4j_status {
+        std::lock_guard<std::mutex> lock(g_registry_mu);
+        if (g_buffers.count(buffer) == 0) return fail(D4J_ERR_INVALID_HANDLE, "buffer is freed or invalid");
+        if (bytes <= 0) return fail(D4J_ERR_INVALID_ARGUMENT, "view size must be > 0 bytes, got %lld", (long long)bytes);
+        if (offset < 0 || offset > buffer->bytes || bytes > buffer->bytes - offset)
+            return fail(D4J_ERR_INVALID_ARGUMENT, "view [%lld, %lld + %lld) is outside the buffer of %lld bytes",
+                        (long long)offset, (long long)offset, (long long)bytes, (long long)buffer->bytes);
+        if (offset % 4 != 0)
+            return fail(D4J_ERR_INVALID_ARGUMENT, "view offset %lld is not a multiple of 4 bytes", (long long)offset);
+        d4j_buffer *root = buffer->root ? buffer->root : buffer;
+        auto *v = new d4j_buffer{buffer->backend, (char *)buffer->ptr + offset, bytes, root, 0};
+        g_buffers.insert(v);
+        root->views += 1;
+        *out = v;
+        return D4J_OK;
+    });
 }
 
 d4j_status d4j_buffer_size(const d4j_buffer *buffer, int64_t *bytes) {

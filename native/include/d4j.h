@@ -123,6 +123,11 @@ D4J_API d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, c
 D4J_API d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out);
 D4J_API d4j_status d4j_buffer_free(d4j_buffer *buffer);
 D4J_API d4j_status d4j_buffer_size(const d4j_buffer *buffer, int64_t *bytes);
+/* A view: a handle to bytes [offset, offset + bytes) of an existing buffer,
+ * usable wherever a buffer is (one flat parameter buffer, one view per
+ * parameter). It owns no memory; offset must be a multiple of 4. A buffer
+ * cannot be freed while views of it are live; free views with d4j_buffer_free. */
+D4J_API d4j_status d4j_buffer_view(d4j_buffer *buffer, int64_t offset, int64_t bytes, d4j_buffer **out);
 /* Host <-> buffer copies of bytes at byte offset; synchronous. */
 D4J_API d4j_status d4j_buffer_write(d4j_buffer *buffer, int64_t offset, const void *src, int64_t bytes);
 D4J_API d4j_status d4j_buffer_read(const d4j_buffer *buffer, int64_t offset, void *dst, int64_t bytes);

@@ -1175,6 +1175,69 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_buffer_view {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_buffer_view");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_view(d4j_buffer *buffer, int64_t offset, int64_t bytes, d4j_buffer **out)
+     * }
+     */
+    public static FunctionDescriptor d4j_buffer_view$descriptor() {
+        return d4j_buffer_view.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_view(d4j_buffer *buffer, int64_t offset, int64_t bytes, d4j_buffer **out)
+     * }
+     */
+    public static MethodHandle d4j_buffer_view$handle() {
+        return d4j_buffer_view.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_view(d4j_buffer *buffer, int64_t offset, int64_t bytes, d4j_buffer **out)
+     * }
+     */
+    public static MemorySegment d4j_buffer_view$address() {
+        return d4j_buffer_view.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_view(d4j_buffer *buffer, int64_t offset, int64_t bytes, d4j_buffer **out)
+     * }
+     */
+    public static int d4j_buffer_view(MemorySegment buffer, long offset, long bytes, MemorySegment out) {
+        var mh$ = d4j_buffer_view.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_buffer_view", buffer, offset, bytes, out);
+            }
+            return (int)mh$.invokeExact(buffer, offset, bytes, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_buffer_write {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

@@ -45,6 +45,23 @@ public final class Tensor implements AutoCloseable {
         }
     }
 
+    /**
+     * A view of this tensor's memory: {@code shape} elements starting at element {@code offset}. It owns no
+     * memory; this tensor cannot be closed while the view is open. Used for one flat parameter buffer with
+     * one view per parameter.
+     */
+    public Tensor view(long offset, long... shape) {
+        long n = elementCount(shape);
+        if (offset < 0 || offset > elements || n > elements - offset) {
+            throw new IllegalArgumentException("view of " + n + " elements at " + offset + " does not fit in " + describe());
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(d4j_h.d4j_buffer_view(handle(), offset * dtype.byteSize(), n * dtype.byteSize(), out));
+            return new Tensor(backend, shape.clone(), dtype, n, out.get(ValueLayout.ADDRESS, 0));
+        }
+    }
+
     /** A float32 tensor holding a copy of {@code data}, whose length must match the shape. */
     public static Tensor of(Backend backend, float[] data, long... shape) {
         Tensor t = allocate(backend, DType.FLOAT32, shape);
@@ -193,15 +210,14 @@ public final class Tensor implements AutoCloseable {
         return dtype.name().toLowerCase(Locale.ROOT) + Arrays.toString(shape) + "@" + backend.kind().cliName();
     }
 
-    /** Releases the memory. Idempotent. */
+    /**
+     * Releases the memory. Idempotent. Fails (and the tensor stays open) while views of it are open.
+     */
     @Override
-    public void close() {
-        MemorySegment h;
-        synchronized (this) {
-            h = handle;
-            handle = null;
-        }
-        if (h != null) Native.check(d4j_h.d4j_buffer_free(h));
+    public synchronized void close() {
+        if (handle == null) return;
+        Native.check(d4j_h.d4j_buffer_free(handle));
+        handle = null;
     }
 
     @Override
