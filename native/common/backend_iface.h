@@ -62,12 +62,33 @@ typedef struct d4j_backend_iface {
     /* out[b, :] from arg = t_b * freqs[j] (float64), j < half. */
     d4j_status (*timestep_embedding)(void *state, const float *t, int32_t batch, int32_t dim, const double *freqs,
                                      int32_t half, int32_t flip_sin_to_cos, float *out);
+
+    /* fills count floats at dst with value */
+    d4j_status (*fill_f32)(void *state, float *dst, int64_t count, float value);
+
+    /* ---- conv2d (issue 4) ---- */
+    /* ---- end conv2d ---- */
+    /* ---- norm (issue 4) ---- */
+    /* ---- end norm ---- */
+    /* ---- linear_attention (issue 4) ---- */
+    /* ---- end linear_attention ---- */
+    /* ---- optim (issue 4) ---- */
+    /* ---- end optim ---- */
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);
 
 /* The kernel families, in the order d4j_kernel_families reports them. */
-#define D4J_KERNEL_FAMILIES "rng,add_noise,diffusion_loss,reverse_step,timestep_embedding"
+#define D4J_KERNEL_FAMILIES                        \
+    "rng,add_noise,diffusion_loss,reverse_step,timestep_embedding" \
+    /* ---- conv2d (issue 4) ---- */                \
+    /* ---- end conv2d ---- */                      \
+    /* ---- norm (issue 4) ---- */                  \
+    /* ---- end norm ---- */                        \
+    /* ---- linear_attention (issue 4) ---- */      \
+    /* ---- end linear_attention ---- */            \
+    /* ---- optim (issue 4) ---- */                 \
+    /* ---- end optim ---- */
 
 #ifdef __cplusplus
 }

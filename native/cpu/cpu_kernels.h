@@ -30,6 +30,17 @@ d4j_status reverse_step(void *state, const d4j_step_coef *coef, int32_t batch, i
                         float clip_range, const float *x, const float *out, float *x_prev);
 d4j_status timestep_embedding(void *state, const float *t, int32_t batch, int32_t dim, const double *freqs,
                               int32_t half, int32_t flip_sin_to_cos, float *out);
+d4j_status fill_f32(void *state, float *dst, int64_t count, float value);
+
+// ---- conv2d (issue 4) ----
+// ---- end conv2d ----
+// ---- norm (issue 4) ----
+// ---- end norm ----
+// ---- linear_attention (issue 4) ----
+// ---- end linear_attention ----
+// ---- optim (issue 4) ----
+// ---- end optim ----
+
 
 inline ThreadPool &pool_of(void *state) { return static_cast<State *>(state)->pool; }
 

@@ -139,6 +139,15 @@ static const d4j_backend_iface kIface = {
     diffusion_loss,
     reverse_step,
     timestep_embedding,
+    fill_f32,
+    /* ---- conv2d (issue 4) ---- */
+    /* ---- end conv2d ---- */
+    /* ---- norm (issue 4) ---- */
+    /* ---- end norm ---- */
+    /* ---- linear_attention (issue 4) ---- */
+    /* ---- end linear_attention ---- */
+    /* ---- optim (issue 4) ---- */
+    /* ---- end optim ---- */
 };
 
 }  // namespace d4j::cuda

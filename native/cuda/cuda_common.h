@@ -36,6 +36,15 @@ struct State {
 #endif
         t.add("reverse_step", {"v1"});
         t.add("timestep_embedding", {"v1"});
+        // ---- conv2d (issue 4) ----
+        // ---- end conv2d ----
+        // ---- norm (issue 4) ----
+        // ---- end norm ----
+        // ---- linear_attention (issue 4) ----
+        // ---- end linear_attention ----
+        // ---- optim (issue 4) ----
+        // ---- end optim ----
+
         return t;
     }
 };

@@ -733,4 +733,25 @@ d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *timesteps, 
     });
 }
 
+d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value) {
+    D4J_TRY(check_buffer("buffer", buffer, nullptr, 4));
+    d4j_backend *b = buffer->backend;
+    D4J_USE_BACKEND(b);
+    if (buffer->bytes % 4 != 0)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "buffer of %lld bytes is not a whole number of floats", (long long)buffer->bytes);
+    return guarded([&] { return b->iface->fill_f32(b->state, (float *)buffer->ptr, buffer->bytes / 4, value); });
+}
+
+// ---- conv2d (issue 4) ----
+// ---- end conv2d ----
+
+// ---- norm (issue 4) ----
+// ---- end norm ----
+
+// ---- linear_attention (issue 4) ----
+// ---- end linear_attention ----
+
+// ---- optim (issue 4) ----
+// ---- end optim ----
+
 }  // extern "C"

@@ -213,6 +213,30 @@ D4J_API d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *tim
                                           int32_t flip_sin_to_cos, float downscale_freq_shift, float scale,
                                           float max_period, d4j_buffer *out);
 
+/* ---- UNet layers (issue 4) ----------------------------------------------
+ * Conventions: activations are NHWC float32 [N, H, W, C]; convolution
+ * weights in memory are HWIO [KH, KW, C_in, C_out] (diffusers' OIHW on disk
+ * is converted when loading); linear weights are [out, in] as on disk, y = x W^T + b.
+ * Backward entry points write dX (when not NULL) and ACCUMULATE (+=) into
+ * parameter gradients, so a parameter used twice sums its gradients; zero
+ * the gradient buffer with d4j_buffer_fill_f32 before each step. Reductions
+ * are deterministic (fixed order, no float atomics). */
+
+/* Fills a float32 buffer (or view) with one value. */
+D4J_API d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value);
+
+/* ---- conv2d (issue 4) ---- */
+/* ---- end conv2d ---- */
+
+/* ---- norm (issue 4) ---- */
+/* ---- end norm ---- */
+
+/* ---- linear_attention (issue 4) ---- */
+/* ---- end linear_attention ---- */
+
+/* ---- optim (issue 4) ---- */
+/* ---- end optim ---- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1971,5 +1971,66 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_buffer_fill_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_FLOAT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_buffer_fill_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value)
+     * }
+     */
+    public static FunctionDescriptor d4j_buffer_fill_f32$descriptor() {
+        return d4j_buffer_fill_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value)
+     * }
+     */
+    public static MethodHandle d4j_buffer_fill_f32$handle() {
+        return d4j_buffer_fill_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value)
+     * }
+     */
+    public static MemorySegment d4j_buffer_fill_f32$address() {
+        return d4j_buffer_fill_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value)
+     * }
+     */
+    public static int d4j_buffer_fill_f32(MemorySegment buffer, float value) {
+        var mh$ = d4j_buffer_fill_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_buffer_fill_f32", buffer, value);
+            }
+            return (int)mh$.invokeExact(buffer, value);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 

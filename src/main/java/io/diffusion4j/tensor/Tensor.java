@@ -164,11 +164,10 @@ public final class Tensor implements AutoCloseable {
         return out;
     }
 
-    /** Fills a float32 tensor with one value (used to poison outputs in tests). */
+    /** Fills a float32 tensor with one value on its backend (zeroing gradients, poisoning outputs). */
     public void fill(float value) {
-        float[] v = new float[checkedLength()];
-        Arrays.fill(v, value);
-        copyFrom(v);
+        requireType(DType.FLOAT32);
+        Native.check(d4j_h.d4j_buffer_fill_f32(handle(), value));
     }
 
     private void write(MemorySegment heap) {
