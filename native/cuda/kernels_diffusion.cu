@@ -238,21 +238,26 @@ d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch,
     if (st != D4J_OK) return st;
     float *partial = reinterpret_cast<float *>(static_cast<char *>(s->scratch) + coef_bytes);
     const dim3 grid((unsigned)chunks, (unsigned)batch);
+    const char *kernel = "loss_partial_kernel";
     switch (s->variants.index("diffusion_loss")) {
         case 1:
+            kernel = "loss_partial_shfl_kernel";
             D4J_LAUNCH(loss_partial_shfl_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps, grad,
                        partial);
             break;
 #ifdef D4J_SIM_TEETH
         case 2:
+            kernel = "loss_partial_divergent_sync_kernel";
             D4J_LAUNCH(loss_partial_divergent_sync_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps,
                        grad, partial);
             break;
         case 3:
+            kernel = "loss_partial_missing_sync_kernel";
             D4J_LAUNCH(loss_partial_missing_sync_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps,
                        grad, partial);
             break;
         case 4:
+            kernel = "loss_partial_off_by_one_kernel";
             D4J_LAUNCH(loss_partial_off_by_one_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps,
                        grad, partial);
             break;
@@ -261,7 +266,7 @@ d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch,
             D4J_LAUNCH(loss_partial_kernel, grid, kLossThreads, 0, s->stream, dcoef, n, out, x0, eps, grad, partial);
             break;
     }
-    st = launched("loss_partial_kernel");
+    st = launched(kernel);
     if (st != D4J_OK) return st;
     D4J_LAUNCH(loss_final_kernel, blocks_for(batch, 128), 128, 0, s->stream, dcoef, batch, chunks, partial, loss);
     return launched("loss_final_kernel");

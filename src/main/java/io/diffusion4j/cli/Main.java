@@ -4,6 +4,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
+import io.diffusion4j.selftest.SelfTestCommand;
 import java.io.PrintStream;
 import java.util.Arrays;
 
@@ -25,6 +26,7 @@ public final class Main {
         try {
             return switch (args[0]) {
                 case "info" -> Info.run(rest, out);
+                case "selftest" -> SelfTestCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -47,6 +49,9 @@ public final class Main {
         out.println();
         out.println("commands:");
         out.println("  info [--backend cpu|cuda|cuda-sim]   the native libraries, the backends found here, and why any cannot run");
+        out.println("  selftest [--backend cuda|cuda-sim] [--variants all|default]");
+        out.println("                                       every kernel family and variant on the device backend vs the cpu");
+        out.println("                                       backend (default: cuda if a GPU is usable, else cuda-sim); exit 1 on a failure");
         out.println("  help                                 this text");
     }
 

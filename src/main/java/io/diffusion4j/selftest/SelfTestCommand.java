@@ -1,0 +1,139 @@
+package io.diffusion4j.selftest;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.backend.D4jException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The {@code selftest} command: {@code selftest [--backend cuda|cuda-sim] [--variants all|default]}.
+ * Runs {@link SelfTest} on the device backend against the CPU backend, prints the table and a line
+ * "N passed, M failed", and returns 1 if anything failed (or the backend cannot run), else 0.
+ */
+public final class SelfTestCommand {
+    private SelfTestCommand() {}
+
+    /** The usage line of the command. */
+    public static final String USAGE = "selftest [--backend cuda|cuda-sim] [--variants all|default]";
+
+    /** Runs the command; returns the exit code. */
+    public static int run(String[] args, PrintStream out, PrintStream err) {
+        BackendKind kind = null;
+        SelfTest.Variants variants = SelfTest.Variants.ALL;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--backend" -> {
+                    if (i + 1 >= args.length) throw new IllegalArgumentException("selftest: --backend needs a value (cuda or cuda-sim)");
+                    kind = BackendKind.fromName(args[++i]);
+                    if (kind == BackendKind.CPU) {
+                        throw new IllegalArgumentException("selftest: --backend must be a device backend (cuda or cuda-sim); "
+                                + "the cpu backend is the reference");
+                    }
+                }
+                case "--variants" -> {
+                    if (i + 1 >= args.length) throw new IllegalArgumentException("selftest: --variants needs a value (all or default)");
+                    variants = SelfTest.Variants.fromName(args[++i]);
+                }
+                default -> throw new IllegalArgumentException("selftest: unknown option '" + args[i] + "'");
+            }
+        }
+
+        Backend device;
+        String why;
+        if (kind != null) {
+            try {
+                device = Backend.open(kind);
+            } catch (D4jException.BackendUnavailableException e) {
+                err.println("selftest: the " + kind.cliName() + " backend cannot run here: " + e.getMessage());
+                return 1;
+            }
+            why = "backend " + kind.cliName() + " (--backend)";
+        } else {
+            try {
+                device = Backend.open(BackendKind.CUDA);
+                why = "GPU found: running the CUDA kernels on cuda";
+            } catch (D4jException.BackendUnavailableException e) {
+                try {
+                    device = Backend.open(BackendKind.CUDA_SIM);
+                } catch (D4jException.BackendUnavailableException e2) {
+                    err.println("selftest: no device backend can run here: cuda: " + e.getMessage() + "; cuda-sim: "
+                            + e2.getMessage());
+                    return 1;
+                }
+                why = "no GPU: running the CUDA kernels on cuda-sim (cuda: " + e.getMessage() + ")";
+            }
+        }
+
+        SelfTest.Report report;
+        try (Backend dev = device; Backend cpu = Backend.open(BackendKind.CPU)) {
+            out.println(why);
+            out.println("device    " + dev.kind().cliName() + ": " + dev.description());
+            out.println("reference cpu: " + cpu.description());
+            SelfTest.Options options = SelfTest.Options.defaults().withVariants(variants);
+            out.printf(Locale.ROOT, "inputs    fresh random, seed 0x%016x; outputs poisoned with NaN before every call; variants: %s%n",
+                    options.seed(), variants.name().toLowerCase(Locale.ROOT));
+            out.flush();
+            report = SelfTest.run(dev, cpu, options);
+        }
+        print(report, out);
+        return report.allPassed() ? 0 : 1;
+    }
+
+    /** Prints the table, the notes, the failures and the summary line. */
+    public static void print(SelfTest.Report report, PrintStream out) {
+        String[] head = {"family", "variant", "kernel", "shape", "max rel err", "tol", "result", "time/call"};
+        List<String[]> lines = new ArrayList<>();
+        for (SelfTest.Row r : report.rows()) {
+            lines.add(new String[] {r.family(), r.variant(), r.kernel(), r.shape(), r.error(), r.toleranceText(),
+                r.passed() ? "PASS" : "FAIL", r.timeText()});
+        }
+        int[] w = new int[head.length];
+        for (int c = 0; c < head.length; c++) {
+            w[c] = head[c].length();
+            for (String[] l : lines) w[c] = Math.max(w[c], l[c].length());
+        }
+        out.println();
+        out.println(row(head, w));
+        StringBuilder rule = new StringBuilder();
+        for (int c = 0; c < w.length; c++) rule.append(c == 0 ? "" : "  ").append("-".repeat(w[c]));
+        out.println(rule);
+        for (String[] l : lines) out.println(row(l, w));
+        out.println();
+        out.println("max rel err: max |dev - cpu| / (|cpu| + M) over the outputs, held to tol (u = 2^-24); "
+                + "atol = tol * M, M a bound on the terms' magnitude; \"bit-exact\": identical bits (required for rng and eps)");
+        boolean sim = report.device().equals(BackendKind.CUDA_SIM.cliName());
+        if (sim) {
+            out.println("time/call: median wall clock of one call + synchronize after the comparison; on cuda-sim these are "
+                    + "simulator times (CUDA kernels on CPU threads), not GPU times");
+        } else {
+            out.println("time/call: median host wall clock of one call + synchronize after the comparison (launch overhead included)");
+        }
+        out.println("GPU timing (CUDA events, L2 flush, GB/s vs device peak) needs a GPU and native support: not measured");
+        List<SelfTest.Row> failed = report.rows().stream().filter(r -> !r.passed()).toList();
+        if (!failed.isEmpty()) {
+            out.println();
+            out.println("failures:");
+            for (SelfTest.Row r : failed) {
+                out.println("  " + r.family() + " " + r.variant() + " " + r.kernel() + " [" + r.shape() + "]: " + r.detail());
+            }
+        }
+        out.println();
+        out.println(report.passed() + " passed, " + report.failed() + " failed");
+    }
+
+    private static String row(String[] cells, int[] w) {
+        StringBuilder b = new StringBuilder();
+        for (int c = 0; c < cells.length; c++) {
+            if (c > 0) b.append("  ");
+            boolean right = c >= 4 && c != 6; // numbers right-aligned
+            String cell = cells[c];
+            String pad = " ".repeat(w[c] - cell.length());
+            if (c == cells.length - 1) b.append(right ? pad + cell : cell);
+            else b.append(right ? pad + cell : cell + pad);
+        }
+        return b.toString().stripTrailing();
+    }
+}
