@@ -62,13 +62,11 @@ public final class Json {
         CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
                 .onMalformedInput(CodingErrorAction.REPORT)
                 .onUnmappableCharacter(CodingErrorAction.REPORT);
-        int start = bytes.position();
         try {
             CharBuffer chars = decoder.decode(bytes);
             return chars.toString();
         } catch (CharacterCodingException e) {
-            throw new JsonException("malformed UTF-8 in JSON text (" + e.getMessage() + ") after byte "
-                    + start);
+            throw new JsonException("malformed UTF-8 in JSON text (" + e.getMessage() + ")");
         }
     }
 

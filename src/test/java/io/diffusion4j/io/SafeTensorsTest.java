@@ -221,6 +221,21 @@ class SafeTensorsTest {
         }
     }
 
+    /** A failure after the temporary file exists (the rename) removes it and leaves the target alone. */
+    @Test
+    void failedRenameRemovesTheTemporaryFile() throws IOException {
+        Path target = dir.resolve("occupied.safetensors");
+        Files.createDirectory(target);
+        Files.writeString(target.resolve("keep.txt"), "x"); // a non-empty directory cannot be replaced
+        assertThrows(IOException.class, () -> SafeTensors.write(target,
+                List.of(new SafeTensors.Entry("x", new long[] {3}, new float[] {1, 2, 3})), null));
+        try (Stream<Path> s = Files.list(dir)) {
+            assertEquals(List.of(target), s.toList(), "no temporary file left behind");
+        }
+        assertTrue(Files.isDirectory(target));
+        assertEquals("x", Files.readString(target.resolve("keep.txt")));
+    }
+
     @Test
     void entryValidatesShapeAgainstData() {
         assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Entry("a", new long[] {2, 2}, new float[3]));

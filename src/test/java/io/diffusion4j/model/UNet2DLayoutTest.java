@@ -189,6 +189,7 @@ class UNet2DLayoutTest {
             prevEnd = p.offset() + p.size();
         }
         assertEquals(UNet2DLayout.alignUp(prevEnd), l.bufferFloats());
+        assertEquals(0, l.bufferFloats() % UNet2DLayout.ALIGN_FLOATS, "buffer length is a multiple of the alignment");
         assertTrue(l.bufferFloats() >= l.parameterCount());
     }
 
