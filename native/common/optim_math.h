@@ -52,8 +52,11 @@ D4J_HD void d4j_adamw_elem(const d4j_adamw_coef *c, float *p, float grad, float 
  * equal to decay * s + (1 - decay) * p, but a parameter that stopped moving
  * (s == p) keeps its EMA bit-exactly, whereas decay * s + (1 - decay) * p
  * with both factors rounded to float32 would drift by up to 1 ulp per step. */
+/* decay = 0 (diffusers' first update) copies the parameter exactly: s - (s - p)
+ * alone would not when s - p rounds. */
 D4J_HD float d4j_ema_elem(float one_minus_decay, float s, float p) {
-    return D4J_FSUB(s, D4J_FMUL(one_minus_decay, D4J_FSUB(s, p)));
+    float e = D4J_FSUB(s, D4J_FMUL(one_minus_decay, D4J_FSUB(s, p)));
+    return one_minus_decay == 1.0f ? p : e;
 }
 
 #endif

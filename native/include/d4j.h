@@ -263,7 +263,8 @@ D4J_API d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_
 
 /* EMA of parameters (diffusers EMAModel.step) over count elements:
  *   ema = decay * ema + (1 - decay) * param, evaluated as ema -= (1 - decay) * (ema - param)
- * decay in [0, 1] (the caller's schedule, e.g. EMAModel.get_decay). Reads
+ * (decay = 0 copies param exactly). decay in [0, 1] (the caller's schedule,
+ * e.g. EMAModel.get_decay, io.diffusion4j.kernels.EmaSchedule). Reads
  * ema and param, writes ema (12 bytes per element). */
 D4J_API d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count,
                                   double decay);
