@@ -73,6 +73,14 @@ typedef struct d4j_backend_iface {
     /* ---- linear_attention (issue 4) ---- */
     /* ---- end linear_attention ---- */
     /* ---- optim (issue 4) ---- */
+    /* *sumsq = sum of grad[i]^2 in float64, in a fixed order */
+    d4j_status (*grad_sumsq)(void *state, const float *grad, int64_t count, double *sumsq);
+    /* struct d4j_adamw_coef: native/common/optim_math.h (an elaborated name, so
+     * this header needs no include for it) */
+    d4j_status (*adamw)(void *state, const struct d4j_adamw_coef *coef, float *param, const float *grad, float *m,
+                        float *v, int64_t count);
+    /* ema -= one_minus_decay * (ema - param) */
+    d4j_status (*ema_update)(void *state, float *ema, const float *param, int64_t count, float one_minus_decay);
     /* ---- end optim ---- */
 } d4j_backend_iface;
 
@@ -88,6 +96,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     /* ---- linear_attention (issue 4) ---- */      \
     /* ---- end linear_attention ---- */            \
     /* ---- optim (issue 4) ---- */                 \
+    ",grad_norm,adamw,ema"                          \
     /* ---- end optim ---- */
 
 #ifdef __cplusplus

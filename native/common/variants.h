@@ -83,6 +83,7 @@ inline VariantTable single_variants() {
     // ---- linear_attention (issue 4) ----
     // ---- end linear_attention ----
     // ---- optim (issue 4) ----
+    for (const char *f : {"grad_norm", "adamw", "ema"}) t.add(f, {"v1"});
     // ---- end optim ----
 
     return t;

@@ -101,6 +101,9 @@ static const d4j_backend_iface kIface = {
     /* ---- linear_attention (issue 4) ---- */
     /* ---- end linear_attention ---- */
     /* ---- optim (issue 4) ---- */
+    grad_sumsq,
+    adamw,
+    ema_update,
     /* ---- end optim ---- */
 };
 

@@ -43,6 +43,9 @@ struct State {
         // ---- linear_attention (issue 4) ----
         // ---- end linear_attention ----
         // ---- optim (issue 4) ----
+        t.add("grad_norm", {"v1"});
+        t.add("adamw", {"v1"});
+        t.add("ema", {"v1"});
         // ---- end optim ----
 
         return t;

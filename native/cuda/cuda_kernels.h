@@ -24,6 +24,10 @@ d4j_status fill_f32(void *state, float *dst, int64_t count, float value);
 // ---- linear_attention (issue 4) ----
 // ---- end linear_attention ----
 // ---- optim (issue 4) ----
+d4j_status grad_sumsq(void *state, const float *grad, int64_t count, double *sumsq);
+d4j_status adamw(void *state, const struct d4j_adamw_coef *coef, float *param, const float *grad, float *m, float *v,
+                 int64_t count);
+d4j_status ema_update(void *state, float *ema, const float *param, int64_t count, float one_minus_decay);
 // ---- end optim ----
 
 

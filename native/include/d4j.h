@@ -235,6 +235,39 @@ D4J_API d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value);
 /* ---- end linear_attention ---- */
 
 /* ---- optim (issue 4) ---- */
+/* Optimiser kernels over one flat float32 parameter buffer (llm.c style); a
+ * parameter group with other hyper-parameters (biases and norm weights
+ * without weight decay) is updated by calling them on views of the flat
+ * buffers (d4j_buffer_view). Buffers of one call must not overlap.
+ *
+ * Global gradient norm: *out_norm = sqrt(sum_i grad[i]^2), accumulated in
+ * float64 in a fixed order per backend (deterministic, independent of the
+ * thread count); a NaN or infinite gradient gives a NaN or infinite norm.
+ * Clip as torch.nn.utils.clip_grad_norm_: grad_scale = min(1, max_norm /
+ * (norm + 1e-6)), passed to d4j_adamw (no separate scaling pass). */
+D4J_API d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm);
+
+/* One fused AdamW step (torch.optim.AdamW semantics, decoupled weight decay)
+ * over count elements, in place on param, m (exp_avg) and v (exp_avg_sq):
+ *   g = grad * grad_scale
+ *   param -= lr * weight_decay * param
+ *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+ *   param -= lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
+ * step is the 1-based step count; bias corrections are computed in float64.
+ * Requires finite hyper-parameters, lr >= 0, 0 <= beta1, beta2 < 1, eps > 0,
+ * weight_decay >= 0, grad_scale >= 0, step >= 1. One pass over memory: reads
+ * param, grad, m, v and writes param, m, v (28 bytes per element). */
+D4J_API d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *grad, d4j_buffer *m,
+                             d4j_buffer *v, int64_t count, double lr, double beta1, double beta2, double eps,
+                             double weight_decay, int64_t step, double grad_scale);
+
+/* EMA of parameters (diffusers EMAModel.step) over count elements:
+ *   ema = decay * ema + (1 - decay) * param, evaluated as ema -= (1 - decay) * (ema - param)
+ * (decay = 0 copies param exactly). decay in [0, 1] (the caller's schedule,
+ * e.g. EMAModel.get_decay, io.diffusion4j.kernels.EmaSchedule). Reads
+ * ema and param, writes ema (12 bytes per element). */
+D4J_API d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count,
+                                  double decay);
 /* ---- end optim ---- */
 
 #ifdef __cplusplus

@@ -2032,5 +2032,204 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_grad_norm {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_grad_norm");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm)
+     * }
+     */
+    public static FunctionDescriptor d4j_grad_norm$descriptor() {
+        return d4j_grad_norm.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm)
+     * }
+     */
+    public static MethodHandle d4j_grad_norm$handle() {
+        return d4j_grad_norm.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm)
+     * }
+     */
+    public static MemorySegment d4j_grad_norm$address() {
+        return d4j_grad_norm.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm)
+     * }
+     */
+    public static int d4j_grad_norm(MemorySegment backend, MemorySegment grad, long count, MemorySegment out_norm) {
+        var mh$ = d4j_grad_norm.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_grad_norm", backend, grad, count, out_norm);
+            }
+            return (int)mh$.invokeExact(backend, grad, count, out_norm);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_adamw {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_LONG,
+            d4j_h.C_DOUBLE
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_adamw");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *grad, d4j_buffer *m, d4j_buffer *v, int64_t count, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, double grad_scale)
+     * }
+     */
+    public static FunctionDescriptor d4j_adamw$descriptor() {
+        return d4j_adamw.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *grad, d4j_buffer *m, d4j_buffer *v, int64_t count, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, double grad_scale)
+     * }
+     */
+    public static MethodHandle d4j_adamw$handle() {
+        return d4j_adamw.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *grad, d4j_buffer *m, d4j_buffer *v, int64_t count, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, double grad_scale)
+     * }
+     */
+    public static MemorySegment d4j_adamw$address() {
+        return d4j_adamw.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *grad, d4j_buffer *m, d4j_buffer *v, int64_t count, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, double grad_scale)
+     * }
+     */
+    public static int d4j_adamw(MemorySegment backend, MemorySegment param, MemorySegment grad, MemorySegment m, MemorySegment v, long count, double lr, double beta1, double beta2, double eps, double weight_decay, long step, double grad_scale) {
+        var mh$ = d4j_adamw.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_adamw", backend, param, grad, m, v, count, lr, beta1, beta2, eps, weight_decay, step, grad_scale);
+            }
+            return (int)mh$.invokeExact(backend, param, grad, m, v, count, lr, beta1, beta2, eps, weight_decay, step, grad_scale);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_ema_update {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_DOUBLE
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_ema_update");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count, double decay)
+     * }
+     */
+    public static FunctionDescriptor d4j_ema_update$descriptor() {
+        return d4j_ema_update.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count, double decay)
+     * }
+     */
+    public static MethodHandle d4j_ema_update$handle() {
+        return d4j_ema_update.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count, double decay)
+     * }
+     */
+    public static MemorySegment d4j_ema_update$address() {
+        return d4j_ema_update.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count, double decay)
+     * }
+     */
+    public static int d4j_ema_update(MemorySegment backend, MemorySegment ema, MemorySegment param, long count, double decay) {
+        var mh$ = d4j_ema_update.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_ema_update", backend, ema, param, count, decay);
+            }
+            return (int)mh$.invokeExact(backend, ema, param, count, decay);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 
