@@ -46,57 +46,62 @@ constexpr int kDwGroup = 4;          // micro-tiles of kMR input channels per dW
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// acc[r][j] = sum over segments s, k < kc of rows[s*kMR + r][k] * slabs[s][k*kNR + j]
+// One row of kNR floats as a GCC generic vector: 1 zmm, 2 ymm or 4 xmm
+// registers depending on the clone. Written with vector types because GCC's
+// auto-vectoriser spills a 6 x 16 array accumulator to the stack. Loads and
+// stores go through memcpy (no alignment assumed); mul and add stay separate
+// (-ffp-contract=off), so every SIMD path gives the same bits.
+typedef float vrow __attribute__((vector_size(kNR * sizeof(float))));
+
+#define D4J_LOAD_ROW(dst, src) std::memcpy(&(dst), (src), sizeof(vrow))
+
+// out[r*kNR + j] = sum over segments s, k < kc of rows[s*kMR + r][k] * slabs[s][k*kNR + j]
 D4J_CLONES void micro_kernel(int segs, const float *const *rows, const float *const *slabs, int kc, float *out) {
-    float c[kMR][kNR];
-    for (int r = 0; r < kMR; ++r)
-        for (int j = 0; j < kNR; ++j) c[r][j] = 0.0f;
+    vrow c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
     for (int s = 0; s < segs; ++s) {
         const float *const *rr = rows + (int64_t)s * kMR;
         const float *r0 = rr[0], *r1 = rr[1], *r2 = rr[2], *r3 = rr[3], *r4 = rr[4], *r5 = rr[5];
         const float *b = slabs[s];
         for (int k = 0; k < kc; ++k) {
-            const float *bk = b + (int64_t)k * kNR;
-            const float a0 = r0[k], a1 = r1[k], a2 = r2[k], a3 = r3[k], a4 = r4[k], a5 = r5[k];
-#pragma GCC unroll 16
-            for (int j = 0; j < kNR; ++j) {
-                const float bj = bk[j];
-                c[0][j] += a0 * bj;
-                c[1][j] += a1 * bj;
-                c[2][j] += a2 * bj;
-                c[3][j] += a3 * bj;
-                c[4][j] += a4 * bj;
-                c[5][j] += a5 * bj;
-            }
+            vrow bk;
+            D4J_LOAD_ROW(bk, b + (int64_t)k * kNR);
+            c0 += r0[k] * bk;
+            c1 += r1[k] * bk;
+            c2 += r2[k] * bk;
+            c3 += r3[k] * bk;
+            c4 += r4[k] * bk;
+            c5 += r5[k] * bk;
         }
     }
-    for (int r = 0; r < kMR; ++r)
-        for (int j = 0; j < kNR; ++j) out[r * kNR + j] = c[r][j];
+    std::memcpy(out + 0 * kNR, &c0, sizeof(vrow));
+    std::memcpy(out + 1 * kNR, &c1, sizeof(vrow));
+    std::memcpy(out + 2 * kNR, &c2, sizeof(vrow));
+    std::memcpy(out + 3 * kNR, &c3, sizeof(vrow));
+    std::memcpy(out + 4 * kNR, &c4, sizeof(vrow));
+    std::memcpy(out + 5 * kNR, &c5, sizeof(vrow));
 }
 
-// acc[r][j] = sum over q < count of xr[q][ci[r]] * dyp[q*kNR + j]   (one dW micro-tile over a pixel chunk)
+// out[r*kNR + j] = sum over q < count of xr[q][ci[r]] * dyp[q*kNR + j]   (one dW micro-tile over a pixel chunk)
 D4J_CLONES void dw_micro_kernel(int64_t count, const float *const *xr, const int *ci, const float *dyp, float *out) {
-    float c[kMR][kNR];
-    for (int r = 0; r < kMR; ++r)
-        for (int j = 0; j < kNR; ++j) c[r][j] = 0.0f;
+    vrow c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
     const int i0 = ci[0], i1 = ci[1], i2 = ci[2], i3 = ci[3], i4 = ci[4], i5 = ci[5];
     for (int64_t q = 0; q < count; ++q) {
         const float *x = xr[q];
-        const float *d = dyp + q * kNR;
-        const float a0 = x[i0], a1 = x[i1], a2 = x[i2], a3 = x[i3], a4 = x[i4], a5 = x[i5];
-#pragma GCC unroll 16
-        for (int j = 0; j < kNR; ++j) {
-            const float dj = d[j];
-            c[0][j] += a0 * dj;
-            c[1][j] += a1 * dj;
-            c[2][j] += a2 * dj;
-            c[3][j] += a3 * dj;
-            c[4][j] += a4 * dj;
-            c[5][j] += a5 * dj;
-        }
+        vrow d;
+        D4J_LOAD_ROW(d, dyp + q * kNR);
+        c0 += x[i0] * d;
+        c1 += x[i1] * d;
+        c2 += x[i2] * d;
+        c3 += x[i3] * d;
+        c4 += x[i4] * d;
+        c5 += x[i5] * d;
     }
-    for (int r = 0; r < kMR; ++r)
-        for (int j = 0; j < kNR; ++j) out[r * kNR + j] = c[r][j];
+    std::memcpy(out + 0 * kNR, &c0, sizeof(vrow));
+    std::memcpy(out + 1 * kNR, &c1, sizeof(vrow));
+    std::memcpy(out + 2 * kNR, &c2, sizeof(vrow));
+    std::memcpy(out + 3 * kNR, &c3, sizeof(vrow));
+    std::memcpy(out + 4 * kNR, &c4, sizeof(vrow));
+    std::memcpy(out + 5 * kNR, &c5, sizeof(vrow));
 }
 
 // Pointer to the stored x row read by conv-input position (ih, iw) of sample b, or nullptr in the padding.
