@@ -67,6 +67,23 @@ typedef struct d4j_backend_iface {
     d4j_status (*fill_f32)(void *state, float *dst, int64_t count, float value);
 
     /* ---- conv2d (issue 4) ---- */
+    /* Conv geometry, validated by the front. Defined inside this struct (C++
+     * nested type, d4j_backend_iface::conv2d_geom) so the family's additions
+     * stay between its markers. */
+    struct conv2d_geom {
+        int32_t n, h, w, c_in;  /* stored input x */
+        int32_t c_out, k, stride;
+        int32_t pad_top, pad_left;
+        int32_t upsample2x;
+        int32_t h_in, w_in;     /* conv input size: 2h x 2w when upsample2x, else h x w */
+        int32_t h_out, w_out;
+    };
+    /* y = conv(x) + bias (bias may be NULL). */
+    d4j_status (*conv2d_forward)(void *state, const conv2d_geom *g, const float *x, const float *weight,
+                                 const float *bias, float *y);
+    /* dx written (if not NULL), dweight and dbias accumulated (if not NULL). */
+    d4j_status (*conv2d_backward)(void *state, const conv2d_geom *g, const float *x, const float *weight,
+                                  const float *dy, float *dx, float *dweight, float *dbias);
     /* ---- end conv2d ---- */
     /* ---- norm (issue 4) ---- */
     /* ---- end norm ---- */
@@ -90,6 +107,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
 #define D4J_KERNEL_FAMILIES                        \
     "rng,add_noise,diffusion_loss,reverse_step,timestep_embedding" \
     /* ---- conv2d (issue 4) ---- */                \
+    ",conv2d"                                       \
     /* ---- end conv2d ---- */                      \
     /* ---- norm (issue 4) ---- */                  \
     /* ---- end norm ---- */                        \

@@ -77,6 +77,7 @@ inline VariantTable single_variants() {
     VariantTable t;
     for (const char *f : {"rng", "add_noise", "diffusion_loss", "reverse_step", "timestep_embedding"}) t.add(f, {"v1"});
     // ---- conv2d (issue 4) ----
+    t.add("conv2d", {"v1"});
     // ---- end conv2d ----
     // ---- norm (issue 4) ----
     // ---- end norm ----

@@ -141,6 +141,8 @@ static const d4j_backend_iface kIface = {
     timestep_embedding,
     fill_f32,
     /* ---- conv2d (issue 4) ---- */
+    conv2d_forward,
+    conv2d_backward,
     /* ---- end conv2d ---- */
     /* ---- norm (issue 4) ---- */
     /* ---- end norm ---- */

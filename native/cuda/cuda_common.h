@@ -37,6 +37,7 @@ struct State {
         t.add("reverse_step", {"v1"});
         t.add("timestep_embedding", {"v1"});
         // ---- conv2d (issue 4) ----
+        t.add("conv2d", {"v1"});  // shared-memory tiled implicit GEMM
         // ---- end conv2d ----
         // ---- norm (issue 4) ----
         // ---- end norm ----

@@ -18,6 +18,10 @@ d4j_status timestep_embedding(void *state, const float *t, int32_t batch, int32_
 d4j_status fill_f32(void *state, float *dst, int64_t count, float value);
 
 // ---- conv2d (issue 4) ----
+d4j_status conv2d_forward(void *state, const d4j_backend_iface::conv2d_geom *g, const float *x, const float *weight,
+                          const float *bias, float *y);
+d4j_status conv2d_backward(void *state, const d4j_backend_iface::conv2d_geom *g, const float *x, const float *weight,
+                           const float *dy, float *dx, float *dweight, float *dbias);
 // ---- end conv2d ----
 // ---- norm (issue 4) ----
 // ---- end norm ----

@@ -226,6 +226,54 @@ D4J_API d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *tim
 D4J_API d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value);
 
 /* ---- conv2d (issue 4) ---- */
+/* 2-D convolution (diffusers' nn.Conv2d inside ResnetBlock2D, Downsample2D,
+ * Upsample2D), NHWC activations and HWIO weights:
+ *   x: [n, h, w, c_in]   weight: [k, k, c_in, c_out]   bias: [c_out] or NULL
+ *   y: [n, h_out, w_out, c_out]
+ * kernel_size k is 1 or 3, stride 1 or 2, each pad in [0, k - 1], upsample2x 0 or 1.
+ * upsample2x = 1 convolves the nearest-neighbour 2x upsampling of x (diffusers
+ * Upsample2D: interpolate(scale_factor=2, mode="nearest"), then the conv)
+ * without materialising it: the conv input is u[b, i, j, c] = x[b, i/2, j/2, c]
+ * (integer division) of size H x W = 2h x 2w. Otherwise u = x and H x W = h x w.
+ * Output size (integer division rounds down; H + pad_top + pad_bottom >= k and
+ * W + pad_left + pad_right >= k are required):
+ *   h_out = (H + pad_top + pad_bottom - k) / stride + 1
+ *   w_out = (W + pad_left + pad_right - k) / stride + 1
+ *   y[b, oh, ow, co] = bias[co] + sum over kh, kw < k and ci < c_in of
+ *       u[b, oh*stride + kh - pad_top, ow*stride + kw - pad_left, ci] * weight[kh, kw, ci, co]
+ *   with u = 0 outside [0, H) x [0, W) (zero padding).
+ * diffusers layers map to:
+ *   3x3 conv (padding=1):                 k=3, stride 1, pads 1,1,1,1
+ *   Downsample2D(use_conv, padding=1):    k=3, stride 2, pads 1,1,1,1
+ *   Downsample2D(use_conv, padding=0):    k=3, stride 2, pads top 0, left 0, bottom 1, right 1
+ *                                         (diffusers F.pad(x, (0, 1, 0, 1)) then padding 0)
+ *   1x1 shortcut:                          k=1, stride 1, pads 0
+ *   Upsample2D(use_conv):                  upsample2x=1, k=3, stride 1, pads 1
+ * Limits: every dimension >= 1, c_in and c_out <= 2^20, and x, y, the
+ * upsampled input u and the weight each below 2^31 elements.
+ * Each y element is summed in a fixed order (deterministic); y must not
+ * overlap x, weight or bias. */
+D4J_API d4j_status d4j_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w,
+                                      int32_t c_in, const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out,
+                                      int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left,
+                                      int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y);
+
+/* Backward of d4j_conv2d_forward with the same geometry; dy: [n, h_out, w_out, c_out].
+ *   dx      (NULL to skip): WRITTEN, [n, h, w, c_in]; with upsample2x it is the
+ *           gradient for the small input x: each element sums the gradients of
+ *           its 4 upsampled copies.
+ *   dweight (NULL to skip): dweight += dL/dweight, HWIO [k, k, c_in, c_out]
+ *           (a reduction over n * h_out * w_out pixels).
+ *   dbias   (NULL to skip): dbias += sum over b, oh, ow of dy[b, oh, ow, :].
+ * x is read only for dweight and weight only for dx; either may be NULL when
+ * not needed. Reductions use a fixed order (no float atomics), so results are
+ * deterministic per backend and independent of the CPU thread count. Outputs
+ * must not overlap each other or the inputs. */
+D4J_API d4j_status d4j_conv2d_backward(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w,
+                                       int32_t c_in, const d4j_buffer *weight, int32_t c_out, int32_t kernel_size,
+                                       int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom,
+                                       int32_t pad_right, int32_t upsample2x, const d4j_buffer *dy, d4j_buffer *dx,
+                                       d4j_buffer *dweight, d4j_buffer *dbias);
 /* ---- end conv2d ---- */
 
 /* ---- norm (issue 4) ---- */
