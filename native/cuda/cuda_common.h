@@ -39,6 +39,9 @@ struct State {
         // ---- conv2d (issue 4) ----
         // ---- end conv2d ----
         // ---- norm (issue 4) ----
+        t.add("group_norm", {"v1"});
+        t.add("silu", {"v1"});
+        t.add("residual_add", {"v1"});
         // ---- end norm ----
         // ---- linear_attention (issue 4) ----
         // ---- end linear_attention ----
