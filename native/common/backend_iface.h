@@ -86,6 +86,22 @@ typedef struct d4j_backend_iface {
                                   const float *dy, float *dx, float *dweight, float *dbias);
     /* ---- end conv2d ---- */
     /* ---- norm (issue 4) ---- */
+    /* GroupNorm over v = x + tb[n, :] (tb NULL: v = x), hw = H*W; see d4j.h. */
+    d4j_status (*group_norm_forward)(void *state, const float *x, const float *tb, const float *gamma,
+                                     const float *beta, int32_t n, int64_t hw, int32_t c, int32_t groups, float eps,
+                                     int32_t silu, float *y, float *mean, float *rstd);
+    /* dx, dtb written, dgamma, dbeta accumulated; each may be NULL. beta NULL when !silu. */
+    d4j_status (*group_norm_backward)(void *state, const float *dy, const float *x, const float *tb,
+                                      const float *gamma, const float *beta, const float *mean, const float *rstd,
+                                      int32_t n, int64_t hw, int32_t c, int32_t groups, int32_t silu, float *dx,
+                                      float *dtb, float *dgamma, float *dbeta);
+    d4j_status (*silu_forward)(void *state, const float *x, int64_t count, float *y);
+    d4j_status (*silu_backward)(void *state, const float *dy, const float *x, int64_t count, float *dx);
+    d4j_status (*residual_add)(void *state, const float *a, const float *b, int64_t count, float inv_scale,
+                               float *out);
+    /* da, db may be NULL */
+    d4j_status (*residual_add_backward)(void *state, const float *dout, int64_t count, float inv_scale, float *da,
+                                        float *db);
     /* ---- end norm ---- */
     /* ---- linear_attention (issue 4) ---- */
     /* ---- end linear_attention ---- */
@@ -110,6 +126,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     ",conv2d"                                       \
     /* ---- end conv2d ---- */                      \
     /* ---- norm (issue 4) ---- */                  \
+    ",group_norm,silu,residual_add"                 \
     /* ---- end norm ---- */                        \
     /* ---- linear_attention (issue 4) ---- */      \
     /* ---- end linear_attention ---- */            \

@@ -80,6 +80,7 @@ inline VariantTable single_variants() {
     t.add("conv2d", {"v1"});
     // ---- end conv2d ----
     // ---- norm (issue 4) ----
+    for (const char *f : {"group_norm", "silu", "residual_add"}) t.add(f, {"v1"});
     // ---- end norm ----
     // ---- linear_attention (issue 4) ----
     // ---- end linear_attention ----

@@ -99,6 +99,12 @@ static const d4j_backend_iface kIface = {
     conv2d_backward,
     /* ---- end conv2d ---- */
     /* ---- norm (issue 4) ---- */
+    group_norm_forward,
+    group_norm_backward,
+    silu_forward,
+    silu_backward,
+    residual_add,
+    residual_add_backward,
     /* ---- end norm ---- */
     /* ---- linear_attention (issue 4) ---- */
     /* ---- end linear_attention ---- */

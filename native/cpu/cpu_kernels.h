@@ -39,6 +39,18 @@ d4j_status conv2d_backward(void *state, const d4j_backend_iface::conv2d_geom *g,
                            const float *dy, float *dx, float *dweight, float *dbias);
 // ---- end conv2d ----
 // ---- norm (issue 4) ----
+d4j_status group_norm_forward(void *state, const float *x, const float *tb, const float *gamma, const float *beta,
+                              int32_t n, int64_t hw, int32_t c, int32_t groups, float eps, int32_t silu, float *y,
+                              float *mean, float *rstd);
+d4j_status group_norm_backward(void *state, const float *dy, const float *x, const float *tb, const float *gamma,
+                               const float *beta, const float *mean, const float *rstd, int32_t n, int64_t hw,
+                               int32_t c, int32_t groups, int32_t silu, float *dx, float *dtb, float *dgamma,
+                               float *dbeta);
+d4j_status silu_forward(void *state, const float *x, int64_t count, float *y);
+d4j_status silu_backward(void *state, const float *dy, const float *x, int64_t count, float *dx);
+d4j_status residual_add(void *state, const float *a, const float *b, int64_t count, float inv_scale, float *out);
+d4j_status residual_add_backward(void *state, const float *dout, int64_t count, float inv_scale, float *da,
+                                 float *db);
 // ---- end norm ----
 // ---- linear_attention (issue 4) ----
 // ---- end linear_attention ----

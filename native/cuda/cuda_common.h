@@ -40,6 +40,9 @@ struct State {
         t.add("conv2d", {"v1"});  // shared-memory tiled implicit GEMM
         // ---- end conv2d ----
         // ---- norm (issue 4) ----
+        t.add("group_norm", {"v1"});
+        t.add("silu", {"v1"});
+        t.add("residual_add", {"v1"});
         // ---- end norm ----
         // ---- linear_attention (issue 4) ----
         // ---- end linear_attention ----

@@ -277,6 +277,95 @@ D4J_API d4j_status d4j_conv2d_backward(d4j_backend *backend, const d4j_buffer *x
 /* ---- end conv2d ---- */
 
 /* ---- norm (issue 4) ---- */
+/* Normalisation and activations of diffusers' ResnetBlock2D
+ * (resnet_time_scale_shift = "default"):
+ *   h   = conv1(silu(norm1(x)))
+ *   h   = h + temb_proj(silu(temb))[:, :, None, None]
+ *   h   = conv2(dropout(silu(norm2(h))))
+ *   out = (shortcut(x) + h) / output_scale_factor
+ * norm1 + silu is d4j_group_norm_forward; the time-embedding add + norm2 + silu
+ * is one fused d4j_bias_group_norm_forward (the projected embedding tb [N, C]
+ * is added on the fly, h + tb is never stored); silu(temb) is d4j_silu_forward
+ * and the final line d4j_residual_add. Dropout is not provided: our UNet
+ * configurations use dropout = 0, where it is the identity.
+ * Kernel families: "group_norm", "silu", "residual_add".
+ *
+ * GroupNorm as torch.nn.GroupNorm on NHWC float32 [N, H, W, C]: the C channels
+ * form num_groups groups of C / num_groups consecutive channels; for sample n
+ * and group g, over its (C / num_groups) * H * W elements v,
+ *   mean[n,g] = mean(v),  rstd[n,g] = 1 / sqrt(var(v) + eps)  (biased variance)
+ *   z = (v - mean) * rstd * gamma[c] + beta[c],  y = apply_silu ? z * sigmoid(z) : z
+ * The statistics are Welford/Chan merges (never E[v^2] - E[v]^2 in float32),
+ * so inputs with a large mean (v = 1000 + small noise) keep their variance.
+ * mean and rstd (float32 [N, num_groups]) are saved for the backward, which
+ * recomputes the normalised values from them instead of storing them.
+ * Memory passes over the [N, H, W, C] tensors: forward 2 reads of x and 1 write
+ * of y (one pass for the statistics, one to normalise: a group spans H*W
+ * channel slices, too large to keep in cache between the two); backward
+ * 2 reads of dy and x and 1 write of dx (one pass for the two per-group
+ * reductions sum(dz*gamma) and sum(dz*gamma*xhat) that every dx element
+ * needs, one to write dx).
+ * gamma, beta: float32 [C]. eps: finite and > 0. apply_silu: 0 or 1. Outputs
+ * must not overlap any other argument. */
+D4J_API d4j_status d4j_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *gamma,
+                                          const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c,
+                                          int32_t num_groups, float eps, int32_t apply_silu,
+                                          d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd);
+
+/* Backward of d4j_group_norm_forward from the saved mean and rstd:
+ *   dz = apply_silu ? dy * silu'(z) : dy  (z recomputed from x, mean, rstd, gamma, beta)
+ *   dx = rstd * (gamma*dz - mean_g(gamma*dz) - xhat * mean_g(gamma*dz*xhat))
+ *   dgamma[c] += sum_{n,h,w} dz * xhat,  dbeta[c] += sum_{n,h,w} dz
+ * dx is written (skipped when NULL); dgamma and dbeta accumulate (each may be
+ * NULL). beta is only read with apply_silu = 1 and may be NULL otherwise. */
+D4J_API d4j_status d4j_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x,
+                                           const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean,
+                                           const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c,
+                                           int32_t num_groups, int32_t apply_silu,
+                                           d4j_buffer *dx, d4j_buffer *dgamma, d4j_buffer *dbeta);
+
+/* The time-embedding add fused into GroupNorm: y = group_norm(x + tb[n, :]) with
+ * optional SiLU, tb float32 [N, C] (temb_proj(silu(temb))). Same passes,
+ * outputs and statistics as d4j_group_norm_forward, over v = x + tb. */
+D4J_API d4j_status d4j_bias_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
+                                               const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h,
+                                               int32_t w, int32_t c, int32_t num_groups, float eps,
+                                               int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean,
+                                               d4j_buffer *rstd);
+
+/* Backward of d4j_bias_group_norm_forward. dx (the gradient of x, which is
+ * also that of x + tb) is written as in d4j_group_norm_backward; dtb [N, C] is
+ * written (not accumulated: tb is an activation, not a parameter) with
+ *   dtb[n,c] = sum_{h,w} dx[n,h,w,c],
+ * evaluated in closed form from the backward's per-(sample, channel) sums in a
+ * fixed order (deterministic). dgamma, dbeta accumulate. Any of dx, dtb,
+ * dgamma, dbeta may be NULL. */
+D4J_API d4j_status d4j_bias_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x,
+                                                const d4j_buffer *tb, const d4j_buffer *gamma,
+                                                const d4j_buffer *beta, const d4j_buffer *mean,
+                                                const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c,
+                                                int32_t num_groups, int32_t apply_silu, d4j_buffer *dx,
+                                                d4j_buffer *dtb, d4j_buffer *dgamma, d4j_buffer *dbeta);
+
+/* SiLU on count floats: y = x * sigmoid(x). y may be x (in place), but must
+ * not partly overlap it. */
+D4J_API d4j_status d4j_silu_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, d4j_buffer *y);
+
+/* dx = dy * sigmoid(x) * (1 + x * (1 - sigmoid(x))), written. dx may be dy or
+ * x (in place), but must not partly overlap either. */
+D4J_API d4j_status d4j_silu_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, int64_t count,
+                                     d4j_buffer *dx);
+
+/* Residual sum of ResnetBlock2D: out = (a + b) * inv_scale on count floats,
+ * inv_scale = 1 / output_scale_factor (finite). out may be a or b. */
+D4J_API d4j_status d4j_residual_add(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t count,
+                                    float inv_scale, d4j_buffer *out);
+
+/* Its backward: da = db = dout * inv_scale, written (either may be NULL, and
+ * either may be dout itself). With inv_scale = 1 (diffusers' default
+ * output_scale_factor) both are dout and no call is needed at all. */
+D4J_API d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t count,
+                                             float inv_scale, d4j_buffer *da, d4j_buffer *db);
 /* ---- end norm ---- */
 
 /* ---- linear_attention (issue 4) ---- */

@@ -2187,6 +2187,562 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_group_norm_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_FLOAT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_group_norm_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static FunctionDescriptor d4j_group_norm_forward$descriptor() {
+        return d4j_group_norm_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static MethodHandle d4j_group_norm_forward$handle() {
+        return d4j_group_norm_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static MemorySegment d4j_group_norm_forward$address() {
+        return d4j_group_norm_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static int d4j_group_norm_forward(MemorySegment backend, MemorySegment x, MemorySegment gamma, MemorySegment beta, int n, int h, int w, int c, int num_groups, float eps, int apply_silu, MemorySegment y, MemorySegment mean, MemorySegment rstd) {
+        var mh$ = d4j_group_norm_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_group_norm_forward", backend, x, gamma, beta, n, h, w, c, num_groups, eps, apply_silu, y, mean, rstd);
+            }
+            return (int)mh$.invokeExact(backend, x, gamma, beta, n, h, w, c, num_groups, eps, apply_silu, y, mean, rstd);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_group_norm_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_group_norm_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static FunctionDescriptor d4j_group_norm_backward$descriptor() {
+        return d4j_group_norm_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static MethodHandle d4j_group_norm_backward$handle() {
+        return d4j_group_norm_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static MemorySegment d4j_group_norm_backward$address() {
+        return d4j_group_norm_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static int d4j_group_norm_backward(MemorySegment backend, MemorySegment dy, MemorySegment x, MemorySegment gamma, MemorySegment beta, MemorySegment mean, MemorySegment rstd, int n, int h, int w, int c, int num_groups, int apply_silu, MemorySegment dx, MemorySegment dgamma, MemorySegment dbeta) {
+        var mh$ = d4j_group_norm_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_group_norm_backward", backend, dy, x, gamma, beta, mean, rstd, n, h, w, c, num_groups, apply_silu, dx, dgamma, dbeta);
+            }
+            return (int)mh$.invokeExact(backend, dy, x, gamma, beta, mean, rstd, n, h, w, c, num_groups, apply_silu, dx, dgamma, dbeta);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_bias_group_norm_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_FLOAT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_bias_group_norm_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static FunctionDescriptor d4j_bias_group_norm_forward$descriptor() {
+        return d4j_bias_group_norm_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static MethodHandle d4j_bias_group_norm_forward$handle() {
+        return d4j_bias_group_norm_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static MemorySegment d4j_bias_group_norm_forward$address() {
+        return d4j_bias_group_norm_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, float eps, int32_t apply_silu, d4j_buffer *y, d4j_buffer *mean, d4j_buffer *rstd)
+     * }
+     */
+    public static int d4j_bias_group_norm_forward(MemorySegment backend, MemorySegment x, MemorySegment tb, MemorySegment gamma, MemorySegment beta, int n, int h, int w, int c, int num_groups, float eps, int apply_silu, MemorySegment y, MemorySegment mean, MemorySegment rstd) {
+        var mh$ = d4j_bias_group_norm_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_bias_group_norm_forward", backend, x, tb, gamma, beta, n, h, w, c, num_groups, eps, apply_silu, y, mean, rstd);
+            }
+            return (int)mh$.invokeExact(backend, x, tb, gamma, beta, n, h, w, c, num_groups, eps, apply_silu, y, mean, rstd);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_bias_group_norm_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_bias_group_norm_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dtb, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static FunctionDescriptor d4j_bias_group_norm_backward$descriptor() {
+        return d4j_bias_group_norm_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dtb, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static MethodHandle d4j_bias_group_norm_backward$handle() {
+        return d4j_bias_group_norm_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dtb, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static MemorySegment d4j_bias_group_norm_backward$address() {
+        return d4j_bias_group_norm_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_bias_group_norm_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t n, int32_t h, int32_t w, int32_t c, int32_t num_groups, int32_t apply_silu, d4j_buffer *dx, d4j_buffer *dtb, d4j_buffer *dgamma, d4j_buffer *dbeta)
+     * }
+     */
+    public static int d4j_bias_group_norm_backward(MemorySegment backend, MemorySegment dy, MemorySegment x, MemorySegment tb, MemorySegment gamma, MemorySegment beta, MemorySegment mean, MemorySegment rstd, int n, int h, int w, int c, int num_groups, int apply_silu, MemorySegment dx, MemorySegment dtb, MemorySegment dgamma, MemorySegment dbeta) {
+        var mh$ = d4j_bias_group_norm_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_bias_group_norm_backward", backend, dy, x, tb, gamma, beta, mean, rstd, n, h, w, c, num_groups, apply_silu, dx, dtb, dgamma, dbeta);
+            }
+            return (int)mh$.invokeExact(backend, dy, x, tb, gamma, beta, mean, rstd, n, h, w, c, num_groups, apply_silu, dx, dtb, dgamma, dbeta);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_silu_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_silu_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, d4j_buffer *y)
+     * }
+     */
+    public static FunctionDescriptor d4j_silu_forward$descriptor() {
+        return d4j_silu_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, d4j_buffer *y)
+     * }
+     */
+    public static MethodHandle d4j_silu_forward$handle() {
+        return d4j_silu_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, d4j_buffer *y)
+     * }
+     */
+    public static MemorySegment d4j_silu_forward$address() {
+        return d4j_silu_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, d4j_buffer *y)
+     * }
+     */
+    public static int d4j_silu_forward(MemorySegment backend, MemorySegment x, long count, MemorySegment y) {
+        var mh$ = d4j_silu_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_silu_forward", backend, x, count, y);
+            }
+            return (int)mh$.invokeExact(backend, x, count, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_silu_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_silu_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, int64_t count, d4j_buffer *dx)
+     * }
+     */
+    public static FunctionDescriptor d4j_silu_backward$descriptor() {
+        return d4j_silu_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, int64_t count, d4j_buffer *dx)
+     * }
+     */
+    public static MethodHandle d4j_silu_backward$handle() {
+        return d4j_silu_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, int64_t count, d4j_buffer *dx)
+     * }
+     */
+    public static MemorySegment d4j_silu_backward$address() {
+        return d4j_silu_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_silu_backward(d4j_backend *backend, const d4j_buffer *dy, const d4j_buffer *x, int64_t count, d4j_buffer *dx)
+     * }
+     */
+    public static int d4j_silu_backward(MemorySegment backend, MemorySegment dy, MemorySegment x, long count, MemorySegment dx) {
+        var mh$ = d4j_silu_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_silu_backward", backend, dy, x, count, dx);
+            }
+            return (int)mh$.invokeExact(backend, dy, x, count, dx);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_residual_add {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_residual_add");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t count, float inv_scale, d4j_buffer *out)
+     * }
+     */
+    public static FunctionDescriptor d4j_residual_add$descriptor() {
+        return d4j_residual_add.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t count, float inv_scale, d4j_buffer *out)
+     * }
+     */
+    public static MethodHandle d4j_residual_add$handle() {
+        return d4j_residual_add.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t count, float inv_scale, d4j_buffer *out)
+     * }
+     */
+    public static MemorySegment d4j_residual_add$address() {
+        return d4j_residual_add.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t count, float inv_scale, d4j_buffer *out)
+     * }
+     */
+    public static int d4j_residual_add(MemorySegment backend, MemorySegment a, MemorySegment b, long count, float inv_scale, MemorySegment out) {
+        var mh$ = d4j_residual_add.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_residual_add", backend, a, b, count, inv_scale, out);
+            }
+            return (int)mh$.invokeExact(backend, a, b, count, inv_scale, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_residual_add_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_residual_add_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t count, float inv_scale, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static FunctionDescriptor d4j_residual_add_backward$descriptor() {
+        return d4j_residual_add_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t count, float inv_scale, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static MethodHandle d4j_residual_add_backward$handle() {
+        return d4j_residual_add_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t count, float inv_scale, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static MemorySegment d4j_residual_add_backward$address() {
+        return d4j_residual_add_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t count, float inv_scale, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static int d4j_residual_add_backward(MemorySegment backend, MemorySegment dout, long count, float inv_scale, MemorySegment da, MemorySegment db) {
+        var mh$ = d4j_residual_add_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_residual_add_backward", backend, dout, count, inv_scale, da, db);
+            }
+            return (int)mh$.invokeExact(backend, dout, count, inv_scale, da, db);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_grad_norm {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

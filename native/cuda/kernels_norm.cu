@@ -1,0 +1,376 @@
+// The norm family on CUDA: GroupNorm (+ optional time-embedding bias before,
+// SiLU after), SiLU, scaled residual add; forward and backward. Element math
+// from native/common/norm_math.h, identical to the CPU backend's.
+//
+// GroupNorm reductions are deterministic two-stage reductions (no atomics):
+//   stage 1, grid (ceil(C/32), S, N), block 32 x 8: block (cx, s, n) covers
+//     channels [32 cx, 32 cx + 32) of rows [64 s, 64 s + 64) of sample n;
+//     thread (tx, ty) takes channel 32 cx + tx (so a warp reads 32 consecutive
+//     floats of a row: coalesced in NHWC) and every 8th row from ty; the 8
+//     row lanes are then combined in shared memory in a fixed tree order and
+//     one partial per (n, s, channel) is written to scratch.
+//   stage 2, one thread per (n, group) (and per channel for dgamma/dbeta):
+//     partials combined in float64 in a fixed order.
+// The forward partials are Welford (count, mean, M2) summaries merged with
+// Chan's formula, stable for inputs with a large mean. Elementwise passes
+// (normalise, dx) are grid-stride loops over the flat NHWC tensor.
+// Memory passes as on the CPU: forward reads x twice and writes y; backward
+// reads dy and x twice and writes dx (see d4j.h).
+#include "../common/norm_math.h"
+#include "cuda_common.h"
+#include "cuda_kernels.h"
+
+namespace d4j::cuda {
+
+namespace {
+
+constexpr int kTileC = 32;         // channels per block (threadIdx.x)
+constexpr int kLanes = 8;          // row lanes per block (threadIdx.y)
+constexpr int kSplitRows = 64;     // rows per stage-1 block
+constexpr int kEltThreads = 256;
+constexpr unsigned kMaxEltBlocks = 1u << 16;  // grid-stride beyond this
+
+inline int64_t splits_of(int64_t hw) { return (hw + kSplitRows - 1) / kSplitRows; }
+
+__device__ __forceinline__ int64_t split_rows(int64_t hw, int64_t s) {
+    int64_t r = hw - s * kSplitRows;
+    return r < kSplitRows ? r : kSplitRows;
+}
+
+__device__ __forceinline__ float load_v(const float *x, const float *tb, int64_t e, int64_t nc) {
+    return tb ? x[e] + tb[nc] : x[e];
+}
+
+// Stage 1 of the forward: per (n, split, channel) Welford mean and M2.
+__global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t hw, int32_t c, float *pmean,
+                                        float *pm2) {
+    __shared__ float s_cnt[kLanes][kTileC];
+    __shared__ float s_mean[kLanes][kTileC];
+    __shared__ float s_m2[kLanes][kTileC];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int32_t ch = blockIdx.x * kTileC + tx;
+    const int64_t s = blockIdx.y, b = blockIdx.z;
+    const int64_t r0 = s * kSplitRows, rows = split_rows(hw, s);
+    float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
+    if (ch < c) {
+        // Welford on v - K with K = v of the sample's first pixel in this channel
+        // (stage 2 adds it back in float64): a float32 running mean of ~1000
+        // would round by 3e-5 per update, a variance error of 1e-3 relative
+        // for noise of 0.05; the shifted mean is of the order of the spread.
+        const float k = load_v(x, tb, b * hw * c + ch, b * c + ch);
+        for (int64_t r = ty; r < rows; r += kLanes) {
+            int64_t e = ((b * hw) + r0 + r) * c + ch;
+            float v = load_v(x, tb, e, b * c + ch) - k;
+            cnt += 1.0f;
+            float d = v - mean;
+            mean += d / cnt;
+            m2 += d * (v - mean);
+        }
+    }
+    s_cnt[ty][tx] = cnt;
+    s_mean[ty][tx] = mean;
+    s_m2[ty][tx] = m2;
+    __syncthreads();
+    for (int stride = kLanes / 2; stride > 0; stride >>= 1) {
+        if (ty < stride) {
+            float na = s_cnt[ty][tx], nb = s_cnt[ty + stride][tx];
+            if (nb > 0.0f) {
+                float n = na + nb;
+                float d = s_mean[ty + stride][tx] - s_mean[ty][tx];
+                s_mean[ty][tx] += d * (nb / n);
+                s_m2[ty][tx] += s_m2[ty + stride][tx] + d * d * (na * nb / n);
+                s_cnt[ty][tx] = n;
+            }
+        }
+        __syncthreads();
+    }
+    if (ty == 0 && ch < c) {
+        int64_t i = (b * gridDim.y + s) * c + ch;
+        pmean[i] = s_mean[0][tx];
+        pm2[i] = s_m2[0][tx];
+    }
+}
+
+// Stage 2 of the forward: one thread per (n, g), float64 Chan merges of the
+// partials, each channel's shift added back.
+__global__ void gn_stats_final_kernel(const float *x, const float *tb, const float *pmean, const float *pm2,
+                                      int32_t n, int64_t hw, int32_t c, int32_t groups, int64_t splits, float eps,
+                                      float *mean, float *rstd) {
+    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (int64_t)n * groups) return;
+    const int64_t b = t / groups;
+    const int32_t g = (int32_t)(t % groups), cg = c / groups;
+    d4j_welford acc = {0.0, 0.0, 0.0};
+    for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
+        const double k = (double)load_v(x, tb, b * hw * c + ch, b * c + ch);
+        for (int64_t s = 0; s < splits; ++s) {
+            int64_t i = (b * splits + s) * c + ch;
+            d4j_welford_merge(&acc, (double)split_rows(hw, s), k + (double)pmean[i], (double)pm2[i]);
+        }
+    }
+    mean[t] = (float)acc.mean;
+    rstd[t] = (float)(1.0 / sqrt(acc.m2 / acc.count + (double)eps));
+}
+
+__global__ void gn_apply_kernel(const float *x, const float *tb, const float *gamma, const float *beta,
+                                const float *mean, const float *rstd, int64_t total, int64_t hw, int32_t c,
+                                int32_t groups, int32_t silu, float *y) {
+    const int32_t cg = c / groups;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int32_t ch = (int32_t)(e % c);
+        const int64_t b = e / (hw * c);
+        const int64_t sg = b * groups + ch / cg;
+        float z = d4j_gn_z(d4j_gn_xhat(load_v(x, tb, e, b * c + ch), mean[sg], rstd[sg]), gamma[ch], beta[ch]);
+        y[e] = silu ? d4j_silu(z) : z;
+    }
+}
+
+// Stage 1 of the backward: per (n, split, channel) sums of dz, dz*xhat, xhat.
+__global__ void gn_bwd_partial_kernel(const float *dy, const float *x, const float *tb, const float *gamma,
+                                      const float *beta, const float *mean, const float *rstd, int64_t hw,
+                                      int32_t c, int32_t groups, int32_t silu, float *pa, float *pb, float *px) {
+    __shared__ float s_a[kLanes][kTileC];
+    __shared__ float s_b[kLanes][kTileC];
+    __shared__ float s_x[kLanes][kTileC];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int32_t ch = blockIdx.x * kTileC + tx;
+    const int64_t s = blockIdx.y, b = blockIdx.z;
+    const int64_t r0 = s * kSplitRows, rows = split_rows(hw, s);
+    float sa = 0.0f, sb = 0.0f, sx = 0.0f;
+    if (ch < c) {
+        const int64_t sg = b * groups + ch / (c / groups);
+        const float m = mean[sg], r = rstd[sg], ga = gamma[ch], be = silu ? beta[ch] : 0.0f;
+        for (int64_t row = ty; row < rows; row += kLanes) {
+            int64_t e = ((b * hw) + r0 + row) * c + ch;
+            float xh = d4j_gn_xhat(load_v(x, tb, e, b * c + ch), m, r);
+            float dz = d4j_gn_dz(dy[e], d4j_gn_z(xh, ga, be), silu);
+            sa += dz;
+            sb += dz * xh;
+            sx += xh;
+        }
+    }
+    s_a[ty][tx] = sa;
+    s_b[ty][tx] = sb;
+    s_x[ty][tx] = sx;
+    __syncthreads();
+    for (int stride = kLanes / 2; stride > 0; stride >>= 1) {
+        if (ty < stride) {
+            s_a[ty][tx] += s_a[ty + stride][tx];
+            s_b[ty][tx] += s_b[ty + stride][tx];
+            s_x[ty][tx] += s_x[ty + stride][tx];
+        }
+        __syncthreads();
+    }
+    if (ty == 0 && ch < c) {
+        int64_t i = (b * gridDim.y + s) * c + ch;
+        pa[i] = s_a[0][tx];
+        pb[i] = s_b[0][tx];
+        px[i] = s_x[0][tx];
+    }
+}
+
+// Stage 2 of the backward, per (n, g): m1 = mean(gamma dz), m2 = mean(gamma dz xhat)
+// and dtb[n, c] = sum_hw dx in closed form, all in float64.
+__global__ void gn_bwd_group_kernel(const float *pa, const float *pb, const float *px, const float *gamma,
+                                    const float *rstd, int32_t n, int64_t hw, int32_t c, int32_t groups,
+                                    int64_t splits, float *m1, float *m2, float *dtb) {
+    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (int64_t)n * groups) return;
+    const int64_t b = t / groups;
+    const int32_t g = (int32_t)(t % groups), cg = c / groups;
+    double s1 = 0.0, s2 = 0.0;
+    for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
+        double a = 0.0, bb = 0.0;
+        for (int64_t s = 0; s < splits; ++s) {
+            int64_t i = (b * splits + s) * c + ch;
+            a += (double)pa[i];
+            bb += (double)pb[i];
+        }
+        s1 += (double)gamma[ch] * a;
+        s2 += (double)gamma[ch] * bb;
+    }
+    const double count = (double)cg * (double)hw;
+    const double mm1 = s1 / count, mm2 = s2 / count;
+    m1[t] = (float)mm1;
+    m2[t] = (float)mm2;
+    if (dtb) {
+        const double r = (double)rstd[t];
+        for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
+            double a = 0.0, sx = 0.0;
+            for (int64_t s = 0; s < splits; ++s) {
+                int64_t i = (b * splits + s) * c + ch;
+                a += (double)pa[i];
+                sx += (double)px[i];
+            }
+            dtb[b * c + ch] = (float)(r * ((double)gamma[ch] * a - (double)hw * mm1 - mm2 * sx));
+        }
+    }
+}
+
+// Stage 2 of the backward, per channel: dgamma += sum dz xhat, dbeta += sum dz.
+__global__ void gn_bwd_param_kernel(const float *pa, const float *pb, int32_t n, int32_t c, int64_t splits,
+                                    float *dgamma, float *dbeta) {
+    int32_t ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double a = 0.0, bb = 0.0;
+    for (int64_t i = ch; i < (int64_t)n * splits * c; i += c) {  // samples, then splits, in order
+        a += (double)pa[i];
+        bb += (double)pb[i];
+    }
+    if (dbeta) dbeta[ch] = (float)((double)dbeta[ch] + a);
+    if (dgamma) dgamma[ch] = (float)((double)dgamma[ch] + bb);
+}
+
+__global__ void gn_bwd_dx_kernel(const float *dy, const float *x, const float *tb, const float *gamma,
+                                 const float *beta, const float *mean, const float *rstd, const float *m1,
+                                 const float *m2, int64_t total, int64_t hw, int32_t c, int32_t groups, int32_t silu,
+                                 float *dx) {
+    const int32_t cg = c / groups;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int32_t ch = (int32_t)(e % c);
+        const int64_t b = e / (hw * c);
+        const int64_t sg = b * groups + ch / cg;
+        const float r = rstd[sg], ga = gamma[ch];
+        float xh = d4j_gn_xhat(load_v(x, tb, e, b * c + ch), mean[sg], r);
+        float dz = d4j_gn_dz(dy[e], d4j_gn_z(xh, ga, silu ? beta[ch] : 0.0f), silu);
+        dx[e] = d4j_gn_dx(dz, xh, ga, r, m1[sg], m2[sg]);
+    }
+}
+
+__global__ void silu_kernel(const float *x, int64_t count, float *y) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = d4j_silu(x[i]);
+}
+
+__global__ void silu_grad_kernel(const float *dy, const float *x, int64_t count, float *dx) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        dx[i] = dy[i] * d4j_silu_grad(x[i]);
+}
+
+__global__ void residual_kernel(const float *a, const float *b, int64_t count, float s, float *out) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = (a[i] + b[i]) * s;
+}
+
+__global__ void residual_grad_kernel(const float *g, int64_t count, float s, float *da, float *db) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = g[i] * s;  // read once: da or db may be g itself
+        if (da) da[i] = v;
+        if (db) db[i] = v;
+    }
+}
+
+unsigned elt_blocks(int64_t count) {
+    unsigned b = blocks_for(count, kEltThreads);
+    return b < kMaxEltBlocks ? b : kMaxEltBlocks;
+}
+
+// gridDim.y carries the split index, gridDim.z the sample.
+d4j_status check_grid(int32_t n, int64_t hw) {
+    if (n > 65535) {
+        g_host->set_error("the CUDA group norm takes at most 65535 samples per call, got %d", n);
+        return D4J_ERR_INVALID_ARGUMENT;
+    }
+    if (splits_of(hw) > 65535) {
+        g_host->set_error("the CUDA group norm takes at most %lld pixels (h * w) per sample, got %lld",
+                          (long long)kSplitRows * 65535, (long long)hw);
+        return D4J_ERR_INVALID_ARGUMENT;
+    }
+    return D4J_OK;
+}
+
+size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+}  // namespace
+
+d4j_status group_norm_forward(void *state, const float *x, const float *tb, const float *gamma, const float *beta,
+                              int32_t n, int64_t hw, int32_t c, int32_t groups, float eps, int32_t silu, float *y,
+                              float *mean, float *rstd) {
+    auto *s = static_cast<State *>(state);
+    d4j_status st = check_grid(n, hw);
+    if (st != D4J_OK) return st;
+    const int64_t splits = splits_of(hw);
+    const size_t part = align256(sizeof(float) * (size_t)(n * splits * c));
+    st = ensure_scratch(s, 2 * part);
+    if (st != D4J_OK) return st;
+    float *pmean = static_cast<float *>(s->scratch);
+    float *pm2 = reinterpret_cast<float *>(static_cast<char *>(s->scratch) + part);
+    const dim3 grid1((unsigned)((c + kTileC - 1) / kTileC), (unsigned)splits, (unsigned)n);
+    D4J_LAUNCH(gn_stats_partial_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, x, tb, hw, c, pmean, pm2);
+    st = launched("gn_stats_partial_kernel");
+    if (st != D4J_OK) return st;
+    const int64_t ng = (int64_t)n * groups;
+    D4J_LAUNCH(gn_stats_final_kernel, blocks_for(ng, 128), 128, 0, s->stream, x, tb, pmean, pm2, n, hw, c, groups,
+               splits, eps, mean, rstd);
+    st = launched("gn_stats_final_kernel");
+    if (st != D4J_OK) return st;
+    const int64_t total = (int64_t)n * hw * c;
+    D4J_LAUNCH(gn_apply_kernel, elt_blocks(total), kEltThreads, 0, s->stream, x, tb, gamma, beta, mean, rstd, total,
+               hw, c, groups, silu, y);
+    return launched("gn_apply_kernel");
+}
+
+d4j_status group_norm_backward(void *state, const float *dy, const float *x, const float *tb, const float *gamma,
+                               const float *beta, const float *mean, const float *rstd, int32_t n, int64_t hw,
+                               int32_t c, int32_t groups, int32_t silu, float *dx, float *dtb, float *dgamma,
+                               float *dbeta) {
+    auto *s = static_cast<State *>(state);
+    d4j_status st = check_grid(n, hw);
+    if (st != D4J_OK) return st;
+    const int64_t splits = splits_of(hw);
+    const int64_t ng = (int64_t)n * groups;
+    const size_t part = align256(sizeof(float) * (size_t)(n * splits * c));
+    const size_t grp = align256(sizeof(float) * (size_t)ng);
+    st = ensure_scratch(s, 3 * part + 2 * grp);
+    if (st != D4J_OK) return st;
+    char *base = static_cast<char *>(s->scratch);
+    float *pa = reinterpret_cast<float *>(base), *pb = reinterpret_cast<float *>(base + part);
+    float *px = reinterpret_cast<float *>(base + 2 * part);
+    float *m1 = reinterpret_cast<float *>(base + 3 * part), *m2 = reinterpret_cast<float *>(base + 3 * part + grp);
+    const dim3 grid1((unsigned)((c + kTileC - 1) / kTileC), (unsigned)splits, (unsigned)n);
+    D4J_LAUNCH(gn_bwd_partial_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, dy, x, tb, gamma, beta, mean, rstd,
+               hw, c, groups, silu, pa, pb, px);
+    st = launched("gn_bwd_partial_kernel");
+    if (st != D4J_OK) return st;
+    if (dgamma || dbeta) {
+        D4J_LAUNCH(gn_bwd_param_kernel, blocks_for(c, 128), 128, 0, s->stream, pa, pb, n, c, splits, dgamma, dbeta);
+        st = launched("gn_bwd_param_kernel");
+        if (st != D4J_OK) return st;
+    }
+    if (dx == nullptr && dtb == nullptr) return D4J_OK;
+    D4J_LAUNCH(gn_bwd_group_kernel, blocks_for(ng, 128), 128, 0, s->stream, pa, pb, px, gamma, rstd, n, hw, c, groups,
+               splits, m1, m2, dtb);
+    st = launched("gn_bwd_group_kernel");
+    if (st != D4J_OK || dx == nullptr) return st;
+    const int64_t total = (int64_t)n * hw * c;
+    D4J_LAUNCH(gn_bwd_dx_kernel, elt_blocks(total), kEltThreads, 0, s->stream, dy, x, tb, gamma, beta, mean, rstd, m1,
+               m2, total, hw, c, groups, silu, dx);
+    return launched("gn_bwd_dx_kernel");
+}
+
+d4j_status silu_forward(void *state, const float *x, int64_t count, float *y) {
+    auto *s = static_cast<State *>(state);
+    D4J_LAUNCH(silu_kernel, elt_blocks(count), kEltThreads, 0, s->stream, x, count, y);
+    return launched("silu_kernel");
+}
+
+d4j_status silu_backward(void *state, const float *dy, const float *x, int64_t count, float *dx) {
+    auto *s = static_cast<State *>(state);
+    D4J_LAUNCH(silu_grad_kernel, elt_blocks(count), kEltThreads, 0, s->stream, dy, x, count, dx);
+    return launched("silu_grad_kernel");
+}
+
+d4j_status residual_add(void *state, const float *a, const float *b, int64_t count, float inv_scale, float *out) {
+    auto *s = static_cast<State *>(state);
+    D4J_LAUNCH(residual_kernel, elt_blocks(count), kEltThreads, 0, s->stream, a, b, count, inv_scale, out);
+    return launched("residual_kernel");
+}
+
+d4j_status residual_add_backward(void *state, const float *dout, int64_t count, float inv_scale, float *da,
+                                 float *db) {
+    auto *s = static_cast<State *>(state);
+    D4J_LAUNCH(residual_grad_kernel, elt_blocks(count), kEltThreads, 0, s->stream, dout, count, inv_scale, da, db);
+    return launched("residual_grad_kernel");
+}
+
+}  // namespace d4j::cuda
