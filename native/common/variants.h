@@ -81,6 +81,7 @@ inline VariantTable single_variants() {
     // ---- norm (issue 4) ----
     // ---- end norm ----
     // ---- linear_attention (issue 4) ----
+    for (const char *f : {"linear", "attention"}) t.add(f, {"v1"});
     // ---- end linear_attention ----
     // ---- optim (issue 4) ----
     // ---- end optim ----

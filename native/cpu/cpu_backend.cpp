@@ -99,6 +99,10 @@ static const d4j_backend_iface kIface = {
     /* ---- norm (issue 4) ---- */
     /* ---- end norm ---- */
     /* ---- linear_attention (issue 4) ---- */
+    linear_forward,
+    linear_backward,
+    attention_forward,
+    attention_backward,
     /* ---- end linear_attention ---- */
     /* ---- optim (issue 4) ---- */
     /* ---- end optim ---- */
