@@ -104,6 +104,18 @@ typedef struct d4j_backend_iface {
                                         float *db);
     /* ---- end norm ---- */
     /* ---- linear_attention (issue 4) ---- */
+    /* Generic strided GEMM over the linear layer's three products is internal to
+     * the backends; these are the validated entry points (see d4j.h). */
+    d4j_status (*linear_forward)(void *state, const float *x, const float *w, const float *b, int64_t rows,
+                                 int32_t in, int32_t out, float *y);
+    d4j_status (*linear_backward)(void *state, const float *x, const float *w, const float *dy, int64_t rows,
+                                  int32_t in, int32_t out, float *dx, float *dw, float *db);
+    d4j_status (*attention_forward)(void *state, const float *q, const float *k, const float *v, int32_t batch,
+                                    int32_t tokens, int32_t heads, int32_t head_dim, float scale, float *out,
+                                    float *lse);
+    d4j_status (*attention_backward)(void *state, const float *q, const float *k, const float *v, const float *out,
+                                     const float *lse, const float *dout, int32_t batch, int32_t tokens,
+                                     int32_t heads, int32_t head_dim, float scale, float *dq, float *dk, float *dv);
     /* ---- end linear_attention ---- */
     /* ---- optim (issue 4) ---- */
     /* *sumsq = sum of grad[i]^2 in float64, in a fixed order */
@@ -129,6 +141,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     ",group_norm,silu,residual_add"                 \
     /* ---- end norm ---- */                        \
     /* ---- linear_attention (issue 4) ---- */      \
+    ",linear,attention"                             \
     /* ---- end linear_attention ---- */            \
     /* ---- optim (issue 4) ---- */                 \
     ",grad_norm,adamw,ema"                          \

@@ -83,6 +83,7 @@ inline VariantTable single_variants() {
     for (const char *f : {"group_norm", "silu", "residual_add"}) t.add(f, {"v1"});
     // ---- end norm ----
     // ---- linear_attention (issue 4) ----
+    for (const char *f : {"linear", "attention"}) t.add(f, {"v1"});
     // ---- end linear_attention ----
     // ---- optim (issue 4) ----
     for (const char *f : {"grad_norm", "adamw", "ema"}) t.add(f, {"v1"});

@@ -53,6 +53,15 @@ d4j_status residual_add_backward(void *state, const float *dout, int64_t count, 
                                  float *db);
 // ---- end norm ----
 // ---- linear_attention (issue 4) ----
+d4j_status linear_forward(void *state, const float *x, const float *w, const float *b, int64_t rows, int32_t in,
+                          int32_t out, float *y);
+d4j_status linear_backward(void *state, const float *x, const float *w, const float *dy, int64_t rows, int32_t in,
+                           int32_t out, float *dx, float *dw, float *db);
+d4j_status attention_forward(void *state, const float *q, const float *k, const float *v, int32_t batch,
+                             int32_t tokens, int32_t heads, int32_t head_dim, float scale, float *out, float *lse);
+d4j_status attention_backward(void *state, const float *q, const float *k, const float *v, const float *out,
+                              const float *lse, const float *dout, int32_t batch, int32_t tokens, int32_t heads,
+                              int32_t head_dim, float scale, float *dq, float *dk, float *dv);
 // ---- end linear_attention ----
 // ---- optim (issue 4) ----
 d4j_status grad_sumsq(void *state, const float *grad, int64_t count, double *sumsq);

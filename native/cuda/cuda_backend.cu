@@ -153,6 +153,10 @@ static const d4j_backend_iface kIface = {
     residual_add_backward,
     /* ---- end norm ---- */
     /* ---- linear_attention (issue 4) ---- */
+    linear_forward,
+    linear_backward,
+    attention_forward,
+    attention_backward,
     /* ---- end linear_attention ---- */
     /* ---- optim (issue 4) ---- */
     grad_sumsq,

@@ -45,6 +45,10 @@ struct State {
         t.add("residual_add", {"v1"});
         // ---- end norm ----
         // ---- linear_attention (issue 4) ----
+        // linear v1: 64x64 shared-memory tiles, 4x4 outputs per thread;
+        // v2: one thread per output reading global memory (baseline).
+        t.add("linear", {"v1", "v2"});
+        t.add("attention", {"v1"});
         // ---- end linear_attention ----
         // ---- optim (issue 4) ----
         t.add("grad_norm", {"v1"});

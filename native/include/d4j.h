@@ -369,6 +369,55 @@ D4J_API d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buf
 /* ---- end norm ---- */
 
 /* ---- linear_attention (issue 4) ---- */
+/* Linear layer (torch.nn.Linear), rows = every leading dimension flattened:
+ *   y[m, o] = sum_i x[m, i] * weight[o, i] + bias[o]
+ * x: [rows, in_features], weight: [out_features, in_features] (as on disk),
+ * bias: [out_features] or NULL, y: [rows, out_features]; y must not overlap
+ * the inputs. in/out_features in [1, 2^24]. */
+D4J_API d4j_status d4j_linear_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight,
+                                      const d4j_buffer *bias, int64_t rows, int32_t in_features,
+                                      int32_t out_features, d4j_buffer *y);
+
+/* Backward of d4j_linear_forward for upstream gradient dy [rows, out_features]:
+ *   dx[m, i]      = sum_o dy[m, o] * weight[o, i]          (written; dx may be NULL)
+ *   dweight[o, i] += sum_m dy[m, o] * x[m, i]              (accumulated; may be NULL)
+ *   dbias[o]      += sum_m dy[m, o]                        (accumulated; may be NULL)
+ * Outputs must not overlap each other or the inputs. Every sum is in a fixed
+ * order: the result does not depend on thread count or launch configuration.
+ * Kernel family "linear" (the CUDA backend has v1 = tiled shared-memory SGEMM,
+ * v2 = one thread per output, for comparison). */
+D4J_API d4j_status d4j_linear_backward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight,
+                                       const d4j_buffer *dy, int64_t rows, int32_t in_features, int32_t out_features,
+                                       d4j_buffer *dx, d4j_buffer *dweight, d4j_buffer *dbias);
+
+/* Multi-head scaled dot-product attention (diffusers Attention with
+ * heads = channels / attention_head_dim), on the outputs of the q/k/v linear
+ * layers without any transpose: q, k, v, out are [batch, tokens, heads,
+ * head_dim] float32, i.e. NHWC activations [N, H*W, C] whose channel c
+ * belongs to head c / head_dim. For every (b, h) and query token i:
+ *   s[j]   = scale * sum_d q[b,i,h,d] k[b,j,h,d]
+ *   out[b,i,h,:] = sum_j softmax(s)[j] v[b,j,h,:]   (row maximum subtracted first)
+ *   lse[b,h,i]   = log sum_j exp(s[j])              (max-shifted; lse may be NULL)
+ * scale is finite (diffusers: 1/sqrt(head_dim)); head_dim in [1, 256];
+ * tokens in [1, 2^20] (the CUDA backend takes at most 4096). lse is
+ * [batch, heads, tokens] float32 and is what d4j_attention_backward needs.
+ * No L x L score matrix is stored: each query row's scores are recomputed
+ * in a per-task workspace of O(tokens) floats. */
+D4J_API d4j_status d4j_attention_forward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k,
+                                         const d4j_buffer *v, int32_t batch, int32_t tokens, int32_t heads,
+                                         int32_t head_dim, float scale, d4j_buffer *out, d4j_buffer *lse);
+
+/* Backward of d4j_attention_forward, given its out and lse and the upstream
+ * gradient dout (all as in the forward): writes dq, dk, dv (same layout as q).
+ * Scores are recomputed from lse (P = exp(s - lse)); with
+ * Dsum[i] = sum_d dout[i,d] out[i,d] and dS = P (dout v^T - Dsum):
+ * dq = scale dS k, dk = scale dS^T q, dv = P^T dout, each summed in a fixed
+ * order (deterministic). Extra memory: batch*heads*tokens floats for Dsum. */
+D4J_API d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k,
+                                          const d4j_buffer *v, const d4j_buffer *out, const d4j_buffer *lse,
+                                          const d4j_buffer *dout, int32_t batch, int32_t tokens, int32_t heads,
+                                          int32_t head_dim, float scale, d4j_buffer *dq, d4j_buffer *dk,
+                                          d4j_buffer *dv);
 /* ---- end linear_attention ---- */
 
 /* ---- optim (issue 4) ---- */

@@ -2743,6 +2743,286 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_linear_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_linear_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *bias, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *y)
+     * }
+     */
+    public static FunctionDescriptor d4j_linear_forward$descriptor() {
+        return d4j_linear_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *bias, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *y)
+     * }
+     */
+    public static MethodHandle d4j_linear_forward$handle() {
+        return d4j_linear_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *bias, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *y)
+     * }
+     */
+    public static MemorySegment d4j_linear_forward$address() {
+        return d4j_linear_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *bias, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *y)
+     * }
+     */
+    public static int d4j_linear_forward(MemorySegment backend, MemorySegment x, MemorySegment weight, MemorySegment bias, long rows, int in_features, int out_features, MemorySegment y) {
+        var mh$ = d4j_linear_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_linear_forward", backend, x, weight, bias, rows, in_features, out_features, y);
+            }
+            return (int)mh$.invokeExact(backend, x, weight, bias, rows, in_features, out_features, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_linear_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_linear_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_backward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *dy, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *dx, d4j_buffer *dweight, d4j_buffer *dbias)
+     * }
+     */
+    public static FunctionDescriptor d4j_linear_backward$descriptor() {
+        return d4j_linear_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_backward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *dy, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *dx, d4j_buffer *dweight, d4j_buffer *dbias)
+     * }
+     */
+    public static MethodHandle d4j_linear_backward$handle() {
+        return d4j_linear_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_backward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *dy, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *dx, d4j_buffer *dweight, d4j_buffer *dbias)
+     * }
+     */
+    public static MemorySegment d4j_linear_backward$address() {
+        return d4j_linear_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_linear_backward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *weight, const d4j_buffer *dy, int64_t rows, int32_t in_features, int32_t out_features, d4j_buffer *dx, d4j_buffer *dweight, d4j_buffer *dbias)
+     * }
+     */
+    public static int d4j_linear_backward(MemorySegment backend, MemorySegment x, MemorySegment weight, MemorySegment dy, long rows, int in_features, int out_features, MemorySegment dx, MemorySegment dweight, MemorySegment dbias) {
+        var mh$ = d4j_linear_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_linear_backward", backend, x, weight, dy, rows, in_features, out_features, dx, dweight, dbias);
+            }
+            return (int)mh$.invokeExact(backend, x, weight, dy, rows, in_features, out_features, dx, dweight, dbias);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_attention_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_attention_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_forward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *out, d4j_buffer *lse)
+     * }
+     */
+    public static FunctionDescriptor d4j_attention_forward$descriptor() {
+        return d4j_attention_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_forward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *out, d4j_buffer *lse)
+     * }
+     */
+    public static MethodHandle d4j_attention_forward$handle() {
+        return d4j_attention_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_forward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *out, d4j_buffer *lse)
+     * }
+     */
+    public static MemorySegment d4j_attention_forward$address() {
+        return d4j_attention_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_forward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *out, d4j_buffer *lse)
+     * }
+     */
+    public static int d4j_attention_forward(MemorySegment backend, MemorySegment q, MemorySegment k, MemorySegment v, int batch, int tokens, int heads, int head_dim, float scale, MemorySegment out, MemorySegment lse) {
+        var mh$ = d4j_attention_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_attention_forward", backend, q, k, v, batch, tokens, heads, head_dim, scale, out, lse);
+            }
+            return (int)mh$.invokeExact(backend, q, k, v, batch, tokens, heads, head_dim, scale, out, lse);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_attention_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_attention_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, const d4j_buffer *out, const d4j_buffer *lse, const d4j_buffer *dout, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *dq, d4j_buffer *dk, d4j_buffer *dv)
+     * }
+     */
+    public static FunctionDescriptor d4j_attention_backward$descriptor() {
+        return d4j_attention_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, const d4j_buffer *out, const d4j_buffer *lse, const d4j_buffer *dout, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *dq, d4j_buffer *dk, d4j_buffer *dv)
+     * }
+     */
+    public static MethodHandle d4j_attention_backward$handle() {
+        return d4j_attention_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, const d4j_buffer *out, const d4j_buffer *lse, const d4j_buffer *dout, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *dq, d4j_buffer *dk, d4j_buffer *dv)
+     * }
+     */
+    public static MemorySegment d4j_attention_backward$address() {
+        return d4j_attention_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k, const d4j_buffer *v, const d4j_buffer *out, const d4j_buffer *lse, const d4j_buffer *dout, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale, d4j_buffer *dq, d4j_buffer *dk, d4j_buffer *dv)
+     * }
+     */
+    public static int d4j_attention_backward(MemorySegment backend, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment out, MemorySegment lse, MemorySegment dout, int batch, int tokens, int heads, int head_dim, float scale, MemorySegment dq, MemorySegment dk, MemorySegment dv) {
+        var mh$ = d4j_attention_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_attention_backward", backend, q, k, v, out, lse, dout, batch, tokens, heads, head_dim, scale, dq, dk, dv);
+            }
+            return (int)mh$.invokeExact(backend, q, k, v, out, lse, dout, batch, tokens, heads, head_dim, scale, dq, dk, dv);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_grad_norm {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

@@ -1,0 +1,396 @@
+// Linear layers and multi-head attention on the CPU.
+//
+// Linear: all three products (forward, dX, dW) are one strided SGEMM,
+//   C[m, n] (+)= sum_k A(m, k) B(k, n),  A(m, k) = A[m*sam + k*sak], B(k, n) = B[k*sbk + n*sbn],
+// so the transposes of the backward pass cost nothing but the packing. The
+// GEMM is Goto-style: C is cut into MC x NC output tiles, one task each (so a
+// C element is computed by one task with a fixed k order, whatever the thread
+// count); inside a task, KC-deep slices of A and B are packed into contiguous
+// micro-panels and an MR x NR register-blocked micro-kernel runs over them.
+//
+// Attention: per (batch, head) and block of 64 query rows, the score block
+// S = Q K^T (64 x tokens) is computed with the same GEMM into a per-thread
+// workspace; nothing of size tokens^2 is stored. The
+// backward pass runs twice over the score matrix (rows: dq and Dsum; columns:
+// dk and dv) so that every output is owned by one task: no atomics, no
+// thread-count dependent partial sums.
+//
+// Contraction of a*b+c into FMA is allowed in this file only (the RNG files
+// keep -ffp-contract=off for their bit-exact contract): it doubles the GEMM's
+// peak and only removes roundings. Results therefore depend on the SIMD path
+// picked at load time (FMA exists on the AVX2 and AVX-512 paths), never on
+// the number of threads.
+#pragma GCC optimize("fp-contract=fast")
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu_kernels.h"
+#include "rng_fill.h"
+
+namespace d4j::cpu {
+
+namespace {
+
+// 16 floats: one AVX-512 register, two AVX2 registers, four SSE registers.
+// GCC lowers the vector extension to whatever the clone's target has.
+typedef float v16f __attribute__((vector_size(64)));
+
+#define D4J_INLINE inline __attribute__((always_inline))
+
+// Unaligned 16-float load / store. Macros, not functions: a function taking or
+// returning v16f would change its ABI between the clones (-Wpsabi).
+#define D4J_LOAD16(v, p) std::memcpy(&(v), (p), sizeof(v16f))
+#define D4J_STORE16(p, v) std::memcpy((p), &(v), sizeof(v16f))
+
+// ---- SGEMM ----------------------------------------------------------------
+
+// Micro-tile 8 x 16: eight 16-wide accumulators (8 zmm on AVX-512, enough
+// independent FMA chains to cover its latency on two ports).
+constexpr int MR = 8;
+constexpr int NR = 16;
+constexpr int64_t KC = 256;  // depth of a packed slice: an NR x KC B micro-panel is 16 KiB (L1)
+constexpr int64_t MC = 64;   // rows per task: the packed A slice is 64 KiB (L2)
+constexpr int64_t NC = 256;  // columns per task: the packed B slice is 256 KiB (L2)
+
+struct Gemm {
+    int64_t M, N, K;
+    const float *A;
+    int64_t sam, sak;
+    const float *B;
+    int64_t sbk, sbn;
+    float *C;            // [M, N], row stride ldc
+    int64_t ldc;
+    const float *bias;   // [N] added on store (overwrite mode only), or null
+    bool accumulate;     // C += A B instead of C = A B (+ bias)
+};
+
+// A(m0.., k0..) as ceil(mc/MR) micro-panels, each [kc][MR], zero padded.
+D4J_INLINE void pack_a(const Gemm &g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float *ap) {
+    for (int64_t r = 0; r < mc; r += MR) {
+        float *dst = ap + r * kc;
+        const int rows = (int)std::min<int64_t>(MR, mc - r);
+        for (int i = 0; i < MR; ++i) {
+            if (i < rows) {
+                const float *src = g.A + (m0 + r + i) * g.sam + k0 * g.sak;
+                for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p * g.sak];
+            } else {
+                for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+// B(k0.., n0..) as ceil(nc/NR) micro-panels, each [kc][NR], zero padded.
+D4J_INLINE void pack_b(const Gemm &g, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *bp) {
+    for (int64_t c = 0; c < nc; c += NR) {
+        float *dst = bp + c * kc;
+        const int cols = (int)std::min<int64_t>(NR, nc - c);
+        if (g.sbn == 1 && cols == NR) {
+            // contiguous rows of 16: straight copies
+            for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * NR, g.B + (k0 + p) * g.sbk + n0 + c, NR * 4);
+            continue;
+        }
+        for (int j = 0; j < NR; ++j) {
+            if (j < cols) {
+                const float *src = g.B + (k0)*g.sbk + (n0 + c + j) * g.sbn;
+                for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p * g.sbk];
+            } else {
+                for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.0f;
+            }
+        }
+    }
+}
+
+// acc = A_panel[kc][MR] x B_panel[kc][NR]: per k one B vector load, MR
+// broadcasts and MR vector FMAs.
+D4J_INLINE void micro_kernel(int64_t kc, const float *ap, const float *bp, v16f acc[MR]) {
+    for (int i = 0; i < MR; ++i) acc[i] = v16f{};
+    for (int64_t p = 0; p < kc; ++p) {
+        v16f b;
+        D4J_LOAD16(b, bp + p * NR);
+        for (int i = 0; i < MR; ++i) acc[i] += ap[p * MR + i] * b;
+    }
+}
+
+// One MC x NC output tile of C, all of K. first slice: C = bias + slice0 (or
+// C += slice0 when accumulating); later slices add to C. Fixed order per element.
+D4J_CLONES void gemm_tile(const Gemm &g, int64_t m0, int64_t n0, float *ap, float *bp) {
+    const int64_t mc = std::min(MC, g.M - m0), nc = std::min(NC, g.N - n0);
+    for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+        const int64_t kc = std::min(KC, g.K - k0);
+        pack_a(g, m0, mc, k0, kc, ap);
+        pack_b(g, n0, nc, k0, kc, bp);
+        const bool init = k0 == 0 && !g.accumulate;
+        for (int64_t c = 0; c < nc; c += NR) {
+            const int cols = (int)std::min<int64_t>(NR, nc - c);
+            for (int64_t r = 0; r < mc; r += MR) {
+                const int rows = (int)std::min<int64_t>(MR, mc - r);
+                v16f acc[MR];
+                micro_kernel(kc, ap + r * kc, bp + c * kc, acc);
+                for (int i = 0; i < rows; ++i) {
+                    float *crow = g.C + (m0 + r + i) * g.ldc + n0 + c;
+                    if (cols == NR) {
+                        v16f base{};
+                        if (!init) D4J_LOAD16(base, crow);
+                        else if (g.bias) D4J_LOAD16(base, g.bias + n0 + c);
+                        base += acc[i];
+                        D4J_STORE16(crow, base);
+                    } else {
+                        float t[NR];
+                        D4J_STORE16(t, acc[i]);
+                        for (int j = 0; j < cols; ++j) {
+                            float base = !init ? crow[j] : g.bias ? g.bias[n0 + c + j] : 0.0f;
+                            crow[j] = base + t[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Packing buffers per worker thread, reused across calls (sized once: a
+// malloc of 320 KiB per task would be an mmap + page faults each time).
+float *gemm_workspace() {
+    thread_local std::vector<float> ws((size_t)(MC * KC + KC * NC));
+    return ws.data();
+}
+
+// All of C on the calling thread (inside an attention task).
+void gemm_serial(const Gemm &g) {
+    float *ws = gemm_workspace();
+    for (int64_t m0 = 0; m0 < g.M; m0 += MC)
+        for (int64_t n0 = 0; n0 < g.N; n0 += NC) gemm_tile(g, m0, n0, ws, ws + MC * KC);
+}
+
+void gemm(ThreadPool &pool, const Gemm &g) {
+    const int64_t mt = (g.M + MC - 1) / MC, nt = (g.N + NC - 1) / NC;
+    // run_tasks goes parallel above kSerialBelow "elements"; one element here
+    // is 32 multiply-adds, so below ~1M MACs (~50 us on one core) stay serial.
+    const double macs = (double)g.M * (double)g.N * (double)g.K;
+    const int64_t work = macs / 32 > 1e15 ? (int64_t)1e15 : (int64_t)(macs / 32);
+    run_tasks(pool, mt * nt, work, [&](int64_t t) {
+        float *ws = gemm_workspace();
+        gemm_tile(g, (t / nt) * MC, (t % nt) * NC, ws, ws + MC * KC);
+    });
+}
+
+// db[n] += sum_m dy[m, n], m in order; tasks own 256 columns each.
+D4J_CLONES void bias_grad_range(const float *dy, int64_t rows, int64_t n_total, int64_t n0, int64_t n1, float *db) {
+    float acc[256];
+    const int64_t w = n1 - n0;
+    for (int64_t j = 0; j < w; ++j) acc[j] = 0.0f;
+    for (int64_t m = 0; m < rows; ++m) {
+        const float *row = dy + m * n_total + n0;
+        for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < w; ++j) db[n0 + j] += acc[j];
+}
+
+// ---- attention --------------------------------------------------------------
+
+struct Attn {
+    int64_t B, L, H, D;
+    float scale;
+    int64_t at(int64_t b, int64_t l, int64_t h) const { return ((b * L + l) * H + h) * D; }
+};
+
+// Query (or key) tokens per task: a 64-row GEMM tile, the score block is
+// 64 x L floats.
+constexpr int64_t kRows = 64;
+
+// exp(x) for x <= 88 (softmax arguments are <= 0), written so that loops
+// calling it vectorise (libm's expf is a scalar call without -ffast-math and
+// cost ~70% of the attention time). Cody-Waite reduction x = k ln2 + r,
+// |r| <= ln2/2, Cephes' degree-7 polynomial for e^r, 2^k through the exponent
+// bits. Relative error about 2 ulp; below -87 it returns e^-87 ~ 1.6e-38
+// instead of smaller values, an absolute error far below any tolerance here.
+D4J_INLINE float exp_vec(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    // k = round(x / ln2) via truncation of a positive number (cvttps2dq vectorises)
+    const int32_t k = (int32_t)(x * 1.44269504088896341f + 128.5f) - 128;
+    const float kf = (float)k;
+    float r = x - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    // k in [-126, 127]: a normal power of two
+    const int32_t bits = (k + 127) << 23;
+    float two_k;
+    std::memcpy(&two_k, &bits, 4);
+    return p * two_k;
+}
+
+float *attn_workspace(size_t floats) {
+    thread_local std::vector<float> ws;
+    if (ws.size() < floats) ws.resize(floats);
+    return ws.data();
+}
+
+// C[R, N] = A[R, K] B[K, N] for one head: the products of attention, as strided
+// GEMMs straight on the [B, L, H, D] tensors (packing does the gathers).
+D4J_INLINE void head_gemm(int64_t R, int64_t N, int64_t K, const float *A, int64_t sam, int64_t sak, const float *Bm,
+                          int64_t sbk, int64_t sbn, float *C, int64_t ldc) {
+    Gemm g{R, N, K, A, sam, sak, Bm, sbk, sbn, C, ldc, nullptr, false};
+    gemm_serial(g);
+}
+
+// Forward for query rows [i0, i1) of head (b, h). Workspace: scores [R][L].
+//   S = Q K^T (scaled), P = exp(S - rowmax), O = (P V) / rowsum
+D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
+                              int64_t i0, int64_t i1, float *out, float *lse) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0;
+    float *s = attn_workspace((size_t)(R * L));
+    float inv[kRows];
+    head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
+    for (int64_t r = 0; r < R; ++r) {
+        float *sr = s + r * L;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < L; ++j) {
+            sr[j] *= a.scale;
+            m = sr[j] > m ? sr[j] : m;
+        }
+        // float64 normaliser: its rounding does not grow with L
+        double sum = 0.0;
+        for (int64_t j = 0; j < L; ++j) {
+            sr[j] = exp_vec(sr[j] - m);
+            sum += (double)sr[j];
+        }
+        inv[r] = (float)(1.0 / sum);
+        if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
+    }
+    float *o = out + a.at(b, i0, h);
+    head_gemm(R, D, L, s, L, 1, v + a.at(b, 0, h), HD, 1, o, HD);
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t d = 0; d < D; ++d) o[r * HD + d] *= inv[r];
+}
+
+// Backward, row pass, query rows [i0, i1) of head (b, h): Dsum and dq.
+// Workspace: S and dP [R][L].
+D4J_CLONES void attn_bwd_rows(const Attn &a, const float *q, const float *k, const float *v, const float *out,
+                              const float *lse, const float *dout, int64_t b, int64_t h, int64_t i0, int64_t i1,
+                              float *dsum, float *dq) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0;
+    float *s = attn_workspace((size_t)(2 * R * L));
+    float *dp = s + R * L;
+    head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
+    head_gemm(R, L, D, dout + a.at(b, i0, h), HD, 1, v + a.at(b, 0, h), 1, HD, dp, L);
+    const float *lse_bh = lse + (b * a.H + h) * L;
+    for (int64_t r = 0; r < R; ++r) {
+        const int64_t i = i0 + r;
+        const float *oi = out + a.at(b, i, h), *gi = dout + a.at(b, i, h);
+        float di = 0.0f;
+        for (int64_t d = 0; d < D; ++d) di += gi[d] * oi[d];
+        dsum[(b * a.H + h) * L + i] = di;
+        const float li = lse_bh[i];
+        float *sr = s + r * L, *dpr = dp + r * L;
+        for (int64_t j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] * a.scale - li) * (dpr[j] - di);  // dS
+    }
+    float *g = dq + a.at(b, i0, h);
+    head_gemm(R, D, L, s, L, 1, k + a.at(b, 0, h), HD, 1, g, HD);
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t d = 0; d < D; ++d) g[r * HD + d] *= a.scale;
+}
+
+// Backward, column pass, key tokens [j0, j1) of head (b, h): dk and dv.
+// Works on the transposed blocks S^T = K Q^T and dP^T = V dO^T, so each task
+// owns whole rows of dk and dv.
+D4J_CLONES void attn_bwd_cols(const Attn &a, const float *q, const float *k, const float *v, const float *lse,
+                              const float *dout, const float *dsum, int64_t b, int64_t h, int64_t j0, int64_t j1,
+                              float *dk, float *dv) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = j1 - j0;
+    float *st = attn_workspace((size_t)(2 * R * L));
+    float *dpt = st + R * L;
+    // same products in the same d order as the row pass: identical scores
+    head_gemm(R, L, D, k + a.at(b, j0, h), HD, 1, q + a.at(b, 0, h), 1, HD, st, L);
+    head_gemm(R, L, D, v + a.at(b, j0, h), HD, 1, dout + a.at(b, 0, h), 1, HD, dpt, L);
+    const float *lse_bh = lse + (b * a.H + h) * L, *ds_bh = dsum + (b * a.H + h) * L;
+    for (int64_t r = 0; r < R; ++r) {
+        float *sr = st + r * L, *dpr = dpt + r * L;
+        for (int64_t i = 0; i < L; ++i) {
+            float p = exp_vec(sr[i] * a.scale - lse_bh[i]);
+            sr[i] = p;                          // P^T[j, i]
+            dpr[i] = p * (dpr[i] - ds_bh[i]);   // dS^T[j, i]
+        }
+    }
+    head_gemm(R, D, L, st, L, 1, dout + a.at(b, 0, h), HD, 1, dv + a.at(b, j0, h), HD);
+    float *g = dk + a.at(b, j0, h);
+    head_gemm(R, D, L, dpt, L, 1, q + a.at(b, 0, h), HD, 1, g, HD);
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t d = 0; d < D; ++d) g[r * HD + d] *= a.scale;
+}
+
+}  // namespace
+
+d4j_status linear_forward(void *state, const float *x, const float *w, const float *b, int64_t rows, int32_t in,
+                          int32_t out, float *y) {
+    // y[m, o] = sum_i x[m, i] w[o, i]: A = x, B(i, o) = w[o, i]
+    Gemm g{rows, out, in, x, in, 1, w, 1, in, y, out, b, false};
+    gemm(pool_of(state), g);
+    return D4J_OK;
+}
+
+d4j_status linear_backward(void *state, const float *x, const float *w, const float *dy, int64_t rows, int32_t in,
+                           int32_t out, float *dx, float *dw, float *db) {
+    ThreadPool &pool = pool_of(state);
+    if (dx) {
+        // dx[m, i] = sum_o dy[m, o] w[o, i]
+        Gemm g{rows, in, out, dy, out, 1, w, in, 1, dx, in, nullptr, false};
+        gemm(pool, g);
+    }
+    if (dw) {
+        // dw[o, i] += sum_m dy[m, o] x[m, i]: A(o, m) = dy[m, o]
+        Gemm g{out, in, rows, dy, 1, out, x, in, 1, dw, in, nullptr, true};
+        gemm(pool, g);
+    }
+    if (db) {
+        constexpr int64_t kCols = 256;
+        run_tasks(pool, (out + kCols - 1) / kCols, rows * out, [&](int64_t t) {
+            int64_t n0 = t * kCols, n1 = std::min<int64_t>(out, n0 + kCols);
+            bias_grad_range(dy, rows, out, n0, n1, db);
+        });
+    }
+    return D4J_OK;
+}
+
+d4j_status attention_forward(void *state, const float *q, const float *k, const float *v, int32_t batch,
+                             int32_t tokens, int32_t heads, int32_t head_dim, float scale, float *out, float *lse) {
+    const Attn a{batch, tokens, heads, head_dim, scale};
+    const int64_t blocks = (a.L + kRows - 1) / kRows;
+    run_tasks(pool_of(state), a.B * a.H * blocks, a.B * a.H * a.L * a.L, [&](int64_t t) {
+        const int64_t bh = t / blocks, i0 = (t % blocks) * kRows;
+        attn_fwd_rows(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
+    });
+    return D4J_OK;
+}
+
+d4j_status attention_backward(void *state, const float *q, const float *k, const float *v, const float *out,
+                              const float *lse, const float *dout, int32_t batch, int32_t tokens, int32_t heads,
+                              int32_t head_dim, float scale, float *dq, float *dk, float *dv) {
+    const Attn a{batch, tokens, heads, head_dim, scale};
+    ThreadPool &pool = pool_of(state);
+    std::vector<float> dsum((size_t)(a.B * a.H * a.L));
+    const int64_t blocks = (a.L + kRows - 1) / kRows, tasks = a.B * a.H * blocks, work = a.B * a.H * a.L * a.L;
+    run_tasks(pool, tasks, work, [&](int64_t t) {
+        const int64_t bh = t / blocks, i0 = (t % blocks) * kRows;
+        attn_bwd_rows(a, q, k, v, out, lse, dout, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), dsum.data(),
+                      dq);
+    });
+    run_tasks(pool, tasks, work, [&](int64_t t) {
+        const int64_t bh = t / blocks, j0 = (t % blocks) * kRows;
+        attn_bwd_cols(a, q, k, v, lse, dout, dsum.data(), bh / a.H, bh % a.H, j0, std::min(a.L, j0 + kRows), dk,
+                      dv);
+    });
+    return D4J_OK;
+}
+
+}  // namespace d4j::cpu
