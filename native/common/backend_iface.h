@@ -63,6 +63,12 @@ typedef struct d4j_backend_iface {
     d4j_status (*timestep_embedding)(void *state, const float *t, int32_t batch, int32_t dim, const double *freqs,
                                      int32_t half, int32_t flip_sin_to_cos, float *out);
 
+    /* timing: see d4j_timer_begin / d4j_timer_end / d4j_flush_cache / d4j_device_peak */
+    d4j_status (*timer_begin)(void *state);
+    d4j_status (*timer_end)(void *state, double *milliseconds);
+    d4j_status (*flush_cache)(void *state);
+    d4j_status (*device_peak)(void *state, double *bytes_per_second, double *flops);
+
     /* fills count floats at dst with value */
     d4j_status (*fill_f32)(void *state, float *dst, int64_t count, float value);
 

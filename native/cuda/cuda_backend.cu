@@ -63,6 +63,9 @@ static void shutdown(void *state) {
     auto *s = static_cast<State *>(state);
     cudaStreamSynchronize(s->stream);
     if (s->scratch) cudaFree(s->scratch);
+    if (s->flush) cudaFree(s->flush);
+    if (s->timer_start) cudaEventDestroy(s->timer_start);
+    if (s->timer_stop) cudaEventDestroy(s->timer_stop);
     cudaStreamDestroy(s->stream);
     delete s;
 }
@@ -118,6 +121,66 @@ static d4j_status select(void *state, const char *family, const char *variant) {
     return static_cast<State *>(state)->variants.select(g_host, D4J_CUDA_BACKEND_NAME, family, variant);
 }
 
+static d4j_status timer_begin(void *state) {
+    auto *s = static_cast<State *>(state);
+    if (s->timer_start == nullptr) {
+        D4J_CHECK(cudaEventCreate(&s->timer_start), "cudaEventCreate");
+        D4J_CHECK(cudaEventCreate(&s->timer_stop), "cudaEventCreate");
+    }
+    D4J_CHECK(cudaEventRecord(s->timer_start, s->stream), "cudaEventRecord");
+    return D4J_OK;
+}
+
+static d4j_status timer_end(void *state, double *ms) {
+    auto *s = static_cast<State *>(state);
+    if (s->timer_start == nullptr) {
+        g_host->set_error("d4j_timer_end without d4j_timer_begin");
+        return D4J_ERR_INVALID_ARGUMENT;
+    }
+    D4J_CHECK(cudaEventRecord(s->timer_stop, s->stream), "cudaEventRecord");
+    D4J_CHECK(cudaEventSynchronize(s->timer_stop), "cudaEventSynchronize");
+    float f = 0.0f;
+    D4J_CHECK(cudaEventElapsedTime(&f, s->timer_start, s->timer_stop), "cudaEventElapsedTime");
+    *ms = f;
+    return D4J_OK;
+}
+
+static d4j_status flush_cache(void *state) {
+    auto *s = static_cast<State *>(state);
+    if (s->flush == nullptr) {
+        int l2 = 0;
+        D4J_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, s->device), "cudaDeviceGetAttribute");
+        s->flush_bytes = 2 * (size_t)(l2 > 0 ? l2 : (8 << 20));
+        D4J_CHECK(cudaMalloc(&s->flush, s->flush_bytes), "cudaMalloc(flush)");
+    }
+    D4J_CHECK(cudaMemsetAsync(s->flush, 0, s->flush_bytes, s->stream), "cudaMemsetAsync(flush)");
+    return D4J_OK;
+}
+
+// FP32 lanes per SM by compute capability (CUDA C Programming Guide, arithmetic instruction throughput).
+static int fp32_lanes_per_sm(int major, int minor) {
+    if (major == 8 && minor == 0) return 64;
+    if (major >= 8) return 128;
+    if (major == 7) return 64;
+    return 0;
+}
+
+static d4j_status device_peak(void *state, double *bw, double *flops) {
+    auto *s = static_cast<State *>(state);
+    int mem_khz = 0, bus_bits = 0, sm = 0, clock_khz = 0, major = 0, minor = 0;
+    D4J_CHECK(cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, s->device), "cudaDeviceGetAttribute");
+    D4J_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, s->device), "cudaDeviceGetAttribute");
+    D4J_CHECK(cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, s->device), "cudaDeviceGetAttribute");
+    D4J_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, s->device), "cudaDeviceGetAttribute");
+    D4J_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, s->device), "cudaDeviceGetAttribute");
+    D4J_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, s->device), "cudaDeviceGetAttribute");
+    // double data rate: two transfers per memory clock
+    *bw = 2.0 * mem_khz * 1e3 * (bus_bits / 8.0);
+    // one FMA = 2 FLOP per lane per clock
+    *flops = 2.0 * sm * fp32_lanes_per_sm(major, minor) * (clock_khz * 1e3);
+    return D4J_OK;
+}
+
 static const d4j_backend_iface kIface = {
     D4J_BACKEND_IFACE_VERSION,
     D4J_CUDA_BACKEND_NAME,
@@ -139,6 +202,10 @@ static const d4j_backend_iface kIface = {
     diffusion_loss,
     reverse_step,
     timestep_embedding,
+    timer_begin,
+    timer_end,
+    flush_cache,
+    device_peak,
     fill_f32,
     /* ---- conv2d (issue 4) ---- */
     conv2d_forward,

@@ -18,6 +18,9 @@ extern const d4j_host_api *g_host;
 struct State {
     int device = 0;
     cudaStream_t stream = nullptr;
+    cudaEvent_t timer_start = nullptr, timer_stop = nullptr;
+    void *flush = nullptr;  // 2 x L2 bytes, written by flush_cache
+    size_t flush_bytes = 0;
     void *scratch = nullptr;  // per-call coefficient records and partial sums
     size_t scratch_bytes = 0;
     VariantTable variants = make_variants();

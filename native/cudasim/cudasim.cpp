@@ -587,6 +587,17 @@ struct d4j_sim_event {
 
 static cudaError_t ok() { return cudaSuccess; }
 
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int) {
+    switch (attr) {
+        case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
+        case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
+        case cudaDevAttrMultiProcessorCount: *value = 1; break;
+        case cudaDevAttrL2CacheSize: *value = 4 << 20; break;
+        default: *value = 0; break;  // clocks and bus width: not a real device
+    }
+    return ok();
+}
+
 cudaError_t cudaGetDeviceCount(int *count) {
     *count = 1;
     return ok();

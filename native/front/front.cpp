@@ -733,6 +733,29 @@ d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *timesteps, 
     });
 }
 
+d4j_status d4j_timer_begin(d4j_backend *backend) {
+    D4J_USE_BACKEND(backend);
+    return guarded([&] { return backend->iface->timer_begin(backend->state); });
+}
+
+d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds) {
+    D4J_USE_BACKEND(backend);
+    if (milliseconds == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "milliseconds is null");
+    return guarded([&] { return backend->iface->timer_end(backend->state, milliseconds); });
+}
+
+d4j_status d4j_flush_cache(d4j_backend *backend) {
+    D4J_USE_BACKEND(backend);
+    return guarded([&] { return backend->iface->flush_cache(backend->state); });
+}
+
+d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops) {
+    D4J_USE_BACKEND(backend);
+    if (bytes_per_second == nullptr || flops == nullptr)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "bytes_per_second and flops must not be null");
+    return guarded([&] { return backend->iface->device_peak(backend->state, bytes_per_second, flops); });
+}
+
 d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value) {
     D4J_TRY(check_buffer("buffer", buffer, nullptr, 4));
     d4j_backend *b = buffer->backend;

@@ -120,6 +120,22 @@ D4J_API d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *f
 D4J_API d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap);
 D4J_API d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant);
 
+/* ---- timing (self-test, benchmarks) ------------------------------------ */
+
+/* One timing region per backend at a time: d4j_timer_begin marks the point in
+ * the backend's queue (a CUDA event on the GPU; the host clock on cpu and
+ * cuda-sim, whose work is synchronous), d4j_timer_end marks the end, waits for
+ * the work in between and gives its duration in milliseconds.
+ * d4j_flush_cache evicts the last-level cache (CUDA: writes a buffer of twice
+ * the L2 size; CPU: writes 64 MiB) so a repeat does not time cached data.
+ * d4j_device_peak: the device's theoretical DRAM bandwidth (bytes/s) and
+ * float32 FMA throughput (FLOP/s) from its attributes; 0 when not known (cpu,
+ * cuda-sim). */
+D4J_API d4j_status d4j_timer_begin(d4j_backend *backend);
+D4J_API d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds);
+D4J_API d4j_status d4j_flush_cache(d4j_backend *backend);
+D4J_API d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops);
+
 /* ---- buffers ------------------------------------------------------------ */
 
 D4J_API d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out);

@@ -992,6 +992,249 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_timer_begin {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_timer_begin");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_begin(d4j_backend *backend)
+     * }
+     */
+    public static FunctionDescriptor d4j_timer_begin$descriptor() {
+        return d4j_timer_begin.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_begin(d4j_backend *backend)
+     * }
+     */
+    public static MethodHandle d4j_timer_begin$handle() {
+        return d4j_timer_begin.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_begin(d4j_backend *backend)
+     * }
+     */
+    public static MemorySegment d4j_timer_begin$address() {
+        return d4j_timer_begin.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_begin(d4j_backend *backend)
+     * }
+     */
+    public static int d4j_timer_begin(MemorySegment backend) {
+        var mh$ = d4j_timer_begin.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_timer_begin", backend);
+            }
+            return (int)mh$.invokeExact(backend);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_timer_end {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_timer_end");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds)
+     * }
+     */
+    public static FunctionDescriptor d4j_timer_end$descriptor() {
+        return d4j_timer_end.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds)
+     * }
+     */
+    public static MethodHandle d4j_timer_end$handle() {
+        return d4j_timer_end.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds)
+     * }
+     */
+    public static MemorySegment d4j_timer_end$address() {
+        return d4j_timer_end.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds)
+     * }
+     */
+    public static int d4j_timer_end(MemorySegment backend, MemorySegment milliseconds) {
+        var mh$ = d4j_timer_end.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_timer_end", backend, milliseconds);
+            }
+            return (int)mh$.invokeExact(backend, milliseconds);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_flush_cache {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_flush_cache");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_flush_cache(d4j_backend *backend)
+     * }
+     */
+    public static FunctionDescriptor d4j_flush_cache$descriptor() {
+        return d4j_flush_cache.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_flush_cache(d4j_backend *backend)
+     * }
+     */
+    public static MethodHandle d4j_flush_cache$handle() {
+        return d4j_flush_cache.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_flush_cache(d4j_backend *backend)
+     * }
+     */
+    public static MemorySegment d4j_flush_cache$address() {
+        return d4j_flush_cache.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_flush_cache(d4j_backend *backend)
+     * }
+     */
+    public static int d4j_flush_cache(MemorySegment backend) {
+        var mh$ = d4j_flush_cache.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_flush_cache", backend);
+            }
+            return (int)mh$.invokeExact(backend);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_device_peak {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_device_peak");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops)
+     * }
+     */
+    public static FunctionDescriptor d4j_device_peak$descriptor() {
+        return d4j_device_peak.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops)
+     * }
+     */
+    public static MethodHandle d4j_device_peak$handle() {
+        return d4j_device_peak.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops)
+     * }
+     */
+    public static MemorySegment d4j_device_peak$address() {
+        return d4j_device_peak.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops)
+     * }
+     */
+    public static int d4j_device_peak(MemorySegment backend, MemorySegment bytes_per_second, MemorySegment flops) {
+        var mh$ = d4j_device_peak.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_device_peak", backend, bytes_per_second, flops);
+            }
+            return (int)mh$.invokeExact(backend, bytes_per_second, flops);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_buffer_alloc {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

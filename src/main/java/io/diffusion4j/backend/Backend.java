@@ -170,6 +170,43 @@ public final class Backend implements AutoCloseable {
         }
     }
 
+    /** Marks the start of a timing region on this backend's queue (one region at a time per backend). */
+    public void timerBegin() {
+        Native.check(d4j_h.d4j_timer_begin(handle()));
+    }
+
+    /** Ends the timing region, waits for its work, and returns its duration in milliseconds. */
+    public double timerEnd() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment ms = arena.allocate(ValueLayout.JAVA_DOUBLE);
+            Native.check(d4j_h.d4j_timer_end(handle(), ms));
+            return ms.get(ValueLayout.JAVA_DOUBLE, 0);
+        }
+    }
+
+    /** Evicts the device's last-level cache, so the next timed call does not read cached data. */
+    public void flushCache() {
+        Native.check(d4j_h.d4j_flush_cache(handle()));
+    }
+
+    /** Theoretical peaks of the device from its attributes; zero where unknown (cpu, cuda-sim). */
+    public record Peak(double bytesPerSecond, double flops) {
+        /** True when the backend reported a memory bandwidth. */
+        public boolean known() {
+            return bytesPerSecond > 0;
+        }
+    }
+
+    /** The device's theoretical DRAM bandwidth and float32 FMA throughput. */
+    public Peak devicePeak() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment bw = arena.allocate(ValueLayout.JAVA_DOUBLE);
+            MemorySegment fl = arena.allocate(ValueLayout.JAVA_DOUBLE);
+            Native.check(d4j_h.d4j_device_peak(handle(), bw, fl));
+            return new Peak(bw.get(ValueLayout.JAVA_DOUBLE, 0), fl.get(ValueLayout.JAVA_DOUBLE, 0));
+        }
+    }
+
     /** Sets the CPU backend's worker threads (results never depend on it); ignored by GPU backends. */
     public void setThreads(int threads) {
         Native.check(d4j_h.d4j_backend_set_threads(handle(), threads));
