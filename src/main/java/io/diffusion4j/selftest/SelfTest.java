@@ -67,9 +67,10 @@ import java.util.function.Function;
  *
  * <h2>Timing</h2>
  * After the comparison each passing-or-mismatching device case is called again {@link Options#repeats()}
- * times; the row carries the median wall-clock time of one call plus {@link Backend#synchronize()}
- * (outputs re-poisoned before each call, outside the timed region). On cuda-sim these are simulator
- * times on CPU threads, not GPU times; on cuda they are host wall clock, not CUDA-event times.
+ * times; the row carries the median time of one call measured with the backend's timer (CUDA events
+ * on a GPU, the host clock on cpu and cuda-sim), with the device cache flushed and the outputs
+ * re-poisoned before each call, outside the timed region. On cuda-sim these are simulator times on CPU
+ * threads, not GPU times.
  *
  * <p>The engine selects variants on the device backend with {@link Backend#selectKernel} and restores
  * the variant that was selected before it started, so it must not run while other threads use that
@@ -306,18 +307,17 @@ public final class SelfTest {
 
     private static double time(Prepared p, Backend device, int repeats) {
         if (repeats == 0) return Double.NaN;
-        long[] ns = new long[repeats];
+        double[] ms = new double[repeats];
         for (int r = 0; r < repeats; r++) {
             p.poison();
-            device.synchronize();
-            long t0 = System.nanoTime();
+            device.flushCache(); // L2 (GPU) or last-level cache (CPU) evicted between repeats
+            device.timerBegin(); // a CUDA event on the GPU; the host clock on cpu and cuda-sim
             p.call();
-            device.synchronize();
-            ns[r] = System.nanoTime() - t0;
+            ms[r] = device.timerEnd();
         }
-        Arrays.sort(ns);
-        double median = repeats % 2 == 1 ? ns[repeats / 2] : (ns[repeats / 2 - 1] + ns[repeats / 2]) / 2.0;
-        return median * 1e-9;
+        Arrays.sort(ms);
+        double median = repeats % 2 == 1 ? ms[repeats / 2] : (ms[repeats / 2 - 1] + ms[repeats / 2]) / 2.0;
+        return median * 1e-3;
     }
 
     private static String message(RuntimeException e) {

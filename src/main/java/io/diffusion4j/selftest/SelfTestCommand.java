@@ -68,7 +68,9 @@ public final class SelfTestCommand {
         }
 
         SelfTest.Report report;
+        Backend.Peak peak;
         try (Backend dev = device; Backend cpu = Backend.open(BackendKind.CPU)) {
+            peak = dev.devicePeak();
             out.println(why);
             out.println("device    " + dev.kind().cliName() + ": " + dev.description());
             out.println("reference cpu: " + cpu.description());
@@ -78,12 +80,17 @@ public final class SelfTestCommand {
             out.flush();
             report = SelfTest.run(dev, cpu, options);
         }
-        print(report, out);
+        print(report, peak, out);
         return report.allPassed() ? 0 : 1;
     }
 
     /** Prints the table, the notes, the failures and the summary line. */
     public static void print(SelfTest.Report report, PrintStream out) {
+        print(report, null, out);
+    }
+
+    /** Prints the table, the notes (with the device peak when known), the failures and the summary line. */
+    public static void print(SelfTest.Report report, Backend.Peak peak, PrintStream out) {
         String[] head = {"family", "variant", "kernel", "shape", "max rel err", "tol", "result", "time/call"};
         List<String[]> lines = new ArrayList<>();
         for (SelfTest.Row r : report.rows()) {
@@ -105,13 +112,15 @@ public final class SelfTestCommand {
         out.println("max rel err: max |dev - cpu| / (|cpu| + M) over the outputs, held to tol (u = 2^-24); "
                 + "atol = tol * M, M a bound on the terms' magnitude; \"bit-exact\": identical bits (required for rng and eps)");
         boolean sim = report.device().equals(BackendKind.CUDA_SIM.cliName());
-        if (sim) {
-            out.println("time/call: median wall clock of one call + synchronize after the comparison; on cuda-sim these are "
-                    + "simulator times (CUDA kernels on CPU threads), not GPU times");
+        out.println("time/call: median over repeats of the backend's timer (CUDA events on a GPU, host clock on cuda-sim), "
+                + "cache flushed before each repeat" + (sim ? "; on cuda-sim these are simulator times (CUDA kernels on CPU "
+                + "threads), not GPU times" : ""));
+        if (peak != null && peak.known()) {
+            out.printf(java.util.Locale.ROOT, "device peak: %.0f GB/s DRAM, %.1f TFLOP/s float32 (from device attributes); "
+                    + "per-kernel GB/s is not computed yet%n", peak.bytesPerSecond() / 1e9, peak.flops() / 1e12);
         } else {
-            out.println("time/call: median host wall clock of one call + synchronize after the comparison (launch overhead included)");
+            out.println("device peak: unknown on " + report.device() + " (no device attributes); GB/s against a GPU's peak needs a GPU");
         }
-        out.println("GPU timing (CUDA events, L2 flush, GB/s vs device peak) needs a GPU and native support: not measured");
         List<SelfTest.Row> failed = report.rows().stream().filter(r -> !r.passed()).toList();
         if (!failed.isEmpty()) {
             out.println();
