@@ -1,20 +1,17 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
+import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.testutil.KernelReference;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
-import java.util.EnumMap;
 import java.util.List;
-import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -42,8 +39,7 @@ class CudaParityTest {
     static NoiseSchedule schedule;
     static NativeSchedule nativeSchedule;
     static double[] ac;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
+    private static final DeviceBackends DEVICES = new DeviceBackends();
 
     @BeforeAll
     static void open() {
@@ -55,29 +51,14 @@ class CudaParityTest {
 
     @AfterAll
     static void close() {
-        synchronized (OPEN) {
-            OPEN.values().forEach(Backend::close);
-            OPEN.clear();
-        }
+        DEVICES.close();
         if (nativeSchedule != null) nativeSchedule.close();
         if (cpu != null) cpu.close();
     }
 
     /** The device backend, or the test is skipped with the reason the backend gave. */
     static Backend device(BackendKind kind) {
-        synchronized (OPEN) {
-            if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
-                try {
-                    OPEN.put(kind, Backend.open(kind));
-                } catch (D4jException.BackendUnavailableException e) {
-                    UNAVAILABLE.put(kind, e.getMessage());
-                }
-            }
-            Backend b = OPEN.get(kind);
-            String reason = UNAVAILABLE.get(kind);
-            assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-            return b;
-        }
+        return DEVICES.get(kind);
     }
 
     static String ctx(BackendKind kind, TestRandom r, Object... parts) {

@@ -1,21 +1,18 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.kernels.LinearAttentionReference.TOL_FACTOR;
+import io.diffusion4j.testutil.DeviceBackends;
 import static io.diffusion4j.kernels.LinearAttentionReference.UNDERFLOW;
 import static io.diffusion4j.testutil.Tolerance.U;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.kernels.LinearAttentionReference.Attn;
 import io.diffusion4j.kernels.LinearAttentionReference.Out;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
-import java.util.EnumMap;
 import java.util.List;
-import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -33,8 +30,7 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 class LinearAttentionParityTest {
     static Backend cpu;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
+    private static final DeviceBackends DEVICES = new DeviceBackends();
 
     @BeforeAll
     static void open() {
@@ -43,27 +39,12 @@ class LinearAttentionParityTest {
 
     @AfterAll
     static void close() {
-        synchronized (OPEN) {
-            OPEN.values().forEach(Backend::close);
-            OPEN.clear();
-        }
+        DEVICES.close();
         if (cpu != null) cpu.close();
     }
 
     static Backend device(BackendKind kind) {
-        synchronized (OPEN) {
-            if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
-                try {
-                    OPEN.put(kind, Backend.open(kind));
-                } catch (D4jException.BackendUnavailableException e) {
-                    UNAVAILABLE.put(kind, e.getMessage());
-                }
-            }
-            Backend b = OPEN.get(kind);
-            String reason = UNAVAILABLE.get(kind);
-            assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-            return b;
-        }
+        return DEVICES.get(kind);
     }
 
     /** dev within the bound of the reference, and within twice the bound of the CPU result. */

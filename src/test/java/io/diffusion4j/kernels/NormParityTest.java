@@ -1,11 +1,10 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
+import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.kernels.NormKernelsTest.BwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.FwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.Problem;
@@ -13,9 +12,7 @@ import io.diffusion4j.kernels.NormKernelsTest.Ref;
 import io.diffusion4j.kernels.NormKernelsTest.Shape;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
-import java.util.EnumMap;
 import java.util.List;
-import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -46,8 +43,7 @@ class NormParityTest {
             new Shape(2, 5, 7, 32, 8), new Shape(1, 9, 11, 40, 8), new Shape(2, 3, 5, 13, 1));
 
     static Backend cpu;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
+    private static final DeviceBackends DEVICES = new DeviceBackends();
 
     @BeforeAll
     static void open() {
@@ -56,27 +52,12 @@ class NormParityTest {
 
     @AfterAll
     static void close() {
-        synchronized (OPEN) {
-            OPEN.values().forEach(Backend::close);
-            OPEN.clear();
-        }
+        DEVICES.close();
         if (cpu != null) cpu.close();
     }
 
     static Backend device(BackendKind kind) {
-        synchronized (OPEN) {
-            if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
-                try {
-                    OPEN.put(kind, Backend.open(kind));
-                } catch (D4jException.BackendUnavailableException e) {
-                    UNAVAILABLE.put(kind, e.getMessage());
-                }
-            }
-            Backend b = OPEN.get(kind);
-            String reason = UNAVAILABLE.get(kind);
-            assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-            return b;
-        }
+        return DEVICES.get(kind);
     }
 
     static String ctx(BackendKind kind, TestRandom r, Object... parts) {

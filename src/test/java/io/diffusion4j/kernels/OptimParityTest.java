@@ -1,20 +1,17 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
+import io.diffusion4j.testutil.DeviceBackends;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.kernels.OptimKernels.AdamW;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
-import java.util.EnumMap;
 import java.util.Locale;
-import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -47,32 +44,16 @@ class OptimParityTest {
         if (cpu != null) cpu.close();
     }
 
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
+    private static final DeviceBackends DEVICES = new DeviceBackends();
 
     /** The device backend, or the test is skipped with the reason the backend gave. */
     static Backend device(BackendKind kind) {
-        synchronized (OPEN) {
-            if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
-                try {
-                    OPEN.put(kind, Backend.open(kind));
-                } catch (D4jException.BackendUnavailableException e) {
-                    UNAVAILABLE.put(kind, e.getMessage());
-                }
-            }
-            Backend b = OPEN.get(kind);
-            String reason = UNAVAILABLE.get(kind);
-            assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-            return b;
-        }
+        return DEVICES.get(kind);
     }
 
     @AfterAll
     static void closeDevices() {
-        synchronized (OPEN) {
-            OPEN.values().forEach(Backend::close);
-            OPEN.clear();
-        }
+        DEVICES.close();
     }
 
     static String ctx(BackendKind kind, TestRandom r, Object... parts) {
