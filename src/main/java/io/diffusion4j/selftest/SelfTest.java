@@ -185,7 +185,21 @@ public final class SelfTest {
      * @param detail        why it failed (native message or worst mismatch), or "" when it passed
      */
     public record Row(String family, String variant, String kernel, String shape, String error, double maxRelError,
-                      double rtol, boolean passed, double secondsPerCall, String detail) {
+                      double rtol, boolean passed, double secondsPerCall, String detail, long bytesTouched) {
+        /** A row with no traffic figure (failures before timing). */
+        public Row(String family, String variant, String kernel, String shape, String error, double maxRelError,
+                   double rtol, boolean passed, double secondsPerCall, String detail) {
+            this(family, variant, kernel, shape, error, maxRelError, rtol, passed, secondsPerCall, detail, 0);
+        }
+
+        /**
+         * Bytes of every tensor of the call (inputs, outputs, saved statistics) divided by the time: the
+         * traffic if each is moved once, a lower bound of what the kernel moves. NaN when not timed.
+         */
+        public double gigabytesPerSecond() {
+            return bytesTouched > 0 && secondsPerCall > 0 ? bytesTouched / secondsPerCall / 1e9 : Double.NaN;
+        }
+
         /** Every output was identical in bits to the CPU's. */
         public boolean bitExact() {
             return error.equals("bit-exact");
@@ -299,7 +313,7 @@ public final class SelfTest {
                         Double.NaN, "timed call failed: " + message(e));
             }
             return new Row(family, variant, c.kernel(), shape, cmp.error(), cmp.maxRel(), c.rtol(), cmp.passed(),
-                    seconds, detail);
+                    seconds, detail, p.bytes());
         } catch (RuntimeException e) { // allocation / upload failures
             return new Row(family, variant, c.kernel(), shape, "error", Double.NaN, c.rtol(), false, Double.NaN, message(e));
         }
@@ -496,6 +510,13 @@ public final class SelfTest {
         final Tensor keep(Tensor t) {
             tensors.add(t);
             return t;
+        }
+
+        /** Bytes of all tensors of the call. */
+        final long bytes() {
+            long b = 0;
+            for (Tensor t : tensors) b += t.byteSize();
+            return b;
         }
 
         /** Writes NaN (or a NaN bit pattern) into every output. */

@@ -162,7 +162,9 @@ class SelfTestTest {
         assertEquals(0, r.exit(), r.toString());
         assertEquals("", r.err(), r.toString());
         String out = r.out();
-        assertTrue(Pattern.compile("(?m)^family +variant +kernel +shape +max rel err +tol +result +time/call$").matcher(out).find(), out);
+        assertTrue(Pattern.compile("(?m)^family +variant +kernel +shape +max rel err +tol +result +time/call +GB/s +% peak$").matcher(out).find(), out);
+        // every timed row carries a positive traffic figure; % peak is "-" without a known device peak
+        assertTrue(Pattern.compile("(?m)^conv2d .* PASS +[0-9.]+ [mu]?s +[0-9]+\\.[0-9]{2} +-$").matcher(out).find(), out);
         for (String f : FAMILIES) {
             assertTrue(Pattern.compile("(?m)^" + f + " +v1 .* PASS ").matcher(out).find(), "no passing " + f + " row:\n" + out);
         }
