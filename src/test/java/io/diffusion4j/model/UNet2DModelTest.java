@@ -68,9 +68,9 @@ class UNet2DModelTest {
     }
 
     /**
-     * Gradient check of sum(out * R): backward's gradient of ~40 random parameter elements (a random
-     * parameter tensor, then a random element, so norms, biases, the time MLP and attention are all
-     * sampled) and 12 input elements against central differences of the float32 forward with step
+     * Gradient check of sum(out * R): backward's gradient of one random element of every parameter
+     * tensor (norms, biases, the time MLP, attention, shortcuts, down/upsamplers), 20 more random
+     * parameter elements and 12 input elements against central differences of the float32 forward with step
      * h = 1e-2 * max(1, |p|). Float32 rounding of the loss (~256 outputs of size ~1, relative 6e-8)
      * contributes ~1e-5 / (2h) ~ 1e-3 to a difference quotient and the O(h^2) truncation is of the same
      * order, so the check is |fd - analytic| <= 5e-2 * max(|fd|, |analytic|) + 2e-3 * gscale, gscale
@@ -104,8 +104,10 @@ class UNet2DModelTest {
                 List<String> names = new ArrayList<>();
                 List<Double> analytic = new ArrayList<>(), numeric = new ArrayList<>();
                 List<UNet2DLayout.Param> all = m.layout().params();
-                for (int s = 0; s < 40; s++) {
-                    UNet2DLayout.Param p = all.get(r.nextInt(all.size()));
+                // one random element of every parameter tensor (a broken gradient of any single layer is
+                // caught), plus 20 more elements of randomly chosen tensors
+                for (int s = 0; s < all.size() + 20; s++) {
+                    UNet2DLayout.Param p = all.get(s < all.size() ? s : r.nextInt(all.size()));
                     int idx = (int) p.offset() + r.nextInt((int) p.size());
                     float orig = flat[idx];
                     float h = (float) (1e-2 * Math.max(1, Math.abs(orig)));
