@@ -133,6 +133,14 @@ typedef struct d4j_backend_iface {
     /* ema -= one_minus_decay * (ema - param) */
     d4j_status (*ema_update)(void *state, float *ema, const float *param, int64_t count, float one_minus_decay);
     /* ---- end optim ---- */
+    /* ---- concat (issue 4) ---- */
+    /* out[r] = [a[r], b[r]]; validated by the front (see d4j.h) */
+    d4j_status (*concat_forward)(void *state, const float *a, const float *b, int64_t rows, int32_t c1, int32_t c2,
+                                 float *out);
+    /* da, db written; either may be NULL */
+    d4j_status (*concat_backward)(void *state, const float *dout, int64_t rows, int32_t c1, int32_t c2, float *da,
+                                  float *db);
+    /* ---- end concat ---- */
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);
@@ -151,7 +159,10 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     /* ---- end linear_attention ---- */            \
     /* ---- optim (issue 4) ---- */                 \
     ",grad_norm,adamw,ema"                          \
-    /* ---- end optim ---- */
+    /* ---- end optim ---- */                       \
+    /* ---- concat (issue 4) ---- */                \
+    ",concat"                                       \
+    /* ---- end concat ---- */
 
 #ifdef __cplusplus
 }

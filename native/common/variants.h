@@ -88,6 +88,9 @@ inline VariantTable single_variants() {
     // ---- optim (issue 4) ----
     for (const char *f : {"grad_norm", "adamw", "ema"}) t.add(f, {"v1"});
     // ---- end optim ----
+    // ---- concat (issue 4) ----
+    t.add("concat", {"v1"});
+    // ---- end concat ----
 
     return t;
 }

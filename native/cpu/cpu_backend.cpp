@@ -150,6 +150,10 @@ static const d4j_backend_iface kIface = {
     adamw,
     ema_update,
     /* ---- end optim ---- */
+    /* ---- concat (issue 4) ---- */
+    concat_forward,
+    concat_backward,
+    /* ---- end concat ---- */
 };
 
 }  // namespace d4j::cpu

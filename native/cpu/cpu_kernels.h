@@ -69,6 +69,12 @@ d4j_status adamw(void *state, const struct d4j_adamw_coef *coef, float *param, c
                  int64_t count);
 d4j_status ema_update(void *state, float *ema, const float *param, int64_t count, float one_minus_decay);
 // ---- end optim ----
+// ---- concat (issue 4) ----
+d4j_status concat_forward(void *state, const float *a, const float *b, int64_t rows, int32_t c1, int32_t c2,
+                          float *out);
+d4j_status concat_backward(void *state, const float *dout, int64_t rows, int32_t c1, int32_t c2, float *da,
+                           float *db);
+// ---- end concat ----
 
 
 inline ThreadPool &pool_of(void *state) { return static_cast<State *>(state)->pool; }

@@ -58,6 +58,9 @@ struct State {
         t.add("adamw", {"v1"});
         t.add("ema", {"v1"});
         // ---- end optim ----
+        // ---- concat (issue 4) ----
+        t.add("concat", {"v1"});
+        // ---- end concat ----
 
         return t;
     }

@@ -1418,4 +1418,78 @@ d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffe
 }
 // ---- end optim ----
 
+// ---- concat (issue 4) ----
+}  // extern "C"
+
+namespace {
+
+constexpr int32_t kConcatMaxChannels = 1 << 20;
+
+// rows >= 1, channel counts in range, byte sizes of a, b and out without overflow.
+d4j_status check_concat_dims(int64_t rows, int32_t c1, int32_t c2, int64_t *a_bytes, int64_t *b_bytes,
+                             int64_t *out_bytes) {
+    if (rows < 1) return fail(D4J_ERR_INVALID_ARGUMENT, "rows (N*H*W) must be >= 1, got %lld", (long long)rows);
+    if (c1 < 1 || c1 > kConcatMaxChannels)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "c1 must be in [1, %d], got %d", kConcatMaxChannels, c1);
+    if (c2 < 1 || c2 > kConcatMaxChannels)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "c2 must be in [1, %d], got %d", kConcatMaxChannels, c2);
+    const int64_t c = (int64_t)c1 + c2;  // <= 2^21: rows * c * 4 checked against overflow below
+    if (rows > INT64_MAX / 4 / c)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "rows %lld x %lld channels overflows a 64-bit byte count",
+                    (long long)rows, (long long)c);
+    *a_bytes = rows * c1 * 4;
+    *b_bytes = rows * c2 * 4;
+    *out_bytes = rows * c * 4;
+    return D4J_OK;
+}
+
+// Address ranges (views of one buffer are distinct handles) must be disjoint.
+d4j_status concat_disjoint(const char *an, const d4j_buffer *a, int64_t ab, const char *bn, const d4j_buffer *b,
+                           int64_t bb) {
+    if (a == nullptr || b == nullptr) return D4J_OK;
+    const uintptr_t pa = (uintptr_t)a->ptr, pb = (uintptr_t)b->ptr;
+    if (pa < pb + (uintptr_t)bb && pb < pa + (uintptr_t)ab)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "%s and %s must not overlap", an, bn);
+    return D4J_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t rows,
+                                       int32_t c1, int32_t c2, d4j_buffer *out) {
+    D4J_USE_BACKEND(backend);
+    int64_t ab = 0, bb = 0, ob = 0;
+    D4J_TRY(check_concat_dims(rows, c1, c2, &ab, &bb, &ob));
+    D4J_TRY(check_buffer("a", a, backend, ab));
+    D4J_TRY(check_buffer("b", b, backend, bb));
+    D4J_TRY(check_buffer("out", out, backend, ob));
+    D4J_TRY(concat_disjoint("out", out, ob, "a", a, ab));
+    D4J_TRY(concat_disjoint("out", out, ob, "b", b, bb));
+    return guarded([&] {
+        return backend->iface->concat_forward(backend->state, (const float *)a->ptr, (const float *)b->ptr, rows, c1,
+                                              c2, (float *)out->ptr);
+    });
+}
+
+d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows, int32_t c1,
+                                        int32_t c2, d4j_buffer *da, d4j_buffer *db) {
+    D4J_USE_BACKEND(backend);
+    int64_t ab = 0, bb = 0, ob = 0;
+    D4J_TRY(check_concat_dims(rows, c1, c2, &ab, &bb, &ob));
+    D4J_TRY(check_buffer("dout", dout, backend, ob));
+    if (da != nullptr) D4J_TRY(check_buffer("da", da, backend, ab));
+    if (db != nullptr) D4J_TRY(check_buffer("db", db, backend, bb));
+    D4J_TRY(concat_disjoint("da", da, ab, "dout", dout, ob));
+    D4J_TRY(concat_disjoint("db", db, bb, "dout", dout, ob));
+    D4J_TRY(concat_disjoint("da", da, ab, "db", db, bb));
+    if (da == nullptr && db == nullptr) return D4J_OK;
+    return guarded([&] {
+        return backend->iface->concat_backward(backend->state, (const float *)dout->ptr, rows, c1, c2,
+                                               da ? (float *)da->ptr : nullptr, db ? (float *)db->ptr : nullptr);
+    });
+}
+// ---- end concat ----
+
 }  // extern "C"

@@ -474,6 +474,22 @@ D4J_API d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d
                                   double decay);
 /* ---- end optim ---- */
 
+/* ---- concat (issue 4) ---- */
+/* Channel concatenation of two NHWC tensors, torch.cat([h, skip], dim=1) of
+ * diffusers' up blocks (channel dimension 1 in NCHW is the last one in NHWC):
+ *   out[r, 0:c1] = a[r, :],  out[r, c1:c1+c2] = b[r, :]   for r < rows = N*H*W
+ * a: float32 [rows, c1], b: [rows, c2], out: [rows, c1 + c2]. rows >= 1,
+ * c1, c2 in [1, 2^20]. out must not overlap a or b. Kernel family "concat". */
+D4J_API d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b,
+                                               int64_t rows, int32_t c1, int32_t c2, d4j_buffer *out);
+
+/* Its backward, a split: da[r, :] = dout[r, 0:c1], db[r, :] = dout[r, c1:c1+c2],
+ * both WRITTEN (activations, not parameters); either may be NULL. Outputs must
+ * not overlap dout or each other. */
+D4J_API d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows,
+                                                int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db);
+/* ---- end concat ---- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -3464,5 +3464,137 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_concat_channels_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_concat_channels_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *out)
+     * }
+     */
+    public static FunctionDescriptor d4j_concat_channels_forward$descriptor() {
+        return d4j_concat_channels_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *out)
+     * }
+     */
+    public static MethodHandle d4j_concat_channels_forward$handle() {
+        return d4j_concat_channels_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *out)
+     * }
+     */
+    public static MemorySegment d4j_concat_channels_forward$address() {
+        return d4j_concat_channels_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a, const d4j_buffer *b, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *out)
+     * }
+     */
+    public static int d4j_concat_channels_forward(MemorySegment backend, MemorySegment a, MemorySegment b, long rows, int c1, int c2, MemorySegment out) {
+        var mh$ = d4j_concat_channels_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_concat_channels_forward", backend, a, b, rows, c1, c2, out);
+            }
+            return (int)mh$.invokeExact(backend, a, b, rows, c1, c2, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_concat_channels_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_concat_channels_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static FunctionDescriptor d4j_concat_channels_backward$descriptor() {
+        return d4j_concat_channels_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static MethodHandle d4j_concat_channels_backward$handle() {
+        return d4j_concat_channels_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static MemorySegment d4j_concat_channels_backward$address() {
+        return d4j_concat_channels_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows, int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db)
+     * }
+     */
+    public static int d4j_concat_channels_backward(MemorySegment backend, MemorySegment dout, long rows, int c1, int c2, MemorySegment da, MemorySegment db) {
+        var mh$ = d4j_concat_channels_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_concat_channels_backward", backend, dout, rows, c1, c2, da, db);
+            }
+            return (int)mh$.invokeExact(backend, dout, rows, c1, c2, da, db);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 

@@ -2,6 +2,7 @@ package io.diffusion4j.selftest;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.kernels.ConcatKernels;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.DiffusionKernels;
@@ -586,6 +587,9 @@ public final class SelfTest {
             case "grad_norm" -> gradNormCases(rnd);
             case "adamw" -> adamwCases(rnd);
             case "ema" -> emaCases(rnd);
+            // ---- concat (issue 4) ----
+            case "concat" -> concatCases(rnd);
+            // ---- end concat ----
             default -> null;
         };
     }
@@ -1493,6 +1497,29 @@ public final class SelfTest {
         }
         return out;
     }
+
+    // ---- concat (issue 4) ----
+    /** Channel concatenation and its split on odd NHWC shapes: pure copies, so bit-exact. */
+    private static List<Case> concatCases(SplittableRandom rnd) {
+        List<Case> out = new ArrayList<>();
+        int[][] shapes = {{2, 5, 7, 3, 13}, {2, 16, 16, 64, 32}};
+        for (int[] d : shapes) {
+            int n = d[0], h = d[1], w = d[2], c1 = d[3], c2 = d[4];
+            int rows = n * h * w;
+            float[] a = gaussians(rnd, rows * c1), b = gaussians(rnd, rows * c2), g = gaussians(rnd, rows * (c1 + c2));
+            Shape sh = dims(dimsText(d), n, h, w, c1 + c2);
+            out.add(tensorCase("concat + split", sh, 0,
+                    List.of(Arg.in(a, n, h, w, c1), Arg.in(b, n, h, w, c2), Arg.out(n, h, w, c1 + c2),
+                            Arg.in(g, n, h, w, c1 + c2), Arg.out(n, h, w, c1), Arg.out(n, h, w, c2)),
+                    t -> {
+                        ConcatKernels.concatChannels(t[0], t[1], t[2]);
+                        ConcatKernels.concatChannelsBackward(t[3], t[4], t[5], c1, c2);
+                    },
+                    o -> List.of(Output.bits("out", o[2]), Output.bits("da", o[4]), Output.bits("db", o[5]))));
+        }
+        return out;
+    }
+    // ---- end concat ----
 
     private static String name(Enum<?> e) {
         return e.name().toLowerCase(Locale.ROOT);

@@ -1,0 +1,104 @@
+package io.diffusion4j.model;
+
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.Tolerance;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * The tiny UNet on a device backend (CUDA, CUDA_SIM; skipped with the backend's reason when
+ * unavailable) against the CPU backend with the same parameters and inputs: forward output, input
+ * gradient and parameter gradients. The kernels sum in different orders on the two backends (each
+ * within a few float32 ulps of its float64 reference per layer), and ~25 layers compound that, so
+ * the tolerance is |dev - cpu| <= 1e-4 * max|cpu| + 1e-4 * |cpu| (measured worst: see the printed
+ * report). One forward + backward of the tiny config on cuda-sim takes a few seconds.
+ */
+class UNet2DModelParityTest {
+    static Backend cpu;
+    static Backend dev;
+    static String unavailable;
+
+    @BeforeAll
+    static void open() {
+        cpu = Backend.open(BackendKind.CPU);
+    }
+
+    @AfterAll
+    static void close() {
+        if (dev != null) dev.close();
+        if (cpu != null) cpu.close();
+    }
+
+    static Backend device(BackendKind kind) {
+        Backend b = null;
+        String reason = null;
+        try {
+            b = Backend.open(kind);
+        } catch (D4jException.BackendUnavailableException e) {
+            reason = e.getMessage();
+        }
+        String r = reason;
+        assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + r);
+        return b;
+    }
+
+    record Run(float[] out, float[] dx, float[] grad) {}
+
+    static Run run(Backend be, UNet2DConfig cfg, float[] params, float[] xs, float[] t, float[] d) {
+        try (UNet2DModel m = new UNet2DModel(be, cfg, 0);
+             Tensor x = Tensor.of(be, xs, 2, 8, 8, cfg.inChannels());
+             Tensor dOut = Tensor.of(be, d, 2, 8, 8, cfg.outChannels())) {
+            m.loadFlat(params);
+            m.zeroGradients();
+            float[] out = m.forward(x, t).toFloatArray();
+            float[] dx = m.backward(dOut).toFloatArray();
+            return new Run(out, dx, m.flatGradients());
+        }
+    }
+
+    static double[] toDouble(float[] v) {
+        double[] d = new double[v.length];
+        for (int i = 0; i < v.length; i++) d[i] = v[i];
+        return d;
+    }
+
+    static double maxAbs(float[] v) {
+        double m = 0;
+        for (float x : v) m = Math.max(m, Math.abs(x));
+        return m;
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
+    void tinyUnetMatchesCpu(BackendKind kind) {
+        Backend be = device(kind);
+        try {
+            TestRandom r = TestRandom.fresh();
+            UNet2DConfig cfg = UNet2DModelTest.tiny();
+            float[] params;
+            try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
+                params = m.flatParameters();
+            }
+            float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
+            float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
+            Run h = run(cpu, cfg, params, xs, t, d);
+            Run g = run(be, cfg, params, xs, t, d);
+            String ctx = kind.cliName() + " vs cpu; " + r.describe();
+            Tolerance.log(Tolerance.assertClose("unet forward", g.out(), toDouble(h.out()), 1e-4 * maxAbs(h.out()), 1e-4, ctx));
+            Tolerance.log(Tolerance.assertClose("unet input gradient", g.dx(), toDouble(h.dx()), 1e-4 * maxAbs(h.dx()), 1e-4, ctx));
+            Tolerance.log(Tolerance.assertClose("unet parameter gradients", g.grad(), toDouble(h.grad()),
+                    1e-4 * maxAbs(h.grad()), 1e-4, ctx));
+        } finally {
+            be.close();
+        }
+    }
+}

@@ -1,0 +1,318 @@
+package io.diffusion4j.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.kernels.ConvKernels;
+import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.TestRandom;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * UNet2DModel on the CPU backend: a whole-network gradient check against central finite differences
+ * of the same float32 forward, the Fashion-MNIST-sized forward (finite, right shape; timed with its
+ * backward), parameter round trips, validation and native memory accounting.
+ */
+class UNet2DModelTest {
+    static Backend cpu;
+
+    @BeforeAll
+    static void open() {
+        cpu = Backend.open(BackendKind.CPU);
+    }
+
+    @AfterAll
+    static void close() {
+        if (cpu != null) cpu.close();
+    }
+
+    /**
+     * Tiny but complete: two levels (a plain and an attention block down, the mirror up), every
+     * resnet with and without a 1x1 shortcut, 2 attention heads, a mid block with
+     * mid_block_scale_factor != 1 (the scaled residual paths), padding-0 downsampling.
+     */
+    static UNet2DConfig tiny() {
+        return UNet2DConfig.builder().sampleSize(8).inChannels(2).outChannels(3).blockOutChannels(4, 8)
+                .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
+                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
+                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK))
+                .midBlockScaleFactor(1.25).downsamplePadding(0).build();
+    }
+
+    static UNet2DConfig fashionMnist() {
+        return UNet2DConfig.builder().sampleSize(28).inChannels(1).outChannels(1).blockOutChannels(32, 64, 64)
+                .layersPerBlock(1).normNumGroups(8)
+                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
+                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK, UNet2DConfig.UP_BLOCK))
+                .build();
+    }
+
+    static double dot(float[] a, float[] b) {
+        double s = 0;
+        for (int i = 0; i < a.length; i++) s += (double) a[i] * b[i];
+        return s;
+    }
+
+    /** sum(out * R) of one forward, accumulated in float64. */
+    static double loss(UNet2DModel m, Tensor x, float[] t, float[] r) {
+        return dot(m.forward(x, t).toFloatArray(), r);
+    }
+
+    /**
+     * Gradient check of sum(out * R): backward's gradient of one random element of every parameter
+     * tensor (norms, biases, the time MLP, attention, shortcuts, down/upsamplers), 20 more random
+     * parameter elements and 12 input elements against central differences of the float32 forward with step
+     * h = 1e-2 * max(1, |p|). Float32 rounding of the loss (~256 outputs of size ~1, relative 6e-8)
+     * contributes ~1e-5 / (2h) ~ 1e-3 to a difference quotient and the O(h^2) truncation is of the same
+     * order, so the check is |fd - analytic| <= 5e-2 * max(|fd|, |analytic|) + 2e-3 * gscale, gscale
+     * the RMS of the sampled analytic gradients. A missing or wrong backward term is off by O(1).
+     */
+    @Test
+    void gradientCheckOfTheWholeNetwork() {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = tiny();
+        int n = 2, hw = 8;
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
+            // perturb the GroupNorm affine parameters away from 1 / 0 so their gradients are generic
+            float[] flat = m.flatParameters();
+            for (UNet2DLayout.Param p : m.layout().params()) {
+                if (p.kind() == UNet2DLayout.Kind.NORM_WEIGHT || p.kind() == UNet2DLayout.Kind.NORM_BIAS) {
+                    float[] noise = r.gaussians((int) p.size(), 0.2);
+                    for (int i = 0; i < p.size(); i++) flat[(int) p.offset() + i] += noise[i];
+                }
+            }
+            m.loadFlat(flat);
+            float[] xs = r.gaussians(n * hw * hw * cfg.inChannels(), 1);
+            float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            float[] rr = r.gaussians(n * hw * hw * cfg.outChannels(), 1);
+            try (Tensor x = Tensor.of(cpu, xs, n, hw, hw, cfg.inChannels());
+                 Tensor dOut = Tensor.of(cpu, rr, n, hw, hw, cfg.outChannels())) {
+                m.zeroGradients();
+                m.forward(x, t);
+                float[] dx = m.backward(dOut).toFloatArray();
+                float[] grad = m.flatGradients();
+
+                List<String> names = new ArrayList<>();
+                List<Double> analytic = new ArrayList<>(), numeric = new ArrayList<>();
+                List<UNet2DLayout.Param> all = m.layout().params();
+                // one random element of every parameter tensor (a broken gradient of any single layer is
+                // caught), plus 20 more elements of randomly chosen tensors
+                for (int s = 0; s < all.size() + 20; s++) {
+                    UNet2DLayout.Param p = all.get(s < all.size() ? s : r.nextInt(all.size()));
+                    int idx = (int) p.offset() + r.nextInt((int) p.size());
+                    float orig = flat[idx];
+                    float h = (float) (1e-2 * Math.max(1, Math.abs(orig)));
+                    flat[idx] = orig + h;
+                    m.loadFlat(flat);
+                    double lp = loss(m, x, t, rr);
+                    flat[idx] = orig - h;
+                    m.loadFlat(flat);
+                    double lm = loss(m, x, t, rr);
+                    flat[idx] = orig;
+                    double step = (double) (orig + h) - (double) (orig - h); // the steps actually taken
+                    names.add(p.name() + "[" + (idx - p.offset()) + "]");
+                    analytic.add((double) grad[idx]);
+                    numeric.add((lp - lm) / step);
+                }
+                m.loadFlat(flat);
+                for (int s = 0; s < 12; s++) {
+                    int idx = r.nextInt(xs.length);
+                    float orig = xs[idx];
+                    float h = (float) (1e-2 * Math.max(1, Math.abs(orig)));
+                    xs[idx] = orig + h;
+                    x.copyFrom(xs);
+                    double lp = loss(m, x, t, rr);
+                    xs[idx] = orig - h;
+                    x.copyFrom(xs);
+                    double lm = loss(m, x, t, rr);
+                    xs[idx] = orig;
+                    x.copyFrom(xs);
+                    names.add("input[" + idx + "]");
+                    analytic.add((double) dx[idx]);
+                    numeric.add((lp - lm) / ((double) (orig + h) - (double) (orig - h)));
+                }
+                double ms = 0;
+                for (double a : analytic) ms += a * a;
+                double gscale = Math.sqrt(ms / analytic.size());
+                double worst = 0;
+                String worstName = "";
+                StringBuilder fails = new StringBuilder();
+                for (int i = 0; i < names.size(); i++) {
+                    double a = analytic.get(i), f = numeric.get(i);
+                    double tol = 5e-2 * Math.max(Math.abs(a), Math.abs(f)) + 2e-3 * gscale;
+                    double ratio = Math.abs(a - f) / tol;
+                    if (ratio > worst) {
+                        worst = ratio;
+                        worstName = names.get(i);
+                    }
+                    if (!(Math.abs(a - f) <= tol)) {
+                        fails.append(String.format(Locale.ROOT, "%n  %s: analytic %.6g, finite difference %.6g",
+                                names.get(i), a, f));
+                    }
+                }
+                System.out.printf(Locale.ROOT, "UNet gradient check: %d elements, gradient RMS %.4g, worst |err|/tol %.3f (%s)%n",
+                        names.size(), gscale, worst, worstName);
+                assertTrue(fails.isEmpty(), "gradient check failed (" + r.describe() + "):" + fails);
+            }
+        }
+    }
+
+    @Test
+    void backwardAccumulatesAndIsDeterministic() {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = tiny();
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong());
+             Tensor x = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 2, 1), 2, 8, 8, 2);
+             Tensor d = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 3, 1), 2, 8, 8, 3)) {
+            float[] t = {3, 999};
+            m.zeroGradients();
+            m.forward(x, t);
+            float[] dx1 = m.backward(d).toFloatArray();
+            float[] g1 = m.gradients().toFloatArray();
+            m.forward(x, t);
+            float[] dx2 = m.backward(d).toFloatArray();
+            float[] g2 = m.gradients().toFloatArray();
+            assertArrayEquals(dx1, dx2, "input gradient must be written, not accumulated; " + r.describe());
+            for (int i = 0; i < g1.length; i++) {
+                assertEquals(2 * g1[i], g2[i], 0f, "gradient " + i + " must accumulate exactly (2g); " + r.describe());
+            }
+        }
+    }
+
+    @Test
+    void fashionMnistForwardIsFiniteAndTimed() {
+        UNet2DConfig cfg = fashionMnist();
+        TestRandom r = TestRandom.fresh();
+        int n = 8;
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong());
+             Tensor x = Tensor.of(cpu, r.gaussians(n * 28 * 28, 1), n, 28, 28, 1);
+             Tensor d = Tensor.of(cpu, r.gaussians(n * 28 * 28, 1e-3), n, 28, 28, 1)) {
+            float[] t = new float[n];
+            for (int i = 0; i < n; i++) t[i] = r.nextInt(1000);
+            Tensor out = m.forward(x, t);
+            assertArrayEquals(new long[] {n, 28, 28, 1}, out.shape());
+            float[] o = out.toFloatArray();
+            double ss = 0;
+            for (float v : o) {
+                assertTrue(Float.isFinite(v), "non-finite output; " + r.describe());
+                ss += v * v;
+            }
+            assertTrue(ss > 0, "output is identically zero; " + r.describe());
+            m.zeroGradients();
+            m.backward(d);
+            // timing: best of 3 forward + backward at batch 8 (after the warm-up call above)
+            double best = Double.MAX_VALUE, bestF = 0;
+            for (int rep = 0; rep < 3; rep++) {
+                long t0 = System.nanoTime();
+                m.forward(x, t);
+                long t1 = System.nanoTime();
+                m.backward(d);
+                long t2 = System.nanoTime();
+                if ((t2 - t0) / 1e6 < best) {
+                    best = (t2 - t0) / 1e6;
+                    bestF = (t1 - t0) / 1e6;
+                }
+            }
+            for (float v : m.gradients().toFloatArray()) assertTrue(Float.isFinite(v), "non-finite gradient");
+            System.out.printf(Locale.ROOT,
+                    "UNet Fashion-MNIST config (%d params), batch %d, cpu: forward %.1f ms, forward+backward %.1f ms,"
+                            + " activations %.1f MiB%n",
+                    m.layout().parameterCount(), n, bestF, best, m.activationBytes() / 1048576.0);
+        }
+    }
+
+    @Test
+    void flatParametersRoundTripAndConvWeightsAreHwioOnTheDevice() {
+        TestRandom r = TestRandom.fresh();
+        try (UNet2DModel m = new UNet2DModel(cpu, tiny(), r.nextLong())) {
+            UNet2DLayout layout = m.layout();
+            float[] flat = new float[(int) layout.bufferFloats()];
+            for (UNet2DLayout.Param p : layout.params()) {
+                float[] v = r.gaussians((int) p.size(), 1);
+                System.arraycopy(v, 0, flat, (int) p.offset(), v.length);
+            }
+            m.loadFlat(flat);
+            assertArrayEquals(flat, m.flatParameters(), "round trip; " + r.describe());
+            UNet2DLayout.Param w = layout.param("up_blocks.0.resnets.0.conv1.weight");
+            int[] s = w.shape();
+            float[] oihw = java.util.Arrays.copyOfRange(flat, (int) w.offset(), (int) (w.offset() + w.size()));
+            assertArrayEquals(ConvKernels.oihwToHwio(oihw, s[0], s[1], s[2], s[3]),
+                    m.parameter(w.name()).toFloatArray(), "device conv weight must be HWIO");
+            assertArrayEquals(new long[] {3, 3, s[1], s[0]}, m.parameter(w.name()).shape());
+            // initialisation is deterministic in the seed and follows PyTorch's bounds
+            try (UNet2DModel a = new UNet2DModel(cpu, tiny(), 42); UNet2DModel b = new UNet2DModel(cpu, tiny(), 42)) {
+                float[] fa = a.flatParameters();
+                assertArrayEquals(fa, b.flatParameters());
+                for (UNet2DLayout.Param p : layout.params()) {
+                    for (int i = 0; i < p.size(); i++) {
+                        float v = fa[(int) p.offset() + i];
+                        switch (p.kind()) {
+                            case NORM_WEIGHT -> assertEquals(1f, v, p.name());
+                            case NORM_BIAS -> assertEquals(0f, v, p.name());
+                            default -> {
+                                String wn = p.kind() == UNet2DLayout.Kind.BIAS
+                                        ? p.name().substring(0, p.name().length() - 4) + "weight" : p.name();
+                                int[] ws = layout.param(wn).shape();
+                                int fan = 1;
+                                for (int k = 1; k < ws.length; k++) fan *= ws[k];
+                                assertTrue(Math.abs(v) <= 1 / Math.sqrt(fan), p.name() + " outside the init bound");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void rejectsBadInputs() {
+        try (UNet2DModel m = new UNet2DModel(cpu, tiny(), 1);
+             Tensor wrongC = Tensor.allocate(cpu, io.diffusion4j.tensor.DType.FLOAT32, 1, 8, 8, 3);
+             Tensor oddH = Tensor.allocate(cpu, io.diffusion4j.tensor.DType.FLOAT32, 1, 7, 8, 2);
+             Tensor x = Tensor.allocate(cpu, io.diffusion4j.tensor.DType.FLOAT32, 1, 8, 8, 2);
+             Tensor badD = Tensor.allocate(cpu, io.diffusion4j.tensor.DType.FLOAT32, 1, 8, 8, 2)) {
+            x.fill(0.5f);
+            assertThrows(IllegalStateException.class, () -> m.backward(badD), "backward before forward");
+            assertThrows(IllegalArgumentException.class, () -> m.forward(wrongC, new float[] {1}));
+            assertThrows(IllegalArgumentException.class, () -> m.forward(oddH, new float[] {1}));
+            assertThrows(IllegalArgumentException.class, () -> m.forward(x, new float[] {1, 2}));
+            assertThrows(IllegalArgumentException.class, () -> m.forward(x, new float[] {Float.NaN}));
+            assertThrows(IllegalArgumentException.class, () -> m.loadFlat(new float[3]));
+            m.forward(x, new float[] {1});
+            assertThrows(IllegalArgumentException.class, () -> m.backward(badD), "dOut with in_channels");
+        }
+    }
+
+    @Test
+    void nativeMemoryReturnsToStartAfterClose() {
+        long bytes = cpu.liveBytes(), buffers = cpu.liveBuffers();
+        TestRandom r = TestRandom.fresh();
+        UNet2DModel m = new UNet2DModel(cpu, tiny(), r.nextLong());
+        try (Tensor x = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 2, 1), 2, 8, 8, 2);
+             Tensor d = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 3, 1), 2, 8, 8, 3);
+             Tensor x1 = Tensor.of(cpu, r.gaussians(16 * 16 * 2, 1), 1, 16, 16, 2)) {
+            m.forward(x, new float[] {1, 2});
+            m.backward(d);
+            long afterFirst = cpu.liveBytes();
+            m.forward(x, new float[] {5, 6}); // same size: no new allocation
+            assertEquals(afterFirst, cpu.liveBytes(), "activations must be reused for the same size");
+            m.forward(x1, new float[] {7}); // another size: reallocated
+            assertTrue(m.activationBytes() > 0);
+        } finally {
+            m.close();
+            m.close(); // idempotent
+        }
+        assertEquals(bytes, cpu.liveBytes(), "live bytes after close");
+        assertEquals(buffers, cpu.liveBuffers(), "live buffers after close");
+        assertThrows(IllegalStateException.class, m::parameters);
+    }
+}
