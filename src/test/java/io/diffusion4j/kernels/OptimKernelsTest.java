@@ -233,13 +233,18 @@ class OptimKernelsTest {
             Tolerance.assertBitIdentical("param after view update", ep, s.p().toFloatArray(), c);
             Tolerance.assertBitIdentical("m after view update", em, s.m().toFloatArray(), c);
             Tolerance.assertBitIdentical("v after view update", ev, s.v().toFloatArray(), c);
-            // every element inside changed, every element outside kept its bits (checked above, stated here)
+            // every element outside kept its bits; inside, the update was applied (an element may keep its
+            // bits only when its step is below half an ulp of it, as the float32 reference shows: with a small
+            // random lr that happens to a few elements, so the count of changed ones is bounded, not all)
             float[] now = s.p().toFloatArray();
+            int changedInside = 0;
             for (int i = 0; i < n; i++) {
                 boolean inside = i >= a && i < b;
                 boolean same = Float.floatToRawIntBits(now[i]) == Float.floatToRawIntBits(p[i]);
-                assertTrue(inside != same, "element " + i + (inside ? " inside the view did not change" : " outside changed") + "; " + c);
+                if (!inside) assertTrue(same, "element " + i + " outside changed; " + c);
+                else if (!same) changedInside++;
             }
+            assertTrue(changedInside >= cnt * 9 / 10, changedInside + " of " + cnt + " elements inside changed; " + c);
             // second group: the tail [700, 1013) without weight decay
             AdamW noWd = hp.withWeightDecay(0.0);
             try (Tensor vp = s.p().view(b, n - b); Tensor vg = s.g().view(b, n - b); Tensor vm = s.m().view(b, n - b);
