@@ -5,6 +5,7 @@ import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
 import io.diffusion4j.selftest.SelfTestCommand;
+import io.diffusion4j.train.TrainCommand;
 import java.io.PrintStream;
 import java.util.Arrays;
 
@@ -27,6 +28,7 @@ public final class Main {
             return switch (args[0]) {
                 case "info" -> Info.run(rest, out);
                 case "selftest" -> SelfTestCommand.run(rest, out, err);
+                case "train" -> TrainCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -52,6 +54,11 @@ public final class Main {
         out.println("  selftest [--backend cuda|cuda-sim] [--variants all|default]");
         out.println("                                       every kernel family and variant on the device backend vs the cpu");
         out.println("                                       backend (default: cuda if a GPU is usable, else cuda-sim); exit 1 on a failure");
+        out.println("  train [--data procedural|fashion-mnist] [--steps N] [--batch-size N] [--lr X] [--warmup N]");
+        out.println("        [--ema-decay X] [--prediction-type epsilon|sample|v_prediction] [--beta-schedule NAME]");
+        out.println("        [--config FILE] [--out DIR] [--seed N] [--backend cpu|cuda|cuda-sim] (more: train --help)");
+        out.println("                                       train a UNet2DModel (default: procedural shapes, 28x28, 300");
+        out.println("                                       steps on the best backend) and write a diffusers checkpoint to --out");
         out.println("  help                                 this text");
     }
 

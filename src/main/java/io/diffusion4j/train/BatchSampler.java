@@ -1,0 +1,67 @@
+package io.diffusion4j.train;
+
+import java.util.Objects;
+
+/**
+ * Draws training batches from a {@link Dataset}: each sample is a uniformly random image (with
+ * replacement, so a run is a pure function of the seed whatever the dataset size), mirrored left to
+ * right with probability 1/2 (diffusers' RandomHorizontalFlip augmentation). The generator state is
+ * one long ({@link #state()}), saved in checkpoints so that a resumed run draws the same batches.
+ */
+public final class BatchSampler {
+    private final Dataset data;
+    private final SplitMix64 rng;
+    private final boolean flips;
+    private final float[] scratch;
+
+    /**
+     * @param data the images
+     * @param state the generator state (a seed for a new run, {@link #state()} to resume)
+     * @param flips whether to mirror half the samples horizontally
+     */
+    public BatchSampler(Dataset data, long state, boolean flips) {
+        this.data = Objects.requireNonNull(data, "data");
+        this.rng = new SplitMix64(state);
+        this.flips = flips;
+        this.scratch = new float[data.imageFloats()];
+    }
+
+    public Dataset dataset() {
+        return data;
+    }
+
+    /** The generator state after the batches drawn so far. */
+    public long state() {
+        return rng.state();
+    }
+
+    /** A uniform int in [0, bound) from the same stream (the trainer draws its timesteps here). */
+    public int nextInt(int bound) {
+        return rng.nextInt(bound);
+    }
+
+    /** Fills {@code dst} with {@code batch} NHWC images ({@code batch * imageFloats()} floats). */
+    public void next(float[] dst, int batch) {
+        Objects.requireNonNull(dst, "dst");
+        int n = data.imageFloats();
+        if (batch < 1 || (long) batch * n != dst.length) {
+            throw new IllegalArgumentException("dst has " + dst.length + " floats, a batch of " + batch + " images of "
+                    + n + " needs " + (long) batch * n);
+        }
+        int h = data.height(), w = data.width(), c = data.channels();
+        for (int b = 0; b < batch; b++) {
+            int index = rng.nextInt(data.size());
+            boolean flip = flips && rng.nextBoolean();
+            if (!flip) {
+                data.image(index, dst, b * n);
+                continue;
+            }
+            data.image(index, scratch, 0);
+            for (int y = 0; y < h; y++) {
+                for (int x = 0; x < w; x++) {
+                    System.arraycopy(scratch, (y * w + x) * c, dst, b * n + (y * w + (w - 1 - x)) * c, c);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+package io.diffusion4j.train;
+
+import io.diffusion4j.kernels.DiffusionKernels;
+import io.diffusion4j.kernels.EmaSchedule;
+import io.diffusion4j.kernels.NativeSchedule;
+import io.diffusion4j.kernels.OptimKernels;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.tensor.DType;
+import io.diffusion4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * The denoising training loop of diffusers' train_unconditional.py on one backend. One
+ * {@link #step()}:
+ * <ol>
+ *   <li>draws a batch x0 ({@link BatchSampler}: random images, random horizontal flips) and one
+ *       timestep per sample uniformly in [0, T) from the same host generator;</li>
+ *   <li>noises it with {@link DiffusionKernels#addNoise}: eps from the counter-based RNG stream
+ *       (seed, offset = noise offset), the offset advancing by 1 per step;</li>
+ *   <li>runs the model forward (NHWC, timesteps as float), the fused loss of the prediction type
+ *       with its gradient as dOut, and the backward pass into zeroed gradients;</li>
+ *   <li>clips by the global gradient norm (torch's clip_grad_norm_ scale), applies AdamW to the whole
+ *       flat parameter buffer with learning rate {@code lr * min(1, step / warmup)} (step 1-based), and
+ *       updates the EMA copy of the parameters with the {@link EmaSchedule}'s decay.</li>
+ * </ol>
+ * The state that determines the future — step count, noise seed and offset, the sampler's generator
+ * state, the parameters, AdamW's m and v and the EMA — is exactly what {@link Checkpoint} saves, so
+ * a run is a pure function of its seeds and a resumed run continues bit for bit on the same backend.
+ *
+ * <p>Owns its buffers (m, v, EMA, batch tensors), not the model. Not thread-safe.
+ */
+public final class Trainer implements AutoCloseable {
+    /**
+     * Hyper-parameters.
+     *
+     * @param batchSize images per step
+     * @param learningRate peak learning rate after warmup
+     * @param warmupSteps linear warmup steps (0: none)
+     * @param adamw AdamW betas, eps and weight decay (its lr is ignored; the schedule sets it)
+     * @param maxGradNorm clip the global gradient norm to this (diffusers' default 1.0)
+     * @param ema the EMA decay schedule
+     * @param prediction what the model predicts (epsilon, sample, v_prediction)
+     * @param seed seed of the noise stream and the sampler
+     * @param flips random horizontal flips
+     */
+    public record Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw,
+                          double maxGradNorm, EmaSchedule ema, PredictionType prediction, long seed, boolean flips) {
+        public Options {
+            if (batchSize < 1) throw new IllegalArgumentException("batchSize must be >= 1, got " + batchSize);
+            if (!(Double.isFinite(learningRate) && learningRate >= 0)) {
+                throw new IllegalArgumentException("learningRate must be finite and >= 0, got " + learningRate);
+            }
+            if (warmupSteps < 0) throw new IllegalArgumentException("warmupSteps must be >= 0, got " + warmupSteps);
+            Objects.requireNonNull(adamw, "adamw");
+            if (!(Double.isFinite(maxGradNorm) && maxGradNorm > 0)) {
+                throw new IllegalArgumentException("maxGradNorm must be finite and > 0, got " + maxGradNorm);
+            }
+            Objects.requireNonNull(ema, "ema");
+            Objects.requireNonNull(prediction, "prediction");
+        }
+
+        /**
+         * diffusers train_unconditional.py defaults scaled down: lr 1e-4, warmup 500, AdamW (0.95, 0.999, 1e-8,
+         * weight decay 1e-6), clip 1.0, EMA with warmup (inv_gamma 1, power 3/4, max 0.9999), epsilon.
+         */
+        public static Options defaults(int batchSize, long seed) {
+            return new Options(batchSize, 1e-4, 500, new OptimKernels.AdamW(1e-4, 0.95, 0.999, 1e-8, 1e-6), 1.0,
+                    EmaSchedule.power(0.9999, 0.0, 0, 1.0, 0.75), PredictionType.EPSILON, seed, true);
+        }
+
+        public Options withLearningRate(double lr, int warmup) {
+            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips);
+        }
+
+        public Options withPrediction(PredictionType p) {
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips);
+        }
+
+        public Options withEma(EmaSchedule e) {
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips);
+        }
+    }
+
+    /** What one step measured: the batch mean loss, the gradient norm before clipping, the lr used. */
+    public record StepResult(long step, double loss, double gradNorm, double learningRate, double emaDecay) {}
+
+    /** The host state a checkpoint stores besides tensors. */
+    public record State(long step, long noiseSeed, long noiseOffset, long samplerState) {}
+
+    private final UNet2DModel model;
+    private final NoiseSchedule schedule;
+    private final NativeSchedule nativeSchedule;
+    private final Options options;
+    private BatchSampler sampler;
+    private final int[] shape; // N, H, W, C
+    private final float[] hostBatch;
+    private final int[] timesteps;
+    private final float[] timestepsF;
+    private final List<Tensor> owned = new ArrayList<>();
+    private final Tensor m, v, ema, x0, xT, eps, loss, dOut;
+    private long step;
+    private long noiseOffset;
+    private boolean closed;
+
+    /**
+     * @param model the network (its parameters are trained in place; not closed by the trainer)
+     * @param schedule the noise schedule (T, betas)
+     * @param data the images; their size and channels must fit the model
+     * @param options hyper-parameters and seed
+     */
+    public Trainer(UNet2DModel model, NoiseSchedule schedule, Dataset data, Options options) {
+        this.model = Objects.requireNonNull(model, "model");
+        this.schedule = Objects.requireNonNull(schedule, "schedule");
+        Objects.requireNonNull(data, "data");
+        this.options = Objects.requireNonNull(options, "options");
+        if (data.channels() != model.config().inChannels() || data.channels() != model.config().outChannels()) {
+            throw new IllegalArgumentException("the data has " + data.channels() + " channels, the model in_channels "
+                    + model.config().inChannels() + " and out_channels " + model.config().outChannels()
+                    + " (both must match the data)");
+        }
+        int f = 1 << (model.config().numBlocks() - 1);
+        if (data.height() % f != 0 || data.width() % f != 0) {
+            throw new IllegalArgumentException("images of " + data.height() + "x" + data.width()
+                    + " do not fit the model: height and width must be multiples of " + f);
+        }
+        this.sampler = new BatchSampler(data, SplitMix64.mix(options.seed() ^ 0x6A09E667F3BCC909L), options.flips());
+        this.shape = new int[] {options.batchSize(), data.height(), data.width(), data.channels()};
+        long batchFloats = (long) options.batchSize() * data.imageFloats();
+        if (batchFloats > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("batch of " + batchFloats + " floats is too large");
+        this.hostBatch = new float[(int) batchFloats];
+        this.timesteps = new int[options.batchSize()];
+        this.timestepsF = new float[options.batchSize()];
+        NativeSchedule ns = NativeSchedule.of(schedule);
+        this.nativeSchedule = ns;
+        try {
+            long p = model.parameters().elementCount();
+            m = own(Tensor.allocate(model.backend(), DType.FLOAT32, p));
+            v = own(Tensor.allocate(model.backend(), DType.FLOAT32, p));
+            ema = own(Tensor.allocate(model.backend(), DType.FLOAT32, p));
+            m.fill(0f);
+            v.fill(0f);
+            ema.copyFrom(model.parameters().toFloatArray());
+            long[] s = {shape[0], shape[1], shape[2], shape[3]};
+            x0 = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+            xT = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+            eps = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+            dOut = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+            loss = own(Tensor.allocate(model.backend(), DType.FLOAT32, shape[0]));
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    private Tensor own(Tensor t) {
+        owned.add(t);
+        return t;
+    }
+
+    public UNet2DModel model() {
+        return model;
+    }
+
+    public NoiseSchedule schedule() {
+        return schedule;
+    }
+
+    public Options options() {
+        return options;
+    }
+
+    /** Optimisation steps done so far. */
+    public long stepCount() {
+        return step;
+    }
+
+    /** Images per second would be {@code batchSize * steps / seconds}. */
+    public int batchSize() {
+        return options.batchSize();
+    }
+
+    /** AdamW's first moments, flat, in the device layout of {@link UNet2DModel#parameters()}. */
+    public Tensor adamM() {
+        checkOpen();
+        return m;
+    }
+
+    /** AdamW's second moments, flat, device layout. */
+    public Tensor adamV() {
+        checkOpen();
+        return v;
+    }
+
+    /** The EMA of the parameters, flat, device layout. */
+    public Tensor emaParameters() {
+        checkOpen();
+        return ema;
+    }
+
+    /** The learning rate of (1-based) step {@code s}: linear warmup to the peak over warmupSteps. */
+    public double learningRate(long s) {
+        if (options.warmupSteps() == 0 || s >= options.warmupSteps()) return options.learningRate();
+        return options.learningRate() * s / options.warmupSteps();
+    }
+
+    public State state() {
+        return new State(step, options.seed(), noiseOffset, sampler.state());
+    }
+
+    /**
+     * Restores a saved position: the host state here, the tensors (parameters, m, v, EMA) by the
+     * caller ({@link Checkpoint#load}). The noise seed must be this trainer's.
+     */
+    void restoreState(State s) {
+        checkOpen();
+        if (s.noiseSeed() != options.seed()) {
+            throw new IllegalArgumentException("the checkpoint was trained with seed " + s.noiseSeed()
+                    + ", this trainer has seed " + options.seed());
+        }
+        if (s.step() < 0 || s.noiseOffset() < 0) throw new IllegalArgumentException("negative step or offset in " + s);
+        step = s.step();
+        noiseOffset = s.noiseOffset();
+        sampler = new BatchSampler(sampler.dataset(), s.samplerState(), options.flips());
+    }
+
+    /** One optimisation step (see the class comment). */
+    public StepResult step() {
+        checkOpen();
+        sampler.next(hostBatch, shape[0]);
+        int T = schedule.numTrainTimesteps();
+        for (int b = 0; b < timesteps.length; b++) {
+            timesteps[b] = sampler.nextInt(T); // same stream: one saved long restores both
+            timestepsF[b] = timesteps[b];
+        }
+
+        x0.copyFrom(hostBatch);
+        DiffusionKernels.addNoise(nativeSchedule, x0, timesteps, options.seed(), noiseOffset, xT, eps);
+        Tensor out = model.forward(xT, timestepsF);
+        DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, null, loss, dOut);
+        model.zeroGradients();
+        model.backward(dOut);
+
+        long s = step + 1;
+        double norm = OptimKernels.gradNorm(model.gradients());
+        double scale = OptimKernels.clipScale(norm, options.maxGradNorm());
+        double lr = learningRate(s);
+        OptimKernels.AdamW hp = new OptimKernels.AdamW(lr, options.adamw().beta1(), options.adamw().beta2(),
+                options.adamw().eps(), options.adamw().weightDecay());
+        OptimKernels.adamw(model.parameters(), model.gradients(), m, v, hp, s, scale);
+        double decay = options.ema().decay(s);
+        OptimKernels.ema(ema, model.parameters(), decay);
+
+        float[] l = loss.toFloatArray();
+        double mean = 0;
+        for (float x : l) mean += x;
+        mean /= l.length;
+        step = s;
+        noiseOffset++;
+        return new StepResult(s, mean, norm, lr, decay);
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("Trainer is closed");
+    }
+
+    /** Releases the trainer's buffers and native schedule (not the model). Idempotent. */
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).close();
+        owned.clear();
+        if (nativeSchedule != null) nativeSchedule.close();
+    }
+}
