@@ -61,7 +61,7 @@ struct d4j_backend {
 struct d4j_buffer {
     d4j_backend *backend;
     void *ptr;
-    int64_t bytes;
+    int64_t bytes = 0;
     d4j_buffer *root = nullptr;  // for a view: the owning buffer; null for an owning buffer
     int64_t views = 0;           // owning buffer: live views of it (guarded by g_registry_mu)
 };
@@ -108,6 +108,15 @@ d4j_status check_buffer(const char *what, const d4j_buffer *buf, const d4j_backe
         return fail(D4J_ERR_INVALID_ARGUMENT, "%s: buffer holds %lld bytes but %lld are needed", what,
                     (long long)buf->bytes, (long long)needed);
     return D4J_OK;
+}
+
+// Do the byte ranges [a, a + ab) and [b, b + bb) share a byte? Views of one
+// flat buffer are distinct handles over shared memory, so every "outputs must
+// not overlap" check compares addresses through this one predicate.
+bool bytes_overlap(const d4j_buffer *a, int64_t ab, const d4j_buffer *b, int64_t bb) {
+    if (a == nullptr || b == nullptr) return false;
+    const uintptr_t pa = (uintptr_t)a->ptr, pb = (uintptr_t)b->ptr;
+    return pa < pb + (uintptr_t)bb && pb < pa + (uintptr_t)ab;
 }
 
 d4j_status check_schedule(const d4j_schedule *s) {
@@ -500,7 +509,7 @@ d4j_status d4j_schedule_free(d4j_schedule *schedule) {
 
 d4j_status d4j_rng_uint32(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count) {
     D4J_USE_BACKEND(backend);
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(checked_bytes("count", count, 4, &bytes));
     D4J_TRY(check_buffer("out", out, backend, bytes));
     if (count == 0) return D4J_OK;
@@ -509,7 +518,7 @@ d4j_status d4j_rng_uint32(d4j_backend *backend, uint64_t seed, uint64_t offset, 
 
 d4j_status d4j_rng_normal(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count) {
     D4J_USE_BACKEND(backend);
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(checked_bytes("count", count, 4, &bytes));
     D4J_TRY(check_buffer("out", out, backend, bytes));
     if (count == 0) return D4J_OK;
@@ -521,7 +530,7 @@ d4j_status d4j_add_noise(d4j_backend *backend, const d4j_schedule *schedule, con
                          d4j_buffer *x_t, d4j_buffer *eps) {
     D4J_USE_BACKEND(backend);
     D4J_TRY(check_schedule(schedule));
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(check_batch(batch, n, &bytes));
     D4J_TRY(check_buffer("x0", x0, backend, bytes));
     D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
@@ -548,7 +557,7 @@ d4j_status d4j_diffusion_loss(d4j_backend *backend, const d4j_schedule *schedule
     D4J_USE_BACKEND(backend);
     D4J_TRY(check_schedule(schedule));
     D4J_TRY(check_prediction(prediction));
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(check_batch(batch, n, &bytes));
     D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
     D4J_TRY(check_buffer("x0", x0, backend, bytes));
@@ -594,7 +603,7 @@ static d4j_status check_step(d4j_backend *backend, const d4j_schedule *schedule,
     D4J_TRY(check_schedule(schedule));
     D4J_TRY(check_prediction(prediction));
     D4J_TRY(check_clip(clip, clip_range));
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(check_batch(batch, n, &bytes));
     D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
     D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
@@ -821,7 +830,7 @@ d4j_status conv_geometry(int32_t n, int32_t h, int32_t w, int32_t c_in, int32_t 
 struct ConvArg {
     const char *name;
     const d4j_buffer *buf;
-    int64_t bytes;
+    int64_t bytes = 0;
     bool output;
 };
 
@@ -830,9 +839,7 @@ d4j_status conv_no_overlap(const ConvArg *args, int count) {
         if (args[i].buf == nullptr || !args[i].output) continue;
         for (int j = 0; j < count; ++j) {
             if (j == i || args[j].buf == nullptr) continue;
-            uintptr_t a0 = (uintptr_t)args[i].buf->ptr, a1 = a0 + (uintptr_t)args[i].bytes;
-            uintptr_t b0 = (uintptr_t)args[j].buf->ptr, b1 = b0 + (uintptr_t)args[j].bytes;
-            if (a0 < b1 && b0 < a1)
+            if (bytes_overlap(args[i].buf, args[i].bytes, args[j].buf, args[j].bytes))
                 return fail(D4J_ERR_INVALID_ARGUMENT, "conv2d: %s overlaps %s", args[i].name, args[j].name);
         }
     }
@@ -935,9 +942,8 @@ d4j_status check_flag(const char *what, int32_t v) {
 d4j_status check_no_overlap(const char *an, const d4j_buffer *a, int64_t ab, const char *bn, const d4j_buffer *b,
                             int64_t bb, bool allow_same) {
     if (a == nullptr || b == nullptr) return D4J_OK;
-    const char *pa = static_cast<const char *>(a->ptr), *pb = static_cast<const char *>(b->ptr);
-    if (allow_same && pa == pb && ab == bb) return D4J_OK;
-    if (pa < pb + bb && pb < pa + ab)
+    if (allow_same && a->ptr == b->ptr && ab == bb) return D4J_OK;
+    if (bytes_overlap(a, ab, b, bb))
         return fail(D4J_ERR_INVALID_ARGUMENT, allow_same ? "%s and %s overlap without being the same memory"
                                                          : "%s and %s must not overlap",
                     an, bn);
@@ -1149,9 +1155,7 @@ d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dou
 // Do two buffers (or views) share any byte? Outputs must not overlap inputs or
 // each other: the kernels read inputs after writing outputs.
 static bool buffers_overlap(const d4j_buffer *a, const d4j_buffer *b) {
-    if (a == nullptr || b == nullptr) return false;
-    uintptr_t a0 = (uintptr_t)a->ptr, b0 = (uintptr_t)b->ptr;
-    return a0 < b0 + (uintptr_t)b->bytes && b0 < a0 + (uintptr_t)a->bytes;
+    return a != nullptr && b != nullptr && bytes_overlap(a, a->bytes, b, b->bytes);
 }
 
 static d4j_status check_disjoint(const char *out_name, const d4j_buffer *out,
@@ -1311,8 +1315,7 @@ namespace {
 d4j_status check_disjoint(const char *const *names, const d4j_buffer *const *bufs, int n, int64_t bytes) {
     for (int i = 0; i < n; ++i) {
         for (int j = i + 1; j < n; ++j) {
-            const uintptr_t a = (uintptr_t)bufs[i]->ptr, b = (uintptr_t)bufs[j]->ptr, n = (uintptr_t)bytes;
-            if (a < b + n && b < a + n)
+            if (bytes_overlap(bufs[i], bytes, bufs[j], bytes))
                 return fail(D4J_ERR_INVALID_ARGUMENT, "%s and %s overlap (the same buffer or overlapping views)",
                             names[i], names[j]);
         }
@@ -1332,7 +1335,7 @@ extern "C" {
 d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm) {
     D4J_USE_BACKEND(backend);
     if (out_norm == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out_norm is null");
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(check_count(count, &bytes));
     D4J_TRY(check_buffer("grad", grad, backend, bytes));
     return guarded([&]() -> d4j_status {
@@ -1347,7 +1350,7 @@ d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *
                      int64_t count, double lr, double beta1, double beta2, double eps, double weight_decay,
                      int64_t step, double grad_scale) {
     D4J_USE_BACKEND(backend);
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(check_count(count, &bytes));
     D4J_TRY(check_buffer("param", param, backend, bytes));
     D4J_TRY(check_buffer("grad", grad, backend, bytes));
@@ -1400,7 +1403,7 @@ d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_buffer *
 
 d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count, double decay) {
     D4J_USE_BACKEND(backend);
-    int64_t bytes;
+    int64_t bytes = 0;
     D4J_TRY(check_count(count, &bytes));
     D4J_TRY(check_buffer("ema", ema, backend, bytes));
     D4J_TRY(check_buffer("param", param, backend, bytes));
@@ -1443,15 +1446,6 @@ d4j_status check_concat_dims(int64_t rows, int32_t c1, int32_t c2, int64_t *a_by
     return D4J_OK;
 }
 
-// Address ranges (views of one buffer are distinct handles) must be disjoint.
-d4j_status concat_disjoint(const char *an, const d4j_buffer *a, int64_t ab, const char *bn, const d4j_buffer *b,
-                           int64_t bb) {
-    if (a == nullptr || b == nullptr) return D4J_OK;
-    const uintptr_t pa = (uintptr_t)a->ptr, pb = (uintptr_t)b->ptr;
-    if (pa < pb + (uintptr_t)bb && pb < pa + (uintptr_t)ab)
-        return fail(D4J_ERR_INVALID_ARGUMENT, "%s and %s must not overlap", an, bn);
-    return D4J_OK;
-}
 
 }  // namespace
 
@@ -1465,8 +1459,8 @@ d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_buffer *a
     D4J_TRY(check_buffer("a", a, backend, ab));
     D4J_TRY(check_buffer("b", b, backend, bb));
     D4J_TRY(check_buffer("out", out, backend, ob));
-    D4J_TRY(concat_disjoint("out", out, ob, "a", a, ab));
-    D4J_TRY(concat_disjoint("out", out, ob, "b", b, bb));
+    D4J_TRY(check_no_overlap("out", out, ob, "a", a, ab, false));
+    D4J_TRY(check_no_overlap("out", out, ob, "b", b, bb, false));
     return guarded([&] {
         return backend->iface->concat_forward(backend->state, (const float *)a->ptr, (const float *)b->ptr, rows, c1,
                                               c2, (float *)out->ptr);
@@ -1481,9 +1475,9 @@ d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *
     D4J_TRY(check_buffer("dout", dout, backend, ob));
     if (da != nullptr) D4J_TRY(check_buffer("da", da, backend, ab));
     if (db != nullptr) D4J_TRY(check_buffer("db", db, backend, bb));
-    D4J_TRY(concat_disjoint("da", da, ab, "dout", dout, ob));
-    D4J_TRY(concat_disjoint("db", db, bb, "dout", dout, ob));
-    D4J_TRY(concat_disjoint("da", da, ab, "db", db, bb));
+    D4J_TRY(check_no_overlap("da", da, ab, "dout", dout, ob, false));
+    D4J_TRY(check_no_overlap("db", db, bb, "dout", dout, ob, false));
+    D4J_TRY(check_no_overlap("da", da, ab, "db", db, bb, false));
     if (da == nullptr && db == nullptr) return D4J_OK;
     return guarded([&] {
         return backend->iface->concat_backward(backend->state, (const float *)dout->ptr, rows, c1, c2,
