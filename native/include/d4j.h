@@ -238,7 +238,9 @@ D4J_API d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *tim
  * Backward entry points write dX (when not NULL) and ACCUMULATE (+=) into
  * parameter gradients, so a parameter used twice sums its gradients; zero
  * the gradient buffer with d4j_buffer_fill_f32 before each step. Reductions
- * are deterministic (fixed order, no float atomics). */
+ * are deterministic (fixed order, no float atomics). Shape dimensions must be
+ * >= 1; the element count of an element-wise entry point (silu, residual add)
+ * may be 0, which does nothing, as in d4j_rng_*. */
 
 /* Fills a float32 buffer (or view) with one value. */
 D4J_API d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value);
