@@ -91,6 +91,9 @@ inline VariantTable single_variants() {
     // ---- concat (issue 4) ----
     t.add("concat", {"v1"});
     // ---- end concat ----
+    // ---- dropout (issue 5) ----
+    t.add("dropout", {"v1"});
+    // ---- end dropout ----
 
     return t;
 }

@@ -234,6 +234,9 @@ static const d4j_backend_iface kIface = {
     concat_forward,
     concat_backward,
     /* ---- end concat ---- */
+    /* ---- dropout (issue 5) ---- */
+    dropout,
+    /* ---- end dropout ---- */
 };
 
 }  // namespace d4j::cuda

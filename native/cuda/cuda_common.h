@@ -61,6 +61,9 @@ struct State {
         // ---- concat (issue 4) ----
         t.add("concat", {"v1"});
         // ---- end concat ----
+        // ---- dropout (issue 5) ----
+        t.add("dropout", {"v1"});
+        // ---- end dropout ----
 
         return t;
     }

@@ -306,8 +306,8 @@ D4J_API d4j_status d4j_conv2d_backward(d4j_backend *backend, const d4j_buffer *x
  * norm1 + silu is d4j_group_norm_forward; the time-embedding add + norm2 + silu
  * is one fused d4j_bias_group_norm_forward (the projected embedding tb [N, C]
  * is added on the fly, h + tb is never stored); silu(temb) is d4j_silu_forward
- * and the final line d4j_residual_add. Dropout is not provided: our UNet
- * configurations use dropout = 0, where it is the identity.
+ * and the final line d4j_residual_add. Dropout (training only) is
+ * d4j_dropout_forward / d4j_dropout_backward (family "dropout").
  * Kernel families: "group_norm", "silu", "residual_add".
  *
  * GroupNorm as torch.nn.GroupNorm on NHWC float32 [N, H, W, C]: the C channels
@@ -491,6 +491,28 @@ D4J_API d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_b
 D4J_API d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows,
                                                 int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db);
 /* ---- end concat ---- */
+
+/* ---- dropout (issue 5) ---- */
+/* Dropout (torch.nn.Dropout(p) in training mode, as in diffusers' ResnetBlock2D
+ * between norm2 + SiLU and conv2), with the mask drawn from the counter-based
+ * RNG instead of being stored:
+ *   u[i]    = uint32 element i of the stream (seed, offset), exactly d4j_rng_uint32's
+ *   keep[i] = u[i] >= t,  t = min(round(p * 2^32), 2^32 - 1)   (t computed in float64 by the front)
+ *   y[i]    = keep[i] ? x[i] * s : 0,  s = (float)(1 / (1 - p))
+ * The decision is an exact integer comparison, so every backend and thread
+ * count keeps the same elements; the drop probability t / 2^32 is within 2^-33
+ * of p. p = 0 gives t = 0 and s = 1: every element is kept and y is an exact
+ * copy of x (no call reaches the backend when y is x). Dropped elements are
+ * +0 even where x is not finite. The backward is the same map applied to dy
+ * with the same (p, seed, offset): the mask is regenerated, never stored:
+ *   dx[i]   = keep[i] ? dy[i] * s : 0
+ * p finite in [0, 1). y may be x (in place) but must not partly overlap it;
+ * likewise dx and dy. Kernel family "dropout". */
+D4J_API d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, double p,
+                                       uint64_t seed, uint64_t offset, d4j_buffer *y);
+D4J_API d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p,
+                                        uint64_t seed, uint64_t offset, d4j_buffer *dx);
+/* ---- end dropout ---- */
 
 #ifdef __cplusplus
 }

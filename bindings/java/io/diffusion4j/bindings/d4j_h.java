@@ -3596,5 +3596,137 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_dropout_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_LONG,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_dropout_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *y)
+     * }
+     */
+    public static FunctionDescriptor d4j_dropout_forward$descriptor() {
+        return d4j_dropout_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *y)
+     * }
+     */
+    public static MethodHandle d4j_dropout_forward$handle() {
+        return d4j_dropout_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *y)
+     * }
+     */
+    public static MemorySegment d4j_dropout_forward$address() {
+        return d4j_dropout_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *y)
+     * }
+     */
+    public static int d4j_dropout_forward(MemorySegment backend, MemorySegment x, long count, double p, long seed, long offset, MemorySegment y) {
+        var mh$ = d4j_dropout_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_dropout_forward", backend, x, count, p, seed, offset, y);
+            }
+            return (int)mh$.invokeExact(backend, x, count, p, seed, offset, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_dropout_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_LONG,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_dropout_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *dx)
+     * }
+     */
+    public static FunctionDescriptor d4j_dropout_backward$descriptor() {
+        return d4j_dropout_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *dx)
+     * }
+     */
+    public static MethodHandle d4j_dropout_backward$handle() {
+        return d4j_dropout_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *dx)
+     * }
+     */
+    public static MemorySegment d4j_dropout_backward$address() {
+        return d4j_dropout_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p, uint64_t seed, uint64_t offset, d4j_buffer *dx)
+     * }
+     */
+    public static int d4j_dropout_backward(MemorySegment backend, MemorySegment dy, long count, double p, long seed, long offset, MemorySegment dx) {
+        var mh$ = d4j_dropout_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_dropout_backward", backend, dy, count, p, seed, offset, dx);
+            }
+            return (int)mh$.invokeExact(backend, dy, count, p, seed, offset, dx);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 

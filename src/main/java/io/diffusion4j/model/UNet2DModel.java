@@ -5,6 +5,7 @@ import io.diffusion4j.kernels.ConcatKernels;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.DiffusionKernels;
+import io.diffusion4j.kernels.DropoutKernels;
 import io.diffusion4j.kernels.LinearKernels;
 import io.diffusion4j.kernels.LinearKernels.AttentionShape;
 import io.diffusion4j.kernels.NormKernels;
@@ -19,9 +20,21 @@ import java.util.Objects;
 import java.util.SplittableRandom;
 
 /**
- * diffusers' {@code UNet2DModel} (positional time embedding, {@code resnet_time_scale_shift "default"},
- * dropout 0, i.e. the identity) on one backend: forward pass saving what the backward needs, and
- * the backward pass accumulating every parameter gradient.
+ * diffusers' {@code UNet2DModel} (positional time embedding, {@code resnet_time_scale_shift "default"})
+ * on one backend: forward pass saving what the backward needs, and the backward pass accumulating every
+ * parameter gradient.
+ *
+ * <p><b>Dropout.</b> With {@link UNet2DConfig#dropout()} p &gt; 0, every ResnetBlock2D applies
+ * {@code torch.nn.Dropout(p)} between norm2 + SiLU and conv2, in training only:
+ * {@link #forwardTraining} applies it, {@link #forward} (inference, as {@code model.eval()}) does not.
+ * Masks come from the counter-based RNG ({@link DropoutKernels}), a pure function of (seed, offset,
+ * element), so the backward regenerates them and the same arguments give the same result on every
+ * backend. Offsets are allotted per resnet: the k-th ResnetBlock2D in forward order (down blocks, mid
+ * block, up blocks; {@link #dropoutStreams()} of them) uses the Philox stream
+ * {@code (dropoutSeed, dropoutOffset + k)} over its {@code [N, H, W, C]} activation, element i of the
+ * tensor in memory order being element i of the stream. A caller that gives each step the offsets
+ * {@code [step * dropoutStreams(), (step + 1) * dropoutStreams())} (as {@code Trainer} does) gets a
+ * distinct stream for every resnet of every step.
  *
  * <p><b>Parameters.</b> One flat float32 parameter tensor and one flat gradient tensor of
  * {@link UNet2DLayout#bufferFloats()} floats, each parameter at its {@link UNet2DLayout.Param#offset()}.
@@ -59,6 +72,8 @@ public final class UNet2DModel implements AutoCloseable {
     private final Map<String, Tensor> gradViews = new HashMap<>();
     private final List<Tensor> ownedViews = new ArrayList<>();
     private final float eps;
+    private final double dropout; // config.dropout(): the probability p, applied in training forwards only
+    private int resnetCount; // resnets built so far: the next one's dropout stream index
 
     // the network
     private final Conv convIn;
@@ -75,6 +90,11 @@ public final class UNet2DModel implements AutoCloseable {
     private final List<Tensor> actViews = new ArrayList<>();
     private int curN = -1, curH = -1, curW = -1;
     private boolean forwardDone;
+    // dropout of the last forward (active only in a training forward with p > 0); the backward reuses it
+    private boolean dropoutActive;
+    private long dropoutSeed, dropoutOffset;
+    /** Test hook (package-private): given the Philox offset of every dropout call, forward and backward, in order. */
+    java.util.function.LongConsumer dropoutProbe;
     private Tensor tproj, e1, e1s, emb, embS; // time embedding chain
     private Tensor dEmbS, dEmbTmp, dEmb, de1s, de1;
     private final List<Tensor> skips = new ArrayList<>();
@@ -90,6 +110,7 @@ public final class UNet2DModel implements AutoCloseable {
                     + " parameter floats; at most 2^31 - 17 are supported (one Java array)");
         }
         this.eps = (float) config.normEps();
+        this.dropout = config.dropout();
         Tensor p = null, g = null;
         try {
             p = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
@@ -295,11 +316,35 @@ public final class UNet2DModel implements AutoCloseable {
     // forward / backward
 
     /**
-     * The forward pass: {@code x} NHWC {@code [N, H, W, in_channels]} (H, W multiples of
-     * {@code 2^(len(block_out_channels) - 1)}), one timestep per sample. Returns the model-owned output
-     * {@code [N, H, W, out_channels]}; saves the activations {@link #backward} needs.
+     * The forward pass in inference mode (no dropout, as diffusers after {@code model.eval()}): {@code x}
+     * NHWC {@code [N, H, W, in_channels]} (H, W multiples of {@code 2^(len(block_out_channels) - 1)}), one
+     * timestep per sample. Returns the model-owned output {@code [N, H, W, out_channels]}; saves the
+     * activations {@link #backward} needs.
      */
     public Tensor forward(Tensor x, float[] timesteps) {
+        return run(x, timesteps, false, 0, 0);
+    }
+
+    /**
+     * The forward pass in training mode: as {@link #forward}, and with {@link UNet2DConfig#dropout()} p &gt; 0
+     * every ResnetBlock2D drops activations between norm2 + SiLU and conv2, resnet k (forward order) with
+     * the Philox stream {@code (dropoutSeed, dropoutOffset + k)} (unsigned 64-bit arithmetic), k &lt;
+     * {@link #dropoutStreams()}. With p = 0 it is exactly {@link #forward}. {@link #backward} applies the
+     * same masks (regenerated, not stored).
+     */
+    public Tensor forwardTraining(Tensor x, float[] timesteps, long dropoutSeed, long dropoutOffset) {
+        return run(x, timesteps, dropout > 0, dropoutSeed, dropoutOffset);
+    }
+
+    /**
+     * How many Philox offsets one {@link #forwardTraining} uses (one per ResnetBlock2D):
+     * {@code dropoutOffset .. dropoutOffset + dropoutStreams() - 1}.
+     */
+    public int dropoutStreams() {
+        return resnetCount;
+    }
+
+    private Tensor run(Tensor x, float[] timesteps, boolean applyDropout, long seed, long offset) {
         checkOpen();
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(timesteps, "timesteps");
@@ -327,6 +372,9 @@ public final class UNet2DModel implements AutoCloseable {
         }
         ensureAllocated((int) x.dim(0), (int) x.dim(1), (int) x.dim(2));
         forwardDone = false;
+        dropoutActive = applyDropout;
+        dropoutSeed = seed;
+        dropoutOffset = offset;
 
         DiffusionKernels.timestepEmbedding(backend, timesteps, config.timestepInputDim(), config.flipSinToCos(),
                 (float) config.freqShift(), TIME_SCALE, TIME_MAX_PERIOD, tproj);
@@ -590,8 +638,8 @@ public final class UNet2DModel implements AutoCloseable {
     }
 
     /**
-     * ResnetBlock2D: {@code out = (shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb))))))
-     * * invScale}; the temb add is fused into norm2.
+     * ResnetBlock2D: {@code out = (shortcut(x) + conv2(dropout(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))))
+     * * invScale}; the temb add is fused into norm2; dropout only in a training forward with p > 0.
      */
     private final class Resnet implements Step {
         final float invScale;
@@ -599,10 +647,12 @@ public final class UNet2DModel implements AutoCloseable {
         final Conv conv1, conv2, shortcut;
         final Tensor tw, tb, dtw, dtb, g2, b2, dg2, db2;
         final int groups;
+        final int dropoutIndex; // this resnet's Philox stream: dropoutOffset + dropoutIndex
         Tensor tproj1, h3, mean2, rstd2, out, dScaled, dh2, dtproj, dx;
 
         Resnet(String prefix, float invScale) {
             this.invScale = invScale;
+            this.dropoutIndex = resnetCount++;
             UNet2DLayout.Resnet r = layout.resnets().stream().filter(q -> q.prefix().equals(prefix)).findFirst()
                     .orElseThrow(() -> new IllegalStateException("no resnet " + prefix));
             groups = r.groups();
@@ -643,6 +693,13 @@ public final class UNet2DModel implements AutoCloseable {
             Tensor h = conv1.forward(norm1.forward(x));
             LinearKernels.linear(embS, tw, tb, tproj1);
             NormKernels.biasGroupNorm(h, tproj1, g2, b2, groups, eps, true, h3, mean2, rstd2);
+            // dropout in place: the norm backward recomputes from conv1.y, mean2, rstd2 and never reads h3;
+            // conv2's backward reads its input, which is the dropped h3
+            if (dropoutActive) {
+                long offset = dropoutOffset + dropoutIndex; // unsigned 64-bit, wraps as the C API's uint64_t
+                if (dropoutProbe != null) dropoutProbe.accept(offset);
+                DropoutKernels.forward(h3, dropout, dropoutSeed, offset, h3);
+            }
             Tensor h4 = conv2.forward(h3);
             Tensor s = shortcut != null ? shortcut.forward(x) : x;
             NormKernels.residualAdd(s, h4, invScale, out);
@@ -656,7 +713,12 @@ public final class UNet2DModel implements AutoCloseable {
                 NormKernels.residualAddBackward(dout, invScale, dScaled, null);
                 d = dScaled;
             }
-            Tensor dh3 = conv2.backward(d);
+            Tensor dh3 = conv2.backward(d); // conv2's own scratch: the dropout backward may overwrite it
+            if (dropoutActive) {
+                long offset = dropoutOffset + dropoutIndex;
+                if (dropoutProbe != null) dropoutProbe.accept(offset);
+                DropoutKernels.backward(dh3, dropout, dropoutSeed, offset, dh3);
+            }
             NormKernels.biasGroupNormBackward(dh3, conv1.y, tproj1, g2, b2, mean2, rstd2, groups, true, dh2, dtproj,
                     dg2, db2);
             LinearKernels.linearBackward(embS, tw, dtproj, dEmbTmp, dtw, dtb);

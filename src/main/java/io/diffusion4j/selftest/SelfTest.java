@@ -6,6 +6,7 @@ import io.diffusion4j.kernels.ConcatKernels;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.DiffusionKernels;
+import io.diffusion4j.kernels.DropoutKernels;
 import io.diffusion4j.kernels.LinearKernels;
 import io.diffusion4j.kernels.LinearKernels.AttentionShape;
 import io.diffusion4j.kernels.NormKernels;
@@ -58,6 +59,8 @@ import java.util.function.Function;
  *   <li>linear and attention: rtol = 4 u, M the first-order bound in units of u (LinearAttentionReference);
  *   <li>grad_norm (float64): rtol = 2e-12, M = 0; adamw and ema (same correctly rounded float32 math on
  *       every backend, from identical copies of the state): bit-exact.
+ *   <li>dropout (forward, backward, in place): bit-exact (an integer mask of the same Philox words and one
+ *       correctly rounded multiply).
  * </ul>
  *
  * <h2>Failures</h2>
@@ -590,6 +593,9 @@ public final class SelfTest {
             // ---- concat (issue 4) ----
             case "concat" -> concatCases(rnd);
             // ---- end concat ----
+            // ---- dropout (issue 5) ----
+            case "dropout" -> dropoutCases(rnd);
+            // ---- end dropout ----
             default -> null;
         };
     }
@@ -1520,6 +1526,35 @@ public final class SelfTest {
         return out;
     }
     // ---- end concat ----
+
+    // ---- dropout (issue 5) ----
+    /**
+     * Dropout forward and backward with one (p, seed, offset), and the forward in place: the mask is an
+     * integer comparison of the same Philox words and a kept value one correctly rounded multiply, so
+     * bit-exact. p random in (0, 1) and 0.1 (diffusers' usual value); a full 64-bit seed and offset.
+     */
+    private static List<Case> dropoutCases(SplittableRandom rnd) {
+        List<Case> out = new ArrayList<>();
+        List<Shape> shapes = new ArrayList<>(SHAPES);
+        shapes.add(new Shape("2x(16x16x64)", 2, 16 * 16 * 64)); // 32 blocks of 256 threads x 4 elements
+        for (Shape sh : shapes) {
+            int count = sh.batch() * sh.n();
+            double p = rnd.nextBoolean() ? 0.1 : 0.01 + 0.98 * rnd.nextDouble();
+            long seed = rnd.nextLong(), offset = rnd.nextLong();
+            float[] x = gaussians(rnd, count), dy = gaussians(rnd, count);
+            String kernel = String.format(Locale.ROOT, "p=%.3f forward + backward + in place", p);
+            out.add(tensorCase(kernel, sh, 0,
+                    List.of(Arg.in(x, count), Arg.out(count), Arg.in(dy, count), Arg.out(count), Arg.reset(x, count)),
+                    t -> {
+                        DropoutKernels.forward(t[0], p, seed, offset, t[1]);
+                        DropoutKernels.backward(t[2], p, seed, offset, t[3]);
+                        DropoutKernels.forward(t[4], p, seed, offset, t[4]);
+                    },
+                    o -> List.of(Output.bits("y", o[1]), Output.bits("dx", o[3]), Output.bits("y in place", o[4]))));
+        }
+        return out;
+    }
+    // ---- end dropout ----
 
     private static String name(Enum<?> e) {
         return e.name().toLowerCase(Locale.ROOT);

@@ -21,8 +21,9 @@ import java.util.Objects;
  *       timestep per sample uniformly in [0, T) from the same host generator;</li>
  *   <li>noises it with {@link DiffusionKernels#addNoise}: eps from the counter-based RNG stream
  *       (seed, offset = noise offset), the offset advancing by 1 per step;</li>
- *   <li>runs the model forward (NHWC, timesteps as float), the fused loss of the prediction type
- *       with its gradient as dOut, and the backward pass into zeroed gradients;</li>
+ *   <li>runs the model's training forward (NHWC, timesteps as float; dropout when the config has
+ *       p &gt; 0, masks from the step count, see {@link UNet2DModel#forwardTraining}), the fused loss of
+ *       the prediction type with its gradient as dOut, and the backward pass into zeroed gradients;</li>
  *   <li>clips by the global gradient norm (torch's clip_grad_norm_ scale), applies AdamW to the whole
  *       flat parameter buffer with learning rate {@code lr * min(1, step / warmup)} (step 1-based), and
  *       updates the EMA copy of the parameters with the {@link EmaSchedule}'s decay.</li>
@@ -90,6 +91,12 @@ public final class Trainer implements AutoCloseable {
 
     /** The host state a checkpoint stores besides tensors. */
     public record State(long step, long noiseSeed, long noiseOffset, long samplerState) {}
+
+    /**
+     * Dropout masks use the Philox key {@code mix(seed ^ DROPOUT_SEED_SALT)}, not the noise stream's key
+     * {@code seed}, so their offsets never meet the noise offsets.
+     */
+    private static final long DROPOUT_SEED_SALT = 0x3C6EF372FE94F82BL;
 
     private final UNet2DModel model;
     private final NoiseSchedule schedule;
@@ -239,7 +246,10 @@ public final class Trainer implements AutoCloseable {
 
         x0.copyFrom(hostBatch);
         DiffusionKernels.addNoise(nativeSchedule, x0, timesteps, options.seed(), noiseOffset, xT, eps);
-        Tensor out = model.forward(xT, timestepsF);
+        // training forward: dropout (when the config has p > 0) with the seed derived from the trainer's
+        // and the offsets [step * R, (step + 1) * R), R = one per resnet: restored with the step count
+        Tensor out = model.forwardTraining(xT, timestepsF, SplitMix64.mix(options.seed() ^ DROPOUT_SEED_SALT),
+                Math.multiplyExact(step, (long) model.dropoutStreams()));
         DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, null, loss, dOut);
         model.zeroGradients();
         model.backward(dOut);

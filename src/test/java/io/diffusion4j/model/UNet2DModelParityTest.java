@@ -53,12 +53,17 @@ class UNet2DModelParityTest {
     record Run(float[] out, float[] dx, float[] grad) {}
 
     static Run run(Backend be, UNet2DConfig cfg, float[] params, float[] xs, float[] t, float[] d) {
+        return run(be, cfg, params, xs, t, d, null);
+    }
+
+    /** dropout: null for the inference forward, else the training forward's {seed, offset}. */
+    static Run run(Backend be, UNet2DConfig cfg, float[] params, float[] xs, float[] t, float[] d, long[] dropout) {
         try (UNet2DModel m = new UNet2DModel(be, cfg, 0);
              Tensor x = Tensor.of(be, xs, 2, 8, 8, cfg.inChannels());
              Tensor dOut = Tensor.of(be, d, 2, 8, 8, cfg.outChannels())) {
             m.loadFlat(params);
             m.zeroGradients();
-            float[] out = m.forward(x, t).toFloatArray();
+            float[] out = UNet2DModelTest.forward(m, x, t, dropout).toFloatArray();
             float[] dx = m.backward(dOut).toFloatArray();
             return new Run(out, dx, m.flatGradients());
         }
@@ -96,6 +101,44 @@ class UNet2DModelParityTest {
             Tolerance.log(Tolerance.assertClose("unet forward", g.out(), toDouble(h.out()), 1e-4 * maxAbs(h.out()), 1e-4, ctx));
             Tolerance.log(Tolerance.assertClose("unet input gradient", g.dx(), toDouble(h.dx()), 1e-4 * maxAbs(h.dx()), 1e-4, ctx));
             Tolerance.log(Tolerance.assertClose("unet parameter gradients", g.grad(), toDouble(h.grad()),
+                    1e-4 * maxAbs(h.grad()), 1e-4, ctx));
+        } finally {
+            be.close();
+        }
+    }
+
+    /**
+     * A training forward and backward with dropout p = 0.3 in every resnet: the device draws the same
+     * masks as the CPU (bit-identical Philox words, DropoutParityTest), so the same tolerance holds; a
+     * mask that differed would move outputs by O(1) of their scale. The dropped activations must be
+     * visible: the CPU's training output differs from its inference output.
+     */
+    @ParameterizedTest
+    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
+    void tinyUnetWithDropoutMatchesCpu(BackendKind kind) {
+        Backend be = device(kind);
+        try {
+            TestRandom r = TestRandom.fresh();
+            UNet2DConfig cfg = UNet2DModelTest.tinyWithDropout(0.3);
+            float[] params;
+            try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
+                params = m.flatParameters();
+            }
+            float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
+            float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
+            long[] dropout = {r.nextLong(), r.nextLong() >>> 1};
+            Run h = run(cpu, cfg, params, xs, t, d, dropout);
+            Run g = run(be, cfg, params, xs, t, d, dropout);
+            Run inference = run(cpu, cfg, params, xs, t, d, null);
+            String ctx = kind.cliName() + " vs cpu, dropout 0.3; " + r.describe();
+            org.junit.jupiter.api.Assertions.assertTrue(UNet2DModelTest.differ(h.out(), inference.out()),
+                    "dropout did not act on the CPU; " + ctx);
+            Tolerance.log(Tolerance.assertClose("unet forward (dropout)", g.out(), toDouble(h.out()),
+                    1e-4 * maxAbs(h.out()), 1e-4, ctx));
+            Tolerance.log(Tolerance.assertClose("unet input gradient (dropout)", g.dx(), toDouble(h.dx()),
+                    1e-4 * maxAbs(h.dx()), 1e-4, ctx));
+            Tolerance.log(Tolerance.assertClose("unet parameter gradients (dropout)", g.grad(), toDouble(h.grad()),
                     1e-4 * maxAbs(h.grad()), 1e-4, ctx));
         } finally {
             be.close();

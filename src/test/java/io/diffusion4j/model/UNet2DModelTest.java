@@ -10,6 +10,7 @@ import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.Tolerance;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -41,11 +42,15 @@ class UNet2DModelTest {
      * mid_block_scale_factor != 1 (the scaled residual paths), padding-0 downsampling.
      */
     static UNet2DConfig tiny() {
+        return tinyBuilder().build();
+    }
+
+    static UNet2DConfig.Builder tinyBuilder() {
         return UNet2DConfig.builder().sampleSize(8).inChannels(2).outChannels(3).blockOutChannels(4, 8)
                 .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
                 .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
                 .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK))
-                .midBlockScaleFactor(1.25).downsamplePadding(0).build();
+                .midBlockScaleFactor(1.25).downsamplePadding(0);
     }
 
     static UNet2DConfig fashionMnist() {
@@ -62,9 +67,19 @@ class UNet2DModelTest {
         return s;
     }
 
+    /** tiny() with dropout p in every ResnetBlock2D (training forwards only). */
+    static UNet2DConfig tinyWithDropout(double p) {
+        return tinyBuilder().dropout(p).build();
+    }
+
+    /** A forward pass: inference ({@code dropout == null}) or training with dropout seed, offset. */
+    static Tensor forward(UNet2DModel m, Tensor x, float[] t, long[] dropout) {
+        return dropout == null ? m.forward(x, t) : m.forwardTraining(x, t, dropout[0], dropout[1]);
+    }
+
     /** sum(out * R) of one forward, accumulated in float64. */
-    static double loss(UNet2DModel m, Tensor x, float[] t, float[] r) {
-        return dot(m.forward(x, t).toFloatArray(), r);
+    static double loss(UNet2DModel m, Tensor x, float[] t, float[] r, long[] dropout) {
+        return dot(forward(m, x, t, dropout).toFloatArray(), r);
     }
 
     /**
@@ -78,8 +93,80 @@ class UNet2DModelTest {
      */
     @Test
     void gradientCheckOfTheWholeNetwork() {
+        gradientCheck(tiny(), null, TestRandom.fresh());
+    }
+
+    /**
+     * The same gradient check of a training forward with dropout p = 0.3 in all 8 resnets: the masks are
+     * a fixed function of (seed, offset), so the network is a fixed smooth function of its inputs and
+     * the same tolerance applies. Dropout must actually act (the output differs from inference) and
+     * repeat exactly for the same (seed, offset).
+     */
+    @Test
+    void gradientCheckOfTheWholeNetworkWithDropout() {
         TestRandom r = TestRandom.fresh();
-        UNet2DConfig cfg = tiny();
+        long[] dropout = {r.nextLong(), r.nextLong() >>> 1};
+        UNet2DConfig cfg = tinyWithDropout(0.3);
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong());
+             Tensor x = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 2, 1), 2, 8, 8, 2)) {
+            assertEquals(8, m.dropoutStreams(), "one Philox stream per resnet");
+            assertEquals(m.layout().resnets().size(), m.dropoutStreams());
+            float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            float[] inference = m.forward(x, t).toFloatArray();
+            float[] training = m.forwardTraining(x, t, dropout[0], dropout[1]).toFloatArray();
+            float[] again = m.forwardTraining(x, t, dropout[0], dropout[1]).toFloatArray();
+            float[] nextStep = m.forwardTraining(x, t, dropout[0], dropout[1] + m.dropoutStreams()).toFloatArray();
+            assertArrayEquals(training, again, "same (seed, offset), same masks; " + r.describe());
+            assertTrue(differ(inference, training), "dropout did not change the training output; " + r.describe());
+            assertTrue(differ(training, nextStep), "the next step's offsets gave the same output; " + r.describe());
+        }
+        gradientCheck(cfg, dropout, r);
+    }
+
+    /**
+     * Offset allotment: a training forward makes one dropout call per resnet with offsets
+     * base, base + 1, ..., base + R - 1 in forward order (R = dropoutStreams() = the layout's resnet
+     * count, all distinct), the backward the same R offsets in reverse order; an inference forward
+     * and a p = 0 model make none. A base near 2^64 wraps as unsigned arithmetic.
+     */
+    @Test
+    void eachResnetGetsItsOwnOffsetAndBackwardReusesIt() {
+        TestRandom r = TestRandom.fresh();
+        try (UNet2DModel m = new UNet2DModel(cpu, tinyWithDropout(0.2), r.nextLong());
+             UNet2DModel plain = new UNet2DModel(cpu, tiny(), r.nextLong());
+             Tensor x = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 2, 1), 2, 8, 8, 2);
+             Tensor d = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 3, 1), 2, 8, 8, 3)) {
+            int streams = m.dropoutStreams();
+            assertEquals(m.layout().resnets().size(), streams);
+            float[] t = {1, 2};
+            for (long base : new long[] {0, r.nextLong() >>> 1, -3}) {
+                List<Long> calls = new ArrayList<>();
+                m.dropoutProbe = calls::add;
+                m.forwardTraining(x, t, r.nextLong(), base);
+                m.backward(d);
+                List<Long> expected = new ArrayList<>();
+                for (int k = 0; k < streams; k++) expected.add(base + k);
+                for (int k = streams - 1; k >= 0; k--) expected.add(base + k);
+                assertEquals(expected, calls, "dropout offsets, forward then backward, base " + base);
+                calls.clear();
+                m.forward(x, t);
+                m.backward(d);
+                assertEquals(List.of(), calls, "inference must not drop");
+            }
+            List<Long> calls = new ArrayList<>();
+            plain.dropoutProbe = calls::add;
+            plain.forwardTraining(x, t, 1, 2);
+            plain.backward(d);
+            assertEquals(List.of(), calls, "p = 0 must not call dropout");
+        }
+    }
+
+    static boolean differ(float[] a, float[] b) {
+        for (int i = 0; i < a.length; i++) if (Float.floatToRawIntBits(a[i]) != Float.floatToRawIntBits(b[i])) return true;
+        return false;
+    }
+
+    private static void gradientCheck(UNet2DConfig cfg, long[] dropout, TestRandom r) {
         int n = 2, hw = 8;
         try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
             // perturb the GroupNorm affine parameters away from 1 / 0 so their gradients are generic
@@ -97,7 +184,7 @@ class UNet2DModelTest {
             try (Tensor x = Tensor.of(cpu, xs, n, hw, hw, cfg.inChannels());
                  Tensor dOut = Tensor.of(cpu, rr, n, hw, hw, cfg.outChannels())) {
                 m.zeroGradients();
-                m.forward(x, t);
+                forward(m, x, t, dropout);
                 float[] dx = m.backward(dOut).toFloatArray();
                 float[] grad = m.flatGradients();
 
@@ -113,10 +200,10 @@ class UNet2DModelTest {
                     float h = (float) (1e-2 * Math.max(1, Math.abs(orig)));
                     flat[idx] = orig + h;
                     m.loadFlat(flat);
-                    double lp = loss(m, x, t, rr);
+                    double lp = loss(m, x, t, rr, dropout);
                     flat[idx] = orig - h;
                     m.loadFlat(flat);
-                    double lm = loss(m, x, t, rr);
+                    double lm = loss(m, x, t, rr, dropout);
                     flat[idx] = orig;
                     double step = (double) (orig + h) - (double) (orig - h); // the steps actually taken
                     names.add(p.name() + "[" + (idx - p.offset()) + "]");
@@ -130,10 +217,10 @@ class UNet2DModelTest {
                     float h = (float) (1e-2 * Math.max(1, Math.abs(orig)));
                     xs[idx] = orig + h;
                     x.copyFrom(xs);
-                    double lp = loss(m, x, t, rr);
+                    double lp = loss(m, x, t, rr, dropout);
                     xs[idx] = orig - h;
                     x.copyFrom(xs);
-                    double lm = loss(m, x, t, rr);
+                    double lm = loss(m, x, t, rr, dropout);
                     xs[idx] = orig;
                     x.copyFrom(xs);
                     names.add("input[" + idx + "]");
@@ -159,10 +246,45 @@ class UNet2DModelTest {
                                 names.get(i), a, f));
                     }
                 }
-                System.out.printf(Locale.ROOT, "UNet gradient check: %d elements, gradient RMS %.4g, worst |err|/tol %.3f (%s)%n",
-                        names.size(), gscale, worst, worstName);
+                System.out.printf(Locale.ROOT, "UNet gradient check%s: %d elements, gradient RMS %.4g, worst |err|/tol %.3f (%s)%n",
+                        dropout == null ? "" : " with dropout " + cfg.dropout(), names.size(), gscale, worst, worstName);
                 assertTrue(fails.isEmpty(), "gradient check failed (" + r.describe() + "):" + fails);
             }
+        }
+    }
+
+    /**
+     * dropout = 0 is exactly the model before dropout existed: a training forward and its backward are
+     * bit for bit the inference forward's (no dropout call is made), and a model whose config has p > 0
+     * gives, in inference, bit for bit the p = 0 model's output and gradients.
+     */
+    @Test
+    void dropoutZeroAndInferenceAreExactlyTheModelWithoutDropout() {
+        TestRandom r = TestRandom.fresh();
+        long init = r.nextLong();
+        float[] xs = r.gaussians(2 * 8 * 8 * 2, 1), ds = r.gaussians(2 * 8 * 8 * 3, 1);
+        float[] t = {r.nextInt(1000), r.nextInt(1000)};
+        try (UNet2DModel plain = new UNet2DModel(cpu, tiny(), init);
+             UNet2DModel withP = new UNet2DModel(cpu, tinyWithDropout(0.25), init);
+             Tensor x = Tensor.of(cpu, xs, 2, 8, 8, 2); Tensor d = Tensor.of(cpu, ds, 2, 8, 8, 3)) {
+            plain.zeroGradients();
+            float[] out = plain.forward(x, t).toFloatArray();
+            float[] dx = plain.backward(d).toFloatArray();
+            float[] g = plain.gradients().toFloatArray();
+
+            plain.zeroGradients();
+            float[] outT = plain.forwardTraining(x, t, r.nextLong(), r.nextLong() >>> 1).toFloatArray();
+            float[] dxT = plain.backward(d).toFloatArray();
+            Tolerance.assertBitIdentical("p = 0 training forward", out, outT, r.describe());
+            Tolerance.assertBitIdentical("p = 0 training input gradient", dx, dxT, r.describe());
+            Tolerance.assertBitIdentical("p = 0 training parameter gradients", g, plain.gradients().toFloatArray(),
+                    r.describe());
+
+            withP.zeroGradients();
+            Tolerance.assertBitIdentical("p > 0 inference forward", out, withP.forward(x, t).toFloatArray(), r.describe());
+            Tolerance.assertBitIdentical("p > 0 inference input gradient", dx, withP.backward(d).toFloatArray(), r.describe());
+            Tolerance.assertBitIdentical("p > 0 inference parameter gradients", g, withP.gradients().toFloatArray(),
+                    r.describe());
         }
     }
 

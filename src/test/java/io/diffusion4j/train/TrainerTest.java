@@ -381,4 +381,55 @@ class TrainerTest {
         assertEquals(bytes, cpu.liveBytes(), "live bytes after closing model and trainer");
         assertEquals(buffers, cpu.liveBuffers(), "live buffers after closing model and trainer");
     }
+
+    // ---- dropout (issue 5) ----
+    /**
+     * Exact resume with dropout p = 0.1 in every resnet: the masks depend only on the trainer's seed and
+     * step count (restored by the checkpoint), so N steps + save + load + N steps equal 2N steps bit for
+     * bit. Dropout must act: the first step's loss differs from the same run without dropout.
+     */
+    @Test
+    void resumeIsExactWithDropout(@TempDir Path dir) throws IOException {
+        TestRandom rnd = TestRandom.fresh();
+        long seed = rnd.nextLong();
+        UNet2DConfig cfg = UNet2DConfig.builder().sampleSize(12).inChannels(1).outChannels(1).blockOutChannels(8, 16)
+                .layersPerBlock(1).normNumGroups(4).attentionHeadDim(8)
+                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
+                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).dropout(0.1).build();
+        Trainer.Options opt = options(seed, PredictionType.EPSILON);
+        int n = 3;
+        double withoutDropout;
+        try (UNet2DModel model = new UNet2DModel(cpu, tiny(), seed);
+                Trainer t = new Trainer(model, schedule(), data(seed), opt)) {
+            withoutDropout = t.step().loss();
+        }
+        Snapshot straight;
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed); Trainer t = new Trainer(model, schedule(), data(seed), opt)) {
+            List<Double> l = new ArrayList<>();
+            for (int i = 0; i < 2 * n; i++) l.add(t.step().loss());
+            straight = snapshot(t, l);
+        }
+        List<Double> l = new ArrayList<>();
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed); Trainer t = new Trainer(model, schedule(), data(seed), opt)) {
+            for (int i = 0; i < n; i++) l.add(t.step().loss());
+            Checkpoint.save(dir, t);
+        }
+        Snapshot resumed;
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed + 1);
+                Trainer t = new Trainer(model, schedule(), data(seed), opt)) {
+            Checkpoint.load(dir, t);
+            assertEquals(n, t.stepCount());
+            for (int i = 0; i < n; i++) l.add(t.step().loss());
+            resumed = snapshot(t, l);
+        }
+        String ctx = "dropout 0.1 " + rnd.describe();
+        assertNotEquals(withoutDropout, straight.losses().get(0), "dropout did not change the first step's loss " + ctx);
+        assertEquals(straight.losses(), resumed.losses(), "per-step losses " + ctx);
+        assertEquals(straight.state(), resumed.state(), "host state " + ctx);
+        assertBitEqual(straight.params(), resumed.params(), "parameters " + ctx);
+        assertBitEqual(straight.ema(), resumed.ema(), "EMA " + ctx);
+        assertBitEqual(straight.m(), resumed.m(), "exp_avg " + ctx);
+        assertBitEqual(straight.v(), resumed.v(), "exp_avg_sq " + ctx);
+    }
+    // ---- end dropout ----
 }
