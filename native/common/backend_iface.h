@@ -141,7 +141,7 @@ typedef struct d4j_backend_iface {
     d4j_status (*concat_backward)(void *state, const float *dout, int64_t rows, int32_t c1, int32_t c2, float *da,
                                   float *db);
     /* ---- end concat ---- */
-    /* ---- dropout (issue 5) ---- */
+    /* ---- dropout (issue 4) ---- */
     /* y[i] = (uint32 element i of (seed, offset)) >= threshold ? x[i] * scale : 0 on count
      * floats; y may be x. Forward and backward (on dy) are this one map; see d4j.h. */
     d4j_status (*dropout)(void *state, const float *x, int64_t count, uint64_t seed, uint64_t offset,
@@ -169,7 +169,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     /* ---- concat (issue 4) ---- */                \
     ",concat"                                       \
     /* ---- end concat ---- */                      \
-    /* ---- dropout (issue 5) ---- */               \
+    /* ---- dropout (issue 4) ---- */               \
     ",dropout"                                      \
     /* ---- end dropout ---- */
 

@@ -154,7 +154,7 @@ static const d4j_backend_iface kIface = {
     concat_forward,
     concat_backward,
     /* ---- end concat ---- */
-    /* ---- dropout (issue 5) ---- */
+    /* ---- dropout (issue 4) ---- */
     dropout,
     /* ---- end dropout ---- */
 };

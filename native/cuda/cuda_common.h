@@ -61,7 +61,7 @@ struct State {
         // ---- concat (issue 4) ----
         t.add("concat", {"v1"});
         // ---- end concat ----
-        // ---- dropout (issue 5) ----
+        // ---- dropout (issue 4) ----
         t.add("dropout", {"v1"});
         // ---- end dropout ----
 

@@ -1486,7 +1486,7 @@ d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *
 }
 // ---- end concat ----
 
-// ---- dropout (issue 5) ----
+// ---- dropout (issue 4) ----
 }  // extern "C"
 
 namespace {

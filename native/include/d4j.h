@@ -492,7 +492,7 @@ D4J_API d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_
                                                 int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db);
 /* ---- end concat ---- */
 
-/* ---- dropout (issue 5) ---- */
+/* ---- dropout (issue 4) ---- */
 /* Dropout (torch.nn.Dropout(p) in training mode, as in diffusers' ResnetBlock2D
  * between norm2 + SiLU and conv2), with the mask drawn from the counter-based
  * RNG instead of being stored:

@@ -253,6 +253,13 @@ class LayerBadArgumentFuzzTest {
                 .out("out", count);
     }
 
+    Call dropout(Random r, boolean backward) {
+        long count = 1 + r.nextInt(40);
+        String x = backward ? "dy" : "x", y = backward ? "dx" : "y";
+        return new Call(backward ? "d4j_dropout_backward" : "d4j_dropout_forward", y).buf(x, count).count(count)
+                .finite("p", 0.3).other("seed", r.nextLong()).other("offset", r.nextLong()).out(y, count);
+    }
+
     Call concat(Random r, boolean backward) {
         long rows = 1 + r.nextInt(9);
         int c1 = odd(r, 7), c2 = odd(r, 7);
@@ -475,11 +482,12 @@ class LayerBadArgumentFuzzTest {
             case 11 -> residual(r, r.nextBoolean());
             case 12 -> concat(r, r.nextBoolean());
             case 13 -> optim(r);
+            case 14 -> dropout(r, r.nextBoolean());
             default -> fill(r);
         };
     }
 
-    static final int KINDS = 15;
+    static final int KINDS = 16;
 
     @Test
     void layerEntryPointsRefuseBadArgumentsWithUsefulMessages() {
@@ -515,7 +523,7 @@ class LayerBadArgumentFuzzTest {
         }
         // every layer entry point of the header is covered
         for (String f : headerNames.keySet()) {
-            boolean layer = f.matches("d4j_(conv2d|group_norm|bias_group_norm|silu|residual_add|linear|attention|concat_channels)_.*")
+            boolean layer = f.matches("d4j_(dropout|conv2d|group_norm|bias_group_norm|silu|residual_add|linear|attention|concat_channels)_.*")
                     || f.equals("d4j_residual_add") || f.equals("d4j_grad_norm") || f.equals("d4j_adamw")
                     || f.equals("d4j_ema_update") || f.equals("d4j_buffer_fill_f32");
             if (layer) assertTrue(counts.getOrDefault(f, 0) >= 20, f + " ran " + counts.getOrDefault(f, 0) + " times (seed " + seed + ")");
