@@ -9,7 +9,8 @@ float64. Writes, per configuration, a directory under OUT (default src/test/reso
   diffusion_pytorch_model.safetensors  the float32 weights under diffusers' state-dict names (OIHW)
   reference.safetensors                x [N,C,H,W] f32, timesteps [N] f32, r [N,Cout,H,W] f32,
                                        out32 (diffusers float32), out64 (model.double()),
-                                       grad64.x and grad64.<param> (d sum(out64 * r) / d ...), f64
+                                       grad64.x and grad64.<param> (d sum(out64 * r) / d ...), f64,
+                                       grad32.* the same from diffusers' float32 model
 
 plus legacy_<name>/ (the same weights under the pre-0.14 attention names query/key/value/proj_attn,
 checked here to load in diffusers through its own _convert_deprecated_attention_blocks) and
@@ -58,7 +59,8 @@ import diffusers.models.embeddings as dm_embeddings
 SEED = 20240611
 
 # Small configurations covering the supported architecture: every block type, odd channel counts
-# with norm_num_groups dividing them, attention_head_dim set and None, attn_norm_num_groups,
+# with norm_num_groups dividing them (at least 2 channels per group: with one channel per group the
+# GroupNorm after the time-embedding add cancels it, and its gradient vanishes), attention_head_dim set and None, attn_norm_num_groups,
 # downsample_padding 0 and 1, flip_sin_to_cos both ways, freq_shift 0 and 1, an odd time projection
 # width (zero-padded by diffusers), mid_block_scale_factor != 1, non-square inputs whose lowest level
 # is odd-sized, a single-level network on an odd 5x7 input, in_channels 1 and 3.
@@ -66,14 +68,14 @@ CONFIGS = {
     "two_level_pad0": dict(
         config=dict(
             sample_size=[6, 10], in_channels=3, out_channels=2, layers_per_block=1,
-            block_out_channels=[5, 10], down_block_types=["DownBlock2D", "AttnDownBlock2D"],
-            up_block_types=["AttnUpBlock2D", "UpBlock2D"], norm_num_groups=5, attention_head_dim=None,
+            block_out_channels=[6, 10], down_block_types=["DownBlock2D", "AttnDownBlock2D"],
+            up_block_types=["AttnUpBlock2D", "UpBlock2D"], norm_num_groups=2, attention_head_dim=None,
             downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6),
         batch=3, hw=(6, 10), timesteps=[0.0, 437.25, 999.0], grad=True),
     "three_level_heads": dict(
         config=dict(
             sample_size=[4, 12], in_channels=1, out_channels=1, layers_per_block=1,
-            block_out_channels=[6, 9, 6],
+            block_out_channels=[9, 6, 6],
             down_block_types=["AttnDownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
             up_block_types=["AttnUpBlock2D", "UpBlock2D", "AttnUpBlock2D"], norm_num_groups=3,
             attention_head_dim=3, attn_norm_num_groups=2, downsample_padding=1, flip_sin_to_cos=True,
@@ -237,6 +239,13 @@ def fixture(out_dir, name, spec):
         out32 = run(model, x, t, False)
     state32 = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    x32 = x.clone().requires_grad_(True)
+    loss32 = (run(model, x32, t, False) * r).sum()
+    loss32.backward()
+    grads32 = {"x": x32.grad.clone()}
+    grads32.update({k: p.grad.clone() for k, p in model.named_parameters()})
+    model.zero_grad(set_to_none=True)
+
     m64 = model.double()
     with torch.no_grad():
         out64_diffusers_projection = run(m64, x.double(), t, False)
@@ -262,10 +271,16 @@ def fixture(out_dir, name, spec):
     grads = []
     if spec["grad"]:
         ref["grad64.x"] = x64.grad
+        ref["grad32.x"] = grads32["x"]
         params = dict(m64.named_parameters())
         for p in GRAD_PARAMS:
             if p in params:
-                ref["grad64." + p] = params[p].grad
+                g = params[p].grad
+                # a gradient that vanishes by symmetry would test nothing (to_k biases: softmax
+                # is invariant to a per-query constant, kept as a check that ours vanishes too)
+                assert p.endswith(".to_k.bias") or float(g.abs().max()) > 1e-9, p
+                ref["grad64." + p] = g
+                ref["grad32." + p] = grads32[p]
                 grads.append(p)
     meta["grad_params"] = ",".join(grads)
     write_safetensors(os.path.join(d, "reference.safetensors"), ref, meta)
