@@ -361,7 +361,7 @@ class DiffusersCrossCheckTest {
 
     /**
      * google/ddpm-cifar10-32: the configuration as diffusers writes it, built in diffusers, has 35,746,307
-     * parameters and exactly our layout's tensor names and shapes.
+     * parameters and exactly our layout's tensor names and shapes, in the same order.
      */
     @Test
     void ddpmCifar10MatchesDiffusers() throws IOException {
@@ -382,6 +382,8 @@ class DiffusersCrossCheckTest {
         }
         assertEquals(layout.params().size(), sd.size(), "tensor count");
         layout.checkCheckpoint(sd);
+        // and in diffusers' state_dict() order, as UNet2DLayout documents (mid block after the up blocks)
+        assertEquals(new ArrayList<>(sd.keySet()), layout.params().stream().map(UNet2DLayout.Param::name).toList());
     }
 
     /** diffusers' config with our fixture's informational keys, so equality compares the network only. */
