@@ -160,26 +160,19 @@ public final class Checkpoint {
     /**
      * The parameters of a diffusers {@code diffusion_pytorch_model.safetensors} as the host array
      * {@link io.diffusion4j.model.UNet2DModel#loadFlat} takes; every layout tensor must be present with its
-     * shape and no other tensor may be.
+     * shape and no other tensor may be. Attention projections may carry the names diffusers wrote before
+     * 0.14 ({@code query, key, value, proj_attn}; see {@link UNet2DLayout#currentName}), as diffusers itself
+     * accepts them; a tensor present under both its legacy and its current name is refused.
      */
     public static float[] readWeights(Path file, UNet2DLayout layout) throws IOException {
         float[] flat = new float[Math.toIntExact(layout.bufferFloats())];
         try (SafeTensors.Reader r = SafeTensors.open(file)) {
-            for (UNet2DLayout.Param p : layout.params()) {
-                if (!r.contains(p.name())) throw new IOException(file + ": missing tensor '" + p.name() + "'");
-                long[] shape = r.info(p.name()).shapeArray();
-                if (!Arrays.equals(shape, p.shapeLong())) {
-                    throw new IOException(file + ": tensor '" + p.name() + "' has shape " + Arrays.toString(shape)
-                            + ", the model needs " + Arrays.toString(p.shapeLong()));
-                }
-                r.readFloat32(p.name(), flat, Math.toIntExact(p.offset()));
-            }
-            if (r.tensors().size() != layout.params().size()) {
-                for (SafeTensors.TensorInfo t : r.tensors()) {
-                    if (layout.params().stream().noneMatch(p -> p.name().equals(t.name()))) {
-                        throw new IOException(file + ": unexpected tensor '" + t.name() + "' (not in the model's layout)");
-                    }
-                }
+            Map<String, long[]> shapes = new LinkedHashMap<>();
+            for (SafeTensors.TensorInfo t : r.tensors()) shapes.put(t.name(), t.shapeArray());
+            layout.checkCheckpoint(shapes); // missing, unexpected, doubly named, mis-shaped: all listed
+            for (SafeTensors.TensorInfo t : r.tensors()) {
+                UNet2DLayout.Param p = layout.resolve(t.name());
+                r.readFloat32(t.name(), flat, Math.toIntExact(p.offset()));
             }
         } catch (RuntimeException e) {
             throw new IOException(file + ": " + e.getMessage(), e);
