@@ -91,6 +91,9 @@ inline VariantTable single_variants() {
     // ---- concat (issue 4) ----
     t.add("concat", {"v1"});
     // ---- end concat ----
+    // ---- sampler (issue 5) ----
+    for (const char *f : {"sampler_step", "x0_threshold"}) t.add(f, {"v1"});
+    // ---- end sampler ----
 
     return t;
 }

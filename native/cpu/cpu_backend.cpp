@@ -154,6 +154,10 @@ static const d4j_backend_iface kIface = {
     concat_forward,
     concat_backward,
     /* ---- end concat ---- */
+    /* ---- sampler (issue 5) ---- */
+    sampler_step,
+    x0_threshold,
+    /* ---- end sampler ---- */
 };
 
 }  // namespace d4j::cpu

@@ -61,6 +61,10 @@ struct State {
         // ---- concat (issue 4) ----
         t.add("concat", {"v1"});
         // ---- end concat ----
+        // ---- sampler (issue 5) ----
+        t.add("sampler_step", {"v1"});
+        t.add("x0_threshold", {"v1"});  // per-sample radix select, one block per sample
+        // ---- end sampler ----
 
         return t;
     }
