@@ -147,6 +147,22 @@ typedef struct d4j_backend_iface {
     d4j_status (*dropout)(void *state, const float *x, int64_t count, uint64_t seed, uint64_t offset,
                           uint32_t threshold, float scale, float *y);
     /* ---- end dropout ---- */
+    /* ---- sampler (issue 5) ---- */
+    /* The generalised reverse step of native/common/sampler_math.h (struct
+     * d4j_sampler_coef, elaborated so this header needs no include for it).
+     * threshold: device float32[batch] (x0_mode THRESHOLD only, else NULL);
+     * m1: previous x0 predictions (NULL when every c_m1 is 0); x0_out: the
+     * processed x0 prediction is written there when not NULL. x_prev may be
+     * x, x0_out may be m1 (element-wise in place). */
+    d4j_status (*sampler_step)(void *state, const struct d4j_sampler_coef *coef, int32_t batch, int64_t n,
+                               int32_t x0_mode, float clip_range, const float *threshold, const float *x,
+                               const float *out, const float *m1, float *x0_out, float *x_prev);
+    /* threshold[b] = d4j_threshold_from_order_stats(v_k, v_{k+1}, frac, max_value) where v_j is the j-th
+     * smallest (0-based) |x0_raw| of sample b (v_{k+1} = v_k when k + 1 = n). */
+    d4j_status (*x0_threshold)(void *state, const struct d4j_sampler_coef *coef, int32_t batch, int64_t n,
+                               const float *x, const float *out, int64_t k, double frac, float max_value,
+                               float *threshold);
+    /* ---- end sampler ---- */
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);
@@ -171,7 +187,10 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     /* ---- end concat ---- */                      \
     /* ---- dropout (issue 4) ---- */               \
     ",dropout"                                      \
-    /* ---- end dropout ---- */
+    /* ---- end dropout ---- */                     \
+    /* ---- sampler (issue 5) ---- */               \
+    ",sampler_step,x0_threshold"                    \
+    /* ---- end sampler ---- */
 
 #ifdef __cplusplus
 }

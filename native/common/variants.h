@@ -94,6 +94,9 @@ inline VariantTable single_variants() {
     // ---- dropout (issue 4) ----
     t.add("dropout", {"v1"});
     // ---- end dropout ----
+    // ---- sampler (issue 5) ----
+    for (const char *f : {"sampler_step", "x0_threshold"}) t.add(f, {"v1"});
+    // ---- end sampler ----
 
     return t;
 }

@@ -157,6 +157,10 @@ static const d4j_backend_iface kIface = {
     /* ---- dropout (issue 4) ---- */
     dropout,
     /* ---- end dropout ---- */
+    /* ---- sampler (issue 5) ---- */
+    sampler_step,
+    x0_threshold,
+    /* ---- end sampler ---- */
 };
 
 }  // namespace d4j::cpu

@@ -64,6 +64,10 @@ struct State {
         // ---- dropout (issue 4) ----
         t.add("dropout", {"v1"});
         // ---- end dropout ----
+        // ---- sampler (issue 5) ----
+        t.add("sampler_step", {"v1"});
+        t.add("x0_threshold", {"v1"});  // per-sample radix select, one block per sample
+        // ---- end sampler ----
 
         return t;
     }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../common/backend_iface.h"
+#include "../common/sampler_math.h"
 #include "../include/d4j.h"
 
 namespace {
@@ -595,6 +596,64 @@ d4j_status d4j_diffusion_loss(d4j_backend *backend, const d4j_schedule *schedule
     });
 }
 
+// Per-sample coefficients of one DDPM step (diffusers DDPMScheduler.step with
+// prev_t = previous_timestep(t)); shared by d4j_ddpm_step and the thresholded
+// entry point of the sampler family.
+static void ddpm_coef(const std::vector<double> &ac, int32_t prediction, int32_t variance, int32_t t, int32_t prev,
+                      uint64_t seed, uint64_t offset, d4j_step_coef *out) {
+    double ab = ac[t];
+    double ab_prev = prev >= 0 ? ac[prev] : 1.0;
+    double bp = 1.0 - ab, bp_prev = 1.0 - ab_prev;
+    double alpha = ab / ab_prev, beta = 1.0 - alpha;
+    double x0a, x0b;
+    predict_x0(prediction, ab, &x0a, &x0b);
+    d4j_step_coef &c = *out;
+    std::memset(&c, 0, sizeof c);
+    c.x0_a = (float)x0a;
+    c.x0_b = (float)x0b;
+    c.c_x0 = (float)(std::sqrt(ab_prev) * beta / bp);
+    c.c_xt = (float)(std::sqrt(alpha) * bp_prev / bp);
+    double var = 0.0;
+    if (t > 0) {
+        var = variance == D4J_VARIANCE_FIXED_SMALL ? std::fmax(bp_prev / bp * beta, 1e-20) : beta;
+    }
+    c.sigma = (float)std::sqrt(var);
+    c.seed = seed;
+    c.offset = offset;
+}
+
+// Per-sample coefficients of one DDIM step (diffusers DDIMScheduler.step).
+static void ddim_coef(const std::vector<double> &ac, int32_t prediction, float eta, int32_t use_clipped_model_output,
+                      double final_alpha_cumprod, int32_t t, int32_t prev, uint64_t seed, uint64_t offset,
+                      d4j_step_coef *out) {
+    double ab = ac[t];
+    double ab_prev = prev >= 0 ? ac[prev] : final_alpha_cumprod;
+    double bp = 1.0 - ab, bp_prev = 1.0 - ab_prev;
+    double x0a, x0b, ea, eb;
+    predict_x0(prediction, ab, &x0a, &x0b);
+    predict_eps(prediction, ab, &ea, &eb);
+    double variance = bp_prev / bp * (1.0 - ab / ab_prev);
+    double std_dev = (double)eta * std::sqrt(std::fmax(variance, 0.0));
+    double dir = std::sqrt(std::fmax(bp_prev - std_dev * std_dev, 0.0));
+    d4j_step_coef &c = *out;
+    std::memset(&c, 0, sizeof c);
+    c.x0_a = (float)x0a;
+    c.x0_b = (float)x0b;
+    if (use_clipped_model_output) {
+        // eps re-derived from the (clipped) x0: (x - sqrt(ab) x0) / sqrt(1 - ab)
+        c.eps_a = (float)(1.0 / std::sqrt(bp));
+        c.eps_c = (float)(-std::sqrt(ab) / std::sqrt(bp));
+    } else {
+        c.eps_a = (float)ea;
+        c.eps_b = (float)eb;
+    }
+    c.c_x0 = (float)std::sqrt(ab_prev);
+    c.c_eps = (float)dir;
+    c.sigma = eta > 0.0f ? (float)std_dev : 0.0f;
+    c.seed = seed;
+    c.offset = offset;
+}
+
 // Shared validation of the two reverse-step entry points.
 static d4j_status check_step(d4j_backend *backend, const d4j_schedule *schedule, int32_t prediction, int32_t clip,
                              float clip_range, const d4j_buffer *x_t, const d4j_buffer *model_output,
@@ -631,29 +690,9 @@ d4j_status d4j_ddpm_step(d4j_backend *backend, const d4j_schedule *schedule, d4j
         return fail(D4J_ERR_INVALID_ARGUMENT, "variance type %d is not fixed_small(0) or fixed_large(1)", (int)variance);
     return guarded([&]() -> d4j_status {
         std::vector<d4j_step_coef> coef(batch);
-        const std::vector<double> &ac = schedule->alphas_cumprod;
-        for (int32_t b = 0; b < batch; ++b) {
-            // diffusers DDPMScheduler.step with prev_t = previous_timestep(t)
-            double ab = ac[timesteps[b]];
-            double ab_prev = prev_timesteps[b] >= 0 ? ac[prev_timesteps[b]] : 1.0;
-            double bp = 1.0 - ab, bp_prev = 1.0 - ab_prev;
-            double alpha = ab / ab_prev, beta = 1.0 - alpha;
-            double x0a, x0b;
-            predict_x0(prediction, ab, &x0a, &x0b);
-            d4j_step_coef &c = coef[b];
-            std::memset(&c, 0, sizeof c);
-            c.x0_a = (float)x0a;
-            c.x0_b = (float)x0b;
-            c.c_x0 = (float)(std::sqrt(ab_prev) * beta / bp);
-            c.c_xt = (float)(std::sqrt(alpha) * bp_prev / bp);
-            double var = 0.0;
-            if (timesteps[b] > 0) {
-                var = variance == D4J_VARIANCE_FIXED_SMALL ? std::fmax(bp_prev / bp * beta, 1e-20) : beta;
-            }
-            c.sigma = (float)std::sqrt(var);
-            c.seed = noise_seeds[b];
-            c.offset = noise_offsets[b];
-        }
+        for (int32_t b = 0; b < batch; ++b)
+            ddpm_coef(schedule->alphas_cumprod, prediction, variance, timesteps[b], prev_timesteps[b], noise_seeds[b],
+                      noise_offsets[b], &coef[b]);
         return backend->iface->reverse_step(backend->state, coef.data(), batch, n, clip_sample, clip_sample_range,
                                             (const float *)x_t->ptr, (const float *)model_output->ptr,
                                             (float *)x_prev->ptr);
@@ -675,36 +714,9 @@ d4j_status d4j_ddim_step(d4j_backend *backend, const d4j_schedule *schedule, d4j
         return fail(D4J_ERR_INVALID_ARGUMENT, "final_alpha_cumprod must be in (0, 1], got %g", final_alpha_cumprod);
     return guarded([&]() -> d4j_status {
         std::vector<d4j_step_coef> coef(batch);
-        const std::vector<double> &ac = schedule->alphas_cumprod;
-        for (int32_t b = 0; b < batch; ++b) {
-            // diffusers DDIMScheduler.step
-            double ab = ac[timesteps[b]];
-            double ab_prev = prev_timesteps[b] >= 0 ? ac[prev_timesteps[b]] : final_alpha_cumprod;
-            double bp = 1.0 - ab, bp_prev = 1.0 - ab_prev;
-            double x0a, x0b, ea, eb;
-            predict_x0(prediction, ab, &x0a, &x0b);
-            predict_eps(prediction, ab, &ea, &eb);
-            double variance = bp_prev / bp * (1.0 - ab / ab_prev);
-            double std_dev = (double)eta * std::sqrt(std::fmax(variance, 0.0));
-            double dir = std::sqrt(std::fmax(bp_prev - std_dev * std_dev, 0.0));
-            d4j_step_coef &c = coef[b];
-            std::memset(&c, 0, sizeof c);
-            c.x0_a = (float)x0a;
-            c.x0_b = (float)x0b;
-            if (use_clipped_model_output) {
-                // eps re-derived from the (clipped) x0: (x - sqrt(ab) x0) / sqrt(1 - ab)
-                c.eps_a = (float)(1.0 / std::sqrt(bp));
-                c.eps_c = (float)(-std::sqrt(ab) / std::sqrt(bp));
-            } else {
-                c.eps_a = (float)ea;
-                c.eps_b = (float)eb;
-            }
-            c.c_x0 = (float)std::sqrt(ab_prev);
-            c.c_eps = (float)dir;
-            c.sigma = eta > 0.0f ? (float)std_dev : 0.0f;
-            c.seed = noise_seeds[b];
-            c.offset = noise_offsets[b];
-        }
+        for (int32_t b = 0; b < batch; ++b)
+            ddim_coef(schedule->alphas_cumprod, prediction, eta, use_clipped_model_output, final_alpha_cumprod,
+                      timesteps[b], prev_timesteps[b], noise_seeds[b], noise_offsets[b], &coef[b]);
         return backend->iface->reverse_step(backend->state, coef.data(), batch, n, clip_sample, clip_sample_range,
                                             (const float *)x_t->ptr, (const float *)model_output->ptr,
                                             (float *)x_prev->ptr);
@@ -1485,6 +1497,215 @@ d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *
     });
 }
 // ---- end concat ----
+
+// ---- sampler (issue 5) ----
+}  // extern "C"
+
+namespace {
+
+// The threshold buffer: float32[batch] of this backend, not overlapping the outputs.
+d4j_status check_threshold_buffer(const d4j_buffer *threshold, const d4j_backend *backend, int32_t batch,
+                                  const d4j_buffer *x_prev, int64_t bytes) {
+    D4J_TRY(check_buffer("threshold", threshold, backend, (int64_t)batch * 4));
+    return check_no_overlap("threshold", threshold, (int64_t)batch * 4, "x_prev", x_prev, bytes, false);
+}
+
+// d4j_step_coef -> the generalised record (no m1 term).
+std::vector<d4j_sampler_coef> widen(const std::vector<d4j_step_coef> &step) {
+    std::vector<d4j_sampler_coef> out(step.size());
+    for (size_t b = 0; b < step.size(); ++b) {
+        std::memset(&out[b], 0, sizeof out[b]);
+        out[b].step = step[b];
+    }
+    return out;
+}
+
+// lambda = log(alpha) - log(sigma) of a schedule entry (alpha^2 = ab, sigma^2 = 1 - ab).
+double dpm_lambda(double ab) { return 0.5 * (std::log(ab) - std::log1p(-ab)); }
+
+}  // namespace
+
+extern "C" {
+
+d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                            const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps,
+                            int32_t batch, int64_t n, double ratio, float sample_max_value, d4j_buffer *threshold) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_schedule(schedule));
+    D4J_TRY(check_prediction(prediction));
+    int64_t bytes = 0;
+    D4J_TRY(check_batch(batch, n, &bytes));
+    if (n > INT32_MAX)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "n_per_sample must be below 2^31 for the quantile, got %lld", (long long)n);
+    D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
+    D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
+    D4J_TRY(check_buffer("threshold", threshold, backend, (int64_t)batch * 4));
+    D4J_TRY(check_no_overlap("threshold", threshold, (int64_t)batch * 4, "x_t", x_t, bytes, false));
+    D4J_TRY(check_no_overlap("threshold", threshold, (int64_t)batch * 4, "model_output", model_output, bytes, false));
+    const int32_t T = (int32_t)schedule->alphas_cumprod.size();
+    D4J_TRY(check_timesteps("timesteps", timesteps, batch, T, false));
+    if (!(std::isfinite(ratio) && ratio >= 0.0 && ratio <= 1.0))
+        return fail(D4J_ERR_INVALID_ARGUMENT, "dynamic_thresholding_ratio must be in [0, 1], got %g", ratio);
+    if (!(std::isfinite(sample_max_value) && sample_max_value > 0.0f))
+        return fail(D4J_ERR_INVALID_ARGUMENT, "sample_max_value must be finite and > 0, got %g", (double)sample_max_value);
+    const double pos = ratio * (double)(n - 1);
+    int64_t k = (int64_t)std::floor(pos);
+    if (k > n - 1) k = n - 1;
+    const double frac = pos - (double)k;
+    return guarded([&]() -> d4j_status {
+        std::vector<d4j_sampler_coef> coef(batch);
+        for (int32_t b = 0; b < batch; ++b) {
+            std::memset(&coef[b], 0, sizeof coef[b]);
+            double a, c;
+            predict_x0(prediction, schedule->alphas_cumprod[timesteps[b]], &a, &c);
+            coef[b].step.x0_a = (float)a;
+            coef[b].step.x0_b = (float)c;
+        }
+        return backend->iface->x0_threshold(backend->state, coef.data(), batch, n, (const float *)x_t->ptr,
+                                            (const float *)model_output->ptr, k, frac, sample_max_value,
+                                            (float *)threshold->ptr);
+    });
+}
+
+d4j_status d4j_ddpm_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule,
+                                     d4j_prediction_type prediction, d4j_variance_type variance,
+                                     const d4j_buffer *threshold, const d4j_buffer *x_t,
+                                     const d4j_buffer *model_output, const int32_t *timesteps,
+                                     const int32_t *prev_timesteps, int32_t batch, int64_t n,
+                                     const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_step(backend, schedule, prediction, 0, 1.0f, x_t, model_output, timesteps, prev_timesteps, batch, n,
+                       noise_seeds, noise_offsets, x_prev));
+    if (variance != D4J_VARIANCE_FIXED_SMALL && variance != D4J_VARIANCE_FIXED_LARGE)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "variance type %d is not fixed_small(0) or fixed_large(1)", (int)variance);
+    D4J_TRY(check_threshold_buffer(threshold, backend, batch, x_prev, (int64_t)batch * n * 4));
+    return guarded([&]() -> d4j_status {
+        std::vector<d4j_step_coef> step(batch);
+        for (int32_t b = 0; b < batch; ++b)
+            ddpm_coef(schedule->alphas_cumprod, prediction, variance, timesteps[b], prev_timesteps[b], noise_seeds[b],
+                      noise_offsets[b], &step[b]);
+        std::vector<d4j_sampler_coef> coef = widen(step);
+        return backend->iface->sampler_step(backend->state, coef.data(), batch, n, D4J_X0_THRESHOLD, 1.0f,
+                                            (const float *)threshold->ptr, (const float *)x_t->ptr,
+                                            (const float *)model_output->ptr, nullptr, nullptr, (float *)x_prev->ptr);
+    });
+}
+
+d4j_status d4j_ddim_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule,
+                                     d4j_prediction_type prediction, float eta, int32_t use_clipped_model_output,
+                                     double final_alpha_cumprod, const d4j_buffer *threshold, const d4j_buffer *x_t,
+                                     const d4j_buffer *model_output, const int32_t *timesteps,
+                                     const int32_t *prev_timesteps, int32_t batch, int64_t n,
+                                     const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_step(backend, schedule, prediction, 0, 1.0f, x_t, model_output, timesteps, prev_timesteps, batch, n,
+                       noise_seeds, noise_offsets, x_prev));
+    if (!(std::isfinite(eta) && eta >= 0.0f)) return fail(D4J_ERR_INVALID_ARGUMENT, "eta must be finite and >= 0, got %g", (double)eta);
+    if (use_clipped_model_output != 0 && use_clipped_model_output != 1)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "use_clipped_model_output must be 0 or 1, got %d", use_clipped_model_output);
+    if (!(std::isfinite(final_alpha_cumprod) && final_alpha_cumprod > 0.0 && final_alpha_cumprod <= 1.0))
+        return fail(D4J_ERR_INVALID_ARGUMENT, "final_alpha_cumprod must be in (0, 1], got %g", final_alpha_cumprod);
+    D4J_TRY(check_threshold_buffer(threshold, backend, batch, x_prev, (int64_t)batch * n * 4));
+    return guarded([&]() -> d4j_status {
+        std::vector<d4j_step_coef> step(batch);
+        for (int32_t b = 0; b < batch; ++b)
+            ddim_coef(schedule->alphas_cumprod, prediction, eta, use_clipped_model_output, final_alpha_cumprod,
+                      timesteps[b], prev_timesteps[b], noise_seeds[b], noise_offsets[b], &step[b]);
+        std::vector<d4j_sampler_coef> coef = widen(step);
+        return backend->iface->sampler_step(backend->state, coef.data(), batch, n, D4J_X0_THRESHOLD, 1.0f,
+                                            (const float *)threshold->ptr, (const float *)x_t->ptr,
+                                            (const float *)model_output->ptr, nullptr, nullptr, (float *)x_prev->ptr);
+    });
+}
+
+d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                              const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output,
+                              const d4j_buffer *prev_x0, const int32_t *timesteps, const int32_t *prev_timesteps,
+                              const int32_t *last_timesteps, int32_t batch, int64_t n, d4j_buffer *x0_out,
+                              d4j_buffer *x_prev) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_schedule(schedule));
+    D4J_TRY(check_prediction(prediction));
+    int64_t bytes = 0;
+    D4J_TRY(check_batch(batch, n, &bytes));
+    D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
+    D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
+    D4J_TRY(check_buffer("x_prev", x_prev, backend, bytes));
+    if (prev_x0 != nullptr) D4J_TRY(check_buffer("prev_x0", prev_x0, backend, bytes));
+    if (x0_out != nullptr) D4J_TRY(check_buffer("x0_out", x0_out, backend, bytes));
+    const int32_t T = (int32_t)schedule->alphas_cumprod.size();
+    D4J_TRY(check_timesteps("timesteps", timesteps, batch, T, false));
+    D4J_TRY(check_timesteps("prev_timesteps", prev_timesteps, batch, T, true));
+    D4J_TRY(check_timesteps("last_timesteps", last_timesteps, batch, T, true));
+    bool second = false;
+    for (int32_t b = 0; b < batch; ++b) {
+        if (prev_timesteps[b] >= timesteps[b])
+            return fail(D4J_ERR_INVALID_ARGUMENT, "prev_timesteps[%d] = %d must be below timesteps[%d] = %d", b,
+                        prev_timesteps[b], b, timesteps[b]);
+        if (last_timesteps[b] >= 0) {
+            if (last_timesteps[b] <= timesteps[b])
+                return fail(D4J_ERR_INVALID_ARGUMENT, "last_timesteps[%d] = %d must be above timesteps[%d] = %d (or -1)",
+                            b, last_timesteps[b], b, timesteps[b]);
+            if (prev_timesteps[b] < 0)
+                return fail(D4J_ERR_INVALID_ARGUMENT,
+                            "sample %d: a second-order step to the final sigma 0 (prev_timesteps = -1) is undefined; "
+                            "pass last_timesteps = -1 (diffusers' lower_order_final)", b);
+            second = true;
+        }
+    }
+    if (second && prev_x0 == nullptr)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "prev_x0 is null but a second-order step needs it");
+    // x_prev: x_t itself or disjoint from it; disjoint from model_output, prev_x0, x0_out.
+    // x0_out: prev_x0 itself or disjoint from it; disjoint from x_t, model_output.
+    D4J_TRY(check_no_overlap("x_prev", x_prev, bytes, "x_t", x_t, bytes, true));
+    D4J_TRY(check_no_overlap("x_prev", x_prev, bytes, "model_output", model_output, bytes, false));
+    D4J_TRY(check_no_overlap("x_prev", x_prev, bytes, "prev_x0", prev_x0, bytes, false));
+    D4J_TRY(check_no_overlap("x_prev", x_prev, bytes, "x0_out", x0_out, bytes, false));
+    D4J_TRY(check_no_overlap("x0_out", x0_out, bytes, "prev_x0", prev_x0, bytes, true));
+    D4J_TRY(check_no_overlap("x0_out", x0_out, bytes, "x_t", x_t, bytes, false));
+    D4J_TRY(check_no_overlap("x0_out", x0_out, bytes, "model_output", model_output, bytes, false));
+    if (threshold != nullptr) {
+        D4J_TRY(check_threshold_buffer(threshold, backend, batch, x_prev, bytes));
+        D4J_TRY(check_no_overlap("threshold", threshold, (int64_t)batch * 4, "x0_out", x0_out, bytes, false));
+    }
+    return guarded([&]() -> d4j_status {
+        const std::vector<double> &ac = schedule->alphas_cumprod;
+        std::vector<d4j_sampler_coef> coef(batch);
+        for (int32_t b = 0; b < batch; ++b) {
+            d4j_sampler_coef &c = coef[b];
+            std::memset(&c, 0, sizeof c);
+            const double ab_s0 = ac[timesteps[b]];
+            double x0a, x0b;
+            predict_x0(prediction, ab_s0, &x0a, &x0b);
+            c.step.x0_a = (float)x0a;
+            c.step.x0_b = (float)x0b;
+            if (prev_timesteps[b] < 0) {
+                // sigma_t = 0, alpha_t = 1, h = +inf: x_prev = m0
+                c.step.c_x0 = 1.0f;
+                continue;
+            }
+            const double ab_t = ac[prev_timesteps[b]];
+            const double alpha_t = std::sqrt(ab_t), sigma_t = std::sqrt(1.0 - ab_t), sigma_s0 = std::sqrt(1.0 - ab_s0);
+            const double h = dpm_lambda(ab_t) - dpm_lambda(ab_s0);
+            const double cm0 = alpha_t * -std::expm1(-h);  // -alpha_t (e^-h - 1)
+            c.step.c_xt = (float)(sigma_t / sigma_s0);
+            if (last_timesteps[b] < 0) {
+                c.step.c_x0 = (float)cm0;
+            } else {
+                const double r0 = (dpm_lambda(ab_s0) - dpm_lambda(ac[last_timesteps[b]])) / h;
+                c.step.c_x0 = (float)(cm0 * (1.0 + 0.5 / r0));
+                c.c_m1 = (float)(-0.5 * cm0 / r0);
+            }
+        }
+        return backend->iface->sampler_step(backend->state, coef.data(), batch, n,
+                                            threshold ? D4J_X0_THRESHOLD : D4J_X0_NONE, 1.0f,
+                                            threshold ? (const float *)threshold->ptr : nullptr,
+                                            (const float *)x_t->ptr, (const float *)model_output->ptr,
+                                            second ? (const float *)prev_x0->ptr : nullptr,
+                                            x0_out ? (float *)x0_out->ptr : nullptr, (float *)x_prev->ptr);
+    });
+}
+// ---- end sampler ----
 
 // ---- dropout (issue 4) ----
 }  // extern "C"

@@ -513,6 +513,76 @@ D4J_API d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x
 D4J_API d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p,
                                         uint64_t seed, uint64_t offset, d4j_buffer *dx);
 /* ---- end dropout ---- */
+/* ---- sampler (issue 5) ---- */
+/* Sampling additions to the fused diffusion kernels: dynamic thresholding
+ * for DDPM and DDIM steps, and the DPM-Solver++ (2M) update. Kernel families
+ * "sampler_step" (every step below) and "x0_threshold". Per-sample
+ * coefficients are derived in float64 by the front from the schedule, as for
+ * d4j_ddpm_step; the predicted x0 is
+ *   x0_hat = f(x_t, model_output, prediction, alphas_cumprod[t_b])
+ * exactly as in those steps.
+ *
+ * Dynamic thresholding (Saharia et al. 2022, diffusers' _threshold_sample):
+ *   s_b = clamp(quantile(|x0_hat[b, :]|, ratio), 1, sample_max_value)
+ * where quantile is torch.quantile's linear interpolation between the
+ * k-th and (k+1)-th smallest values, k = floor(ratio * (n - 1)), weight
+ * ratio * (n - 1) - k, evaluated in float64. d4j_x0_threshold writes s into
+ * threshold (float32[batch], on the backend); the thresholded steps then use
+ *   x0 = clamp(x0_hat, -s_b, s_b) / s_b
+ * in place of clip_sample (diffusers: thresholding takes precedence over
+ * clip_sample). ratio in [0, 1], sample_max_value finite and > 0, and
+ * n_per_sample below 2^31. The order statistics are exact (selection on the
+ * float bit patterns; a NaN ranks above +inf), so every backend gives the same
+ * threshold bits. */
+D4J_API d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                                    const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps,
+                                    int32_t batch, int64_t n_per_sample, double ratio, float sample_max_value,
+                                    d4j_buffer *threshold);
+
+/* d4j_ddpm_step and d4j_ddim_step with the x0 prediction thresholded by the
+ * per-sample s_b of threshold (float32[batch], e.g. from d4j_x0_threshold for
+ * the same x_t, model_output and timesteps) instead of clipped. Same
+ * arguments, aliasing and noise otherwise. */
+D4J_API d4j_status d4j_ddpm_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule,
+                                             d4j_prediction_type prediction, d4j_variance_type variance,
+                                             const d4j_buffer *threshold, const d4j_buffer *x_t,
+                                             const d4j_buffer *model_output, const int32_t *timesteps,
+                                             const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample,
+                                             const uint64_t *noise_seeds, const uint64_t *noise_offsets,
+                                             d4j_buffer *x_prev);
+D4J_API d4j_status d4j_ddim_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule,
+                                             d4j_prediction_type prediction, float eta,
+                                             int32_t use_clipped_model_output, double final_alpha_cumprod,
+                                             const d4j_buffer *threshold, const d4j_buffer *x_t,
+                                             const d4j_buffer *model_output, const int32_t *timesteps,
+                                             const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample,
+                                             const uint64_t *noise_seeds, const uint64_t *noise_offsets,
+                                             d4j_buffer *x_prev);
+
+/* One DPM-Solver++ step (diffusers DPMSolverMultistepScheduler, algorithm_type
+ * "dpmsolver++", solver_type "midpoint"), per sample b from timestep s0 = t_b
+ * to t = prev_b (prev_b < t_b; prev_b = -1 is the final sigma 0 of
+ * final_sigmas_type "zero"), with alpha = sqrt(ab), sigma = sqrt(1 - ab),
+ * lambda = log(alpha / sigma), h = lambda_t - lambda_s0:
+ *   m0 = x0_hat, thresholded by threshold[b] when threshold is not NULL
+ *   first order (last_b = -1):
+ *     x_prev = (sigma_t / sigma_s0) x_t + alpha_t (1 - e^-h) m0
+ *   second order (last_b > t_b: the timestep s1 at which prev_x0 = m1 was
+ *   predicted; r0 = (lambda_s0 - lambda_s1) / h, D1 = (m0 - m1) / r0):
+ *     x_prev = (sigma_t / sigma_s0) x_t + alpha_t (1 - e^-h) (m0 + D1 / 2)
+ * To the final sigma 0 (prev_b = -1) only first order is defined (x_prev =
+ * m0); diffusers' lower_order_final takes a first-order step there, and
+ * second order there is refused. m0 is written to x0_out (if not NULL) for
+ * the next step's m1. prev_x0 may be NULL when every last_b is -1. x_prev
+ * may be x_t and x0_out may be prev_x0 (updated in place); no other outputs
+ * may overlap the inputs or each other. Draws no noise. */
+D4J_API d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule,
+                                      d4j_prediction_type prediction, const d4j_buffer *threshold,
+                                      const d4j_buffer *x_t, const d4j_buffer *model_output,
+                                      const d4j_buffer *prev_x0, const int32_t *timesteps,
+                                      const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch,
+                                      int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev);
+/* ---- end sampler ---- */
 
 #ifdef __cplusplus
 }

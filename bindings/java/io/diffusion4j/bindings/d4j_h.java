@@ -3728,5 +3728,296 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_x0_threshold {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_x0_threshold");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double ratio, float sample_max_value, d4j_buffer *threshold)
+     * }
+     */
+    public static FunctionDescriptor d4j_x0_threshold$descriptor() {
+        return d4j_x0_threshold.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double ratio, float sample_max_value, d4j_buffer *threshold)
+     * }
+     */
+    public static MethodHandle d4j_x0_threshold$handle() {
+        return d4j_x0_threshold.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double ratio, float sample_max_value, d4j_buffer *threshold)
+     * }
+     */
+    public static MemorySegment d4j_x0_threshold$address() {
+        return d4j_x0_threshold.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double ratio, float sample_max_value, d4j_buffer *threshold)
+     * }
+     */
+    public static int d4j_x0_threshold(MemorySegment backend, MemorySegment schedule, int prediction, MemorySegment x_t, MemorySegment model_output, MemorySegment timesteps, int batch, long n_per_sample, double ratio, float sample_max_value, MemorySegment threshold) {
+        var mh$ = d4j_x0_threshold.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_x0_threshold", backend, schedule, prediction, x_t, model_output, timesteps, batch, n_per_sample, ratio, sample_max_value, threshold);
+            }
+            return (int)mh$.invokeExact(backend, schedule, prediction, x_t, model_output, timesteps, batch, n_per_sample, ratio, sample_max_value, threshold);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_ddpm_step_thresholded {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_ddpm_step_thresholded");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ddpm_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static FunctionDescriptor d4j_ddpm_step_thresholded$descriptor() {
+        return d4j_ddpm_step_thresholded.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ddpm_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static MethodHandle d4j_ddpm_step_thresholded$handle() {
+        return d4j_ddpm_step_thresholded.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ddpm_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static MemorySegment d4j_ddpm_step_thresholded$address() {
+        return d4j_ddpm_step_thresholded.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_ddpm_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static int d4j_ddpm_step_thresholded(MemorySegment backend, MemorySegment schedule, int prediction, int variance, MemorySegment threshold, MemorySegment x_t, MemorySegment model_output, MemorySegment timesteps, MemorySegment prev_timesteps, int batch, long n_per_sample, MemorySegment noise_seeds, MemorySegment noise_offsets, MemorySegment x_prev) {
+        var mh$ = d4j_ddpm_step_thresholded.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_ddpm_step_thresholded", backend, schedule, prediction, variance, threshold, x_t, model_output, timesteps, prev_timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x_prev);
+            }
+            return (int)mh$.invokeExact(backend, schedule, prediction, variance, threshold, x_t, model_output, timesteps, prev_timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x_prev);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_ddim_step_thresholded {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_FLOAT,
+            d4j_h.C_INT,
+            d4j_h.C_DOUBLE,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_ddim_step_thresholded");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ddim_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, float eta, int32_t use_clipped_model_output, double final_alpha_cumprod, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static FunctionDescriptor d4j_ddim_step_thresholded$descriptor() {
+        return d4j_ddim_step_thresholded.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ddim_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, float eta, int32_t use_clipped_model_output, double final_alpha_cumprod, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static MethodHandle d4j_ddim_step_thresholded$handle() {
+        return d4j_ddim_step_thresholded.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_ddim_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, float eta, int32_t use_clipped_model_output, double final_alpha_cumprod, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static MemorySegment d4j_ddim_step_thresholded$address() {
+        return d4j_ddim_step_thresholded.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_ddim_step_thresholded(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, float eta, int32_t use_clipped_model_output, double final_alpha_cumprod, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, const int32_t *prev_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x_prev)
+     * }
+     */
+    public static int d4j_ddim_step_thresholded(MemorySegment backend, MemorySegment schedule, int prediction, float eta, int use_clipped_model_output, double final_alpha_cumprod, MemorySegment threshold, MemorySegment x_t, MemorySegment model_output, MemorySegment timesteps, MemorySegment prev_timesteps, int batch, long n_per_sample, MemorySegment noise_seeds, MemorySegment noise_offsets, MemorySegment x_prev) {
+        var mh$ = d4j_ddim_step_thresholded.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_ddim_step_thresholded", backend, schedule, prediction, eta, use_clipped_model_output, final_alpha_cumprod, threshold, x_t, model_output, timesteps, prev_timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x_prev);
+            }
+            return (int)mh$.invokeExact(backend, schedule, prediction, eta, use_clipped_model_output, final_alpha_cumprod, threshold, x_t, model_output, timesteps, prev_timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x_prev);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_dpmsolver_step {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_dpmsolver_step");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const d4j_buffer *prev_x0, const int32_t *timesteps, const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch, int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev)
+     * }
+     */
+    public static FunctionDescriptor d4j_dpmsolver_step$descriptor() {
+        return d4j_dpmsolver_step.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const d4j_buffer *prev_x0, const int32_t *timesteps, const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch, int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev)
+     * }
+     */
+    public static MethodHandle d4j_dpmsolver_step$handle() {
+        return d4j_dpmsolver_step.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const d4j_buffer *prev_x0, const int32_t *timesteps, const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch, int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev)
+     * }
+     */
+    public static MemorySegment d4j_dpmsolver_step$address() {
+        return d4j_dpmsolver_step.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, const d4j_buffer *threshold, const d4j_buffer *x_t, const d4j_buffer *model_output, const d4j_buffer *prev_x0, const int32_t *timesteps, const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch, int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev)
+     * }
+     */
+    public static int d4j_dpmsolver_step(MemorySegment backend, MemorySegment schedule, int prediction, MemorySegment threshold, MemorySegment x_t, MemorySegment model_output, MemorySegment prev_x0, MemorySegment timesteps, MemorySegment prev_timesteps, MemorySegment last_timesteps, int batch, long n_per_sample, MemorySegment x0_out, MemorySegment x_prev) {
+        var mh$ = d4j_dpmsolver_step.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_dpmsolver_step", backend, schedule, prediction, threshold, x_t, model_output, prev_x0, timesteps, prev_timesteps, last_timesteps, batch, n_per_sample, x0_out, x_prev);
+            }
+            return (int)mh$.invokeExact(backend, schedule, prediction, threshold, x_t, model_output, prev_x0, timesteps, prev_timesteps, last_timesteps, batch, n_per_sample, x0_out, x_prev);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 

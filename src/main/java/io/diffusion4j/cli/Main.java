@@ -4,6 +4,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
+import io.diffusion4j.sample.SampleCommand;
 import io.diffusion4j.selftest.SelfTestCommand;
 import io.diffusion4j.train.TrainCommand;
 import java.io.PrintStream;
@@ -29,6 +30,7 @@ public final class Main {
                 case "info" -> Info.run(rest, out);
                 case "selftest" -> SelfTestCommand.run(rest, out, err);
                 case "train" -> TrainCommand.run(rest, out, err);
+                case "sample" -> SampleCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -59,6 +61,9 @@ public final class Main {
         out.println("        [--config FILE] [--out DIR] [--seed N] [--backend cpu|cuda|cuda-sim] (more: train --help)");
         out.println("                                       train a UNet2DModel (default: procedural shapes, 28x28, 300");
         out.println("                                       steps on the best backend) and write a diffusers checkpoint to --out");
+        out.println("  sample --checkpoint DIR [--sampler ddpm|ddim|dpmsolver++] [--steps N] [--eta X] [--n N]");
+        out.println("        [--batch-size N] [--seed N] [--out DIR] [--no-ema] [--init-noise FILE.npy] [--save-npy]");
+        out.println("                                       sample images from a checkpoint (ours or diffusers) into --out");
         out.println("  help                                 this text");
     }
 

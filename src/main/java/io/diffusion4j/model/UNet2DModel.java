@@ -56,7 +56,8 @@ import java.util.SplittableRandom;
  * releases and reallocates). The tensors returned by {@link #forward} and {@link #backward} belong to the
  * model: valid until the next call or {@link #close}. {@link #close} releases everything.
  *
- * <p>Not thread-safe.
+ * <p>Not thread-safe. For concurrent inference, {@link #sharingParameters()} gives each thread its own
+ * instance over the same parameter buffer (own activations, no gradients).
  */
 public final class UNet2DModel implements AutoCloseable {
     /** diffusers' get_timestep_embedding defaults used by UNet2DModel's Timesteps module. */
@@ -74,6 +75,8 @@ public final class UNet2DModel implements AutoCloseable {
     private final float eps;
     private final double dropout; // config.dropout(): the probability p, applied in training forwards only
     private int resnetCount; // resnets built so far: the next one's dropout stream index
+    /** Non-null for an inference instance: the model whose parameter buffer this one reads. */
+    private final UNet2DModel source;
 
     // the network
     private final Conv convIn;
@@ -102,6 +105,12 @@ public final class UNet2DModel implements AutoCloseable {
 
     /** Builds the network with parameters initialised from {@code seed} (see the class comment). */
     public UNet2DModel(Backend backend, UNet2DConfig config, long seed) {
+        this(backend, config, seed, null);
+    }
+
+    /** With {@code source}: an inference instance over source's parameters (see {@link #sharingParameters()}). */
+    private UNet2DModel(Backend backend, UNet2DConfig config, long seed, UNet2DModel source) {
+        this.source = source;
         this.backend = Objects.requireNonNull(backend, "backend");
         this.config = Objects.requireNonNull(config, "config");
         this.layout = UNet2DLayout.of(config);
@@ -113,20 +122,23 @@ public final class UNet2DModel implements AutoCloseable {
         this.dropout = config.dropout();
         Tensor p = null, g = null;
         try {
-            p = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
-            g = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
-            this.params = p;
+            if (source == null) {
+                p = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
+                g = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
+            }
+            this.params = source == null ? p : source.params;
             this.grads = g;
             for (UNet2DLayout.Param prm : layout.params()) {
                 long[] s = computeShape(prm);
-                Tensor pv = p.view(prm.offset(), s);
+                Tensor pv = params.view(prm.offset(), s);
                 ownedViews.add(pv);
                 paramViews.put(prm.name(), pv);
+                if (g == null) continue; // an inference instance has no gradients
                 Tensor gv = g.view(prm.offset(), s);
                 ownedViews.add(gv);
                 gradViews.put(prm.name(), gv);
             }
-            g.fill(0f);
+            if (g != null) g.fill(0f);
 
             int[] ch = config.blockOutChannels();
             int n = ch.length;
@@ -169,7 +181,7 @@ public final class UNet2DModel implements AutoCloseable {
             if (skip != 0) throw new IllegalStateException("skip connections do not balance: " + skip); // a bug here
             normOut = new GroupNorm("conv_norm_out", config.normNumGroups(), true);
             convOut = new Conv("conv_out", Conv2dSpec.same3x3());
-            initParameters(seed);
+            if (source == null) initParameters(seed);
         } catch (RuntimeException e) {
             // the final fields may be unassigned here: release through the locals
             for (int i = ownedViews.size() - 1; i >= 0; i--) ownedViews.get(i).close();
@@ -186,6 +198,31 @@ public final class UNet2DModel implements AutoCloseable {
             case CONV3X3, CONV1X1 -> new long[] {s[2], s[3], s[1], s[0]};
             default -> Arrays.stream(s).asLongStream().toArray();
         };
+    }
+
+    /**
+     * A new model over this model's parameter buffer (not a copy) with its own activation workspace and no
+     * gradients, for inference: several threads may each run {@link #forward} on their own instance at once
+     * while the parameters are not modified. {@link #backward}, the gradient accessors and the parameter
+     * setters throw on it. Close every instance before this model (its parameter buffer cannot be freed
+     * while they hold views of it).
+     */
+    public UNet2DModel sharingParameters() {
+        checkOpen();
+        UNet2DModel root = source != null ? source : this;
+        return new UNet2DModel(backend, config, 0L, root);
+    }
+
+    /** True for an instance made by {@link #sharingParameters()}. */
+    public boolean isSharedInstance() {
+        return source != null;
+    }
+
+    private void checkOwnsParameters(String what) {
+        if (source != null) {
+            throw new IllegalStateException(what + " is not available on an inference instance that shares another"
+                    + " model's parameters (see sharingParameters)");
+        }
     }
 
     public Backend backend() {
@@ -209,6 +246,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** The flat gradient buffer, same layout as {@link #parameters()}. */
     public Tensor gradients() {
         checkOpen();
+        checkOwnsParameters("gradients()");
         return grads;
     }
 
@@ -221,6 +259,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** The view of one parameter's gradient. */
     public Tensor gradient(String name) {
         checkOpen();
+        checkOwnsParameters("gradient(name)");
         return requireView(gradViews, name);
     }
 
@@ -233,12 +272,14 @@ public final class UNet2DModel implements AutoCloseable {
     /** Sets every gradient to 0 (backward accumulates). */
     public void zeroGradients() {
         checkOpen();
+        checkOwnsParameters("zeroGradients()");
         grads.fill(0f);
     }
 
     /** Re-initialises every parameter from {@code seed} (PyTorch defaults, see the class comment). */
     public void initParameters(long seed) {
         checkOpen();
+        checkOwnsParameters("initParameters");
         SplittableRandom rnd = new SplittableRandom(seed);
         float[] flat = new float[(int) layout.bufferFloats()];
         for (UNet2DLayout.Param p : layout.params()) {
@@ -273,6 +314,7 @@ public final class UNet2DModel implements AutoCloseable {
      */
     public void loadFlat(float[] flat) {
         checkOpen();
+        checkOwnsParameters("loadFlat");
         Objects.requireNonNull(flat, "flat");
         if (flat.length != layout.bufferFloats()) {
             throw new IllegalArgumentException("flat has " + flat.length + " floats, the layout needs "
@@ -290,6 +332,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** Every gradient in the on-disk layout of {@link #flatParameters()}. */
     public float[] flatGradients() {
         checkOpen();
+        checkOwnsParameters("flatGradients()");
         return convert(grads.toFloatArray(), false);
     }
 
@@ -333,6 +376,7 @@ public final class UNet2DModel implements AutoCloseable {
      * same masks (regenerated, not stored).
      */
     public Tensor forwardTraining(Tensor x, float[] timesteps, long dropoutSeed, long dropoutOffset) {
+        checkOwnsParameters("forwardTraining"); // an inference instance has no backward to pair it with
         return run(x, timesteps, dropout > 0, dropoutSeed, dropoutOffset);
     }
 
@@ -409,6 +453,7 @@ public final class UNet2DModel implements AutoCloseable {
      */
     public Tensor backward(Tensor dOut) {
         checkOpen();
+        checkOwnsParameters("backward");
         if (!forwardDone) throw new IllegalStateException("backward needs a completed forward pass first");
         Objects.requireNonNull(dOut, "dOut");
         long[] outShape = {curN, curH, curW, config.outChannels()};
@@ -540,7 +585,7 @@ public final class UNet2DModel implements AutoCloseable {
         for (int i = ownedViews.size() - 1; i >= 0; i--) ownedViews.get(i).close();
         ownedViews.clear();
         if (grads != null) grads.close();
-        if (params != null) params.close();
+        if (params != null && source == null) params.close();
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,236 @@
+package io.diffusion4j.sample;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.kernels.DiffusionKernels;
+import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
+import io.diffusion4j.kernels.NativeSchedule;
+import io.diffusion4j.kernels.SamplerKernels;
+import io.diffusion4j.model.UNet2DConfig;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.tensor.DType;
+import io.diffusion4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * One sampling request's state: its plan (timesteps), its device buffers, its RNG streams and its own model
+ * workspace ({@link UNet2DModel#sharingParameters()}), over a shared model whose parameters must not change
+ * while it runs. Several Samplers over one model may run on different threads at once; a Sampler itself is
+ * used by one thread at a time.
+ *
+ * <p>Buffers are allocated once in the constructor, for a fixed batch, and reused by every step and every
+ * {@link #run}: a step is the model's forward pass plus one fused update kernel (and, with dynamic
+ * thresholding, the per-sample quantile kernel before it).
+ *
+ * <p><b>Randomness.</b> Image g of a run with seed s (g = {@code firstImage + b} for batch row b) draws its
+ * x_T from the Philox stream (s, offset {@code g << 32}) and the noise of step i (DDPM, DDIM with eta > 0)
+ * from (s, {@code (g << 32) | (i + 1)}), element index = position in the image's NHWC layout. An image thus
+ * depends on (seed, g) only, not on the batch it was drawn in.
+ *
+ * <p>Samples are exchanged with callers as float32 NCHW {@code [count, C, H, W]} (diffusers' layout); the
+ * device layout is NHWC.
+ */
+public final class Sampler implements AutoCloseable {
+    /** Called after every step with the number of steps done and the total. */
+    public interface Progress {
+        void step(int done, int total);
+    }
+
+    private final UNet2DModel model;
+    private final NativeSchedule nativeSchedule;
+    private final NoiseSchedule schedule;
+    private final SamplerScheduler scheduler;
+    private final List<SamplerStep> plan;
+    private final int batch, height, width, channels;
+    private final long perImage;
+    private final Tensor x, x0, threshold;
+    private final List<Tensor> rows = new ArrayList<>();
+    // per-step host arrays, reused
+    private final int[] t, prev, last;
+    private final float[] tModel;
+    private final long[] seeds, offsets;
+    private boolean closed;
+
+    /**
+     * @param shared the model (its parameters are read, never written; it must outlive this Sampler)
+     * @param schedule the noise schedule the model was trained with
+     * @param scheduler the sampler and its options
+     * @param numInferenceSteps steps of a run (diffusers' {@code num_inference_steps})
+     * @param batch images per model call
+     * @param height image height (a multiple of the model's downsampling factor)
+     * @param width image width
+     */
+    public Sampler(UNet2DModel shared, NoiseSchedule schedule, SamplerScheduler scheduler, int numInferenceSteps,
+                   int batch, int height, int width) {
+        Objects.requireNonNull(shared, "model");
+        this.schedule = Objects.requireNonNull(schedule, "schedule");
+        this.scheduler = Objects.requireNonNull(scheduler, "scheduler");
+        if (batch < 1) throw new IllegalArgumentException("batch must be >= 1, got " + batch);
+        if (height < 1 || width < 1) throw new IllegalArgumentException("height and width must be >= 1");
+        UNet2DConfig cfg = shared.config();
+        if (cfg.inChannels() != cfg.outChannels()) {
+            throw new IllegalArgumentException("the model maps " + cfg.inChannels() + " to " + cfg.outChannels()
+                    + " channels; sampling needs equal counts (learned variance is not supported)");
+        }
+        this.plan = scheduler.plan(schedule.numTrainTimesteps(), numInferenceSteps);
+        this.batch = batch;
+        this.height = height;
+        this.width = width;
+        this.channels = cfg.inChannels();
+        this.perImage = (long) height * width * channels;
+        Backend be = shared.backend();
+        List<AutoCloseable> made = new ArrayList<>();
+        try {
+            UNet2DModel m = shared.sharingParameters();
+            made.add(m);
+            NativeSchedule ns = NativeSchedule.of(schedule);
+            made.add(ns);
+            Tensor xx = Tensor.allocate(be, DType.FLOAT32, batch, height, width, channels);
+            made.add(xx);
+            Tensor xx0 = null, thr = null;
+            if (scheduler instanceof DpmSolverScheduler) {
+                xx0 = Tensor.allocate(be, DType.FLOAT32, batch, height, width, channels);
+                made.add(xx0);
+            }
+            if (scheduler.thresholding() != null) {
+                thr = Tensor.allocate(be, DType.FLOAT32, batch);
+                made.add(thr);
+            }
+            for (int b = 0; b < batch; b++) {
+                Tensor row = xx.view(b * perImage, perImage);
+                made.add(row);
+                rows.add(row);
+            }
+            this.model = m;
+            this.nativeSchedule = ns;
+            this.x = xx;
+            this.x0 = xx0;
+            this.threshold = thr;
+        } catch (RuntimeException e) {
+            rows.clear();
+            for (int i = made.size() - 1; i >= 0; i--) {
+                try {
+                    made.get(i).close();
+                } catch (Exception suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
+        t = new int[batch];
+        prev = new int[batch];
+        last = new int[batch];
+        tModel = new float[batch];
+        seeds = new long[batch];
+        offsets = new long[batch];
+    }
+
+    /** The plan of every run. */
+    public List<SamplerStep> plan() {
+        return plan;
+    }
+
+    public int batch() {
+        return batch;
+    }
+
+    /** Floats of one image (C * H * W). */
+    public long imageFloats() {
+        return perImage;
+    }
+
+    /**
+     * Samples {@code count <= batch} images g = firstImage .. firstImage + count - 1 (the batch is always run
+     * whole; rows past count are computed from their own streams and dropped).
+     *
+     * @param initNoise x_T as float32 NCHW [count, C, H, W], or null to draw it
+     * @param progress may be null
+     * @return the final samples, float32 NCHW [count, C, H, W], before any quantisation
+     */
+    public float[] run(long seed, long firstImage, int count, float[] initNoise, Progress progress) {
+        checkOpen();
+        if (count < 1 || count > batch) throw new IllegalArgumentException("count must be in [1, " + batch + "], got " + count);
+        if (firstImage < 0 || firstImage + batch > (1L << 31)) {
+            throw new IllegalArgumentException("firstImage must be in [0, 2^31 - batch], got " + firstImage);
+        }
+        if (initNoise != null && initNoise.length != count * perImage) {
+            throw new IllegalArgumentException("initNoise has " + initNoise.length + " floats, [" + count + ", "
+                    + channels + ", " + height + ", " + width + "] needs " + count * perImage);
+        }
+        Backend be = x.backend();
+        for (int b = 0; b < batch; b++) {
+            long g = firstImage + b;
+            if (initNoise != null && b < count) continue;
+            DiffusionKernels.randomNormal(be, seed, g << 32, rows.get(b));
+        }
+        if (initNoise != null) {
+            float[] host = x.toFloatArray();
+            float[] nhwc = ImageLayout.nchwToNhwc(initNoise, count, channels, height, width);
+            System.arraycopy(nhwc, 0, host, 0, nhwc.length);
+            x.copyFrom(host);
+        }
+        PredictionType pred = scheduler.prediction();
+        Thresholding th = scheduler.thresholding();
+        SampleNoise noise = new SampleNoise(seeds, offsets);
+        for (int i = 0; i < plan.size(); i++) {
+            SamplerStep s = plan.get(i);
+            for (int b = 0; b < batch; b++) {
+                t[b] = s.timestep();
+                prev[b] = s.prevTimestep();
+                last[b] = s.lastTimestep();
+                tModel[b] = s.timestep();
+                seeds[b] = seed;
+                offsets[b] = ((firstImage + b) << 32) | (i + 1);
+            }
+            Tensor out = model.forward(x, tModel);
+            if (th != null) SamplerKernels.x0Threshold(nativeSchedule, pred, x, out, t, th.ratio(), th.sampleMaxValue(), threshold);
+            switch (scheduler) {
+                case DdpmScheduler d -> {
+                    if (th != null) {
+                        SamplerKernels.ddpmStepThresholded(nativeSchedule, pred, d.variance(), threshold, x, out, t,
+                                prev, noise, x);
+                    } else {
+                        DiffusionKernels.ddpmStep(nativeSchedule, pred, d.variance(), d.clipSample(),
+                                (float) d.clipSampleRange(), x, out, t, prev, noise, x);
+                    }
+                }
+                case DdimScheduler d -> {
+                    double fa = d.finalAlphaCumprod(schedule);
+                    if (th != null) {
+                        SamplerKernels.ddimStepThresholded(nativeSchedule, pred, d.eta(), d.useClippedModelOutput(), fa,
+                                threshold, x, out, t, prev, noise, x);
+                    } else {
+                        DiffusionKernels.ddimStep(nativeSchedule, pred, d.eta(), d.clipSample(),
+                                (float) d.clipSampleRange(), d.useClippedModelOutput(), fa, x, out, t, prev, noise, x);
+                    }
+                }
+                case DpmSolverScheduler d -> SamplerKernels.dpmSolverStep(nativeSchedule, pred, th != null ? threshold : null,
+                        x, out, s.lastTimestep() >= 0 ? x0 : null, t, prev, last, x0, x);
+            }
+            if (progress != null) progress.step(i + 1, plan.size());
+        }
+        float[] nhwc = x.toFloatArray();
+        return ImageLayout.nhwcToNchw(nhwc, count, channels, height, width);
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("Sampler is closed");
+    }
+
+    /** Releases the buffers and the model workspace (not the shared model). Idempotent. */
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        for (int i = rows.size() - 1; i >= 0; i--) rows.get(i).close();
+        rows.clear();
+        if (threshold != null) threshold.close();
+        if (x0 != null) x0.close();
+        x.close();
+        nativeSchedule.close();
+        model.close();
+    }
+}
