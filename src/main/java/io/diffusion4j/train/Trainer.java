@@ -22,6 +22,7 @@ import java.util.Objects;
  *   <li>noises it with {@link DiffusionKernels#addNoise}: eps from the counter-based RNG stream
  *       (seed, offset = noise offset), the offset advancing by 1 per step;</li>
  *   <li>runs the model forward (NHWC, timesteps as float), the fused loss of the prediction type
+ *       (each sample weighted by {@link MinSnrWeights} of its timestep when {@code minSnrGamma > 0})
  *       with its gradient as dOut, and the backward pass into zeroed gradients;</li>
  *   <li>clips by the global gradient norm (torch's clip_grad_norm_ scale), applies AdamW to the whole
  *       flat parameter buffer with learning rate {@code lr * min(1, step / warmup)} (step 1-based), and
@@ -46,9 +47,12 @@ public final class Trainer implements AutoCloseable {
      * @param prediction what the model predicts (epsilon, sample, v_prediction)
      * @param seed seed of the noise stream and the sampler
      * @param flips random horizontal flips
+     * @param minSnrGamma min-SNR-gamma loss weighting ({@link MinSnrWeights}) with this gamma; 0 = off (every
+     *     sample weighs 1)
      */
     public record Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw,
-                          double maxGradNorm, EmaSchedule ema, PredictionType prediction, long seed, boolean flips) {
+                          double maxGradNorm, EmaSchedule ema, PredictionType prediction, long seed, boolean flips,
+                          double minSnrGamma) {
         public Options {
             if (batchSize < 1) throw new IllegalArgumentException("batchSize must be >= 1, got " + batchSize);
             if (!(Double.isFinite(learningRate) && learningRate >= 0)) {
@@ -61,6 +65,13 @@ public final class Trainer implements AutoCloseable {
             }
             Objects.requireNonNull(ema, "ema");
             Objects.requireNonNull(prediction, "prediction");
+            if (minSnrGamma != 0) MinSnrWeights.checkGamma(minSnrGamma);
+        }
+
+        /** Without loss weighting (minSnrGamma 0). */
+        public Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw, double maxGradNorm,
+                       EmaSchedule ema, PredictionType prediction, long seed, boolean flips) {
+            this(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, 0.0);
         }
 
         /**
@@ -73,15 +84,20 @@ public final class Trainer implements AutoCloseable {
         }
 
         public Options withLearningRate(double lr, int warmup) {
-            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips);
+            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips, minSnrGamma);
         }
 
         public Options withPrediction(PredictionType p) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips, minSnrGamma);
         }
 
         public Options withEma(EmaSchedule e) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips, minSnrGamma);
+        }
+
+        /** With min-SNR-gamma loss weighting ({@code gamma > 0}) or without ({@code 0}). */
+        public Options withMinSnrGamma(double gamma) {
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, gamma);
         }
     }
 
@@ -100,6 +116,7 @@ public final class Trainer implements AutoCloseable {
     private final float[] hostBatch;
     private final int[] timesteps;
     private final float[] timestepsF;
+    private final float[] lossWeights; // per timestep (min-SNR-gamma), or null
     private final List<Tensor> owned = new ArrayList<>();
     private final Tensor m, v, ema, x0, xT, eps, loss, dOut;
     private long step;
@@ -134,6 +151,8 @@ public final class Trainer implements AutoCloseable {
         this.hostBatch = new float[(int) batchFloats];
         this.timesteps = new int[options.batchSize()];
         this.timestepsF = new float[options.batchSize()];
+        this.lossWeights = options.minSnrGamma() > 0
+                ? MinSnrWeights.table(schedule, options.prediction(), options.minSnrGamma()) : null;
         NativeSchedule ns = NativeSchedule.of(schedule);
         this.nativeSchedule = ns;
         try {
@@ -207,6 +226,11 @@ public final class Trainer implements AutoCloseable {
         return options.learningRate() * s / options.warmupSteps();
     }
 
+    /** The per-timestep loss weights passed to the loss kernel (a copy), or null when unweighted. */
+    float[] lossWeights() {
+        return lossWeights == null ? null : lossWeights.clone();
+    }
+
     public State state() {
         return new State(step, options.seed(), noiseOffset, sampler.state());
     }
@@ -240,7 +264,7 @@ public final class Trainer implements AutoCloseable {
         x0.copyFrom(hostBatch);
         DiffusionKernels.addNoise(nativeSchedule, x0, timesteps, options.seed(), noiseOffset, xT, eps);
         Tensor out = model.forward(xT, timestepsF);
-        DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, null, loss, dOut);
+        DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, lossWeights, loss, dOut);
         model.zeroGradients();
         model.backward(dOut);
 
