@@ -97,9 +97,10 @@ public final class LossCurve {
 
     static String label(double v) {
         String s = String.format(Locale.ROOT, "%.3g", v);
-        if (s.contains("e")) return s;
-        if (s.contains(".")) s = s.replaceAll("0+$", "").replaceAll("\\.$", "");
-        return s;
+        int e = s.indexOf('e');
+        String mantissa = e < 0 ? s : s.substring(0, e), exponent = e < 0 ? "" : s.substring(e);
+        if (mantissa.contains(".")) mantissa = mantissa.replaceAll("0+$", "").replaceAll("\\.$", "");
+        return mantissa + exponent;
     }
 
     /** Renders the curve of {@code history} with a title and a subtitle (the run's settings). */
