@@ -62,8 +62,9 @@ class TrainResumeCommandTest {
         Path straight = dir.resolve("straight"), split = dir.resolve("split");
         TrainCommandTest.Run a = run(concat(common, "--steps", "6", "--out", straight.toString()));
         assertEquals(0, a.exit(), a.toString());
-        TrainCommandTest.Run b = run(concat(common, "--steps", "3", "--out", split.toString()));
+        TrainCommandTest.Run b = run(concat(common, "--steps", "3", "--save-every", "2", "--out", split.toString()));
         assertEquals(0, b.exit(), b.toString());
+        assertTrue(b.out().contains("saved: step 2 to") && !b.out().contains("saved: step 3"), b.out());
         // resumed with only --resume and --steps (+ free options): everything else from the checkpoint
         TrainCommandTest.Run c = run("train", "--resume", split.toString(), "--steps", "6", "--backend", "cpu",
                 "--log-every", "1", "--threads", "1");
