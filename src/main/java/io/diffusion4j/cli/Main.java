@@ -56,11 +56,13 @@ public final class Main {
         out.println("  selftest [--backend cuda|cuda-sim] [--variants all|default]");
         out.println("                                       every kernel family and variant on the device backend vs the cpu");
         out.println("                                       backend (default: cuda if a GPU is usable, else cuda-sim); exit 1 on a failure");
-        out.println("  train [--data procedural|fashion-mnist] [--steps N] [--batch-size N] [--lr X] [--warmup N]");
-        out.println("        [--ema-decay X] [--prediction-type epsilon|sample|v_prediction] [--beta-schedule NAME]");
-        out.println("        [--config FILE] [--out DIR] [--seed N] [--backend cpu|cuda|cuda-sim] (more: train --help)");
+        out.println("  train [--data procedural|fashion-mnist|images] [--data-dir DIR] [--steps N] [--batch-size N] [--lr X]");
+        out.println("        [--warmup N] [--ema-decay X] [--prediction-type epsilon|sample|v_prediction] [--min-snr-gamma X]");
+        out.println("        [--beta-schedule NAME] [--config FILE] [--init-from MODEL_DIR] [--resume CHECKPOINT_DIR]");
+        out.println("        [--out DIR] [--seed N] [--backend cpu|cuda|cuda-sim] (more: train --help)");
         out.println("                                       train a UNet2DModel (default: procedural shapes, 28x28, 300");
-        out.println("                                       steps on the best backend) and write a diffusers checkpoint to --out");
+        out.println("                                       steps on the best backend) and write a diffusers checkpoint,");
+        out.println("                                       loss.csv and loss_curve.png to --out");
         out.println("  sample --checkpoint DIR [--sampler ddpm|ddim|dpmsolver++] [--steps N] [--eta X] [--n N]");
         out.println("        [--batch-size N] [--seed N] [--out DIR] [--no-ema] [--init-noise FILE.npy] [--save-npy]");
         out.println("                                       sample images from a checkpoint (ours or diffusers) into --out");

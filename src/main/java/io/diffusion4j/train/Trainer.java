@@ -47,9 +47,12 @@ public final class Trainer implements AutoCloseable {
      * @param prediction what the model predicts (epsilon, sample, v_prediction)
      * @param seed seed of the noise stream and the sampler
      * @param flips random horizontal flips
+     * @param minSnrGamma min-SNR-gamma loss weighting ({@link MinSnrWeights}) with this gamma; 0 = off (every
+     *     sample weighs 1)
      */
     public record Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw,
-                          double maxGradNorm, EmaSchedule ema, PredictionType prediction, long seed, boolean flips) {
+                          double maxGradNorm, EmaSchedule ema, PredictionType prediction, long seed, boolean flips,
+                          double minSnrGamma) {
         public Options {
             if (batchSize < 1) throw new IllegalArgumentException("batchSize must be >= 1, got " + batchSize);
             if (!(Double.isFinite(learningRate) && learningRate >= 0)) {
@@ -62,6 +65,13 @@ public final class Trainer implements AutoCloseable {
             }
             Objects.requireNonNull(ema, "ema");
             Objects.requireNonNull(prediction, "prediction");
+            if (minSnrGamma != 0) MinSnrWeights.checkGamma(minSnrGamma);
+        }
+
+        /** Without loss weighting (minSnrGamma 0). */
+        public Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw, double maxGradNorm,
+                       EmaSchedule ema, PredictionType prediction, long seed, boolean flips) {
+            this(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, 0.0);
         }
 
         /**
@@ -74,15 +84,20 @@ public final class Trainer implements AutoCloseable {
         }
 
         public Options withLearningRate(double lr, int warmup) {
-            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips);
+            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips, minSnrGamma);
         }
 
         public Options withPrediction(PredictionType p) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips, minSnrGamma);
         }
 
         public Options withEma(EmaSchedule e) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips, minSnrGamma);
+        }
+
+        /** With min-SNR-gamma loss weighting ({@code gamma > 0}) or without ({@code 0}). */
+        public Options withMinSnrGamma(double gamma) {
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, gamma);
         }
     }
 
@@ -107,6 +122,7 @@ public final class Trainer implements AutoCloseable {
     private final float[] hostBatch;
     private final int[] timesteps;
     private final float[] timestepsF;
+    private final float[] lossWeights; // per timestep (min-SNR-gamma), or null
     private final List<Tensor> owned = new ArrayList<>();
     private final Tensor m, v, ema, x0, xT, eps, loss, dOut;
     private long step;
@@ -141,6 +157,8 @@ public final class Trainer implements AutoCloseable {
         this.hostBatch = new float[(int) batchFloats];
         this.timesteps = new int[options.batchSize()];
         this.timestepsF = new float[options.batchSize()];
+        this.lossWeights = options.minSnrGamma() > 0
+                ? MinSnrWeights.table(schedule, options.prediction(), options.minSnrGamma()) : null;
         NativeSchedule ns = NativeSchedule.of(schedule);
         this.nativeSchedule = ns;
         try {
@@ -214,6 +232,11 @@ public final class Trainer implements AutoCloseable {
         return options.learningRate() * s / options.warmupSteps();
     }
 
+    /** The per-timestep loss weights passed to the loss kernel (a copy), or null when unweighted. */
+    float[] lossWeights() {
+        return lossWeights == null ? null : lossWeights.clone();
+    }
+
     public State state() {
         return new State(step, options.seed(), noiseOffset, sampler.state());
     }
@@ -250,7 +273,7 @@ public final class Trainer implements AutoCloseable {
         // and the offsets [step * R, (step + 1) * R), R = one per resnet: restored with the step count
         Tensor out = model.forwardTraining(xT, timestepsF, SplitMix64.mix(options.seed() ^ DROPOUT_SEED_SALT),
                 Math.multiplyExact(step, (long) model.dropoutStreams()));
-        DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, null, loss, dOut);
+        DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, lossWeights, loss, dOut);
         model.zeroGradients();
         model.backward(dOut);
 

@@ -1,0 +1,60 @@
+package io.diffusion4j.io;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.Objects;
+import java.util.concurrent.ThreadLocalRandom;
+
+/**
+ * Whole-file writes that a crash cannot leave half done: the bytes go to a new temporary file in the
+ * target's directory ({@code CREATE_NEW}, so nothing else's file is reused), are forced to disk, the
+ * temporary file is renamed over the target atomically, and the directory is forced so the rename is
+ * durable. A reader sees the old file or the new one, never a mix. The temporary file is deleted if
+ * anything fails before the rename.
+ */
+public final class AtomicFiles {
+    private AtomicFiles() {}
+
+    /** Writes {@code bytes} to {@code path} atomically (see the class comment). */
+    public static void write(Path path, byte[] bytes) throws IOException {
+        Objects.requireNonNull(path, "path");
+        Objects.requireNonNull(bytes, "bytes");
+        Path target = path.toAbsolutePath();
+        Path dir = target.getParent();
+        Path tmp = dir.resolve("." + target.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong())
+                + ".tmp");
+        boolean moved = false;
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+                ByteBuffer b = ByteBuffer.wrap(bytes);
+                while (b.hasRemaining()) ch.write(b);
+                ch.force(true);
+            }
+            try {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                throw new IOException("cannot replace " + target + " atomically: " + e.getMessage(), e);
+            }
+            moved = true;
+            try (FileChannel dc = FileChannel.open(dir, StandardOpenOption.READ)) {
+                dc.force(true);
+            } catch (IOException | UnsupportedOperationException e) {
+                // platforms that cannot sync a directory (the rename is durable there once it returns)
+            }
+        } finally {
+            if (!moved) Files.deleteIfExists(tmp);
+        }
+    }
+
+    /** Writes UTF-8 text atomically. */
+    public static void writeString(Path path, String text) throws IOException {
+        write(path, Objects.requireNonNull(text, "text").getBytes(StandardCharsets.UTF_8));
+    }
+}
