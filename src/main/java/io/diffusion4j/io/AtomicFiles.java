@@ -22,19 +22,34 @@ import java.util.concurrent.ThreadLocalRandom;
 public final class AtomicFiles {
     private AtomicFiles() {}
 
+    /** What goes into the temporary file: writes the whole content to the channel. */
+    @FunctionalInterface
+    public interface Content {
+        void writeTo(FileChannel channel) throws IOException;
+    }
+
     /** Writes {@code bytes} to {@code path} atomically (see the class comment). */
     public static void write(Path path, byte[] bytes) throws IOException {
-        Objects.requireNonNull(path, "path");
         Objects.requireNonNull(bytes, "bytes");
+        write(path, ch -> writeFully(ch, ByteBuffer.wrap(bytes)));
+    }
+
+    /**
+     * Writes what {@code content} produces to {@code path} atomically (see the class comment), for files
+     * too large to build in memory first.
+     */
+    public static void write(Path path, Content content) throws IOException {
+        Objects.requireNonNull(path, "path");
+        Objects.requireNonNull(content, "content");
         Path target = path.toAbsolutePath();
         Path dir = target.getParent();
         Path tmp = dir.resolve("." + target.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong())
                 + ".tmp");
         boolean moved = false;
         try {
+            // CREATE_NEW: never follows or reuses a file someone else put there
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                ByteBuffer b = ByteBuffer.wrap(bytes);
-                while (b.hasRemaining()) ch.write(b);
+                content.writeTo(ch);
                 ch.force(true);
             }
             try {
@@ -51,6 +66,11 @@ public final class AtomicFiles {
         } finally {
             if (!moved) Files.deleteIfExists(tmp);
         }
+    }
+
+    /** Writes all of {@code b} (a channel write may take only part of it). */
+    public static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) ch.write(b);
     }
 
     /** Writes UTF-8 text atomically. */

@@ -8,10 +8,8 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -23,7 +21,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
-import java.util.concurrent.ThreadLocalRandom;
 
 /**
  * Reader and writer of the safetensors format used by Hugging Face checkpoints
@@ -475,62 +472,25 @@ public final class SafeTensors {
     public static void write(Path path, List<Entry> tensors, Map<String, String> metadata) throws IOException {
         Objects.requireNonNull(path, "path");
         byte[] header = header(tensors, metadata);
-        Path target = path.toAbsolutePath();
-        Path dir = target.getParent();
-        String tmpName = "." + target.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong())
-                + ".tmp";
-        Path tmp = dir.resolve(tmpName);
-        boolean moved = false;
-        try {
-            // CREATE_NEW: never follows or reuses a file someone else put there
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                ByteBuffer head = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
-                head.putLong(header.length).put(header).flip();
-                writeFully(ch, head);
-                ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
-                for (Entry e : tensors) {
-                    float[] d = e.data();
-                    int i = 0;
-                    while (i < d.length) {
-                        int n = Math.min(d.length - i, chunk.capacity() / 4);
-                        chunk.clear();
-                        chunk.asFloatBuffer().put(d, i, n);
-                        chunk.limit(4 * n);
-                        writeFully(ch, chunk);
-                        i += n;
-                    }
+        AtomicFiles.write(path, ch -> {
+            ByteBuffer head = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
+            head.putLong(header.length).put(header).flip();
+            AtomicFiles.writeFully(ch, head);
+            // the tensors stream through a 1 MiB buffer: a checkpoint is never held twice in memory
+            ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
+            for (Entry e : tensors) {
+                float[] d = e.data();
+                int i = 0;
+                while (i < d.length) {
+                    int n = Math.min(d.length - i, chunk.capacity() / 4);
+                    chunk.clear();
+                    chunk.asFloatBuffer().put(d, i, n);
+                    chunk.limit(4 * n);
+                    AtomicFiles.writeFully(ch, chunk);
+                    i += n;
                 }
-                ch.force(true);
             }
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                throw new IOException("cannot replace " + target + " atomically: " + e.getMessage(), e);
-            }
-            moved = true;
-            forceDirectory(dir);
-        } finally {
-            if (!moved) {
-                Files.deleteIfExists(tmp);
-            }
-        }
-    }
-
-    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) ch.write(b);
-    }
-
-    /** Makes the rename durable; platforms that cannot open a directory for sync are skipped. */
-    private static void forceDirectory(Path dir) throws IOException {
-        FileChannel dc;
-        try {
-            dc = FileChannel.open(dir, StandardOpenOption.READ);
-        } catch (IOException | UnsupportedOperationException e) {
-            return; // e.g. Windows, where the rename is durable once it returns
-        }
-        try (dc) {
-            dc.force(true);
-        }
+        });
     }
 
     private static long dataBytes(List<Entry> tensors) {
