@@ -16,18 +16,12 @@ namespace d4j::cpu {
 
 namespace {
 
-constexpr int kDropTile = 64;  // Philox blocks per tile: 256 elements
+constexpr int kDropTile = kTileBlocks;  // Philox blocks per tile (256 elements): philox_tile's limit
 
 // Words of blocks j0 .. j0+m-1 (m <= kDropTile), interleaved into w[0 .. 4m).
 D4J_CLONES void philox_words(uint64_t seed, uint64_t offset, uint64_t j0, int m, uint32_t *w) {
     uint32_t w0[kDropTile], w1[kDropTile], w2[kDropTile], w3[kDropTile];
-    for (int k = 0; k < m; ++k) {
-        d4j_u32x4 r = d4j_philox_block(seed, offset, j0 + (uint64_t)k);
-        w0[k] = r.v[0];
-        w1[k] = r.v[1];
-        w2[k] = r.v[2];
-        w3[k] = r.v[3];
-    }
+    philox_tile(seed, offset, j0, m, w0, w1, w2, w3);
     for (int k = 0; k < m; ++k) {
         w[4 * k] = w0[k];
         w[4 * k + 1] = w1[k];

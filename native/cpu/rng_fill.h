@@ -20,9 +20,11 @@ namespace d4j::cpu {
 
 constexpr int kTileBlocks = 64;
 
-// Normals of blocks j0 .. j0+m-1 (m <= kTileBlocks) into out[0 .. 4m).
-D4J_CLONES static inline void normals_tile(uint64_t seed, uint64_t offset, uint64_t j0, int m, float *out) {
-    uint32_t w0[kTileBlocks], w1[kTileBlocks], w2[kTileBlocks], w3[kTileBlocks];
+// Philox words of blocks j0 .. j0+m-1 (m <= kTileBlocks), one array per word of the block (structure
+// of arrays, so the loop vectorises across blocks). Always inlined: each caller's SIMD clone compiles
+// it for its own target.
+__attribute__((always_inline)) static inline void philox_tile(uint64_t seed, uint64_t offset, uint64_t j0, int m,
+                                                              uint32_t *w0, uint32_t *w1, uint32_t *w2, uint32_t *w3) {
     for (int k = 0; k < m; ++k) {
         d4j_u32x4 r = d4j_philox_block(seed, offset, j0 + (uint64_t)k);
         w0[k] = r.v[0];
@@ -30,6 +32,12 @@ D4J_CLONES static inline void normals_tile(uint64_t seed, uint64_t offset, uint6
         w2[k] = r.v[2];
         w3[k] = r.v[3];
     }
+}
+
+// Normals of blocks j0 .. j0+m-1 (m <= kTileBlocks) into out[0 .. 4m).
+D4J_CLONES static inline void normals_tile(uint64_t seed, uint64_t offset, uint64_t j0, int m, float *out) {
+    uint32_t w0[kTileBlocks], w1[kTileBlocks], w2[kTileBlocks], w3[kTileBlocks];
+    philox_tile(seed, offset, j0, m, w0, w1, w2, w3);
     float z0[kTileBlocks], z1[kTileBlocks], z2[kTileBlocks], z3[kTileBlocks];
     for (int k = 0; k < m; ++k) {
         d4j_box_muller(w0[k], w1[k], &z0[k], &z1[k]);
