@@ -71,7 +71,7 @@ public final class Main {
         out.println("  eval-nll --checkpoint DIR [--data fashion-mnist|procedural] [--n N] [--batch-size N] [--seed N]");
         out.println("        [--timestep-stride K] [--no-ema] (more: eval-nll --help)");
         out.println("                                       negative log-likelihood in bits/dim (variational bound, T model");
-        out.println("                                       calls per batch: minutes for the default 16 images on a CPU)");
+        out.println("                                       calls per batch: minutes for the default 8 images on a CPU)");
         out.println("  help                                 this text");
     }
 
