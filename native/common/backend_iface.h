@@ -163,6 +163,13 @@ typedef struct d4j_backend_iface {
                                const float *x, const float *out, int64_t k, double frac, float max_value,
                                float *threshold);
     /* ---- end sampler ---- */
+    /* ---- vlb (issue 5) ---- */
+    /* terms[b] (HOST float64) = sum over sample b's n elements of d4j_vlb_elem (native/common/vlb_math.h;
+     * struct d4j_vlb_coef elaborated so this header needs no include for it), in a fixed order. x_t and
+     * out are read only where the coefficients need them (the prior passes x0 for both). */
+    d4j_status (*vlb_terms)(void *state, const struct d4j_vlb_coef *coef, int32_t batch, int64_t n, int32_t clip,
+                            double clip_range, const float *x0, const float *x_t, const float *out, double *terms);
+    /* ---- end vlb ---- */
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);
@@ -190,7 +197,10 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
     /* ---- end dropout ---- */                     \
     /* ---- sampler (issue 5) ---- */               \
     ",sampler_step,x0_threshold"                    \
-    /* ---- end sampler ---- */
+    /* ---- end sampler ---- */                     \
+    /* ---- vlb (issue 5) ---- */                   \
+    ",vlb"                                          \
+    /* ---- end vlb ---- */
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,9 @@ inline VariantTable single_variants() {
     // ---- sampler (issue 5) ----
     for (const char *f : {"sampler_step", "x0_threshold"}) t.add(f, {"v1"});
     // ---- end sampler ----
+    // ---- vlb (issue 5) ----
+    t.add("vlb", {"v1"});
+    // ---- end vlb ----
 
     return t;
 }

@@ -161,6 +161,9 @@ static const d4j_backend_iface kIface = {
     sampler_step,
     x0_threshold,
     /* ---- end sampler ---- */
+    /* ---- vlb (issue 5) ---- */
+    vlb_terms,
+    /* ---- end vlb ---- */
 };
 
 }  // namespace d4j::cpu

@@ -68,6 +68,9 @@ struct State {
         t.add("sampler_step", {"v1"});
         t.add("x0_threshold", {"v1"});  // per-sample radix select, one block per sample
         // ---- end sampler ----
+        // ---- vlb (issue 5) ----
+        t.add("vlb", {"v1"});  // float64 chunk partials, fixed-order tree, per-sample second pass
+        // ---- end vlb ----
 
         return t;
     }

@@ -19,6 +19,7 @@
 
 #include "../common/backend_iface.h"
 #include "../common/sampler_math.h"
+#include "../common/vlb_math.h"
 #include "../include/d4j.h"
 
 namespace {
@@ -1757,5 +1758,105 @@ d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int6
     return dropout_impl(backend, "dy", dy, count, p, seed, offset, "dx", dx);
 }
 // ---- end dropout ----
+
+// ---- vlb (issue 5) ----
+}  // extern "C"
+
+namespace {
+
+// Posterior variance beta_t (1 - ab_prev) / (1 - ab_t) at t >= 1, in float64.
+double vlb_posterior_variance(const std::vector<double> &ac, int32_t t) {
+    const double ab = ac[t], ab_prev = ac[t - 1];
+    const double beta = 1.0 - ab / ab_prev;
+    return beta * (1.0 - ab_prev) / (1.0 - ab);
+}
+
+// The coefficients of the bound's term at timestep t (d4j.h, section "vlb"):
+// improved-diffusion's posterior_log_variance_clipped (log pv[1] at t = 0) as
+// the true log variance, and as the model's: the same (fixed_small) or
+// log(beta_t) with log pv[1] at t = 0 (fixed_large).
+void vlb_coef(const std::vector<double> &ac, int32_t prediction, int32_t variance, int32_t t, d4j_vlb_coef *out) {
+    d4j_vlb_coef &c = *out;
+    std::memset(&c, 0, sizeof c);
+    const double ab = ac[t], ab_prev = t > 0 ? ac[t - 1] : 1.0;
+    const double beta = t > 0 ? 1.0 - ab / ab_prev : 1.0 - ab;
+    predict_x0(prediction, ab, &c.x0_a, &c.x0_b);
+    c.c1 = beta * std::sqrt(ab_prev) / (1.0 - ab);
+    c.c2 = (1.0 - ab_prev) * std::sqrt(1.0 - beta) / (1.0 - ab);
+    const double lv_clipped = std::log(vlb_posterior_variance(ac, t > 0 ? t : 1));
+    const double lv_model = (variance == D4J_VARIANCE_FIXED_LARGE && t > 0) ? std::log(beta) : lv_clipped;
+    if (t == 0) {
+        c.decoder = 1;
+        c.inv_stdv = std::exp(-0.5 * lv_model);
+        return;
+    }
+    // 0.5 (-1 + lv_p - lv_q + exp(lv_q - lv_p)) with d = lv_q - lv_p: 0.5 (expm1(d) - d), exactly 0 at d = 0
+    const double d = lv_clipped - lv_model;
+    c.k = 0.5 * (std::expm1(d) - d);
+    c.q = 0.5 * std::exp(-lv_model);
+}
+
+}  // namespace
+
+extern "C" {
+
+d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                         d4j_variance_type variance, int32_t clip_denoised, float clip_range, const d4j_buffer *x0,
+                         const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps,
+                         int32_t batch, int64_t n, double *terms) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_schedule(schedule));
+    D4J_TRY(check_prediction(prediction));
+    if (variance != D4J_VARIANCE_FIXED_SMALL && variance != D4J_VARIANCE_FIXED_LARGE)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "variance type %d is not fixed_small(0) or fixed_large(1)", (int)variance);
+    if (clip_denoised != 0 && clip_denoised != 1)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "clip_denoised must be 0 or 1, got %d", clip_denoised);
+    if (clip_denoised && !(std::isfinite(clip_range) && clip_range > 0))
+        return fail(D4J_ERR_INVALID_ARGUMENT, "clip_range must be finite and > 0, got %g", (double)clip_range);
+    int64_t bytes = 0;
+    D4J_TRY(check_batch(batch, n, &bytes));
+    D4J_TRY(check_buffer("x0", x0, backend, bytes));
+    D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
+    D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
+    if (terms == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "terms is null");
+    const int32_t T = (int32_t)schedule->alphas_cumprod.size();
+    if (T < 2)
+        return fail(D4J_ERR_INVALID_ARGUMENT,
+                    "the variational bound needs at least 2 timesteps (the decoder variance is the posterior "
+                    "variance at t = 1), the schedule has %d", T);
+    D4J_TRY(check_timesteps("timesteps", timesteps, batch, T, false));
+    return guarded([&]() -> d4j_status {
+        std::vector<d4j_vlb_coef> coef(batch);
+        for (int32_t b = 0; b < batch; ++b)
+            vlb_coef(schedule->alphas_cumprod, prediction, variance, timesteps[b], &coef[b]);
+        return backend->iface->vlb_terms(backend->state, coef.data(), batch, n, clip_denoised, (double)clip_range,
+                                         (const float *)x0->ptr, (const float *)x_t->ptr,
+                                         (const float *)model_output->ptr, terms);
+    });
+}
+
+d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0, int32_t batch,
+                         int64_t n, double *terms) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_schedule(schedule));
+    int64_t bytes = 0;
+    D4J_TRY(check_batch(batch, n, &bytes));
+    D4J_TRY(check_buffer("x0", x0, backend, bytes));
+    if (terms == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "terms is null");
+    const double ab = schedule->alphas_cumprod.back();
+    return guarded([&]() -> d4j_status {
+        // KL(N(sqrt(ab) x0, 1 - ab) || N(0, 1)): the KL element with x0_hat = 0, c1 = sqrt(ab),
+        // lv_q = log(1 - ab), lv_p = 0: k = 0.5 (expm1(lv_q) - lv_q) = 0.5 (-ab - log1p(-ab)), q = 0.5
+        d4j_vlb_coef c;
+        std::memset(&c, 0, sizeof c);
+        c.c1 = std::sqrt(ab);
+        c.k = 0.5 * (-ab - std::log1p(-ab));
+        c.q = 0.5;
+        std::vector<d4j_vlb_coef> coef((size_t)batch, c);
+        const float *p = (const float *)x0->ptr;
+        return backend->iface->vlb_terms(backend->state, coef.data(), batch, n, 0, 1.0, p, p, p, terms);
+    });
+}
+// ---- end vlb ----
 
 }  // extern "C"

@@ -583,6 +583,48 @@ D4J_API d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *
                                       const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch,
                                       int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev);
 /* ---- end sampler ---- */
+/* ---- vlb (issue 5) ---- */
+/* Terms of the variational bound of Ho et al. (2020) as improved-diffusion
+ * computes them (gaussian_diffusion.py _vb_terms_bpd, _prior_bpd; losses.py
+ * normal_kl, discretized_gaussian_log_likelihood with the tanh approximation
+ * of the normal CDF), per sample, in nats, summed over the sample's n elements
+ * (divide by n ln 2 for bits/dim). Kernel family "vlb". Elements are
+ * evaluated and summed in float64 in a fixed order (deterministic for a
+ * backend; backends agree to float64 rounding). The per-sample coefficients
+ * are derived by the front in float64 from alphas_cumprod (ab), with
+ * ab_prev = ab[t-1] (1 at t = 0), beta_t = 1 - ab[t] / ab_prev:
+ *   posterior variance  pv[t] = beta_t (1 - ab_prev) / (1 - ab[t])  (pv[0] = 0)
+ *   clipped log variance lv[t] = log(pv[t]) for t >= 1, log(pv[1]) at t = 0
+ *   model log variance  fixed_small: lv[t]; fixed_large: log(beta_t) for
+ *                       t >= 1 and log(pv[1]) at t = 0 (improved-diffusion's
+ *                       np.append(posterior_variance[1], betas[1:]))
+ *   posterior mean      c1 x0 + c2 x_t, c1 = beta_t sqrt(ab_prev) / (1 - ab[t]),
+ *                       c2 = (1 - ab_prev) sqrt(1 - beta_t) / (1 - ab[t])
+ * and x0_hat = f(x_t, model_output, prediction, ab[t]) as in d4j_ddpm_step,
+ * clamped to [-clip_range, clip_range] when clip_denoised (improved-diffusion's
+ * clip_denoised, diffusers' clip_sample).
+ *
+ * d4j_vlb_terms: for sample b with t = timesteps[b]:
+ *   t > 0: terms[b] = sum_i KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t))
+ *          = sum_i 0.5 (-1 + lv_p - lv[t] + exp(lv[t] - lv_p) + (c1 (x0 - x0_hat))^2 exp(-lv_p))
+ *   t = 0: terms[b] = -sum_i log P(x0_i), the discretized Gaussian decoder with
+ *          mean c1 x0_hat + c2 x_t (= x0_hat) and log scale lv_p / 2 over bins of
+ *          width 2/255 in [-1, 1] whose edge bins are open (x0 < -0.999 or
+ *          > 0.999), each probability clamped below at 1e-12.
+ * x0 must hold 8-bit data k / 127.5 - 1 (the decoder assumes it; not checked).
+ * x0, x_t, model_output: float32 [batch, n_per_sample] of this backend;
+ * terms: HOST float64[batch] (the call waits for the result). Needs T >= 2.
+ *
+ * d4j_vlb_prior: terms[b] = sum_i KL(q(x_T | x0) || N(0, 1))
+ *   = sum_i 0.5 (-1 - log(1 - ab[T-1]) + (1 - ab[T-1]) + ab[T-1] x0_i^2). */
+D4J_API d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction,
+                                 d4j_variance_type variance, int32_t clip_denoised, float clip_range,
+                                 const d4j_buffer *x0, const d4j_buffer *x_t, const d4j_buffer *model_output,
+                                 const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double *terms);
+D4J_API d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0,
+                                 int32_t batch, int64_t n_per_sample, double *terms);
+/* ---- end vlb ---- */
+
 
 #ifdef __cplusplus
 }

@@ -4019,5 +4019,142 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_vlb_terms {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_vlb_terms");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, int32_t clip_denoised, float clip_range, const d4j_buffer *x0, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static FunctionDescriptor d4j_vlb_terms$descriptor() {
+        return d4j_vlb_terms.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, int32_t clip_denoised, float clip_range, const d4j_buffer *x0, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static MethodHandle d4j_vlb_terms$handle() {
+        return d4j_vlb_terms.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, int32_t clip_denoised, float clip_range, const d4j_buffer *x0, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static MemorySegment d4j_vlb_terms$address() {
+        return d4j_vlb_terms.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j_prediction_type prediction, d4j_variance_type variance, int32_t clip_denoised, float clip_range, const d4j_buffer *x0, const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static int d4j_vlb_terms(MemorySegment backend, MemorySegment schedule, int prediction, int variance, int clip_denoised, float clip_range, MemorySegment x0, MemorySegment x_t, MemorySegment model_output, MemorySegment timesteps, int batch, long n_per_sample, MemorySegment terms) {
+        var mh$ = d4j_vlb_terms.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_vlb_terms", backend, schedule, prediction, variance, clip_denoised, clip_range, x0, x_t, model_output, timesteps, batch, n_per_sample, terms);
+            }
+            return (int)mh$.invokeExact(backend, schedule, prediction, variance, clip_denoised, clip_range, x0, x_t, model_output, timesteps, batch, n_per_sample, terms);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_vlb_prior {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_vlb_prior");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static FunctionDescriptor d4j_vlb_prior$descriptor() {
+        return d4j_vlb_prior.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static MethodHandle d4j_vlb_prior$handle() {
+        return d4j_vlb_prior.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static MemorySegment d4j_vlb_prior$address() {
+        return d4j_vlb_prior.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0, int32_t batch, int64_t n_per_sample, double *terms)
+     * }
+     */
+    public static int d4j_vlb_prior(MemorySegment backend, MemorySegment schedule, MemorySegment x0, int batch, long n_per_sample, MemorySegment terms) {
+        var mh$ = d4j_vlb_prior.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_vlb_prior", backend, schedule, x0, batch, n_per_sample, terms);
+            }
+            return (int)mh$.invokeExact(backend, schedule, x0, batch, n_per_sample, terms);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 

@@ -4,6 +4,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
+import io.diffusion4j.sample.EvalNllCommand;
 import io.diffusion4j.sample.SampleCommand;
 import io.diffusion4j.selftest.SelfTestCommand;
 import io.diffusion4j.train.TrainCommand;
@@ -31,6 +32,7 @@ public final class Main {
                 case "selftest" -> SelfTestCommand.run(rest, out, err);
                 case "train" -> TrainCommand.run(rest, out, err);
                 case "sample" -> SampleCommand.run(rest, out, err);
+                case "eval-nll" -> EvalNllCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -66,6 +68,10 @@ public final class Main {
         out.println("  sample --checkpoint DIR [--sampler ddpm|ddim|dpmsolver++] [--steps N] [--eta X] [--n N]");
         out.println("        [--batch-size N] [--seed N] [--out DIR] [--no-ema] [--init-noise FILE.npy] [--save-npy]");
         out.println("                                       sample images from a checkpoint (ours or diffusers) into --out");
+        out.println("  eval-nll --checkpoint DIR [--data fashion-mnist|procedural] [--n N] [--batch-size N] [--seed N]");
+        out.println("        [--timestep-stride K] [--no-ema] (more: eval-nll --help)");
+        out.println("                                       negative log-likelihood in bits/dim (variational bound, T model");
+        out.println("                                       calls per batch: minutes for the default 8 images on a CPU)");
         out.println("  help                                 this text");
     }
 
