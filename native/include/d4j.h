@@ -106,10 +106,9 @@ D4J_API d4j_status d4j_backend_set_threads(d4j_backend *backend, int32_t threads
 
 /* A kernel family may have several numbered implementations (as llm.c's
  * dev/cuda), chosen at run time by name, per backend (the choice applies to
- * later calls on every thread). Families: "rng", "add_noise",
- * "diffusion_loss", "reverse_step", "timestep_embedding", "conv2d",
- * "group_norm", "silu", "residual_add", "linear", "attention", "grad_norm",
- * "adamw", "ema" (D4J_KERNEL_FAMILIES). Every variant of a
+ * later calls on every thread). The families are what d4j_kernel_families
+ * returns (one list, D4J_KERNEL_FAMILIES in native/common/backend_iface.h);
+ * each entry point's comment below names its family. Every variant of a
  * family computes the same function; the self-test compares each with the
  * CPU backend.
  * d4j_kernel_families: the family names, comma-separated.
