@@ -31,6 +31,7 @@ public final class Main {
                 case "selftest" -> SelfTestCommand.run(rest, out, err);
                 case "train" -> TrainCommand.run(rest, out, err);
                 case "sample" -> SampleCommand.run(rest, out, err);
+                case "demo" -> DemoCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -66,6 +67,9 @@ public final class Main {
         out.println("  sample --checkpoint DIR [--sampler ddpm|ddim|dpmsolver++] [--steps N] [--eta X] [--n N]");
         out.println("        [--batch-size N] [--seed N] [--out DIR] [--no-ema] [--init-noise FILE.npy] [--save-npy]");
         out.println("                                       sample images from a checkpoint (ours or diffusers) into --out");
+        out.println("  demo [--out DIR] [--steps N] [--backend cpu|cuda|cuda-sim]");
+        out.println("                                       train the default model on the built-in shapes for a few");
+        out.println("                                       minutes, then sample a DDIM-50 grid into --out (demo-output/)");
         out.println("  help                                 this text");
     }
 
