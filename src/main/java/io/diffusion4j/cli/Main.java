@@ -33,6 +33,7 @@ public final class Main {
                 case "train" -> TrainCommand.run(rest, out, err);
                 case "sample" -> SampleCommand.run(rest, out, err);
                 case "eval-nll" -> EvalNllCommand.run(rest, out, err);
+                case "demo" -> DemoCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -72,6 +73,9 @@ public final class Main {
         out.println("        [--timestep-stride K] [--no-ema] (more: eval-nll --help)");
         out.println("                                       negative log-likelihood in bits/dim (variational bound, T model");
         out.println("                                       calls per batch: minutes for the default 8 images on a CPU)");
+        out.println("  demo [--out DIR] [--steps N] [--backend cpu|cuda|cuda-sim]");
+        out.println("                                       train the default model on the built-in shapes for a few");
+        out.println("                                       minutes, then sample a DDIM-50 grid into --out (demo-output/)");
         out.println("  help                                 this text");
     }
 
