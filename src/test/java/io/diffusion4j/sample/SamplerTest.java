@@ -3,6 +3,7 @@ package io.diffusion4j.sample;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
@@ -90,11 +91,35 @@ class SamplerTest {
 
     @Test
     void imageDependsOnSeedAndIndexNotOnBatch() {
-        // image 1 of a batch of 2 equals image 1 computed as the second row of a batch of 3 (rows past count dropped)
+        // images 0, 1 of a sampler of batch 2 equal those of a sampler of batch 3 run for 2 images
         SamplerScheduler s = DdimScheduler.defaults(PredictionType.EPSILON, 1f);
         float[] two = sample(s, 3, 2, 7, 2, null);
         float[] three = sample(s, 3, 3, 7, 2, null);
         Tolerance.assertBitIdentical("ddim eta 1, batch 2 vs 3", two, three, s.toString());
+    }
+
+    /** A run of fewer images than the batch works at its real size: the model workspace is that of the count. */
+    @Test
+    void aPartialBatchRunsAtItsRealSize() {
+        SamplerScheduler s = DdpmScheduler.defaults(PredictionType.EPSILON);
+        long seed = TestRandom.fresh().nextLong();
+        long oneImage;
+        try (UNet2DModel m = model.sharingParameters(); Tensor x = Tensor.allocate(cpu, DType.FLOAT32, 1, H, W, C)) {
+            x.fill(0f);
+            m.forward(x, new float[] {1f});
+            oneImage = m.activationBytes();
+        }
+        try (Sampler sm = new Sampler(model, schedule, s, 2, 4, H, W)) {
+            float[] full = sm.run(seed, 0, 4, null, null);
+            long fullBytes = sm.workspaceBytes();
+            float[] last = sm.run(seed, 3, 1, null, null);
+            assertEquals(oneImage, sm.workspaceBytes(), "workspace after a run of 1 image");
+            assertTrue(fullBytes > 3 * oneImage, fullBytes + " vs " + oneImage);
+            Tolerance.assertBitIdentical("image 3 alone vs in a batch of 4", Arrays.copyOfRange(full, 3 * C * H * W,
+                    4 * C * H * W), last, "seed " + seed);
+            // and back to the full size
+            Tolerance.assertBitIdentical("full batch again", full, sm.run(seed, 0, 4, null, null), "seed " + seed);
+        }
     }
 
     @Test
