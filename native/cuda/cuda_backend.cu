@@ -3,6 +3,7 @@
 // for first so a machine without one gets a plain reason, not a runtime error.
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstdio>
 
 #include "cuda_common.h"
@@ -12,14 +13,42 @@ namespace d4j::cuda {
 
 const d4j_host_api *g_host = nullptr;
 
-d4j_status ensure_scratch(State *s, size_t bytes) {
-    if (bytes <= s->scratch_bytes) return D4J_OK;
-    size_t grow = bytes < 2 * s->scratch_bytes ? 2 * s->scratch_bytes : bytes;
-    void *p = nullptr;
-    D4J_CHECK(cudaMallocAsync(&p, grow, s->stream), "cudaMallocAsync(scratch)");
-    if (s->scratch) D4J_CHECK(cudaFreeAsync(s->scratch, s->stream), "cudaFreeAsync(scratch)");
-    s->scratch = p;
-    s->scratch_bytes = grow;
+static std::atomic<uint64_t> g_next_serial{1};
+
+// This thread's Scratch of backend s: a small thread_local cache keyed by the
+// backend's serial (never reused, so an entry of a closed backend cannot match a
+// new one at the same address), else the backend's map under its mutex.
+static Scratch *thread_scratch(State *s) {
+    struct Entry {
+        uint64_t serial;
+        Scratch *scratch;
+    };
+    static thread_local Entry cache[4] = {};
+    static thread_local unsigned next = 0;
+    for (const Entry &e : cache)
+        if (e.serial == s->serial) return e.scratch;
+    Scratch *sc;
+    {
+        std::lock_guard<std::mutex> lock(s->scratch_mu);
+        std::unique_ptr<Scratch> &slot = s->scratches[std::this_thread::get_id()];
+        if (!slot) slot = std::make_unique<Scratch>();
+        sc = slot.get();
+    }
+    cache[next++ % 4] = Entry{s->serial, sc};
+    return sc;
+}
+
+d4j_status ensure_scratch(State *s, size_t bytes, void **scratch) {
+    Scratch *sc = thread_scratch(s);
+    if (bytes > sc->bytes) {
+        size_t grow = bytes < 2 * sc->bytes ? 2 * sc->bytes : bytes;
+        void *p = nullptr;
+        D4J_CHECK(cudaMallocAsync(&p, grow, s->stream), "cudaMallocAsync(scratch)");
+        if (sc->ptr) D4J_CHECK(cudaFreeAsync(sc->ptr, s->stream), "cudaFreeAsync(scratch)");
+        sc->ptr = p;
+        sc->bytes = grow;
+    }
+    *scratch = sc->ptr;
     return D4J_OK;
 }
 
@@ -49,6 +78,7 @@ static d4j_status init(void **state) {
         return D4J_ERR_UNAVAILABLE;
     }
     auto *s = new State();
+    s->serial = g_next_serial.fetch_add(1);
     d4j_status st = check(cudaSetDevice(0), "cudaSetDevice");
     if (st == D4J_OK) st = check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     if (st != D4J_OK) {
@@ -62,7 +92,8 @@ static d4j_status init(void **state) {
 static void shutdown(void *state) {
     auto *s = static_cast<State *>(state);
     cudaStreamSynchronize(s->stream);
-    if (s->scratch) cudaFree(s->scratch);
+    for (auto &entry : s->scratches)
+        if (entry.second->ptr) cudaFree(entry.second->ptr);
     if (s->flush) cudaFree(s->flush);
     if (s->timer_start) cudaEventDestroy(s->timer_start);
     if (s->timer_stop) cudaEventDestroy(s->timer_stop);

@@ -8,6 +8,12 @@
 // this is native/cudasim/cuda_runtime.h.
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
 #include "../common/backend_iface.h"
 #include "../common/variants.h"
 
@@ -15,14 +21,42 @@ namespace d4j::cuda {
 
 extern const d4j_host_api *g_host;
 
+// A calling thread's per-call scratch on one backend (see ensure_scratch).
+struct Scratch {
+    void *ptr = nullptr;
+    size_t bytes = 0;
+};
+
+// Concurrency: the front lets several threads call kernels on one backend at
+// once (its D4J_USE_BACKEND shared lock only keeps d4j_backend_close out). All
+// of them enqueue on the one stream below, so device work stays in one order
+// and a buffer written by one call is complete for any later call and for
+// read/free, whichever thread makes it. What must not be shared is the
+// per-call scratch: a call copies coefficients into it and launches kernels
+// that read it later, so a second thread's copy would overwrite the first's
+// before its kernels run (or free it when growing). Each calling thread
+// therefore has its own scratch per backend. Enqueue order on the stream keeps
+// a thread's successive uses of its scratch apart, exactly as for a single
+// thread, so no lock is held around the copies and launches; the only lock is
+// taken to find a thread's scratch the first time (per thread and backend, then
+// cached in a thread_local). A scratch lives until shutdown: one per thread that
+// ever called a scratch-using kernel on the backend (threads of a pool, or a
+// new thread reusing a dead one's id, reuse it).
+// Rejected: a per-backend mutex held from the copy to the launch (it would
+// serialise all host threads on every kernel call and, where the runtime stages
+// a pageable copy by waiting for the stream, make every other thread wait for
+// the GPU); per-thread streams (a buffer made on one thread's stream and used
+// on another's would need cross-stream events everywhere, e.g. parameters
+// loaded on one thread and sampled on many).
 struct State {
     int device = 0;
     cudaStream_t stream = nullptr;
     cudaEvent_t timer_start = nullptr, timer_stop = nullptr;
     void *flush = nullptr;  // 2 x L2 bytes, written by flush_cache
     size_t flush_bytes = 0;
-    void *scratch = nullptr;  // per-call coefficient records and partial sums
-    size_t scratch_bytes = 0;
+    uint64_t serial = 0;      // unique per init in this process: keys the thread_local scratch cache
+    std::mutex scratch_mu;    // guards scratches (first lookup per thread, shutdown)
+    std::unordered_map<std::thread::id, std::unique_ptr<Scratch>> scratches;
     VariantTable variants = make_variants();
 
     static VariantTable make_variants() {
@@ -83,9 +117,10 @@ inline d4j_status check(cudaError_t e, const char *what) {
     return e == cudaErrorMemoryAllocation ? D4J_ERR_OUT_OF_MEMORY : D4J_ERR_DEVICE;
 }
 
-// Grows the scratch buffer to at least `bytes` (stream-ordered: the old one is
-// freed after queued work that may still read it).
-d4j_status ensure_scratch(State *s, size_t bytes);
+// The calling thread's scratch on this backend, grown to at least `bytes`
+// (stream-ordered: the old one is freed after queued work that may still read
+// it), into *scratch. Valid for this thread's launches of the current call.
+d4j_status ensure_scratch(State *s, size_t bytes, void **scratch);
 
 #define D4J_CHECK(expr, what)                            \
     do {                                                 \

@@ -263,10 +263,11 @@ d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const fl
     const size_t w_part = dweight ? (size_t)(splits * wcount) * sizeof(float) : 0;
     const size_t w_aligned = (w_part + 255) & ~(size_t)255;
     const size_t b_part = dbias ? (size_t)(splits * g.c_out) * sizeof(float) : 0;
-    d4j_status st = ensure_scratch(s, w_aligned + b_part);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    d4j_status st = ensure_scratch(s, w_aligned + b_part, &scratch);
     if (st != D4J_OK) return st;
-    float *wpart = static_cast<float *>(s->scratch);
-    float *bpart = reinterpret_cast<float *>(static_cast<char *>(s->scratch) + w_aligned);
+    float *wpart = static_cast<float *>(scratch);
+    float *bpart = reinterpret_cast<float *>(static_cast<char *>(scratch) + w_aligned);
     if (dweight) {
         DwOp op{g, x, dy, (int64_t)taps * g.c_in, g.c_out, P};
         const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN), (unsigned)splits);

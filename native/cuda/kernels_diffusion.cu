@@ -200,10 +200,11 @@ template <class T>
 static d4j_status upload(State *s, const T *host, int32_t count, size_t extra_bytes, T **dev) {
     size_t bytes = sizeof(T) * (size_t)count;
     size_t aligned = (bytes + 255) & ~(size_t)255;
-    d4j_status st = ensure_scratch(s, aligned + extra_bytes);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    d4j_status st = ensure_scratch(s, aligned + extra_bytes, &scratch);
     if (st != D4J_OK) return st;
-    D4J_CHECK(cudaMemcpyAsync(s->scratch, host, bytes, cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync(coef)");
-    *dev = static_cast<T *>(s->scratch);
+    D4J_CHECK(cudaMemcpyAsync(scratch, host, bytes, cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync(coef)");
+    *dev = static_cast<T *>(scratch);
     return D4J_OK;
 }
 
@@ -236,7 +237,7 @@ d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch,
     d4j_loss_coef *dcoef;
     d4j_status st = upload(s, coef, batch, sizeof(float) * (size_t)(chunks * batch), &dcoef);
     if (st != D4J_OK) return st;
-    float *partial = reinterpret_cast<float *>(static_cast<char *>(s->scratch) + coef_bytes);
+    float *partial = reinterpret_cast<float *>(reinterpret_cast<char *>(dcoef) + coef_bytes);
     const dim3 grid((unsigned)chunks, (unsigned)batch);
     const char *kernel = "loss_partial_kernel";
     switch (s->variants.index("diffusion_loss")) {

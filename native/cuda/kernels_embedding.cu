@@ -22,10 +22,11 @@ d4j_status timestep_embedding(void *state, const float *t, int32_t batch, int32_
                               int32_t half, int32_t flip, float *out) {
     auto *s = static_cast<State *>(state);
     size_t tb = ((sizeof(float) * (size_t)batch) + 255) & ~(size_t)255;
-    d4j_status st = ensure_scratch(s, tb + sizeof(double) * (size_t)half);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    d4j_status st = ensure_scratch(s, tb + sizeof(double) * (size_t)half, &scratch);
     if (st != D4J_OK) return st;
-    float *dt = static_cast<float *>(s->scratch);
-    double *df = reinterpret_cast<double *>(static_cast<char *>(s->scratch) + tb);
+    float *dt = static_cast<float *>(scratch);
+    double *df = reinterpret_cast<double *>(static_cast<char *>(scratch) + tb);
     D4J_CHECK(cudaMemcpyAsync(dt, t, sizeof(float) * batch, cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync(t)");
     D4J_CHECK(cudaMemcpyAsync(df, freqs, sizeof(double) * half, cudaMemcpyHostToDevice, s->stream),
               "cudaMemcpyAsync(freqs)");

@@ -327,8 +327,9 @@ d4j_status linear_backward(void *state, const float *x, const float *w, const fl
                               (long long)rows, (long long)chunks);
             return D4J_ERR_INVALID_ARGUMENT;
         }
-        if ((st = ensure_scratch(s, sizeof(float) * (size_t)(chunks * out))) != D4J_OK) return st;
-        float *partial = static_cast<float *>(s->scratch);
+        void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+        if ((st = ensure_scratch(s, sizeof(float) * (size_t)(chunks * out), &scratch)) != D4J_OK) return st;
+        float *partial = static_cast<float *>(scratch);
         D4J_LAUNCH(bias_partial_kernel, dim3(blocks_for(out, 128), (unsigned)chunks), 128, 0, s->stream, dy, rows,
                    (int64_t)out, partial);
         if ((st = launched("bias_partial_kernel")) != D4J_OK) return st;
@@ -355,8 +356,9 @@ d4j_status attention_backward(void *state, const float *q, const float *k, const
     auto *s = static_cast<State *>(state);
     d4j_status st = check_attn("attention_backward", batch, tokens, heads, head_dim);
     if (st != D4J_OK) return st;
-    if ((st = ensure_scratch(s, sizeof(float) * (size_t)batch * heads * tokens)) != D4J_OK) return st;
-    float *dsum = static_cast<float *>(s->scratch);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    if ((st = ensure_scratch(s, sizeof(float) * (size_t)batch * heads * tokens, &scratch)) != D4J_OK) return st;
+    float *dsum = static_cast<float *>(scratch);
     const AttnDims a{batch, tokens, heads, head_dim, scale};
     const dim3 grid((unsigned)tokens, (unsigned)(batch * heads));
     D4J_LAUNCH(attn_bwd_rows_kernel, grid, kAttnThreads, attn_smem(1, tokens, head_dim), s->stream, a, q, k, v, out,

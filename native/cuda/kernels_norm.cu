@@ -291,10 +291,11 @@ d4j_status group_norm_forward(void *state, const float *x, const float *tb, cons
     if (st != D4J_OK) return st;
     const int64_t splits = splits_of(hw);
     const size_t part = align256(sizeof(float) * (size_t)(n * splits * c));
-    st = ensure_scratch(s, 2 * part);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    st = ensure_scratch(s, 2 * part, &scratch);
     if (st != D4J_OK) return st;
-    float *pmean = static_cast<float *>(s->scratch);
-    float *pm2 = reinterpret_cast<float *>(static_cast<char *>(s->scratch) + part);
+    float *pmean = static_cast<float *>(scratch);
+    float *pm2 = reinterpret_cast<float *>(static_cast<char *>(scratch) + part);
     const dim3 grid1((unsigned)((c + kTileC - 1) / kTileC), (unsigned)splits, (unsigned)n);
     D4J_LAUNCH(gn_stats_partial_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, x, tb, hw, c, pmean, pm2);
     st = launched("gn_stats_partial_kernel");
@@ -321,9 +322,10 @@ d4j_status group_norm_backward(void *state, const float *dy, const float *x, con
     const int64_t ng = (int64_t)n * groups;
     const size_t part = align256(sizeof(float) * (size_t)(n * splits * c));
     const size_t grp = align256(sizeof(float) * (size_t)ng);
-    st = ensure_scratch(s, 3 * part + 2 * grp);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    st = ensure_scratch(s, 3 * part + 2 * grp, &scratch);
     if (st != D4J_OK) return st;
-    char *base = static_cast<char *>(s->scratch);
+    char *base = static_cast<char *>(scratch);
     float *pa = reinterpret_cast<float *>(base), *pb = reinterpret_cast<float *>(base + part);
     float *px = reinterpret_cast<float *>(base + 2 * part);
     float *m1 = reinterpret_cast<float *>(base + 3 * part), *m2 = reinterpret_cast<float *>(base + 3 * part + grp);

@@ -80,9 +80,10 @@ d4j_status grad_sumsq(void *state, const float *grad, int64_t count, double *sum
     auto *s = static_cast<State *>(state);
     const int64_t want = (count + (int64_t)kNormThreads * kNormPerThread - 1) / ((int64_t)kNormThreads * kNormPerThread);
     const int blocks = (int)(want < kNormMaxBlocks ? want : kNormMaxBlocks);
-    d4j_status st = ensure_scratch(s, sizeof(double) * (size_t)(kNormMaxBlocks + 1));
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    d4j_status st = ensure_scratch(s, sizeof(double) * (size_t)(kNormMaxBlocks + 1), &scratch);
     if (st != D4J_OK) return st;
-    double *partial = static_cast<double *>(s->scratch);
+    double *partial = static_cast<double *>(scratch);
     double *total = partial + kNormMaxBlocks;
     D4J_LAUNCH(sumsq_partial_kernel, blocks, kNormThreads, 0, s->stream, grad, count, partial);
     st = launched("sumsq_partial_kernel");

@@ -94,11 +94,12 @@ __global__ void x0_threshold_kernel(const d4j_sampler_coef *coef, int64_t n, con
 // Copies the per-sample coefficient records into the stream-ordered scratch buffer.
 d4j_status upload_coef(State *s, const d4j_sampler_coef *host, int32_t batch, d4j_sampler_coef **dev) {
     const size_t bytes = sizeof(d4j_sampler_coef) * (size_t)batch;
-    d4j_status st = ensure_scratch(s, bytes);
+    void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
+    d4j_status st = ensure_scratch(s, bytes, &scratch);
     if (st != D4J_OK) return st;
-    D4J_CHECK(cudaMemcpyAsync(s->scratch, host, bytes, cudaMemcpyHostToDevice, s->stream),
+    D4J_CHECK(cudaMemcpyAsync(scratch, host, bytes, cudaMemcpyHostToDevice, s->stream),
               "cudaMemcpyAsync(sampler coef)");
-    *dev = static_cast<d4j_sampler_coef *>(s->scratch);
+    *dev = static_cast<d4j_sampler_coef *>(scratch);
     return D4J_OK;
 }
 

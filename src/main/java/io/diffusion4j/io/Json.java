@@ -70,6 +70,26 @@ public final class Json {
         }
     }
 
+    /**
+     * {@link #parseObject} that also accepts the tokens {@code NaN}, {@code Infinity} and {@code -Infinity} as
+     * {@link Double} values: what Python's {@code json.dumps} writes for non-finite floats, e.g. diffusers'
+     * {@code "lambda_min_clipped": -Infinity} in every DPMSolverMultistepScheduler scheduler_config.json.
+     * Everything else is as strict as {@link #parseObject}.
+     */
+    @SuppressWarnings("unchecked")
+    public static LinkedHashMap<String, Object> parseObjectFromPython(String text) {
+        if (text == null) {
+            throw new JsonException("JSON text is null");
+        }
+        Parser p = new Parser(text);
+        p.pythonConstants = true;
+        Object v = p.document();
+        if (!(v instanceof LinkedHashMap)) {
+            throw new JsonException("expected a JSON object at the top level, got " + typeName(v));
+        }
+        return (LinkedHashMap<String, Object>) v;
+    }
+
     /** Parses a document that must be a JSON object. */
     @SuppressWarnings("unchecked")
     public static LinkedHashMap<String, Object> parseObject(String text) {
@@ -96,6 +116,7 @@ public final class Json {
         private final String s;
         private int pos;
         private int depth;
+        private boolean pythonConstants; // NaN, Infinity, -Infinity (see parseObjectFromPython)
 
         Parser(String s) {
             this.s = s;
@@ -139,6 +160,13 @@ public final class Json {
                     literal("null");
                     return null;
                 default:
+                    if (pythonConstants && (s.startsWith("NaN", pos) || s.startsWith("Infinity", pos)
+                            || s.startsWith("-Infinity", pos))) {
+                        String lit = s.charAt(pos) == 'N' ? "NaN" : s.charAt(pos) == 'I' ? "Infinity" : "-Infinity";
+                        literal(lit);
+                        return lit.equals("NaN") ? Double.NaN
+                                : lit.equals("Infinity") ? Double.POSITIVE_INFINITY : Double.NEGATIVE_INFINITY;
+                    }
                     if (c == '-' || (c >= '0' && c <= '9')) {
                         return number();
                     }

@@ -51,8 +51,9 @@ import java.util.SplittableRandom;
  * {@code seed}, parameter by parameter in state-dict order, each in its on-disk element order, so the
  * result is independent of the backend.
  *
- * <p><b>Activations.</b> {@link #forward} allocates the saved activations and backward scratch on the
- * first call for a given {@code (N, H, W)} and reuses them for later calls of the same size (a new size
+ * <p><b>Activations.</b> {@link #forward} allocates the saved activations and backward scratch (an inference
+ * instance from {@link #sharingParameters()}: the forward activations only) on the first call for a given
+ * {@code (N, H, W)} and reuses them for later calls of the same size (a new size
  * releases and reallocates). The tensors returned by {@link #forward} and {@link #backward} belong to the
  * model: valid until the next call or {@link #close}. {@link #close} releases everything.
  *
@@ -511,11 +512,11 @@ public final class UNet2DModel implements AutoCloseable {
             e1s = act(n, t);
             emb = act(n, t);
             embS = act(n, t);
-            dEmbS = act(n, t);
-            dEmbTmp = act(n, t);
-            dEmb = act(n, t);
-            de1s = act(n, t);
-            de1 = act(n, t);
+            dEmbS = bwd(n, t);
+            dEmbTmp = bwd(n, t);
+            dEmb = bwd(n, t);
+            de1s = bwd(n, t);
+            de1 = bwd(n, t);
             Shape s = new Shape(n, h, w, config.inChannels());
             List<Shape> skipShapes = new ArrayList<>();
             for (List<Step> unit : downUnits) {
@@ -543,6 +544,18 @@ public final class UNet2DModel implements AutoCloseable {
         Tensor t = Tensor.allocate(backend, DType.FLOAT32, shape);
         acts.add(t);
         return t;
+    }
+
+    /**
+     * A buffer only {@link #backward} uses (input gradients and backward scratch): none (null) on an inference
+     * instance, which cannot run backward, so it holds forward activations only.
+     */
+    private Tensor bwd(long... shape) {
+        return source != null ? null : act(shape);
+    }
+
+    private Tensor bwdView(Tensor owner, long... shape) {
+        return owner == null ? null : actView(owner, shape);
     }
 
     private Tensor actView(Tensor owner, long... shape) {
@@ -626,7 +639,7 @@ public final class UNet2DModel implements AutoCloseable {
         public Shape alloc(Shape in) {
             long[] ys = spec.outputShape(in.dims(), w.dim(3));
             y = act(ys);
-            dx = act(in.dims());
+            dx = bwd(in.dims());
             return new Shape(in.n(), (int) ys[1], (int) ys[2], (int) ys[3]);
         }
 
@@ -662,7 +675,7 @@ public final class UNet2DModel implements AutoCloseable {
         @Override
         public Shape alloc(Shape in) {
             y = act(in.dims());
-            dx = act(in.dims());
+            dx = bwd(in.dims());
             mean = act(in.n(), groups);
             rstd = act(in.n(), groups);
             return in;
@@ -723,13 +736,13 @@ public final class UNet2DModel implements AutoCloseable {
             h3 = act(s.dims());
             mean2 = act(s.n(), groups);
             rstd2 = act(s.n(), groups);
-            dh2 = act(s.dims());
-            dtproj = act(s.n(), s.c());
+            dh2 = bwd(s.dims());
+            dtproj = bwd(s.n(), s.c());
             conv2.alloc(s);
             if (shortcut != null) shortcut.alloc(in);
             out = act(s.dims());
-            dScaled = invScale != 1f ? act(s.dims()) : null;
-            dx = act(in.dims());
+            dScaled = invScale != 1f ? bwd(s.dims()) : null;
+            dx = bwd(in.dims());
             return s;
         }
 
@@ -814,18 +827,18 @@ public final class UNet2DModel implements AutoCloseable {
             lse = act(in.n(), heads, tokens);
             proj = act(d);
             out = act(d);
-            dScaled = invScale != 1f ? act(d) : null;
-            dO = act(d);
-            dO3 = actView(dO, in.n(), tokens, in.c());
-            dq = act(d);
-            dk = act(d);
-            dv = act(d);
-            dq3 = actView(dq, in.n(), tokens, in.c());
-            dk3 = actView(dk, in.n(), tokens, in.c());
-            dv3 = actView(dv, in.n(), tokens, in.c());
-            dhn = act(d);
-            dtmp = act(d);
-            dx = act(d);
+            dScaled = invScale != 1f ? bwd(d) : null;
+            dO = bwd(d);
+            dO3 = bwdView(dO, in.n(), tokens, in.c());
+            dq = bwd(d);
+            dk = bwd(d);
+            dv = bwd(d);
+            dq3 = bwdView(dq, in.n(), tokens, in.c());
+            dk3 = bwdView(dk, in.n(), tokens, in.c());
+            dv3 = bwdView(dv, in.n(), tokens, in.c());
+            dhn = bwd(d);
+            dtmp = bwd(d);
+            dx = bwd(d);
             return in;
         }
 
@@ -879,8 +892,8 @@ public final class UNet2DModel implements AutoCloseable {
             c2 = skip.c();
             Shape s = new Shape(h.n(), h.h(), h.w(), c1 + c2);
             out = act(s.dims());
-            da = act(h.dims());
-            db = act(skip.dims());
+            da = bwd(h.dims());
+            db = bwd(skip.dims());
             return s;
         }
 

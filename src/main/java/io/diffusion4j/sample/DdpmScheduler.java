@@ -16,7 +16,9 @@ import java.util.Objects;
  *   <li>trailing: {@code round(np.arange(T, 0, -T / n)) - 1}</li>
  *   <li>linspace: {@code round(np.linspace(0, T - 1, n))} reversed</li>
  * </ul>
- * Each step goes to the next timestep of the list, the last to -1 ({@code previous_timestep}); the update is
+ * Each step goes to the next timestep of the list, the last to -1 ({@code previous_timestep} of diffusers 0.32 and
+ * later; v0.31 and earlier step to {@code t - T // n} whatever the spacing, which agrees for leading spacing
+ * with steps_offset 0 and for n = T, see DiffusersSamplerCrossCheckTest); the update is
  * the posterior mean plus noise of variance {@code fixed_small} (posterior variance) or {@code fixed_large}
  * (beta), none at t = 0; the x0 prediction is thresholded or clipped first.
  */

@@ -73,8 +73,10 @@ public record DpmSolverScheduler(PredictionType prediction, Thresholding thresho
             "use_beta_sigmas", "use_flow_sigmas"}) {
             if (ConfigValues.bool(m, k, false)) throw unsupported(k, "true");
         }
-        double lmc = m.get("lambda_min_clipped") == null ? Double.NEGATIVE_INFINITY
-                : ConfigValues.number(m, "lambda_min_clipped", 0);
+        // diffusers writes its default as -Infinity (Python's json.dumps)
+        Object lmcValue = m.get("lambda_min_clipped");
+        double lmc = lmcValue == null || (lmcValue instanceof Double dv && dv == Double.NEGATIVE_INFINITY)
+                ? Double.NEGATIVE_INFINITY : ConfigValues.number(m, "lambda_min_clipped", 0);
         if (lmc != Double.NEGATIVE_INFINITY) throw unsupported("lambda_min_clipped", Double.toString(lmc));
         return new DpmSolverScheduler(ConfigValues.prediction(m), ConfigValues.thresholding(m),
                 ConfigValues.spacing(m, TimestepSpacing.LINSPACE), ConfigValues.integer(m, "steps_offset", 0),

@@ -155,7 +155,7 @@ public final class SampleCommand {
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
         Map<String, Object> schedCfg;
         try {
-            schedCfg = Json.parseObject(Files.readString(loc.schedulerConfig(), StandardCharsets.UTF_8));
+            schedCfg = Json.parseObjectFromPython(Files.readString(loc.schedulerConfig(), StandardCharsets.UTF_8));
         } catch (RuntimeException e) {
             throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
         }

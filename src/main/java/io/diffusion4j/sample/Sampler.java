@@ -137,47 +137,83 @@ public final class Sampler implements AutoCloseable {
         return batch;
     }
 
+    /** Native bytes of the model workspace (activations) as sized by the last run (test hook). */
+    long workspaceBytes() {
+        return model.activationBytes();
+    }
+
     /** Floats of one image (C * H * W). */
     public long imageFloats() {
         return perImage;
     }
 
     /**
-     * Samples {@code count <= batch} images g = firstImage .. firstImage + count - 1 (the batch is always run
-     * whole; rows past count are computed from their own streams and dropped).
+     * Samples {@code count <= batch} images g = firstImage .. firstImage + count - 1. A run with
+     * {@code count < batch} works on the first count rows only (model call and update kernels at the real
+     * size; the model workspace is reallocated for that size, and back on the next full run).
      *
      * @param initNoise x_T as float32 NCHW [count, C, H, W], or null to draw it
      * @param progress may be null
      * @return the final samples, float32 NCHW [count, C, H, W], before any quantisation
      */
     public float[] run(long seed, long firstImage, int count, float[] initNoise, Progress progress) {
+        return run(seed, firstImage, count, initNoise, progress, null);
+    }
+
+    /** Sees the sample after every step (test hook: one device read per step). */
+    interface StepObserver {
+        /** @param x the sample after step {@code step} (0-based), float32 NCHW [count, C, H, W] */
+        void after(int step, float[] x);
+    }
+
+    float[] run(long seed, long firstImage, int count, float[] initNoise, Progress progress, StepObserver observer) {
         checkOpen();
         if (count < 1 || count > batch) throw new IllegalArgumentException("count must be in [1, " + batch + "], got " + count);
-        if (firstImage < 0 || firstImage + batch > (1L << 31)) {
-            throw new IllegalArgumentException("firstImage must be in [0, 2^31 - batch], got " + firstImage);
+        if (firstImage < 0 || firstImage + count > (1L << 31)) {
+            throw new IllegalArgumentException("firstImage must be in [0, 2^31 - count], got " + firstImage);
         }
         if (initNoise != null && initNoise.length != count * perImage) {
             throw new IllegalArgumentException("initNoise has " + initNoise.length + " floats, [" + count + ", "
                     + channels + ", " + height + ", " + width + "] needs " + count * perImage);
         }
+        if (count == batch) return loop(seed, firstImage, count, initNoise, progress, observer, x, x0, threshold);
+        // the first count rows of every buffer, as tensors of batch count
+        List<Tensor> views = new ArrayList<>(3);
+        try {
+            Tensor xv = x.view(0, count, height, width, channels);
+            views.add(xv);
+            Tensor x0v = null, thv = null;
+            if (x0 != null) {
+                x0v = x0.view(0, count, height, width, channels);
+                views.add(x0v);
+            }
+            if (threshold != null) {
+                thv = threshold.view(0, count);
+                views.add(thv);
+            }
+            return loop(seed, firstImage, count, initNoise, progress, observer, xv, x0v, thv);
+        } finally {
+            for (int i = views.size() - 1; i >= 0; i--) views.get(i).close();
+        }
+    }
+
+    private float[] loop(long seed, long firstImage, int count, float[] initNoise, Progress progress,
+                         StepObserver observer, Tensor x, Tensor x0, Tensor threshold) {
         Backend be = x.backend();
-        for (int b = 0; b < batch; b++) {
-            long g = firstImage + b;
-            if (initNoise != null && b < count) continue;
-            DiffusionKernels.randomNormal(be, seed, g << 32, rows.get(b));
-        }
         if (initNoise != null) {
-            float[] host = x.toFloatArray();
-            float[] nhwc = ImageLayout.nchwToNhwc(initNoise, count, channels, height, width);
-            System.arraycopy(nhwc, 0, host, 0, nhwc.length);
-            x.copyFrom(host);
+            x.copyFrom(ImageLayout.nchwToNhwc(initNoise, count, channels, height, width));
+        } else {
+            for (int b = 0; b < count; b++) DiffusionKernels.randomNormal(be, seed, (firstImage + b) << 32, rows.get(b));
         }
-        PredictionType pred = scheduler.prediction();
-        Thresholding th = scheduler.thresholding();
+        // per-call host arrays of length count (the kernels take one entry per row); reused when count == batch
+        int[] t = count == batch ? this.t : new int[count], prev = count == batch ? this.prev : new int[count];
+        int[] last = count == batch ? this.last : new int[count];
+        float[] tModel = count == batch ? this.tModel : new float[count];
+        long[] seeds = count == batch ? this.seeds : new long[count], offsets = count == batch ? this.offsets : new long[count];
         SampleNoise noise = new SampleNoise(seeds, offsets);
         for (int i = 0; i < plan.size(); i++) {
             SamplerStep s = plan.get(i);
-            for (int b = 0; b < batch; b++) {
+            for (int b = 0; b < count; b++) {
                 t[b] = s.timestep();
                 prev[b] = s.prevTimestep();
                 last[b] = s.lastTimestep();
@@ -186,34 +222,48 @@ public final class Sampler implements AutoCloseable {
                 offsets[b] = ((firstImage + b) << 32) | (i + 1);
             }
             Tensor out = model.forward(x, tModel);
-            if (th != null) SamplerKernels.x0Threshold(nativeSchedule, pred, x, out, t, th.ratio(), th.sampleMaxValue(), threshold);
-            switch (scheduler) {
-                case DdpmScheduler d -> {
-                    if (th != null) {
-                        SamplerKernels.ddpmStepThresholded(nativeSchedule, pred, d.variance(), threshold, x, out, t,
-                                prev, noise, x);
-                    } else {
-                        DiffusionKernels.ddpmStep(nativeSchedule, pred, d.variance(), d.clipSample(),
-                                (float) d.clipSampleRange(), x, out, t, prev, noise, x);
-                    }
-                }
-                case DdimScheduler d -> {
-                    double fa = d.finalAlphaCumprod(schedule);
-                    if (th != null) {
-                        SamplerKernels.ddimStepThresholded(nativeSchedule, pred, d.eta(), d.useClippedModelOutput(), fa,
-                                threshold, x, out, t, prev, noise, x);
-                    } else {
-                        DiffusionKernels.ddimStep(nativeSchedule, pred, d.eta(), d.clipSample(),
-                                (float) d.clipSampleRange(), d.useClippedModelOutput(), fa, x, out, t, prev, noise, x);
-                    }
-                }
-                case DpmSolverScheduler d -> SamplerKernels.dpmSolverStep(nativeSchedule, pred, th != null ? threshold : null,
-                        x, out, s.lastTimestep() >= 0 ? x0 : null, t, prev, last, x0, x);
-            }
+            update(nativeSchedule, schedule, scheduler, s, x, out, x0, threshold, t, prev, last, noise);
+            if (observer != null) observer.after(i, ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width));
             if (progress != null) progress.step(i + 1, plan.size());
         }
-        float[] nhwc = x.toFloatArray();
-        return ImageLayout.nhwcToNchw(nhwc, count, channels, height, width);
+        return ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width);
+    }
+
+    /**
+     * One step's update of x in place from the model output {@code out}: with dynamic thresholding the per-sample
+     * threshold first, then the scheduler's fused step kernel ({@code x0} carries DPM-Solver++'s previous x0
+     * prediction; {@code threshold} is float32[rows], only with thresholding). t, prev, last and noise hold one
+     * entry per row (the plan step's values).
+     */
+    static void update(NativeSchedule nativeSchedule, NoiseSchedule schedule, SamplerScheduler scheduler, SamplerStep s,
+                       Tensor x, Tensor out, Tensor x0, Tensor threshold, int[] t, int[] prev, int[] last,
+                       SampleNoise noise) {
+        PredictionType pred = scheduler.prediction();
+        Thresholding th = scheduler.thresholding();
+        if (th != null) SamplerKernels.x0Threshold(nativeSchedule, pred, x, out, t, th.ratio(), th.sampleMaxValue(), threshold);
+        switch (scheduler) {
+            case DdpmScheduler d -> {
+                if (th != null) {
+                    SamplerKernels.ddpmStepThresholded(nativeSchedule, pred, d.variance(), threshold, x, out, t, prev,
+                            noise, x);
+                } else {
+                    DiffusionKernels.ddpmStep(nativeSchedule, pred, d.variance(), d.clipSample(),
+                            (float) d.clipSampleRange(), x, out, t, prev, noise, x);
+                }
+            }
+            case DdimScheduler d -> {
+                double fa = d.finalAlphaCumprod(schedule);
+                if (th != null) {
+                    SamplerKernels.ddimStepThresholded(nativeSchedule, pred, d.eta(), d.useClippedModelOutput(), fa,
+                            threshold, x, out, t, prev, noise, x);
+                } else {
+                    DiffusionKernels.ddimStep(nativeSchedule, pred, d.eta(), d.clipSample(), (float) d.clipSampleRange(),
+                            d.useClippedModelOutput(), fa, x, out, t, prev, noise, x);
+                }
+            }
+            case DpmSolverScheduler d -> SamplerKernels.dpmSolverStep(nativeSchedule, pred, th != null ? threshold : null,
+                    x, out, s.lastTimestep() >= 0 ? x0 : null, t, prev, last, x0, x);
+        }
     }
 
     private void checkOpen() {

@@ -424,7 +424,7 @@ public final class Checkpoint {
     /** The noise schedule a scheduler_config.json describes (DDPMScheduler keys). */
     public static NoiseSchedule readSchedule(Path file) throws IOException {
         try {
-            Map<String, Object> m = Json.parseObject(Files.readString(file, StandardCharsets.UTF_8));
+            Map<String, Object> m = Json.parseObjectFromPython(Files.readString(file, StandardCharsets.UTF_8));
             Object t = m.getOrDefault("num_train_timesteps", 1000L);
             Object bs = m.getOrDefault("beta_schedule", "linear");
             if (!(t instanceof Long tl) || tl < 1 || tl > 100_000) throw new IOException(file + ": bad num_train_timesteps " + t);

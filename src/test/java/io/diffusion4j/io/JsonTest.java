@@ -37,6 +37,23 @@ class JsonTest {
 
     // ---- values -----------------------------------------------------------------------------------
 
+    /** Python's json.dumps writes non-finite floats as bare tokens (diffusers: "lambda_min_clipped": -Infinity). */
+    @Test
+    void pythonNonFiniteConstantsOnlyWhereAsked() {
+        String text = "{\"a\": -Infinity, \"b\": [Infinity, NaN], \"c\": -1.5, \"d\": -0}";
+        Map<String, Object> m = Json.parseObjectFromPython(text);
+        assertEquals(Double.NEGATIVE_INFINITY, m.get("a"));
+        assertEquals(List.of(Double.POSITIVE_INFINITY, Double.NaN), m.get("b"));
+        assertEquals(-1.5, m.get("c"));
+        assertEquals(0L, m.get("d"));
+        JsonException e = assertThrows(JsonException.class, () -> Json.parseObject(text));
+        assertTrue(e.getMessage().contains("line 1"), e.getMessage());
+        for (String bad : new String[] {"{\"a\": Inf}", "{\"a\": -NaN}", "{\"a\": nan}", "{\"a\": Infinityx}",
+            "{\"a\": -Infinity,}"}) {
+            assertThrows(JsonException.class, () -> Json.parseObjectFromPython(bad), bad);
+        }
+    }
+
     @Test
     void parsesEveryValueTypeToPlainJava() {
         Map<String, Object> m = Json.parseObject(SAMPLE);

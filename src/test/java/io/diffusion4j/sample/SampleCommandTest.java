@@ -111,6 +111,28 @@ class SampleCommandTest {
         }
     }
 
+    /** n = 5 in batches of 2 (the last one of 1 image, run at that size) gives the images of one batch of 5. */
+    @Test
+    void imagesDoNotDependOnTheBatchSize() throws IOException {
+        Path ck = checkpoint(false);
+        long seed = TestRandom.fresh().nextLong();
+        for (String[] sampler : new String[][] {{"ddpm"}, {"ddim", "--eta", "1"}, {"dpmsolver++"}}) {
+            float[][] got = new float[2][];
+            for (int k = 0; k < 2; k++) {
+                Path out = dir.resolve(sampler[0] + "-batch" + k);
+                List<String> args = new ArrayList<>(List.of("sample", "--checkpoint", ck.toString(), "--steps", "3",
+                        "--n", "5", "--batch-size", k == 0 ? "2" : "5", "--seed", Long.toString(seed), "--out",
+                        out.toString(), "--save-npy", "--backend", "cpu", "--sampler"));
+                args.addAll(List.of(sampler));
+                Result res = run(args.toArray(String[]::new));
+                assertEquals(0, res.code(), res.err() + res.out());
+                got[k] = Npy.read(out.resolve("samples.npy")).data();
+            }
+            assertEquals(5 * 64, got[0].length);
+            assertArrayEquals(got[1], got[0], sampler[0] + ": batch 2 vs 5, seed " + seed);
+        }
+    }
+
     @Test
     void initNoiseStartsTheChainFromTheGivenXT() throws IOException {
         Path ck = checkpoint(false);

@@ -114,6 +114,53 @@ class SamplerParityTest {
         }
     }
 
+    /**
+     * Several threads sampling at once from one model on one device backend: each equals its single-threaded
+     * run bit for bit (cuda-sim is deterministic). Every step uploads per-sample coefficients into the
+     * backend's per-call scratch (step kernels, timestep embedding, group norm partials), so threads sharing
+     * one scratch would read each other's coefficients. Small: 4x4 images, batch 1, 2 steps, 3 threads.
+     */
+    @ParameterizedTest
+    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
+    void concurrentSamplersEqualTheirSingleThreadedRuns(BackendKind kind) throws Exception {
+        long seed = TestRandom.fresh().nextLong();
+        List<SamplerScheduler> all = List.of(DdpmScheduler.defaults(PredictionType.EPSILON),
+                new DpmSolverScheduler(PredictionType.V_PREDICTION, Thresholding.defaults(), TimestepSpacing.LINSPACE, 0,
+                        true, false, DpmSolverScheduler.FinalSigmas.ZERO),
+                new DdimScheduler(PredictionType.SAMPLE, 0.5f, false, 1.0, new Thresholding(0.9, 2f),
+                        TimestepSpacing.TRAILING, 0, true, false));
+        try (Backend dev = device(kind); UNet2DModel m = new UNet2DModel(dev, SamplerTest.tinyConfig(), seed)) {
+            float[][] single = new float[all.size()][];
+            for (int k = 0; k < all.size(); k++) single[k] = sampleSmall(m, all.get(k), seed + k);
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(all.size());
+            try {
+                for (int round = 0; round < 2; round++) {
+                    java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(all.size());
+                    List<java.util.concurrent.Future<float[]>> fs = new java.util.ArrayList<>();
+                    for (int k = 0; k < all.size(); k++) {
+                        int kk = k;
+                        fs.add(pool.submit(() -> {
+                            start.await();
+                            return sampleSmall(m, all.get(kk), seed + kk);
+                        }));
+                    }
+                    for (int k = 0; k < all.size(); k++) {
+                        Tolerance.assertBitIdentical(kind + " concurrent " + all.get(k).name(), single[k], fs.get(k).get(),
+                                "round " + round + ", seed " + seed);
+                    }
+                }
+            } finally {
+                pool.shutdownNow();
+            }
+        }
+    }
+
+    static float[] sampleSmall(UNet2DModel m, SamplerScheduler s, long seed) {
+        try (Sampler sm = new Sampler(m, schedule, s, 2, 1, 4, 4)) {
+            return sm.run(seed, 0, 1, null, null);
+        }
+    }
+
     static float[] run(Backend be, float[] params, SamplerScheduler s, long seed) {
         try (UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), 0)) {
             m.loadFlat(params);
