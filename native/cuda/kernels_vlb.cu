@@ -67,9 +67,10 @@ d4j_status vlb_terms(void *state, const d4j_vlb_coef *coef, int32_t batch, int64
     // scratch: [coef (256-byte aligned)] [partial: batch * chunks doubles] [terms: batch doubles]
     const size_t coef_bytes = (sizeof(d4j_vlb_coef) * (size_t)batch + 255) & ~(size_t)255;
     const size_t partial_bytes = sizeof(double) * (size_t)(batch * chunks);
-    d4j_status st = ensure_scratch(s, coef_bytes + partial_bytes + sizeof(double) * (size_t)batch);
+    void *scratch = nullptr;
+    d4j_status st = ensure_scratch(s, coef_bytes + partial_bytes + sizeof(double) * (size_t)batch, &scratch);
     if (st != D4J_OK) return st;
-    char *base = static_cast<char *>(s->scratch);
+    char *base = static_cast<char *>(scratch);
     auto *dcoef = reinterpret_cast<d4j_vlb_coef *>(base);
     auto *partial = reinterpret_cast<double *>(base + coef_bytes);
     auto *dterms = reinterpret_cast<double *>(base + coef_bytes + partial_bytes);
