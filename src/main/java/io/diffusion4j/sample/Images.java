@@ -1,5 +1,6 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.io.AtomicFiles;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -54,10 +55,25 @@ public final class Images {
         return g;
     }
 
+    /** The image enlarged {@code k} times by pixel repetition (nearest neighbour; k = 1 returns it as is). */
+    public static BufferedImage scaled(BufferedImage img, int k) {
+        if (k < 1) throw new IllegalArgumentException("scale must be >= 1, got " + k);
+        if (k == 1) return img;
+        BufferedImage out = new BufferedImage(img.getWidth() * k, img.getHeight() * k, img.getType());
+        int bands = img.getRaster().getNumBands();
+        int[] px = new int[bands];
+        for (int y = 0; y < out.getHeight(); y++) {
+            for (int x = 0; x < out.getWidth(); x++) {
+                out.getRaster().setPixel(x, y, img.getRaster().getPixel(x / k, y / k, px));
+            }
+        }
+        return out;
+    }
+
     /** Writes a PNG atomically. */
     public static void writePng(Path file, BufferedImage img) throws IOException {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         if (!ImageIO.write(img, "png", bytes)) throw new IOException("no PNG writer available");
-        Npy.writeAtomic(file, bytes.toByteArray());
+        AtomicFiles.write(file, bytes.toByteArray());
     }
 }

@@ -1,16 +1,13 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.io.AtomicFiles;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -116,25 +113,6 @@ public final class Npy {
 
     /** Writes a float32 .npy file atomically. */
     public static void write(Path file, long[] shape, float[] data) throws IOException {
-        writeAtomic(file, encode(shape, data));
-    }
-
-    /** Writes bytes atomically: a temporary file in the same directory, fsync, then an atomic rename. */
-    static void writeAtomic(Path path, byte[] bytes) throws IOException {
-        Path target = path.toAbsolutePath();
-        Path tmp = target.getParent().resolve("." + target.getFileName() + "."
-                + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".tmp");
-        boolean moved = false;
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                ByteBuffer b = ByteBuffer.wrap(bytes);
-                while (b.hasRemaining()) ch.write(b);
-                ch.force(true);
-            }
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            moved = true;
-        } finally {
-            if (!moved) Files.deleteIfExists(tmp);
-        }
+        AtomicFiles.write(file, encode(shape, data));
     }
 }

@@ -25,11 +25,11 @@ public final class SampleCommand {
 
     static final String USAGE = "usage: sample --checkpoint DIR [--sampler ddpm|ddim|dpmsolver++] [--steps N] [--eta X]\n"
             + "              [--n N] [--batch-size N] [--seed N] [--out DIR] [--no-ema] [--init-noise FILE.npy]\n"
-            + "              [--save-npy] [--backend cpu|cuda|cuda-sim] [--threads N]";
+            + "              [--save-npy] [--grid-scale K] [--backend cpu|cuda|cuda-sim] [--threads N]";
 
     /** Parsed options. */
     record Options(Path checkpoint, String sampler, int steps, float eta, int n, int batchSize, long seed, Path out,
-                   boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads) {}
+                   boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, int gridScale) {}
 
     public static int run(String[] args, PrintStream out, PrintStream err) {
         Options o = parse(args, out);
@@ -45,7 +45,7 @@ public final class SampleCommand {
     static Options parse(String[] args, PrintStream out) {
         Path checkpoint = null, outDir = Path.of("samples"), initNoise = null;
         String sampler = "ddim", backend = null;
-        int steps = -1, n = 16, batch = 16, threads = 0;
+        int steps = -1, n = 16, batch = 16, threads = 0, gridScale = 1;
         float eta = 0f;
         long seed = 0;
         boolean noEma = false, saveNpy = false;
@@ -56,7 +56,7 @@ public final class SampleCommand {
                     out.println(USAGE);
                     out.println("defaults: --sampler ddim --steps 50 (ddpm: all training timesteps, dpmsolver++: 20)"
                             + " --eta 0 --n 16 --batch-size 16 --seed 0 --out samples; EMA weights when the checkpoint"
-                            + " has ema/");
+                            + " has ema/; --grid-scale 1 (the grid's pixels enlarged K times, nearest neighbour)");
                     return null;
                 }
                 case "--no-ema" -> noEma = true;
@@ -76,6 +76,10 @@ public final class SampleCommand {
                         case "--init-noise" -> initNoise = Path.of(v);
                         case "--backend" -> backend = v;
                         case "--threads" -> threads = parseInt(a, v, 1);
+                        case "--grid-scale" -> {
+                            gridScale = parseInt(a, v, 1);
+                            if (gridScale > 16) throw new IllegalArgumentException("sample: --grid-scale must be <= 16, got " + v);
+                        }
                         default -> throw new IllegalArgumentException("sample: unknown option '" + a + "'\n" + USAGE);
                     }
                 }
@@ -88,7 +92,7 @@ public final class SampleCommand {
         if (!(eta >= 0 && Float.isFinite(eta))) throw new IllegalArgumentException("sample: --eta must be finite and >= 0");
         if (eta != 0 && !sampler.equals("ddim")) throw new IllegalArgumentException("sample: --eta applies to ddim only");
         return new Options(checkpoint, sampler, steps, eta, n, batch, seed, outDir, noEma, initNoise, saveNpy, backend,
-                threads);
+                threads, gridScale);
     }
 
     private static int parseInt(String opt, String v, int min) {
@@ -216,7 +220,7 @@ public final class SampleCommand {
                 for (int i = 0; i < n; i++) {
                     Images.writePng(o.out().resolve(String.format(Locale.ROOT, "sample_%05d.png", i)), Images.image(all, i, c, h, w));
                 }
-                Images.writePng(o.out().resolve("grid.png"), Images.grid(all, n, c, h, w));
+                Images.writePng(o.out().resolve("grid.png"), Images.scaled(Images.grid(all, n, c, h, w), o.gridScale()));
             } else {
                 out.println("sample: " + c + " channels: no PNG written (only 1 or 3 channels)");
             }

@@ -111,6 +111,33 @@ class SampleCommandTest {
         }
     }
 
+    /** --grid-scale K repeats every grid pixel K x K times; the per-image PNGs stay at the model's size. */
+    @Test
+    void gridScaleEnlargesTheGridByPixelRepetition() throws IOException {
+        Path ck = checkpoint(true);
+        int k = 2 + TestRandom.fresh().nextInt(3);
+        Path one = dir.resolve("scale-1"), big = dir.resolve("scale-k");
+        for (Path outDir : new Path[] {one, big}) {
+            Result r = run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "2", "--n", "3",
+                    "--out", outDir.toString(), "--backend", "cpu", "--grid-scale", outDir == one ? "1" : Integer.toString(k));
+            assertEquals(0, r.code(), r.err() + r.out());
+        }
+        BufferedImage g1 = ImageIO.read(one.resolve("grid.png").toFile()), gk = ImageIO.read(big.resolve("grid.png").toFile());
+        assertEquals(k * g1.getWidth(), gk.getWidth());
+        assertEquals(k * g1.getHeight(), gk.getHeight());
+        for (int y = 0; y < gk.getHeight(); y++) {
+            for (int x = 0; x < gk.getWidth(); x++) {
+                assertEquals(g1.getRaster().getSample(x / k, y / k, 0), gk.getRaster().getSample(x, y, 0), "pixel " + x + "," + y);
+            }
+        }
+        assertEquals(8, ImageIO.read(big.resolve("sample_00000.png").toFile()).getWidth());
+        for (String bad : new String[] {"0", "17"}) {
+            Result r = run("sample", "--checkpoint", ck.toString(), "--grid-scale", bad);
+            assertEquals(2, r.code(), r.out());
+            assertTrue(r.err().contains("--grid-scale"), r.err());
+        }
+    }
+
     /** n = 5 in batches of 2 (the last one of 1 image, run at that size) gives the images of one batch of 5. */
     @Test
     void imagesDoNotDependOnTheBatchSize() throws IOException {
