@@ -170,6 +170,23 @@ typedef struct d4j_backend_iface {
     d4j_status (*vlb_terms)(void *state, const struct d4j_vlb_coef *coef, int32_t batch, int64_t n, int32_t clip,
                             double clip_range, const float *x0, const float *x_t, const float *out, double *terms);
     /* ---- end vlb ---- */
+    /* ---- graph (issue 5) ---- */
+    /* Stream capture of the calling thread's calls into a graph (see
+     * d4j_capture_begin); all four NULL when the backend cannot capture (the
+     * front then reports D4J_ERR_UNSUPPORTED). The front guarantees that between
+     * capture_begin and capture_end only the capturing thread calls into the
+     * backend, and never alloc, free, write, read, synchronize, timers or calls
+     * with host results. capture_end always ends the capture: with discard (a
+     * recorded call failed) it frees everything and returns no graph; else
+     * *graph owns the recorded work, its per-call device scratch and the host
+     * snapshots of per-call metadata, with its size in *nodes, *device_bytes,
+     * *host_bytes. graph_free waits for a running launch first. */
+    d4j_status (*capture_begin)(void *state);
+    d4j_status (*capture_end)(void *state, int32_t discard, void **graph, int64_t *nodes, int64_t *device_bytes,
+                              int64_t *host_bytes);
+    d4j_status (*graph_launch)(void *state, void *graph);
+    d4j_status (*graph_free)(void *state, void *graph);
+    /* ---- end graph ---- */
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);

@@ -164,6 +164,12 @@ static const d4j_backend_iface kIface = {
     /* ---- vlb (issue 5) ---- */
     vlb_terms,
     /* ---- end vlb ---- */
+    /* ---- graph (issue 5) ---- */
+    nullptr,  // capture_begin: the CPU backend runs every call at once; nothing to capture
+    nullptr,  // capture_end
+    nullptr,  // graph_launch
+    nullptr,  // graph_free
+    /* ---- end graph ---- */
 };
 
 }  // namespace d4j::cpu

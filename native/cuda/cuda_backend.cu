@@ -39,6 +39,9 @@ static Scratch *thread_scratch(State *s) {
 }
 
 d4j_status ensure_scratch(State *s, size_t bytes, void **scratch) {
+    // ---- graph (issue 5) ----
+    if (capturing(s)) return capture_scratch(s, bytes, scratch);  // a region of its own, owned by the graph
+    // ---- end graph ----
     Scratch *sc = thread_scratch(s);
     if (bytes > sc->bytes) {
         size_t grow = bytes < 2 * sc->bytes ? 2 * sc->bytes : bytes;
@@ -91,6 +94,7 @@ static d4j_status init(void **state) {
 
 static void shutdown(void *state) {
     auto *s = static_cast<State *>(state);
+    end_capture_at_shutdown(s);  // graph (issue 5): a capture left open by a dead thread
     cudaStreamSynchronize(s->stream);
     for (auto &entry : s->scratches)
         if (entry.second->ptr) cudaFree(entry.second->ptr);
@@ -275,6 +279,12 @@ static const d4j_backend_iface kIface = {
     /* ---- vlb (issue 5) ---- */
     vlb_terms,
     /* ---- end vlb ---- */
+    /* ---- graph (issue 5) ---- */
+    capture_begin,
+    capture_end,
+    graph_launch,
+    graph_free,
+    /* ---- end graph ---- */
 };
 
 }  // namespace d4j::cuda

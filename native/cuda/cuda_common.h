@@ -8,10 +8,12 @@
 // this is native/cudasim/cuda_runtime.h.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "../common/backend_iface.h"
@@ -58,6 +60,12 @@ struct State {
     std::mutex scratch_mu;    // guards scratches (first lookup per thread, shutdown)
     std::unordered_map<std::thread::id, std::unique_ptr<Scratch>> scratches;
     VariantTable variants = make_variants();
+    // ---- graph (issue 5) ----
+    // The capture in progress (graph.cu), set by the capturing thread between
+    // capture_begin and capture_end; the front keeps other threads' calls on
+    // this backend waiting meanwhile, so only that thread reads it.
+    std::atomic<struct GraphCapture *> capture{nullptr};
+    // ---- end graph ----
 
     static VariantTable make_variants() {
         VariantTable t;
@@ -122,6 +130,28 @@ inline d4j_status check(cudaError_t e, const char *what) {
 // it), into *scratch. Valid for this thread's launches of the current call.
 d4j_status ensure_scratch(State *s, size_t bytes, void **scratch);
 
+// ---- graph (issue 5) ----
+// Graph capture (graph.cu). While the calling thread captures on s, every
+// ensure_scratch call returns a fresh device region owned by the graph (no
+// later recorded call writes it, and it lives as long as the graph), and
+// per-call host metadata must be copied with upload_host, which snapshots the
+// source into host memory the graph owns (pinned on a GPU) before recording the
+// copy: a recorded copy reads its source every time the graph runs.
+struct GraphCapture;
+inline bool capturing(const State *s) { return s->capture.load(std::memory_order_relaxed) != nullptr; }
+d4j_status capture_scratch(State *s, size_t bytes, void **scratch);
+// Host -> device copy of per-call metadata (coefficient records, timesteps)
+// into scratch; outside a capture one cudaMemcpyAsync (which stages pageable
+// memory before it returns, so src may go away at once).
+d4j_status upload_host(State *s, void *dst, const void *src, size_t bytes, const char *what);
+d4j_status capture_begin(void *state);
+d4j_status capture_end(void *state, int32_t discard, void **graph, int64_t *nodes, int64_t *device_bytes,
+                       int64_t *host_bytes);
+d4j_status graph_launch(void *state, void *graph);
+d4j_status graph_free(void *state, void *graph);
+void end_capture_at_shutdown(State *s);
+// ---- end graph ----
+
 #define D4J_CHECK(expr, what)                            \
     do {                                                 \
         d4j_status st_ = ::d4j::cuda::check((expr), what); \
@@ -130,9 +160,16 @@ d4j_status ensure_scratch(State *s, size_t bytes, void **scratch);
 
 // Every launch goes through here, so the same source builds for the GPU and
 // for the simulator (which runs the kernel body once per simulated thread).
+// The simulator evaluates and copies the arguments at the launch (a tuple the
+// closure owns), as a GPU launch does, so a launch recorded into a graph
+// (stream capture) replays with the values it was launched with, even when an
+// argument was read through a host pointer (e.g. *coef) that is gone by then.
 #ifdef D4J_CUDA_SIM
 #define D4J_LAUNCH(kernel, grid, block, smem, stream, ...) \
-    ::d4j_sim::launch(#kernel, dim3(grid), dim3(block), (smem), (stream), [&]() { kernel(__VA_ARGS__); })
+    ::d4j_sim::launch(#kernel, dim3(grid), dim3(block), (smem), (stream),                                   \
+                      [d4j_args_ = std::make_tuple(__VA_ARGS__)]() {                                            \
+                          std::apply([](const auto &...a) { kernel(a...); }, d4j_args_);                        \
+                      })
 // Dynamic shared memory: `extern __shared__ T name[]` on the device.
 #define D4J_DYNAMIC_SHARED(T, name) T *name = static_cast<T *>(::d4j_sim::dynamic_shared())
 #else

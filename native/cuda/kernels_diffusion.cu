@@ -203,7 +203,8 @@ static d4j_status upload(State *s, const T *host, int32_t count, size_t extra_by
     void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
     d4j_status st = ensure_scratch(s, aligned + extra_bytes, &scratch);
     if (st != D4J_OK) return st;
-    D4J_CHECK(cudaMemcpyAsync(scratch, host, bytes, cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync(coef)");
+    st = upload_host(s, scratch, host, bytes, "cudaMemcpyAsync(coef)");
+    if (st != D4J_OK) return st;
     *dev = static_cast<T *>(scratch);
     return D4J_OK;
 }

@@ -27,9 +27,8 @@ d4j_status timestep_embedding(void *state, const float *t, int32_t batch, int32_
     if (st != D4J_OK) return st;
     float *dt = static_cast<float *>(scratch);
     double *df = reinterpret_cast<double *>(static_cast<char *>(scratch) + tb);
-    D4J_CHECK(cudaMemcpyAsync(dt, t, sizeof(float) * batch, cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync(t)");
-    D4J_CHECK(cudaMemcpyAsync(df, freqs, sizeof(double) * half, cudaMemcpyHostToDevice, s->stream),
-              "cudaMemcpyAsync(freqs)");
+    if ((st = upload_host(s, dt, t, sizeof(float) * batch, "cudaMemcpyAsync(t)")) != D4J_OK) return st;
+    if ((st = upload_host(s, df, freqs, sizeof(double) * half, "cudaMemcpyAsync(freqs)")) != D4J_OK) return st;
     const int threads = 128;
     D4J_LAUNCH(embedding_kernel, blocks_for((int64_t)batch * half, threads), threads, 0, s->stream, dt, batch, dim, df,
                half, flip, out);

@@ -97,8 +97,8 @@ d4j_status upload_coef(State *s, const d4j_sampler_coef *host, int32_t batch, d4
     void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
     d4j_status st = ensure_scratch(s, bytes, &scratch);
     if (st != D4J_OK) return st;
-    D4J_CHECK(cudaMemcpyAsync(scratch, host, bytes, cudaMemcpyHostToDevice, s->stream),
-              "cudaMemcpyAsync(sampler coef)");
+    st = upload_host(s, scratch, host, bytes, "cudaMemcpyAsync(sampler coef)");
+    if (st != D4J_OK) return st;
     *dev = static_cast<d4j_sampler_coef *>(scratch);
     return D4J_OK;
 }

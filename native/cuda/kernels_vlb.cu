@@ -74,8 +74,8 @@ d4j_status vlb_terms(void *state, const d4j_vlb_coef *coef, int32_t batch, int64
     auto *dcoef = reinterpret_cast<d4j_vlb_coef *>(base);
     auto *partial = reinterpret_cast<double *>(base + coef_bytes);
     auto *dterms = reinterpret_cast<double *>(base + coef_bytes + partial_bytes);
-    D4J_CHECK(cudaMemcpyAsync(dcoef, coef, sizeof(d4j_vlb_coef) * (size_t)batch, cudaMemcpyHostToDevice, s->stream),
-              "cudaMemcpyAsync(vlb coef)");
+    if ((st = upload_host(s, dcoef, coef, sizeof(d4j_vlb_coef) * (size_t)batch, "cudaMemcpyAsync(vlb coef)")) != D4J_OK)
+        return st;
     D4J_LAUNCH(vlb_partial_kernel, dim3((unsigned)chunks, (unsigned)batch), kVlbThreads, 0, s->stream, dcoef, n, clip,
                clip_range, x0, x_t, out, partial);
     st = launched("vlb_partial_kernel");

@@ -78,11 +78,19 @@ typedef enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorLaunchFailure = 719,
     cudaErrorIllegalAddress = 700,
+    cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureUnmatched = 903,
+    cudaErrorStreamCaptureWrongThread = 908,
     cudaErrorUnknown = 999
 } cudaError_t;
 
 typedef struct d4j_sim_stream *cudaStream_t;
 typedef struct d4j_sim_event *cudaEvent_t;
+typedef struct d4j_sim_graph *cudaGraph_t;
+typedef struct d4j_sim_graph_exec *cudaGraphExec_t;
 
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
@@ -150,11 +158,52 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 
+// ---- stream capture and graphs ------------------------------------------------
+// While a stream is being captured, kernel launches, cudaMemcpyAsync and
+// cudaMemsetAsync on it are recorded (a kernel with copies of its arguments; a
+// copy with its pointers, so a graph copy reads its host source when the graph
+// runs, as on a GPU) instead of executed; cudaGraphLaunch replays them in order
+// as ordinary synchronous operations. Work on the stream from any thread is
+// captured (capture belongs to the stream, as in CUDA). The capture mode rules
+// of CUDA are enforced: a "potentially unsafe" call (cudaMalloc, cudaFree,
+// cudaMallocHost, cudaFreeHost, synchronous cudaMemcpy / cudaMemset, device,
+// stream and event synchronisation) from a thread that is prohibited from it
+// (see cudaThreadExchangeStreamCaptureMode) fails with
+// cudaErrorStreamCaptureUnsupported and invalidates that thread's captures;
+// synchronising a capturing stream always does. Allocation and event nodes
+// (cudaMallocAsync, cudaFreeAsync, cudaEventRecord on a capturing stream) and
+// graph launches into a capture are not simulated: they fail the same way.
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status);
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+// numNodes only (nodes must be NULL): the simulator has no node handles.
+typedef struct d4j_sim_graph_node *cudaGraphNode_t;
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *numNodes);
+cudaError_t cudaMallocHost(void **ptr, size_t bytes);
+cudaError_t cudaFreeHost(void *ptr);
+
 namespace d4j_sim {
 
 // Runs body once per simulated thread of every block; synchronous. Errors
 // (bad configuration, barrier divergence, missing warp lanes, exceptions) are
 // reported by the next cudaGetLastError with a message naming the kernel.
+// On a capturing stream the launch (with a copy of body, whose captures must
+// therefore be values: D4J_LAUNCH's lambda copies the arguments) is recorded.
 void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
             const std::function<void()> &body);
 

@@ -460,8 +460,13 @@ std::vector<std::unique_ptr<WarpRunner>> g_runners;
 
 }  // namespace
 
-void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t,
-            const std::function<void()> &body) {
+// Recording into a capturing stream (defined with the runtime API below):
+// true when the launch was recorded (or refused) instead of to be run.
+bool capture_launch(cudaStream_t stream, const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem,
+                    const std::function<void()> &body);
+
+namespace {
+bool valid_config(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem) {
     const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     if (threads == 0 || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 ||
         grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || dynamic_smem > 227 * 1024) {
@@ -469,8 +474,16 @@ void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cuda
                      format("invalid launch configuration for kernel %s: grid (%u,%u,%u), block (%u,%u,%u), %zu bytes "
                             "of dynamic shared memory",
                             kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z, dynamic_smem));
-        return;
+        return false;
     }
+    return true;
+}
+}  // namespace
+
+// Runs a launch now (a replayed graph node too).
+void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()> &body) {
+    if (!valid_config(kernel, grid, block, dynamic_smem)) return;
+    const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     std::lock_guard<std::mutex> launch_lock(g_launch_mu);
     Block b;
     b.kernel = kernel;
@@ -502,6 +515,12 @@ void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cuda
                     return;
                 }
             }
+}
+
+void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
+            const std::function<void()> &body) {
+    if (capture_launch(stream, kernel, grid, block, dynamic_smem, body)) return;
+    run_launch(kernel, grid, block, dynamic_smem, body);
 }
 
 void syncthreads(const char *file, int line) {
@@ -578,14 +597,268 @@ void warp_exchange(unsigned mask, uint64_t value, uint64_t *all_lanes, const cha
 
 using d4j_sim::record_error;
 
+namespace {
+
+// One recorded operation of a captured stream or graph.
+struct SimNode {
+    enum Kind { Kernel, Memcpy, Memset } kind = Kernel;
+    const char *kernel = nullptr;  // a string literal (#kernel of D4J_LAUNCH)
+    dim3 grid, block;
+    size_t smem = 0;
+    std::function<void()> body;  // a copy of the launch's closure (arguments copied)
+    void *dst = nullptr;
+    const void *src = nullptr;   // read when the node runs, not when it was recorded
+    size_t bytes = 0;
+    int value = 0;
+};
+
+}  // namespace
+
 struct d4j_sim_stream {
     unsigned flags;
+    // Capture state, guarded by mu (work from any thread on a capturing stream is captured).
+    std::mutex mu;
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+    std::thread::id owner;        // the thread that began the capture
+    std::vector<SimNode> nodes;
+    std::string invalid_reason;   // why an invalidated capture was invalidated
 };
 struct d4j_sim_event {
     double ms;
 };
+struct d4j_sim_graph {
+    std::vector<SimNode> nodes;
+};
+struct d4j_sim_graph_exec {
+    std::vector<SimNode> nodes;
+};
 
 static cudaError_t ok() { return cudaSuccess; }
+
+namespace {
+
+// Capture bookkeeping for CUDA's capture-mode rules.
+std::mutex g_capture_mu;                          // guards g_global_captures
+std::vector<cudaStream_t> g_global_captures;      // active captures begun with cudaStreamCaptureModeGlobal
+thread_local std::vector<cudaStream_t> t_captures;  // active captures begun by this thread (not relaxed)
+thread_local cudaStreamCaptureMode t_mode = cudaStreamCaptureModeGlobal;
+
+void invalidate(cudaStream_t s, const std::string &why) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->status == cudaStreamCaptureStatusActive) {
+        s->status = cudaStreamCaptureStatusInvalidated;
+        s->invalid_reason = why;
+    }
+}
+
+// CUDA: a thread in mode Global is prohibited from potentially unsafe calls while
+// it has an ongoing non-relaxed capture or any thread has a Global one; in mode
+// ThreadLocal only its own non-relaxed captures count; Relaxed is never prohibited.
+// A prohibited call fails with cudaErrorStreamCaptureUnsupported and invalidates
+// the captures that prohibited it.
+bool prohibited(const char *call) {
+    if (t_mode == cudaStreamCaptureModeRelaxed) return false;
+    std::vector<cudaStream_t> culprits = t_captures;
+    if (t_mode == cudaStreamCaptureModeGlobal) {
+        std::lock_guard<std::mutex> lock(g_capture_mu);
+        for (cudaStream_t s : g_global_captures)
+            if (std::find(culprits.begin(), culprits.end(), s) == culprits.end()) culprits.push_back(s);
+    }
+    if (culprits.empty()) return false;
+    std::string why = d4j_sim::format("%s is not permitted during stream capture (it would run or allocate now, "
+                                      "outside the graph)", call);
+    for (cudaStream_t s : culprits) invalidate(s, why);
+    record_error(cudaErrorStreamCaptureUnsupported, why);
+    return true;
+}
+
+// For operations enqueued on a stream: if the stream is capturing, records the
+// node (returns true). *refused is set when the capture cannot take it.
+bool record(cudaStream_t s, SimNode &&node, bool *refused) {
+    *refused = false;
+    if (s == nullptr) return false;
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->status == cudaStreamCaptureStatusNone) return false;
+    if (s->status == cudaStreamCaptureStatusInvalidated) {
+        // CUDA: work on an invalidated capture fails until cudaStreamEndCapture
+        record_error(cudaErrorStreamCaptureInvalidated,
+                     d4j_sim::format("the stream's capture was invalidated: %s", s->invalid_reason.c_str()));
+        *refused = true;
+        return true;
+    }
+    s->nodes.push_back(std::move(node));
+    return true;
+}
+
+// An operation a capture cannot hold (synchronising a capturing stream, ...).
+bool refuse_on_capturing(cudaStream_t s, const char *call) {
+    if (s == nullptr) return false;
+    bool capturing;
+    {
+        std::lock_guard<std::mutex> lock(s->mu);
+        capturing = s->status != cudaStreamCaptureStatusNone;
+    }
+    if (!capturing) return false;
+    std::string why = d4j_sim::format("%s on a capturing stream is not permitted", call);
+    invalidate(s, why);
+    record_error(cudaErrorStreamCaptureUnsupported, why);
+    return true;
+}
+
+}  // namespace
+
+bool d4j_sim::capture_launch(cudaStream_t stream, const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem,
+                             const std::function<void()> &body) {
+    if (stream == nullptr) return false;
+    {
+        std::lock_guard<std::mutex> lock(stream->mu);
+        if (stream->status == cudaStreamCaptureStatusNone) return false;
+    }
+    // CUDA checks the configuration when the launch is made, capturing or not.
+    if (!d4j_sim::valid_config(kernel, grid, block, dynamic_smem)) {
+        invalidate(stream, d4j_sim::format("invalid launch configuration for kernel %s", kernel));
+        return true;
+    }
+    SimNode n;
+    n.kind = SimNode::Kernel;
+    n.kernel = kernel;
+    n.grid = grid;
+    n.block = block;
+    n.smem = dynamic_smem;
+    n.body = body;
+    bool refused;
+    return record(stream, std::move(n), &refused);
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    if (s == nullptr) {
+        record_error(cudaErrorStreamCaptureUnsupported, "the legacy default stream cannot be captured");
+        return cudaErrorStreamCaptureUnsupported;
+    }
+    if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+        mode != cudaStreamCaptureModeRelaxed)
+        return cudaErrorInvalidValue;
+    {
+        std::lock_guard<std::mutex> lock(s->mu);
+        if (s->status != cudaStreamCaptureStatusNone) {
+            record_error(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
+            return cudaErrorIllegalState;
+        }
+        s->status = cudaStreamCaptureStatusActive;
+        s->mode = mode;
+        s->owner = std::this_thread::get_id();
+        s->nodes.clear();
+        s->invalid_reason.clear();
+    }
+    if (mode != cudaStreamCaptureModeRelaxed) t_captures.push_back(s);
+    if (mode == cudaStreamCaptureModeGlobal) {
+        std::lock_guard<std::mutex> lock(g_capture_mu);
+        g_global_captures.push_back(s);
+    }
+    return ok();
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+    if (s == nullptr || graph == nullptr) return cudaErrorInvalidValue;
+    *graph = nullptr;
+    std::vector<SimNode> nodes;
+    cudaStreamCaptureStatus status;
+    cudaStreamCaptureMode mode;
+    std::string reason;
+    {
+        std::lock_guard<std::mutex> lock(s->mu);
+        if (s->status == cudaStreamCaptureStatusNone) {
+            record_error(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
+            return cudaErrorIllegalState;
+        }
+        if (s->mode != cudaStreamCaptureModeRelaxed && s->owner != std::this_thread::get_id()) {
+            // CUDA: a non-relaxed capture must be ended by the thread that began it
+            record_error(cudaErrorStreamCaptureWrongThread,
+                         "cudaStreamEndCapture from a thread that did not begin the capture");
+            return cudaErrorStreamCaptureWrongThread;
+        }
+        status = s->status;
+        mode = s->mode;
+        reason = s->invalid_reason;
+        nodes.swap(s->nodes);
+        s->status = cudaStreamCaptureStatusNone;
+    }
+    if (mode != cudaStreamCaptureModeRelaxed) t_captures.erase(std::remove(t_captures.begin(), t_captures.end(), s),
+                                                                t_captures.end());
+    if (mode == cudaStreamCaptureModeGlobal) {
+        std::lock_guard<std::mutex> lock(g_capture_mu);
+        g_global_captures.erase(std::remove(g_global_captures.begin(), g_global_captures.end(), s),
+                                g_global_captures.end());
+    }
+    if (status == cudaStreamCaptureStatusInvalidated) {
+        record_error(cudaErrorStreamCaptureInvalidated,
+                     d4j_sim::format("the capture was invalidated: %s", reason.c_str()));
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    *graph = new d4j_sim_graph{std::move(nodes)};
+    return ok();
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+    if (status == nullptr) return cudaErrorInvalidValue;
+    if (s == nullptr) {
+        *status = cudaStreamCaptureStatusNone;
+        return ok();
+    }
+    std::lock_guard<std::mutex> lock(s->mu);
+    *status = s->status;
+    return ok();
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode) {
+    if (mode == nullptr) return cudaErrorInvalidValue;
+    cudaStreamCaptureMode old = t_mode;
+    t_mode = *mode;
+    *mode = old;
+    return ok();
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+    if (exec == nullptr || graph == nullptr) return cudaErrorInvalidValue;
+    *exec = new d4j_sim_graph_exec{graph->nodes};  // copies the closures: the exec outlives the graph
+    return ok();
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+    if (exec == nullptr) return cudaErrorInvalidResourceHandle;
+    if (refuse_on_capturing(stream, "cudaGraphLaunch (the simulator does not capture graph launches)"))
+        return cudaErrorStreamCaptureUnsupported;
+    for (const SimNode &n : exec->nodes) {
+        switch (n.kind) {
+            case SimNode::Kernel:
+                d4j_sim::run_launch(n.kernel, n.grid, n.block, n.smem, n.body);
+                if (cudaPeekAtLastError() != cudaSuccess) return cudaPeekAtLastError();  // stops at the first failure
+                break;
+            case SimNode::Memcpy:
+                if (n.bytes) std::memmove(n.dst, n.src, n.bytes);
+                break;
+            case SimNode::Memset:
+                if (n.bytes) std::memset(n.dst, n.value, n.bytes);
+                break;
+        }
+    }
+    return ok();
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete exec;
+    return ok();
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete graph;
+    return ok();
+}
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *count) {
+    if (graph == nullptr || count == nullptr || nodes != nullptr) return cudaErrorInvalidValue;
+    *count = graph->nodes.size();
+    return ok();
+}
 
 cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int) {
     switch (attr) {
@@ -630,7 +903,10 @@ cudaError_t cudaRuntimeGetVersion(int *v) {
     *v = CUDART_VERSION;
     return ok();
 }
-cudaError_t cudaDeviceSynchronize(void) { return ok(); }
+cudaError_t cudaDeviceSynchronize(void) {
+    if (prohibited("cudaDeviceSynchronize")) return cudaErrorStreamCaptureUnsupported;
+    return ok();
+}
 
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = d4j_sim::t_last_error;
@@ -648,6 +924,11 @@ const char *cudaGetErrorString(cudaError_t e) {
         case cudaErrorMemoryAllocation: return "out of memory";
         case cudaErrorInvalidConfiguration: return "invalid configuration argument";
         case cudaErrorLaunchFailure: return "unspecified launch failure";
+        case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+        case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+        case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
+        case cudaErrorIllegalState: return "the resource is in an illegal state";
+        case cudaErrorInvalidResourceHandle: return "invalid resource handle";
         default: return "unknown error";
     }
 }
@@ -658,12 +939,18 @@ const char *cudaGetErrorName(cudaError_t e) {
         case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
         case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
         case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+        case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+        case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+        case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
+        case cudaErrorIllegalState: return "cudaErrorIllegalState";
+        case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
         default: return "cudaErrorUnknown";
     }
 }
 
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     if (ptr == nullptr) return cudaErrorInvalidValue;
+    if (prohibited("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
     void *p = bytes == 0 ? nullptr : std::malloc(bytes);
     if (bytes != 0 && p == nullptr) {
         record_error(cudaErrorMemoryAllocation, d4j_sim::format("cudaMalloc of %zu bytes failed", bytes));
@@ -674,34 +961,94 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     return ok();
 }
 cudaError_t cudaFree(void *ptr) {
+    if (prohibited("cudaFree")) return cudaErrorStreamCaptureUnsupported;
     std::free(ptr);
     return ok();
 }
-cudaError_t cudaMallocAsync(void **ptr, size_t bytes, cudaStream_t) { return cudaMalloc(ptr, bytes); }
-cudaError_t cudaFreeAsync(void *ptr, cudaStream_t) { return cudaFree(ptr); }
+cudaError_t cudaMallocHost(void **ptr, size_t bytes) {
+    if (ptr == nullptr) return cudaErrorInvalidValue;
+    if (prohibited("cudaMallocHost")) return cudaErrorStreamCaptureUnsupported;
+    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
+    if (bytes != 0 && p == nullptr) {
+        record_error(cudaErrorMemoryAllocation, d4j_sim::format("cudaMallocHost of %zu bytes failed", bytes));
+        return cudaErrorMemoryAllocation;
+    }
+    *ptr = p;
+    return ok();
+}
+cudaError_t cudaFreeHost(void *ptr) {
+    if (prohibited("cudaFreeHost")) return cudaErrorStreamCaptureUnsupported;
+    std::free(ptr);
+    return ok();
+}
+// Stream-ordered allocation nodes are not simulated: refused on a capturing stream.
+cudaError_t cudaMallocAsync(void **ptr, size_t bytes, cudaStream_t s) {
+    if (refuse_on_capturing(s, "cudaMallocAsync (allocation nodes are not simulated)"))
+        return cudaErrorStreamCaptureUnsupported;
+    if (ptr == nullptr) return cudaErrorInvalidValue;
+    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
+    if (bytes != 0 && p == nullptr) {
+        record_error(cudaErrorMemoryAllocation, d4j_sim::format("cudaMallocAsync of %zu bytes failed", bytes));
+        return cudaErrorMemoryAllocation;
+    }
+    if (p) std::memset(p, 0xFF, bytes);
+    *ptr = p;
+    return ok();
+}
+cudaError_t cudaFreeAsync(void *ptr, cudaStream_t s) {
+    if (refuse_on_capturing(s, "cudaFreeAsync (allocation nodes are not simulated)"))
+        return cudaErrorStreamCaptureUnsupported;
+    std::free(ptr);
+    return ok();
+}
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind) {
+    if (prohibited("cudaMemcpy")) return cudaErrorStreamCaptureUnsupported;
     if (bytes) std::memmove(dst, src, bytes);
     return ok();
 }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-    return cudaMemcpy(dst, src, bytes, kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t s) {
+    SimNode n;
+    n.kind = SimNode::Memcpy;
+    n.dst = dst;
+    n.src = src;
+    n.bytes = bytes;
+    bool refused;
+    if (record(s, std::move(n), &refused)) return refused ? cudaErrorStreamCaptureInvalidated : ok();
+    if (bytes) std::memmove(dst, src, bytes);
+    return ok();
 }
 cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
+    if (prohibited("cudaMemset")) return cudaErrorStreamCaptureUnsupported;
     if (bytes) std::memset(dst, value, bytes);
     return ok();
 }
-cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s) {
+    SimNode n;
+    n.kind = SimNode::Memset;
+    n.dst = dst;
+    n.value = value;
+    n.bytes = bytes;
+    bool refused;
+    if (record(s, std::move(n), &refused)) return refused ? cudaErrorStreamCaptureInvalidated : ok();
+    if (bytes) std::memset(dst, value, bytes);
+    return ok();
+}
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
-    *s = new d4j_sim_stream{flags};
+    *s = new d4j_sim_stream();
+    (*s)->flags = flags;
     return ok();
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
     delete s;
     return ok();
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return ok(); }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (refuse_on_capturing(s, "cudaStreamSynchronize")) return cudaErrorStreamCaptureUnsupported;
+    if (prohibited("cudaStreamSynchronize")) return cudaErrorStreamCaptureUnsupported;
+    return ok();
+}
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = new d4j_sim_event{0.0};
     return ok();
@@ -710,11 +1057,16 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     delete e;
     return ok();
 }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    if (refuse_on_capturing(s, "cudaEventRecord (event nodes are not simulated)"))
+        return cudaErrorStreamCaptureUnsupported;
     e->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
     return ok();
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return ok(); }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    if (prohibited("cudaEventSynchronize")) return cudaErrorStreamCaptureUnsupported;
+    return ok();
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = (float)(b->ms - a->ms);
     return ok();

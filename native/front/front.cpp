@@ -10,10 +10,13 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <shared_mutex>
 #include <string>
+#include <condition_variable>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -58,6 +61,19 @@ struct d4j_backend {
     // stale handle stays safe to look at.
     std::shared_mutex life;
     bool closed = false;
+    // ---- graph (issue 5) ----
+    // Capture gate: while a thread captures a graph on this backend (capturer),
+    // every other thread's call on it waits in a CaptureGate until the capture
+    // ends, so none of their work lands in the graph; d4j_capture_begin waits
+    // for calls already running (gate_active) and admits no new ones meanwhile
+    // (capture_pending). Only backends that can capture use the gate.
+    std::mutex gate_mu;
+    std::condition_variable gate_cv;
+    std::atomic<std::thread::id> capturer{std::thread::id()};
+    bool capture_pending = false;  // guarded by gate_mu
+    int64_t gate_active = 0;       // guarded by gate_mu
+    std::atomic<int64_t> live_graphs{0};
+    // ---- end graph ----
 };
 
 struct d4j_buffer {
@@ -66,7 +82,28 @@ struct d4j_buffer {
     int64_t bytes = 0;
     d4j_buffer *root = nullptr;  // for a view: the owning buffer; null for an owning buffer
     int64_t views = 0;           // owning buffer: live views of it (guarded by g_registry_mu)
+    int64_t graph_uses = 0;      // owning buffer: live graphs that recorded calls on it (g_registry_mu)
 };
+
+// ---- graph (issue 5) ----
+struct d4j_graph {
+    d4j_backend *backend;
+    void *impl;                          // the backend's graph
+    std::vector<d4j_buffer *> pinned;    // owning buffers the recorded calls use (graph_uses held)
+    int64_t nodes, device_bytes, host_bytes;
+};
+
+namespace {
+// The calling thread's capture in progress (at most one per thread).
+struct FrontCapture {
+    d4j_backend *backend;
+    std::unordered_set<d4j_buffer *> pinned;  // owning buffers of every buffer argument seen
+    d4j_status failed = D4J_OK;               // first failing forwarded call, which discards the graph
+    std::string failure;
+};
+thread_local FrontCapture *t_capture = nullptr;
+}  // namespace
+// ---- end graph ----
 
 struct d4j_schedule {
     std::vector<double> alphas_cumprod;
@@ -109,6 +146,9 @@ d4j_status check_buffer(const char *what, const d4j_buffer *buf, const d4j_backe
     if (buf->bytes < needed)
         return fail(D4J_ERR_INVALID_ARGUMENT, "%s: buffer holds %lld bytes but %lld are needed", what,
                     (long long)buf->bytes, (long long)needed);
+    // graph (issue 5): a buffer a captured call uses must outlive the graph
+    if (t_capture != nullptr && buf->backend == t_capture->backend)
+        t_capture->pinned.insert(const_cast<d4j_buffer *>(buf->root ? buf->root : buf));
     return D4J_OK;
 }
 
@@ -182,15 +222,54 @@ d4j_status check_noise(const uint64_t *seeds, const uint64_t *offsets) {
         if (s_ != D4J_OK) return s_;    \
     } while (0)
 
-// Validates a backend handle and holds it open (shared) until the end of the scope.
+// ---- graph (issue 5) ----
+// Holds a call on a backend out of another thread's capture (see d4j_backend::capturer).
+class CaptureGate {
+public:
+    explicit CaptureGate(const d4j_backend *backend) {
+        auto *b = const_cast<d4j_backend *>(backend);
+        if (b->iface->capture_begin == nullptr) return;                  // cannot capture: no gate
+        if (b->capturer.load() == std::this_thread::get_id()) return;   // the capturing thread's own calls
+        std::unique_lock<std::mutex> lock(b->gate_mu);
+        b->gate_cv.wait(lock, [&] { return b->capturer.load() == std::thread::id() && !b->capture_pending; });
+        ++b->gate_active;
+        b_ = b;
+    }
+    ~CaptureGate() {
+        if (b_ == nullptr) return;
+        std::lock_guard<std::mutex> lock(b_->gate_mu);
+        if (--b_->gate_active == 0) b_->gate_cv.notify_all();
+    }
+    CaptureGate(const CaptureGate &) = delete;
+    CaptureGate &operator=(const CaptureGate &) = delete;
+
+private:
+    d4j_backend *b_ = nullptr;
+};
+
+// Calls that cannot be part of a graph (they allocate, free, copy synchronously,
+// wait or return host results) are refused on the capturing thread.
+d4j_status refuse_in_capture(const d4j_backend *b, const char *call) {
+    if (t_capture == nullptr || t_capture->backend != b) return D4J_OK;
+    return fail(D4J_ERR_INVALID_ARGUMENT,
+                "%s is not allowed while this thread captures a graph on backend '%s' (between d4j_capture_begin "
+                "and d4j_capture_end only kernel calls are recorded: no allocation, free, synchronous copy, "
+                "synchronisation or host result)",
+                call, b->iface->name);
+}
+// ---- end graph ----
+
+// Validates a backend handle and holds it open (shared) until the end of the scope;
+// waits while another thread captures a graph on it.
 #define D4J_USE_BACKEND(b)                                                                  \
     D4J_TRY(check_backend(b));                                                              \
     std::shared_lock<std::shared_mutex> backend_use_(const_cast<d4j_backend *>(b)->life);   \
-    if ((b)->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed")
+    if ((b)->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed");       \
+    CaptureGate capture_gate_(b)
 
 // Backends must not throw across the C ABI; this catches what slips through.
 template <class F>
-d4j_status guarded(F &&f) {
+d4j_status guarded_call(F &&f) {
     try {
         return f();
     } catch (const std::bad_alloc &) {
@@ -200,6 +279,17 @@ d4j_status guarded(F &&f) {
     } catch (...) {
         return fail(D4J_ERR_INTERNAL, "internal error");
     }
+}
+
+template <class F>
+d4j_status guarded(F &&f) {
+    d4j_status s = guarded_call(std::forward<F>(f));
+    // graph (issue 5): a failing call during a capture may have recorded part of its work
+    if (s != D4J_OK && t_capture != nullptr && t_capture->failed == D4J_OK) {
+        t_capture->failed = s;
+        t_capture->failure = g_error;
+    }
+    return s;
 }
 
 // Per-sample x0 / eps predictions as linear forms in (x_t, model_output).
@@ -274,8 +364,15 @@ d4j_status d4j_backend_open(const char *library_path, d4j_backend **out) {
 
 d4j_status d4j_backend_close(d4j_backend *backend) {
     D4J_TRY(check_backend(backend));
+    D4J_TRY(refuse_in_capture(backend, "d4j_backend_close"));
     std::unique_lock<std::shared_mutex> exclusive(backend->life);
     if (backend->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed or invalid");
+    if (backend->capturer.load() != std::thread::id())
+        return fail(D4J_ERR_INVALID_ARGUMENT, "backend '%s' is capturing a graph on another thread",
+                    backend->iface->name);
+    if (backend->live_graphs.load() != 0)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "backend '%s' still has %lld live graphs", backend->iface->name,
+                    (long long)backend->live_graphs.load());
     if (backend->live_buffers.load() != 0)
         return fail(D4J_ERR_INVALID_ARGUMENT, "backend '%s' still has %lld live buffers (%lld bytes)",
                     backend->iface->name, (long long)backend->live_buffers.load(),
@@ -319,6 +416,7 @@ d4j_status d4j_backend_live(const d4j_backend *backend, int64_t *live_bytes, int
 
 d4j_status d4j_backend_synchronize(d4j_backend *backend) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_backend_synchronize"));
     return guarded([&] { return backend->iface->synchronize(backend->state); });
 }
 
@@ -378,6 +476,7 @@ d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **ou
     if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null");
     *out = nullptr;
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_buffer_alloc"));
     if (bytes <= 0) return fail(D4J_ERR_INVALID_ARGUMENT, "buffer size must be > 0 bytes, got %lld", (long long)bytes);
     if ((uint64_t)bytes > (uint64_t)1 << 46)
         return fail(D4J_ERR_INVALID_ARGUMENT, "buffer size %lld bytes exceeds the 64 TiB limit", (long long)bytes);
@@ -402,6 +501,10 @@ d4j_status d4j_buffer_free(d4j_buffer *buffer) {
         // Unregister first and atomically, so a concurrent double free fails cleanly.
         std::lock_guard<std::mutex> lock(g_registry_mu);
         if (g_buffers.count(buffer) == 0) return fail(D4J_ERR_INVALID_HANDLE, "buffer is already freed or invalid");
+        D4J_TRY(refuse_in_capture(buffer->backend, "d4j_buffer_free"));
+        if (buffer->graph_uses > 0)
+            return fail(D4J_ERR_INVALID_ARGUMENT, "buffer is used by %lld live graphs; free them first (d4j_graph_free)",
+                        (long long)buffer->graph_uses);
         if (buffer->views > 0)
             return fail(D4J_ERR_INVALID_ARGUMENT, "buffer still has %lld live views; free them first",
                         (long long)buffer->views);
@@ -415,6 +518,7 @@ d4j_status d4j_buffer_free(d4j_buffer *buffer) {
     }
     d4j_backend *b = buffer->backend;
     std::shared_lock<std::shared_mutex> use(b->life);
+    CaptureGate gate(b);
     d4j_status s = guarded([&] { return b->iface->free(b->state, buffer->ptr); });
     b->live_bytes -= buffer->bytes;
     b->live_buffers -= 1;
@@ -462,17 +566,21 @@ static d4j_status check_range(const d4j_buffer *buffer, int64_t offset, const vo
 
 d4j_status d4j_buffer_write(d4j_buffer *buffer, int64_t offset, const void *src, int64_t bytes) {
     D4J_TRY(check_range(buffer, offset, src, bytes));
+    D4J_TRY(refuse_in_capture(buffer->backend, "d4j_buffer_write"));
     if (bytes == 0) return D4J_OK;
     d4j_backend *b = buffer->backend;
     std::shared_lock<std::shared_mutex> use(b->life);
+    CaptureGate gate(b);
     return guarded([&] { return b->iface->write(b->state, (char *)buffer->ptr + offset, src, (size_t)bytes); });
 }
 
 d4j_status d4j_buffer_read(const d4j_buffer *buffer, int64_t offset, void *dst, int64_t bytes) {
     D4J_TRY(check_range(buffer, offset, dst, bytes));
+    D4J_TRY(refuse_in_capture(buffer->backend, "d4j_buffer_read"));
     if (bytes == 0) return D4J_OK;
     d4j_backend *b = buffer->backend;
     std::shared_lock<std::shared_mutex> use(b->life);
+    CaptureGate gate(b);
     return guarded([&] { return b->iface->read(b->state, dst, (const char *)buffer->ptr + offset, (size_t)bytes); });
 }
 
@@ -757,17 +865,20 @@ d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *timesteps, 
 
 d4j_status d4j_timer_begin(d4j_backend *backend) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_timer_begin"));
     return guarded([&] { return backend->iface->timer_begin(backend->state); });
 }
 
 d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_timer_end"));
     if (milliseconds == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "milliseconds is null");
     return guarded([&] { return backend->iface->timer_end(backend->state, milliseconds); });
 }
 
 d4j_status d4j_flush_cache(d4j_backend *backend) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_flush_cache"));
     return guarded([&] { return backend->iface->flush_cache(backend->state); });
 }
 
@@ -1347,6 +1458,7 @@ extern "C" {
 
 d4j_status d4j_grad_norm(d4j_backend *backend, const d4j_buffer *grad, int64_t count, double *out_norm) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_grad_norm"));
     if (out_norm == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out_norm is null");
     int64_t bytes = 0;
     D4J_TRY(check_count(count, &bytes));
@@ -1805,6 +1917,7 @@ d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j
                          const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps,
                          int32_t batch, int64_t n, double *terms) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_vlb_terms"));
     D4J_TRY(check_schedule(schedule));
     D4J_TRY(check_prediction(prediction));
     if (variance != D4J_VARIANCE_FIXED_SMALL && variance != D4J_VARIANCE_FIXED_LARGE)
@@ -1838,6 +1951,7 @@ d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *schedule, d4j
 d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0, int32_t batch,
                          int64_t n, double *terms) {
     D4J_USE_BACKEND(backend);
+    D4J_TRY(refuse_in_capture(backend, "d4j_vlb_prior"));
     D4J_TRY(check_schedule(schedule));
     int64_t bytes = 0;
     D4J_TRY(check_batch(batch, n, &bytes));
@@ -1858,5 +1972,159 @@ d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, con
     });
 }
 // ---- end vlb ----
+// ---- graph (issue 5) ----
+}  // extern "C"
+
+namespace {
+std::unordered_set<const void *> g_graphs;  // live graphs (guarded by g_registry_mu)
+
+// Ends the gate's capture on b and lets waiting threads in.
+void open_gate(d4j_backend *b) {
+    std::lock_guard<std::mutex> lock(b->gate_mu);
+    b->capturer.store(std::thread::id());
+    b->gate_cv.notify_all();
+}
+
+// Looks up a live graph; under g_registry_mu.
+d4j_status find_graph(const d4j_graph *g) {
+    if (g == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "graph is null");
+    if (g_graphs.count(g) == 0) return fail(D4J_ERR_INVALID_HANDLE, "graph is freed or invalid");
+    return D4J_OK;
+}
+}  // namespace
+
+extern "C" {
+
+d4j_status d4j_capture_supported(const d4j_backend *backend, int32_t *supported) {
+    D4J_USE_BACKEND(backend);
+    if (supported == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "supported is null");
+    *supported = backend->iface->capture_begin != nullptr ? 1 : 0;
+    return D4J_OK;
+}
+
+d4j_status d4j_capture_begin(d4j_backend *backend) {
+    D4J_TRY(check_backend(backend));
+    std::shared_lock<std::shared_mutex> use(backend->life);
+    if (backend->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed");
+    const d4j_backend_iface *f = backend->iface;
+    if (f->capture_begin == nullptr || f->capture_end == nullptr || f->graph_launch == nullptr ||
+        f->graph_free == nullptr)
+        return fail(D4J_ERR_UNSUPPORTED, "backend '%s' cannot capture graphs (it runs every call at once); run the "
+                    "calls directly", f->name);
+    if (t_capture != nullptr)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "this thread is already capturing a graph on backend '%s'",
+                    t_capture->backend == backend ? "this one" : t_capture->backend->iface->name);
+    return guarded_call([&]() -> d4j_status {
+        auto *c = new FrontCapture{backend, {}, D4J_OK, {}};
+        {
+            // Wait for another thread's capture to end, admit no new calls, wait for running ones.
+            std::unique_lock<std::mutex> lock(backend->gate_mu);
+            backend->gate_cv.wait(lock, [&] {
+                return backend->capturer.load() == std::thread::id() && !backend->capture_pending;
+            });
+            backend->capture_pending = true;
+            backend->gate_cv.wait(lock, [&] { return backend->gate_active == 0; });
+            backend->capturer.store(std::this_thread::get_id());
+            backend->capture_pending = false;
+        }
+        d4j_status st = guarded_call([&] { return f->capture_begin(backend->state); });
+        if (st != D4J_OK) {
+            open_gate(backend);
+            delete c;
+            return st;
+        }
+        t_capture = c;
+        return D4J_OK;
+    });
+}
+
+d4j_status d4j_capture_end(d4j_backend *backend, d4j_graph **out) {
+    if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null (the capture goes on)");
+    *out = nullptr;
+    D4J_TRY(check_backend(backend));
+    std::shared_lock<std::shared_mutex> use(backend->life);
+    if (backend->closed) return fail(D4J_ERR_INVALID_HANDLE, "backend handle is closed");
+    if (t_capture == nullptr || t_capture->backend != backend)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "this thread is not capturing a graph on this backend "
+                    "(d4j_capture_end must follow d4j_capture_begin on the same thread)");
+    FrontCapture *c = t_capture;
+    t_capture = nullptr;
+    void *impl = nullptr;
+    int64_t nodes = 0, dev = 0, host = 0;
+    d4j_status st = guarded_call([&] {
+        return backend->iface->capture_end(backend->state, c->failed != D4J_OK ? 1 : 0, &impl, &nodes, &dev, &host);
+    });
+    open_gate(backend);
+    if (c->failed != D4J_OK) {
+        d4j_status failed = c->failed;
+        std::string why = c->failure;
+        delete c;
+        if (impl != nullptr) guarded_call([&] { return backend->iface->graph_free(backend->state, impl); });
+        return fail(failed, "a call recorded during the capture failed, so the graph is discarded: %s", why.c_str());
+    }
+    if (st != D4J_OK) {
+        delete c;
+        return st;
+    }
+    return guarded_call([&]() -> d4j_status {
+        std::unique_ptr<FrontCapture> owned(c);
+        auto *g = new d4j_graph{backend, impl, {}, nodes, dev, host};
+        std::lock_guard<std::mutex> lock(g_registry_mu);
+        for (d4j_buffer *b : c->pinned) {
+            if (g_buffers.count(b) == 0) continue;  // cannot happen: frees are refused or held back meanwhile
+            b->graph_uses += 1;
+            g->pinned.push_back(b);
+        }
+        g_graphs.insert(g);
+        backend->live_graphs += 1;
+        *out = g;
+        return D4J_OK;
+    });
+}
+
+d4j_status d4j_graph_launch(d4j_graph *graph) {
+    d4j_backend *b;
+    {
+        std::lock_guard<std::mutex> lock(g_registry_mu);
+        D4J_TRY(find_graph(graph));
+        b = graph->backend;
+    }
+    D4J_USE_BACKEND(b);
+    D4J_TRY(refuse_in_capture(b, "d4j_graph_launch"));
+    // The graph cannot be freed meanwhile by this thread; another thread freeing it
+    // while launching it is the caller's race, as for buffers.
+    return guarded([&] { return b->iface->graph_launch(b->state, graph->impl); });
+}
+
+d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes, int64_t *host_bytes) {
+    if (nodes == nullptr || device_bytes == nullptr || host_bytes == nullptr)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "nodes, device_bytes and host_bytes must not be null");
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    D4J_TRY(find_graph(graph));
+    *nodes = graph->nodes;
+    *device_bytes = graph->device_bytes;
+    *host_bytes = graph->host_bytes;
+    return D4J_OK;
+}
+
+d4j_status d4j_graph_free(d4j_graph *graph) {
+    d4j_backend *b;
+    {
+        // Unregister and unpin atomically, so a concurrent double free fails cleanly.
+        std::lock_guard<std::mutex> lock(g_registry_mu);
+        D4J_TRY(find_graph(graph));
+        b = graph->backend;
+        D4J_TRY(refuse_in_capture(b, "d4j_graph_free"));
+        g_graphs.erase(graph);
+        for (d4j_buffer *buf : graph->pinned) buf->graph_uses -= 1;
+    }
+    std::shared_lock<std::shared_mutex> use(b->life);
+    CaptureGate gate(b);
+    d4j_status s = guarded([&] { return b->iface->graph_free(b->state, graph->impl); });
+    b->live_graphs -= 1;
+    delete graph;
+    return s;
+}
+// ---- end graph ----
 
 }  // extern "C"

@@ -47,7 +47,8 @@ typedef enum d4j_status {
     D4J_ERR_OUT_OF_MEMORY = 3,
     D4J_ERR_UNAVAILABLE = 4,       /* backend cannot run here (no driver, no device) */
     D4J_ERR_DEVICE = 5,            /* a device or runtime call failed */
-    D4J_ERR_INTERNAL = 6
+    D4J_ERR_INTERNAL = 6,
+    D4J_ERR_UNSUPPORTED = 7        /* the backend cannot do this at all (e.g. graph capture on cpu) */
 } d4j_status;
 
 /* What the model output means; names as diffusers' prediction_type. */
@@ -623,6 +624,61 @@ D4J_API d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *sched
 D4J_API d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0,
                                  int32_t batch, int64_t n_per_sample, double *terms);
 /* ---- end vlb ---- */
+/* ---- graph (issue 5) ---- */
+/* Capture and replay (CUDA graphs). Between d4j_capture_begin and
+ * d4j_capture_end, the calling thread's kernel calls on the backend are
+ * validated as usual but RECORDED, not executed; d4j_capture_end turns them
+ * into a graph that d4j_graph_launch runs as one unit, any number of times,
+ * with the arguments each call had when it was recorded: the same buffers
+ * (by address, so their current contents), and the per-call host metadata
+ * (timesteps, seeds, offsets, the front's coefficient records) as they were
+ * at recording time: the backend copies every host source into memory the
+ * graph owns, so the caller's arrays may change or go away at once. Each
+ * recorded call also gets its own device scratch, owned by the graph.
+ * cuda: stream capture into a CUDA graph (cudaStreamBeginCapture in
+ * thread-local mode, cudaGraphInstantiate, cudaGraphLaunch); cuda-sim: the
+ * simulator records the launches and copies and replays them in order as
+ * plain launches; cpu: cannot capture (D4J_ERR_UNSUPPORTED from
+ * d4j_capture_begin; d4j_capture_supported says so beforehand): run the calls
+ * directly.
+ *
+ * Rules while a thread captures on a backend:
+ *   - on that thread, calls that allocate, free, copy synchronously, wait or
+ *     return host results are refused with D4J_ERR_INVALID_ARGUMENT and record
+ *     nothing (the capture goes on): d4j_buffer_alloc, d4j_buffer_free,
+ *     d4j_buffer_write, d4j_buffer_read, d4j_backend_synchronize,
+ *     d4j_backend_close, d4j_timer_begin/end, d4j_flush_cache, d4j_grad_norm,
+ *     d4j_vlb_terms, d4j_vlb_prior, d4j_graph_launch, d4j_graph_free, and a
+ *     second d4j_capture_begin. Views (d4j_buffer_view) may be created.
+ *   - a recorded call that fails (any status) discards the capture: the
+ *     capture still runs until d4j_capture_end, which then returns that status
+ *     and no graph.
+ *   - every other thread's call on the backend WAITS until the capture ends
+ *     (nothing of theirs is recorded); d4j_capture_begin itself waits for calls
+ *     already running on other threads and for another thread's capture. The
+ *     capturing thread must end its capture (d4j_capture_end) or every other
+ *     thread using the backend waits forever.
+ *   - every buffer a recorded call uses (its owning buffer, for a view) cannot
+ *     be freed while the graph lives (D4J_ERR_INVALID_ARGUMENT); a backend with
+ *     live graphs cannot be closed. Free graphs with d4j_graph_free, which waits
+ *     for a running launch. */
+typedef struct d4j_graph d4j_graph;
+
+/* *supported = 1 when d4j_capture_begin can work on this backend, else 0. */
+D4J_API d4j_status d4j_capture_supported(const d4j_backend *backend, int32_t *supported);
+D4J_API d4j_status d4j_capture_begin(d4j_backend *backend);
+/* Ends the calling thread's capture on the backend (whatever the result,
+ * except for a NULL out) and returns the graph in *out. */
+D4J_API d4j_status d4j_capture_end(d4j_backend *backend, d4j_graph **out);
+/* Enqueues one run of the graph; synchronous on cuda-sim, asynchronous on
+ * cuda like any kernel call (a later d4j_buffer_read waits for it). */
+D4J_API d4j_status d4j_graph_launch(d4j_graph *graph);
+/* Size of a graph: its nodes (kernel launches and copies), the device scratch
+ * and the host snapshot memory it owns, in bytes. */
+D4J_API d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes,
+                                  int64_t *host_bytes);
+D4J_API d4j_status d4j_graph_free(d4j_graph *graph);
+/* ---- end graph ---- */
 
 
 #ifdef __cplusplus

@@ -95,6 +95,15 @@ public class d4j_h extends d4j_h$shared {
     public static int D4J_ERR_INTERNAL() {
         return D4J_ERR_INTERNAL;
     }
+    private static final int D4J_ERR_UNSUPPORTED = (int)7L;
+    /**
+     * {@snippet lang=c :
+     * enum d4j_status.D4J_ERR_UNSUPPORTED = 7
+     * }
+     */
+    public static int D4J_ERR_UNSUPPORTED() {
+        return D4J_ERR_UNSUPPORTED;
+    }
     private static final int D4J_PREDICTION_EPSILON = (int)0L;
     /**
      * {@snippet lang=c :
@@ -4150,6 +4159,371 @@ public class d4j_h extends d4j_h$shared {
                 traceDowncall("d4j_vlb_prior", backend, schedule, x0, batch, n_per_sample, terms);
             }
             return (int)mh$.invokeExact(backend, schedule, x0, batch, n_per_sample, terms);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_capture_supported {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_capture_supported");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_supported(const d4j_backend *backend, int32_t *supported)
+     * }
+     */
+    public static FunctionDescriptor d4j_capture_supported$descriptor() {
+        return d4j_capture_supported.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_supported(const d4j_backend *backend, int32_t *supported)
+     * }
+     */
+    public static MethodHandle d4j_capture_supported$handle() {
+        return d4j_capture_supported.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_supported(const d4j_backend *backend, int32_t *supported)
+     * }
+     */
+    public static MemorySegment d4j_capture_supported$address() {
+        return d4j_capture_supported.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_supported(const d4j_backend *backend, int32_t *supported)
+     * }
+     */
+    public static int d4j_capture_supported(MemorySegment backend, MemorySegment supported) {
+        var mh$ = d4j_capture_supported.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_capture_supported", backend, supported);
+            }
+            return (int)mh$.invokeExact(backend, supported);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_capture_begin {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_capture_begin");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_begin(d4j_backend *backend)
+     * }
+     */
+    public static FunctionDescriptor d4j_capture_begin$descriptor() {
+        return d4j_capture_begin.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_begin(d4j_backend *backend)
+     * }
+     */
+    public static MethodHandle d4j_capture_begin$handle() {
+        return d4j_capture_begin.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_begin(d4j_backend *backend)
+     * }
+     */
+    public static MemorySegment d4j_capture_begin$address() {
+        return d4j_capture_begin.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_begin(d4j_backend *backend)
+     * }
+     */
+    public static int d4j_capture_begin(MemorySegment backend) {
+        var mh$ = d4j_capture_begin.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_capture_begin", backend);
+            }
+            return (int)mh$.invokeExact(backend);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_capture_end {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_capture_end");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_end(d4j_backend *backend, d4j_graph **out)
+     * }
+     */
+    public static FunctionDescriptor d4j_capture_end$descriptor() {
+        return d4j_capture_end.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_end(d4j_backend *backend, d4j_graph **out)
+     * }
+     */
+    public static MethodHandle d4j_capture_end$handle() {
+        return d4j_capture_end.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_end(d4j_backend *backend, d4j_graph **out)
+     * }
+     */
+    public static MemorySegment d4j_capture_end$address() {
+        return d4j_capture_end.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_capture_end(d4j_backend *backend, d4j_graph **out)
+     * }
+     */
+    public static int d4j_capture_end(MemorySegment backend, MemorySegment out) {
+        var mh$ = d4j_capture_end.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_capture_end", backend, out);
+            }
+            return (int)mh$.invokeExact(backend, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_graph_launch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_graph_launch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_launch(d4j_graph *graph)
+     * }
+     */
+    public static FunctionDescriptor d4j_graph_launch$descriptor() {
+        return d4j_graph_launch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_launch(d4j_graph *graph)
+     * }
+     */
+    public static MethodHandle d4j_graph_launch$handle() {
+        return d4j_graph_launch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_launch(d4j_graph *graph)
+     * }
+     */
+    public static MemorySegment d4j_graph_launch$address() {
+        return d4j_graph_launch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_launch(d4j_graph *graph)
+     * }
+     */
+    public static int d4j_graph_launch(MemorySegment graph) {
+        var mh$ = d4j_graph_launch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_graph_launch", graph);
+            }
+            return (int)mh$.invokeExact(graph);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_graph_info {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_graph_info");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes, int64_t *host_bytes)
+     * }
+     */
+    public static FunctionDescriptor d4j_graph_info$descriptor() {
+        return d4j_graph_info.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes, int64_t *host_bytes)
+     * }
+     */
+    public static MethodHandle d4j_graph_info$handle() {
+        return d4j_graph_info.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes, int64_t *host_bytes)
+     * }
+     */
+    public static MemorySegment d4j_graph_info$address() {
+        return d4j_graph_info.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes, int64_t *host_bytes)
+     * }
+     */
+    public static int d4j_graph_info(MemorySegment graph, MemorySegment nodes, MemorySegment device_bytes, MemorySegment host_bytes) {
+        var mh$ = d4j_graph_info.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_graph_info", graph, nodes, device_bytes, host_bytes);
+            }
+            return (int)mh$.invokeExact(graph, nodes, device_bytes, host_bytes);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_graph_free {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_graph_free");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_free(d4j_graph *graph)
+     * }
+     */
+    public static FunctionDescriptor d4j_graph_free$descriptor() {
+        return d4j_graph_free.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_free(d4j_graph *graph)
+     * }
+     */
+    public static MethodHandle d4j_graph_free$handle() {
+        return d4j_graph_free.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_free(d4j_graph *graph)
+     * }
+     */
+    public static MemorySegment d4j_graph_free$address() {
+        return d4j_graph_free.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_graph_free(d4j_graph *graph)
+     * }
+     */
+    public static int d4j_graph_free(MemorySegment graph) {
+        var mh$ = d4j_graph_free.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_graph_free", graph);
+            }
+            return (int)mh$.invokeExact(graph);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -15,7 +15,9 @@ public enum Status {
     /** A device or runtime call failed. */
     DEVICE,
     /** A bug in the native layer. */
-    INTERNAL;
+    INTERNAL,
+    /** The backend cannot do this at all (e.g. graph capture on the CPU backend). */
+    UNSUPPORTED;
 
     /** The status for a native code; unknown codes map to {@link #INTERNAL}. */
     public static Status of(int code) {

@@ -370,6 +370,21 @@ public final class UNet2DModel implements AutoCloseable {
     }
 
     /**
+     * Allocates the activation workspace for inputs {@code [n, h, w, in_channels]} now, as {@link #forward}
+     * would on its first call at that size, so that forward calls at that size allocate nothing (needed before
+     * a graph capture of forward calls, which refuses allocation).
+     */
+    public void reserve(int n, int h, int w) {
+        checkOpen();
+        int f = 1 << (config.numBlocks() - 1);
+        if (n < 1 || h < 1 || w < 1 || h > 1 << 15 || w > 1 << 15 || h % f != 0 || w % f != 0) {
+            throw new IllegalArgumentException("reserve(" + n + ", " + h + ", " + w + "): n >= 1, H and W multiples of "
+                    + f + " in [1, 32768]");
+        }
+        ensureAllocated(n, h, w);
+    }
+
+    /**
      * The forward pass in training mode: as {@link #forward}, and with {@link UNet2DConfig#dropout()} p &gt; 0
      * every ResnetBlock2D drops activations between norm2 + SiLU and conv2, resnet k (forward order) with
      * the Philox stream {@code (dropoutSeed, dropoutOffset + k)} (unsigned 64-bit arithmetic), k &lt;

@@ -1,6 +1,7 @@
 package io.diffusion4j.sample;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Graph;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
 import io.diffusion4j.kernels.NativeSchedule;
@@ -32,6 +33,13 @@ import java.util.Objects;
  *
  * <p>Samples are exchanged with callers as float32 NCHW {@code [count, C, H, W]} (diffusers' layout); the
  * device layout is NHWC.
+ *
+ * <p><b>Graphs.</b> On a backend that can capture ({@link Graph#supported}: CUDA, cuda-sim) a run records its
+ * whole loop (every step's model call and update kernels, whose per-step timesteps, seeds and offsets are
+ * known up front) once as a graph, launches it, reads the result and frees the graph; on the CPU backend it
+ * runs the loop directly. Both give the same bits. {@link #useGraphs(boolean)} or the system property
+ * {@code diffusion4j.graphs=false} selects the direct loop everywhere (debugging). With a graph, progress is
+ * reported for every step after the graph has run.
  */
 public final class Sampler implements AutoCloseable {
     /** Called after every step with the number of steps done and the total. */
@@ -53,6 +61,11 @@ public final class Sampler implements AutoCloseable {
     private final float[] tModel;
     private final long[] seeds, offsets;
     private boolean closed;
+    private boolean graphs = !"false".equalsIgnoreCase(System.getProperty("diffusion4j.graphs", "true"));
+    private GraphStats lastGraph;
+
+    /** Size of the graph of the last run (test hook): nodes, device scratch bytes, host snapshot bytes. */
+    record GraphStats(long nodes, long deviceBytes, long hostBytes) {}
 
     /**
      * @param shared the model (its parameters are read, never written; it must outlive this Sampler)
@@ -142,6 +155,25 @@ public final class Sampler implements AutoCloseable {
         return model.activationBytes();
     }
 
+    /**
+     * Whether runs capture their loop as a graph where the backend can (default: true unless the system
+     * property {@code diffusion4j.graphs} is {@code false}); false runs the steps directly. Returns this.
+     */
+    public Sampler useGraphs(boolean enabled) {
+        this.graphs = enabled;
+        return this;
+    }
+
+    /** Whether the next run will capture its loop as a graph. */
+    public boolean capturesGraphs() {
+        return graphs && Graph.supported(x.backend());
+    }
+
+    /** The graph of the last run, or null when it ran directly (test hook). */
+    GraphStats lastGraph() {
+        return lastGraph;
+    }
+
     /** Floats of one image (C * H * W). */
     public long imageFloats() {
         return perImage;
@@ -211,22 +243,44 @@ public final class Sampler implements AutoCloseable {
         float[] tModel = count == batch ? this.tModel : new float[count];
         long[] seeds = count == batch ? this.seeds : new long[count], offsets = count == batch ? this.offsets : new long[count];
         SampleNoise noise = new SampleNoise(seeds, offsets);
-        for (int i = 0; i < plan.size(); i++) {
-            SamplerStep s = plan.get(i);
-            for (int b = 0; b < count; b++) {
-                t[b] = s.timestep();
-                prev[b] = s.prevTimestep();
-                last[b] = s.lastTimestep();
-                tModel[b] = s.timestep();
-                seeds[b] = seed;
-                offsets[b] = ((firstImage + b) << 32) | (i + 1);
+        lastGraph = null;
+        if (observer == null && capturesGraphs()) {
+            // The whole loop as one graph: the workspace is sized first (a capture refuses allocation); the
+            // host arrays are rewritten every step, which is fine because each recorded call keeps a snapshot.
+            model.reserve(count, height, width);
+            float[] result;
+            try (Graph g = Graph.capture(be, () -> {
+                for (int i = 0; i < plan.size(); i++) step(i, seed, firstImage, count, x, x0, threshold, t, prev, last, tModel, noise);
+            })) {
+                g.launch();
+                lastGraph = new GraphStats(g.nodes(), g.deviceBytes(), g.hostBytes());
+                result = ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width);
             }
-            Tensor out = model.forward(x, tModel);
-            update(nativeSchedule, schedule, scheduler, s, x, out, x0, threshold, t, prev, last, noise);
+            if (progress != null) for (int i = 0; i < plan.size(); i++) progress.step(i + 1, plan.size());
+            return result;
+        }
+        for (int i = 0; i < plan.size(); i++) {
+            step(i, seed, firstImage, count, x, x0, threshold, t, prev, last, tModel, noise);
             if (observer != null) observer.after(i, ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width));
             if (progress != null) progress.step(i + 1, plan.size());
         }
         return ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width);
+    }
+
+    /** Step i of the plan: its per-row host arguments, the model call and the update of x in place. */
+    private void step(int i, long seed, long firstImage, int count, Tensor x, Tensor x0, Tensor threshold, int[] t,
+                      int[] prev, int[] last, float[] tModel, SampleNoise noise) {
+        SamplerStep s = plan.get(i);
+        for (int b = 0; b < count; b++) {
+            t[b] = s.timestep();
+            prev[b] = s.prevTimestep();
+            last[b] = s.lastTimestep();
+            tModel[b] = s.timestep();
+            noise.seeds()[b] = seed;
+            noise.offsets()[b] = ((firstImage + b) << 32) | (i + 1);
+        }
+        Tensor out = model.forward(x, tModel);
+        update(nativeSchedule, schedule, scheduler, s, x, out, x0, threshold, t, prev, last, noise);
     }
 
     /**
