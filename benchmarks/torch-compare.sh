@@ -13,9 +13,9 @@
 #    measures the SGEMM peak, then times each case interleaved (see compare.py) and writes the table to
 #    benchmarks/results/torch-compare.md.
 #
-# Defaults: 2 threads per side, 6 rounds (even: each side goes first equally often), 4 s turns: about 6
-# minutes on a 2-core machine (measured: 4.5 min with 5 rounds). --quick: 4 rounds of 1.5 s turns, one SGEMM
-# size (about 3 minutes). Other options go to compare.py.
+# Defaults: 2 threads per side, 6 rounds (even: each side goes first equally often), 4 s turns: 4.7 minutes
+# measured on the 2-core machine of benchmarks/results/torch-compare.md. --quick: 4 rounds of 1.5 s turns, one
+# SGEMM size (roughly half that). Other options go to compare.py.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
