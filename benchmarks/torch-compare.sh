@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# diffusion4j vs PyTorch on the CPU, one command (issue 6):
+#
+#   benchmarks/torch-compare.sh [--quick] [--threads N] [--rounds N] [--turn-seconds S] [--cases a,b]
+#                               [--rebuild] [--no-write]
+#
+# 1. installs Debian's python3-torch and libopenblas0-pthread with apt when missing (so PyTorch's matmuls run
+#    on OpenBLAS, not the reference BLAS), saying so;
+# 2. builds target/diffusion4j.jar when missing (or with --rebuild) and compiles the Java timing runner
+#    (benchmarks/src/main/java/io/diffusion4j/bench/TorchCompareRunner.java) against it;
+# 3. runs benchmarks/torch/compare.py: validates the PyTorch UNet2DModel (benchmarks/torch/unet2d.py) against
+#    diffusers' own outputs and gradients (and against diffusers itself when PYTHONPATH makes it importable),
+#    measures the SGEMM peak, then times each case interleaved (see compare.py) and writes the table to
+#    benchmarks/results/torch-compare.md.
+#
+# Defaults: 2 threads per side, 6 rounds (even: each side goes first equally often), 4 s turns: 4.7 minutes
+# measured on the 2-core machine of benchmarks/results/torch-compare.md. --quick: 4 rounds of 1.5 s turns, one
+# SGEMM size (roughly half that). Other options go to compare.py.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+THREADS=2
+REBUILD=0
+PASS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --threads) THREADS="$2"; shift 2 ;;
+    --threads=*) THREADS="${1#*=}"; shift ;;
+    --quick) PASS+=(--rounds 4 --turn-seconds 1.5 --gemm-sizes 1024); shift ;;
+    --rebuild) REBUILD=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) PASS+=("$1"); shift ;;
+  esac
+done
+if ! [[ "$THREADS" =~ ^[1-9][0-9]*$ ]]; then echo "--threads must be a positive integer, got '$THREADS'" >&2; exit 2; fi
+
+# ---- PyTorch (Debian's, with OpenBLAS) ---------------------------------------------------------------
+PY=/usr/bin/python3   # Debian's interpreter: python3-torch installs there (a pyenv/venv python would not see it)
+apt_install() {
+  local what=("$@")
+  echo "installing ${what[*]} with apt-get (needed by the comparison) ..."
+  local SUDO=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null; then SUDO=(sudo); else
+      echo "not root and no sudo: install them yourself: apt-get install -y ${what[*]}" >&2; exit 1
+    fi
+  fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${what[@]}"
+}
+missing=()
+if ! [[ -x "$PY" ]] || ! "$PY" -c 'import torch, numpy' 2>/dev/null; then missing+=(python3-torch python3-numpy); fi
+if ! dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q 'install ok installed'; then
+  missing+=(libopenblas0-pthread)
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then apt_install "${missing[@]}"; fi
+"$PY" -c 'import torch' || { echo "python3-torch does not import after installation" >&2; exit 1; }
+
+# ---- diffusion4j jar and the timing runner -----------------------------------------------------------
+if [[ -z "${JAVA_HOME:-}" && -d /usr/lib/jvm/temurin-25-jdk-amd64 ]]; then export JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64; fi
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+JAVAC="${JAVA_HOME:+$JAVA_HOME/bin/}javac"
+jv=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+if [[ -z "$jv" || "$jv" -lt 25 ]]; then
+  echo "diffusion4j needs JDK 25 or newer (found '${jv:-none}' at $JAVA): set JAVA_HOME" >&2; exit 1
+fi
+JAR="$ROOT/target/diffusion4j.jar"
+if [[ $REBUILD -eq 1 || ! -f "$JAR" ]]; then
+  cuda=OFF; command -v nvcc >/dev/null && cuda=ON
+  echo "building $JAR (mvn package -DskipTests, CUDA backend $cuda) ..."
+  mvn -B -q package -DskipTests -Dd4j.cuda=$cuda
+fi
+SRC="$ROOT/benchmarks/src/main/java/io/diffusion4j/bench/TorchCompareRunner.java"
+CLASSES="$ROOT/benchmarks/target/torch-compare-classes"
+CLS="$CLASSES/io/diffusion4j/bench/TorchCompareRunner.class"
+if [[ ! -f "$CLS" || "$SRC" -nt "$CLS" || "$JAR" -nt "$CLS" ]]; then
+  mkdir -p "$CLASSES"
+  "$JAVAC" -d "$CLASSES" -cp "$JAR" "$SRC"
+fi
+
+# ---- run ---------------------------------------------------------------------------------------------
+export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+# PyTorch's OpenMP worker threads spin after each parallel region (libgomp's default), and Debian's torch
+# also runs OpenBLAS's own spinning pthreads: on a machine with other load, a spinning thread whose partner
+# is descheduled made PyTorch up to 100x slower (measured: 0.9 s instead of 8 ms per batch-1 step). PyTorch
+# gets the faster of the default and OMP_WAIT_POLICY=PASSIVE, measured here by a short probe, unless
+# OMP_WAIT_POLICY is set by the caller.
+OMP_NOTE="set by the caller"
+if [[ -z "${OMP_WAIT_POLICY:-}" ]]; then
+  probe() { "$PY" "$ROOT/benchmarks/torch/compare.py" --probe --threads "$THREADS"; }
+  t_default=$(env -u OMP_WAIT_POLICY "$PY" "$ROOT/benchmarks/torch/compare.py" --probe --threads "$THREADS")
+  t_passive=$(OMP_WAIT_POLICY=PASSIVE probe)
+  if "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$t_passive" "$t_default"; then
+    export OMP_WAIT_POLICY=PASSIVE
+  fi
+  OMP_NOTE="the faster in a probe of fashion denoise steps: default ${t_default} s, PASSIVE ${t_passive} s"
+  echo "PyTorch OpenMP wait policy: ${OMP_WAIT_POLICY:-default} ($OMP_NOTE)"
+fi
+JAVA_CMD=$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$JAVA" --enable-native-access=ALL-UNNAMED \
+  -Ddiffusion4j.cache.dir="$ROOT/target/native-cache" -cp "$JAR:$CLASSES" io.diffusion4j.bench.TorchCompareRunner \
+  --threads "$THREADS" --cifar10-config "$ROOT/src/test/resources/crosscheck/ddpm-cifar10-32.json")
+exec "$PY" "$ROOT/benchmarks/torch/compare.py" --java-cmd "$JAVA_CMD" --threads "$THREADS" --omp-note "$OMP_NOTE" \
+  "${PASS[@]}"
