@@ -217,7 +217,11 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     const int panels = (int)ceil_div(g.c_out, kNR);
     const int64_t slab = (int64_t)g.c_in * kNR;
     // packed[p][tap][ci][j] = weight[tap][ci][p*kNR + j], zero beyond c_out
-    std::vector<float> packed((size_t)panels * taps * slab, 0.0f);
+    // (per-thread buffers reused across calls: no allocation and page faults per call at batch 1)
+    // (references: the lambdas below run on worker threads and must see this thread's buffers)
+    thread_local std::vector<float> packed_ws, zero_ws;
+    std::vector<float> &packed = packed_ws, &zero = zero_ws;
+    packed.assign((size_t)panels * taps * slab, 0.0f);
     for (int p = 0; p < panels; ++p)
         for (int t = 0; t < taps; ++t)
             for (int ci = 0; ci < g.c_in; ++ci) {
@@ -226,7 +230,7 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
                 const int cols = std::min(kNR, g.c_out - p * kNR);
                 for (int j = 0; j < cols; ++j) dst[j] = src[j];
             }
-    std::vector<float> zero((size_t)g.c_in, 0.0f);
+    zero.assign((size_t)g.c_in, 0.0f);
     const int64_t tiles = ceil_div(M, kMR);
     const int64_t tasks = ceil_div(tiles, kTilesPerTask);
     run_tasks(pool_of(state), tasks, work_of(M, (int64_t)taps * g.c_in, g.c_out), [&](int64_t task) {
@@ -281,7 +285,10 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
     const int panels = (int)ceil_div(g.c_in, kNR);
     const int64_t slab = (int64_t)g.c_out * kNR;
     // packed[p][tap][co][j] = weight[tap][p*kNR + j][co], zero beyond c_in
-    std::vector<float> packed((size_t)panels * taps * slab, 0.0f);
+    // (references: the lambdas below run on worker threads and must see this thread's buffers)
+    thread_local std::vector<float> packed_ws, zero_ws;
+    std::vector<float> &packed = packed_ws, &zero = zero_ws;
+    packed.assign((size_t)panels * taps * slab, 0.0f);
     for (int p = 0; p < panels; ++p)
         for (int t = 0; t < taps; ++t) {
             const int cols = std::min(kNR, g.c_in - p * kNR);
@@ -291,7 +298,7 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
                 for (int co = 0; co < g.c_out; ++co) dst[(int64_t)co * kNR + j] = src[co];
             }
         }
-    std::vector<float> zero((size_t)g.c_out, 0.0f);
+    zero.assign((size_t)g.c_out, 0.0f);
     const int64_t tiles = ceil_div(M, kMR);
     const int64_t tasks = ceil_div(tiles, kTilesPerTask);
     run_tasks(pool, tasks, work_of(M, (int64_t)segs_max * g.c_out, g.c_in), [&](int64_t task) {
