@@ -14,12 +14,18 @@
 // loops carry no branches. Weights are packed (zero-padded to kNR columns)
 // once per call: it costs K * C_out, nothing next to the GEMM.
 //
-// dW is a reduction over all N * H_out * W_out pixels. Each task owns a
-// block of dW (one tap, a group of input channels, one output panel), walks
-// the pixels in fixed chunks of kChunk, sums each chunk in float registers and
-// adds the chunk sums into float64 accumulators: the result depends on the
-// chunk boundaries only, never on the thread count, and the float64 carry
-// keeps the error at about kChunk u instead of N H W u.
+// Where C_out (forward) or C_in (dX) has two or more panels, micro_kernel_2
+// computes two panels per tile, so each broadcast row value feeds two vectors.
+//
+// dW is a reduction over all N * H_out * W_out pixels. Tasks are (tap, range of
+// kRange pixels, group of input channels). A task gathers the x rows of a
+// chunk of kChunk pixels under its tap into a contiguous buffer once, then runs
+// a 6 x 32 (or 6 x 16) micro-kernel over the chunk for every output panel; each
+// chunk sum (float registers) is added into the task's float64 partial, and
+// the partials of the ranges are added in range order at the end: the result
+// depends on the range and chunk boundaries only (fixed by the shape), never
+// on the thread count, and the float64 carry keeps the error at about kChunk u
+// instead of N H W u.
 //
 // Every output element is produced by exactly one task with a fixed
 // summation order, so results are bit-identical for any number of threads.
@@ -42,7 +48,8 @@ constexpr int kMR = 6;
 constexpr int kNR = 16;
 constexpr int kTilesPerTask = 8;     // 48 output pixels per forward / dX task
 constexpr int64_t kChunk = 256;      // pixels summed in float before the float64 carry (dW, dB)
-constexpr int kDwGroup = 4;          // micro-tiles of kMR input channels per dW task
+constexpr int64_t kRange = 16 * kChunk;  // pixels per dW task: partials of ranges are added in float64
+constexpr int64_t kMinDwTasks = 8;   // dW splits input channels when (tap, range) pairs are fewer
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -81,20 +88,103 @@ D4J_CLONES void micro_kernel(int segs, const float *const *rows, const float *co
     std::memcpy(out + 5 * kNR, &c5, sizeof(vrow));
 }
 
-// out[r*kNR + j] = sum over q < count of xr[q][ci[r]] * dyp[q*kNR + j]   (one dW micro-tile over a pixel chunk)
-D4J_CLONES void dw_micro_kernel(int64_t count, const float *const *xr, const int *ci, const float *dyp, float *out) {
-    vrow c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
-    const int i0 = ci[0], i1 = ci[1], i2 = ci[2], i3 = ci[3], i4 = ci[4], i5 = ci[5];
+// Two panels at once: out[r*2kNR + j] for j < 2 kNR, the first kNR columns
+// from slabs, the next from slabs2. Each broadcast row value feeds two vectors
+// (12 accumulators: AVX-512 registers; the AVX2 clone spills some). Per
+// element the same products are added in the same order as micro_kernel.
+D4J_CLONES void micro_kernel_2(int segs, const float *const *rows, const float *const *slabs,
+                               const float *const *slabs2, int kc, float *out) {
+    vrow a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
+    vrow b0 = {}, b1 = {}, b2 = {}, b3 = {}, b4 = {}, b5 = {};
+    for (int s = 0; s < segs; ++s) {
+        const float *const *rr = rows + (int64_t)s * kMR;
+        const float *r0 = rr[0], *r1 = rr[1], *r2 = rr[2], *r3 = rr[3], *r4 = rr[4], *r5 = rr[5];
+        const float *p0 = slabs[s], *p1 = slabs2[s];
+        for (int k = 0; k < kc; ++k) {
+            vrow u, v;
+            D4J_LOAD_ROW(u, p0 + (int64_t)k * kNR);
+            D4J_LOAD_ROW(v, p1 + (int64_t)k * kNR);
+            const float x0 = r0[k], x1 = r1[k], x2 = r2[k], x3 = r3[k], x4 = r4[k], x5 = r5[k];
+            a0 += x0 * u;
+            b0 += x0 * v;
+            a1 += x1 * u;
+            b1 += x1 * v;
+            a2 += x2 * u;
+            b2 += x2 * v;
+            a3 += x3 * u;
+            b3 += x3 * v;
+            a4 += x4 * u;
+            b4 += x4 * v;
+            a5 += x5 * u;
+            b5 += x5 * v;
+        }
+    }
+    std::memcpy(out + 0 * kNR, &a0, sizeof(vrow));
+    std::memcpy(out + 1 * kNR, &b0, sizeof(vrow));
+    std::memcpy(out + 2 * kNR, &a1, sizeof(vrow));
+    std::memcpy(out + 3 * kNR, &b1, sizeof(vrow));
+    std::memcpy(out + 4 * kNR, &a2, sizeof(vrow));
+    std::memcpy(out + 5 * kNR, &b2, sizeof(vrow));
+    std::memcpy(out + 6 * kNR, &a3, sizeof(vrow));
+    std::memcpy(out + 7 * kNR, &b3, sizeof(vrow));
+    std::memcpy(out + 8 * kNR, &a4, sizeof(vrow));
+    std::memcpy(out + 9 * kNR, &b4, sizeof(vrow));
+    std::memcpy(out + 10 * kNR, &a5, sizeof(vrow));
+    std::memcpy(out + 11 * kNR, &b5, sizeof(vrow));
+}
+
+// dW micro-kernels over one chunk of pixels, both operands pixel-major:
+//   out[r*W + j] = sum over q < count of xa[q*lda + r] * dyb[q*ldb + j],  r < kMR, j < W,
+// W = 2 kNR (two output panels: each broadcast x value feeds two vectors, so
+// loads stay below the arithmetic) or kNR (the last odd panel).
+D4J_CLONES void dw_kernel_2(int64_t count, const float *xa, int64_t lda, const float *dyb, int64_t ldb, float *out) {
+    vrow a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
+    vrow b0 = {}, b1 = {}, b2 = {}, b3 = {}, b4 = {}, b5 = {};
     for (int64_t q = 0; q < count; ++q) {
-        const float *x = xr[q];
+        const float *x = xa + q * lda;
+        vrow d0, d1;
+        D4J_LOAD_ROW(d0, dyb + q * ldb);
+        D4J_LOAD_ROW(d1, dyb + q * ldb + kNR);
+        const float x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3], x4 = x[4], x5 = x[5];
+        a0 += x0 * d0;
+        b0 += x0 * d1;
+        a1 += x1 * d0;
+        b1 += x1 * d1;
+        a2 += x2 * d0;
+        b2 += x2 * d1;
+        a3 += x3 * d0;
+        b3 += x3 * d1;
+        a4 += x4 * d0;
+        b4 += x4 * d1;
+        a5 += x5 * d0;
+        b5 += x5 * d1;
+    }
+    std::memcpy(out + 0 * kNR, &a0, sizeof(vrow));
+    std::memcpy(out + 1 * kNR, &b0, sizeof(vrow));
+    std::memcpy(out + 2 * kNR, &a1, sizeof(vrow));
+    std::memcpy(out + 3 * kNR, &b1, sizeof(vrow));
+    std::memcpy(out + 4 * kNR, &a2, sizeof(vrow));
+    std::memcpy(out + 5 * kNR, &b2, sizeof(vrow));
+    std::memcpy(out + 6 * kNR, &a3, sizeof(vrow));
+    std::memcpy(out + 7 * kNR, &b3, sizeof(vrow));
+    std::memcpy(out + 8 * kNR, &a4, sizeof(vrow));
+    std::memcpy(out + 9 * kNR, &b4, sizeof(vrow));
+    std::memcpy(out + 10 * kNR, &a5, sizeof(vrow));
+    std::memcpy(out + 11 * kNR, &b5, sizeof(vrow));
+}
+
+D4J_CLONES void dw_kernel_1(int64_t count, const float *xa, int64_t lda, const float *dyb, int64_t ldb, float *out) {
+    vrow c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
+    for (int64_t q = 0; q < count; ++q) {
+        const float *x = xa + q * lda;
         vrow d;
-        D4J_LOAD_ROW(d, dyp + q * kNR);
-        c0 += x[i0] * d;
-        c1 += x[i1] * d;
-        c2 += x[i2] * d;
-        c3 += x[i3] * d;
-        c4 += x[i4] * d;
-        c5 += x[i5] * d;
+        D4J_LOAD_ROW(d, dyb + q * ldb);
+        c0 += x[0] * d;
+        c1 += x[1] * d;
+        c2 += x[2] * d;
+        c3 += x[3] * d;
+        c4 += x[4] * d;
+        c5 += x[5] * d;
     }
     std::memcpy(out + 0 * kNR, &c0, sizeof(vrow));
     std::memcpy(out + 1 * kNR, &c1, sizeof(vrow));
@@ -127,7 +217,11 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     const int panels = (int)ceil_div(g.c_out, kNR);
     const int64_t slab = (int64_t)g.c_in * kNR;
     // packed[p][tap][ci][j] = weight[tap][ci][p*kNR + j], zero beyond c_out
-    std::vector<float> packed((size_t)panels * taps * slab, 0.0f);
+    // (per-thread buffers reused across calls: no allocation and page faults per call at batch 1)
+    // (references: the lambdas below run on worker threads and must see this thread's buffers)
+    thread_local std::vector<float> packed_ws, zero_ws;
+    std::vector<float> &packed = packed_ws, &zero = zero_ws;
+    packed.assign((size_t)panels * taps * slab, 0.0f);
     for (int p = 0; p < panels; ++p)
         for (int t = 0; t < taps; ++t)
             for (int ci = 0; ci < g.c_in; ++ci) {
@@ -136,13 +230,14 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
                 const int cols = std::min(kNR, g.c_out - p * kNR);
                 for (int j = 0; j < cols; ++j) dst[j] = src[j];
             }
-    std::vector<float> zero((size_t)g.c_in, 0.0f);
+    zero.assign((size_t)g.c_in, 0.0f);
     const int64_t tiles = ceil_div(M, kMR);
     const int64_t tasks = ceil_div(tiles, kTilesPerTask);
     run_tasks(pool_of(state), tasks, work_of(M, (int64_t)taps * g.c_in, g.c_out), [&](int64_t task) {
         const float *rows[9 * kMR];
         const float *slabs[9];
-        float acc[kMR * kNR];
+        const float *slabs2[9];
+        float acc[kMR * 2 * kNR];
         const int64_t t_end = std::min(tiles, (task + 1) * kTilesPerTask);
         for (int64_t tile = task * kTilesPerTask; tile < t_end; ++tile) {
             const int64_t m0 = tile * kMR;
@@ -156,13 +251,20 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
                     rows[t * kMR + r] = p ? p : zero.data();
                 }
             }
-            for (int p = 0; p < panels; ++p) {
+            for (int p = 0; p < panels; p += 2) {
+                const int w = p + 1 < panels ? 2 * kNR : kNR;
                 for (int t = 0; t < taps; ++t) slabs[t] = packed.data() + ((int64_t)p * taps + t) * slab;
-                micro_kernel(taps, rows, slabs, g.c_in, acc);
-                const int cols = std::min(kNR, g.c_out - p * kNR);
+                if (w == 2 * kNR) {
+                    for (int t = 0; t < taps; ++t) slabs2[t] = packed.data() + ((int64_t)(p + 1) * taps + t) * slab;
+                    micro_kernel_2(taps, rows, slabs, slabs2, g.c_in, acc);
+                } else {
+                    micro_kernel(taps, rows, slabs, g.c_in, acc);
+                }
+                const int cols = std::min(w, g.c_out - p * kNR);
                 for (int r = 0; r < kMR && m0 + r < M; ++r) {
                     float *dst = y + (m0 + r) * g.c_out + (int64_t)p * kNR;
-                    for (int j = 0; j < cols; ++j) dst[j] = bias ? acc[r * kNR + j] + bias[p * kNR + j] : acc[r * kNR + j];
+                    const float *a = acc + r * w;
+                    for (int j = 0; j < cols; ++j) dst[j] = bias ? a[j] + bias[p * kNR + j] : a[j];
                 }
             }
         }
@@ -183,7 +285,10 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
     const int panels = (int)ceil_div(g.c_in, kNR);
     const int64_t slab = (int64_t)g.c_out * kNR;
     // packed[p][tap][co][j] = weight[tap][p*kNR + j][co], zero beyond c_in
-    std::vector<float> packed((size_t)panels * taps * slab, 0.0f);
+    // (references: the lambdas below run on worker threads and must see this thread's buffers)
+    thread_local std::vector<float> packed_ws, zero_ws;
+    std::vector<float> &packed = packed_ws, &zero = zero_ws;
+    packed.assign((size_t)panels * taps * slab, 0.0f);
     for (int p = 0; p < panels; ++p)
         for (int t = 0; t < taps; ++t) {
             const int cols = std::min(kNR, g.c_in - p * kNR);
@@ -193,14 +298,15 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
                 for (int co = 0; co < g.c_out; ++co) dst[(int64_t)co * kNR + j] = src[co];
             }
         }
-    std::vector<float> zero((size_t)g.c_out, 0.0f);
+    zero.assign((size_t)g.c_out, 0.0f);
     const int64_t tiles = ceil_div(M, kMR);
     const int64_t tasks = ceil_div(tiles, kTilesPerTask);
     run_tasks(pool, tasks, work_of(M, (int64_t)segs_max * g.c_out, g.c_in), [&](int64_t task) {
         const float *rows[36 * kMR];
         const float *slabs[36];
+        const float *slabs2[36];
         int seg_tap[36];
-        float acc[kMR * kNR];
+        float acc[kMR * 2 * kNR];
         const int64_t t_end = std::min(tiles, (task + 1) * kTilesPerTask);
         for (int64_t tile = task * kTilesPerTask; tile < t_end; ++tile) {
             const int64_t m0 = tile * kMR;
@@ -230,13 +336,21 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
                     }
                     ++segs;
                 }
-            for (int p = 0; p < panels; ++p) {
+            for (int p = 0; p < panels; p += 2) {
+                const int w = p + 1 < panels ? 2 * kNR : kNR;
                 for (int s = 0; s < segs; ++s) slabs[s] = packed.data() + ((int64_t)p * taps + seg_tap[s]) * slab;
-                micro_kernel(segs, rows, slabs, g.c_out, acc);
-                const int cols = std::min(kNR, g.c_in - p * kNR);
+                if (w == 2 * kNR) {
+                    for (int s = 0; s < segs; ++s)
+                        slabs2[s] = packed.data() + ((int64_t)(p + 1) * taps + seg_tap[s]) * slab;
+                    micro_kernel_2(segs, rows, slabs, slabs2, g.c_out, acc);
+                } else {
+                    micro_kernel(segs, rows, slabs, g.c_out, acc);
+                }
+                const int cols = std::min(w, g.c_in - p * kNR);
                 for (int r = 0; r < kMR && m0 + r < M; ++r) {
                     float *dst = dx + (m0 + r) * g.c_in + (int64_t)p * kNR;
-                    for (int j = 0; j < cols; ++j) dst[j] = acc[r * kNR + j];
+                    const float *a = acc + r * w;
+                    for (int j = 0; j < cols; ++j) dst[j] = a[j];
                 }
             }
         }
@@ -244,59 +358,107 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
 }
 
 // dweight[tap][ci][co] += sum over pixels q of u(q, tap)[ci] * dy[q][co]
+//
+// Tasks are (tap, pixel range of kRange, channel group). A task walks its
+// range in chunks of kChunk pixels: it gathers the chunk's x rows under its tap
+// (its channel group only) into a contiguous pixel-major buffer, once for all
+// output panels, and runs the micro-kernels over it; chunk sums (float) go into
+// the task's float64 partial. The partials of the ranges are then added in
+// range order. Range and chunk boundaries depend on the shape only.
 void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy, float *dweight) {
     const int taps = g.k * g.k;
-    const int64_t P = (int64_t)g.n * g.h_out * g.w_out;
+    const int64_t HWo = (int64_t)g.h_out * g.w_out;
+    const int64_t P = (int64_t)g.n * HWo;
     const int panels = (int)ceil_div(g.c_out, kNR);
-    // dyp[p][q][j] = dy[q][p*kNR + j], zero beyond c_out: aligned full-width rows for the micro-kernel
-    std::vector<float> dyp((size_t)panels * P * kNR, 0.0f);
-    run_tasks(pool, panels, P * kNR * panels, [&](int64_t p) {
-        const int cols = std::min(kNR, g.c_out - (int)p * kNR);
-        float *dst = dyp.data() + p * P * kNR;
-        for (int64_t q = 0; q < P; ++q)
-            for (int j = 0; j < cols; ++j) dst[q * kNR + j] = dy[q * g.c_out + p * kNR + j];
-    });
-    std::vector<float> zero((size_t)g.c_in, 0.0f);
+    const int64_t ranges = ceil_div(P, kRange);
     const int64_t ci_tiles = ceil_div(g.c_in, kMR);
-    const int64_t groups = ceil_div(ci_tiles, kDwGroup);
-    const int64_t tasks = (int64_t)taps * groups * panels;
+    // few (tap, range) pairs: split the input channels too, so both threads get work
+    const int64_t cgroups = std::min<int64_t>(ci_tiles, ceil_div(kMinDwTasks, taps * ranges));
+    const int64_t tiles_per_group = ceil_div(ci_tiles, cgroups);
+    const int64_t tasks = (int64_t)taps * ranges * cgroups;
+    const int64_t wsize = (int64_t)g.c_in * g.c_out;
+    thread_local std::vector<double> partial_ws;
+    if ((int64_t)partial_ws.size() < taps * ranges * wsize) partial_ws.resize((size_t)(taps * ranges * wsize));
+    double *partial = partial_ws.data();  // [tap][range][ci][co]
+    const bool direct_dy = g.c_out % kNR == 0;
+    const int64_t ldc = (int64_t)panels * kNR;
     run_tasks(pool, tasks, work_of(P, (int64_t)taps * g.c_in, g.c_out), [&](int64_t task) {
-        const int p = (int)(task % panels);
-        const int64_t grp = (task / panels) % groups;
-        const int t = (int)(task / panels / groups);
+        const int64_t cg = task % cgroups;
+        const int64_t rg = (task / cgroups) % ranges;
+        const int t = (int)(task / cgroups / ranges);
         const int kh = t / g.k, kw = t % g.k;
-        double total[kDwGroup * kMR * kNR];
-        for (double &v : total) v = 0.0;
-        const float *xr[kChunk];
-        float acc[kMR * kNR];
-        const int64_t tile0 = grp * kDwGroup, tile1 = std::min(ci_tiles, tile0 + kDwGroup);
-        for (int64_t q0 = 0; q0 < P; q0 += kChunk) {
-            const int64_t count = std::min(kChunk, P - q0);
+        const int64_t c0 = cg * tiles_per_group * kMR;
+        const int64_t c1 = std::min<int64_t>(g.c_in, c0 + tiles_per_group * kMR);
+        if (c0 >= c1) return;
+        const int64_t width = c1 - c0, lda = ceil_div(width, kMR) * kMR;
+        thread_local std::vector<float> xa_ws, dyc_ws;
+        if ((int64_t)xa_ws.size() < kChunk * lda) xa_ws.resize((size_t)(kChunk * lda));
+        float *xa = xa_ws.data();
+        float *dyc = nullptr;
+        if (!direct_dy) {
+            if ((int64_t)dyc_ws.size() < kChunk * ldc) dyc_ws.resize((size_t)(kChunk * ldc));
+            dyc = dyc_ws.data();
+        }
+        double *part = partial + ((int64_t)t * ranges + rg) * wsize;
+        for (int64_t ci = c0; ci < c1; ++ci)
+            for (int co = 0; co < g.c_out; ++co) part[ci * g.c_out + co] = 0.0;
+        float acc[kMR * 2 * kNR];
+        const int64_t q_end = std::min(P, (rg + 1) * kRange);
+        for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
+            const int64_t count = std::min(kChunk, q_end - q0);
+            int64_t b = q0 / HWo, rem = q0 % HWo;
+            int64_t oh = rem / g.w_out, ow = rem % g.w_out;
             for (int64_t q = 0; q < count; ++q) {
-                const int64_t m = q0 + q;
-                const int64_t b = m / ((int64_t)g.h_out * g.w_out), rem = m % ((int64_t)g.h_out * g.w_out);
-                const int64_t oh = rem / g.w_out, ow = rem % g.w_out;
                 const float *row = x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
-                xr[q] = row ? row : zero.data();
+                float *dst = xa + q * lda;
+                if (row) std::memcpy(dst, row + c0, (size_t)width * sizeof(float));
+                else std::memset(dst, 0, (size_t)width * sizeof(float));
+                for (int64_t c = width; c < lda; ++c) dst[c] = 0.0f;
+                if (++ow == g.w_out) {
+                    ow = 0;
+                    if (++oh == g.h_out) {
+                        oh = 0;
+                        ++b;
+                    }
+                }
             }
-            const float *d = dyp.data() + ((int64_t)p * P + q0) * kNR;
-            for (int64_t tile = tile0; tile < tile1; ++tile) {
-                int ci[kMR];
-                // channels past c_in re-read the last one: computed, never stored
-                for (int r = 0; r < kMR; ++r) ci[r] = (int)std::min<int64_t>(tile * kMR + r, g.c_in - 1);
-                dw_micro_kernel(count, xr, ci, d, acc);
-                double *tot = total + (tile - tile0) * kMR * kNR;
-                for (int e = 0; e < kMR * kNR; ++e) tot[e] += (double)acc[e];
+            const float *dyb = dy + q0 * g.c_out;
+            int64_t ldb = g.c_out;
+            if (!direct_dy) {
+                for (int64_t q = 0; q < count; ++q) {
+                    float *dst = dyc + q * ldc;
+                    std::memcpy(dst, dy + (q0 + q) * g.c_out, (size_t)g.c_out * sizeof(float));
+                    for (int64_t j = g.c_out; j < ldc; ++j) dst[j] = 0.0f;
+                }
+                dyb = dyc;
+                ldb = ldc;
+            }
+            for (int64_t r0 = 0; r0 < width; r0 += kMR) {
+                const int rows = (int)std::min<int64_t>(kMR, width - r0);
+                for (int p = 0; p < panels; p += 2) {
+                    const int w = p + 1 < panels ? 2 * kNR : kNR;
+                    if (w == 2 * kNR) dw_kernel_2(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    else dw_kernel_1(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    const int cols = std::min(w, g.c_out - p * kNR);
+                    for (int r = 0; r < rows; ++r) {
+                        double *dst = part + (c0 + r0 + r) * g.c_out + (int64_t)p * kNR;
+                        const float *src = acc + r * w;
+                        for (int j = 0; j < cols; ++j) dst[j] += (double)src[j];
+                    }
+                }
             }
         }
-        const int cols = std::min(kNR, g.c_out - p * kNR);
-        for (int64_t tile = tile0; tile < tile1; ++tile)
-            for (int r = 0; r < kMR && tile * kMR + r < g.c_in; ++r) {
-                float *dst = dweight + ((int64_t)t * g.c_in + tile * kMR + r) * g.c_out + (int64_t)p * kNR;
-                const double *tot = total + ((tile - tile0) * kMR + r) * kNR;
-                for (int j = 0; j < cols; ++j) dst[j] = (float)((double)dst[j] + tot[j]);
-            }
     });
+    // dweight[t] += sum over ranges, in range order
+    for (int t = 0; t < taps; ++t) {
+        float *dst = dweight + (int64_t)t * wsize;
+        const double *src = partial + (int64_t)t * ranges * wsize;
+        for (int64_t e = 0; e < wsize; ++e) {
+            double total = src[e];
+            for (int64_t rg = 1; rg < ranges; ++rg) total += src[rg * wsize + e];
+            dst[e] = (float)((double)dst[e] + total);
+        }
+    }
 }
 
 // dbias[co] += sum over pixels of dy[q][co]: float sums per chunk of kChunk pixels, float64 across chunks.

@@ -113,10 +113,13 @@ class ConvKernelsTest {
         }
     }
 
-    /** Bigger shapes: several weight panels (C_out > 16), several tasks, parallel paths of the CPU backend. */
+    /**
+     * Bigger shapes: several weight panels (C_out > 16), several tasks, parallel paths of the CPU backend; the
+     * second has more than 4096 output pixels, so dW sums several pixel ranges (and an odd C_out, a padded dy copy).
+     */
     @Test
     void largerShapesMatchReference() {
-        int[][] shapes = {{2, 16, 12, 37, 45}};
+        int[][] shapes = {{2, 16, 12, 37, 45}, {2, 47, 45, 7, 21}};
         for (Conv2dSpec s : List.of(Conv2dSpec.same3x3(), Conv2dSpec.downsample3x3(0), Conv2dSpec.upsample3x3(),
                 Conv2dSpec.pointwise())) {
             for (int[] sh : shapes) {
@@ -214,12 +217,15 @@ class ConvKernelsTest {
         }
     }
 
-    /** Results are bit-identical for 1, 2 and 3 worker threads (shapes large enough to run in parallel). */
+    /**
+     * Results are bit-identical for 1, 2 and 3 worker threads (shapes large enough to run in parallel; the second
+     * has more than 4096 output pixels, several dW pixel ranges, and C_out = 32: dW reads dy in place).
+     */
     @Test
     void resultsDoNotDependOnThreadCount() {
         try {
             for (Conv2dSpec s : List.of(Conv2dSpec.same3x3(), Conv2dSpec.upsample3x3(), Conv2dSpec.downsample3x3(1))) {
-                Problem p = new Problem(s, 2, 20, 18, 29, 35);
+              for (Problem p : List.of(new Problem(s, 2, 20, 18, 29, 35), new Problem(s, 3, 40, 37, 13, 32))) {
                 TestRandom r = TestRandom.fresh();
                 float[] x = r.gaussians(p.xSize(), 1.0), w = r.gaussians(p.wSize(), 0.5), b = r.gaussians(p.cOut(), 1.0);
                 float[] dy = r.gaussians(p.ySize(), 1.0), dw0 = r.gaussians(p.wSize(), 1.0), db0 = r.gaussians(p.cOut(), 1.0);
@@ -235,6 +241,7 @@ class ConvKernelsTest {
                     Tolerance.assertBitIdentical("conv2d dweight", g1.dw(), g.dw(), c);
                     Tolerance.assertBitIdentical("conv2d dbias", g1.db(), g.db(), c);
                 }
+              }
             }
         } finally {
             cpu.setThreads(Math.max(1, Runtime.getRuntime().availableProcessors()));

@@ -1,0 +1,147 @@
+package io.diffusion4j.bench;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.kernels.ConvKernels;
+import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
+import io.diffusion4j.tensor.DType;
+import io.diffusion4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Times every convolution of the Fashion-MNIST model (TrainCommand.defaultConfig(): 28x28x1, block_out_channels
+ * 32/64/64, one layer per block) separately for forward, dX only and dW only (issue 6 profiling): the per-shape
+ * table that says where the convolution time of a training or denoising step goes. Prints, per batch size, one
+ * row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call, GFLOP/s.
+ *
+ * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp target/diffusion4j.jar:CLASSES
+ * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so]}
+ */
+public final class ConvProfile {
+    private ConvProfile() {}
+
+    /** One convolution shape of the model: input [N, h, w, cIn], weight [k, k, cIn, cOut], count in the model. */
+    record Shape(String name, int h, int cIn, int cOut, Conv2dSpec spec, int count) {
+        long outPixels(int n) {
+            long ho = spec.outputHeight(h);
+            return n * ho * spec.outputWidth(h);
+        }
+
+        double gflop(int n) {
+            return 2.0 * outPixels(n) * spec.kernelSize() * spec.kernelSize() * cIn * cOut / 1e9;
+        }
+    }
+
+    static List<Shape> fashionShapes() {
+        Conv2dSpec s3 = Conv2dSpec.same3x3(), s1 = Conv2dSpec.pointwise(), dn = Conv2dSpec.downsample3x3(1),
+                up = Conv2dSpec.upsample3x3();
+        return List.of(
+                new Shape("conv_in", 28, 1, 32, s3, 1),
+                new Shape("res 32->32 @28 (down0 conv1/conv2, up2.1 conv2, up2.0 conv2)", 28, 32, 32, s3, 4),
+                new Shape("downsample 32 @28->14", 28, 32, 32, dn, 1),
+                new Shape("res 32->64 @14 conv1 (down1)", 14, 32, 64, s3, 1),
+                new Shape("res 64->64 @14 (down1 conv2, up1.0/1 conv2)", 14, 64, 64, s3, 3),
+                new Shape("shortcut 1x1 32->64 @14", 14, 32, 64, s1, 1),
+                new Shape("downsample 64 @14->7", 14, 64, 64, dn, 1),
+                new Shape("res 64->64 @7 (down2, mid x2: conv1+conv2; up0.x conv2)", 7, 64, 64, s3, 8),
+                new Shape("res 128->64 @7 conv1 (up0.0, up0.1)", 7, 128, 64, s3, 2),
+                new Shape("shortcut 1x1 128->64 @7", 7, 128, 64, s1, 2),
+                new Shape("upsample 64 @7->14", 7, 64, 64, up, 1),
+                new Shape("res 128->64 @14 conv1 (up1.0)", 14, 128, 64, s3, 1),
+                new Shape("res 96->64 @14 conv1 (up1.1)", 14, 96, 64, s3, 1),
+                new Shape("shortcut 1x1 128->64 @14", 14, 128, 64, s1, 1),
+                new Shape("shortcut 1x1 96->64 @14", 14, 96, 64, s1, 1),
+                new Shape("upsample 64 @14->28", 14, 64, 64, up, 1),
+                new Shape("res 96->32 @28 conv1 (up2.0)", 28, 96, 32, s3, 1),
+                new Shape("res 64->32 @28 conv1 (up2.1)", 28, 64, 32, s3, 1),
+                new Shape("shortcut 1x1 96->32 @28", 28, 96, 32, s1, 1),
+                new Shape("shortcut 1x1 64->32 @28", 28, 64, 32, s1, 1),
+                new Shape("conv_out", 28, 32, 1, s3, 1));
+    }
+
+    interface Call {
+        void run();
+    }
+
+    /** Median ms of repeated calls for about `seconds`. */
+    static double time(Call c, double seconds) {
+        c.run();
+        c.run();
+        long t0 = System.nanoTime();
+        c.run();
+        double once = (System.nanoTime() - t0) / 1e9;
+        int iters = (int) Math.max(3, Math.min(200, seconds / Math.max(once, 1e-6)));
+        double[] ms = new double[iters];
+        for (int i = 0; i < iters; i++) {
+            long a = System.nanoTime();
+            c.run();
+            ms[i] = (System.nanoTime() - a) / 1e6;
+        }
+        Arrays.sort(ms);
+        return ms[iters / 2];
+    }
+
+    static Tensor random(Backend be, SplittableRandom r, long... shape) {
+        float[] v = new float[(int) Tensor.elementCount(shape)];
+        for (int i = 0; i < v.length; i++) v[i] = (float) (r.nextDouble() * 2 - 1);
+        return Tensor.of(be, v, shape);
+    }
+
+    public static void main(String[] args) {
+        int threads = 2;
+        int[] batches = {64, 16};
+        double seconds = 0.4;
+        String library = null;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--threads" -> threads = Integer.parseInt(args[++i]);
+                case "--batches" -> batches = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
+                case "--seconds" -> seconds = Double.parseDouble(args[++i]);
+                case "--library" -> library = args[++i];
+                default -> throw new IllegalArgumentException("unknown option " + args[i]);
+            }
+        }
+        SplittableRandom r = new SplittableRandom(42);
+        try (Backend be = library == null ? Backend.open(BackendKind.CPU)
+                : Backend.openLibrary(BackendKind.CPU, java.nio.file.Path.of(library))) {
+            be.setThreads(threads);
+            System.out.println("# conv2d per shape, " + be.description() + ", " + threads + " threads");
+            for (int n : batches) {
+                System.out.printf(Locale.ROOT, "%n## batch %d%n%n", n);
+                System.out.println("| shape | x count | GFLOP/call | fwd ms | fwd GFLOP/s | dX ms | dX GFLOP/s | dW ms | dW GFLOP/s |");
+                System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+                double tf = 0, tx = 0, tw = 0, gf = 0;
+                for (Shape s : fashionShapes()) {
+                    int k = s.spec().kernelSize();
+                    long[] xs = {n, s.h(), s.h(), s.cIn()};
+                    long[] ys = s.spec().outputShape(xs, s.cOut());
+                    List<Tensor> owned = new ArrayList<>();
+                    Tensor x = random(be, r, xs), w = random(be, r, k, k, s.cIn(), s.cOut()), b = random(be, r, s.cOut()),
+                            dy = random(be, r, ys), y = Tensor.allocate(be, DType.FLOAT32, ys),
+                            dx = Tensor.allocate(be, DType.FLOAT32, xs), dw = Tensor.allocate(be, DType.FLOAT32, k, k,
+                                    s.cIn(), s.cOut());
+                    owned.addAll(List.of(x, w, b, dy, y, dx, dw));
+                    dw.fill(0f);
+                    double f = time(() -> ConvKernels.forward(s.spec(), x, w, b, y), seconds);
+                    double dX = time(() -> ConvKernels.backward(s.spec(), x, w, dy, dx, null, null), seconds);
+                    double dW = time(() -> ConvKernels.backward(s.spec(), x, w, dy, null, dw, null), seconds);
+                    double g = s.gflop(n);
+                    System.out.printf(Locale.ROOT, "| %s | %d | %.3f | %.2f | %.1f | %.2f | %.1f | %.2f | %.1f |%n",
+                            s.name(), s.count(), g, f, g / f * 1e3, dX, g / dX * 1e3, dW, g / dW * 1e3);
+                    tf += f * s.count();
+                    tx += dX * s.count();
+                    tw += dW * s.count();
+                    gf += g * s.count();
+                    for (Tensor t : owned) t.close();
+                }
+                System.out.printf(Locale.ROOT,
+                        "| **per step (x count)** | | %.3f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |%n", gf, tf,
+                        gf / tf * 1e3, tx, gf / tx * 1e3, tw, gf / tw * 1e3);
+            }
+        }
+    }
+}
