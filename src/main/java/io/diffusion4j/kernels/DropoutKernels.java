@@ -1,11 +1,11 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.TensorChecks.requireFloat;
+
 import io.diffusion4j.backend.Native;
 import io.diffusion4j.bindings.d4j_h;
-import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.util.Arrays;
-import java.util.Objects;
 
 /**
  * Dropout ({@code torch.nn.Dropout(p)} in training mode) with its mask drawn from the counter-based
@@ -52,8 +52,4 @@ public final class DropoutKernels {
         }
     }
 
-    private static void requireFloat(Tensor t, String name) {
-        Objects.requireNonNull(t, name);
-        if (t.dtype() != DType.FLOAT32) throw new IllegalArgumentException(name + " must be float32, got " + t.describe());
-    }
 }

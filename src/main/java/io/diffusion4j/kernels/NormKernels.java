@@ -1,8 +1,9 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.TensorChecks.requireFloat;
+
 import io.diffusion4j.backend.Native;
 import io.diffusion4j.bindings.d4j_h;
-import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -179,10 +180,6 @@ public final class NormKernels {
         }
     }
 
-    private static void requireFloat(Tensor t, String name) {
-        Objects.requireNonNull(t, name);
-        if (t.dtype() != DType.FLOAT32) throw new IllegalArgumentException(name + " must be float32, got " + t.describe());
-    }
 
     private static void requireFinite(float v, String name) {
         if (!Float.isFinite(v)) throw new IllegalArgumentException(name + " must be finite, got " + v);

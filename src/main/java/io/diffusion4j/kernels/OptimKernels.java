@@ -1,8 +1,9 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.TensorChecks.requireFloat;
+
 import io.diffusion4j.backend.Native;
 import io.diffusion4j.bindings.d4j_h;
-import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -95,10 +96,6 @@ public final class OptimKernels {
         Native.check(d4j_h.d4j_ema_update(ema.backend().handle(), ema.handle(), param.handle(), ema.elementCount(), decay));
     }
 
-    private static void requireFloat(Tensor t, String name) {
-        Objects.requireNonNull(t, name);
-        if (t.dtype() != DType.FLOAT32) throw new IllegalArgumentException(name + " must be float32, got " + t.describe());
-    }
 
     private static void requireLike(Tensor ref, Tensor t, String name) {
         requireFloat(t, name);

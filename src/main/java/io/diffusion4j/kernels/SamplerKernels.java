@@ -1,5 +1,7 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.TensorChecks.requireSameShape;
+
 import io.diffusion4j.backend.Native;
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
@@ -10,7 +12,6 @@ import io.diffusion4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.Arrays;
 import java.util.Objects;
 
 /**
@@ -138,16 +139,6 @@ public final class SamplerKernels {
         return perSample.length;
     }
 
-    private static void requireSameShape(Tensor ref, Tensor t, String name) {
-        Objects.requireNonNull(t, name);
-        if (!Arrays.equals(ref.shape(), t.shape()) || t.dtype() != ref.dtype()) {
-            throw new IllegalArgumentException(name + " is " + t.describe() + " but must match " + ref.describe());
-        }
-        if (t.backend() != ref.backend()) {
-            throw new IllegalArgumentException(name + " is on backend " + t.backend().kind().cliName()
-                    + ", other tensors on " + ref.backend().kind().cliName());
-        }
-    }
 
     private static MemorySegment ints(Arena arena, int[] v) {
         return v.length == 0 ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, v);

@@ -182,7 +182,7 @@ public final class EvalNllCommand {
                 model.loadFlat(weights);
                 try (NllEvaluator ev = new NllEvaluator(model, schedule, eo, batch, data.height(), data.width())) {
                     int batches = (n + batch - 1) / batch;
-                    Bar bar = new Bar(err, batches * calls);
+                    SampleCommand.ProgressBar bar = new SampleCommand.ProgressBar(err, batches * calls, "eval-nll", "model calls");
                     int per = data.imageFloats();
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch, count = Math.min(batch, n - first);
@@ -213,33 +213,5 @@ public final class EvalNllCommand {
 
     private static String pm(Estimate e) {
         return String.format(Locale.ROOT, "%.4f ± %.4f", e.mean(), e.standardError());
-    }
-
-    /** A one-line progress bar redrawn with carriage returns. */
-    private static final class Bar {
-        private final PrintStream err;
-        private final int total;
-        private final long start = System.nanoTime();
-        private int shown = -1;
-
-        Bar(PrintStream err, int total) {
-            this.err = err;
-            this.total = total;
-        }
-
-        void update(int done) {
-            int pct = (int) (100L * done / total);
-            if (pct == shown && done != total) return;
-            shown = pct;
-            int width = 30, fill = (int) ((long) width * done / total);
-            double s = (System.nanoTime() - start) / 1e9;
-            err.printf(Locale.ROOT, "\reval-nll [%s%s] %3d%% %d/%d model calls %.1f s", "=".repeat(fill),
-                    " ".repeat(width - fill), pct, done, total, s);
-            err.flush();
-        }
-
-        void finish() {
-            err.println();
-        }
     }
 }

@@ -203,7 +203,7 @@ public final class SampleCommand {
                 try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
                     int per = c * h * w;
                     int batches = (n + batch - 1) / batch;
-                    ProgressBar bar = new ProgressBar(err, batches * sampler.plan().size());
+                    ProgressBar bar = new ProgressBar(err, batches * sampler.plan().size(), "sampling", "steps");
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch;
                         int count = Math.min(batch, n - first);
@@ -248,16 +248,19 @@ public final class SampleCommand {
         };
     }
 
-    /** A one-line progress bar redrawn with carriage returns. */
+    /** A one-line progress bar redrawn with carriage returns: "label [====  ] 40% done/total unit 1.2 s". */
     static final class ProgressBar {
         private final PrintStream err;
         private final int total;
+        private final String label, unit;
         private final long start = System.nanoTime();
         private int shown = -1;
 
-        ProgressBar(PrintStream err, int total) {
+        ProgressBar(PrintStream err, int total, String label, String unit) {
             this.err = err;
             this.total = total;
+            this.label = label;
+            this.unit = unit;
         }
 
         void update(int done) {
@@ -266,8 +269,8 @@ public final class SampleCommand {
             shown = pct;
             int width = 30, fill = (int) ((long) width * done / total);
             double s = (System.nanoTime() - start) / 1e9;
-            err.printf(Locale.ROOT, "\rsampling [%s%s] %3d%% %d/%d steps %.1f s", "=".repeat(fill), " ".repeat(width - fill),
-                    pct, done, total, s);
+            err.printf(Locale.ROOT, "\r%s [%s%s] %3d%% %d/%d %s %.1f s", label, "=".repeat(fill), " ".repeat(width - fill),
+                    pct, done, total, unit, s);
             err.flush();
         }
 
