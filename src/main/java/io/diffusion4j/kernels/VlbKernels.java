@@ -1,5 +1,7 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.TensorChecks.requireSameShape;
+
 import io.diffusion4j.backend.Native;
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.schedule.PredictionType;
@@ -9,7 +11,6 @@ import io.diffusion4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.Arrays;
 import java.util.Objects;
 
 /**
@@ -77,16 +78,5 @@ public final class VlbKernels {
         }
         if (x.elementCount() == 0) throw new IllegalArgumentException(name + " has no elements: " + x.describe());
         return (int) x.dim(0);
-    }
-
-    private static void requireSameShape(Tensor ref, Tensor t, String name) {
-        Objects.requireNonNull(t, name);
-        if (!Arrays.equals(ref.shape(), t.shape()) || t.dtype() != ref.dtype()) {
-            throw new IllegalArgumentException(name + " is " + t.describe() + " but must match " + ref.describe());
-        }
-        if (t.backend() != ref.backend()) {
-            throw new IllegalArgumentException(name + " is on backend " + t.backend().kind().cliName()
-                    + ", x0 on " + ref.backend().kind().cliName());
-        }
     }
 }
