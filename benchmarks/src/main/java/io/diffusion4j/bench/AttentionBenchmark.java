@@ -1,0 +1,95 @@
+package io.diffusion4j.bench;
+
+import io.diffusion4j.kernels.LinearKernels;
+import io.diffusion4j.kernels.LinearKernels.AttentionShape;
+import io.diffusion4j.tensor.Tensor;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Multi-head attention forward (with the log-sum-exp saved for training) and backward, shape "BxLxHxD": batch
+ * B, L tokens, H heads of D channels. Cases: the Fashion-MNIST model's attention at 7x7 (64 channels, one
+ * head as attention_head_dim is unset) at batch 16 and 64, and ddpm-cifar10-32's at 16x16 (256 channels, one
+ * head) at batch 8.
+ *
+ * <p>Work: forward 4 * B * H * L^2 * D FLOPs (q k^T and P v; the softmax's exponentials not counted), bytes
+ * q, k, v, out (16BLHD); backward 10 * B * H * L^2 * D FLOPs (q k^T recomputed, dv = P^T dout, dP = dout v^T,
+ * dq = dS k, dk = dS^T q), bytes q, k, v, out, dout, dq, dk, dv (32BLHD). lse ignored.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 2, time = 1)
+@Measurement(iterations = 3, time = 1)
+@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
+public class AttentionBenchmark extends BenchSupport {
+    @Param({"16x49x1x64", "64x49x1x64", "8x256x1x256"})
+    public String shape;
+
+    @Param({"cpu"})
+    public String backend;
+
+    AttentionShape s;
+    float scale;
+    Tensor q, k, v, out, lse, dout, dq, dk, dv;
+
+    static Work work(String method, String shape) {
+        long[] d = dims(shape);
+        double b = d[0], l = d[1], h = d[2], hd = d[3];
+        double act = b * l * h * hd;
+        return switch (method) {
+            case "forward" -> Work.compute(4 * b * h * l * l * hd, 16 * act);
+            case "backward" -> Work.compute(10 * b * h * l * l * hd, 32 * act);
+            default -> null;
+        };
+    }
+
+    @Setup(Level.Trial)
+    public void setup() {
+        open(backend);
+        long[] d = dims(shape);
+        s = new AttentionShape((int) d[0], (int) d[1], (int) d[2], (int) d[3]);
+        scale = s.defaultScale();
+        q = normal(d);
+        k = normal(d);
+        v = normal(d);
+        out = normal(d);
+        dout = normal(d);
+        dq = normal(d);
+        dk = normal(d);
+        dv = normal(d);
+        lse = normal(d[0], d[2], d[1]);
+        LinearKernels.attention(s, scale, q, k, v, out, lse);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        close();
+    }
+
+    @Benchmark
+    @Kernel(family = "attention", entryPoints = "d4j_attention_forward")
+    public void forward() {
+        LinearKernels.attention(s, scale, q, k, v, out, lse);
+        sync();
+    }
+
+    @Benchmark
+    @Kernel(family = "attention", entryPoints = "d4j_attention_backward")
+    public void backward() {
+        LinearKernels.attentionBackward(s, scale, q, k, v, out, lse, dout, dq, dk, dv);
+        sync();
+    }
+}
