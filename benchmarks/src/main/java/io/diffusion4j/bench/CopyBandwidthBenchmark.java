@@ -15,24 +15,24 @@ import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Threads;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * The machine's copy bandwidth (memcpy of off-heap memory, one thread), the
- * yardstick for the memory-bound kernels: at sizes that live in L2, in L3 and
- * in DRAM (256 MiB). GB/s = 2 * bytes / time (read + write). KernelReport
- * compares each memory-bound kernel with the copy whose traffic (2 * bytes) is
- * nearest its own. The kernels run on all the backend's threads, so they can
- * exceed one thread's copy bandwidth.
+ * The machine's copy bandwidth, the yardstick for the memory-bound kernels: memcpy of off-heap memory
+ * ({@code bytes} per copy: 64 KiB and 1 MiB live in L2, 8 MiB in L3, 256 MiB in DRAM), by one thread
+ * ({@code copy}) and by as many threads as there are processors at once, each copying its own buffers
+ * ({@code copyAllCores}). GB/s = threads * 2 * bytes / time per copy (read + write). KernelReport compares each
+ * memory-bound kernel (which runs on all the backend's threads) with the all-core copy whose total traffic is
+ * nearest its own.
  */
-@State(Scope.Benchmark)
+@State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
+@Warmup(iterations = 2, time = 1)
+@Measurement(iterations = 3, time = 1)
 @Fork(1)
 public class CopyBandwidthBenchmark {
-    /** Bytes copied: 64 KiB, 1 MiB, 8 MiB, 256 MiB. */
     @Param({"65536", "1048576", "8388608", "268435456"})
     public long bytes;
 
@@ -54,7 +54,14 @@ public class CopyBandwidthBenchmark {
     }
 
     @Benchmark
+    @Threads(1)
     public void copy() {
+        MemorySegment.copy(src, 0, dst, 0, bytes);
+    }
+
+    @Benchmark
+    @Threads(Threads.MAX)
+    public void copyAllCores() {
         MemorySegment.copy(src, 0, dst, 0, bytes);
     }
 }

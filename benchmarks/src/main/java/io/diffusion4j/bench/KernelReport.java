@@ -29,8 +29,8 @@ import org.openjdk.jmh.runner.options.TimeValue;
  * the README's table: per kernel family, benchmark and shape, the median time per call over the measurement
  * iterations, the achieved GFLOP/s and GB/s from the work the benchmark declares ({@link Work},
  * {@link KernelCatalog}), and that as a percentage of the machine's peak measured in the same run: the SGEMM peak
- * ({@link SgemmPeakBenchmark}, fastest iteration) for conv2d, linear and attention, the copy bandwidth
- * ({@link CopyBandwidthBenchmark}, at the size whose traffic is nearest the kernel's) for the rest.
+ * ({@link SgemmPeakBenchmark}, fastest iteration) for conv2d, linear and attention, the all-core copy
+ * bandwidth ({@link CopyBandwidthBenchmark}, at the size whose traffic is nearest the kernel's) for the rest.
  *
  * <p>Usage: {@code java -cp benchmarks/target/benchmarks.jar io.diffusion4j.bench.KernelReport [out.md]
  * [--backend cpu] [--include REGEX] [--warmup-iterations 2] [--iterations 3] [--seconds 0.25]}
@@ -81,7 +81,9 @@ public final class KernelReport {
 
         double sgemmGflops = Double.NaN;
         int sgemmN = 0;
-        Map<Long, Double> copyGbs = new TreeMap<>();
+        Map<Long, Double> copyGbs = new TreeMap<>();      // all cores: total traffic -> GB/s
+        Map<Long, Double> copyOneGbs = new TreeMap<>();   // one thread: bytes -> GB/s
+        int copyThreads = 0;
         double plainNs = Double.NaN, criticalNs = Double.NaN;
         List<Row> rows = new ArrayList<>();
         List<String> families;
@@ -109,7 +111,14 @@ public final class KernelReport {
                 }
             } else if (owner == CopyBandwidthBenchmark.class) {
                 long bytes = Long.parseLong(rr.getParams().getParam("bytes"));
-                copyGbs.put(bytes, 2.0 * bytes / (median(rr) * 1e3));
+                int threads = rr.getParams().getThreads();
+                double gbs = threads * 2.0 * bytes / (median(rr) * 1e3);
+                if (method.equals("copy")) {
+                    copyOneGbs.put(bytes, gbs);
+                } else {
+                    copyGbs.put(threads * 2L * bytes, gbs);
+                    copyThreads = threads;
+                }
             } else if (owner == DowncallBenchmark.class) {
                 if (method.equals("plain")) plainNs = median(rr);
                 else criticalNs = median(rr);
@@ -138,10 +147,17 @@ public final class KernelReport {
         md.append("Peaks measured in the same run:\n");
         md.append(String.format(Locale.ROOT, "- SGEMM: **%.1f GFLOP/s** (LinearKernels.linear %d x %d x %d, all "
                 + "threads, fastest iteration)%n", sgemmGflops, sgemmN, sgemmN, sgemmN));
-        md.append("- copy bandwidth (memcpy, one thread):");
+        md.append(String.format(Locale.ROOT, "- copy bandwidth, %d threads at once (memcpy, each thread its own "
+                + "buffers; sizes are the total traffic, 2 x bytes x threads):", copyThreads));
         String sep = " ";
         for (Map.Entry<Long, Double> e : copyGbs.entrySet()) {
             md.append(sep).append(String.format(Locale.ROOT, "%s **%.1f GB/s**", size(e.getKey()), e.getValue()));
+            sep = ", ";
+        }
+        md.append("\n- copy bandwidth, one thread (bytes copied):");
+        sep = " ";
+        for (Map.Entry<Long, Double> e : copyOneGbs.entrySet()) {
+            md.append(sep).append(String.format(Locale.ROOT, "%s %.1f GB/s", size(e.getKey()), e.getValue()));
             sep = ", ";
         }
         md.append('\n');
@@ -159,7 +175,7 @@ public final class KernelReport {
                 pct = 100 * gflops / sgemmGflops;
             } else {
                 long copy = nearestCopy(copyGbs, r.work.bytes());
-                peak = copy < 0 ? "copy ?" : "copy " + size(copy);
+                peak = copy < 0 ? "copy ?" : "copy " + size(copy);  // all-core copy of that much traffic
                 pct = copy < 0 ? Double.NaN : 100 * gbs / copyGbs.get(copy);
             }
             md.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %.1f | %s | %.0f%% |%n", r.family,
@@ -178,15 +194,15 @@ public final class KernelReport {
         }
     }
 
-    /** The copy size whose traffic (2 * size: read and write) is nearest, on a log scale, the kernel's bytes. */
+    /** The all-core copy whose total traffic is nearest, on a log scale, the kernel's bytes. */
     static long nearestCopy(Map<Long, Double> copyGbs, double bytes) {
         long best = -1;
         double bestDist = Double.POSITIVE_INFINITY;
-        for (long size : copyGbs.keySet()) {
-            double d = Math.abs(Math.log(2.0 * size / bytes));
+        for (long traffic : copyGbs.keySet()) {
+            double d = Math.abs(Math.log(traffic / bytes));
             if (d < bestDist) {
                 bestDist = d;
-                best = size;
+                best = traffic;
             }
         }
         return best;
