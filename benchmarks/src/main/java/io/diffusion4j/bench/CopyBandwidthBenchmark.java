@@ -20,11 +20,12 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The machine's copy bandwidth, the yardstick for the memory-bound kernels: memcpy of off-heap memory
- * ({@code bytes} per copy: 64 KiB and 1 MiB live in L2, 8 MiB in L3, 256 MiB in DRAM), by one thread
+ * ({@code bytes} per copy: 64 KiB and 1 MiB per thread live in L2, 4 MiB in L3, 16 and 256 MiB in DRAM on the
+ * 2-core machine of the README, whose L3 is 32 MiB), by one thread
  * ({@code copy}) and by as many threads as there are processors at once, each copying its own buffers
  * ({@code copyAllCores}). GB/s = threads * 2 * bytes / time per copy (read + write). KernelReport compares each
- * memory-bound kernel (which runs on all the backend's threads) with the all-core copy whose total traffic is
- * nearest its own.
+ * memory-bound kernel (which runs on all the backend's threads) with the all-core copy whose working set
+ * (threads * 2 * bytes) is nearest its own footprint.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -33,7 +34,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 3, time = 1)
 @Fork(1)
 public class CopyBandwidthBenchmark {
-    @Param({"65536", "1048576", "8388608", "268435456"})
+    @Param({"65536", "1048576", "4194304", "16777216", "268435456"})
     public long bytes;
 
     Arena arena;

@@ -30,7 +30,9 @@ import org.openjdk.jmh.runner.options.TimeValue;
  * iterations, the achieved GFLOP/s and GB/s from the work the benchmark declares ({@link Work},
  * {@link KernelCatalog}), and that as a percentage of the machine's peak measured in the same run: the SGEMM peak
  * ({@link SgemmPeakBenchmark}, fastest iteration) for conv2d, linear and attention, the all-core copy
- * bandwidth ({@link CopyBandwidthBenchmark}, at the size whose traffic is nearest the kernel's) for the rest.
+ * bandwidth ({@link CopyBandwidthBenchmark}, at the working set nearest the kernel's footprint) for the rest;
+ * compute-bound rows also show their share of the processors' measured FMA throughput
+ * ({@link FmaPeakBenchmark}), the hard limit.
  *
  * <p>Usage: {@code java -cp benchmarks/target/benchmarks.jar io.diffusion4j.bench.KernelReport [out.md]
  * [--backend cpu] [--include REGEX] [--warmup-iterations 2] [--iterations 3] [--seconds 0.25]}
@@ -79,9 +81,11 @@ public final class KernelReport {
         Collection<RunResult> results = new Runner(opt).run();
         double wall = (System.nanoTime() - start) / 1e9;
 
+        double fmaGflops = Double.NaN;
+        int fmaThreads = 0;
         double sgemmGflops = Double.NaN;
         int sgemmN = 0;
-        Map<Long, Double> copyGbs = new TreeMap<>();      // all cores: total traffic -> GB/s
+        Map<Long, Double> copyGbs = new TreeMap<>();      // all cores: working set (2 * bytes * threads) -> GB/s
         Map<Long, Double> copyOneGbs = new TreeMap<>();   // one thread: bytes -> GB/s
         int copyThreads = 0;
         double plainNs = Double.NaN, criticalNs = Double.NaN;
@@ -102,7 +106,15 @@ public final class KernelReport {
             } catch (ClassNotFoundException e) {
                 throw new IllegalStateException(e);
             }
-            if (owner == SgemmPeakBenchmark.class) {
+            if (owner == FmaPeakBenchmark.class) {
+                fmaThreads = rr.getParams().getThreads();
+                for (BenchmarkResult br : rr.getBenchmarkResults()) {
+                    for (IterationResult ir : br.getIterationResults()) {
+                        double g = ir.getSecondaryResults().get("flops").getScore() / 1e9;
+                        if (Double.isNaN(fmaGflops) || g > fmaGflops) fmaGflops = g;
+                    }
+                }
+            } else if (owner == SgemmPeakBenchmark.class) {
                 int n = Integer.parseInt(rr.getParams().getParam("n"));
                 double g = 2.0 * n * n * n / (best(rr) * 1e3);
                 if (Double.isNaN(sgemmGflops) || g > sgemmGflops) {
@@ -145,10 +157,12 @@ public final class KernelReport {
                 ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm 'UTC'")), wall,
                 warmups, seconds, iterations, seconds));
         md.append("Peaks measured in the same run:\n");
+        md.append(String.format(Locale.ROOT, "- float32 FMA throughput: **%.1f GFLOP/s** (%d threads of independent "
+                + "Vector API FMA chains, fastest iteration: the hardware's arithmetic limit)%n", fmaGflops, fmaThreads));
         md.append(String.format(Locale.ROOT, "- SGEMM: **%.1f GFLOP/s** (LinearKernels.linear %d x %d x %d, all "
                 + "threads, fastest iteration)%n", sgemmGflops, sgemmN, sgemmN, sgemmN));
         md.append(String.format(Locale.ROOT, "- copy bandwidth, %d threads at once (memcpy, each thread its own "
-                + "buffers; sizes are the total traffic, 2 x bytes x threads):", copyThreads));
+                + "buffers; sizes are the working set, 2 x bytes x threads):", copyThreads));
         String sep = " ";
         for (Map.Entry<Long, Double> e : copyGbs.entrySet()) {
             md.append(sep).append(String.format(Locale.ROOT, "%s **%.1f GB/s**", size(e.getKey()), e.getValue()));
@@ -163,8 +177,8 @@ public final class KernelReport {
         md.append('\n');
         md.append(String.format(Locale.ROOT, "- empty downcall: %.1f ns plain, %.1f ns with Linker.Option.critical%n%n",
                 plainNs, criticalNs));
-        md.append("| family | benchmark | shape | us/call | GFLOP/s | GB/s | peak | % of peak |\n");
-        md.append("|---|---|---|---:|---:|---:|---|---:|\n");
+        md.append("| family | benchmark | shape | us/call | GFLOP/s | GB/s | compared with | % of it | % of FMA peak |\n");
+        md.append("|---|---|---|---:|---:|---:|---|---:|---:|\n");
         for (Row r : rows) {
             double gflops = r.work.flops() / (r.us * 1e3);
             double gbs = r.work.bytes() / (r.us * 1e3);
@@ -174,13 +188,14 @@ public final class KernelReport {
                 peak = "SGEMM";
                 pct = 100 * gflops / sgemmGflops;
             } else {
-                long copy = nearestCopy(copyGbs, r.work.bytes());
+                long copy = nearestCopy(copyGbs, r.work.footprint());
                 peak = copy < 0 ? "copy ?" : "copy " + size(copy);  // all-core copy of that much traffic
                 pct = copy < 0 ? Double.NaN : 100 * gbs / copyGbs.get(copy);
             }
-            md.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %.1f | %s | %.0f%% |%n", r.family,
+            String fmaPct = r.work.flops() > 0 ? String.format(Locale.ROOT, "%.0f%%", 100 * gflops / fmaGflops) : "-";
+            md.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %.1f | %s | %.0f%% | %s |%n", r.family,
                     r.benchmark, r.shape, fmt(r.us), r.work.flops() > 0 ? String.format(Locale.ROOT, "%.1f", gflops) : "-",
-                    gbs, peak, pct));
+                    gbs, peak, pct, fmaPct));
         }
         System.out.println();
         System.out.print(md);
@@ -194,7 +209,7 @@ public final class KernelReport {
         }
     }
 
-    /** The all-core copy whose total traffic is nearest, on a log scale, the kernel's bytes. */
+    /** The all-core copy whose working set is nearest, on a log scale, the kernel's footprint. */
     static long nearestCopy(Map<Long, Double> copyGbs, double bytes) {
         long best = -1;
         double bestDist = Double.POSITIVE_INFINITY;
