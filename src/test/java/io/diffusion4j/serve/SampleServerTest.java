@@ -279,7 +279,7 @@ class SampleServerTest {
             for (int i = 0; i < specs.size(); i++) {
                 Spec s = specs.get(i);
                 float[] ref = reference(s.model(), s.sampler(), s.steps(), s.eta(), s.seed(), s.n(), s.spacing());
-                String ctx = s.json() + ", " + rnd;
+                String ctx = s.json() + ", " + rnd.describe();
                 HttpResponse<byte[]> r = http.get(i).get(120, TimeUnit.SECONDS);
                 assertEquals(200, r.statusCode(), ctx + ": " + text(r));
                 assertEquals(Long.toString(s.seed()), r.headers().firstValue("X-Seed").orElse(null), ctx);
@@ -302,7 +302,7 @@ class SampleServerTest {
                 Spec s = specs.get(3 * k);
                 float[] ref = reference(s.model(), s.sampler(), s.steps(), s.eta(), s.seed(), s.n(), s.spacing());
                 Tolerance.assertBitIdentical("samples of " + s.json(), ref, direct.get(k).result().get(120, TimeUnit.SECONDS),
-                        rnd.toString());
+                        rnd.describe());
             }
         } finally {
             gate.release();
