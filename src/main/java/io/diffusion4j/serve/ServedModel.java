@@ -59,7 +59,7 @@ public final class ServedModel implements AutoCloseable {
             throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
         }
         float[] weights = Checkpoint.readWeights(loc.weights(), UNet2DLayout.of(config));
-        UNet2DModel m = new UNet2DModel(backend, config, 0L);
+        UNet2DModel m = UNet2DModel.forInference(backend, config); // the weights alone: no gradient buffer
         try {
             m.loadFlat(weights);
             return new ServedModel(name, m, schedule, cfg);

@@ -59,8 +59,11 @@ final class ServeTestSupport {
         return m;
     }
 
+    /** A served model with weights initialised from seed, made as the server makes them (no gradient buffer). */
     static ServedModel model(Backend be, String name, long seed, Map<String, Object> schedCfg) {
-        return new ServedModel(name, new UNet2DModel(be, config(), seed), schedule(), schedCfg);
+        UNet2DModel m = UNet2DModel.forInference(be, config());
+        m.initParameters(seed);
+        return new ServedModel(name, m, schedule(), schedCfg);
     }
 
     /** A checkpoint folder (config, weights, scheduler config) of the tiny model with weights from seed. */
