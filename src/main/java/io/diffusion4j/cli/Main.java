@@ -7,6 +7,7 @@ import io.diffusion4j.backend.NativeLibraries;
 import io.diffusion4j.sample.EvalNllCommand;
 import io.diffusion4j.sample.SampleCommand;
 import io.diffusion4j.selftest.SelfTestCommand;
+import io.diffusion4j.serve.ServeCommand;
 import io.diffusion4j.train.TrainCommand;
 import java.io.PrintStream;
 import java.util.Arrays;
@@ -34,6 +35,7 @@ public final class Main {
                 case "sample" -> SampleCommand.run(rest, out, err);
                 case "eval-nll" -> EvalNllCommand.run(rest, out, err);
                 case "demo" -> DemoCommand.run(rest, out, err);
+                case "serve" -> ServeCommand.run(rest, out, err);
                 default -> {
                     err.println("unknown command '" + args[0] + "'");
                     usage(err);
@@ -76,6 +78,9 @@ public final class Main {
         out.println("  demo [--out DIR] [--steps N] [--backend cpu|cuda|cuda-sim]");
         out.println("                                       train the default model on the built-in shapes for a few");
         out.println("                                       minutes, then sample a DDIM-50 grid into --out (demo-output/)");
+        out.println("  serve --model NAME=CHECKPOINT_DIR [--model ...] [--port P] [--host H] [--max-batch N] (more: serve --help)");
+        out.println("                                       HTTP sampling server with continuous batching (loopback by");
+        out.println("                                       default): POST /v1/samples, GET /healthz /readyz /metrics");
         out.println("  help                                 this text");
     }
 

@@ -106,11 +106,24 @@ public final class UNet2DModel implements AutoCloseable {
 
     /** Builds the network with parameters initialised from {@code seed} (see the class comment). */
     public UNet2DModel(Backend backend, UNet2DConfig config, long seed) {
-        this(backend, config, seed, null);
+        this(backend, config, seed, null, true);
     }
 
-    /** With {@code source}: an inference instance over source's parameters (see {@link #sharingParameters()}). */
-    private UNet2DModel(Backend backend, UNet2DConfig config, long seed, UNet2DModel source) {
+    /**
+     * A model for inference only (e.g. a sampling server): its own parameter buffer (initialised as the
+     * constructor does with seed 0, to be replaced by {@link #loadFlat}) and no gradient buffer, so it holds the
+     * weights alone. {@link #backward}, {@link #forwardTraining} and the gradient accessors throw on it;
+     * {@link #sharingParameters()} works as on any model.
+     */
+    public static UNet2DModel forInference(Backend backend, UNet2DConfig config) {
+        return new UNet2DModel(backend, config, 0L, null, false);
+    }
+
+    /**
+     * With {@code source}: an inference instance over source's parameters (see {@link #sharingParameters()});
+     * without, a model with its own parameters and, when {@code withGradients}, a gradient buffer.
+     */
+    private UNet2DModel(Backend backend, UNet2DConfig config, long seed, UNet2DModel source, boolean withGradients) {
         this.source = source;
         this.backend = Objects.requireNonNull(backend, "backend");
         this.config = Objects.requireNonNull(config, "config");
@@ -125,7 +138,7 @@ public final class UNet2DModel implements AutoCloseable {
         try {
             if (source == null) {
                 p = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
-                g = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
+                if (withGradients) g = Tensor.allocate(backend, DType.FLOAT32, layout.bufferFloats());
             }
             this.params = source == null ? p : source.params;
             this.grads = g;
@@ -211,7 +224,7 @@ public final class UNet2DModel implements AutoCloseable {
     public UNet2DModel sharingParameters() {
         checkOpen();
         UNet2DModel root = source != null ? source : this;
-        return new UNet2DModel(backend, config, 0L, root);
+        return new UNet2DModel(backend, config, 0L, root, false);
     }
 
     /** True for an instance made by {@link #sharingParameters()}. */
@@ -224,6 +237,12 @@ public final class UNet2DModel implements AutoCloseable {
             throw new IllegalStateException(what + " is not available on an inference instance that shares another"
                     + " model's parameters (see sharingParameters)");
         }
+    }
+
+    /** Gradients, backward and training forwards: not on a shared instance nor on a {@link #forInference} model. */
+    private void checkHasGradients(String what) {
+        checkOwnsParameters(what);
+        if (grads == null) throw new IllegalStateException(what + " is not available on a model made for inference (forInference)");
     }
 
     public Backend backend() {
@@ -247,7 +266,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** The flat gradient buffer, same layout as {@link #parameters()}. */
     public Tensor gradients() {
         checkOpen();
-        checkOwnsParameters("gradients()");
+        checkHasGradients("gradients()");
         return grads;
     }
 
@@ -260,7 +279,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** The view of one parameter's gradient. */
     public Tensor gradient(String name) {
         checkOpen();
-        checkOwnsParameters("gradient(name)");
+        checkHasGradients("gradient(name)");
         return requireView(gradViews, name);
     }
 
@@ -273,7 +292,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** Sets every gradient to 0 (backward accumulates). */
     public void zeroGradients() {
         checkOpen();
-        checkOwnsParameters("zeroGradients()");
+        checkHasGradients("zeroGradients()");
         grads.fill(0f);
     }
 
@@ -333,7 +352,7 @@ public final class UNet2DModel implements AutoCloseable {
     /** Every gradient in the on-disk layout of {@link #flatParameters()}. */
     public float[] flatGradients() {
         checkOpen();
-        checkOwnsParameters("flatGradients()");
+        checkHasGradients("flatGradients()");
         return convert(grads.toFloatArray(), false);
     }
 
@@ -392,7 +411,7 @@ public final class UNet2DModel implements AutoCloseable {
      * same masks (regenerated, not stored).
      */
     public Tensor forwardTraining(Tensor x, float[] timesteps, long dropoutSeed, long dropoutOffset) {
-        checkOwnsParameters("forwardTraining"); // an inference instance has no backward to pair it with
+        checkHasGradients("forwardTraining"); // an inference instance has no backward to pair it with
         return run(x, timesteps, dropout > 0, dropoutSeed, dropoutOffset);
     }
 
@@ -469,7 +488,7 @@ public final class UNet2DModel implements AutoCloseable {
      */
     public Tensor backward(Tensor dOut) {
         checkOpen();
-        checkOwnsParameters("backward");
+        checkHasGradients("backward");
         if (!forwardDone) throw new IllegalStateException("backward needs a completed forward pass first");
         Objects.requireNonNull(dOut, "dOut");
         long[] outShape = {curN, curH, curW, config.outChannels()};
@@ -566,7 +585,7 @@ public final class UNet2DModel implements AutoCloseable {
      * instance, which cannot run backward, so it holds forward activations only.
      */
     private Tensor bwd(long... shape) {
-        return source != null ? null : act(shape);
+        return grads == null ? null : act(shape);
     }
 
     private Tensor bwdView(Tensor owner, long... shape) {

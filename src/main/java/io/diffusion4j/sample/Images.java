@@ -72,8 +72,13 @@ public final class Images {
 
     /** Writes a PNG atomically. */
     public static void writePng(Path file, BufferedImage img) throws IOException {
+        AtomicFiles.write(file, png(img));
+    }
+
+    /** The PNG encoding of an image (the bytes {@link #writePng} writes). */
+    public static byte[] png(BufferedImage img) throws IOException {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         if (!ImageIO.write(img, "png", bytes)) throw new IOException("no PNG writer available");
-        AtomicFiles.write(file, bytes.toByteArray());
+        return bytes.toByteArray();
     }
 }

@@ -121,10 +121,10 @@ public final class SampleCommand {
         }
     }
 
-    /** Where the model and scheduler files of a checkpoint are. */
-    record Located(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {}
+    /** Where the model and scheduler files of a checkpoint are (also used by the {@code serve} command). */
+    public record Located(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {}
 
-    static Located locate(Path dir, boolean noEma) throws IOException {
+    public static Located locate(Path dir, boolean noEma) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": no such checkpoint directory");
         Path modelDir = dir, sched = dir.resolve(Checkpoint.SCHEDULER);
         if (!Files.exists(dir.resolve(Checkpoint.CONFIG)) && Files.exists(dir.resolve("unet").resolve(Checkpoint.CONFIG))) {
@@ -144,7 +144,7 @@ public final class SampleCommand {
     }
 
     /** The scheduler the options and scheduler_config.json describe. */
-    static SamplerScheduler scheduler(String sampler, float eta, Map<String, Object> cfg) {
+    public static SamplerScheduler scheduler(String sampler, float eta, Map<String, Object> cfg) {
         return switch (sampler) {
             case "ddpm" -> DdpmScheduler.fromConfig(cfg);
             case "ddim" -> DdimScheduler.fromConfig(cfg, eta);

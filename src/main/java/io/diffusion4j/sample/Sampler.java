@@ -287,9 +287,11 @@ public final class Sampler implements AutoCloseable {
      * One step's update of x in place from the model output {@code out}: with dynamic thresholding the per-sample
      * threshold first, then the scheduler's fused step kernel ({@code x0} carries DPM-Solver++'s previous x0
      * prediction; {@code threshold} is float32[rows], only with thresholding). t, prev, last and noise hold one
-     * entry per row (the plan step's values).
+     * entry per row (the plan step's values). Every kernel here works row by row, so calling it on a row-range view
+     * of a larger batch (as the sampling server does, one call per request) gives those rows the same bits as a
+     * call over the whole batch.
      */
-    static void update(NativeSchedule nativeSchedule, NoiseSchedule schedule, SamplerScheduler scheduler, SamplerStep s,
+    public static void update(NativeSchedule nativeSchedule, NoiseSchedule schedule, SamplerScheduler scheduler, SamplerStep s,
                        Tensor x, Tensor out, Tensor x0, Tensor threshold, int[] t, int[] prev, int[] last,
                        SampleNoise noise) {
         PredictionType pred = scheduler.prediction();

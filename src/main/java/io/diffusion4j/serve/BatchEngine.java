@@ -1,0 +1,567 @@
+package io.diffusion4j.serve;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.kernels.DiffusionKernels;
+import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
+import io.diffusion4j.kernels.DropoutKernels;
+import io.diffusion4j.kernels.NativeSchedule;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.sample.DpmSolverScheduler;
+import io.diffusion4j.sample.ImageLayout;
+import io.diffusion4j.sample.Sampler;
+import io.diffusion4j.sample.SamplerStep;
+import io.diffusion4j.tensor.DType;
+import io.diffusion4j.tensor.Tensor;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Continuous batching over denoising steps. One worker thread owns the backend, every device buffer and every
+ * model workspace; {@link #submit} (called by HTTP handlers) only queues a request and returns its future.
+ *
+ * <p><b>Batches.</b> Each served model has one batch of up to {@code maxBatch} rows: x (NHWC, one row per image
+ * in flight), and when needed DPM-Solver++'s previous-x0 buffer and the dynamic-thresholding scratch. A request
+ * of n images occupies n consecutive rows, each image at the request's own step. Every iteration of the worker:
+ * <ol>
+ *   <li>drops requests whose deadline passed or whose handler gave up (their rows leave now),</li>
+ *   <li>admits queued requests in arrival order (per model; a request waits while its model's batch has fewer
+ *       than n free rows), drawing each image's x_T into its row,</li>
+ *   <li>for each model with rows in flight runs ONE model call over all its rows (each row with its own
+ *       timestep), then per request {@link Sampler#update} on the request's row range (its own timesteps,
+ *       Philox seeds and offsets),</li>
+ *   <li>completes the requests that did their last step (their rows leave; later rows move down so the rows in
+ *       flight stay a prefix, each moved row copied on the device with an exact copy kernel).</li>
+ * </ol>
+ *
+ * <p><b>Bits.</b> Image g of a request with seed s draws x_T from the Philox stream (s, g &lt;&lt; 32) and step i's
+ * noise from (s, (g &lt;&lt; 32) | (i + 1)), as {@link Sampler} does for image g of {@code sample}; the model call
+ * and the update kernels work row by row, so a request's images are bit for bit those of {@code sample} with the
+ * same seed and settings, whatever else is in the batch.
+ *
+ * <p><b>Workspaces.</b> A model call over r rows runs on an inference instance sized for the bucket
+ * {@code b >= r} (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... up to maxBatch, at most 1.5 times r): the rows between r and
+ * b are computed and ignored. Instances are made on first use and kept, so a changing row count never
+ * reallocates per step. After {@code idleReleaseMillis} with nothing in flight and nothing queued every
+ * workspace and batch buffer is freed (native live bytes return to the models' weights); the next request
+ * makes them again.
+ */
+public final class BatchEngine implements AutoCloseable {
+    /** Engine options. */
+    public record Options(int maxBatch, int queueLimit, long idleReleaseMillis) {
+        public Options {
+            if (maxBatch < 1) throw new IllegalArgumentException("max batch must be >= 1, got " + maxBatch);
+            if (queueLimit < 1) throw new IllegalArgumentException("queue limit must be >= 1, got " + queueLimit);
+            if (idleReleaseMillis < 0) throw new IllegalArgumentException("idle release must be >= 0 ms, got " + idleReleaseMillis);
+        }
+    }
+
+    /** A submitted request: its future (NCHW float32 samples) and its cancellation. */
+    public static final class Job {
+        final SampleRequest request;
+        final long submittedNanos, deadlineNanos;
+        final CompletableFuture<float[]> result = new CompletableFuture<>();
+        private volatile boolean cancelled;
+
+        Job(SampleRequest request, long now) {
+            this.request = request;
+            this.submittedNanos = now;
+            this.deadlineNanos = now + TimeUnit.MILLISECONDS.toNanos(request.deadlineMillis());
+        }
+
+        /** The samples, float32 NCHW [n, C, H, W]; completes exceptionally with a {@link RequestException}. */
+        public CompletableFuture<float[]> result() {
+            return result;
+        }
+
+        /** When the request's deadline passes ({@link System#nanoTime()} scale). */
+        public long deadlineNanos() {
+            return deadlineNanos;
+        }
+
+        /** Gives the request up: its rows leave the batch at the next step. */
+        public void cancel() {
+            cancelled = true;
+        }
+
+        boolean expired(long now) {
+            return cancelled || now - deadlineNanos >= 0;
+        }
+    }
+
+    private final Backend backend;
+    private final Options options;
+    private final Metrics metrics;
+    private final Map<String, ModelBatch> batches = new LinkedHashMap<>();
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition changed = lock.newCondition();
+    private final ArrayDeque<Job> pending = new ArrayDeque<>(); // guarded by lock
+    private boolean accepting = true; // guarded by lock
+    private boolean stopping; // guarded by lock
+    private long drainDeadlineNanos; // guarded by lock
+    private final Thread worker;
+    private volatile Throwable failure;
+    /** Test hook: run by the worker at the start of every iteration (may block to pause it). */
+    volatile Runnable iterationHook;
+
+    public BatchEngine(Backend backend, List<ServedModel> models, Options options, Metrics metrics) {
+        this.backend = backend;
+        this.options = options;
+        this.metrics = metrics;
+        for (ServedModel m : models) {
+            if (m.model().backend() != backend) throw new IllegalArgumentException("model '" + m.name() + "' is on another backend");
+            if (batches.put(m.name(), new ModelBatch(m)) != null) throw new IllegalArgumentException("model name '" + m.name() + "' given twice");
+        }
+        metrics.queueDepth(this::queueDepth);
+        publish();
+        worker = Thread.ofPlatform().name("d4j-serve-worker").daemon(true).unstarted(this::work);
+        worker.start();
+    }
+
+    public Options options() {
+        return options;
+    }
+
+    /** Requests accepted and not yet admitted to a batch. */
+    public int queueDepth() {
+        lock.lock();
+        try {
+            return pending.size();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Whether new requests are accepted (false once shutdown began or the worker failed). */
+    public boolean accepting() {
+        lock.lock();
+        try {
+            return accepting && failure == null;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Queues a validated request.
+     *
+     * @throws RequestException 429 when the queue is full, 503 when shutting down or failed
+     */
+    public Job submit(SampleRequest r) throws RequestException {
+        ModelBatch b = batches.get(r.model().name());
+        if (b == null || b.served != r.model()) throw new RequestException(404, "model", "model: '" + r.model().name() + "' is not served here");
+        if (r.n() > options.maxBatch()) {
+            throw RequestException.bad("n", "must be <= " + options.maxBatch() + " (the server's batch size), got " + r.n());
+        }
+        lock.lock();
+        try {
+            if (failure != null) throw new RequestException(503, null, "the sampling worker failed: " + failure);
+            if (!accepting) throw new RequestException(503, null, "the server is shutting down");
+            if (pending.size() >= options.queueLimit()) {
+                throw new RequestException(429, null, "the queue is full (" + options.queueLimit() + " requests waiting)");
+            }
+            Job j = new Job(r, System.nanoTime());
+            pending.add(j);
+            changed.signalAll();
+            return j;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Stops accepting, lets the worker finish queued and in-flight requests for up to {@code drainMillis}, then
+     * cancels what is left (503) and waits for the worker to release every device buffer. Returns whether
+     * everything finished without cancellation. Idempotent; the models stay open (their owner closes them).
+     */
+    public boolean shutdown(long drainMillis) {
+        lock.lock();
+        try {
+            if (!stopping) {
+                stopping = true;
+                accepting = false;
+                drainDeadlineNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, drainMillis));
+            }
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        boolean interrupted = false;
+        while (worker.isAlive()) {
+            try {
+                worker.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+        return !cancelledAtShutdown;
+    }
+
+    private volatile boolean cancelledAtShutdown;
+
+    @Override
+    public void close() {
+        shutdown(0);
+    }
+
+    /** Whether the worker thread runs (false after a failure or shutdown). */
+    public boolean workerAlive() {
+        return worker.isAlive() && failure == null;
+    }
+
+    /** Rows in flight per model (what the worker last published). */
+    Map<String, Integer> rowsInFlight() {
+        Map<String, Integer> m = new TreeMap<>();
+        for (ModelBatch b : batches.values()) m.put(b.served.name(), b.publishedRows);
+        return m;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // the worker
+
+    private void work() {
+        long idleSince = System.nanoTime();
+        boolean released = true;
+        try {
+            while (true) {
+                Runnable hook = iterationHook;
+                if (hook != null) hook.run();
+                List<Job> admit = new ArrayList<>();
+                List<Job> cancel = new ArrayList<>();
+                boolean exit = false, cancelAll = false;
+                lock.lock();
+                try {
+                    long now = System.nanoTime();
+                    if (stopping && now - drainDeadlineNanos >= 0) {
+                        cancelAll = true;
+                        cancel.addAll(pending);
+                        pending.clear();
+                    }
+                    for (Iterator<Job> it = pending.iterator(); it.hasNext(); ) {
+                        Job j = it.next();
+                        if (j.expired(now)) {
+                            it.remove();
+                            cancel.add(j);
+                        }
+                    }
+                    Set<String> blocked = new HashSet<>();
+                    Map<String, Integer> free = new LinkedHashMap<>();
+                    for (ModelBatch b : batches.values()) free.put(b.served.name(), options.maxBatch() - b.rowsUsed);
+                    for (Iterator<Job> it = pending.iterator(); it.hasNext(); ) {
+                        Job j = it.next();
+                        String name = j.request.model().name();
+                        if (blocked.contains(name)) continue;
+                        int f = free.get(name);
+                        if (j.request.n() <= f) {
+                            free.put(name, f - j.request.n());
+                            admit.add(j);
+                            it.remove();
+                        } else {
+                            blocked.add(name); // keep arrival order within a model
+                        }
+                    }
+                    boolean busy = !admit.isEmpty() || batches.values().stream().anyMatch(b -> b.rowsUsed > 0);
+                    if (!busy && cancel.isEmpty()) {
+                        if (stopping && pending.isEmpty()) {
+                            exit = true;
+                        } else {
+                            long idleNanos = TimeUnit.MILLISECONDS.toNanos(options.idleReleaseMillis());
+                            if (!released && now - idleSince >= idleNanos) {
+                                released = true; // released below, outside the lock
+                            } else {
+                                long wait = released ? TimeUnit.MILLISECONDS.toNanos(500) : idleNanos - (now - idleSince);
+                                if (stopping) wait = Math.min(wait, Math.max(1, drainDeadlineNanos - now));
+                                changed.awaitNanos(Math.max(1, wait));
+                                continue;
+                            }
+                        }
+                    }
+                } finally {
+                    lock.unlock();
+                }
+                for (Job j : cancel) fail(j, cancelAll && !j.expired(System.nanoTime()) ? shutdownCancel() : deadline(j));
+                if (exit) break;
+                if (cancelAll) {
+                    for (ModelBatch b : batches.values()) b.dropAll(shutdownCancel());
+                }
+                if (released && admit.isEmpty() && batches.values().stream().allMatch(b -> b.rowsUsed == 0)) {
+                    for (ModelBatch b : batches.values()) b.release();
+                    publish();
+                    continue;
+                }
+                released = false;
+                for (Job j : admit) batches.get(j.request.model().name()).admit(j);
+                for (ModelBatch b : batches.values()) {
+                    b.dropExpired(System.nanoTime());
+                    if (b.rowsUsed > 0) b.step();
+                }
+                publish();
+                if (batches.values().stream().allMatch(b -> b.rowsUsed == 0)) idleSince = System.nanoTime();
+            }
+        } catch (Throwable t) {
+            failure = t;
+            RequestException e = new RequestException(500, null, "the sampling worker failed: " + t);
+            lock.lock();
+            try {
+                accepting = false;
+                for (Job j : pending) j.result.completeExceptionally(e);
+                pending.clear();
+            } finally {
+                lock.unlock();
+            }
+            for (ModelBatch b : batches.values()) b.dropAll(e);
+            System.err.println("serve: the sampling worker failed:");
+            t.printStackTrace();
+        } finally {
+            for (ModelBatch b : batches.values()) {
+                try {
+                    b.release();
+                } catch (RuntimeException e) {
+                    System.err.println("serve: releasing the batch of " + b.served.name() + ": " + e);
+                }
+            }
+            publish();
+        }
+    }
+
+    private RequestException shutdownCancel() {
+        cancelledAtShutdown = true;
+        return new RequestException(503, null, "cancelled: the server is shutting down");
+    }
+
+    private static RequestException deadline(Job j) {
+        return new RequestException(504, "deadline_ms", "the deadline of " + j.request.deadlineMillis()
+                + " ms passed before the request finished");
+    }
+
+    private static void fail(Job j, RequestException e) {
+        j.result.completeExceptionally(e);
+    }
+
+    private void publish() {
+        Map<String, Integer> rows = new LinkedHashMap<>();
+        for (ModelBatch b : batches.values()) {
+            b.publishedRows = b.rowsUsed;
+            rows.put(b.served.name(), b.rowsUsed);
+        }
+        metrics.batch(rows, options.maxBatch());
+        if (!backend.isClosed()) {
+            metrics.liveBytes.set(backend.liveBytes());
+            metrics.liveBuffers.set(backend.liveBuffers());
+        }
+    }
+
+    /** Bucket sizes: 1, 2, 3, 4, 6, 8, 12, ... (powers of two and 1.5 times them), capped by maxBatch. */
+    static int bucket(int rows, int maxBatch) {
+        int b = 1;
+        while (b < rows) {
+            int half = b + b / 2;
+            b = half > b && half >= rows ? half : b * 2;
+        }
+        return Math.min(b, maxBatch);
+    }
+
+    /** One request in a batch: its row range, views and per-row host arrays. */
+    private final class Active {
+        final Job job;
+        final int n;
+        int first, step;
+        Tensor xv, x0v, thv;
+        final int[] t, prev, last;
+        final SampleNoise noise;
+
+        Active(Job job) {
+            this.job = job;
+            this.n = job.request.n();
+            t = new int[n];
+            prev = new int[n];
+            last = new int[n];
+            noise = new SampleNoise(new long[n], new long[n]);
+        }
+
+        void closeViews() {
+            if (thv != null) thv.close();
+            if (x0v != null) x0v.close();
+            if (xv != null) xv.close();
+            thv = x0v = xv = null;
+        }
+    }
+
+    /** A model's batch, owned by the worker. */
+    private final class ModelBatch {
+        final ServedModel served;
+        final int cap, h, w, c;
+        final long per;
+        final List<Active> active = new ArrayList<>();
+        int rowsUsed;
+        volatile int publishedRows;
+        NativeSchedule schedule;
+        Tensor x, x0, threshold;
+        final List<Tensor> xRows = new ArrayList<>(), x0Rows = new ArrayList<>();
+        final Map<Integer, UNet2DModel> workspaces = new TreeMap<>();
+        final Map<Integer, Tensor> bucketViews = new TreeMap<>();
+        final Map<Integer, float[]> bucketTimesteps = new TreeMap<>();
+
+        ModelBatch(ServedModel served) {
+            this.served = served;
+            this.cap = options.maxBatch();
+            this.h = served.height();
+            this.w = served.width();
+            this.c = served.channels();
+            this.per = served.imageFloats();
+        }
+
+        void admit(Job j) {
+            if (j.expired(System.nanoTime())) {
+                fail(j, deadline(j));
+                return;
+            }
+            if (schedule == null) schedule = NativeSchedule.of(served.schedule());
+            if (x == null) {
+                x = Tensor.allocate(backend, DType.FLOAT32, cap, h, w, c);
+                x.fill(0f); // rows past the ones in flight are computed too (bucket padding): keep them finite
+                for (int r = 0; r < cap; r++) xRows.add(x.view(r * per, per));
+            }
+            Active a = new Active(j);
+            if (j.request.scheduler() instanceof DpmSolverScheduler && x0 == null) {
+                x0 = Tensor.allocate(backend, DType.FLOAT32, cap, h, w, c);
+                for (int r = 0; r < cap; r++) x0Rows.add(x0.view(r * per, per));
+            }
+            if (j.request.scheduler().thresholding() != null && threshold == null) {
+                threshold = Tensor.allocate(backend, DType.FLOAT32, cap);
+            }
+            a.first = rowsUsed;
+            rowsUsed += a.n;
+            active.add(a);
+            makeViews(a);
+            long seed = j.request.seed();
+            for (int g = 0; g < a.n; g++) DiffusionKernels.randomNormal(backend, seed, (long) g << 32, xRows.get(a.first + g));
+        }
+
+        void makeViews(Active a) {
+            a.closeViews();
+            a.xv = x.view(a.first * per, a.n, h, w, c);
+            if (a.job.request.scheduler() instanceof DpmSolverScheduler) a.x0v = x0.view(a.first * per, a.n, h, w, c);
+            if (a.job.request.scheduler().thresholding() != null) a.thv = threshold.view(a.first, a.n);
+        }
+
+        void dropExpired(long now) {
+            for (int i = 0; i < active.size(); i++) {
+                Active a = active.get(i);
+                if (a.job.expired(now)) {
+                    fail(a.job, deadline(a.job));
+                    remove(i--);
+                }
+            }
+        }
+
+        /** Fails every request in flight; no device work (also used after a device failure). */
+        void dropAll(RequestException e) {
+            for (Active a : active) {
+                fail(a.job, e);
+                a.closeViews();
+            }
+            active.clear();
+            rowsUsed = 0;
+        }
+
+        /** Removes active request i; moves the rows of the later ones down. */
+        void remove(int i) {
+            Active gone = active.remove(i);
+            gone.closeViews();
+            rowsUsed -= gone.n;
+            int dst = gone.first;
+            for (int k = i; k < active.size(); k++) {
+                Active a = active.get(k);
+                boolean dpm = a.job.request.scheduler() instanceof DpmSolverScheduler;
+                for (int r = 0; r < a.n; r++) {
+                    // exact device copy of one row (dropout with p = 0); the rows differ, so they never overlap
+                    DropoutKernels.forward(xRows.get(a.first + r), 0.0, 0, 0, xRows.get(dst + r));
+                    if (dpm) DropoutKernels.forward(x0Rows.get(a.first + r), 0.0, 0, 0, x0Rows.get(dst + r));
+                }
+                a.first = dst;
+                makeViews(a);
+                dst += a.n;
+            }
+        }
+
+        void step() {
+            long t0 = System.nanoTime();
+            int rows = rowsUsed;
+            int b = bucket(rows, cap);
+            UNet2DModel ws = workspaces.get(b);
+            if (ws == null) {
+                ws = served.model().sharingParameters();
+                workspaces.put(b, ws);
+                bucketViews.put(b, x.view(0, b, h, w, c));
+                bucketTimesteps.put(b, new float[b]);
+            }
+            float[] tModel = bucketTimesteps.get(b);
+            java.util.Arrays.fill(tModel, 0f);
+            for (Active a : active) {
+                SamplerStep s = a.job.request.plan().get(a.step);
+                for (int r = 0; r < a.n; r++) {
+                    tModel[a.first + r] = s.timestep();
+                    a.t[r] = s.timestep();
+                    a.prev[r] = s.prevTimestep();
+                    a.last[r] = s.lastTimestep();
+                    a.noise.seeds()[r] = a.job.request.seed();
+                    a.noise.offsets()[r] = ((long) r << 32) | (a.step + 1);
+                }
+            }
+            Tensor out = ws.forward(bucketViews.get(b), tModel);
+            for (Active a : active) {
+                SampleRequest rq = a.job.request;
+                SamplerStep s = rq.plan().get(a.step);
+                try (Tensor ov = out.view(a.first * per, a.n, h, w, c)) {
+                    Sampler.update(schedule, served.schedule(), rq.scheduler(), s, a.xv, ov, a.x0v, a.thv, a.t, a.prev,
+                            a.last, a.noise);
+                }
+                a.step++;
+            }
+            for (int i = 0; i < active.size(); i++) {
+                Active a = active.get(i);
+                if (a.step < a.job.request.plan().size()) continue;
+                float[] nchw = ImageLayout.nhwcToNchw(a.xv.toFloatArray(), a.n, c, h, w);
+                a.job.result.complete(nchw);
+                remove(i--);
+            }
+            metrics.steps.increment();
+            metrics.occupancy.observe((double) rows / cap);
+            metrics.stepSeconds.observe((System.nanoTime() - t0) / 1e9);
+        }
+
+        /** Frees every buffer and workspace (nothing may be in flight). */
+        void release() {
+            for (Active a : active) a.closeViews();
+            active.clear();
+            rowsUsed = 0;
+            for (Tensor v : bucketViews.values()) v.close();
+            bucketViews.clear();
+            bucketTimesteps.clear();
+            for (UNet2DModel m : workspaces.values()) m.close();
+            workspaces.clear();
+            for (int i = x0Rows.size() - 1; i >= 0; i--) x0Rows.get(i).close();
+            x0Rows.clear();
+            for (int i = xRows.size() - 1; i >= 0; i--) xRows.get(i).close();
+            xRows.clear();
+            if (threshold != null) threshold.close();
+            if (x0 != null) x0.close();
+            if (x != null) x.close();
+            threshold = x0 = x = null;
+            if (schedule != null) schedule.close();
+            schedule = null;
+        }
+    }
+}

@@ -1,0 +1,283 @@
+package io.diffusion4j.serve;
+
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.io.Json;
+import io.diffusion4j.sample.Images;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * The HTTP face of the sampling server (JDK {@code com.sun.net.httpserver}, handlers on virtual threads):
+ * <pre>
+ *   POST /v1/samples   a {@link SampleRequest} JSON body; 200 image/png (output png) or application/json
+ *                      {"model", "sampler", "steps", "eta", "seed", "n", "timestep_spacing", "width", "height",
+ *                      "images": [base64 PNG, ...]}; errors as JSON {"error", "field"} with 400 (bad field or
+ *                      body), 404 (unknown model), 405, 429 + Retry-After (queue full), 503 (shutting down),
+ *                      504 (deadline passed), 500
+ *   GET  /healthz      200 while the sampling worker is alive
+ *   GET  /readyz       200 while requests are accepted, 503 once shutdown began
+ *   GET  /metrics      Prometheus text ({@link Metrics})
+ * </pre>
+ * Handlers validate, queue and wait; only the {@link BatchEngine}'s worker touches native code. PNG encoding
+ * happens on the handler's thread.
+ */
+public final class SampleServer implements AutoCloseable {
+    /** Server settings. */
+    public record Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis) {
+        public Config {
+            if (port < 0 || port > 65535) throw new IllegalArgumentException("port must be in [0, 65535], got " + port);
+            if (drainMillis < 0) throw new IllegalArgumentException("drain must be >= 0 ms, got " + drainMillis);
+            if (limits.maxN() > engine.maxBatch()) {
+                throw new IllegalArgumentException("max n (" + limits.maxN() + ") must be <= max batch (" + engine.maxBatch() + ")");
+            }
+        }
+    }
+
+    private final Config config;
+    private final Map<String, ServedModel> models;
+    private final Metrics metrics = new Metrics();
+    private final BatchEngine engine;
+    private final HttpServer http;
+    private final ExecutorService executor;
+    private boolean closed;
+
+    /** Starts the worker and the HTTP listener. The models (and the backend) stay the caller's to close, after this. */
+    public SampleServer(Backend backend, List<ServedModel> models, Config config) throws IOException {
+        this.config = config;
+        Map<String, ServedModel> byName = new LinkedHashMap<>();
+        for (ServedModel m : models) byName.put(m.name(), m);
+        this.models = Collections.unmodifiableMap(byName);
+        this.engine = new BatchEngine(backend, models, config.engine(), metrics);
+        HttpServer h;
+        try {
+            h = HttpServer.create(new InetSocketAddress(config.host(), config.port()), 128);
+        } catch (IOException | RuntimeException e) {
+            engine.close();
+            throw e;
+        }
+        this.http = h;
+        this.executor = Executors.newVirtualThreadPerTaskExecutor();
+        http.setExecutor(executor);
+        http.createContext("/v1/samples", this::samples);
+        http.createContext("/healthz", ex -> simple(ex, engine.workerAlive() ? 200 : 500, engine.workerAlive() ? "ok\n" : "worker failed\n"));
+        http.createContext("/readyz", ex -> simple(ex, engine.accepting() ? 200 : 503, engine.accepting() ? "ready\n" : "not ready\n"));
+        http.createContext("/metrics", ex -> {
+            if (!ex.getRequestMethod().equals("GET")) {
+                simple(ex, 405, "GET only\n");
+                return;
+            }
+            byte[] b = metrics.render().getBytes(StandardCharsets.UTF_8);
+            ex.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            send(ex, 200, b);
+        });
+        http.start();
+    }
+
+    /** The port listened on (the real one when 0 was asked for). */
+    public int port() {
+        return http.getAddress().getPort();
+    }
+
+    public Metrics metrics() {
+        return metrics;
+    }
+
+    /** The batching engine (tests pause its worker through it). */
+    public BatchEngine engine() {
+        return engine;
+    }
+
+    public Map<String, ServedModel> models() {
+        return models;
+    }
+
+    /**
+     * Graceful shutdown: readyz turns 503 and new requests get 503, queued and in-flight requests finish for up
+     * to the drain limit (then get 503), the worker frees every device buffer, the listener closes. Returns
+     * whether everything finished without cancellation. Idempotent.
+     */
+    @Override
+    public synchronized void close() {
+        shutdown();
+    }
+
+    /** {@link #close} that reports whether all accepted work finished (true) or some was cancelled (false). */
+    public synchronized boolean shutdown() {
+        if (closed) return true;
+        closed = true;
+        boolean all = engine.shutdown(config.drainMillis());
+        http.stop(1); // handlers have their answers now; give them a moment to write them
+        executor.shutdown();
+        try {
+            executor.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return all;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+
+    private void samples(HttpExchange ex) throws IOException {
+        long t0 = System.nanoTime();
+        boolean counted = false;
+        try {
+            if (!ex.getRequestMethod().equals("POST")) {
+                ex.getResponseHeaders().set("Allow", "POST");
+                error(ex, new RequestException(405, null, "POST only"), "bad_request");
+                return;
+            }
+            SampleRequest r;
+            BatchEngine.Job job;
+            try {
+                byte[] body = readBody(ex, config.limits().maxBodyBytes());
+                r = SampleRequest.parse(body, models, config.limits());
+                job = engine.submit(r);
+            } catch (RequestException e) {
+                error(ex, e, switch (e.status()) {
+                    case 400 -> "bad_request";
+                    case 404 -> "not_found";
+                    case 429 -> "rejected_queue_full";
+                    case 503 -> "unavailable";
+                    default -> "error";
+                });
+                return;
+            }
+            float[] samples;
+            try {
+                long wait = job.deadlineNanos() - System.nanoTime();
+                samples = job.result().get(Math.max(0, wait), TimeUnit.NANOSECONDS);
+            } catch (TimeoutException e) {
+                job.cancel(); // its rows leave the batch at the next step
+                error(ex, new RequestException(504, "deadline_ms", "the deadline of " + r.deadlineMillis()
+                        + " ms passed before the request finished"), "deadline_exceeded");
+                return;
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof RequestException re) {
+                    error(ex, re, switch (re.status()) {
+                        case 504 -> "deadline_exceeded";
+                        case 503 -> "cancelled_shutdown";
+                        default -> "error";
+                    });
+                } else {
+                    error(ex, new RequestException(500, null, "internal error: " + e.getCause()), "error");
+                }
+                return;
+            } catch (InterruptedException e) {
+                job.cancel();
+                Thread.currentThread().interrupt();
+                error(ex, new RequestException(503, null, "interrupted"), "error");
+                return;
+            }
+            ServedModel m = r.model();
+            int c = m.channels(), h = m.height(), w = m.width();
+            List<byte[]> pngs = new ArrayList<>(r.n());
+            for (int i = 0; i < r.n(); i++) pngs.add(Images.png(Images.image(samples, i, c, h, w)));
+            ex.getResponseHeaders().set("X-Seed", Long.toString(r.seed()));
+            byte[] response;
+            if (!r.json()) {
+                ex.getResponseHeaders().set("Content-Type", "image/png");
+                response = pngs.get(0);
+            } else {
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("model", m.name());
+                out.put("sampler", r.sampler());
+                out.put("steps", (long) r.steps());
+                out.put("eta", (double) r.eta());
+                out.put("seed", r.seed());
+                out.put("n", (long) r.n());
+                out.put("timestep_spacing", r.spacing());
+                out.put("width", (long) w);
+                out.put("height", (long) h);
+                List<Object> imgs = new ArrayList<>();
+                for (byte[] p : pngs) imgs.add(Base64.getEncoder().encodeToString(p));
+                out.put("images", imgs);
+                ex.getResponseHeaders().set("Content-Type", "application/json");
+                response = Json.writeCompact(out).getBytes(StandardCharsets.UTF_8);
+            }
+            // counted before the answer leaves, so that a client reading /metrics after its response sees it
+            metrics.request("ok");
+            metrics.images.add(r.n());
+            metrics.requestSeconds.observe((System.nanoTime() - t0) / 1e9);
+            counted = true;
+            send(ex, 200, response);
+        } catch (IOException | RuntimeException e) {
+            if (counted) return; // the client left while the answer was written
+            metrics.request("error");
+            try {
+                byte[] b = ("{\"error\":" + Json.writeCompact("internal error: " + e) + "}").getBytes(StandardCharsets.UTF_8);
+                ex.getResponseHeaders().set("Content-Type", "application/json");
+                send(ex, 500, b);
+            } catch (IOException | RuntimeException ignored) {
+                // the response was already started or the client left
+            }
+        } finally {
+            ex.close();
+        }
+    }
+
+    /** The body, at most {@code limit} bytes (400 naming "body" past it). */
+    static byte[] readBody(HttpExchange ex, int limit) throws IOException, RequestException {
+        String len = ex.getRequestHeaders().getFirst("Content-Length");
+        if (len != null) {
+            long n;
+            try {
+                n = Long.parseLong(len.trim());
+            } catch (NumberFormatException e) {
+                throw RequestException.bad("body", "bad Content-Length '" + len + "'");
+            }
+            if (n > limit) throw RequestException.bad("body", "larger than the limit of " + limit + " bytes (" + n + ")");
+        }
+        InputStream in = ex.getRequestBody();
+        byte[] b = in.readNBytes(limit + 1);
+        if (b.length > limit) throw RequestException.bad("body", "larger than the limit of " + limit + " bytes");
+        return b;
+    }
+
+    /** Counts the outcome, then answers {@code {"error", "field"}} with the exception's status. */
+    private void error(HttpExchange ex, RequestException e, String outcome) {
+        metrics.request(outcome);
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("error", e.getMessage());
+        body.put("field", e.field());
+        try {
+            if (e.status() == 429) ex.getResponseHeaders().set("Retry-After", "1");
+            ex.getResponseHeaders().set("Content-Type", "application/json");
+            send(ex, e.status(), Json.writeCompact(body).getBytes(StandardCharsets.UTF_8));
+        } catch (IOException clientLeft) {
+            // nothing more to do: the outcome is counted
+        }
+    }
+
+    private static void simple(HttpExchange ex, int status, String text) throws IOException {
+        try {
+            ex.getResponseHeaders().set("Content-Type", "text/plain; charset=utf-8");
+            send(ex, status, text.getBytes(StandardCharsets.UTF_8));
+        } finally {
+            ex.close();
+        }
+    }
+
+    private static void send(HttpExchange ex, int status, byte[] body) throws IOException {
+        ex.sendResponseHeaders(status, body.length == 0 ? -1 : body.length);
+        try (OutputStream o = ex.getResponseBody()) {
+            o.write(body);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+package io.diffusion4j.serve;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.io.Json;
+import io.diffusion4j.io.SafeTensors;
+import io.diffusion4j.model.UNet2DConfig;
+import io.diffusion4j.model.UNet2DLayout;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.schedule.BetaSchedule;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.train.Checkpoint;
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** Tiny 1-channel 8x8 models, their scheduler configs, checkpoints on disk and an HTTP client for the serve tests. */
+final class ServeTestSupport {
+    private ServeTestSupport() {}
+
+    static final int H = 8, W = 8, C = 1;
+
+    static UNet2DConfig config() {
+        return UNet2DConfig.builder().sampleSize(8).inChannels(C).outChannels(C).blockOutChannels(4, 8)
+                .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
+                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
+                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).build();
+    }
+
+    static NoiseSchedule schedule() {
+        return NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
+    }
+
+    /** diffusers' defaults for an epsilon model (clip_sample true, leading). */
+    static Map<String, Object> plainConfig() {
+        return Checkpoint.schedulerConfig(schedule(), PredictionType.EPSILON);
+    }
+
+    /** v-prediction with dynamic thresholding, no clipping, trailing spacing. */
+    static Map<String, Object> thresholdedConfig() {
+        Map<String, Object> m = new LinkedHashMap<>(Checkpoint.schedulerConfig(schedule(), PredictionType.V_PREDICTION));
+        m.put("thresholding", true);
+        m.put("dynamic_thresholding_ratio", 0.9);
+        m.put("sample_max_value", 1.5);
+        m.put("clip_sample", false);
+        m.put("timestep_spacing", "trailing");
+        return m;
+    }
+
+    /** A served model with weights initialised from seed, made as the server makes them (no gradient buffer). */
+    static ServedModel model(Backend be, String name, long seed, Map<String, Object> schedCfg) {
+        UNet2DModel m = UNet2DModel.forInference(be, config());
+        m.initParameters(seed);
+        return new ServedModel(name, m, schedule(), schedCfg);
+    }
+
+    /** A checkpoint folder (config, weights, scheduler config) of the tiny model with weights from seed. */
+    static Path checkpoint(Path dir, long seed) throws IOException {
+        Files.createDirectories(dir);
+        UNet2DConfig cfg = config();
+        Files.writeString(dir.resolve(Checkpoint.CONFIG), cfg.toJson());
+        try (Backend cpu = Backend.open(BackendKind.CPU); UNet2DModel m = new UNet2DModel(cpu, cfg, seed)) {
+            float[] flat = m.flatParameters();
+            List<SafeTensors.Entry> entries = new ArrayList<>();
+            for (UNet2DLayout.Param p : m.layout().params()) {
+                entries.add(new SafeTensors.Entry(p.name(), p.shapeLong(),
+                        Arrays.copyOfRange(flat, (int) p.offset(), (int) (p.offset() + p.size()))));
+            }
+            SafeTensors.write(dir.resolve(Checkpoint.WEIGHTS), entries, Map.of("format", "pt"));
+        }
+        Files.writeString(dir.resolve(Checkpoint.SCHEDULER), Json.write(plainConfig()));
+        return dir;
+    }
+
+    static final HttpClient CLIENT = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
+            .connectTimeout(Duration.ofSeconds(10)).build();
+
+    static HttpResponse<byte[]> post(int port, String body) throws IOException, InterruptedException {
+        HttpRequest r = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/v1/samples"))
+                .timeout(Duration.ofSeconds(120)).header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofString(body)).build();
+        return CLIENT.send(r, HttpResponse.BodyHandlers.ofByteArray());
+    }
+
+    static HttpResponse<String> get(int port, String path) throws IOException, InterruptedException {
+        HttpRequest r = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).timeout(Duration.ofSeconds(30))
+                .GET().build();
+        return CLIENT.send(r, HttpResponse.BodyHandlers.ofString());
+    }
+
+    static String text(HttpResponse<byte[]> r) {
+        return new String(r.body(), StandardCharsets.UTF_8);
+    }
+}
