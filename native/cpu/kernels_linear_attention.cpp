@@ -10,7 +10,8 @@
 //
 // Attention: per (batch, head) and block of 64 query rows, the score block
 // S = Q K^T (64 x tokens) is computed with the same GEMM into a per-thread
-// workspace; nothing of size tokens^2 is stored. The
+// workspace (directly, without the GEMM, for heads of <= 16 dimensions);
+// nothing of size tokens^2 is stored. The
 // backward pass runs twice over the score matrix (rows: dq and Dsum; columns:
 // dk and dv) so that every output is owned by one task: no atomics, no
 // thread-count dependent partial sums.
@@ -246,6 +247,24 @@ D4J_INLINE void head_gemm(int64_t R, int64_t N, int64_t K, const float *A, int64
 
 // Forward for query rows [i0, i1) of head (b, h). Workspace: scores [R][L].
 //   S = Q K^T (scaled), P = exp(S - rowmax), O = (P V) / rowsum
+// Softmax normaliser of one score row in place: sr[j] = exp(sr[j] - max),
+// returns the sum of the exponentials in float64 (its rounding does not grow
+// with L). Four interleaved partial sums (j mod 4), added as (s0 + s1) +
+// (s2 + s3): a fixed order that vectorises, where one running sum is a chain
+// of L dependent additions.
+D4J_INLINE double softmax_row(float *sr, int64_t L, float &max_out) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < L; ++j) m = sr[j] > m ? sr[j] : m;
+    for (int64_t j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] - m);
+    double s4[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t j = 0;
+    for (; j + 4 <= L; j += 4)
+        for (int u = 0; u < 4; ++u) s4[u] += (double)sr[j + u];
+    for (int u = 0; j < L; ++j, ++u) s4[u] += (double)sr[j];
+    max_out = m;
+    return (s4[0] + s4[1]) + (s4[2] + s4[3]);
+}
+
 D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
                               int64_t i0, int64_t i1, float *out, float *lse) {
     const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0;
@@ -254,17 +273,9 @@ D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, con
     head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
     for (int64_t r = 0; r < R; ++r) {
         float *sr = s + r * L;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < L; ++j) {
-            sr[j] *= a.scale;
-            m = sr[j] > m ? sr[j] : m;
-        }
-        // float64 normaliser: its rounding does not grow with L
-        double sum = 0.0;
-        for (int64_t j = 0; j < L; ++j) {
-            sr[j] = exp_vec(sr[j] - m);
-            sum += (double)sr[j];
-        }
+        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
+        float m;
+        const double sum = softmax_row(sr, L, m);
         inv[r] = (float)(1.0 / sum);
         if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
     }
@@ -272,6 +283,66 @@ D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, con
     head_gemm(R, D, L, s, L, 1, v + a.at(b, 0, h), HD, 1, o, HD);
     for (int64_t r = 0; r < R; ++r)
         for (int64_t d = 0; d < D; ++d) o[r * HD + d] *= inv[r];
+}
+
+// Heads of at most kSmallD dimensions (diffusers' default attention_head_dim
+// is 8): the GEMM's 8 x 16 tiles would mostly multiply zero padding and its
+// packing would cost more than the products, so the forward runs directly.
+// K of the head is transposed once into Kt[d][L] (a query row's L scores are
+// D vector multiply-adds over j) and V zero-padded into Vp[L][16] (four query
+// rows' outputs are four 16-wide accumulators over j). Every score and output
+// is summed over d (or j) in order from zero with the same contractions as in
+// the GEMM path, so both paths round alike.
+constexpr int64_t kSmallD = 16;
+
+D4J_CLONES void attn_fwd_small(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
+                               int64_t i0, int64_t i1, float *out, float *lse) {
+    const int64_t L = a.L, D = a.D, R = i1 - i0;
+    float *kt = attn_workspace((size_t)(D * L + L * kSmallD + R * L));
+    float *vp = kt + D * L, *s = vp + L * kSmallD;
+    for (int64_t j = 0; j < L; ++j) {
+        const float *kj = k + a.at(b, j, h), *vj = v + a.at(b, j, h);
+        for (int64_t d = 0; d < D; ++d) kt[d * L + j] = kj[d];
+        for (int64_t d = 0; d < kSmallD; ++d) vp[j * kSmallD + d] = d < D ? vj[d] : 0.0f;
+    }
+    float inv[kRows];
+    for (int64_t r = 0; r < R; ++r) {
+        const float *qi = q + a.at(b, i0 + r, h);
+        float *sr = s + r * L;
+        for (int64_t j = 0; j < L; ++j) sr[j] = 0.0f;
+        for (int64_t d = 0; d < D; ++d) {
+            const float qd = qi[d], *kd = kt + d * L;
+            for (int64_t j = 0; j < L; ++j) sr[j] += qd * kd[j];
+        }
+        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
+        float m;
+        const double sum = softmax_row(sr, L, m);
+        inv[r] = (float)(1.0 / sum);
+        if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
+    }
+    for (int64_t r0 = 0; r0 < R; r0 += 4) {
+        const int rows = (int)std::min<int64_t>(4, R - r0);
+        const float *p0 = s + r0 * L;
+        const float *p1 = rows > 1 ? p0 + L : p0, *p2 = rows > 2 ? p0 + 2 * L : p0, *p3 = rows > 3 ? p0 + 3 * L : p0;
+        v16f o0{}, o1{}, o2{}, o3{};
+        for (int64_t j = 0; j < L; ++j) {
+            v16f vj;
+            D4J_LOAD16(vj, vp + j * kSmallD);
+            o0 += p0[j] * vj;
+            o1 += p1[j] * vj;
+            o2 += p2[j] * vj;
+            o3 += p3[j] * vj;
+        }
+        float t[4][kSmallD];
+        D4J_STORE16(t[0], o0);
+        D4J_STORE16(t[1], o1);
+        D4J_STORE16(t[2], o2);
+        D4J_STORE16(t[3], o3);
+        for (int r = 0; r < rows; ++r) {
+            float *o = out + a.at(b, i0 + r0 + r, h);
+            for (int64_t d = 0; d < D; ++d) o[d] = t[r][d] * inv[r0 + r];
+        }
+    }
 }
 
 // Backward, row pass, query rows [i0, i1) of head (b, h): Dsum and dq.
@@ -368,7 +439,8 @@ d4j_status attention_forward(void *state, const float *q, const float *k, const 
     const int64_t blocks = (a.L + kRows - 1) / kRows;
     run_tasks(pool_of(state), a.B * a.H * blocks, a.B * a.H * a.L * a.L, [&](int64_t t) {
         const int64_t bh = t / blocks, i0 = (t % blocks) * kRows;
-        attn_fwd_rows(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
+        if (a.D <= kSmallD) attn_fwd_small(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
+        else attn_fwd_rows(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
     });
     return D4J_OK;
 }
