@@ -253,13 +253,27 @@ D4J_INLINE void head_gemm(int64_t R, int64_t N, int64_t K, const float *A, int64
 // (s2 + s3): a fixed order that vectorises, where one running sum is a chain
 // of L dependent additions.
 D4J_INLINE double softmax_row(float *sr, int64_t L, float &max_out) {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < L; ++j) m = sr[j] > m ? sr[j] : m;
-    for (int64_t j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] - m);
-    double s4[4] = {0.0, 0.0, 0.0, 0.0};
+    // the maximum in 16 lanes (a scalar ?: reduction does not vectorise; max is exact in any order)
+    v16f mv;
+    for (int u = 0; u < 16; ++u) mv[u] = -INFINITY;
     int64_t j = 0;
-    for (; j + 4 <= L; j += 4)
-        for (int u = 0; u < 4; ++u) s4[u] += (double)sr[j + u];
+    for (; j + 16 <= L; j += 16) {
+        v16f x;
+        D4J_LOAD16(x, sr + j);
+        mv = mv > x ? mv : x;
+    }
+    float m = -INFINITY;
+    for (int u = 0; u < 16; ++u) m = mv[u] > m ? mv[u] : m;
+    for (; j < L; ++j) m = sr[j] > m ? sr[j] : m;
+    for (j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] - m);
+    typedef double v4d __attribute__((vector_size(32)));
+    typedef float v4f __attribute__((vector_size(16)));
+    v4d s4 = {0.0, 0.0, 0.0, 0.0};
+    for (j = 0; j + 4 <= L; j += 4) {
+        v4f x;
+        std::memcpy(&x, sr + j, sizeof(x));
+        s4 += __builtin_convertvector(x, v4d);
+    }
     for (int u = 0; j < L; ++j, ++u) s4[u] += (double)sr[j];
     max_out = m;
     return (s4[0] + s4[1]) + (s4[2] + s4[3]);
@@ -289,8 +303,8 @@ D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, con
 // is 8): the GEMM's 8 x 16 tiles would mostly multiply zero padding and its
 // packing would cost more than the products, so the forward runs directly.
 // K of the head is transposed once into Kt[d][L] (a query row's L scores are
-// D vector multiply-adds over j) and V zero-padded into Vp[L][16] (four query
-// rows' outputs are four 16-wide accumulators over j). Every score and output
+// D vector multiply-adds over j) and V zero-padded into Vp[L][16] (eight query
+// rows' outputs are eight 16-wide accumulators over j). Every score and output
 // is summed over d (or j) in order from zero with the same contractions as in
 // the GEMM path, so both paths round alike.
 constexpr int64_t kSmallD = 16;
@@ -298,46 +312,63 @@ constexpr int64_t kSmallD = 16;
 D4J_CLONES void attn_fwd_small(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
                                int64_t i0, int64_t i1, float *out, float *lse) {
     const int64_t L = a.L, D = a.D, R = i1 - i0;
-    float *kt = attn_workspace((size_t)(D * L + L * kSmallD + R * L));
-    float *vp = kt + D * L, *s = vp + L * kSmallD;
+    const int64_t Lp = (L + 15) / 16 * 16;  // Kt rows and score rows padded to whole vectors
+    float *kt = attn_workspace((size_t)(D * Lp + L * kSmallD + R * Lp));
+    float *vp = kt + D * Lp, *s = vp + L * kSmallD;
     for (int64_t j = 0; j < L; ++j) {
         const float *kj = k + a.at(b, j, h), *vj = v + a.at(b, j, h);
-        for (int64_t d = 0; d < D; ++d) kt[d * L + j] = kj[d];
+        for (int64_t d = 0; d < D; ++d) kt[d * Lp + j] = kj[d];
         for (int64_t d = 0; d < kSmallD; ++d) vp[j * kSmallD + d] = d < D ? vj[d] : 0.0f;
     }
+    for (int64_t d = 0; d < D; ++d)
+        for (int64_t j = L; j < Lp; ++j) kt[d * Lp + j] = 0.0f;
     float inv[kRows];
     for (int64_t r = 0; r < R; ++r) {
         const float *qi = q + a.at(b, i0 + r, h);
-        float *sr = s + r * L;
-        for (int64_t j = 0; j < L; ++j) sr[j] = 0.0f;
-        for (int64_t d = 0; d < D; ++d) {
-            const float qd = qi[d], *kd = kt + d * L;
-            for (int64_t j = 0; j < L; ++j) sr[j] += qd * kd[j];
+        float *sr = s + r * Lp;
+        // 16 scores at a time, summed over d in registers
+        for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
+            v16f acc{};
+            for (int64_t d = 0; d < D; ++d) {
+                v16f kv;
+                D4J_LOAD16(kv, kt + d * Lp + j0);
+                acc += qi[d] * kv;
+            }
+            acc *= a.scale;
+            D4J_STORE16(sr + j0, acc);
         }
-        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
         float m;
         const double sum = softmax_row(sr, L, m);
         inv[r] = (float)(1.0 / sum);
         if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
     }
-    for (int64_t r0 = 0; r0 < R; r0 += 4) {
-        const int rows = (int)std::min<int64_t>(4, R - r0);
-        const float *p0 = s + r0 * L;
-        const float *p1 = rows > 1 ? p0 + L : p0, *p2 = rows > 2 ? p0 + 2 * L : p0, *p3 = rows > 3 ? p0 + 3 * L : p0;
-        v16f o0{}, o1{}, o2{}, o3{};
+    // eight query rows at a time: eight independent multiply-add chains over j
+    for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        const int rows = (int)std::min<int64_t>(8, R - r0);
+        const float *p[8];
+        for (int r = 0; r < 8; ++r) p[r] = s + (r0 + (r < rows ? r : 0)) * Lp;
+        v16f o0{}, o1{}, o2{}, o3{}, o4{}, o5{}, o6{}, o7{};
         for (int64_t j = 0; j < L; ++j) {
             v16f vj;
             D4J_LOAD16(vj, vp + j * kSmallD);
-            o0 += p0[j] * vj;
-            o1 += p1[j] * vj;
-            o2 += p2[j] * vj;
-            o3 += p3[j] * vj;
+            o0 += p[0][j] * vj;
+            o1 += p[1][j] * vj;
+            o2 += p[2][j] * vj;
+            o3 += p[3][j] * vj;
+            o4 += p[4][j] * vj;
+            o5 += p[5][j] * vj;
+            o6 += p[6][j] * vj;
+            o7 += p[7][j] * vj;
         }
-        float t[4][kSmallD];
+        float t[8][kSmallD];
         D4J_STORE16(t[0], o0);
         D4J_STORE16(t[1], o1);
         D4J_STORE16(t[2], o2);
         D4J_STORE16(t[3], o3);
+        D4J_STORE16(t[4], o4);
+        D4J_STORE16(t[5], o5);
+        D4J_STORE16(t[6], o6);
+        D4J_STORE16(t[7], o7);
         for (int r = 0; r < rows; ++r) {
             float *o = out + a.at(b, i0 + r0 + r, h);
             for (int64_t d = 0; d < D; ++d) o[d] = t[r][d] * inv[r0 + r];
