@@ -81,28 +81,45 @@ int64_t rows_per_chunk(int32_t c) {
     return r < 1 ? 1 : r;
 }
 
-// Per-channel Welford over `rows` rows in float64. Every channel sees the same
-// count, so 1/k is shared and the channel loop is a plain vector loop.
+// Per-channel mean and M2 (sum of squared deviations) over `rows` rows, in
+// float64, as shifted sums: with K = the channel's value in the first row,
+// s1 = sum (v - K), s2 = sum (v - K)^2, then mean = K + s1/n and
+// M2 = s2 - s1^2/n. The shift keeps the cancellation in M2 small (K is one of
+// the values, so |mean - K| is of the order of the spread); float64 sums of
+// float32 inputs are exact to ~n 2^-53. Unlike a running Welford update
+// (a division-free but dependent mean update per row) the sums are
+// independent multiply-adds that vectorise. Chunks are merged with
+// d4j_welford_merge.
 D4J_CLONES void welford_rows(const float *x, const float *tb, int64_t rows, int32_t c, double *mean, double *m2) {
-    for (int32_t ch = 0; ch < c; ++ch) mean[ch] = m2[ch] = 0.0;
+    thread_local std::vector<double> ws;
+    if (ws.size() < (size_t)c * 3) ws.resize((size_t)c * 3);
+    double *shift = ws.data(), *s1 = shift + c, *s2 = s1 + c;
+    for (int32_t ch = 0; ch < c; ++ch) {
+        shift[ch] = tb ? (double)(x[ch] + tb[ch]) : (double)x[ch];  // v = x + tb rounded as the normalise pass does
+        s1[ch] = s2[ch] = 0.0;
+    }
     for (int64_t r = 0; r < rows; ++r) {
         const float *row = x + r * c;
-        const double inv = 1.0 / (double)(r + 1);
         if (tb) {
             for (int32_t ch = 0; ch < c; ++ch) {
-                double v = (double)(row[ch] + tb[ch]);  // v = x + tb rounded as the normalise pass does
-                double d = v - mean[ch];
-                mean[ch] += d * inv;
-                m2[ch] += d * (v - mean[ch]);
+                const double d = (double)(row[ch] + tb[ch]) - shift[ch];
+                s1[ch] += d;
+                s2[ch] += d * d;
             }
         } else {
             for (int32_t ch = 0; ch < c; ++ch) {
-                double v = (double)row[ch];
-                double d = v - mean[ch];
-                mean[ch] += d * inv;
-                m2[ch] += d * (v - mean[ch]);
+                const double d = (double)row[ch] - shift[ch];
+                s1[ch] += d;
+                s2[ch] += d * d;
             }
         }
+    }
+    const double n = (double)rows;
+    for (int32_t ch = 0; ch < c; ++ch) {
+        const double mu = s1[ch] / n;
+        mean[ch] = shift[ch] + mu;
+        const double v = s2[ch] - s1[ch] * mu;
+        m2[ch] = v > 0.0 ? v : 0.0;
     }
 }
 
