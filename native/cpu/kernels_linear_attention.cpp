@@ -10,7 +10,9 @@
 //
 // Attention: per (batch, head) and block of 64 query rows, the score block
 // S = Q K^T (64 x tokens) is computed with the same GEMM into a per-thread
-// workspace; nothing of size tokens^2 is stored. The
+// workspace (for heads of <= 16 dimensions, forward and backward run
+// directly, without the GEMM);
+// nothing of size tokens^2 is stored. The
 // backward pass runs twice over the score matrix (rows: dq and Dsum; columns:
 // dk and dv) so that every output is owned by one task: no atomics, no
 // thread-count dependent partial sums.
@@ -246,6 +248,38 @@ D4J_INLINE void head_gemm(int64_t R, int64_t N, int64_t K, const float *A, int64
 
 // Forward for query rows [i0, i1) of head (b, h). Workspace: scores [R][L].
 //   S = Q K^T (scaled), P = exp(S - rowmax), O = (P V) / rowsum
+// Softmax normaliser of one score row in place: sr[j] = exp(sr[j] - max),
+// returns the sum of the exponentials in float64 (its rounding does not grow
+// with L). Four interleaved partial sums (j mod 4), added as (s0 + s1) +
+// (s2 + s3): a fixed order that vectorises, where one running sum is a chain
+// of L dependent additions.
+D4J_INLINE double softmax_row(float *sr, int64_t L, float &max_out) {
+    // the maximum in 16 lanes (a scalar ?: reduction does not vectorise; max is exact in any order)
+    v16f mv;
+    for (int u = 0; u < 16; ++u) mv[u] = -INFINITY;
+    int64_t j = 0;
+    for (; j + 16 <= L; j += 16) {
+        v16f x;
+        D4J_LOAD16(x, sr + j);
+        mv = mv > x ? mv : x;
+    }
+    float m = -INFINITY;
+    for (int u = 0; u < 16; ++u) m = mv[u] > m ? mv[u] : m;
+    for (; j < L; ++j) m = sr[j] > m ? sr[j] : m;
+    for (j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] - m);
+    typedef double v4d __attribute__((vector_size(32)));
+    typedef float v4f __attribute__((vector_size(16)));
+    v4d s4 = {0.0, 0.0, 0.0, 0.0};
+    for (j = 0; j + 4 <= L; j += 4) {
+        v4f x;
+        std::memcpy(&x, sr + j, sizeof(x));
+        s4 += __builtin_convertvector(x, v4d);
+    }
+    for (int u = 0; j < L; ++j, ++u) s4[u] += (double)sr[j];
+    max_out = m;
+    return (s4[0] + s4[1]) + (s4[2] + s4[3]);
+}
+
 D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
                               int64_t i0, int64_t i1, float *out, float *lse) {
     const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0;
@@ -254,17 +288,9 @@ D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, con
     head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
     for (int64_t r = 0; r < R; ++r) {
         float *sr = s + r * L;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < L; ++j) {
-            sr[j] *= a.scale;
-            m = sr[j] > m ? sr[j] : m;
-        }
-        // float64 normaliser: its rounding does not grow with L
-        double sum = 0.0;
-        for (int64_t j = 0; j < L; ++j) {
-            sr[j] = exp_vec(sr[j] - m);
-            sum += (double)sr[j];
-        }
+        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
+        float m;
+        const double sum = softmax_row(sr, L, m);
         inv[r] = (float)(1.0 / sum);
         if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
     }
@@ -272,6 +298,170 @@ D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, con
     head_gemm(R, D, L, s, L, 1, v + a.at(b, 0, h), HD, 1, o, HD);
     for (int64_t r = 0; r < R; ++r)
         for (int64_t d = 0; d < D; ++d) o[r * HD + d] *= inv[r];
+}
+
+// Heads of at most kSmallD dimensions (diffusers' default attention_head_dim
+// is 8): the GEMM's 8 x 16 tiles would mostly multiply zero padding and its
+// packing would cost more than the products, so these heads run directly.
+// Products summed over d take the other operand transposed, Bt[d][Lp] (16
+// results per vector, D multiply-adds each); products summed over tokens take
+// it zero-padded to 16 columns, Bp[L][16] (eight rows of results are eight
+// 16-wide accumulators). Every sum runs in order from zero with the same
+// contractions as in the GEMM path, so both paths round alike.
+constexpr int64_t kSmallD = 16;
+
+inline int64_t padded16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// Bt[d][j] = src[token j of head (b, h)][d], zero for L <= j < Lp.
+D4J_INLINE void gather_cols(const Attn &a, const float *src, int64_t b, int64_t h, int64_t Lp, float *bt) {
+    for (int64_t j = 0; j < a.L; ++j) {
+        const float *sj = src + a.at(b, j, h);
+        for (int64_t d = 0; d < a.D; ++d) bt[d * Lp + j] = sj[d];
+    }
+    for (int64_t d = 0; d < a.D; ++d)
+        for (int64_t j = a.L; j < Lp; ++j) bt[d * Lp + j] = 0.0f;
+}
+
+// Bp[j][d] = src[token j of head (b, h)][d], zero for D <= d < 16.
+D4J_INLINE void gather_rows16(const Attn &a, const float *src, int64_t b, int64_t h, float *bp) {
+    for (int64_t j = 0; j < a.L; ++j) {
+        const float *sj = src + a.at(b, j, h);
+        for (int64_t d = 0; d < kSmallD; ++d) bp[j * kSmallD + d] = d < a.D ? sj[d] : 0.0f;
+    }
+}
+
+// out[r][j] = sum_d A[r*lda + d] Bt[d][j], r < R, j < Lp (row stride Lp).
+D4J_INLINE void small_scores(const float *A, int64_t lda, int64_t R, int64_t D, const float *bt, int64_t Lp,
+                             float *out) {
+    for (int64_t r = 0; r < R; ++r) {
+        const float *ar = A + r * lda;
+        for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
+            v16f acc{};
+            for (int64_t d = 0; d < D; ++d) {
+                v16f bv;
+                D4J_LOAD16(bv, bt + d * Lp + j0);
+                acc += ar[d] * bv;
+            }
+            D4J_STORE16(out + r * Lp + j0, acc);
+        }
+    }
+}
+
+// For each row r < R: t = sum_{j < L} P[r*ldp + j] Bp[j] (16 floats), then store(r, t).
+template <class Store>
+D4J_INLINE void small_rows_times(const float *P, int64_t ldp, int64_t R, int64_t L, const float *bp, Store store) {
+    for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        const int rows = (int)std::min<int64_t>(8, R - r0);
+        const float *p[8];
+        for (int r = 0; r < 8; ++r) p[r] = P + (r0 + (r < rows ? r : 0)) * ldp;
+        v16f o0{}, o1{}, o2{}, o3{}, o4{}, o5{}, o6{}, o7{};
+        for (int64_t j = 0; j < L; ++j) {
+            v16f bj;
+            D4J_LOAD16(bj, bp + j * kSmallD);
+            o0 += p[0][j] * bj;
+            o1 += p[1][j] * bj;
+            o2 += p[2][j] * bj;
+            o3 += p[3][j] * bj;
+            o4 += p[4][j] * bj;
+            o5 += p[5][j] * bj;
+            o6 += p[6][j] * bj;
+            o7 += p[7][j] * bj;
+        }
+        float t[8][kSmallD];
+        D4J_STORE16(t[0], o0);
+        D4J_STORE16(t[1], o1);
+        D4J_STORE16(t[2], o2);
+        D4J_STORE16(t[3], o3);
+        D4J_STORE16(t[4], o4);
+        D4J_STORE16(t[5], o5);
+        D4J_STORE16(t[6], o6);
+        D4J_STORE16(t[7], o7);
+        for (int r = 0; r < rows; ++r) store(r0 + r, t[r]);
+    }
+}
+
+D4J_CLONES void attn_fwd_small(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
+                               int64_t i0, int64_t i1, float *out, float *lse) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0, Lp = padded16(L);
+    float *kt = attn_workspace((size_t)(D * Lp + L * kSmallD + R * Lp));
+    float *vp = kt + D * Lp, *s = vp + L * kSmallD;
+    gather_cols(a, k, b, h, Lp, kt);
+    gather_rows16(a, v, b, h, vp);
+    small_scores(q + a.at(b, i0, h), HD, R, D, kt, Lp, s);
+    float inv[kRows];
+    for (int64_t r = 0; r < R; ++r) {
+        float *sr = s + r * Lp;
+        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
+        float m;
+        const double sum = softmax_row(sr, L, m);
+        inv[r] = (float)(1.0 / sum);
+        if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
+    }
+    small_rows_times(s, Lp, R, L, vp, [&](int64_t r, const float *t) {
+        float *o = out + a.at(b, i0 + r, h);
+        for (int64_t d = 0; d < D; ++d) o[d] = t[d] * inv[r];
+    });
+}
+
+// Backward of a small head, row pass (as attn_bwd_rows): Dsum and dq for query rows [i0, i1).
+D4J_CLONES void attn_bwd_rows_small(const Attn &a, const float *q, const float *k, const float *v, const float *out,
+                                    const float *lse, const float *dout, int64_t b, int64_t h, int64_t i0,
+                                    int64_t i1, float *dsum, float *dq) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0, Lp = padded16(L);
+    float *kt = attn_workspace((size_t)(2 * D * Lp + L * kSmallD + 2 * R * Lp));
+    float *vt = kt + D * Lp, *kp = vt + D * Lp, *s = kp + L * kSmallD, *dp = s + R * Lp;
+    gather_cols(a, k, b, h, Lp, kt);
+    gather_cols(a, v, b, h, Lp, vt);
+    gather_rows16(a, k, b, h, kp);
+    small_scores(q + a.at(b, i0, h), HD, R, D, kt, Lp, s);
+    small_scores(dout + a.at(b, i0, h), HD, R, D, vt, Lp, dp);
+    const float *lse_bh = lse + (b * a.H + h) * L;
+    for (int64_t r = 0; r < R; ++r) {
+        const int64_t i = i0 + r;
+        const float *oi = out + a.at(b, i, h), *gi = dout + a.at(b, i, h);
+        float di = 0.0f;
+        for (int64_t d = 0; d < D; ++d) di += gi[d] * oi[d];
+        dsum[(b * a.H + h) * L + i] = di;
+        const float li = lse_bh[i];
+        float *sr = s + r * Lp, *dpr = dp + r * Lp;
+        for (int64_t j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] * a.scale - li) * (dpr[j] - di);  // dS
+    }
+    small_rows_times(s, Lp, R, L, kp, [&](int64_t r, const float *t) {
+        float *g = dq + a.at(b, i0 + r, h);
+        for (int64_t d = 0; d < D; ++d) g[d] = t[d] * a.scale;
+    });
+}
+
+// Backward of a small head, column pass (as attn_bwd_cols): dk and dv for key tokens [j0, j1).
+D4J_CLONES void attn_bwd_cols_small(const Attn &a, const float *q, const float *k, const float *v, const float *lse,
+                                    const float *dout, const float *dsum, int64_t b, int64_t h, int64_t j0,
+                                    int64_t j1, float *dk, float *dv) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = j1 - j0, Lp = padded16(L);
+    float *qt = attn_workspace((size_t)(2 * D * Lp + 2 * L * kSmallD + 2 * R * Lp));
+    float *gt = qt + D * Lp, *qp = gt + D * Lp, *gp = qp + L * kSmallD, *st = gp + L * kSmallD, *dpt = st + R * Lp;
+    gather_cols(a, q, b, h, Lp, qt);
+    gather_cols(a, dout, b, h, Lp, gt);
+    gather_rows16(a, q, b, h, qp);
+    gather_rows16(a, dout, b, h, gp);
+    small_scores(k + a.at(b, j0, h), HD, R, D, qt, Lp, st);
+    small_scores(v + a.at(b, j0, h), HD, R, D, gt, Lp, dpt);
+    const float *lse_bh = lse + (b * a.H + h) * L, *ds_bh = dsum + (b * a.H + h) * L;
+    for (int64_t r = 0; r < R; ++r) {
+        float *sr = st + r * Lp, *dpr = dpt + r * Lp;
+        for (int64_t i = 0; i < L; ++i) {
+            float p = exp_vec(sr[i] * a.scale - lse_bh[i]);
+            sr[i] = p;                          // P^T[j, i]
+            dpr[i] = p * (dpr[i] - ds_bh[i]);   // dS^T[j, i]
+        }
+    }
+    small_rows_times(st, Lp, R, L, gp, [&](int64_t r, const float *t) {
+        float *g = dv + a.at(b, j0 + r, h);
+        for (int64_t d = 0; d < D; ++d) g[d] = t[d];
+    });
+    small_rows_times(dpt, Lp, R, L, qp, [&](int64_t r, const float *t) {
+        float *g = dk + a.at(b, j0 + r, h);
+        for (int64_t d = 0; d < D; ++d) g[d] = t[d] * a.scale;
+    });
 }
 
 // Backward, row pass, query rows [i0, i1) of head (b, h): Dsum and dq.
@@ -368,7 +558,8 @@ d4j_status attention_forward(void *state, const float *q, const float *k, const 
     const int64_t blocks = (a.L + kRows - 1) / kRows;
     run_tasks(pool_of(state), a.B * a.H * blocks, a.B * a.H * a.L * a.L, [&](int64_t t) {
         const int64_t bh = t / blocks, i0 = (t % blocks) * kRows;
-        attn_fwd_rows(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
+        if (a.D <= kSmallD) attn_fwd_small(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
+        else attn_fwd_rows(a, q, k, v, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), out, lse);
     });
     return D4J_OK;
 }
@@ -382,13 +573,15 @@ d4j_status attention_backward(void *state, const float *q, const float *k, const
     const int64_t blocks = (a.L + kRows - 1) / kRows, tasks = a.B * a.H * blocks, work = a.B * a.H * a.L * a.L;
     run_tasks(pool, tasks, work, [&](int64_t t) {
         const int64_t bh = t / blocks, i0 = (t % blocks) * kRows;
-        attn_bwd_rows(a, q, k, v, out, lse, dout, bh / a.H, bh % a.H, i0, std::min(a.L, i0 + kRows), dsum.data(),
-                      dq);
+        const int64_t i1 = std::min(a.L, i0 + kRows);
+        if (a.D <= kSmallD) attn_bwd_rows_small(a, q, k, v, out, lse, dout, bh / a.H, bh % a.H, i0, i1, dsum.data(), dq);
+        else attn_bwd_rows(a, q, k, v, out, lse, dout, bh / a.H, bh % a.H, i0, i1, dsum.data(), dq);
     });
     run_tasks(pool, tasks, work, [&](int64_t t) {
         const int64_t bh = t / blocks, j0 = (t % blocks) * kRows;
-        attn_bwd_cols(a, q, k, v, lse, dout, dsum.data(), bh / a.H, bh % a.H, j0, std::min(a.L, j0 + kRows), dk,
-                      dv);
+        const int64_t j1 = std::min(a.L, j0 + kRows);
+        if (a.D <= kSmallD) attn_bwd_cols_small(a, q, k, v, lse, dout, dsum.data(), bh / a.H, bh % a.H, j0, j1, dk, dv);
+        else attn_bwd_cols(a, q, k, v, lse, dout, dsum.data(), bh / a.H, bh % a.H, j0, j1, dk, dv);
     });
     return D4J_OK;
 }

@@ -74,34 +74,52 @@ inline __attribute__((always_inline)) float cpu_silu_grad(float z) {
     return s * (1.0f + z * (1.0f - s));
 }
 
-// Rows per task: about 2 * kGrain elements, at least one row.
+// Rows per task: about kGrain / 2 elements (8k: a 28x28x32 map at batch 1 is
+// then 4 tasks, so both cores take part), at least one row.
 int64_t rows_per_chunk(int32_t c) {
-    int64_t r = 2 * kGrain / c;
+    int64_t r = kGrain / 2 / c;
     return r < 1 ? 1 : r;
 }
 
-// Per-channel Welford over `rows` rows in float64. Every channel sees the same
-// count, so 1/k is shared and the channel loop is a plain vector loop.
+// Per-channel mean and M2 (sum of squared deviations) over `rows` rows, in
+// float64, as shifted sums: with K = the channel's value in the first row,
+// s1 = sum (v - K), s2 = sum (v - K)^2, then mean = K + s1/n and
+// M2 = s2 - s1^2/n. The shift keeps the cancellation in M2 small (K is one of
+// the values, so |mean - K| is of the order of the spread); float64 sums of
+// float32 inputs are exact to ~n 2^-53. Unlike a running Welford update
+// (a division-free but dependent mean update per row) the sums are
+// independent multiply-adds that vectorise. Chunks are merged with
+// d4j_welford_merge.
 D4J_CLONES void welford_rows(const float *x, const float *tb, int64_t rows, int32_t c, double *mean, double *m2) {
-    for (int32_t ch = 0; ch < c; ++ch) mean[ch] = m2[ch] = 0.0;
+    thread_local std::vector<double> ws;
+    if (ws.size() < (size_t)c * 3) ws.resize((size_t)c * 3);
+    double *shift = ws.data(), *s1 = shift + c, *s2 = s1 + c;
+    for (int32_t ch = 0; ch < c; ++ch) {
+        shift[ch] = tb ? (double)(x[ch] + tb[ch]) : (double)x[ch];  // v = x + tb rounded as the normalise pass does
+        s1[ch] = s2[ch] = 0.0;
+    }
     for (int64_t r = 0; r < rows; ++r) {
         const float *row = x + r * c;
-        const double inv = 1.0 / (double)(r + 1);
         if (tb) {
             for (int32_t ch = 0; ch < c; ++ch) {
-                double v = (double)(row[ch] + tb[ch]);  // v = x + tb rounded as the normalise pass does
-                double d = v - mean[ch];
-                mean[ch] += d * inv;
-                m2[ch] += d * (v - mean[ch]);
+                const double d = (double)(row[ch] + tb[ch]) - shift[ch];
+                s1[ch] += d;
+                s2[ch] += d * d;
             }
         } else {
             for (int32_t ch = 0; ch < c; ++ch) {
-                double v = (double)row[ch];
-                double d = v - mean[ch];
-                mean[ch] += d * inv;
-                m2[ch] += d * (v - mean[ch]);
+                const double d = (double)row[ch] - shift[ch];
+                s1[ch] += d;
+                s2[ch] += d * d;
             }
         }
+    }
+    const double n = (double)rows;
+    for (int32_t ch = 0; ch < c; ++ch) {
+        const double mu = s1[ch] / n;
+        mean[ch] = shift[ch] + mu;
+        const double v = s2[ch] - s1[ch] * mu;
+        m2[ch] = v > 0.0 ? v : 0.0;
     }
 }
 
@@ -173,6 +191,14 @@ D4J_CLONES void backward_dx_rows(const float *dy, const float *x, const float *t
     }
 }
 
+// Per-thread scratch row `slot` (0-3) of c floats, reused across tasks and
+// calls (a malloc per task cost more than the task at batch 1).
+float *row_scratch(int32_t c, int slot) {
+    thread_local std::vector<float> ws;
+    if (ws.size() < (size_t)c * 4) ws.resize((size_t)c * 4);
+    return ws.data() + (size_t)slot * c;
+}
+
 // Per-channel copies of the per-(sample, group) mean and rstd of sample b.
 void channel_stats(const float *mean, const float *rstd, int32_t b, int32_t c, int32_t groups, float *mc, float *rc) {
     const int32_t cg = c / groups;
@@ -220,9 +246,9 @@ d4j_status group_norm_forward(void *state, const float *x, const float *tb, cons
     run_tasks(pool_of(state), tasks, elements, [&](int64_t task) {
         int64_t b = task / chunks, r0 = (task % chunks) * rows;
         int64_t m = hw - r0 < rows ? hw - r0 : rows;
-        std::vector<float> mc((size_t)c), rc((size_t)c);
-        channel_stats(mean, rstd, (int32_t)b, c, groups, mc.data(), rc.data());
-        normalise_rows(x + (b * hw + r0) * c, tb ? tb + b * c : nullptr, m, c, mc.data(), rc.data(), gamma, beta,
+        float *mc = row_scratch(c, 0), *rc = row_scratch(c, 1);
+        channel_stats(mean, rstd, (int32_t)b, c, groups, mc, rc);
+        normalise_rows(x + (b * hw + r0) * c, tb ? tb + b * c : nullptr, m, c, mc, rc, gamma, beta,
                        silu, y + (b * hw + r0) * c);
     });
     return D4J_OK;
@@ -241,12 +267,12 @@ d4j_status group_norm_backward(void *state, const float *dy, const float *x, con
     run_tasks(pool_of(state), tasks, elements, [&](int64_t task) {
         int64_t b = task / chunks, r0 = (task % chunks) * rows;
         int64_t m = hw - r0 < rows ? hw - r0 : rows;
-        std::vector<float> mc((size_t)c), rc((size_t)c), t1((size_t)c), t2((size_t)c);
-        channel_stats(mean, rstd, (int32_t)b, c, groups, mc.data(), rc.data());
+        float *mc = row_scratch(c, 0), *rc = row_scratch(c, 1), *t1 = row_scratch(c, 2), *t2 = row_scratch(c, 3);
+        channel_stats(mean, rstd, (int32_t)b, c, groups, mc, rc);
         double *p = &part[(size_t)(task * 3 * c)];
         int64_t off = (b * hw + r0) * c;
-        backward_sums_rows(dy + off, x + off, tb ? tb + b * c : nullptr, m, c, mc.data(), rc.data(), gamma, beta,
-                           silu, t1.data(), t2.data(), p, p + c, p + 2 * c);
+        backward_sums_rows(dy + off, x + off, tb ? tb + b * c : nullptr, m, c, mc, rc, gamma, beta, silu, t1, t2, p,
+                           p + c, p + 2 * c);
     });
     // Per (sample, channel) sums, chunks in order.
     std::vector<double> sa((size_t)n * c, 0.0), sb((size_t)n * c, 0.0), sx((size_t)n * c, 0.0);
@@ -298,11 +324,11 @@ d4j_status group_norm_backward(void *state, const float *dy, const float *x, con
     run_tasks(pool_of(state), tasks, elements, [&](int64_t task) {
         int64_t b = task / chunks, r0 = (task % chunks) * rows;
         int64_t m = hw - r0 < rows ? hw - r0 : rows;
-        std::vector<float> mc((size_t)c), rc((size_t)c), t1((size_t)c), t2((size_t)c);
-        channel_stats(mean, rstd, (int32_t)b, c, groups, mc.data(), rc.data());
+        float *mc = row_scratch(c, 0), *rc = row_scratch(c, 1), *t1 = row_scratch(c, 2), *t2 = row_scratch(c, 3);
+        channel_stats(mean, rstd, (int32_t)b, c, groups, mc, rc);
         int64_t off = (b * hw + r0) * c;
-        backward_dx_rows(dy + off, x + off, tb ? tb + b * c : nullptr, m, c, mc.data(), rc.data(), gamma, beta, silu,
-                         &m1[(size_t)b * c], &m2[(size_t)b * c], t1.data(), t2.data(), dx + off);
+        backward_dx_rows(dy + off, x + off, tb ? tb + b * c : nullptr, m, c, mc, rc, gamma, beta, silu,
+                         &m1[(size_t)b * c], &m2[(size_t)b * c], t1, t2, dx + off);
     });
     return D4J_OK;
 }

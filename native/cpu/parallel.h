@@ -30,7 +30,8 @@ public:
         stopping_atomic_.store(false);
         // New workers start at the current generation, so a finished region is not run again.
         const uint64_t start = generation_;
-        for (int i = 1; i < threads; ++i) workers_.emplace_back([this, start] { work(start); });
+        blocks_ = std::vector<Block>((size_t)(threads < 1 ? 1 : threads));
+        for (int i = 1; i < threads; ++i) workers_.emplace_back([this, start, i] { work(i, start); });
     }
 
     // Calls fn(task) for task in [0, tasks), spread over the pool; the caller
@@ -47,47 +48,78 @@ public:
             std::lock_guard<std::mutex> lock(mu_);
             fn_ = &fn;
             tasks_ = tasks;
-            next_.store(0);
-            pending_ = (int)workers_.size();
+            const int parts = (int)workers_.size() + 1;
+            for (int p = 0; p < parts; ++p) {
+                blocks_[p].next.store(tasks * p / parts, std::memory_order_relaxed);
+                blocks_[p].end = tasks * (p + 1) / parts;
+            }
+            pending_.store((int)workers_.size(), std::memory_order_relaxed);
             ++generation_;
             generation_atomic_.store(generation_, std::memory_order_release);
         }
-        cv_.notify_all();
-        drain();
-        std::unique_lock<std::mutex> lock(mu_);
-        done_cv_.wait(lock, [this] { return pending_ == 0; });
+        cv_.notify_all();  // no system call when every worker is still spinning
+        drain(0);
+        // Wait for the workers to check in: spin first (a futex sleep and wake-up
+        // costs 10-50 us, more than a whole kernel at batch 1), then sleep.
+        for (int spin = 0; spin < kWaitSpins && pending_.load(std::memory_order_acquire) != 0; ++spin) cpu_relax();
+        if (pending_.load(std::memory_order_acquire) != 0) {
+            std::unique_lock<std::mutex> lock(mu_);
+            done_cv_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+        }
         fn_ = nullptr;
     }
 
 private:
-    void drain() {
-        for (;;) {
-            int64_t i = next_.fetch_add(1);
-            if (i >= tasks_) break;
-            (*fn_)(i);
+    // Pause loops of ~0.3 ms (idle worker between regions) and ~0.1 ms (caller
+    // waiting for the workers to finish) before falling back to a futex sleep.
+    static constexpr int kIdleSpins = 20000;
+    static constexpr int kWaitSpins = 8000;
+
+    // Tasks are dealt out in contiguous blocks, one per participant (the
+    // caller is participant 0, worker i is participant i), so consecutive
+    // kernels over the same rows run on the same core and find their data in
+    // its L2; a participant that finishes its block goes on with what is left
+    // of the others' blocks (a descheduled or late worker costs no idle time).
+    // Which thread runs a task never changes what the task computes.
+    void drain(int self) {
+        const int parts = (int)workers_.size() + 1;
+        for (int i = 0; i < parts; ++i) {
+            Block &blk = blocks_[(self + i) % parts];
+            for (;;) {
+                const int64_t t = blk.next.fetch_add(1, std::memory_order_relaxed);
+                if (t >= blk.end) break;
+                (*fn_)(t);
+            }
         }
     }
 
-    void work(uint64_t seen) {
+    static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+
+    void work(int self, uint64_t seen) {
         for (;;) {
             // Spin briefly before sleeping: back-to-back kernels (a sampling
             // loop at batch 1) then start without a futex wake-up (~10-50 us).
-            for (int spin = 0; spin < 20000 && generation_atomic_.load(std::memory_order_acquire) == seen &&
+            for (int spin = 0; spin < kIdleSpins && generation_atomic_.load(std::memory_order_acquire) == seen &&
                                !stopping_atomic_.load(std::memory_order_relaxed);
-                 ++spin) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            }
+                 ++spin)
+                cpu_relax();
             {
                 std::unique_lock<std::mutex> lock(mu_);
                 cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
                 if (stopping_) return;
                 seen = generation_;
             }
-            drain();
-            std::lock_guard<std::mutex> lock(mu_);
-            if (--pending_ == 0) done_cv_.notify_one();
+            drain(self);
+            // The last worker out wakes the caller if it went to sleep; the
+            // notify under mu_ cannot be lost (the caller tests pending_ under mu_).
+            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                std::lock_guard<std::mutex> lock(mu_);
+                done_cv_.notify_one();
+            }
         }
     }
 
@@ -107,8 +139,12 @@ private:
     std::condition_variable cv_, done_cv_;
     const std::function<void(int64_t)> *fn_ = nullptr;
     int64_t tasks_ = 0;
-    std::atomic<int64_t> next_{0};
-    int pending_ = 0;
+    struct alignas(64) Block {
+        std::atomic<int64_t> next{0};
+        int64_t end = 0;
+    };
+    std::vector<Block> blocks_;  // one per participant, each on its own cache line
+    std::atomic<int> pending_{0};
     uint64_t generation_ = 0;
     bool stopping_ = false;
     std::atomic<uint64_t> generation_atomic_{0};  // mirrors generation_ for the lock-free spin
@@ -117,7 +153,7 @@ private:
 
 // Below this many elements of work a kernel runs on the calling thread: waking
 // workers costs more than the work (measured: ~30 us per call at 12k elements).
-constexpr int64_t kSerialBelow = 32768;
+constexpr int64_t kSerialBelow = 8192;
 
 // Runs fn(task) for task in [0, tasks); serially when the whole call touches
 // fewer than kSerialBelow elements.

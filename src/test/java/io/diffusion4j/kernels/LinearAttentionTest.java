@@ -198,6 +198,10 @@ class LinearAttentionTest {
                 }
             }
         }
+        // both sides of the small-head path (head_dim <= 16 on the CPU) and more than one 64-row query block
+        for (int d : new int[] {16, 17}) s.add(new Attn(1, 9, 2, d, (float) (1.0 / Math.sqrt(d))));
+        s.add(new Attn(1, 70, 1, 8, (float) (1.0 / Math.sqrt(8))));
+        s.add(new Attn(1, 70, 1, 17, (float) (1.0 / Math.sqrt(17))));
         return s;
     }
 
