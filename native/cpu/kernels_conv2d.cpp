@@ -62,8 +62,9 @@ typedef float vrow __attribute__((vector_size(kNR * sizeof(float))));
 
 #define D4J_LOAD_ROW(dst, src) std::memcpy(&(dst), (src), sizeof(vrow))
 
-// out[r*kNR + j] = sum over segments s, k < kc of rows[s*kMR + r][k] * slabs[s][k*kNR + j]
-D4J_CLONES void micro_kernel(int segs, const float *const *rows, const float *const *slabs, int kc, float *out) {
+// out[r*kNR + j] = sum over segments s, k < kc of rows[s*kMR + r][k] * slabs[s][k*ld + j]
+D4J_CLONES void micro_kernel(int segs, const float *const *rows, const float *const *slabs, int kc, int64_t ld,
+                             float *out) {
     vrow c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
     for (int s = 0; s < segs; ++s) {
         const float *const *rr = rows + (int64_t)s * kMR;
@@ -71,7 +72,7 @@ D4J_CLONES void micro_kernel(int segs, const float *const *rows, const float *co
         const float *b = slabs[s];
         for (int k = 0; k < kc; ++k) {
             vrow bk;
-            D4J_LOAD_ROW(bk, b + (int64_t)k * kNR);
+            D4J_LOAD_ROW(bk, b + (int64_t)k * ld);
             c0 += r0[k] * bk;
             c1 += r1[k] * bk;
             c2 += r2[k] * bk;
@@ -93,7 +94,7 @@ D4J_CLONES void micro_kernel(int segs, const float *const *rows, const float *co
 // (12 accumulators: AVX-512 registers; the AVX2 clone spills some). Per
 // element the same products are added in the same order as micro_kernel.
 D4J_CLONES void micro_kernel_2(int segs, const float *const *rows, const float *const *slabs,
-                               const float *const *slabs2, int kc, float *out) {
+                               const float *const *slabs2, int kc, int64_t ld, float *out) {
     vrow a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
     vrow b0 = {}, b1 = {}, b2 = {}, b3 = {}, b4 = {}, b5 = {};
     for (int s = 0; s < segs; ++s) {
@@ -102,8 +103,8 @@ D4J_CLONES void micro_kernel_2(int segs, const float *const *rows, const float *
         const float *p0 = slabs[s], *p1 = slabs2[s];
         for (int k = 0; k < kc; ++k) {
             vrow u, v;
-            D4J_LOAD_ROW(u, p0 + (int64_t)k * kNR);
-            D4J_LOAD_ROW(v, p1 + (int64_t)k * kNR);
+            D4J_LOAD_ROW(u, p0 + (int64_t)k * ld);
+            D4J_LOAD_ROW(v, p1 + (int64_t)k * ld);
             const float x0 = r0[k], x1 = r1[k], x2 = r2[k], x3 = r3[k], x4 = r4[k], x5 = r5[k];
             a0 += x0 * u;
             b0 += x0 * v;
@@ -207,58 +208,260 @@ inline const float *x_row(const Geom &g, const float *x, int64_t b, int64_t ih, 
 // Work measure for run_tasks' serial threshold: multiply-adds / 16.
 inline int64_t work_of(int64_t rows, int64_t k, int64_t cols) { return rows * k / 16 * cols; }
 
+constexpr int64_t kMinTasks = 16;       // forward / dX: below this many tile groups, smaller groups and one panel pair per task
+constexpr int kGatherMax = 64;          // forward / dX / dW: K = taps * channels up to this is gathered into one segment
+constexpr int64_t kSinglePixels = 256;  // pixels per task of the one-channel dot-product paths
+constexpr int64_t kPackMin = 1024;      // forward packs the weight from this many output pixels (contiguous slabs)
+
+// Task plan of a tiled forward / dX pass over `tiles` tiles of kMR pixels and `ppairs` pairs of output
+// panels: kTilesPerTask tiles per task, fewer (and one panel pair per task) when the shape is small, so
+// both threads get work at batch 1. Depends on the shape only.
+struct TilePlan {
+    int64_t tpt, pgroups;
+    TilePlan(int64_t tiles, int ppairs) {
+        tpt = std::clamp<int64_t>(tiles / kMinTasks, 1, kTilesPerTask);
+        pgroups = ceil_div(tiles, tpt) < kMinTasks ? ppairs : 1;
+    }
+    int64_t groups(int64_t tiles) const { return ceil_div(tiles, tpt); }
+};
+
+inline void accumulate_row(const float *r, const float *w, int full, int tail, vrow &a0, vrow &a1) {
+    int c = 0;
+    for (; c + 2 * kNR <= full; c += 2 * kNR) {
+        vrow x0, w0, x1, w1;
+        D4J_LOAD_ROW(x0, r + c);
+        D4J_LOAD_ROW(w0, w + c);
+        D4J_LOAD_ROW(x1, r + c + kNR);
+        D4J_LOAD_ROW(w1, w + c + kNR);
+        a0 += x0 * w0;
+        a1 += x1 * w1;
+    }
+    if (c < full) {
+        vrow x0, w0;
+        D4J_LOAD_ROW(x0, r + c);
+        D4J_LOAD_ROW(w0, w + c);
+        a0 += x0 * w0;
+    }
+    if (tail) {
+        vrow x1 = {}, w1 = {};
+        std::memcpy(&x1, r + full, (size_t)tail * sizeof(float));
+        std::memcpy(&w1, w + full, (size_t)tail * sizeof(float));
+        a1 += x1 * w1;
+    }
+}
+
+// sum over i < n of dot(rows[i], ws[i]) over len floats: element c of a row goes to lane c % kNR of one of
+// four accumulators (by row parity and by kNR-block parity); the accumulators and then the lanes are added
+// in a fixed order. Used where one side of the GEMM has a single channel (C_out = 1 forward, C_in = 1 dX).
+D4J_CLONES float dot_rows(int n, const float *const *rows, const float *const *ws, int len) {
+    vrow a0 = {}, a1 = {}, b0 = {}, b1 = {};
+    const int full = len / kNR * kNR, tail = len - full;
+    int i = 0;
+    for (; i + 1 < n; i += 2) {
+        accumulate_row(rows[i], ws[i], full, tail, a0, a1);
+        accumulate_row(rows[i + 1], ws[i + 1], full, tail, b0, b1);
+    }
+    if (i < n) accumulate_row(rows[i], ws[i], full, tail, a0, a1);
+    const vrow acc = (a0 + a1) + (b0 + b1);
+    float l[kNR];
+    std::memcpy(l, &acc, sizeof(l));
+    for (int h = kNR / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; ++j) l[j] += l[j + h];
+    return l[0];
+}
+
+// acc[c] = sum over i < n (in order) of rows[i][c] * d[i], c < len; 2 x kNR columns at a time in registers.
+D4J_CLONES void axpy_rows(int64_t n, const float *const *rows, const float *d, int len, float *acc) {
+    int c = 0;
+    for (; c + 2 * kNR <= len; c += 2 * kNR) {
+        vrow a0 = {}, a1 = {};
+        for (int64_t i = 0; i < n; ++i) {
+            vrow x0, x1;
+            D4J_LOAD_ROW(x0, rows[i] + c);
+            D4J_LOAD_ROW(x1, rows[i] + c + kNR);
+            a0 += x0 * d[i];
+            a1 += x1 * d[i];
+        }
+        std::memcpy(acc + c, &a0, sizeof(vrow));
+        std::memcpy(acc + c + kNR, &a1, sizeof(vrow));
+    }
+    for (; c + kNR <= len; c += kNR) {
+        vrow a0 = {};
+        for (int64_t i = 0; i < n; ++i) {
+            vrow x0;
+            D4J_LOAD_ROW(x0, rows[i] + c);
+            a0 += x0 * d[i];
+        }
+        std::memcpy(acc + c, &a0, sizeof(vrow));
+    }
+    for (; c < len; ++c) {
+        float a = 0.0f;
+        for (int64_t i = 0; i < n; ++i) a += rows[i][c] * d[i];
+        acc[c] = a;
+    }
+}
+
+// Pointer to the dy row of the output that read conv-input position (ih, iw) (upsampled coordinates) of
+// sample b through tap (kh, kw), given as (ih - kh, iw - kw); nullptr when no output did.
+inline const float *dy_row(const Geom &g, const float *dy, int64_t b, int64_t ihk, int64_t iwk) {
+    int64_t oh = ihk + g.pad_top, ow = iwk + g.pad_left;
+    if (oh < 0 || ow < 0) return nullptr;
+    if (g.stride == 2) {
+        if ((oh | ow) & 1) return nullptr;
+        oh >>= 1;
+        ow >>= 1;
+    } else if (g.stride != 1) {
+        if (oh % g.stride != 0 || ow % g.stride != 0) return nullptr;
+        oh /= g.stride;
+        ow /= g.stride;
+    }
+    if (oh >= g.h_out || ow >= g.w_out) return nullptr;
+    return dy + ((b * g.h_out + oh) * g.w_out + ow) * g.c_out;
+}
+
+// C_out = 1: y[m] = bias + sum over taps inside the image of x_row . weight[tap][:, 0], one dot product per pixel
+// (instead of a 16-wide panel with 15 zero columns).
+void forward_single(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
+                    float *y) {
+    const int taps = g.k * g.k;
+    const int64_t HWo = (int64_t)g.h_out * g.w_out, M = (int64_t)g.n * HWo;
+    run_tasks(pool, ceil_div(M, kSinglePixels), work_of(M, (int64_t)taps * g.c_in, 1), [&](int64_t task) {
+        const float *rows[9], *ws[9];
+        int64_t m = task * kSinglePixels;
+        const int64_t m_end = std::min(M, m + kSinglePixels);
+        int64_t b = m / HWo, rem = m % HWo, oh = rem / g.w_out, ow = rem % g.w_out;
+        for (; m < m_end; ++m) {
+            int n = 0;
+            for (int t = 0; t < taps; ++t) {
+                const float *p = x_row(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k);
+                if (p) {
+                    rows[n] = p;
+                    ws[n] = weight + (int64_t)t * g.c_in;
+                    ++n;
+                }
+            }
+            const float v = dot_rows(n, rows, ws, g.c_in);
+            y[m] = bias ? v + bias[0] : v;
+            if (++ow == g.w_out) {
+                ow = 0;
+                if (++oh == g.h_out) {
+                    oh = 0;
+                    ++b;
+                }
+            }
+        }
+    });
+}
+
 }  // namespace
 
 d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const float *weight, const float *bias,
                           float *y) {
     const Geom g = *gp;
+    ThreadPool &pool = pool_of(state);
+    if (g.c_out == 1) {
+        forward_single(pool, g, x, weight, bias, y);
+        return D4J_OK;
+    }
     const int taps = g.k * g.k;
     const int64_t M = (int64_t)g.n * g.h_out * g.w_out;
     const int panels = (int)ceil_div(g.c_out, kNR);
-    const int64_t slab = (int64_t)g.c_in * kNR;
-    // packed[p][tap][ci][j] = weight[tap][ci][p*kNR + j], zero beyond c_out
-    // (per-thread buffers reused across calls: no allocation and page faults per call at batch 1)
-    // (references: the lambdas below run on worker threads and must see this thread's buffers)
+    // The B operand: slab (panel p, tap t) at bbase + p * pstride + t * tstride, its kNR-wide rows ld apart.
+    // When c_out is a multiple of kNR and the call is small (packing is serial work of the calling thread
+    // while the worker waits; at batch 1 it costs as much as the GEMM) that is the weight itself, rows c_out
+    // apart; else packed[p][tap][ci][j] = weight[tap][ci][p*kNR + j], zero beyond c_out (contiguous slabs: 5%
+    // faster at batch 64), in a per-thread buffer reused across calls (no allocation and page faults per call).
     thread_local std::vector<float> packed_ws, zero_ws;
-    std::vector<float> &packed = packed_ws, &zero = zero_ws;
-    packed.assign((size_t)panels * taps * slab, 0.0f);
-    for (int p = 0; p < panels; ++p)
-        for (int t = 0; t < taps; ++t)
-            for (int ci = 0; ci < g.c_in; ++ci) {
-                const float *src = weight + ((int64_t)t * g.c_in + ci) * g.c_out + (int64_t)p * kNR;
-                float *dst = packed.data() + ((int64_t)p * taps + t) * slab + (int64_t)ci * kNR;
-                const int cols = std::min(kNR, g.c_out - p * kNR);
-                for (int j = 0; j < cols; ++j) dst[j] = src[j];
-            }
-    zero.assign((size_t)g.c_in, 0.0f);
+    const float *bbase = weight;
+    int64_t pstride = kNR, tstride = (int64_t)g.c_in * g.c_out, ld = g.c_out;
+    if (g.c_out % kNR != 0 || M >= kPackMin) {
+        const int64_t slab = (int64_t)g.c_in * kNR;
+        if ((int64_t)packed_ws.size() < panels * taps * slab) packed_ws.resize((size_t)(panels * taps * slab));
+        float *packed = packed_ws.data();
+        for (int p = 0; p < panels; ++p) {
+            const int cols = std::min(kNR, g.c_out - p * kNR);
+            for (int t = 0; t < taps; ++t)
+                for (int ci = 0; ci < g.c_in; ++ci) {
+                    const float *src = weight + ((int64_t)t * g.c_in + ci) * g.c_out + (int64_t)p * kNR;
+                    float *dst = packed + ((int64_t)p * taps + t) * slab + (int64_t)ci * kNR;
+                    for (int j = 0; j < cols; ++j) dst[j] = src[j];
+                    for (int j = cols; j < kNR; ++j) dst[j] = 0.0f;
+                }
+        }
+        bbase = packed;
+        pstride = taps * slab;
+        tstride = slab;
+        ld = kNR;
+    }
+    if ((int64_t)zero_ws.size() < g.c_in) zero_ws.assign((size_t)g.c_in, 0.0f);  // never written: stays zero
+    const float *zero = zero_ws.data();
+    // Small C_in (conv_in): the tile's rows under all taps are gathered into one contiguous kMR x K block
+    // and the micro-kernel runs one segment of K = taps * C_in (the slabs of one panel are contiguous over
+    // taps); per element the same products are added in the same order as with one segment per tap.
+    const int K = taps * g.c_in;
+    const bool gather = taps > 1 && K <= kGatherMax;
     const int64_t tiles = ceil_div(M, kMR);
-    const int64_t tasks = ceil_div(tiles, kTilesPerTask);
-    run_tasks(pool_of(state), tasks, work_of(M, (int64_t)taps * g.c_in, g.c_out), [&](int64_t task) {
+    const TilePlan plan(tiles, (panels + 1) / 2);
+    int tap_h[9], tap_w[9];
+    for (int t = 0; t < taps; ++t) {
+        tap_h[t] = t / g.k;
+        tap_w[t] = t % g.k;
+    }
+    run_tasks(pool, plan.groups(tiles) * plan.pgroups, work_of(M, K, g.c_out), [&](int64_t task) {
         const float *rows[9 * kMR];
         const float *slabs[9];
         const float *slabs2[9];
         float acc[kMR * 2 * kNR];
-        const int64_t t_end = std::min(tiles, (task + 1) * kTilesPerTask);
-        for (int64_t tile = task * kTilesPerTask; tile < t_end; ++tile) {
+        float ga[kMR * kGatherMax];
+        const int64_t tg = task / plan.pgroups, pg = task % plan.pgroups;
+        const int p_begin = plan.pgroups == 1 ? 0 : 2 * (int)pg;
+        const int p_end = plan.pgroups == 1 ? panels : std::min(panels, p_begin + 2);
+        const int64_t t_end = std::min(tiles, (tg + 1) * plan.tpt);
+        // position of the task's first pixel, then advanced row by row (no divisions per row)
+        int64_t b = 0, oh = 0, ow = 0;
+        {
+            const int64_t m = tg * plan.tpt * kMR, HWo = (int64_t)g.h_out * g.w_out;
+            b = m / HWo;
+            oh = m % HWo / g.w_out;
+            ow = m % HWo % g.w_out;
+        }
+        for (int64_t tile = tg * plan.tpt; tile < t_end; ++tile) {
             const int64_t m0 = tile * kMR;
             for (int r = 0; r < kMR; ++r) {
-                const int64_t m = m0 + r;
-                const int64_t b = m / ((int64_t)g.h_out * g.w_out), rem = m % ((int64_t)g.h_out * g.w_out);
-                const int64_t oh = rem / g.w_out, ow = rem % g.w_out;
+                const bool inside = m0 + r < M;
+                const int64_t ih0 = oh * g.stride - g.pad_top, iw0 = ow * g.stride - g.pad_left;
                 for (int t = 0; t < taps; ++t) {
-                    const float *p = nullptr;
-                    if (m < M) p = x_row(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k);
-                    rows[t * kMR + r] = p ? p : zero.data();
+                    const float *p = inside ? x_row(g, x, b, ih0 + tap_h[t], iw0 + tap_w[t]) : nullptr;
+                    rows[t * kMR + r] = p ? p : zero;
+                }
+                if (++ow == g.w_out) {
+                    ow = 0;
+                    if (++oh == g.h_out) {
+                        oh = 0;
+                        ++b;
+                    }
                 }
             }
-            for (int p = 0; p < panels; p += 2) {
-                const int w = p + 1 < panels ? 2 * kNR : kNR;
-                for (int t = 0; t < taps; ++t) slabs[t] = packed.data() + ((int64_t)p * taps + t) * slab;
+            int segs = taps, kc = g.c_in;
+            if (gather) {
+                for (int r = 0; r < kMR; ++r)
+                    for (int t = 0; t < taps; ++t) {
+                        const float *src = rows[t * kMR + r];
+                        float *dst = ga + r * K + t * g.c_in;
+                        for (int c = 0; c < g.c_in; ++c) dst[c] = src[c];
+                    }
+                for (int r = 0; r < kMR; ++r) rows[r] = ga + r * K;
+                segs = 1;
+                kc = K;
+            }
+            for (int p = p_begin; p < p_end; p += 2) {
+                const int w = p + 1 < p_end ? 2 * kNR : kNR;
+                for (int t = 0; t < segs; ++t) slabs[t] = bbase + p * pstride + t * tstride;
                 if (w == 2 * kNR) {
-                    for (int t = 0; t < taps; ++t) slabs2[t] = packed.data() + ((int64_t)(p + 1) * taps + t) * slab;
-                    micro_kernel_2(taps, rows, slabs, slabs2, g.c_in, acc);
+                    for (int t = 0; t < segs; ++t) slabs2[t] = bbase + (p + 1) * pstride + t * tstride;
+                    micro_kernel_2(segs, rows, slabs, slabs2, kc, ld, acc);
                 } else {
-                    micro_kernel(taps, rows, slabs, g.c_in, acc);
+                    micro_kernel(segs, rows, slabs, kc, ld, acc);
                 }
                 const int cols = std::min(w, g.c_out - p * kNR);
                 for (int r = 0; r < kMR && m0 + r < M; ++r) {
@@ -274,87 +477,336 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
 
 namespace {
 
-// dx[b, i, j, :] = sum over (child, tap) of dy[b, oh, ow, :] . weight[tap]^T
-// where the conv-input position (2i + child/2, 2j + child%2) (or (i, j)) was
-// read by output (oh, ow) through tap.
-void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx) {
+// C_in = 1: dx[m] = sum over (child, tap) reaching it of dy_row . weight[tap][0][:], one dot product per pixel.
+void dx_single(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx) {
     const int taps = g.k * g.k;
     const int children = g.upsample2x ? 4 : 1;
-    const int segs_max = taps * children;
-    const int64_t M = (int64_t)g.n * g.h * g.w;
-    const int panels = (int)ceil_div(g.c_in, kNR);
-    const int64_t slab = (int64_t)g.c_out * kNR;
-    // packed[p][tap][co][j] = weight[tap][p*kNR + j][co], zero beyond c_in
-    // (references: the lambdas below run on worker threads and must see this thread's buffers)
-    thread_local std::vector<float> packed_ws, zero_ws;
-    std::vector<float> &packed = packed_ws, &zero = zero_ws;
-    packed.assign((size_t)panels * taps * slab, 0.0f);
-    for (int p = 0; p < panels; ++p)
-        for (int t = 0; t < taps; ++t) {
-            const int cols = std::min(kNR, g.c_in - p * kNR);
-            float *dst = packed.data() + ((int64_t)p * taps + t) * slab;
-            for (int j = 0; j < cols; ++j) {
-                const float *src = weight + ((int64_t)t * g.c_in + p * kNR + j) * g.c_out;
-                for (int co = 0; co < g.c_out; ++co) dst[(int64_t)co * kNR + j] = src[co];
-            }
-        }
-    zero.assign((size_t)g.c_out, 0.0f);
-    const int64_t tiles = ceil_div(M, kMR);
-    const int64_t tasks = ceil_div(tiles, kTilesPerTask);
-    run_tasks(pool, tasks, work_of(M, (int64_t)segs_max * g.c_out, g.c_in), [&](int64_t task) {
-        const float *rows[36 * kMR];
-        const float *slabs[36];
-        const float *slabs2[36];
-        int seg_tap[36];
-        float acc[kMR * 2 * kNR];
-        const int64_t t_end = std::min(tiles, (task + 1) * kTilesPerTask);
-        for (int64_t tile = task * kTilesPerTask; tile < t_end; ++tile) {
-            const int64_t m0 = tile * kMR;
-            // Segments are (child, tap) pairs in a fixed order; a pair no row of the
-            // tile reaches is still kept (with zero rows) so the order never depends on the tile.
-            int segs = 0;
+    const int64_t HW = (int64_t)g.h * g.w, M = (int64_t)g.n * HW;
+    run_tasks(pool, ceil_div(M, kSinglePixels), work_of(M, (int64_t)taps * children * g.c_out, 1), [&](int64_t task) {
+        const float *rows[36], *ws[36];
+        int64_t m = task * kSinglePixels;
+        const int64_t m_end = std::min(M, m + kSinglePixels);
+        int64_t b = m / HW, rem = m % HW, i = rem / g.w, j = rem % g.w;
+        for (; m < m_end; ++m) {
+            int n = 0;
             for (int c = 0; c < children; ++c)
                 for (int t = 0; t < taps; ++t) {
-                    seg_tap[segs] = t;
-                    for (int r = 0; r < kMR; ++r) {
-                        const int64_t m = m0 + r;
-                        const float *p = nullptr;
-                        if (m < M) {
-                            const int64_t b = m / ((int64_t)g.h * g.w), rem = m % ((int64_t)g.h * g.w);
-                            int64_t ih = rem / g.w, iw = rem % g.w;
-                            if (g.upsample2x) {
-                                ih = 2 * ih + c / 2;
-                                iw = 2 * iw + c % 2;
-                            }
-                            const int64_t hn = ih + g.pad_top - t / g.k, wn = iw + g.pad_left - t % g.k;
-                            if (hn >= 0 && wn >= 0 && hn % g.stride == 0 && wn % g.stride == 0) {
-                                const int64_t oh = hn / g.stride, ow = wn / g.stride;
-                                if (oh < g.h_out && ow < g.w_out) p = dy + ((b * g.h_out + oh) * g.w_out + ow) * g.c_out;
-                            }
-                        }
-                        rows[segs * kMR + r] = p ? p : zero.data();
+                    const int64_t ih = g.upsample2x ? 2 * i + c / 2 : i, iw = g.upsample2x ? 2 * j + c % 2 : j;
+                    const float *p = dy_row(g, dy, b, ih - t / g.k, iw - t % g.k);
+                    if (p) {
+                        rows[n] = p;
+                        ws[n] = weight + (int64_t)t * g.c_out;
+                        ++n;
                     }
-                    ++segs;
                 }
-            for (int p = 0; p < panels; p += 2) {
-                const int w = p + 1 < panels ? 2 * kNR : kNR;
-                for (int s = 0; s < segs; ++s) slabs[s] = packed.data() + ((int64_t)p * taps + seg_tap[s]) * slab;
-                if (w == 2 * kNR) {
-                    for (int s = 0; s < segs; ++s)
-                        slabs2[s] = packed.data() + ((int64_t)(p + 1) * taps + seg_tap[s]) * slab;
-                    micro_kernel_2(segs, rows, slabs, slabs2, g.c_out, acc);
-                } else {
-                    micro_kernel(segs, rows, slabs, g.c_out, acc);
-                }
-                const int cols = std::min(w, g.c_in - p * kNR);
-                for (int r = 0; r < kMR && m0 + r < M; ++r) {
-                    float *dst = dx + (m0 + r) * g.c_in + (int64_t)p * kNR;
-                    const float *a = acc + r * w;
-                    for (int j = 0; j < cols; ++j) dst[j] = a[j];
+            dx[m] = dot_rows(n, rows, ws, g.c_out);
+            if (++j == g.w) {
+                j = 0;
+                if (++i == g.h) {
+                    i = 0;
+                    ++b;
                 }
             }
         }
     });
+}
+
+// dx[b, i, j, :] = sum over (child, tap) of dy[b, oh, ow, :] . weight[tap]^T
+// where the conv-input position (2i + child/2, 2j + child%2) (or (i, j)) was
+// read by output (oh, ow) through tap.
+//
+// With stride s > 1 (no upsampling) input pixel (ih, iw) is reached only by the taps with
+// (ih + pad_top - kh) % s == 0 and (iw + pad_left - kw) % s == 0: the pixels are split into the s x s
+// classes (ih % s, iw % s), and each class is tiled separately with its own taps (a 3x3 stride-2 conv: 1, 2,
+// 2 or 4 of the 9). A skipped tap would only have added zero rows: a finite result keeps its bits.
+void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx) {
+    if (g.c_in == 1) {
+        dx_single(pool, g, weight, dy, dx);
+        return;
+    }
+    const int taps = g.k * g.k;
+    const int children = g.upsample2x ? 4 : 1;
+    const int panels = (int)ceil_div(g.c_in, kNR);
+    const int64_t slab = (int64_t)g.c_out * kNR;
+    // packed[p][tap][co][j] = weight[tap][p*kNR + j][co], zero beyond c_in
+    thread_local std::vector<float> packed_ws, zero_ws;
+    if ((int64_t)packed_ws.size() < panels * taps * slab) packed_ws.resize((size_t)(panels * taps * slab));
+    float *packed = packed_ws.data();
+    for (int p = 0; p < panels; ++p)
+        for (int t = 0; t < taps; ++t) {
+            const int cols = std::min(kNR, g.c_in - p * kNR);
+            float *dst = packed + ((int64_t)p * taps + t) * slab;
+            for (int j = 0; j < cols; ++j) {
+                const float *src = weight + ((int64_t)t * g.c_in + p * kNR + j) * g.c_out;
+                for (int co = 0; co < g.c_out; ++co) dst[(int64_t)co * kNR + j] = src[co];
+            }
+            for (int co = 0; co < g.c_out; ++co)
+                for (int j = cols; j < kNR; ++j) dst[(int64_t)co * kNR + j] = 0.0f;
+        }
+    if ((int64_t)zero_ws.size() < g.c_out) zero_ws.assign((size_t)g.c_out, 0.0f);  // never written: stays zero
+    const float *zero = zero_ws.data();
+    // pixel classes (one, with all taps, unless strided)
+    const int es = g.stride > 1 && !g.upsample2x ? g.stride : 1;
+    struct Class {
+        int ph, pw, ntaps;
+        int tap[9];
+        int64_t hc, wc, m, tiles, task0;
+    };
+    std::vector<Class> cls;
+    int64_t all_tiles = 0;
+    for (int ph = 0; ph < es; ++ph)
+        for (int pw = 0; pw < es; ++pw) {
+            Class c{};
+            c.ph = ph;
+            c.pw = pw;
+            for (int t = 0; t < taps; ++t) {
+                const int kh = t / g.k, kw = t % g.k;
+                if (es == 1 || (((ph + g.pad_top - kh) % es + es) % es == 0 && ((pw + g.pad_left - kw) % es + es) % es == 0))
+                    c.tap[c.ntaps++] = t;
+            }
+            c.hc = g.h > ph ? ceil_div(g.h - ph, es) : 0;
+            c.wc = g.w > pw ? ceil_div(g.w - pw, es) : 0;
+            c.m = (int64_t)g.n * c.hc * c.wc;
+            c.tiles = ceil_div(c.m, kMR);
+            all_tiles += c.tiles;
+            cls.push_back(c);
+        }
+    const TilePlan plan(all_tiles, (panels + 1) / 2);
+    int64_t tasks = 0;
+    for (Class &c : cls) {
+        c.task0 = tasks;
+        tasks += plan.groups(c.tiles) * plan.pgroups;
+    }
+    int tap_h[9], tap_w[9];
+    for (int t = 0; t < taps; ++t) {
+        tap_h[t] = t / g.k;
+        tap_w[t] = t % g.k;
+    }
+    // Small C_out without upsampling or classes (conv_out): one gathered segment of K = taps * C_out, as in forward.
+    const int K = taps * g.c_out;
+    const bool gather = es == 1 && !g.upsample2x && taps > 1 && K <= kGatherMax;
+    int64_t work = 0;
+    for (const Class &c : cls) work += work_of(c.m, (int64_t)c.ntaps * children * g.c_out, g.c_in);
+    run_tasks(pool, tasks, work, [&](int64_t task) {
+        const float *rows[36 * kMR];
+        const float *slabs[36];
+        const float *slabs2[36];
+        int seg_tap[36];
+        int64_t dst_of[kMR];
+        float acc[kMR * 2 * kNR];
+        float ga[kMR * kGatherMax];
+        size_t ci = 0;
+        while (ci + 1 < cls.size() && task >= cls[ci + 1].task0) ++ci;
+        const Class &c = cls[ci];
+        const int64_t local = task - c.task0;
+        const int64_t tg = local / plan.pgroups, pg = local % plan.pgroups;
+        const int p_begin = plan.pgroups == 1 ? 0 : 2 * (int)pg;
+        const int p_end = plan.pgroups == 1 ? panels : std::min(panels, p_begin + 2);
+        const int64_t t_end = std::min(c.tiles, (tg + 1) * plan.tpt);
+        const int64_t HWc = c.hc * c.wc;
+        // class position (b, i, j) of the task's first pixel, then advanced row by row
+        int64_t b = 0, i = 0, j = 0;
+        if (HWc > 0) {
+            const int64_t m = tg * plan.tpt * kMR;
+            b = m / HWc;
+            i = m % HWc / c.wc;
+            j = m % HWc % c.wc;
+        }
+        for (int64_t tile = tg * plan.tpt; tile < t_end; ++tile) {
+            const int64_t m0 = tile * kMR;
+            // Segments are (child, tap) pairs in a fixed order; a pair no row of the
+            // tile reaches is still kept (with zero rows) so the order never depends on the tile.
+            for (int r = 0; r < kMR; ++r) {
+                const bool inside = m0 + r < c.m;
+                const int64_t ih = i * es + c.ph, iw = j * es + c.pw;
+                dst_of[r] = inside ? ((b * g.h + ih) * g.w + iw) * g.c_in : -1;
+                int s = 0;
+                for (int ch = 0; ch < children; ++ch) {
+                    const int64_t uh = g.upsample2x ? 2 * ih + ch / 2 : ih, uw = g.upsample2x ? 2 * iw + ch % 2 : iw;
+                    for (int u = 0; u < c.ntaps; ++u, ++s) {
+                        const float *p = inside ? dy_row(g, dy, b, uh - tap_h[c.tap[u]], uw - tap_w[c.tap[u]]) : nullptr;
+                        rows[s * kMR + r] = p ? p : zero;
+                    }
+                }
+                if (++j == c.wc) {
+                    j = 0;
+                    if (++i == c.hc) {
+                        i = 0;
+                        ++b;
+                    }
+                }
+            }
+            int segs = children * c.ntaps, kc = g.c_out;
+            for (int s = 0; s < segs; ++s) seg_tap[s] = c.tap[s % c.ntaps];
+            if (gather) {
+                for (int r = 0; r < kMR; ++r)
+                    for (int t = 0; t < taps; ++t) {
+                        const float *src = rows[t * kMR + r];
+                        float *dst = ga + r * K + t * g.c_out;
+                        for (int e = 0; e < g.c_out; ++e) dst[e] = src[e];
+                    }
+                for (int r = 0; r < kMR; ++r) rows[r] = ga + r * K;
+                segs = 1;
+                kc = K;
+            }
+            for (int p = p_begin; p < p_end; p += 2) {
+                const int w = p + 1 < p_end ? 2 * kNR : kNR;
+                for (int s = 0; s < segs; ++s) slabs[s] = packed + ((int64_t)p * taps + seg_tap[s]) * slab;
+                if (w == 2 * kNR) {
+                    for (int s = 0; s < segs; ++s) slabs2[s] = packed + ((int64_t)(p + 1) * taps + seg_tap[s]) * slab;
+                    micro_kernel_2(segs, rows, slabs, slabs2, kc, kNR, acc);
+                } else {
+                    micro_kernel(segs, rows, slabs, kc, kNR, acc);
+                }
+                const int cols = std::min(w, g.c_in - p * kNR);
+                for (int r = 0; r < kMR && dst_of[r] >= 0; ++r) {
+                    float *dst = dx + dst_of[r] + (int64_t)p * kNR;
+                    const float *a = acc + r * w;
+                    for (int e = 0; e < cols; ++e) dst[e] = a[e];
+                }
+            }
+        }
+    });
+}
+
+// C_out = 1: dweight[tap][ci][0] += sum over pixels q of x(q, tap)[ci] * dy[q], over the rows inside the image
+// only. Tasks are pixel ranges (a range's x rows stay in cache for all taps); per tap a chunk's sum in float
+// (axpy over C_in, pixel order), float64 across chunks, the ranges added in order at the end.
+void dw_single(ThreadPool &pool, const Geom &g, const float *x, const float *dy, float *dweight) {
+    const int taps = g.k * g.k;
+    const int64_t HWo = (int64_t)g.h_out * g.w_out, P = (int64_t)g.n * HWo;
+    const int64_t ranges = ceil_div(P, kRange);
+    const int64_t wsize = (int64_t)taps * g.c_in;
+    thread_local std::vector<double> partial_ws;
+    if ((int64_t)partial_ws.size() < ranges * wsize) partial_ws.resize((size_t)(ranges * wsize));
+    double *partial = partial_ws.data();  // [range][tap][ci]
+    run_tasks(pool, ranges, work_of(P, wsize, 1), [&](int64_t rg) {
+        thread_local std::vector<float> acc_ws, d_ws;
+        thread_local std::vector<const float *> rows_ws;
+        if ((int64_t)acc_ws.size() < g.c_in) acc_ws.resize((size_t)g.c_in);
+        if ((int64_t)d_ws.size() < kChunk) d_ws.resize((size_t)kChunk), rows_ws.resize((size_t)kChunk);
+        float *acc = acc_ws.data(), *d = d_ws.data();
+        const float **rows = rows_ws.data();
+        double *part = partial + rg * wsize;
+        for (int64_t e = 0; e < wsize; ++e) part[e] = 0.0;
+        const int64_t q_end = std::min(P, (rg + 1) * kRange);
+        for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
+            const int64_t count = std::min(kChunk, q_end - q0);
+            for (int t = 0; t < taps; ++t) {
+                const int kh = t / g.k, kw = t % g.k;
+                int64_t b = q0 / HWo, rem = q0 % HWo;
+                int64_t oh = rem / g.w_out, ow = rem % g.w_out;
+                int64_t n = 0;
+                for (int64_t q = 0; q < count; ++q) {
+                    const float *row = x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
+                    if (row) {
+                        rows[n] = row;
+                        d[n] = dy[q0 + q];
+                        ++n;
+                    }
+                    if (++ow == g.w_out) {
+                        ow = 0;
+                        if (++oh == g.h_out) {
+                            oh = 0;
+                            ++b;
+                        }
+                    }
+                }
+                axpy_rows(n, rows, d, g.c_in, acc);
+                double *dst = part + (int64_t)t * g.c_in;
+                for (int ci = 0; ci < g.c_in; ++ci) dst[ci] += (double)acc[ci];
+            }
+        }
+    });
+    for (int64_t e = 0; e < wsize; ++e) {
+        double total = partial[e];
+        for (int64_t rg = 1; rg < ranges; ++rg) total += partial[rg * wsize + e];
+        dweight[e] = (float)((double)dweight[e] + total);
+    }
+}
+
+// Small taps * C_in (conv_in): the rows of the GEMM are the K = taps * C_in (tap, ci) pairs, so one gathered
+// chunk (the x values of all taps per pixel) serves the whole weight; tasks are pixel ranges; chunk and range
+// boundaries (and so the summation order of every element) are those of conv2d_dw's general path.
+void dw_gather(ThreadPool &pool, const Geom &g, const float *x, const float *dy, float *dweight) {
+    const int taps = g.k * g.k;
+    const int K = taps * g.c_in;
+    const int64_t lda = ceil_div(K, kMR) * kMR;
+    const int64_t HWo = (int64_t)g.h_out * g.w_out, P = (int64_t)g.n * HWo;
+    const int panels = (int)ceil_div(g.c_out, kNR);
+    const int64_t ranges = ceil_div(P, kRange);
+    const int64_t wsize = (int64_t)K * g.c_out;
+    thread_local std::vector<double> partial_ws;
+    if ((int64_t)partial_ws.size() < ranges * wsize) partial_ws.resize((size_t)(ranges * wsize));
+    double *partial = partial_ws.data();  // [range][tap][ci][co]
+    const bool direct_dy = g.c_out % kNR == 0;
+    const int64_t ldc = (int64_t)panels * kNR;
+    run_tasks(pool, ranges, work_of(P, K, g.c_out), [&](int64_t rg) {
+        thread_local std::vector<float> xa_ws, dyc_ws;
+        if ((int64_t)xa_ws.size() < kChunk * lda) xa_ws.resize((size_t)(kChunk * lda));
+        float *xa = xa_ws.data();
+        float *dyc = nullptr;
+        if (!direct_dy) {
+            if ((int64_t)dyc_ws.size() < kChunk * ldc) dyc_ws.resize((size_t)(kChunk * ldc));
+            dyc = dyc_ws.data();
+        }
+        double *part = partial + rg * wsize;
+        for (int64_t e = 0; e < wsize; ++e) part[e] = 0.0;
+        float acc[kMR * 2 * kNR];
+        const int64_t q_end = std::min(P, (rg + 1) * kRange);
+        for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
+            const int64_t count = std::min(kChunk, q_end - q0);
+            int64_t b = q0 / HWo, rem = q0 % HWo;
+            int64_t oh = rem / g.w_out, ow = rem % g.w_out;
+            for (int64_t q = 0; q < count; ++q) {
+                float *dst = xa + q * lda;
+                for (int t = 0; t < taps; ++t) {
+                    const float *row =
+                        x_row(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k);
+                    if (row) std::memcpy(dst + t * g.c_in, row, (size_t)g.c_in * sizeof(float));
+                    else std::memset(dst + t * g.c_in, 0, (size_t)g.c_in * sizeof(float));
+                }
+                for (int64_t k = K; k < lda; ++k) dst[k] = 0.0f;
+                if (++ow == g.w_out) {
+                    ow = 0;
+                    if (++oh == g.h_out) {
+                        oh = 0;
+                        ++b;
+                    }
+                }
+            }
+            const float *dyb = dy + q0 * g.c_out;
+            int64_t ldb = g.c_out;
+            if (!direct_dy) {
+                for (int64_t q = 0; q < count; ++q) {
+                    float *dst = dyc + q * ldc;
+                    std::memcpy(dst, dy + (q0 + q) * g.c_out, (size_t)g.c_out * sizeof(float));
+                    for (int64_t j = g.c_out; j < ldc; ++j) dst[j] = 0.0f;
+                }
+                dyb = dyc;
+                ldb = ldc;
+            }
+            for (int r0 = 0; r0 < K; r0 += kMR) {
+                const int rows = std::min(kMR, K - r0);
+                for (int p = 0; p < panels; p += 2) {
+                    const int w = p + 1 < panels ? 2 * kNR : kNR;
+                    if (w == 2 * kNR) dw_kernel_2(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    else dw_kernel_1(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    const int cols = std::min(w, g.c_out - p * kNR);
+                    for (int r = 0; r < rows; ++r) {
+                        double *dst = part + (int64_t)(r0 + r) * g.c_out + (int64_t)p * kNR;
+                        const float *src = acc + r * w;
+                        for (int j = 0; j < cols; ++j) dst[j] += (double)src[j];
+                    }
+                }
+            }
+        }
+    });
+    for (int64_t e = 0; e < wsize; ++e) {
+        double total = partial[e];
+        for (int64_t rg = 1; rg < ranges; ++rg) total += partial[rg * wsize + e];
+        dweight[e] = (float)((double)dweight[e] + total);
+    }
 }
 
 // dweight[tap][ci][co] += sum over pixels q of u(q, tap)[ci] * dy[q][co]
@@ -367,6 +819,14 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
 // range order. Range and chunk boundaries depend on the shape only.
 void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy, float *dweight) {
     const int taps = g.k * g.k;
+    if (g.c_out == 1) {
+        dw_single(pool, g, x, dy, dweight);
+        return;
+    }
+    if (taps > 1 && taps * g.c_in <= kGatherMax) {
+        dw_gather(pool, g, x, dy, dweight);
+        return;
+    }
     const int64_t HWo = (int64_t)g.h_out * g.w_out;
     const int64_t P = (int64_t)g.n * HWo;
     const int panels = (int)ceil_div(g.c_out, kNR);

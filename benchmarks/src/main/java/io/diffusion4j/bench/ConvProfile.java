@@ -19,7 +19,9 @@ import java.util.SplittableRandom;
  * row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call, GFLOP/s.
  *
  * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp target/diffusion4j.jar:CLASSES
- * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so]}
+ * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so]
+ * [--shapes conv_in,downsample]}: {@code --shapes} keeps the shapes whose name contains one of the given strings
+ * (the totals then cover those shapes only).
  */
 public final class ConvProfile {
     private ConvProfile() {}
@@ -96,15 +98,18 @@ public final class ConvProfile {
         int[] batches = {64, 16};
         double seconds = 0.4;
         String library = null;
+        String[] only = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--batches" -> batches = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
                 case "--seconds" -> seconds = Double.parseDouble(args[++i]);
                 case "--library" -> library = args[++i];
+                case "--shapes" -> only = args[++i].split(",");
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
+        final String[] keep = only;
         SplittableRandom r = new SplittableRandom(42);
         try (Backend be = library == null ? Backend.open(BackendKind.CPU)
                 : Backend.openLibrary(BackendKind.CPU, java.nio.file.Path.of(library))) {
@@ -116,6 +121,7 @@ public final class ConvProfile {
                 System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
                 double tf = 0, tx = 0, tw = 0, gf = 0;
                 for (Shape s : fashionShapes()) {
+                    if (keep != null && Arrays.stream(keep).noneMatch(o -> s.name().contains(o))) continue;
                     int k = s.spec().kernelSize();
                     long[] xs = {n, s.h(), s.h(), s.cIn()};
                     long[] ys = s.spec().outputShape(xs, s.cOut());
@@ -130,7 +136,7 @@ public final class ConvProfile {
                     double dX = time(() -> ConvKernels.backward(s.spec(), x, w, dy, dx, null, null), seconds);
                     double dW = time(() -> ConvKernels.backward(s.spec(), x, w, dy, null, dw, null), seconds);
                     double g = s.gflop(n);
-                    System.out.printf(Locale.ROOT, "| %s | %d | %.3f | %.2f | %.1f | %.2f | %.1f | %.2f | %.1f |%n",
+                    System.out.printf(Locale.ROOT, "| %s | %d | %.3f | %.3f | %.1f | %.3f | %.1f | %.3f | %.1f |%n",
                             s.name(), s.count(), g, f, g / f * 1e3, dX, g / dX * 1e3, dW, g / dW * 1e3);
                     tf += f * s.count();
                     tx += dX * s.count();
@@ -139,7 +145,7 @@ public final class ConvProfile {
                     for (Tensor t : owned) t.close();
                 }
                 System.out.printf(Locale.ROOT,
-                        "| **per step (x count)** | | %.3f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |%n", gf, tf,
+                        "| **per step (x count)** | | %.3f | %.2f | %.1f | %.2f | %.1f | %.2f | %.1f |%n", gf, tf,
                         gf / tf * 1e3, tx, gf / tx * 1e3, tw, gf / tw * 1e3);
             }
         }
