@@ -6,26 +6,35 @@
 // output rows (pixels) x kNR output columns (channels), accumulated over
 // "segments", each a (row pointers, weight slab) pair:
 //   forward: rows are input pixels under one kernel tap (a C_in vector each),
-//            the slab is weight[tap] packed in panels of kNR output channels;
+//            the slab is weight[tap] in panels of kNR output channels (packed,
+//            or read in place when C_out % kNR == 0 and the call is small);
 //   dX:      rows are dy pixels reached through one tap (a C_out vector each),
 //            the slab is weight[tap] transposed and packed by kNR input channels;
-//            with upsample2x the 4 upsampled children of a pixel add 4x the segments.
+//            with upsample2x the 4 upsampled children of a pixel add 4x the segments;
+//            with stride 2 the input pixels are tiled by parity class, each
+//            class with only the taps that reach it.
 // A tap that falls into the zero padding points at a zero row, so the inner
-// loops carry no branches. Weights are packed (zero-padded to kNR columns)
-// once per call: it costs K * C_out, nothing next to the GEMM.
+// loops carry no branches. With few channels (conv_in forward, conv_out dX)
+// the tile's rows of all taps are gathered into one segment of taps * C
+// values. Where the single output channel would waste 15 of 16 columns
+// (C_out = 1 forward, C_in = 1 dX) each pixel is one dot product instead.
 //
 // Where C_out (forward) or C_in (dX) has two or more panels, micro_kernel_2
 // computes two panels per tile, so each broadcast row value feeds two vectors.
 //
 // dW is a reduction over all N * H_out * W_out pixels. Tasks are (tap, range of
-// kRange pixels, group of input channels). A task gathers the x rows of a
-// chunk of kChunk pixels under its tap into a contiguous buffer once, then runs
-// a 6 x 32 (or 6 x 16) micro-kernel over the chunk for every output panel; each
-// chunk sum (float registers) is added into the task's float64 partial, and
-// the partials of the ranges are added in range order at the end: the result
-// depends on the range and chunk boundaries only (fixed by the shape), never
-// on the thread count, and the float64 carry keeps the error at about kChunk u
-// instead of N H W u.
+// kRange pixels, group of input channels). A task walks its range in chunks of
+// kChunk pixels; without upsampling the kernels read the x rows of a chunk in
+// place, run by run (consecutive pixels of one output row have evenly spaced x
+// rows; rows in the padding are skipped), else it gathers them into a
+// contiguous buffer once; a 6 x 32 (or 6 x 16) micro-kernel runs over the
+// chunk for every output panel; each chunk sum (float registers) is added into
+// the task's float64 partial, and the partials of the ranges are added in
+// range order at the end: the result depends on the range and chunk boundaries
+// only (fixed by the shape), never on the thread count, and the float64 carry
+// keeps the error at about kChunk u instead of N H W u. With few input
+// channels (conv_in) the rows are the (tap, ci) pairs of one gather; with
+// C_out = 1 (conv_out) an axpy over C_in per tap.
 //
 // Every output element is produced by exactly one task with a fixed
 // summation order, so results are bit-identical for any number of threads.
@@ -134,14 +143,34 @@ D4J_CLONES void micro_kernel_2(int segs, const float *const *rows, const float *
     std::memcpy(out + 11 * kNR, &b5, sizeof(vrow));
 }
 
-// dW micro-kernels over one chunk of pixels, both operands pixel-major:
-//   out[r*W + j] = sum over q < count of xa[q*lda + r] * dyb[q*ldb + j],  r < kMR, j < W,
+// A run of n pixels of a dW chunk starting at chunk pixel q, whose x rows are x, x + lda, ...
+struct Run {
+    int64_t q, n;
+    const float *x;
+};
+
+// dW micro-kernels over runs of pixels, both operands pixel-major: for each run u in order, q < n in order,
+//   out[r*W + j] += (x_u + xoff)[q*lda + r] * dyb[(q_u + q)*ldb + j],  r < kMR, j < W,
 // W = 2 kNR (two output panels: each broadcast x value feeds two vectors, so
 // loads stay below the arithmetic) or kNR (the last odd panel).
-D4J_CLONES void dw_kernel_2(int64_t count, const float *xa, int64_t lda, const float *dyb, int64_t ldb, float *out) {
-    vrow a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
-    vrow b0 = {}, b1 = {}, b2 = {}, b3 = {}, b4 = {}, b5 = {};
-    for (int64_t q = 0; q < count; ++q) {
+D4J_CLONES void dw_kernel_2(const Run *runs, int64_t nruns, int64_t xoff, int64_t lda, const float *dyb0, int64_t ldb,
+                            float *out) {
+    vrow a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5;
+    D4J_LOAD_ROW(a0, out + 0 * kNR);
+    D4J_LOAD_ROW(b0, out + 1 * kNR);
+    D4J_LOAD_ROW(a1, out + 2 * kNR);
+    D4J_LOAD_ROW(b1, out + 3 * kNR);
+    D4J_LOAD_ROW(a2, out + 4 * kNR);
+    D4J_LOAD_ROW(b2, out + 5 * kNR);
+    D4J_LOAD_ROW(a3, out + 6 * kNR);
+    D4J_LOAD_ROW(b3, out + 7 * kNR);
+    D4J_LOAD_ROW(a4, out + 8 * kNR);
+    D4J_LOAD_ROW(b4, out + 9 * kNR);
+    D4J_LOAD_ROW(a5, out + 10 * kNR);
+    D4J_LOAD_ROW(b5, out + 11 * kNR);
+    for (int64_t u = 0; u < nruns; ++u) {
+      const float *xa = runs[u].x + xoff, *dyb = dyb0 + runs[u].q * ldb;
+      for (int64_t q = 0; q < runs[u].n; ++q) {
         const float *x = xa + q * lda;
         vrow d0, d1;
         D4J_LOAD_ROW(d0, dyb + q * ldb);
@@ -159,6 +188,7 @@ D4J_CLONES void dw_kernel_2(int64_t count, const float *xa, int64_t lda, const f
         b4 += x4 * d1;
         a5 += x5 * d0;
         b5 += x5 * d1;
+      }
     }
     std::memcpy(out + 0 * kNR, &a0, sizeof(vrow));
     std::memcpy(out + 1 * kNR, &b0, sizeof(vrow));
@@ -174,18 +204,28 @@ D4J_CLONES void dw_kernel_2(int64_t count, const float *xa, int64_t lda, const f
     std::memcpy(out + 11 * kNR, &b5, sizeof(vrow));
 }
 
-D4J_CLONES void dw_kernel_1(int64_t count, const float *xa, int64_t lda, const float *dyb, int64_t ldb, float *out) {
-    vrow c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
-    for (int64_t q = 0; q < count; ++q) {
-        const float *x = xa + q * lda;
-        vrow d;
-        D4J_LOAD_ROW(d, dyb + q * ldb);
-        c0 += x[0] * d;
-        c1 += x[1] * d;
-        c2 += x[2] * d;
-        c3 += x[3] * d;
-        c4 += x[4] * d;
-        c5 += x[5] * d;
+D4J_CLONES void dw_kernel_1(const Run *runs, int64_t nruns, int64_t xoff, int64_t lda, const float *dyb0, int64_t ldb,
+                            float *out) {
+    vrow c0, c1, c2, c3, c4, c5;
+    D4J_LOAD_ROW(c0, out + 0 * kNR);
+    D4J_LOAD_ROW(c1, out + 1 * kNR);
+    D4J_LOAD_ROW(c2, out + 2 * kNR);
+    D4J_LOAD_ROW(c3, out + 3 * kNR);
+    D4J_LOAD_ROW(c4, out + 4 * kNR);
+    D4J_LOAD_ROW(c5, out + 5 * kNR);
+    for (int64_t u = 0; u < nruns; ++u) {
+        const float *xa = runs[u].x + xoff, *dyb = dyb0 + runs[u].q * ldb;
+        for (int64_t q = 0; q < runs[u].n; ++q) {
+            const float *x = xa + q * lda;
+            vrow d;
+            D4J_LOAD_ROW(d, dyb + q * ldb);
+            c0 += x[0] * d;
+            c1 += x[1] * d;
+            c2 += x[2] * d;
+            c3 += x[3] * d;
+            c4 += x[4] * d;
+            c5 += x[5] * d;
+        }
     }
     std::memcpy(out + 0 * kNR, &c0, sizeof(vrow));
     std::memcpy(out + 1 * kNR, &c1, sizeof(vrow));
@@ -790,8 +830,10 @@ void dw_gather(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
                 const int rows = std::min(kMR, K - r0);
                 for (int p = 0; p < panels; p += 2) {
                     const int w = p + 1 < panels ? 2 * kNR : kNR;
-                    if (w == 2 * kNR) dw_kernel_2(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
-                    else dw_kernel_1(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    std::fill(acc, acc + kMR * w, 0.0f);
+                    const Run all{0, count, xa};
+                    if (w == 2 * kNR) dw_kernel_2(&all, 1, r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    else dw_kernel_1(&all, 1, r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
                     const int cols = std::min(w, g.c_out - p * kNR);
                     for (int r = 0; r < rows; ++r) {
                         double *dst = part + (int64_t)(r0 + r) * g.c_out + (int64_t)p * kNR;
@@ -841,6 +883,9 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
     if ((int64_t)partial_ws.size() < taps * ranges * wsize) partial_ws.resize((size_t)(taps * ranges * wsize));
     double *partial = partial_ws.data();  // [tap][range][ci][co]
     const bool direct_dy = g.c_out % kNR == 0;
+    // without upsampling the x rows of consecutive pixels of one output row are evenly spaced (stride * C_in):
+    // the kernels read them in place, run by run, instead of from a gathered copy
+    const bool direct_x = !g.upsample2x;
     const int64_t ldc = (int64_t)panels * kNR;
     run_tasks(pool, tasks, work_of(P, (int64_t)taps * g.c_in, g.c_out), [&](int64_t task) {
         const int64_t cg = task % cgroups;
@@ -852,7 +897,8 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         if (c0 >= c1) return;
         const int64_t width = c1 - c0, lda = ceil_div(width, kMR) * kMR;
         thread_local std::vector<float> xa_ws, dyc_ws;
-        if ((int64_t)xa_ws.size() < kChunk * lda) xa_ws.resize((size_t)(kChunk * lda));
+        const int64_t xa_size = direct_x ? kChunk * kMR : kChunk * lda;
+        if ((int64_t)xa_ws.size() < xa_size) xa_ws.resize((size_t)xa_size);
         float *xa = xa_ws.data();
         float *dyc = nullptr;
         if (!direct_dy) {
@@ -863,17 +909,30 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         for (int64_t ci = c0; ci < c1; ++ci)
             for (int co = 0; co < g.c_out; ++co) part[ci * g.c_out + co] = 0.0;
         float acc[kMR * 2 * kNR];
+        Run runs[kChunk];
+        const int64_t ldx = (int64_t)g.stride * g.c_in;
+        // in place: full tiles of kMR channels; the last partial tile is gathered (no read past a row's end)
+        const int64_t full = direct_x ? width / kMR * kMR : lda;
         const int64_t q_end = std::min(P, (rg + 1) * kRange);
         for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
             const int64_t count = std::min(kChunk, q_end - q0);
             int64_t b = q0 / HWo, rem = q0 % HWo;
             int64_t oh = rem / g.w_out, ow = rem % g.w_out;
+            int64_t nruns = 0;
             for (int64_t q = 0; q < count; ++q) {
                 const float *row = x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
-                float *dst = xa + q * lda;
-                if (row) std::memcpy(dst, row + c0, (size_t)width * sizeof(float));
-                else std::memset(dst, 0, (size_t)width * sizeof(float));
-                for (int64_t c = width; c < lda; ++c) dst[c] = 0.0f;
+                if (direct_x) {
+                    if (row) {
+                        Run *last = nruns ? &runs[nruns - 1] : nullptr;
+                        if (last && last->q + last->n == q && last->x + last->n * ldx == row) ++last->n;
+                        else runs[nruns++] = Run{q, 1, row};
+                    }
+                } else {
+                    float *dst = xa + q * lda;
+                    if (row) std::memcpy(dst, row + c0, (size_t)width * sizeof(float));
+                    else std::memset(dst, 0, (size_t)width * sizeof(float));
+                    for (int64_t c = width; c < lda; ++c) dst[c] = 0.0f;
+                }
                 if (++ow == g.w_out) {
                     ow = 0;
                     if (++oh == g.h_out) {
@@ -881,6 +940,17 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
                         ++b;
                     }
                 }
+            }
+            if (direct_x && full < width) {
+                // the partial tile: columns [full, width) of every row, zero padded to kMR, zero rows outside the image
+                for (int64_t q = 0; q < count; ++q)
+                    for (int c = 0; c < kMR; ++c) xa[q * kMR + c] = 0.0f;
+                for (int64_t u = 0; u < nruns; ++u)
+                    for (int64_t i = 0; i < runs[u].n; ++i) {
+                        const float *src = runs[u].x + i * ldx + c0 + full;
+                        float *dst = xa + (runs[u].q + i) * kMR;
+                        for (int64_t c = 0; c < width - full; ++c) dst[c] = src[c];
+                    }
             }
             const float *dyb = dy + q0 * g.c_out;
             int64_t ldb = g.c_out;
@@ -895,10 +965,20 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
             }
             for (int64_t r0 = 0; r0 < width; r0 += kMR) {
                 const int rows = (int)std::min<int64_t>(kMR, width - r0);
+                const bool in_place = r0 < full && direct_x;
                 for (int p = 0; p < panels; p += 2) {
                     const int w = p + 1 < panels ? 2 * kNR : kNR;
-                    if (w == 2 * kNR) dw_kernel_2(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
-                    else dw_kernel_1(count, xa + r0, lda, dyb + (int64_t)p * kNR, ldb, acc);
+                    std::fill(acc, acc + kMR * w, 0.0f);
+                    if (in_place) {
+                        // zero rows (taps in the padding) are skipped: they add nothing to a finite sum
+                        if (w == 2 * kNR) dw_kernel_2(runs, nruns, c0 + r0, ldx, dyb + (int64_t)p * kNR, ldb, acc);
+                        else dw_kernel_1(runs, nruns, c0 + r0, ldx, dyb + (int64_t)p * kNR, ldb, acc);
+                    } else {
+                        const Run all{0, count, direct_x ? xa : xa + r0};
+                        const int64_t ld = direct_x ? kMR : lda;
+                        if (w == 2 * kNR) dw_kernel_2(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
+                        else dw_kernel_1(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
+                    }
                     const int cols = std::min(w, g.c_out - p * kNR);
                     for (int r = 0; r < rows; ++r) {
                         double *dst = part + (c0 + r0 + r) * g.c_out + (int64_t)p * kNR;
