@@ -709,6 +709,21 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
     });
 }
 
+// dweight[blk*bsize + e] += sum over r < ranges, in order, of partial[(blk*ranges + r)*bsize + e] (float64),
+// in parallel over the elements (each element's sum has the same order whatever the thread count).
+void add_partials(ThreadPool &pool, float *dweight, const double *partial, int64_t blocks, int64_t ranges,
+                  int64_t bsize) {
+    parallel_ranges(pool, blocks * bsize, 4096, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            const int64_t blk = i / bsize, e = i % bsize;
+            const double *src = partial + blk * ranges * bsize + e;
+            double total = src[0];
+            for (int64_t rg = 1; rg < ranges; ++rg) total += src[rg * bsize];
+            dweight[i] = (float)((double)dweight[i] + total);
+        }
+    });
+}
+
 // C_out = 1: dweight[tap][ci][0] += sum over pixels q of x(q, tap)[ci] * dy[q], over the rows inside the image
 // only. Tasks are pixel ranges (a range's x rows stay in cache for all taps); per tap a chunk's sum in float
 // (axpy over C_in, pixel order), float64 across chunks, the ranges added in order at the end.
@@ -758,11 +773,7 @@ void dw_single(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
             }
         }
     });
-    for (int64_t e = 0; e < wsize; ++e) {
-        double total = partial[e];
-        for (int64_t rg = 1; rg < ranges; ++rg) total += partial[rg * wsize + e];
-        dweight[e] = (float)((double)dweight[e] + total);
-    }
+    add_partials(pool, dweight, partial, 1, ranges, wsize);
 }
 
 // Small taps * C_in (conv_in): the rows of the GEMM are the K = taps * C_in (tap, ci) pairs, so one gathered
@@ -844,11 +855,7 @@ void dw_gather(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
             }
         }
     });
-    for (int64_t e = 0; e < wsize; ++e) {
-        double total = partial[e];
-        for (int64_t rg = 1; rg < ranges; ++rg) total += partial[rg * wsize + e];
-        dweight[e] = (float)((double)dweight[e] + total);
-    }
+    add_partials(pool, dweight, partial, 1, ranges, wsize);
 }
 
 // dweight[tap][ci][co] += sum over pixels q of u(q, tap)[ci] * dy[q][co]
@@ -911,6 +918,9 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         float acc[kMR * 2 * kNR];
         Run runs[kChunk];
         const int64_t ldx = (int64_t)g.stride * g.c_in;
+        // output columns whose tap column kw lands inside the image: [ow_lo, ow_hi) (no upsampling)
+        const int64_t ow_lo = std::min<int64_t>(g.w_out, ceil_div(std::max(0, g.pad_left - kw), g.stride));
+        const int64_t ow_hi = std::min<int64_t>(g.w_out, ceil_div(std::max(0, g.w + g.pad_left - kw), g.stride));
         // in place: full tiles of kMR channels; the last partial tile is gathered (no read past a row's end)
         const int64_t full = direct_x ? width / kMR * kMR : lda;
         const int64_t q_end = std::min(P, (rg + 1) * kRange);
@@ -919,25 +929,42 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
             int64_t b = q0 / HWo, rem = q0 % HWo;
             int64_t oh = rem / g.w_out, ow = rem % g.w_out;
             int64_t nruns = 0;
-            for (int64_t q = 0; q < count; ++q) {
-                const float *row = x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
-                if (direct_x) {
-                    if (row) {
+            if (direct_x) {
+                // one run per output row segment of the chunk: the pixels whose tap lands inside the image
+                for (int64_t q = 0; q < count;) {
+                    const int64_t seg = std::min(count - q, (int64_t)g.w_out - ow);
+                    const int64_t ih = oh * g.stride - g.pad_top + kh;
+                    const int64_t lo = std::max(ow, ow_lo), hi = std::min(ow + seg, ow_hi);
+                    if (ih >= 0 && ih < g.h && lo < hi) {
+                        const float *row = x + ((b * g.h + ih) * g.w + lo * g.stride - g.pad_left + kw) * g.c_in;
+                        const int64_t rq = q + (lo - ow);
                         Run *last = nruns ? &runs[nruns - 1] : nullptr;
-                        if (last && last->q + last->n == q && last->x + last->n * ldx == row) ++last->n;
-                        else runs[nruns++] = Run{q, 1, row};
+                        if (last && last->q + last->n == rq && last->x + last->n * ldx == row) last->n += hi - lo;
+                        else runs[nruns++] = Run{rq, hi - lo, row};
                     }
-                } else {
+                    q += seg;
+                    ow += seg;
+                    if (ow == g.w_out) {
+                        ow = 0;
+                        if (++oh == g.h_out) {
+                            oh = 0;
+                            ++b;
+                        }
+                    }
+                }
+            } else {
+                for (int64_t q = 0; q < count; ++q) {
+                    const float *row = x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
                     float *dst = xa + q * lda;
                     if (row) std::memcpy(dst, row + c0, (size_t)width * sizeof(float));
                     else std::memset(dst, 0, (size_t)width * sizeof(float));
                     for (int64_t c = width; c < lda; ++c) dst[c] = 0.0f;
-                }
-                if (++ow == g.w_out) {
-                    ow = 0;
-                    if (++oh == g.h_out) {
-                        oh = 0;
-                        ++b;
+                    if (++ow == g.w_out) {
+                        ow = 0;
+                        if (++oh == g.h_out) {
+                            oh = 0;
+                            ++b;
+                        }
                     }
                 }
             }
@@ -990,15 +1017,7 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         }
     });
     // dweight[t] += sum over ranges, in range order
-    for (int t = 0; t < taps; ++t) {
-        float *dst = dweight + (int64_t)t * wsize;
-        const double *src = partial + (int64_t)t * ranges * wsize;
-        for (int64_t e = 0; e < wsize; ++e) {
-            double total = src[e];
-            for (int64_t rg = 1; rg < ranges; ++rg) total += src[rg * wsize + e];
-            dst[e] = (float)((double)dst[e] + total);
-        }
-    }
+    add_partials(pool, dweight, partial, taps, ranges, wsize);
 }
 
 // dbias[co] += sum over pixels of dy[q][co]: float sums per chunk of kChunk pixels, float64 across chunks.
