@@ -443,9 +443,11 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     const int64_t tiles = ceil_div(M, kMR);
     const TilePlan plan(tiles, (panels + 1) / 2);
     int tap_h[9], tap_w[9];
+    int64_t tap_off[9];
     for (int t = 0; t < taps; ++t) {
         tap_h[t] = t / g.k;
         tap_w[t] = t % g.k;
+        tap_off[t] = ((int64_t)tap_h[t] * g.w + tap_w[t]) * g.c_in;
     }
     run_tasks(pool, plan.groups(tiles) * plan.pgroups, work_of(M, K, g.c_out), [&](int64_t task) {
         const float *rows[9 * kMR];
@@ -470,9 +472,15 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
             for (int r = 0; r < kMR; ++r) {
                 const bool inside = m0 + r < M;
                 const int64_t ih0 = oh * g.stride - g.pad_top, iw0 = ow * g.stride - g.pad_left;
-                for (int t = 0; t < taps; ++t) {
-                    const float *p = inside ? x_row(g, x, b, ih0 + tap_h[t], iw0 + tap_w[t]) : nullptr;
-                    rows[t * kMR + r] = p ? p : zero;
+                if (inside && !g.upsample2x && ih0 >= 0 && iw0 >= 0 && ih0 + g.k <= g.h && iw0 + g.k <= g.w) {
+                    // the whole window inside the image: fixed offsets from its corner
+                    const float *base = x + ((b * g.h + ih0) * g.w + iw0) * g.c_in;
+                    for (int t = 0; t < taps; ++t) rows[t * kMR + r] = base + tap_off[t];
+                } else {
+                    for (int t = 0; t < taps; ++t) {
+                        const float *p = inside ? x_row(g, x, b, ih0 + tap_h[t], iw0 + tap_w[t]) : nullptr;
+                        rows[t * kMR + r] = p ? p : zero;
+                    }
                 }
                 if (++ow == g.w_out) {
                     ow = 0;
@@ -591,6 +599,8 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
         int ph, pw, ntaps;
         int tap[9];
         int64_t hc, wc, m, tiles, task0;
+        int khmin, khmax, kwmin, kwmax;  // extent of the class's taps
+        int64_t off[9];                  // dy offset of tap u from the output read through (khmax, kwmax)
     };
     std::vector<Class> cls;
     int64_t all_tiles = 0;
@@ -604,6 +614,16 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
                 if (es == 1 || (((ph + g.pad_top - kh) % es + es) % es == 0 && ((pw + g.pad_left - kw) % es + es) % es == 0))
                     c.tap[c.ntaps++] = t;
             }
+            c.khmin = c.kwmin = g.k;
+            c.khmax = c.kwmax = -1;
+            for (int u = 0; u < c.ntaps; ++u) {
+                c.khmin = std::min(c.khmin, c.tap[u] / g.k);
+                c.khmax = std::max(c.khmax, c.tap[u] / g.k);
+                c.kwmin = std::min(c.kwmin, c.tap[u] % g.k);
+                c.kwmax = std::max(c.kwmax, c.tap[u] % g.k);
+            }
+            for (int u = 0; u < c.ntaps; ++u)
+                c.off[u] = ((int64_t)(c.khmax - c.tap[u] / g.k) / es * g.w_out + (c.kwmax - c.tap[u] % g.k) / es) * g.c_out;
             c.hc = g.h > ph ? ceil_div(g.h - ph, es) : 0;
             c.wc = g.w > pw ? ceil_div(g.w - pw, es) : 0;
             c.m = (int64_t)g.n * c.hc * c.wc;
@@ -661,7 +681,15 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
                 const int64_t ih = i * es + c.ph, iw = j * es + c.pw;
                 dst_of[r] = inside ? ((b * g.h + ih) * g.w + iw) * g.c_in : -1;
                 int s = 0;
-                for (int ch = 0; ch < children; ++ch) {
+                // every tap of the class reaches an output (ih + pad - kh is a multiple of es for the class's taps)
+                const int64_t hn = ih + g.pad_top, wn = iw + g.pad_left;
+                const bool fast = inside && !g.upsample2x && c.ntaps > 0 && hn - c.khmax >= 0 && wn - c.kwmax >= 0 &&
+                                  hn - c.khmin < (int64_t)g.h_out * es && wn - c.kwmin < (int64_t)g.w_out * es;
+                if (fast) {
+                    const float *base = dy + ((b * g.h_out + (hn - c.khmax) / es) * g.w_out + (wn - c.kwmax) / es) * g.c_out;
+                    for (int u = 0; u < c.ntaps; ++u) rows[u * kMR + r] = base + c.off[u];
+                }
+                for (int ch = 0; ch < children && !fast; ++ch) {
                     const int64_t uh = g.upsample2x ? 2 * ih + ch / 2 : ih, uw = g.upsample2x ? 2 * iw + ch % 2 : iw;
                     for (int u = 0; u < c.ntaps; ++u, ++s) {
                         const float *p = inside ? dy_row(g, dy, b, uh - tap_h[c.tap[u]], uw - tap_w[c.tap[u]]) : nullptr;
