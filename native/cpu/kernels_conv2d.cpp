@@ -9,7 +9,8 @@
 //            the slab is weight[tap] in panels of kNR output channels (packed,
 //            or read in place when C_out % kNR == 0 and the call is small);
 //            with upsample2x (stride 1) the output is computed by phase (oh % 2,
-//            ow % 2), each phase with at most 2 x 2 combined taps instead of 9;
+//            ow % 2), each phase with at most 2 x 2 combined taps instead of 9
+//            (dX and dW of those convs too: 16 combined segments instead of 36);
 //   dX:      rows are dy pixels reached through one tap (a C_out vector each),
 //            the slab is weight[tap] transposed and packed by kNR input channels;
 //            with upsample2x the 4 upsampled children of a pixel add 4x the segments;
@@ -1126,6 +1127,155 @@ void dw_gather(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
     add_partials(pool, dweight, partial, 1, ranges, wsize);
 }
 
+// dW of a nearest-2x upsample conv (stride 1) by the phases of forward_upsample: for each phase (a, b) and
+// combined tap (u, v), dWc = sum over the phase's outputs (2i + a, 2j + b) of x[i + dh0 + u][j + dw0 + v] .
+// dy (4 x 4 pixel-tap products per 4 outputs instead of 9 x 4); dweight[kh][kw] then adds the dWc of the
+// combined taps containing (kh, kw), phases in order. Tasks are (phase, range of the phase's pixels, channel
+// group); a task copies the dy rows of a chunk once for its 4 combined taps and reads x in place, run by
+// run; float chunk sums, float64 partials, fixed order: independent of the thread count.
+void dw_upsample(ThreadPool &pool, const Geom &g, const float *x, const float *dy, float *dweight) {
+    auto floor_half = [](int v) { return v >= 0 ? v / 2 : -((1 - v) / 2); };
+    int dh0[4], dw0[4], nh[4], nw[4];
+    int64_t ho[4], wo[4], P[4], ranges[4];
+    int64_t max_ranges = 0;
+    for (int q = 0; q < 4; ++q) {
+        const int a = q / 2, b = q % 2;
+        dh0[q] = floor_half(a - g.pad_top);
+        nh[q] = floor_half(a - g.pad_top + g.k - 1) - dh0[q] + 1;
+        dw0[q] = floor_half(b - g.pad_left);
+        nw[q] = floor_half(b - g.pad_left + g.k - 1) - dw0[q] + 1;
+        ho[q] = g.h_out > a ? ceil_div(g.h_out - a, 2) : 0;
+        wo[q] = g.w_out > b ? ceil_div(g.w_out - b, 2) : 0;
+        P[q] = (int64_t)g.n * ho[q] * wo[q];
+        ranges[q] = ceil_div(P[q], kRange);
+        max_ranges = std::max(max_ranges, ranges[q]);
+    }
+    const int panels = (int)ceil_div(g.c_out, kNR);
+    const int64_t ci_tiles = ceil_div(g.c_in, kMR);
+    const int64_t cgroups = std::min<int64_t>(ci_tiles, ceil_div(kMinDwTasks, 4 * max_ranges));
+    const int64_t tiles_per_group = ceil_div(ci_tiles, cgroups);
+    const int64_t wsize = (int64_t)g.c_in * g.c_out;
+    thread_local std::vector<double> partial_ws;
+    const int64_t psize = 4 * 4 * max_ranges * wsize;  // [phase][combined tap][range][ci][co]
+    if ((int64_t)partial_ws.size() < psize) partial_ws.resize((size_t)psize);
+    double *partial = partial_ws.data();
+    const int64_t ldc = (int64_t)panels * kNR;
+    run_tasks(pool, 4 * max_ranges * cgroups, work_of(4 * P[0], 4 * (int64_t)g.c_in, g.c_out), [&](int64_t task) {
+        const int64_t cg = task % cgroups;
+        const int64_t rg = (task / cgroups) % max_ranges;
+        const int q = (int)(task / cgroups / max_ranges);
+        if (rg >= ranges[q]) return;
+        const int64_t c0 = cg * tiles_per_group * kMR;
+        const int64_t c1 = std::min<int64_t>(g.c_in, c0 + tiles_per_group * kMR);
+        if (c0 >= c1) return;
+        const int64_t width = c1 - c0, full = width / kMR * kMR;
+        thread_local std::vector<float> xa_ws, dyc_ws;
+        if ((int64_t)xa_ws.size() < kChunk * kMR) xa_ws.resize((size_t)(kChunk * kMR));
+        if ((int64_t)dyc_ws.size() < kChunk * ldc) dyc_ws.resize((size_t)(kChunk * ldc));
+        float *xa = xa_ws.data(), *dyc = dyc_ws.data();
+        const int taps = nh[q] * nw[q];
+        for (int t = 0; t < taps; ++t) {
+            double *part = partial + (((int64_t)q * 4 + t) * max_ranges + rg) * wsize;
+            for (int64_t ci = c0; ci < c1; ++ci)
+                for (int co = 0; co < g.c_out; ++co) part[ci * g.c_out + co] = 0.0;
+        }
+        float acc[kMR * 2 * kNR];
+        Run runs[kChunk];
+        const int64_t HWq = ho[q] * wo[q];
+        const int64_t q_end = std::min(P[q], (rg + 1) * kRange);
+        for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
+            const int64_t count = std::min(kChunk, q_end - q0);
+            // dy rows of the chunk's outputs (2i + a, 2j + b), zero padded to whole panels
+            {
+                int64_t b = q0 / HWq, i = q0 % HWq / wo[q], j = q0 % HWq % wo[q];
+                for (int64_t p = 0; p < count; ++p) {
+                    const float *src = dy + ((b * g.h_out + 2 * i + q / 2) * g.w_out + 2 * j + q % 2) * g.c_out;
+                    float *dst = dyc + p * ldc;
+                    std::memcpy(dst, src, (size_t)g.c_out * sizeof(float));
+                    for (int64_t e = g.c_out; e < ldc; ++e) dst[e] = 0.0f;
+                    if (++j == wo[q]) {
+                        j = 0;
+                        if (++i == ho[q]) {
+                            i = 0;
+                            ++b;
+                        }
+                    }
+                }
+            }
+            for (int t = 0; t < taps; ++t) {
+                const int u = t / nw[q], v = t % nw[q];
+                const int64_t dh = dh0[q] + u, dw = dw0[q] + v;
+                // x runs: one per output row segment, the columns whose stored pixel lies inside the image
+                const int64_t jlo = std::max<int64_t>(0, -dw), jhi = std::min<int64_t>(wo[q], g.w - dw);
+                int64_t nruns = 0;
+                int64_t b = q0 / HWq, i = q0 % HWq / wo[q], j = q0 % HWq % wo[q];
+                for (int64_t p = 0; p < count;) {
+                    const int64_t seg = std::min(count - p, wo[q] - j);
+                    const int64_t si = i + dh, lo = std::max(j, jlo), hi = std::min(j + seg, jhi);
+                    if (si >= 0 && si < g.h && lo < hi)
+                        runs[nruns++] = Run{p + (lo - j), hi - lo, x + ((b * g.h + si) * g.w + lo + dw) * g.c_in};
+                    p += seg;
+                    j += seg;
+                    if (j == wo[q]) {
+                        j = 0;
+                        if (++i == ho[q]) {
+                            i = 0;
+                            ++b;
+                        }
+                    }
+                }
+                if (full < width) {
+                    for (int64_t p = 0; p < count; ++p)
+                        for (int c = 0; c < kMR; ++c) xa[p * kMR + c] = 0.0f;
+                    for (int64_t r = 0; r < nruns; ++r)
+                        for (int64_t e = 0; e < runs[r].n; ++e) {
+                            const float *src = runs[r].x + e * g.c_in + c0 + full;
+                            float *dst = xa + (runs[r].q + e) * kMR;
+                            for (int64_t c = 0; c < width - full; ++c) dst[c] = src[c];
+                        }
+                }
+                double *part = partial + (((int64_t)q * 4 + t) * max_ranges + rg) * wsize;
+                for (int64_t r0 = 0; r0 < width; r0 += kMR) {
+                    const int rows = (int)std::min<int64_t>(kMR, width - r0);
+                    for (int p = 0; p < panels; p += 2) {
+                        const int w = p + 1 < panels ? 2 * kNR : kNR;
+                        std::fill(acc, acc + kMR * w, 0.0f);
+                        const float *dyb = dyc + (int64_t)p * kNR;
+                        if (r0 < full) {
+                            if (w == 2 * kNR) dw_kernel_2(runs, nruns, c0 + r0, g.c_in, dyb, ldc, acc);
+                            else dw_kernel_1(runs, nruns, c0 + r0, g.c_in, dyb, ldc, acc);
+                        } else {
+                            const Run all{0, count, xa};
+                            if (w == 2 * kNR) dw_kernel_2(&all, 1, 0, kMR, dyb, ldc, acc);
+                            else dw_kernel_1(&all, 1, 0, kMR, dyb, ldc, acc);
+                        }
+                        const int cols = std::min(w, g.c_out - p * kNR);
+                        for (int r = 0; r < rows; ++r) {
+                            double *dst = part + (c0 + r0 + r) * g.c_out + (int64_t)p * kNR;
+                            const float *src = acc + r * w;
+                            for (int jj = 0; jj < cols; ++jj) dst[jj] += (double)src[jj];
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // dweight[kh][kw] += sum over phases (in order) of the combined tap holding (kh, kw), each over its ranges
+    parallel_ranges(pool, (int64_t)g.k * g.k * wsize, 4096, [&](int64_t begin, int64_t end) {
+        for (int64_t idx = begin; idx < end; ++idx) {
+            const int kh = (int)(idx / wsize) / g.k, kw = (int)(idx / wsize) % g.k;
+            const int64_t e = idx % wsize;
+            double total = 0.0;
+            for (int q = 0; q < 4; ++q) {
+                const int u = floor_half(q / 2 - g.pad_top + kh) - dh0[q], v = floor_half(q % 2 - g.pad_left + kw) - dw0[q];
+                const double *src = partial + (((int64_t)q * 4 + u * nw[q] + v) * max_ranges) * wsize + e;
+                for (int64_t rg = 0; rg < ranges[q]; ++rg) total += src[rg * wsize];
+            }
+            dweight[idx] = (float)((double)dweight[idx] + total);
+        }
+    });
+}
+
 // dweight[tap][ci][co] += sum over pixels q of u(q, tap)[ci] * dy[q][co]
 //
 // Tasks are (tap, pixel range of kRange, channel group). A task walks its
@@ -1142,6 +1292,10 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
     }
     if (taps > 1 && taps * g.c_in <= kGatherMax) {
         dw_gather(pool, g, x, dy, dweight);
+        return;
+    }
+    if (g.upsample2x && g.stride == 1 && g.k <= 3 && (int64_t)g.n * g.h_out * g.w_out >= kPhaseMin) {
+        dw_upsample(pool, g, x, dy, dweight);
         return;
     }
     const int64_t HWo = (int64_t)g.h_out * g.w_out;
