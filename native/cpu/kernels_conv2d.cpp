@@ -255,6 +255,7 @@ constexpr int64_t kMinTasks = 16;       // forward / dX: below this many tile gr
 constexpr int kGatherMax = 64;          // forward / dX / dW: K = taps * channels up to this is gathered into one segment
 constexpr int64_t kSinglePixels = 256;  // pixels per task of the one-channel dot-product paths
 constexpr int64_t kPhaseMin = 512;      // upsample2x forward by output phase (combined taps) from this many output pixels
+constexpr int64_t kPhaseMinDw = 2048;   // the same for dW (its per-phase setup costs more at batch 1)
 constexpr int64_t kPackMin = 1024;      // forward packs the weight from this many output pixels (contiguous slabs)
 
 // Task plan of a tiled forward / dX pass over `tiles` tiles of kMR pixels and `ppairs` pairs of output
@@ -982,13 +983,19 @@ void conv2d_dx(ThreadPool &pool, const Geom &g, const float *weight, const float
 // in parallel over the elements (each element's sum has the same order whatever the thread count).
 void add_partials(ThreadPool &pool, float *dweight, const double *partial, int64_t blocks, int64_t ranges,
                   int64_t bsize) {
-    parallel_ranges(pool, blocks * bsize, 4096, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-            const int64_t blk = i / bsize, e = i % bsize;
-            const double *src = partial + blk * ranges * bsize + e;
-            double total = src[0];
-            for (int64_t rg = 1; rg < ranges; ++rg) total += src[rg * bsize];
-            dweight[i] = (float)((double)dweight[i] + total);
+    // small sums (batch 1, one range) stay on the calling thread: a parallel region costs more
+    const int64_t grain = blocks * bsize * ranges < (1 << 18) ? blocks * bsize : 4096;
+    parallel_ranges(pool, blocks * bsize, std::max<int64_t>(grain, 1), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end;) {
+            const int64_t blk = i / bsize, e0 = i % bsize, e1 = std::min(bsize, e0 + (end - i));
+            const double *src = partial + blk * ranges * bsize;
+            float *dst = dweight + blk * bsize;
+            for (int64_t e = e0; e < e1; ++e) {
+                double total = src[e];
+                for (int64_t rg = 1; rg < ranges; ++rg) total += src[rg * bsize + e];
+                dst[e] = (float)((double)dst[e] + total);
+            }
+            i += e1 - e0;
         }
     });
 }
@@ -1294,7 +1301,7 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         dw_gather(pool, g, x, dy, dweight);
         return;
     }
-    if (g.upsample2x && g.stride == 1 && g.k <= 3 && (int64_t)g.n * g.h_out * g.w_out >= kPhaseMin) {
+    if (g.upsample2x && g.stride == 1 && g.k <= 3 && (int64_t)g.n * g.h_out * g.w_out >= kPhaseMinDw) {
         dw_upsample(pool, g, x, dy, dweight);
         return;
     }
