@@ -142,6 +142,48 @@ class ConvKernelsTest {
     }
 
     /**
+     * The CPU backend's special paths, each against the reference and bit-identical for 1, 2 and 3 threads:
+     * C_in = 1 (conv_in: forward and dW gather all taps into one segment, dX is one dot product per pixel),
+     * C_out = 1 (conv_out: forward one dot product per pixel, dX one gathered segment, dW an axpy over C_in),
+     * both (C = 1 everywhere), C_out a multiple of 16 (forward reads the weight unpacked), batch 1 with few
+     * tiles (one panel pair per task), and stride-2 dX at odd sizes (input pixels split by parity class; the
+     * stride-2 1x1 spec leaves odd rows and columns unreached: they must come out zero, not NaN). The first two
+     * shapes have more than 4096 output pixels: dW sums several pixel ranges.
+     */
+    @Test
+    void smallChannelAndStridedPathsMatchReference() {
+        int[][] shapes = {{3, 41, 39, 1, 32}, {3, 41, 39, 32, 1}, {1, 7, 9, 1, 1}, {1, 15, 13, 48, 64},
+                {2, 23, 21, 3, 17}, {1, 9, 11, 2, 5}};
+        try {
+            for (Problem p : problems(shapes)) {
+                TestRandom r = TestRandom.fresh();
+                float[] x = r.gaussians(p.xSize(), 1.0), w = r.gaussians(p.wSize(), 0.5), b = r.gaussians(p.cOut(), 1.0);
+                float[] dy = r.gaussians(p.ySize(), 1.0), dw0 = r.gaussians(p.wSize(), 1.0);
+                String c = ctx(p, r);
+                cpu.setThreads(1);
+                float[] y1 = ConvRunner.forward(cpu, p, x, w, b);
+                ConvRunner.BackwardOut g1 = ConvRunner.backward(cpu, p, x, w, dy, true, dw0, null, 1);
+                Tolerance.log(check("conv2d forward " + p, y1,
+                        ConvReference.forward(p, ConvReference.d(x), ConvReference.d(w), ConvReference.d(b)),
+                        p.forwardTerms(), c));
+                Grads g = ConvReference.backward(p, ConvReference.d(x), ConvReference.d(w), ConvReference.d(dy));
+                Tolerance.log(check("conv2d dx " + p, g1.dx(), g.dx(), p.dxTerms(), c));
+                Tolerance.log(check("conv2d dweight " + p, g1.dw(), plus(g.dw(), dw0, 1), p.dwTerms(), c));
+                for (int threads : new int[] {2, 3}) {
+                    cpu.setThreads(threads);
+                    String ct = threads + " threads vs 1: " + c;
+                    Tolerance.assertBitIdentical("conv2d forward", y1, ConvRunner.forward(cpu, p, x, w, b), ct);
+                    ConvRunner.BackwardOut gt = ConvRunner.backward(cpu, p, x, w, dy, true, dw0, null, 1);
+                    Tolerance.assertBitIdentical("conv2d dx", g1.dx(), gt.dx(), ct);
+                    Tolerance.assertBitIdentical("conv2d dweight", g1.dw(), gt.dw(), ct);
+                }
+            }
+        } finally {
+            cpu.setThreads(Math.max(1, Runtime.getRuntime().availableProcessors()));
+        }
+    }
+
+    /**
      * Gradient check on tiny shapes: with L = sum(y * g), dL/dx, dL/dweight and dL/dbias by central
      * differences of the float64 reference forward (L is linear in each, so a step of 1 is exact up to
      * float64 rounding) must match the analytic float64 backward to 1e-9 and the native float32

@@ -31,8 +31,12 @@ class ConvParityTest {
 
     static final List<Conv2dSpec> SPECS = ConvKernelsTest.SPECS;
 
-    /** {n, h, w, cIn, cOut}: odd sizes; the last has 1152 output pixels, so dweight uses several pixel slices. */
-    static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {3, 7, 5, 13, 19}, {2, 24, 24, 3, 5}};
+    /**
+     * {n, h, w, cIn, cOut}: odd sizes; the third has 1152 output pixels, so dweight uses several pixel slices; the
+     * last two have C_in = 1 and C_out = 1 (conv_in / conv_out: the CPU backend's one-channel paths).
+     */
+    static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {3, 7, 5, 13, 19}, {2, 24, 24, 3, 5}, {1, 5, 6, 1, 4},
+            {2, 6, 5, 4, 1}};
 
     private static final DeviceBackends DEVICES = new DeviceBackends();
 

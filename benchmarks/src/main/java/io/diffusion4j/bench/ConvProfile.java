@@ -19,7 +19,11 @@ import java.util.SplittableRandom;
  * row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call, GFLOP/s.
  *
  * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp target/diffusion4j.jar:CLASSES
- * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so]}
+ * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so[,other.so]]
+ * [--shapes conv_in,downsample]}: {@code --shapes} keeps the shapes whose name contains one of the given strings
+ * (the totals then cover those shapes only). Several comma-separated libraries (two builds to compare) are loaded
+ * side by side in one process and timed in turn on every (shape, call), three rounds, medians reported: one table
+ * per build, all taken under the same machine load.
  */
 public final class ConvProfile {
     private ConvProfile() {}
@@ -91,57 +95,110 @@ public final class ConvProfile {
         return Tensor.of(be, v, shape);
     }
 
+    /** One shape on one backend: its tensors and the three timed calls. */
+    static final class Bench implements AutoCloseable {
+        final List<Tensor> owned = new ArrayList<>();
+        final Call[] calls;
+
+        Bench(Backend be, Shape s, int n, SplittableRandom r) {
+            int k = s.spec().kernelSize();
+            long[] xs = {n, s.h(), s.h(), s.cIn()};
+            long[] ys = s.spec().outputShape(xs, s.cOut());
+            Tensor x = random(be, r, xs), w = random(be, r, k, k, s.cIn(), s.cOut()), b = random(be, r, s.cOut()),
+                    dy = random(be, r, ys), y = Tensor.allocate(be, DType.FLOAT32, ys),
+                    dx = Tensor.allocate(be, DType.FLOAT32, xs), dw = Tensor.allocate(be, DType.FLOAT32, k, k,
+                            s.cIn(), s.cOut());
+            owned.addAll(List.of(x, w, b, dy, y, dx, dw));
+            dw.fill(0f);
+            calls = new Call[] {() -> ConvKernels.forward(s.spec(), x, w, b, y),
+                    () -> ConvKernels.backward(s.spec(), x, w, dy, dx, null, null),
+                    () -> ConvKernels.backward(s.spec(), x, w, dy, null, dw, null)};
+        }
+
+        @Override
+        public void close() {
+            for (Tensor t : owned) t.close();
+        }
+    }
+
     public static void main(String[] args) {
         int threads = 2;
         int[] batches = {64, 16};
         double seconds = 0.4;
-        String library = null;
+        String[] libraries = {null};
+        String[] only = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--batches" -> batches = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
                 case "--seconds" -> seconds = Double.parseDouble(args[++i]);
-                case "--library" -> library = args[++i];
+                case "--library" -> libraries = args[++i].split(",");
+                case "--shapes" -> only = args[++i].split(",");
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
-        SplittableRandom r = new SplittableRandom(42);
-        try (Backend be = library == null ? Backend.open(BackendKind.CPU)
-                : Backend.openLibrary(BackendKind.CPU, java.nio.file.Path.of(library))) {
-            be.setThreads(threads);
-            System.out.println("# conv2d per shape, " + be.description() + ", " + threads + " threads");
-            for (int n : batches) {
-                System.out.printf(Locale.ROOT, "%n## batch %d%n%n", n);
-                System.out.println("| shape | x count | GFLOP/call | fwd ms | fwd GFLOP/s | dX ms | dX GFLOP/s | dW ms | dW GFLOP/s |");
-                System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-                double tf = 0, tx = 0, tw = 0, gf = 0;
-                for (Shape s : fashionShapes()) {
-                    int k = s.spec().kernelSize();
-                    long[] xs = {n, s.h(), s.h(), s.cIn()};
-                    long[] ys = s.spec().outputShape(xs, s.cOut());
-                    List<Tensor> owned = new ArrayList<>();
-                    Tensor x = random(be, r, xs), w = random(be, r, k, k, s.cIn(), s.cOut()), b = random(be, r, s.cOut()),
-                            dy = random(be, r, ys), y = Tensor.allocate(be, DType.FLOAT32, ys),
-                            dx = Tensor.allocate(be, DType.FLOAT32, xs), dw = Tensor.allocate(be, DType.FLOAT32, k, k,
-                                    s.cIn(), s.cOut());
-                    owned.addAll(List.of(x, w, b, dy, y, dx, dw));
-                    dw.fill(0f);
-                    double f = time(() -> ConvKernels.forward(s.spec(), x, w, b, y), seconds);
-                    double dX = time(() -> ConvKernels.backward(s.spec(), x, w, dy, dx, null, null), seconds);
-                    double dW = time(() -> ConvKernels.backward(s.spec(), x, w, dy, null, dw, null), seconds);
-                    double g = s.gflop(n);
-                    System.out.printf(Locale.ROOT, "| %s | %d | %.3f | %.2f | %.1f | %.2f | %.1f | %.2f | %.1f |%n",
-                            s.name(), s.count(), g, f, g / f * 1e3, dX, g / dX * 1e3, dW, g / dW * 1e3);
-                    tf += f * s.count();
-                    tx += dX * s.count();
-                    tw += dW * s.count();
-                    gf += g * s.count();
-                    for (Tensor t : owned) t.close();
-                }
-                System.out.printf(Locale.ROOT,
-                        "| **per step (x count)** | | %.3f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |%n", gf, tf,
-                        gf / tf * 1e3, tx, gf / tx * 1e3, tw, gf / tw * 1e3);
+        final String[] keep = only;
+        int libs = libraries.length;
+        // with several libraries every (shape, call) is timed on each in turn, `rounds` times, and the median of
+        // the rounds is reported: the builds see the same machine load
+        int rounds = libs > 1 ? 3 : 1;
+        List<Backend> backends = new ArrayList<>();
+        try {
+            for (String lib : libraries) {
+                Backend be = lib == null ? Backend.open(BackendKind.CPU)
+                        : Backend.openLibrary(BackendKind.CPU, java.nio.file.Path.of(lib));
+                backends.add(be);
+                be.setThreads(threads);
             }
+            List<StringBuilder> out = new ArrayList<>();
+            for (int l = 0; l < libs; l++) {
+                StringBuilder sb = new StringBuilder();
+                sb.append("# conv2d per shape, ").append(backends.get(l).description()).append(", ").append(threads)
+                        .append(" threads").append(libraries[l] == null ? "" : ", " + libraries[l])
+                        .append(libs > 1 ? ", interleaved with " + (libs - 1) + " other build(s), median of "
+                                + rounds + " rounds" : "").append('\n');
+                out.add(sb);
+            }
+            for (int n : batches) {
+                double[][] tot = new double[libs][3];
+                double gf = 0;
+                for (StringBuilder sb : out) {
+                    sb.append(String.format(Locale.ROOT, "%n## batch %d%n%n", n));
+                    sb.append("| shape | x count | GFLOP/call | fwd ms | fwd GFLOP/s | dX ms | dX GFLOP/s | dW ms | dW GFLOP/s |\n");
+                    sb.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                }
+                for (Shape s : fashionShapes()) {
+                    if (keep != null && Arrays.stream(keep).noneMatch(o -> s.name().contains(o))) continue;
+                    List<Bench> benches = new ArrayList<>();
+                    for (Backend be : backends) benches.add(new Bench(be, s, n, new SplittableRandom(42)));
+                    double[][][] ms = new double[libs][3][rounds];
+                    for (int c = 0; c < 3; c++)
+                        for (int round = 0; round < rounds; round++)
+                            for (int l = 0; l < libs; l++) ms[l][c][round] = time(benches.get(l).calls[c], seconds / rounds);
+                    for (Bench bench : benches) bench.close();
+                    double g = s.gflop(n);
+                    gf += g * s.count();
+                    for (int l = 0; l < libs; l++) {
+                        double[] m = new double[3];
+                        for (int c = 0; c < 3; c++) {
+                            Arrays.sort(ms[l][c]);
+                            m[c] = ms[l][c][rounds / 2];
+                            tot[l][c] += m[c] * s.count();
+                        }
+                        out.get(l).append(String.format(Locale.ROOT,
+                                "| %s | %d | %.3f | %.3f | %.1f | %.3f | %.1f | %.3f | %.1f |%n", s.name(), s.count(), g,
+                                m[0], g / m[0] * 1e3, m[1], g / m[1] * 1e3, m[2], g / m[2] * 1e3));
+                    }
+                }
+                for (int l = 0; l < libs; l++)
+                    out.get(l).append(String.format(Locale.ROOT,
+                            "| **per step (x count)** | | %.3f | %.2f | %.1f | %.2f | %.1f | %.2f | %.1f |%n", gf,
+                            tot[l][0], gf / tot[l][0] * 1e3, tot[l][1], gf / tot[l][1] * 1e3, tot[l][2],
+                            gf / tot[l][2] * 1e3));
+            }
+            for (StringBuilder sb : out) System.out.println(sb);
+        } finally {
+            for (Backend be : backends) be.close();
         }
     }
 }
