@@ -487,6 +487,18 @@ public final class UNet2DModel implements AutoCloseable {
      * model-owned gradient of the input x.
      */
     public Tensor backward(Tensor dOut) {
+        return backward(dOut, true);
+    }
+
+    /**
+     * As {@link #backward} without the gradient of the input x: training needs the parameter gradients only, and
+     * conv_in's input gradient (a 9 x C_in x 32-channel product over every pixel) is skipped.
+     */
+    public void backwardParameters(Tensor dOut) {
+        backward(dOut, false);
+    }
+
+    private Tensor backward(Tensor dOut, boolean inputGradient) {
         checkOpen();
         checkHasGradients("backward");
         if (!forwardDone) throw new IllegalStateException("backward needs a completed forward pass first");
@@ -515,7 +527,10 @@ public final class UNet2DModel implements AutoCloseable {
             // the unit's output fed both the next layer (g) and a skip connection
             NormKernels.residualAdd(g, skipGrads[k], 1f, g);
             List<Step> unit = downUnits.get(k);
-            for (int j = unit.size() - 1; j >= 0; j--) g = unit.get(j).backward(g);
+            for (int j = unit.size() - 1; j >= 0; j--) {
+                Step st = unit.get(j);
+                g = st == convIn && !inputGradient ? convIn.backwardParametersOnly(g) : st.backward(g);
+            }
         }
         NormKernels.siluBackward(dEmbS, emb, dEmb);
         LinearKernels.linearBackward(e1s, p(lin2 + ".weight"), dEmb, de1s, gr(lin2 + ".weight"), gr(lin2 + ".bias"));
@@ -688,6 +703,12 @@ public final class UNet2DModel implements AutoCloseable {
         public Tensor backward(Tensor dy) {
             ConvKernels.backward(spec, x, w, dy, dx, dw, db);
             return dx;
+        }
+
+        /** dw and db only; returns null (the caller needs no gradient of this layer's input). */
+        Tensor backwardParametersOnly(Tensor dy) {
+            ConvKernels.backward(spec, x, w, dy, null, dw, db);
+            return null;
         }
     }
 

@@ -275,7 +275,7 @@ public final class Trainer implements AutoCloseable {
                 Math.multiplyExact(step, (long) model.dropoutStreams()));
         DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, lossWeights, loss, dOut);
         model.zeroGradients();
-        model.backward(dOut);
+        model.backwardParameters(dOut);
 
         long s = step + 1;
         double norm = OptimKernels.gradNorm(model.gradients());

@@ -91,6 +91,28 @@ class UNet2DModelTest {
      * order, so the check is |fd - analytic| <= 5e-2 * max(|fd|, |analytic|) + 2e-3 * gscale, gscale
      * the RMS of the sampled analytic gradients. A missing or wrong backward term is off by O(1).
      */
+    /** backwardParameters (what training calls) gives the parameter gradients of backward, bit for bit. */
+    @Test
+    void parameterOnlyBackwardGivesTheSameGradients() {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = tiny();
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong());
+             Tensor x = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1), 2, 8, 8, cfg.inChannels());
+             Tensor dOut = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1), 2, 8, 8, cfg.outChannels())) {
+            float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            m.zeroGradients();
+            m.forward(x, t);
+            m.backward(dOut);
+            float[] full = m.flatGradients();
+            m.zeroGradients();
+            m.forward(x, t);
+            m.backwardParameters(dOut);
+            Tolerance.assertBitIdentical("parameter gradients", full, m.flatGradients(), r.describe());
+            assertTrue(differ(full, new float[full.length]),
+                    "the gradients are all zero; " + r.describe());
+        }
+    }
+
     @Test
     void gradientCheckOfTheWholeNetwork() {
         gradientCheck(tiny(), null, TestRandom.fresh());
