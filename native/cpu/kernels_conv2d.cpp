@@ -254,7 +254,7 @@ inline int64_t work_of(int64_t rows, int64_t k, int64_t cols) { return rows * k 
 constexpr int64_t kMinTasks = 16;       // forward / dX: below this many tile groups, smaller groups and one panel pair per task
 constexpr int kGatherMax = 64;          // forward / dX / dW: K = taps * channels up to this is gathered into one segment
 constexpr int64_t kSinglePixels = 256;  // pixels per task of the one-channel dot-product paths
-constexpr int64_t kPhaseMin = 512;      // upsample2x forward by output phase (combined taps) from this many output pixels
+constexpr int64_t kPhaseMin = 512;      // upsample2x dX by output phase (combined taps) from this many output pixels
 constexpr int64_t kPhaseMinDw = 2048;   // the same for dW (its per-phase setup costs more at batch 1)
 constexpr int64_t kPackMin = 1024;      // forward packs the weight from this many output pixels (contiguous slabs)
 
@@ -534,7 +534,9 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
         forward_single(pool, g, x, weight, bias, y);
         return D4J_OK;
     }
-    if (g.upsample2x && g.stride == 1 && g.k <= 3 && (int64_t)g.n * g.h_out * g.w_out >= kPhaseMin) {
+    // Always by phase, whatever the batch: the combined taps round differently from the 9-tap path, and
+    // a forward must give an image the same bits whatever batch it is computed in (samplers, the server).
+    if (g.upsample2x && g.stride == 1 && g.k <= 3) {
         forward_upsample(pool, g, x, weight, bias, y);
         return D4J_OK;
     }

@@ -290,6 +290,33 @@ class ConvKernelsTest {
         }
     }
 
+    /**
+     * An image's forward output has the same bits whatever batch it is computed in: the batch of 5 crosses every
+     * size-dependent choice of the CPU kernels (packed or in-place weights from 1,024 output pixels, task plans)
+     * while one image stays below them. Samplers rely on this (partial batches) and so does the server
+     * (continuous batching: an image shares its model calls with other requests' images).
+     */
+    @Test
+    void forwardOfABatchEqualsForwardOfEachImage() {
+        for (Conv2dSpec s : SPECS) {
+            for (int[] ch : new int[][] {{13, 32}, {1, 32}, {32, 1}, {19, 21}}) {
+                int n = 5, h = 9, w = 11;
+                Problem batch = new Problem(s, n, h, w, ch[0], ch[1]), one = new Problem(s, 1, h, w, ch[0], ch[1]);
+                TestRandom r = TestRandom.fresh();
+                float[] x = r.gaussians(batch.xSize(), 1.0), wt = r.gaussians(batch.wSize(), 0.5);
+                float[] b = r.gaussians(batch.cOut(), 1.0);
+                float[] all = ConvRunner.forward(cpu, batch, x, wt, b);
+                int xs = one.xSize(), ys = one.ySize();
+                for (int i = 0; i < n; i++) {
+                    float[] xi = java.util.Arrays.copyOfRange(x, i * xs, (i + 1) * xs);
+                    Tolerance.assertBitIdentical("conv2d forward of image " + i + " alone vs in a batch of " + n,
+                            java.util.Arrays.copyOfRange(all, i * ys, (i + 1) * ys), ConvRunner.forward(cpu, one, xi, wt, b),
+                            ctx(batch, r));
+                }
+            }
+        }
+    }
+
     @Test
     void oihwHwioRoundTrip() {
         TestRandom r = TestRandom.fresh();
