@@ -122,7 +122,19 @@ public final class SampleCommand {
     }
 
     /** Where the model and scheduler files of a checkpoint are (also used by the {@code serve} command). */
-    public record Located(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {}
+    public record Located(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {
+        /**
+         * The parsed scheduler_config.json (Python's NaN and Infinity accepted, as diffusers writes them); a
+         * malformed file is an IOException naming it.
+         */
+        public Map<String, Object> readSchedulerConfig() throws IOException {
+            try {
+                return Json.parseObjectFromPython(Files.readString(schedulerConfig, StandardCharsets.UTF_8));
+            } catch (RuntimeException e) {
+                throw new IOException(schedulerConfig + ": " + e.getMessage(), e);
+            }
+        }
+    }
 
     public static Located locate(Path dir, boolean noEma) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": no such checkpoint directory");
@@ -157,12 +169,7 @@ public final class SampleCommand {
         Located loc = locate(o.checkpoint(), o.noEma());
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
-        Map<String, Object> schedCfg;
-        try {
-            schedCfg = Json.parseObjectFromPython(Files.readString(loc.schedulerConfig(), StandardCharsets.UTF_8));
-        } catch (RuntimeException e) {
-            throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
-        }
+        Map<String, Object> schedCfg = loc.readSchedulerConfig();
         SamplerScheduler scheduler;
         try {
             scheduler = scheduler(o.sampler(), o.eta(), schedCfg);

@@ -1,7 +1,6 @@
 package io.diffusion4j.serve;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.io.Json;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.model.UNet2DModel;
@@ -9,8 +8,6 @@ import io.diffusion4j.sample.SampleCommand;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.train.Checkpoint;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.Map;
@@ -52,12 +49,7 @@ public final class ServedModel implements AutoCloseable {
         SampleCommand.Located loc = SampleCommand.locate(dir, noEma);
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
-        Map<String, Object> cfg;
-        try {
-            cfg = Json.parseObjectFromPython(Files.readString(loc.schedulerConfig(), StandardCharsets.UTF_8));
-        } catch (RuntimeException e) {
-            throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
-        }
+        Map<String, Object> cfg = loc.readSchedulerConfig();
         float[] weights = Checkpoint.readWeights(loc.weights(), UNet2DLayout.of(config));
         UNet2DModel m = UNet2DModel.forInference(backend, config); // the weights alone: no gradient buffer
         try {

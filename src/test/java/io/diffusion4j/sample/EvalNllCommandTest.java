@@ -7,6 +7,7 @@ import io.diffusion4j.io.Json;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.testutil.TinyUNet;
 import io.diffusion4j.train.Checkpoint;
 import io.diffusion4j.train.FashionMnist;
 import java.io.IOException;
@@ -26,8 +27,8 @@ class EvalNllCommandTest {
         Path ck = dir.resolve("ck");
         Files.createDirectories(ck.resolve("ema"));
         Files.writeString(ck.resolve(Checkpoint.CONFIG), SampleCommandTest.config().toJson());
-        SampleCommandTest.writeWeights(ck.resolve(Checkpoint.WEIGHTS), SampleCommandTest.config(), 1);
-        SampleCommandTest.writeWeights(ck.resolve("ema").resolve(Checkpoint.WEIGHTS), SampleCommandTest.config(), 2);
+        TinyUNet.writeWeights(ck.resolve(Checkpoint.WEIGHTS), SampleCommandTest.config(), 1);
+        TinyUNet.writeWeights(ck.resolve("ema").resolve(Checkpoint.WEIGHTS), SampleCommandTest.config(), 2);
         Files.writeString(ck.resolve(Checkpoint.SCHEDULER), Json.write(Checkpoint.schedulerConfig(
                 NoiseSchedule.of(BetaSchedule.LINEAR, 12, 1e-3, 0.2), PredictionType.EPSILON)));
         return ck;

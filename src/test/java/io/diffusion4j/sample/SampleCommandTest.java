@@ -3,21 +3,18 @@ package io.diffusion4j.sample;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.cli.Main;
 import io.diffusion4j.io.Json;
-import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.model.UNet2DConfig;
-import io.diffusion4j.model.UNet2DLayout;
-import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.train.Checkpoint;
 import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.TinyUNet;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -26,7 +23,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import javax.imageio.ImageIO;
@@ -42,22 +38,7 @@ class SampleCommandTest {
     Path dir;
 
     static UNet2DConfig config() {
-        return UNet2DConfig.builder().sampleSize(8).inChannels(1).outChannels(1).blockOutChannels(4, 8)
-                .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
-                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
-                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).build();
-    }
-
-    static void writeWeights(Path file, UNet2DConfig cfg, long seed) throws IOException {
-        try (Backend cpu = Backend.open(BackendKind.CPU); UNet2DModel m = new UNet2DModel(cpu, cfg, seed)) {
-            float[] flat = m.flatParameters();
-            List<SafeTensors.Entry> entries = new ArrayList<>();
-            for (UNet2DLayout.Param p : m.layout().params()) {
-                entries.add(new SafeTensors.Entry(p.name(), p.shapeLong(),
-                        Arrays.copyOfRange(flat, (int) p.offset(), (int) (p.offset() + p.size()))));
-            }
-            SafeTensors.write(file, entries, Map.of("format", "pt"));
-        }
+        return TinyUNet.config(1);
     }
 
     Path checkpoint(boolean ema) throws IOException {
@@ -65,8 +46,8 @@ class SampleCommandTest {
         Files.createDirectories(ck.resolve("ema"));
         UNet2DConfig cfg = config();
         Files.writeString(ck.resolve(Checkpoint.CONFIG), cfg.toJson());
-        writeWeights(ck.resolve(Checkpoint.WEIGHTS), cfg, 1);
-        if (ema) writeWeights(ck.resolve("ema").resolve(Checkpoint.WEIGHTS), cfg, 2);
+        TinyUNet.writeWeights(ck.resolve(Checkpoint.WEIGHTS), cfg, 1);
+        if (ema) TinyUNet.writeWeights(ck.resolve("ema").resolve(Checkpoint.WEIGHTS), cfg, 2);
         Files.writeString(ck.resolve(Checkpoint.SCHEDULER), Json.write(Checkpoint.schedulerConfig(
                 NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02), PredictionType.EPSILON)));
         return ck;
@@ -201,5 +182,18 @@ class SampleCommandTest {
         r = run("sample");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("--checkpoint DIR is required"), r.err());
+        Path ck = checkpoint(false);
+        Path sched = ck.resolve(Checkpoint.SCHEDULER);
+        Files.writeString(sched, "{\"num_train_timesteps\": 1000,");
+        r = run("sample", "--checkpoint", ck.toString(), "--out", dir.resolve("out").toString(), "--backend", "cpu");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains(sched + ": "), r.err());
+        SampleCommand.Located loc = SampleCommand.locate(ck, false);
+        IOException e = assertThrows(IOException.class, loc::readSchedulerConfig);
+        assertTrue(e.getMessage().startsWith(sched + ": "), e.getMessage());
+        Files.writeString(sched, "{\"lambda_min_clipped\": -Infinity, \"x\": NaN}");
+        Map<String, Object> cfg = loc.readSchedulerConfig();
+        assertEquals(Double.NEGATIVE_INFINITY, cfg.get("lambda_min_clipped"));
+        assertTrue(Double.isNaN((Double) cfg.get("x")), cfg.toString());
     }
 }

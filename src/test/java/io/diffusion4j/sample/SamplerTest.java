@@ -17,6 +17,7 @@ import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.TinyUNet;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -40,10 +41,7 @@ class SamplerTest {
     static final int H = 8, W = 8, C = 2;
 
     static UNet2DConfig tinyConfig() {
-        return UNet2DConfig.builder().sampleSize(8).inChannels(C).outChannels(C).blockOutChannels(4, 8)
-                .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
-                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
-                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).build();
+        return TinyUNet.config(C);
     }
 
     @BeforeAll

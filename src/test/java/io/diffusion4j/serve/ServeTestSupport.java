@@ -1,15 +1,13 @@
 package io.diffusion4j.serve;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.io.Json;
-import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.model.UNet2DConfig;
-import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.testutil.TinyUNet;
 import io.diffusion4j.train.Checkpoint;
 import java.io.IOException;
 import java.net.URI;
@@ -20,10 +18,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 
 /** Tiny 1-channel 8x8 models, their scheduler configs, checkpoints on disk and an HTTP client for the serve tests. */
@@ -33,10 +28,7 @@ final class ServeTestSupport {
     static final int H = 8, W = 8, C = 1;
 
     static UNet2DConfig config() {
-        return UNet2DConfig.builder().sampleSize(8).inChannels(C).outChannels(C).blockOutChannels(4, 8)
-                .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
-                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
-                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).build();
+        return TinyUNet.config(C);
     }
 
     static NoiseSchedule schedule() {
@@ -71,15 +63,7 @@ final class ServeTestSupport {
         Files.createDirectories(dir);
         UNet2DConfig cfg = config();
         Files.writeString(dir.resolve(Checkpoint.CONFIG), cfg.toJson());
-        try (Backend cpu = Backend.open(BackendKind.CPU); UNet2DModel m = new UNet2DModel(cpu, cfg, seed)) {
-            float[] flat = m.flatParameters();
-            List<SafeTensors.Entry> entries = new ArrayList<>();
-            for (UNet2DLayout.Param p : m.layout().params()) {
-                entries.add(new SafeTensors.Entry(p.name(), p.shapeLong(),
-                        Arrays.copyOfRange(flat, (int) p.offset(), (int) (p.offset() + p.size()))));
-            }
-            SafeTensors.write(dir.resolve(Checkpoint.WEIGHTS), entries, Map.of("format", "pt"));
-        }
+        TinyUNet.writeWeights(dir.resolve(Checkpoint.WEIGHTS), cfg, seed);
         Files.writeString(dir.resolve(Checkpoint.SCHEDULER), Json.write(plainConfig()));
         return dir;
     }

@@ -10,6 +10,9 @@ import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
+import io.diffusion4j.train.Checkpoint;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -57,6 +60,30 @@ class ServedModelTest {
                 }
             }
             assertEquals(before, cpu.liveBytes(), "everything freed");
+        }
+    }
+
+    /**
+     * scheduler_config.json is read as {@code sample} reads it (SampleCommand.Located): Python's non-finite
+     * constants accepted (diffusers writes {@code -Infinity}); a malformed file is an IOException naming it,
+     * and nothing is left allocated.
+     */
+    @Test
+    void schedulerConfigIsReadAsSampleReadsIt() throws Exception {
+        Path ck = ServeTestSupport.checkpoint(dir.resolve("ck"), TestRandom.fresh().nextLong());
+        Path sched = ck.resolve(Checkpoint.SCHEDULER);
+        String json = Files.readString(sched).trim();
+        Files.writeString(sched, json.substring(0, json.length() - 1) + ", \"lambda_min_clipped\": -Infinity}");
+        try (Backend cpu = Backend.open(BackendKind.CPU)) {
+            long before = cpu.liveBytes();
+            try (ServedModel served = ServedModel.load("m", ck, false, cpu)) {
+                assertEquals(Double.NEGATIVE_INFINITY, served.schedulerConfig().get("lambda_min_clipped"));
+                assertEquals(ServeTestSupport.plainConfig().get("prediction_type"), served.schedulerConfig().get("prediction_type"));
+            }
+            Files.writeString(sched, json.substring(0, json.length() / 2));
+            IOException e = assertThrows(IOException.class, () -> ServedModel.load("m", ck, false, cpu));
+            assertTrue(e.getMessage().startsWith(sched + ": "), e.getMessage());
+            assertEquals(before, cpu.liveBytes(), "nothing left allocated");
         }
     }
 }

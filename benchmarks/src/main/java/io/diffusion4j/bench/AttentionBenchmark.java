@@ -3,20 +3,8 @@ package io.diffusion4j.bench;
 import io.diffusion4j.kernels.LinearKernels;
 import io.diffusion4j.kernels.LinearKernels.AttentionShape;
 import io.diffusion4j.tensor.Tensor;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Multi-head attention forward (with the log-sum-exp saved for training) and backward, shape "BxLxHxD": batch
@@ -28,18 +16,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * q, k, v, out (16BLHD); backward 10 * B * H * L^2 * D FLOPs (q k^T recomputed, dv = P^T dout, dP = dout v^T,
  * dq = dS k, dk = dS^T q), bytes q, k, v, out, dout, dq, dk, dv (32BLHD). lse ignored.
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class AttentionBenchmark extends BenchSupport {
     @Param({"16x49x1x64", "64x49x1x64", "8x256x1x256"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     AttentionShape s;
     float scale;
@@ -56,9 +35,8 @@ public class AttentionBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
+    @Override
+    void allocate() {
         long[] d = dims(shape);
         s = new AttentionShape((int) d[0], (int) d[1], (int) d[2], (int) d[3]);
         scale = s.defaultScale();
@@ -72,11 +50,6 @@ public class AttentionBenchmark extends BenchSupport {
         dv = normal(d);
         lse = normal(d[0], d[2], d[1]);
         LinearKernels.attention(s, scale, q, k, v, out, lse);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
     }
 
     @Benchmark

@@ -3,20 +3,8 @@ package io.diffusion4j.bench;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.tensor.Tensor;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * conv2d forward, dX (backward with only dx) and dW (backward with dweight and dbias), at convolutions of the
@@ -29,19 +17,10 @@ import org.openjdk.jmh.annotations.Warmup;
  * product of that size); bytes: forward x + weight + bias + y; dX dy + weight + dx; dW x + dy + 2 * (dweight +
  * dbias) (accumulated: read and written), 4 bytes per float.
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class ConvBenchmark extends BenchSupport {
     @Param({"16x28x28x32-32-3x3", "64x28x28x32-32-3x3", "64x7x7x64-64-3x3", "64x7x7x64-64-up", "64x14x14x64-64-down",
             "8x32x32x128-128-3x3"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     Conv2dSpec spec;
     Tensor x, weight, bias, y, dx, dWeight, dBias;
@@ -93,9 +72,8 @@ public class ConvBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
+    @Override
+    void allocate() {
         Geometry g = geometry(shape);
         spec = g.spec;
         long[] yShape = spec.outputShape(new long[] {g.n, g.h, g.w, g.cIn}, g.cOut);
@@ -106,11 +84,6 @@ public class ConvBenchmark extends BenchSupport {
         dx = normal(g.n, g.h, g.w, g.cIn);
         dWeight = filled(0f, spec.kernelSize(), spec.kernelSize(), g.cIn, g.cOut);
         dBias = filled(0f, g.cOut);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
     }
 
     @Benchmark

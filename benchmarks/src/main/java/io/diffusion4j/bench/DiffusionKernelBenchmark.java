@@ -2,26 +2,13 @@ package io.diffusion4j.bench;
 
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.NativeSchedule;
-import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The fused diffusion kernels on image batches "BxCxHxW": Fashion-MNIST at batch 16 and 64, CIFAR-10 at batch
@@ -33,18 +20,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * (model output, x0, eps in, grad out), ddpmStep and ddimStep 12n (x_t, model output in, x_prev out),
  * randomNormal and randomBits 4n (out), timestepEmbedding 4 * B * dim (out).
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class DiffusionKernelBenchmark extends BenchSupport {
     @Param({"16x1x28x28", "64x1x28x28", "128x3x32x32"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     NativeSchedule schedule;
     Tensor x0, xt, eps, out, loss, grad, xprev, bits, temb;
@@ -70,10 +48,9 @@ public class DiffusionKernelBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
-        schedule = own(NativeSchedule.of(NoiseSchedule.defaults()));
+    @Override
+    void allocate() {
+        schedule = defaultSchedule();
         long[] s = dims(shape);
         int batch = (int) s[0];
         dim = embeddingDim(s);
@@ -90,20 +67,12 @@ public class DiffusionKernelBenchmark extends BenchSupport {
         t = new int[batch];
         prev = new int[batch];
         tf = new float[batch];
-        long[] seeds = new long[batch];
-        long[] offsets = new long[batch];
         for (int b = 0; b < batch; b++) {
             t[b] = 1 + r.nextInt(999);
             prev[b] = t[b] - 1;
             tf[b] = t[b];
-            seeds[b] = b;
         }
-        noise = new DiffusionKernels.SampleNoise(seeds, offsets);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
+        noise = noisePerSample(batch);
     }
 
     @Benchmark

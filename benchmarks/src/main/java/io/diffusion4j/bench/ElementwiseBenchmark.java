@@ -4,20 +4,8 @@ import io.diffusion4j.kernels.ConcatKernels;
 import io.diffusion4j.kernels.DropoutKernels;
 import io.diffusion4j.kernels.NormKernels;
 import io.diffusion4j.tensor.Tensor;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The element-wise UNet kernels on NHWC activations "NxHxWxC" (Fashion-MNIST model at batch 64, ddpm-cifar10-32
@@ -29,18 +17,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * (two n-element tensors in and one 2n-element tensor out, or the reverse), dropout and its backward 8n (the
  * mask is regenerated from the RNG, not read).
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class ElementwiseBenchmark extends BenchSupport {
     @Param({"64x28x28x32", "8x32x32x128"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     Tensor a, b, out, da, db, cat;
     int c;
@@ -56,9 +35,8 @@ public class ElementwiseBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
+    @Override
+    void allocate() {
         long[] s = dims(shape);
         c = (int) s[3];
         a = normal(s);
@@ -67,11 +45,6 @@ public class ElementwiseBenchmark extends BenchSupport {
         da = normal(s);
         db = normal(s);
         cat = normal(s[0], s[1], s[2], 2 * s[3]);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
     }
 
     @Benchmark

@@ -2,20 +2,8 @@ package io.diffusion4j.bench;
 
 import io.diffusion4j.kernels.LinearKernels;
 import io.diffusion4j.tensor.Tensor;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Linear layer forward and backward (dx, dweight, dbias), shape "RxIxO": x [R, I], weight [O, I]. Cases: the
@@ -26,18 +14,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * <p>Work: forward 2RIO FLOPs, bytes x + weight + bias + y; backward 4RIO FLOPs (dx = dy W and dW += dy^T x),
  * bytes x + weight + dy + dx + 2 * (dweight + dbias).
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class LinearBenchmark extends BenchSupport {
     @Param({"3136x64x64", "2048x256x256", "64x128x128"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     Tensor x, w, bias, y, dx, dw, dbias;
 
@@ -51,9 +30,8 @@ public class LinearBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
+    @Override
+    void allocate() {
         long[] s = dims(shape);
         x = normal(s[0], s[1]);
         w = normal(s[2], s[1]);
@@ -62,11 +40,6 @@ public class LinearBenchmark extends BenchSupport {
         dx = normal(s[0], s[1]);
         dw = filled(0f, s[2], s[1]);
         dbias = filled(0f, s[2]);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
     }
 
     @Benchmark

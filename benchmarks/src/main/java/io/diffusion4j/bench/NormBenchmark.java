@@ -2,20 +2,8 @@ package io.diffusion4j.bench;
 
 import io.diffusion4j.kernels.NormKernels;
 import io.diffusion4j.tensor.Tensor;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * GroupNorm + SiLU (ResnetBlock2D's norm1 + act) and the time-embedding add fused into GroupNorm + SiLU (norm2),
@@ -27,18 +15,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * ignored (C or N*G floats). The kernels make two passes over x (statistics, then normalisation), which this
  * minimum does not count.
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class NormBenchmark extends BenchSupport {
     @Param({"16x28x28x32-g8", "64x28x28x32-g8", "8x32x32x128-g32"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     int groups;
     Tensor x, tb, gamma, beta, y, mean, rstd, dy, dx, dtb, dgamma, dbeta;
@@ -60,9 +39,8 @@ public class NormBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
+    @Override
+    void allocate() {
         long[] s = nhwc(shape);
         groups = Integer.parseInt(shape.split("-g")[1]);
         long c = s[3];
@@ -79,11 +57,6 @@ public class NormBenchmark extends BenchSupport {
         dgamma = filled(0f, c);
         dbeta = filled(0f, c);
         NormKernels.biasGroupNorm(x, tb, gamma, beta, groups, 1e-5f, true, y, mean, rstd);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
     }
 
     @Benchmark

@@ -2,20 +2,8 @@ package io.diffusion4j.bench;
 
 import io.diffusion4j.kernels.OptimKernels;
 import io.diffusion4j.tensor.Tensor;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The optimiser kernels over one flat parameter buffer of "count" floats: the Fashion-MNIST model's 1,112,801
@@ -26,18 +14,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * read), ema 12n (ema, param read; ema written). In place, adamw touches 16n distinct bytes and ema 8n (the
  * footprint KernelReport matches with a copy of the same working set).
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class OptimBenchmark extends BenchSupport {
     @Param({"1112801", "35746307"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     static final OptimKernels.AdamW HP = new OptimKernels.AdamW(1e-4, 0.95, 0.999, 1e-8, 1e-6);
 
@@ -53,20 +32,14 @@ public class OptimBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
+    @Override
+    void allocate() {
         long n = Long.parseLong(shape);
         param = normal(n);
         grad = normal(n);
         m = filled(1e-3f, n);
         v = filled(1e-4f, n);
         ema = normal(n);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
     }
 
     @Benchmark

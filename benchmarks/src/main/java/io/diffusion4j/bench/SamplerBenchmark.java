@@ -4,25 +4,12 @@ import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.SamplerKernels;
 import io.diffusion4j.kernels.VlbKernels;
-import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.tensor.Tensor;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The sampling and evaluation kernels of issue 5 on image batches "BxCxHxW" (Fashion-MNIST sampling batch 16,
@@ -35,18 +22,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * out), dpmSolverStep 20n (x_t, model output, previous x0 in; x0 and x_prev out), vlbTerms 12n (x0, x_t,
  * model output in), vlbPrior 4n (x0 in).
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 2, time = 1)
-@Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class SamplerBenchmark extends BenchSupport {
     @Param({"16x1x28x28", "128x3x32x32"})
     public String shape;
-
-    @Param({"cpu"})
-    public String backend;
 
     NativeSchedule schedule;
     Tensor x0, xt, out, xprev, prevX0, x0Out, threshold;
@@ -64,10 +42,9 @@ public class SamplerBenchmark extends BenchSupport {
         };
     }
 
-    @Setup(Level.Trial)
-    public void setup() {
-        open(backend);
-        schedule = own(NativeSchedule.of(NoiseSchedule.defaults()));
+    @Override
+    void allocate() {
+        schedule = defaultSchedule();
         long[] s = dims(shape);
         int batch = (int) s[0];
         int n = (int) Shapes.elements(s);
@@ -84,19 +61,12 @@ public class SamplerBenchmark extends BenchSupport {
         t = new int[batch];
         prev = new int[batch];
         last = new int[batch];
-        long[] seeds = new long[batch];
         for (int b = 0; b < batch; b++) {
             t[b] = 1 + r.nextInt(998);
             prev[b] = t[b] - 1;
             last[b] = t[b] + 1;
-            seeds[b] = b;
         }
-        noise = new DiffusionKernels.SampleNoise(seeds, new long[batch]);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        close();
+        noise = noisePerSample(batch);
     }
 
     @Benchmark
