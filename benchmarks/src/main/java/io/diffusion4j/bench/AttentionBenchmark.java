@@ -8,16 +8,16 @@ import org.openjdk.jmh.annotations.Param;
 
 /**
  * Multi-head attention forward (with the log-sum-exp saved for training) and backward, shape "BxLxHxD": batch
- * B, L tokens, H heads of D channels. Cases: the Fashion-MNIST model's attention at 7x7 (64 channels, one
- * head as attention_head_dim is unset) at batch 16 and 64, and ddpm-cifar10-32's at 16x16 (256 channels, one
- * head) at batch 8.
+ * B, L tokens, H heads of D channels. Cases: the Fashion-MNIST model's attention at 7x7 (64 channels in 8
+ * heads of 8: TrainCommand.defaultConfig() keeps UNet2DConfig's attention_head_dim 8) at batch 16 and 64, and
+ * ddpm-cifar10-32's at 16x16 (256 channels, one head: its attention_head_dim is null) at batch 8.
  *
  * <p>Work: forward 4 * B * H * L^2 * D FLOPs (q k^T and P v; the softmax's exponentials not counted), bytes
  * q, k, v, out (16BLHD); backward 10 * B * H * L^2 * D FLOPs (q k^T recomputed, dv = P^T dout, dP = dout v^T,
  * dq = dS k, dk = dS^T q), bytes q, k, v, out, dout, dq, dk, dv (32BLHD). lse ignored.
  */
 public class AttentionBenchmark extends BenchSupport {
-    @Param({"16x49x1x64", "64x49x1x64", "8x256x1x256"})
+    @Param({"16x49x8x8", "64x49x8x8", "8x256x1x256"})
     public String shape;
 
     AttentionShape s;
