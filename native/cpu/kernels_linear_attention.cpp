@@ -300,6 +300,41 @@ D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, con
         for (int64_t d = 0; d < D; ++d) o[r * HD + d] *= inv[r];
 }
 
+// Backward, shared by both paths. Row pass: for query rows [i0, i0 + R) of head
+// (b, h) with scores S in s and dP = dout v^T in dp (rows ld apart): stores
+// Dsum[i] = sum_d dout[i, d] out[i, d] and overwrites s with
+// dS = exp(S scale - lse[i]) (dP - Dsum[i]).
+D4J_INLINE void row_ds(const Attn &a, const float *out, const float *lse, const float *dout, int64_t b, int64_t h,
+                       int64_t i0, int64_t R, float *s, const float *dp, int64_t ld, float *dsum) {
+    const float *lse_bh = lse + (b * a.H + h) * a.L;
+    for (int64_t r = 0; r < R; ++r) {
+        const int64_t i = i0 + r;
+        const float *oi = out + a.at(b, i, h), *gi = dout + a.at(b, i, h);
+        float di = 0.0f;
+        for (int64_t d = 0; d < a.D; ++d) di += gi[d] * oi[d];
+        dsum[(b * a.H + h) * a.L + i] = di;
+        const float li = lse_bh[i];
+        float *sr = s + r * ld;
+        const float *dpr = dp + r * ld;
+        for (int64_t j = 0; j < a.L; ++j) sr[j] = exp_vec(sr[j] * a.scale - li) * (dpr[j] - di);  // dS
+    }
+}
+
+// Column pass: for R key rows with S^T in st and dP^T in dpt (rows ld apart):
+// st becomes P^T and dpt becomes dS^T.
+D4J_INLINE void col_p_ds(const Attn &a, const float *lse, const float *dsum, int64_t b, int64_t h, int64_t R,
+                         float *st, float *dpt, int64_t ld) {
+    const float *lse_bh = lse + (b * a.H + h) * a.L, *ds_bh = dsum + (b * a.H + h) * a.L;
+    for (int64_t r = 0; r < R; ++r) {
+        float *sr = st + r * ld, *dpr = dpt + r * ld;
+        for (int64_t i = 0; i < a.L; ++i) {
+            float p = exp_vec(sr[i] * a.scale - lse_bh[i]);
+            sr[i] = p;                          // P^T[j, i]
+            dpr[i] = p * (dpr[i] - ds_bh[i]);   // dS^T[j, i]
+        }
+    }
+}
+
 // Heads of at most kSmallD dimensions (diffusers' default attention_head_dim
 // is 8): the GEMM's 8 x 16 tiles would mostly multiply zero padding and its
 // packing would cost more than the products, so these heads run directly.
@@ -415,17 +450,7 @@ D4J_CLONES void attn_bwd_rows_small(const Attn &a, const float *q, const float *
     gather_rows16(a, k, b, h, kp);
     small_scores(q + a.at(b, i0, h), HD, R, D, kt, Lp, s);
     small_scores(dout + a.at(b, i0, h), HD, R, D, vt, Lp, dp);
-    const float *lse_bh = lse + (b * a.H + h) * L;
-    for (int64_t r = 0; r < R; ++r) {
-        const int64_t i = i0 + r;
-        const float *oi = out + a.at(b, i, h), *gi = dout + a.at(b, i, h);
-        float di = 0.0f;
-        for (int64_t d = 0; d < D; ++d) di += gi[d] * oi[d];
-        dsum[(b * a.H + h) * L + i] = di;
-        const float li = lse_bh[i];
-        float *sr = s + r * Lp, *dpr = dp + r * Lp;
-        for (int64_t j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] * a.scale - li) * (dpr[j] - di);  // dS
-    }
+    row_ds(a, out, lse, dout, b, h, i0, R, s, dp, Lp, dsum);
     small_rows_times(s, Lp, R, L, kp, [&](int64_t r, const float *t) {
         float *g = dq + a.at(b, i0 + r, h);
         for (int64_t d = 0; d < D; ++d) g[d] = t[d] * a.scale;
@@ -445,15 +470,7 @@ D4J_CLONES void attn_bwd_cols_small(const Attn &a, const float *q, const float *
     gather_rows16(a, dout, b, h, gp);
     small_scores(k + a.at(b, j0, h), HD, R, D, qt, Lp, st);
     small_scores(v + a.at(b, j0, h), HD, R, D, gt, Lp, dpt);
-    const float *lse_bh = lse + (b * a.H + h) * L, *ds_bh = dsum + (b * a.H + h) * L;
-    for (int64_t r = 0; r < R; ++r) {
-        float *sr = st + r * Lp, *dpr = dpt + r * Lp;
-        for (int64_t i = 0; i < L; ++i) {
-            float p = exp_vec(sr[i] * a.scale - lse_bh[i]);
-            sr[i] = p;                          // P^T[j, i]
-            dpr[i] = p * (dpr[i] - ds_bh[i]);   // dS^T[j, i]
-        }
-    }
+    col_p_ds(a, lse, dsum, b, h, R, st, dpt, Lp);
     small_rows_times(st, Lp, R, L, gp, [&](int64_t r, const float *t) {
         float *g = dv + a.at(b, j0 + r, h);
         for (int64_t d = 0; d < D; ++d) g[d] = t[d];
@@ -474,17 +491,7 @@ D4J_CLONES void attn_bwd_rows(const Attn &a, const float *q, const float *k, con
     float *dp = s + R * L;
     head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
     head_gemm(R, L, D, dout + a.at(b, i0, h), HD, 1, v + a.at(b, 0, h), 1, HD, dp, L);
-    const float *lse_bh = lse + (b * a.H + h) * L;
-    for (int64_t r = 0; r < R; ++r) {
-        const int64_t i = i0 + r;
-        const float *oi = out + a.at(b, i, h), *gi = dout + a.at(b, i, h);
-        float di = 0.0f;
-        for (int64_t d = 0; d < D; ++d) di += gi[d] * oi[d];
-        dsum[(b * a.H + h) * L + i] = di;
-        const float li = lse_bh[i];
-        float *sr = s + r * L, *dpr = dp + r * L;
-        for (int64_t j = 0; j < L; ++j) sr[j] = exp_vec(sr[j] * a.scale - li) * (dpr[j] - di);  // dS
-    }
+    row_ds(a, out, lse, dout, b, h, i0, R, s, dp, L, dsum);
     float *g = dq + a.at(b, i0, h);
     head_gemm(R, D, L, s, L, 1, k + a.at(b, 0, h), HD, 1, g, HD);
     for (int64_t r = 0; r < R; ++r)
@@ -503,15 +510,7 @@ D4J_CLONES void attn_bwd_cols(const Attn &a, const float *q, const float *k, con
     // same products in the same d order as the row pass: identical scores
     head_gemm(R, L, D, k + a.at(b, j0, h), HD, 1, q + a.at(b, 0, h), 1, HD, st, L);
     head_gemm(R, L, D, v + a.at(b, j0, h), HD, 1, dout + a.at(b, 0, h), 1, HD, dpt, L);
-    const float *lse_bh = lse + (b * a.H + h) * L, *ds_bh = dsum + (b * a.H + h) * L;
-    for (int64_t r = 0; r < R; ++r) {
-        float *sr = st + r * L, *dpr = dpt + r * L;
-        for (int64_t i = 0; i < L; ++i) {
-            float p = exp_vec(sr[i] * a.scale - lse_bh[i]);
-            sr[i] = p;                          // P^T[j, i]
-            dpr[i] = p * (dpr[i] - ds_bh[i]);   // dS^T[j, i]
-        }
-    }
+    col_p_ds(a, lse, dsum, b, h, R, st, dpt, L);
     head_gemm(R, D, L, st, L, 1, dout + a.at(b, 0, h), HD, 1, dv + a.at(b, j0, h), HD);
     float *g = dk + a.at(b, j0, h);
     head_gemm(R, D, L, dpt, L, 1, q + a.at(b, 0, h), HD, 1, g, HD);
