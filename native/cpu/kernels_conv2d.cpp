@@ -25,13 +25,16 @@
 // Where C_out (forward) or C_in (dX) has two or more panels, micro_kernel_2
 // computes two panels per tile, so each broadcast row value feeds two vectors.
 //
-// dW is a reduction over all N * H_out * W_out pixels. Tasks are (tap, range of
-// kRange pixels, group of input channels). A task walks its range in chunks of
-// kChunk pixels; without upsampling the kernels read the x rows of a chunk in
-// place, run by run (consecutive pixels of one output row have evenly spaced x
-// rows; rows in the padding are skipped), else it gathers them into a
-// contiguous buffer once; a 6 x 32 (or 6 x 16) micro-kernel runs over the
-// chunk for every output panel; each chunk sum (float registers) is added into
+// dW is a reduction over all N * H_out * W_out pixels. Tasks are (taps, range of
+// kRange pixels, group of input channels): without upsampling a task takes all
+// the taps, so a chunk's dy rows and its (overlapping) x rows are reused from
+// cache by every tap; with upsampling one tap. A task walks its range in chunks
+// of kChunk pixels; without upsampling the kernels read the x rows of a chunk
+// under a tap in place, run by run (consecutive pixels of one output row have
+// evenly spaced x rows; rows in the padding are skipped), else it gathers them
+// into a contiguous buffer once; a 12 x 32 (AVX-512 only), 6 x 32 or 6 x 16
+// micro-kernel runs over the chunk for every output panel; each chunk sum
+// (float registers, pixel order) is added into
 // the task's float64 partial, and the partials of the ranges are added in
 // range order at the end: the result depends on the range and chunk boundaries
 // only (fixed by the shape), never on the thread count, and the float64 carry
@@ -205,6 +208,98 @@ D4J_CLONES void dw_kernel_2(const Run *runs, int64_t nruns, int64_t xoff, int64_
     std::memcpy(out + 9 * kNR, &b4, sizeof(vrow));
     std::memcpy(out + 10 * kNR, &a5, sizeof(vrow));
     std::memcpy(out + 11 * kNR, &b5, sizeof(vrow));
+}
+
+// dw_kernel_2 on 2 kMR rows: out[r*2kNR + j] for r < 2 kMR, j < 2 kNR. 24 accumulators: AVX-512 registers
+// (used only where the CPU has AVX-512: the AVX2 clone would spill). Each dy vector pair feeds twice the rows
+// of dw_kernel_2, so a chunk's dy streams through the core half as often; per element the same products are
+// added in the same (pixel) order, so the bits equal those of two dw_kernel_2 calls.
+D4J_CLONES void dw_kernel_4(const Run *runs, int64_t nruns, int64_t xoff, int64_t lda, const float *dyb0, int64_t ldb,
+                            float *out) {
+    vrow a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7, a8, b8, a9, b9, a10, b10, a11, b11;
+    D4J_LOAD_ROW(a0, out + 0 * kNR);
+    D4J_LOAD_ROW(b0, out + 1 * kNR);
+    D4J_LOAD_ROW(a1, out + 2 * kNR);
+    D4J_LOAD_ROW(b1, out + 3 * kNR);
+    D4J_LOAD_ROW(a2, out + 4 * kNR);
+    D4J_LOAD_ROW(b2, out + 5 * kNR);
+    D4J_LOAD_ROW(a3, out + 6 * kNR);
+    D4J_LOAD_ROW(b3, out + 7 * kNR);
+    D4J_LOAD_ROW(a4, out + 8 * kNR);
+    D4J_LOAD_ROW(b4, out + 9 * kNR);
+    D4J_LOAD_ROW(a5, out + 10 * kNR);
+    D4J_LOAD_ROW(b5, out + 11 * kNR);
+    D4J_LOAD_ROW(a6, out + 12 * kNR);
+    D4J_LOAD_ROW(b6, out + 13 * kNR);
+    D4J_LOAD_ROW(a7, out + 14 * kNR);
+    D4J_LOAD_ROW(b7, out + 15 * kNR);
+    D4J_LOAD_ROW(a8, out + 16 * kNR);
+    D4J_LOAD_ROW(b8, out + 17 * kNR);
+    D4J_LOAD_ROW(a9, out + 18 * kNR);
+    D4J_LOAD_ROW(b9, out + 19 * kNR);
+    D4J_LOAD_ROW(a10, out + 20 * kNR);
+    D4J_LOAD_ROW(b10, out + 21 * kNR);
+    D4J_LOAD_ROW(a11, out + 22 * kNR);
+    D4J_LOAD_ROW(b11, out + 23 * kNR);
+    for (int64_t u = 0; u < nruns; ++u) {
+      const float *xa = runs[u].x + xoff, *dyb = dyb0 + runs[u].q * ldb;
+      for (int64_t q = 0; q < runs[u].n; ++q) {
+        const float *x = xa + q * lda;
+        vrow d0, d1;
+        D4J_LOAD_ROW(d0, dyb + q * ldb);
+        D4J_LOAD_ROW(d1, dyb + q * ldb + kNR);
+        const float x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3], x4 = x[4], x5 = x[5];
+        const float x6 = x[6], x7 = x[7], x8 = x[8], x9 = x[9], x10 = x[10], x11 = x[11];
+        a0 += x0 * d0;
+        b0 += x0 * d1;
+        a1 += x1 * d0;
+        b1 += x1 * d1;
+        a2 += x2 * d0;
+        b2 += x2 * d1;
+        a3 += x3 * d0;
+        b3 += x3 * d1;
+        a4 += x4 * d0;
+        b4 += x4 * d1;
+        a5 += x5 * d0;
+        b5 += x5 * d1;
+        a6 += x6 * d0;
+        b6 += x6 * d1;
+        a7 += x7 * d0;
+        b7 += x7 * d1;
+        a8 += x8 * d0;
+        b8 += x8 * d1;
+        a9 += x9 * d0;
+        b9 += x9 * d1;
+        a10 += x10 * d0;
+        b10 += x10 * d1;
+        a11 += x11 * d0;
+        b11 += x11 * d1;
+      }
+    }
+    std::memcpy(out + 0 * kNR, &a0, sizeof(vrow));
+    std::memcpy(out + 1 * kNR, &b0, sizeof(vrow));
+    std::memcpy(out + 2 * kNR, &a1, sizeof(vrow));
+    std::memcpy(out + 3 * kNR, &b1, sizeof(vrow));
+    std::memcpy(out + 4 * kNR, &a2, sizeof(vrow));
+    std::memcpy(out + 5 * kNR, &b2, sizeof(vrow));
+    std::memcpy(out + 6 * kNR, &a3, sizeof(vrow));
+    std::memcpy(out + 7 * kNR, &b3, sizeof(vrow));
+    std::memcpy(out + 8 * kNR, &a4, sizeof(vrow));
+    std::memcpy(out + 9 * kNR, &b4, sizeof(vrow));
+    std::memcpy(out + 10 * kNR, &a5, sizeof(vrow));
+    std::memcpy(out + 11 * kNR, &b5, sizeof(vrow));
+    std::memcpy(out + 12 * kNR, &a6, sizeof(vrow));
+    std::memcpy(out + 13 * kNR, &b6, sizeof(vrow));
+    std::memcpy(out + 14 * kNR, &a7, sizeof(vrow));
+    std::memcpy(out + 15 * kNR, &b7, sizeof(vrow));
+    std::memcpy(out + 16 * kNR, &a8, sizeof(vrow));
+    std::memcpy(out + 17 * kNR, &b8, sizeof(vrow));
+    std::memcpy(out + 18 * kNR, &a9, sizeof(vrow));
+    std::memcpy(out + 19 * kNR, &b9, sizeof(vrow));
+    std::memcpy(out + 20 * kNR, &a10, sizeof(vrow));
+    std::memcpy(out + 21 * kNR, &b10, sizeof(vrow));
+    std::memcpy(out + 22 * kNR, &a11, sizeof(vrow));
+    std::memcpy(out + 23 * kNR, &b11, sizeof(vrow));
 }
 
 D4J_CLONES void dw_kernel_1(const Run *runs, int64_t nruns, int64_t xoff, int64_t lda, const float *dyb0, int64_t ldb,
@@ -1287,12 +1382,15 @@ void dw_upsample(ThreadPool &pool, const Geom &g, const float *x, const float *d
 
 // dweight[tap][ci][co] += sum over pixels q of u(q, tap)[ci] * dy[q][co]
 //
-// Tasks are (tap, pixel range of kRange, channel group). A task walks its
-// range in chunks of kChunk pixels: it gathers the chunk's x rows under its tap
-// (its channel group only) into a contiguous pixel-major buffer, once for all
-// output panels, and runs the micro-kernels over it; chunk sums (float) go into
-// the task's float64 partial. The partials of the ranges are then added in
-// range order. Range and chunk boundaries depend on the shape only.
+// Tasks are (taps, pixel range of kRange, channel group): all taps without
+// upsampling, else one. A task walks its range in chunks of kChunk pixels and,
+// per chunk, its taps in order: it finds the chunk's x rows under the tap (runs
+// read in place; gathered with upsampling, its channel group only, once for all
+// output panels) and runs the micro-kernels over them; chunk sums (float) go
+// into the tap's float64 partial of the range. The partials of the ranges are
+// then added in range order. Range and chunk boundaries depend on the shape
+// only; which taps or channels share a task, and the tile height (6 or 12),
+// never change an element's summation order.
 void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy, float *dweight) {
     const int taps = g.k * g.k;
     if (g.c_out == 1) {
@@ -1312,24 +1410,31 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
     const int panels = (int)ceil_div(g.c_out, kNR);
     const int64_t ranges = ceil_div(P, kRange);
     const int64_t ci_tiles = ceil_div(g.c_in, kMR);
-    // few (tap, range) pairs: split the input channels too, so both threads get work
-    const int64_t cgroups = std::min<int64_t>(ci_tiles, ceil_div(kMinDwTasks, taps * ranges));
+    // Without upsampling a task takes all the taps of its (range, channel group): per chunk the dy rows are read
+    // once from memory and then from cache for every tap, and the x rows of the taps overlap (shifted by a pixel
+    // or a row). b64 @28 C_out = 32: -18 to -29% dW time against one tap per task. The upsampled (gathered)
+    // path keeps one tap per task.
+    const bool direct_x = !g.upsample2x;
+    const int tpg = direct_x ? taps : 1;  // taps per task
+    const int tgroups = (int)ceil_div(taps, tpg);
+    // few (tap group, range) pairs: split the input channels too, so both threads get work
+    const int64_t cgroups = std::min<int64_t>(ci_tiles, ceil_div(kMinDwTasks, tgroups * ranges));
     const int64_t tiles_per_group = ceil_div(ci_tiles, cgroups);
-    const int64_t tasks = (int64_t)taps * ranges * cgroups;
+    const int64_t tasks = (int64_t)tgroups * ranges * cgroups;
     const int64_t wsize = (int64_t)g.c_in * g.c_out;
     thread_local std::vector<double> partial_ws;
     if ((int64_t)partial_ws.size() < taps * ranges * wsize) partial_ws.resize((size_t)(taps * ranges * wsize));
     double *partial = partial_ws.data();  // [tap][range][ci][co]
     const bool direct_dy = g.c_out % kNR == 0;
-    // without upsampling the x rows of consecutive pixels of one output row are evenly spaced (stride * C_in):
-    // the kernels read them in place, run by run, instead of from a gathered copy
-    const bool direct_x = !g.upsample2x;
+    // without upsampling (direct_x) the x rows of consecutive pixels of one output row are evenly spaced
+    // (stride * C_in): the kernels read them in place, run by run, instead of from a gathered copy
     const int64_t ldc = (int64_t)panels * kNR;
+    // 12 x 32 tiles (dw_kernel_4) need the 32 AVX-512 registers; the bits are those of 6 x 32 tiles
+    static const bool wide = __builtin_cpu_supports("avx512f");
     run_tasks(pool, tasks, work_of(P, (int64_t)taps * g.c_in, g.c_out), [&](int64_t task) {
         const int64_t cg = task % cgroups;
         const int64_t rg = (task / cgroups) % ranges;
-        const int t = (int)(task / cgroups / ranges);
-        const int kh = t / g.k, kw = t % g.k;
+        const int t_begin = (int)(task / cgroups / ranges) * tpg, t_end = std::min(taps, t_begin + tpg);
         const int64_t c0 = cg * tiles_per_group * kMR;
         const int64_t c1 = std::min<int64_t>(g.c_in, c0 + tiles_per_group * kMR);
         if (c0 >= c1) return;
@@ -1343,73 +1448,19 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
             if ((int64_t)dyc_ws.size() < kChunk * ldc) dyc_ws.resize((size_t)(kChunk * ldc));
             dyc = dyc_ws.data();
         }
-        double *part = partial + ((int64_t)t * ranges + rg) * wsize;
-        for (int64_t ci = c0; ci < c1; ++ci)
-            for (int co = 0; co < g.c_out; ++co) part[ci * g.c_out + co] = 0.0;
-        float acc[kMR * 2 * kNR];
+        for (int t = t_begin; t < t_end; ++t) {
+            double *part = partial + ((int64_t)t * ranges + rg) * wsize;
+            for (int64_t ci = c0; ci < c1; ++ci)
+                for (int co = 0; co < g.c_out; ++co) part[ci * g.c_out + co] = 0.0;
+        }
+        float acc[2 * kMR * 2 * kNR];
         Run runs[kChunk];
         const int64_t ldx = (int64_t)g.stride * g.c_in;
-        // output columns whose tap column kw lands inside the image: [ow_lo, ow_hi) (no upsampling)
-        const int64_t ow_lo = std::min<int64_t>(g.w_out, ceil_div(std::max(0, g.pad_left - kw), g.stride));
-        const int64_t ow_hi = std::min<int64_t>(g.w_out, ceil_div(std::max(0, g.w + g.pad_left - kw), g.stride));
         // in place: full tiles of kMR channels; the last partial tile is gathered (no read past a row's end)
         const int64_t full = direct_x ? width / kMR * kMR : lda;
         const int64_t q_end = std::min(P, (rg + 1) * kRange);
         for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
             const int64_t count = std::min(kChunk, q_end - q0);
-            int64_t b = q0 / HWo, rem = q0 % HWo;
-            int64_t oh = rem / g.w_out, ow = rem % g.w_out;
-            int64_t nruns = 0;
-            if (direct_x) {
-                // one run per output row segment of the chunk: the pixels whose tap lands inside the image
-                for (int64_t q = 0; q < count;) {
-                    const int64_t seg = std::min(count - q, (int64_t)g.w_out - ow);
-                    const int64_t ih = oh * g.stride - g.pad_top + kh;
-                    const int64_t lo = std::max(ow, ow_lo), hi = std::min(ow + seg, ow_hi);
-                    if (ih >= 0 && ih < g.h && lo < hi) {
-                        const float *row = x + ((b * g.h + ih) * g.w + lo * g.stride - g.pad_left + kw) * g.c_in;
-                        const int64_t rq = q + (lo - ow);
-                        Run *last = nruns ? &runs[nruns - 1] : nullptr;
-                        if (last && last->q + last->n == rq && last->x + last->n * ldx == row) last->n += hi - lo;
-                        else runs[nruns++] = Run{rq, hi - lo, row};
-                    }
-                    q += seg;
-                    ow += seg;
-                    if (ow == g.w_out) {
-                        ow = 0;
-                        if (++oh == g.h_out) {
-                            oh = 0;
-                            ++b;
-                        }
-                    }
-                }
-            } else {
-                for (int64_t q = 0; q < count; ++q) {
-                    const float *row = x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
-                    float *dst = xa + q * lda;
-                    if (row) std::memcpy(dst, row + c0, (size_t)width * sizeof(float));
-                    else std::memset(dst, 0, (size_t)width * sizeof(float));
-                    for (int64_t c = width; c < lda; ++c) dst[c] = 0.0f;
-                    if (++ow == g.w_out) {
-                        ow = 0;
-                        if (++oh == g.h_out) {
-                            oh = 0;
-                            ++b;
-                        }
-                    }
-                }
-            }
-            if (direct_x && full < width) {
-                // the partial tile: columns [full, width) of every row, zero padded to kMR, zero rows outside the image
-                for (int64_t q = 0; q < count; ++q)
-                    for (int c = 0; c < kMR; ++c) xa[q * kMR + c] = 0.0f;
-                for (int64_t u = 0; u < nruns; ++u)
-                    for (int64_t i = 0; i < runs[u].n; ++i) {
-                        const float *src = runs[u].x + i * ldx + c0 + full;
-                        float *dst = xa + (runs[u].q + i) * kMR;
-                        for (int64_t c = 0; c < width - full; ++c) dst[c] = src[c];
-                    }
-            }
             const float *dyb = dy + q0 * g.c_out;
             int64_t ldb = g.c_out;
             if (!direct_dy) {
@@ -1421,27 +1472,100 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
                 dyb = dyc;
                 ldb = ldc;
             }
-            for (int64_t r0 = 0; r0 < width; r0 += kMR) {
-                const int rows = (int)std::min<int64_t>(kMR, width - r0);
-                const bool in_place = r0 < full && direct_x;
-                for (int p = 0; p < panels; p += 2) {
-                    const int w = p + 1 < panels ? 2 * kNR : kNR;
-                    std::fill(acc, acc + kMR * w, 0.0f);
-                    if (in_place) {
-                        // zero rows (taps in the padding) are skipped: they add nothing to a finite sum
-                        if (w == 2 * kNR) dw_kernel_2(runs, nruns, c0 + r0, ldx, dyb + (int64_t)p * kNR, ldb, acc);
-                        else dw_kernel_1(runs, nruns, c0 + r0, ldx, dyb + (int64_t)p * kNR, ldb, acc);
-                    } else {
-                        const Run all{0, count, direct_x ? xa : xa + r0};
-                        const int64_t ld = direct_x ? kMR : lda;
-                        if (w == 2 * kNR) dw_kernel_2(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
-                        else dw_kernel_1(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
+            for (int t = t_begin; t < t_end; ++t) {
+                const int kh = t / g.k, kw = t % g.k;
+                double *part = partial + ((int64_t)t * ranges + rg) * wsize;
+                // output columns whose tap column kw lands inside the image: [ow_lo, ow_hi) (no upsampling)
+                const int64_t ow_lo = std::min<int64_t>(g.w_out, ceil_div(std::max(0, g.pad_left - kw), g.stride));
+                const int64_t ow_hi =
+                    std::min<int64_t>(g.w_out, ceil_div(std::max(0, g.w + g.pad_left - kw), g.stride));
+                int64_t b = q0 / HWo, rem = q0 % HWo;
+                int64_t oh = rem / g.w_out, ow = rem % g.w_out;
+                int64_t nruns = 0;
+                if (direct_x) {
+                    // one run per output row segment of the chunk: the pixels whose tap lands inside the image
+                    for (int64_t q = 0; q < count;) {
+                        const int64_t seg = std::min(count - q, (int64_t)g.w_out - ow);
+                        const int64_t ih = oh * g.stride - g.pad_top + kh;
+                        const int64_t lo = std::max(ow, ow_lo), hi = std::min(ow + seg, ow_hi);
+                        if (ih >= 0 && ih < g.h && lo < hi) {
+                            const float *row = x + ((b * g.h + ih) * g.w + lo * g.stride - g.pad_left + kw) * g.c_in;
+                            const int64_t rq = q + (lo - ow);
+                            Run *last = nruns ? &runs[nruns - 1] : nullptr;
+                            if (last && last->q + last->n == rq && last->x + last->n * ldx == row) last->n += hi - lo;
+                            else runs[nruns++] = Run{rq, hi - lo, row};
+                        }
+                        q += seg;
+                        ow += seg;
+                        if (ow == g.w_out) {
+                            ow = 0;
+                            if (++oh == g.h_out) {
+                                oh = 0;
+                                ++b;
+                            }
+                        }
                     }
-                    const int cols = std::min(w, g.c_out - p * kNR);
-                    for (int r = 0; r < rows; ++r) {
-                        double *dst = part + (c0 + r0 + r) * g.c_out + (int64_t)p * kNR;
-                        const float *src = acc + r * w;
-                        for (int j = 0; j < cols; ++j) dst[j] += (double)src[j];
+                } else {
+                    for (int64_t q = 0; q < count; ++q) {
+                        const float *row =
+                            x_row(g, x, b, oh * g.stride - g.pad_top + kh, ow * g.stride - g.pad_left + kw);
+                        float *dst = xa + q * lda;
+                        if (row) std::memcpy(dst, row + c0, (size_t)width * sizeof(float));
+                        else std::memset(dst, 0, (size_t)width * sizeof(float));
+                        for (int64_t c = width; c < lda; ++c) dst[c] = 0.0f;
+                        if (++ow == g.w_out) {
+                            ow = 0;
+                            if (++oh == g.h_out) {
+                                oh = 0;
+                                ++b;
+                            }
+                        }
+                    }
+                }
+                if (direct_x && full < width) {
+                    // the partial tile: columns [full, width) of every row, zero padded to kMR, zero rows outside
+                    // the image
+                    for (int64_t q = 0; q < count; ++q)
+                        for (int c = 0; c < kMR; ++c) xa[q * kMR + c] = 0.0f;
+                    for (int64_t u = 0; u < nruns; ++u)
+                        for (int64_t i = 0; i < runs[u].n; ++i) {
+                            const float *src = runs[u].x + i * ldx + c0 + full;
+                            float *dst = xa + (runs[u].q + i) * kMR;
+                            for (int64_t c = 0; c < width - full; ++c) dst[c] = src[c];
+                        }
+                }
+                for (int64_t r0 = 0, step; r0 < width; r0 += step) {
+                    // two in-place tiles at once where the CPU has the registers for it (same bits either way)
+                    step = wide && direct_x && r0 + 2 * kMR <= full ? 2 * kMR : kMR;
+                    const int rows = (int)std::min<int64_t>(step, width - r0);
+                    const bool in_place = r0 < full && direct_x;
+                    for (int p = 0; p < panels; p += 2) {
+                        const int w = p + 1 < panels ? 2 * kNR : kNR;
+                        std::fill(acc, acc + step * w, 0.0f);
+                        const float *dyp = dyb + (int64_t)p * kNR;
+                        if (step == 2 * kMR) {
+                            if (w == 2 * kNR) {
+                                dw_kernel_4(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
+                            } else {
+                                dw_kernel_1(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
+                                dw_kernel_1(runs, nruns, c0 + r0 + kMR, ldx, dyp, ldb, acc + kMR * w);
+                            }
+                        } else if (in_place) {
+                            // zero rows (taps in the padding) are skipped: they add nothing to a finite sum
+                            if (w == 2 * kNR) dw_kernel_2(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
+                            else dw_kernel_1(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
+                        } else {
+                            const Run all{0, count, direct_x ? xa : xa + r0};
+                            const int64_t ld = direct_x ? kMR : lda;
+                            if (w == 2 * kNR) dw_kernel_2(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
+                            else dw_kernel_1(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
+                        }
+                        const int cols = std::min(w, g.c_out - p * kNR);
+                        for (int r = 0; r < rows; ++r) {
+                            double *dst = part + (c0 + r0 + r) * g.c_out + (int64_t)p * kNR;
+                            const float *src = acc + r * w;
+                            for (int j = 0; j < cols; ++j) dst[j] += (double)src[j];
+                        }
                     }
                 }
             }
