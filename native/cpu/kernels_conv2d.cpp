@@ -33,7 +33,8 @@
 // under a tap in place, run by run (consecutive pixels of one output row have
 // evenly spaced x rows; rows in the padding are skipped), else it gathers them
 // into a contiguous buffer once; a 12 x 32 (AVX-512 only), 6 x 32 or 6 x 16
-// micro-kernel runs over the chunk for every output panel; each chunk sum
+// micro-kernel runs over the chunk for every output panel (in place, the last
+// channel tile overlaps the one before instead of being copied); each chunk sum
 // (float registers, pixel order) is added into
 // the task's float64 partial, and the partials of the ranges are added in
 // range order at the end: the result depends on the range and chunk boundaries
@@ -1456,8 +1457,10 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         float acc[2 * kMR * 2 * kNR];
         Run runs[kChunk];
         const int64_t ldx = (int64_t)g.stride * g.c_in;
-        // in place: full tiles of kMR channels; the last partial tile is gathered (no read past a row's end)
-        const int64_t full = direct_x ? width / kMR * kMR : lda;
+        // in place (direct_x) when the group has at least kMR channels: the tiles cover [0, width), the last one
+        // ending at width and overlapping the one before (its rows already stored are computed again, not stored:
+        // no read passes a row's end and no copy is made); else the group is gathered (zero padded to kMR)
+        const int64_t full = direct_x ? (width >= kMR ? width : 0) : lda;
         const int64_t q_end = std::min(P, (rg + 1) * kRange);
         for (int64_t q0 = rg * kRange; q0 < q_end; q0 += kChunk) {
             const int64_t count = std::min(kChunk, q_end - q0);
@@ -1523,8 +1526,8 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
                     }
                 }
                 if (direct_x && full < width) {
-                    // the partial tile: columns [full, width) of every row, zero padded to kMR, zero rows outside
-                    // the image
+                    // a group of fewer than kMR channels: its columns of every row, zero padded to kMR, zero rows
+                    // outside the image
                     for (int64_t q = 0; q < count; ++q)
                         for (int c = 0; c < kMR; ++c) xa[q * kMR + c] = 0.0f;
                     for (int64_t u = 0; u < nruns; ++u)
@@ -1534,39 +1537,51 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
                             for (int64_t c = 0; c < width - full; ++c) dst[c] = src[c];
                         }
                 }
-                for (int64_t r0 = 0, step; r0 < width; r0 += step) {
-                    // two in-place tiles at once where the CPU has the registers for it (same bits either way)
-                    step = wide && direct_x && r0 + 2 * kMR <= full ? 2 * kMR : kMR;
-                    const int rows = (int)std::min<int64_t>(step, width - r0);
-                    const bool in_place = r0 < full && direct_x;
+                for (int64_t r0 = 0; r0 < width;) {
+                    // tile: channels [s, s + h) computed, [r0, end) stored; 12 rows at once where the CPU has
+                    // the registers for it. Every element keeps its summation order whatever the tile.
+                    int64_t s0 = r0;
+                    int h = kMR;
+                    const bool in_place = direct_x && full == width;
+                    if (in_place) {
+                        const int64_t rem = width - r0;
+                        if (wide && (rem >= 2 * kMR || (rem > kMR && width >= 2 * kMR))) {
+                            h = 2 * kMR;
+                            s0 = std::min(r0, width - 2 * kMR);
+                        } else {
+                            s0 = std::min(r0, width - kMR);
+                        }
+                    }
+                    const int64_t end = std::min(width, s0 + h);
                     for (int p = 0; p < panels; p += 2) {
                         const int w = p + 1 < panels ? 2 * kNR : kNR;
-                        std::fill(acc, acc + step * w, 0.0f);
+                        std::fill(acc, acc + h * w, 0.0f);
                         const float *dyp = dyb + (int64_t)p * kNR;
-                        if (step == 2 * kMR) {
+                        // (in place, zero rows (taps in the padding) are skipped: they add nothing to a finite sum)
+                        if (in_place && h == 2 * kMR) {
                             if (w == 2 * kNR) {
-                                dw_kernel_4(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
+                                dw_kernel_4(runs, nruns, c0 + s0, ldx, dyp, ldb, acc);
                             } else {
-                                dw_kernel_1(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
-                                dw_kernel_1(runs, nruns, c0 + r0 + kMR, ldx, dyp, ldb, acc + kMR * w);
+                                dw_kernel_1(runs, nruns, c0 + s0, ldx, dyp, ldb, acc);
+                                dw_kernel_1(runs, nruns, c0 + s0 + kMR, ldx, dyp, ldb, acc + kMR * w);
                             }
                         } else if (in_place) {
-                            // zero rows (taps in the padding) are skipped: they add nothing to a finite sum
-                            if (w == 2 * kNR) dw_kernel_2(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
-                            else dw_kernel_1(runs, nruns, c0 + r0, ldx, dyp, ldb, acc);
+                            if (w == 2 * kNR) dw_kernel_2(runs, nruns, c0 + s0, ldx, dyp, ldb, acc);
+                            else dw_kernel_1(runs, nruns, c0 + s0, ldx, dyp, ldb, acc);
                         } else {
                             const Run all{0, count, direct_x ? xa : xa + r0};
                             const int64_t ld = direct_x ? kMR : lda;
-                            if (w == 2 * kNR) dw_kernel_2(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
-                            else dw_kernel_1(&all, 1, 0, ld, dyb + (int64_t)p * kNR, ldb, acc);
+                            if (w == 2 * kNR) dw_kernel_2(&all, 1, 0, ld, dyp, ldb, acc);
+                            else dw_kernel_1(&all, 1, 0, ld, dyp, ldb, acc);
                         }
                         const int cols = std::min(w, g.c_out - p * kNR);
-                        for (int r = 0; r < rows; ++r) {
-                            double *dst = part + (c0 + r0 + r) * g.c_out + (int64_t)p * kNR;
-                            const float *src = acc + r * w;
+                        for (int64_t ch = r0; ch < end; ++ch) {
+                            double *dst = part + (c0 + ch) * g.c_out + (int64_t)p * kNR;
+                            const float *src = acc + (ch - s0) * w;
                             for (int j = 0; j < cols; ++j) dst[j] += (double)src[j];
                         }
                     }
+                    r0 = end;
                 }
             }
         }
