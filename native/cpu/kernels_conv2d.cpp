@@ -1437,8 +1437,14 @@ void conv2d_dw(ThreadPool &pool, const Geom &g, const float *x, const float *dy,
         const int64_t rg = (task / cgroups) % ranges;
         const int t_begin = (int)(task / cgroups / ranges) * tpg, t_end = std::min(taps, t_begin + tpg);
         const int64_t c0 = cg * tiles_per_group * kMR;
-        const int64_t c1 = std::min<int64_t>(g.c_in, c0 + tiles_per_group * kMR);
+        int64_t c1 = std::min<int64_t>(g.c_in, c0 + tiles_per_group * kMR);
         if (c0 >= c1) return;
+        if (direct_x) {
+            // in place, a last group of fewer than kMR channels joins the one before (whose last tile then
+            // overlaps instead of a gathered copy); the channels a task owns never change an element's sum
+            if (cg > 0 && g.c_in - c0 < kMR) return;
+            if (g.c_in - c1 < kMR) c1 = g.c_in;
+        }
         const int64_t width = c1 - c0, lda = ceil_div(width, kMR) * kMR;
         thread_local std::vector<float> xa_ws, dyc_ws;
         const int64_t xa_size = direct_x ? kChunk * kMR : kChunk * lda;
