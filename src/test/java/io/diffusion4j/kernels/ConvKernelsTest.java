@@ -45,8 +45,11 @@ class ConvKernelsTest {
             Conv2dSpec.upsample3x3(), new Conv2dSpec(1, 2, 0, 0, 0, 0, false), new Conv2dSpec(3, 2, 2, 0, 1, 2, true),
             new Conv2dSpec(3, 1, 0, 0, 0, 0, false));
 
-    /** {n, h, w, cIn, cOut}: odd channel counts and spatial sizes, N = 1 and 3. */
-    static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {3, 9, 5, 13, 19}, {1, 7, 9, 19, 3}, {3, 5, 5, 5, 13}};
+    /**
+     * {n, h, w, cIn, cOut}: odd channel counts and spatial sizes, N = 1 and 3; the last has 53 input channels (one
+     * dW pixel range split into channel groups that reach the 12-row AVX-512 dW tile and its overlapping tail).
+     */
+    static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {3, 9, 5, 13, 19}, {1, 7, 9, 19, 3}, {3, 5, 5, 5, 13}, {1, 9, 7, 53, 37}};
 
     @BeforeAll
     static void open() {
