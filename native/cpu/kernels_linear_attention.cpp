@@ -280,20 +280,28 @@ D4J_INLINE double softmax_row(float *sr, int64_t L, float &max_out) {
     return (s4[0] + s4[1]) + (s4[2] + s4[3]);
 }
 
+// Forward, shared by both paths: the R score rows of query rows [i0, i0 + R) of
+// head (b, h) (rows ld apart) scaled and exponentiated in place; inv[r] = 1 /
+// row sum, and lse (when not null) = max + log(row sum).
+D4J_INLINE void softmax_rows(const Attn &a, int64_t b, int64_t h, int64_t i0, int64_t R, float *s, int64_t ld,
+                             float *inv, float *lse) {
+    for (int64_t r = 0; r < R; ++r) {
+        float *sr = s + r * ld;
+        for (int64_t j = 0; j < a.L; ++j) sr[j] *= a.scale;
+        float m;
+        const double sum = softmax_row(sr, a.L, m);
+        inv[r] = (float)(1.0 / sum);
+        if (lse) lse[(b * a.H + h) * a.L + i0 + r] = m + (float)std::log(sum);
+    }
+}
+
 D4J_CLONES void attn_fwd_rows(const Attn &a, const float *q, const float *k, const float *v, int64_t b, int64_t h,
                               int64_t i0, int64_t i1, float *out, float *lse) {
     const int64_t L = a.L, D = a.D, HD = a.H * a.D, R = i1 - i0;
     float *s = attn_workspace((size_t)(R * L));
     float inv[kRows];
     head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
-    for (int64_t r = 0; r < R; ++r) {
-        float *sr = s + r * L;
-        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
-        float m;
-        const double sum = softmax_row(sr, L, m);
-        inv[r] = (float)(1.0 / sum);
-        if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
-    }
+    softmax_rows(a, b, h, i0, R, s, L, inv, lse);
     float *o = out + a.at(b, i0, h);
     head_gemm(R, D, L, s, L, 1, v + a.at(b, 0, h), HD, 1, o, HD);
     for (int64_t r = 0; r < R; ++r)
@@ -424,14 +432,7 @@ D4J_CLONES void attn_fwd_small(const Attn &a, const float *q, const float *k, co
     gather_rows16(a, v, b, h, vp);
     small_scores(q + a.at(b, i0, h), HD, R, D, kt, Lp, s);
     float inv[kRows];
-    for (int64_t r = 0; r < R; ++r) {
-        float *sr = s + r * Lp;
-        for (int64_t j = 0; j < L; ++j) sr[j] *= a.scale;
-        float m;
-        const double sum = softmax_row(sr, L, m);
-        inv[r] = (float)(1.0 / sum);
-        if (lse) lse[(b * a.H + h) * L + i0 + r] = m + (float)std::log(sum);
-    }
+    softmax_rows(a, b, h, i0, R, s, Lp, inv, lse);
     small_rows_times(s, Lp, R, L, vp, [&](int64_t r, const float *t) {
         float *o = out + a.at(b, i0 + r, h);
         for (int64_t d = 0; d < D; ++d) o[d] = t[d] * inv[r];
