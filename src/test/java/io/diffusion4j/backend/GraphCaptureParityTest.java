@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.kernels.DiffusionKernels;
@@ -17,6 +16,7 @@ import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.DeviceBackends;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.lang.foreign.Arena;
@@ -43,15 +43,6 @@ import org.junit.jupiter.params.provider.EnumSource;
 class GraphCaptureParityTest {
     static final int OK = 0, INVALID_ARGUMENT = 1, INVALID_HANDLE = 2, UNSUPPORTED = 7;
     static final NoiseSchedule SCHEDULE = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
-
-    static Backend device(BackendKind kind) {
-        try {
-            return Backend.open(kind);
-        } catch (D4jException.BackendUnavailableException e) {
-            assumeTrue(false, "backend " + kind.cliName() + " is unavailable: " + e.getMessage());
-            return null;
-        }
-    }
 
     static String lastError() {
         return d4j_h.d4j_last_error().reinterpret(4096).getString(0);
@@ -84,7 +75,7 @@ class GraphCaptureParityTest {
     void recordedCallsRunOnLaunchWithTheirHostArgumentsAsRecorded(BackendKind kind) {
         TestRandom r = TestRandom.fresh();
         int batch = 3, n = 37;
-        try (Backend be = device(kind); NativeSchedule ns = NativeSchedule.of(SCHEDULE)) {
+        try (Backend be = DeviceBackends.openOrSkip(kind); NativeSchedule ns = NativeSchedule.of(SCHEDULE)) {
             long startBytes = be.liveBytes(), startBuffers = be.liveBuffers();
             float[] xs = r.gaussians(batch * n, 1.0), os = r.gaussians(batch * n, 1.0);
             int[] t = {999, 500, 1}, prev = {998, 499, 0};
@@ -153,7 +144,7 @@ class GraphCaptureParityTest {
     @ParameterizedTest
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void captureRefusesAllocationFreesSynchronousCallsAndHostResults(BackendKind kind) {
-        try (Backend be = device(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 7);
+        try (Backend be = DeviceBackends.openOrSkip(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 7);
              Tensor victim = Tensor.allocate(be, DType.FLOAT32, 3)) {
             a.fill(0f);
             long bytes = be.liveBytes(), buffers = be.liveBuffers();
@@ -206,7 +197,7 @@ class GraphCaptureParityTest {
     @ParameterizedTest
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void otherThreadsWaitForTheCaptureAndAreNotRecorded(BackendKind kind) throws Exception {
-        try (Backend be = device(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 5);
+        try (Backend be = DeviceBackends.openOrSkip(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 5);
              Tensor b = Tensor.allocate(be, DType.FLOAT32, 5)) {
             a.fill(0f);
             b.fill(0f);
@@ -237,7 +228,7 @@ class GraphCaptureParityTest {
     @ParameterizedTest
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void aFailingRecordedCallOrBodyDiscardsTheCapture(BackendKind kind) {
-        try (Backend be = device(kind); Tensor q = Tensor.allocate(be, DType.FLOAT32, 4097);
+        try (Backend be = DeviceBackends.openOrSkip(kind); Tensor q = Tensor.allocate(be, DType.FLOAT32, 4097);
              Tensor out = Tensor.allocate(be, DType.FLOAT32, 4097)) {
             long bytes = be.liveBytes();
             assertEquals(OK, d4j_h.d4j_capture_begin(be.handle()));
@@ -267,7 +258,7 @@ class GraphCaptureParityTest {
     @ParameterizedTest
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void graphHandlesAreValidatedAndPinTheirBuffers(BackendKind kind) {
-        try (Backend be = device(kind); Arena arena = Arena.ofConfined()) {
+        try (Backend be = DeviceBackends.openOrSkip(kind); Arena arena = Arena.ofConfined()) {
             long bytes = be.liveBytes(), buffers = be.liveBuffers();
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS), l = arena.allocate(ValueLayout.JAVA_LONG);
             assertEquals(INVALID_ARGUMENT, d4j_h.d4j_graph_launch(MemorySegment.NULL));

@@ -5,16 +5,15 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
+import io.diffusion4j.testutil.DeviceBackends;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.ArrayList;
@@ -34,15 +33,6 @@ import org.junit.jupiter.params.provider.EnumSource;
 class SamplerGraphParityTest {
     static final NoiseSchedule SCHEDULE = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
 
-    static Backend device(BackendKind kind) {
-        try {
-            return Backend.open(kind);
-        } catch (D4jException.BackendUnavailableException e) {
-            assumeTrue(false, "backend " + kind.cliName() + " is unavailable: " + e.getMessage());
-            return null;
-        }
-    }
-
     static List<SamplerScheduler> schedulers() {
         return List.of(
                 new DdpmScheduler(PredictionType.EPSILON, VarianceType.FIXED_SMALL, true, 1.0, null,
@@ -57,7 +47,7 @@ class SamplerGraphParityTest {
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void capturedRunEqualsStepByStepRun(BackendKind kind) {
         long seed = TestRandom.fresh().nextLong();
-        try (Backend be = device(kind); UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), seed)) {
+        try (Backend be = DeviceBackends.openOrSkip(kind); UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), seed)) {
             for (SamplerScheduler s : schedulers()) {
                 int steps = s instanceof DpmSolverScheduler ? 3 : 2;
                 String ctx = kind + " " + s.name() + ", seed " + seed;

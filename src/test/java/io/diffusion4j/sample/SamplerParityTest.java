@@ -1,10 +1,8 @@
 package io.diffusion4j.sample;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.SamplerKernels;
 import io.diffusion4j.model.UNet2DModel;
@@ -13,6 +11,7 @@ import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.DeviceBackends;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
@@ -44,15 +43,6 @@ class SamplerParityTest {
         cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
-        try {
-            return Backend.open(kind);
-        } catch (D4jException.BackendUnavailableException e) {
-            assumeTrue(false, "backend " + kind.cliName() + " is unavailable: " + e.getMessage());
-            return null;
-        }
-    }
-
     record KernelOut(float[] threshold, float[] x0, float[] xPrev) {}
 
     static KernelOut kernels(Backend be, PredictionType p, float[] x, float[] o, float[] m1, int[] t, int[] prev,
@@ -72,7 +62,7 @@ class SamplerParityTest {
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void kernelsMatchCpu(BackendKind kind) {
         TestRandom r = TestRandom.fresh();
-        try (Backend dev = device(kind)) {
+        try (Backend dev = DeviceBackends.openOrSkip(kind)) {
             for (int[] shape : new int[][] {{3, 13 * 7}, {2, 28 * 28 + 3}, {1, 1}}) {
                 int batch = shape[0], n = shape[1];
                 float[] x = r.gaussians(batch * n, 1.5), o = r.gaussians(batch * n, 1.0), m1 = r.gaussians(batch * n, 1.0);
@@ -99,7 +89,7 @@ class SamplerParityTest {
     @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
     void samplingLoopMatchesCpu(BackendKind kind) {
         long seed = TestRandom.fresh().nextLong();
-        try (Backend dev = device(kind)) {
+        try (Backend dev = DeviceBackends.openOrSkip(kind)) {
             float[] params;
             try (UNet2DModel m = new UNet2DModel(cpu, SamplerTest.tinyConfig(), seed)) {
                 params = m.flatParameters();
@@ -129,7 +119,7 @@ class SamplerParityTest {
                         true, false, DpmSolverScheduler.FinalSigmas.ZERO),
                 new DdimScheduler(PredictionType.SAMPLE, 0.5f, false, 1.0, new Thresholding(0.9, 2f),
                         TimestepSpacing.TRAILING, 0, true, false));
-        try (Backend dev = device(kind); UNet2DModel m = new UNet2DModel(dev, SamplerTest.tinyConfig(), seed)) {
+        try (Backend dev = DeviceBackends.openOrSkip(kind); UNet2DModel m = new UNet2DModel(dev, SamplerTest.tinyConfig(), seed)) {
             float[][] single = new float[all.size()][];
             for (int k = 0; k < all.size(); k++) single[k] = sampleSmall(m, all.get(k), seed + k);
             java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(all.size());

@@ -31,6 +31,19 @@ public final class DeviceBackends implements AutoCloseable {
         return b;
     }
 
+    /**
+     * Opens a backend the caller owns and closes (one test's worth), or skips the calling test with the
+     * backend's own reason when it cannot run here.
+     */
+    public static Backend openOrSkip(BackendKind kind) {
+        try {
+            return Backend.open(kind);
+        } catch (D4jException.BackendUnavailableException e) {
+            assumeTrue(false, "backend " + kind.cliName() + " is unavailable: " + e.getMessage());
+            return null;  // not reached: assumeTrue(false, ...) throws
+        }
+    }
+
     @Override
     public synchronized void close() {
         open.values().forEach(Backend::close);
