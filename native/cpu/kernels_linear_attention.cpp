@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "cpu_kernels.h"
+#include "exp_poly.h"
 #include "rng_fill.h"
 
 namespace d4j::cpu {
@@ -213,18 +214,8 @@ constexpr int64_t kRows = 64;
 D4J_INLINE float exp_vec(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    // k = round(x / ln2) via truncation of a positive number (cvttps2dq vectorises)
-    const int32_t k = (int32_t)(x * 1.44269504088896341f + 128.5f) - 128;
-    const float kf = (float)k;
-    float r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
+    int32_t k;
+    const float p = exp_poly<128>(x, k);
     // k in [-126, 127]: a normal power of two
     const int32_t bits = (k + 127) << 23;
     float two_k;

@@ -25,6 +25,7 @@
 
 #include "../common/norm_math.h"
 #include "cpu_kernels.h"
+#include "exp_poly.h"
 #include "rng_fill.h"  // D4J_CLONES
 
 namespace d4j::cpu {
@@ -40,18 +41,8 @@ namespace {
 // inside the SiLU tolerances (12 u). Only called with x <= 0.
 inline __attribute__((always_inline)) float exp_nonpositive(float x) {
     x = x < -104.0f ? -104.0f : x;  // e^-104 is below the smallest subnormal
-    // k = round(x / ln2), via truncation of a positive number (vectorises)
-    const int32_t k = (int32_t)(x * 1.44269504088896341f + 200.5f) - 200;
-    const float kf = (float)k;
-    float r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
+    int32_t k;
+    const float p = exp_poly<200>(x, k);
     const int32_t h = k >> 1;  // k in [-150, 0]: h and k - h in [-75, 0], normal exponents
     const int32_t bits_a = (h + 127) << 23, bits_b = (k - h + 127) << 23;
     float two_a, two_b;
