@@ -1,4 +1,4 @@
-"""The models and cases of the PyTorch comparison (issue 6), shared by the driver and the validation.
+"""The models and cases of the PyTorch comparison, shared by the driver and the validation.
 
 fashion: diffusion4j's TrainCommand.defaultConfig() (the Java runner prints its config JSON; the driver checks
          it equals this one after diffusers' defaults are filled in) — 28x28x1, block_out_channels 32/64/64,
