@@ -58,6 +58,13 @@ d4j_status check_clip(int32_t clip, float range) {
     return D4J_OK;
 }
 
+d4j_status check_schedule_batch(const d4j_schedule *schedule, int32_t prediction, int32_t batch, int64_t n,
+                                int64_t *tensor_bytes) {
+    D4J_TRY(check_schedule(schedule));
+    D4J_TRY(check_prediction(prediction));
+    return check_batch(batch, n, tensor_bytes);
+}
+
 d4j_status check_noise(const uint64_t *seeds, const uint64_t *offsets) {
     if (seeds == nullptr || offsets == nullptr)
         return fail(D4J_ERR_INVALID_ARGUMENT, "noise_seeds and noise_offsets must not be null");

@@ -8,24 +8,33 @@ using namespace d4j::front;
 
 D4J_ENTRY_FORWARDS_TO(d4j_rng_normal, rng_normal);
 
+namespace {
+
+// The RNG entry points: count 4-byte values into out, then kernel(out pointer).
+template <class Kernel>
+d4j_status rng_call(d4j_backend *backend, d4j_buffer *out, int64_t count, Kernel kernel) {
+    D4J_USE_BACKEND(backend);
+    int64_t bytes = 0;
+    D4J_TRY(checked_bytes("count", count, 4, &bytes));
+    D4J_TRY(check_buffer("out", out, backend, bytes));
+    if (count == 0) return D4J_OK;
+    return guarded([&] { return kernel(out->ptr); });
+}
+
+}  // namespace
+
 extern "C" {
 
 d4j_status d4j_rng_uint32(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count) {
-    D4J_USE_BACKEND(backend);
-    int64_t bytes = 0;
-    D4J_TRY(checked_bytes("count", count, 4, &bytes));
-    D4J_TRY(check_buffer("out", out, backend, bytes));
-    if (count == 0) return D4J_OK;
-    return guarded([&] { return backend->iface->rng_uint32(backend->state, seed, offset, (uint32_t *)out->ptr, count); });
+    return rng_call(backend, out, count, [&](void *p) {
+        return backend->iface->rng_uint32(backend->state, seed, offset, (uint32_t *)p, count);
+    });
 }
 
 d4j_status d4j_rng_normal(d4j_backend *backend, uint64_t seed, uint64_t offset, d4j_buffer *out, int64_t count) {
-    D4J_USE_BACKEND(backend);
-    int64_t bytes = 0;
-    D4J_TRY(checked_bytes("count", count, 4, &bytes));
-    D4J_TRY(check_buffer("out", out, backend, bytes));
-    if (count == 0) return D4J_OK;
-    return guarded([&] { return backend->iface->rng_normal(backend->state, seed, offset, (float *)out->ptr, count); });
+    return rng_call(backend, out, count, [&](void *p) {
+        return backend->iface->rng_normal(backend->state, seed, offset, (float *)p, count);
+    });
 }
 
 d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value) {
@@ -63,10 +72,8 @@ d4j_status d4j_diffusion_loss(d4j_backend *backend, const d4j_schedule *schedule
                               const int32_t *timesteps, const float *loss_weights, int32_t batch, int64_t n,
                               d4j_buffer *loss, d4j_buffer *grad) {
     D4J_USE_BACKEND(backend);
-    D4J_TRY(check_schedule(schedule));
-    D4J_TRY(check_prediction(prediction));
     int64_t bytes = 0;
-    D4J_TRY(check_batch(batch, n, &bytes));
+    D4J_TRY(check_schedule_batch(schedule, prediction, batch, n, &bytes));
     D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
     D4J_TRY(check_buffer("x0", x0, backend, bytes));
     D4J_TRY(check_buffer("eps", eps, backend, bytes));

@@ -108,6 +108,9 @@ d4j_status check_batch(int32_t batch, int64_t n, int64_t *tensor_bytes);
 // Every t[b] in [0, T), or [-1, T) with allow_minus_one.
 d4j_status check_timesteps(const char *what, const int32_t *t, int32_t batch, int32_t T, bool allow_minus_one);
 d4j_status check_prediction(int32_t p);
+// check_schedule, check_prediction, then check_batch.
+d4j_status check_schedule_batch(const d4j_schedule *schedule, int32_t prediction, int32_t batch, int64_t n,
+                                int64_t *tensor_bytes);
 d4j_status check_variance(int32_t v);
 d4j_status check_flag(const char *what, int32_t v);
 d4j_status check_clip(int32_t clip, float range);

@@ -45,6 +45,15 @@ d4j_status check_attention_dims(int32_t batch, int32_t tokens, int32_t heads, in
     return D4J_OK;
 }
 
+// q, k, v and out: [B, L, H, D] tensors of this backend.
+d4j_status check_attention_tensors(const d4j_backend *backend, const d4j_buffer *q, const d4j_buffer *k,
+                                   const d4j_buffer *v, const d4j_buffer *out, int64_t t_bytes) {
+    D4J_TRY(check_buffer("q", q, backend, t_bytes));
+    D4J_TRY(check_buffer("k", k, backend, t_bytes));
+    D4J_TRY(check_buffer("v", v, backend, t_bytes));
+    return check_buffer("out", out, backend, t_bytes);
+}
+
 }  // namespace
 
 D4J_ENTRY_FORWARDS_TO(d4j_linear_forward, linear_forward);
@@ -103,10 +112,7 @@ d4j_status d4j_attention_forward(d4j_backend *backend, const d4j_buffer *q, cons
     D4J_USE_BACKEND(backend);
     int64_t tb, rb;
     D4J_TRY(check_attention_dims(batch, tokens, heads, head_dim, scale, &tb, &rb));
-    D4J_TRY(check_buffer("q", q, backend, tb));
-    D4J_TRY(check_buffer("k", k, backend, tb));
-    D4J_TRY(check_buffer("v", v, backend, tb));
-    D4J_TRY(check_buffer("out", out, backend, tb));
+    D4J_TRY(check_attention_tensors(backend, q, k, v, out, tb));
     if (lse != nullptr) D4J_TRY(check_buffer("lse", lse, backend, rb));
     D4J_TRY(check_outputs_disjoint({{"out", out, tb}, {"lse", lse, rb}}, {{"q", q, tb}, {"k", k, tb}, {"v", v, tb}}));
     return guarded([&] {
@@ -123,10 +129,7 @@ d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer *q, con
     D4J_USE_BACKEND(backend);
     int64_t tb, rb;
     D4J_TRY(check_attention_dims(batch, tokens, heads, head_dim, scale, &tb, &rb));
-    D4J_TRY(check_buffer("q", q, backend, tb));
-    D4J_TRY(check_buffer("k", k, backend, tb));
-    D4J_TRY(check_buffer("v", v, backend, tb));
-    D4J_TRY(check_buffer("out", out, backend, tb));
+    D4J_TRY(check_attention_tensors(backend, q, k, v, out, tb));
     D4J_TRY(check_buffer("lse", lse, backend, rb));
     D4J_TRY(check_buffer("dout", dout, backend, tb));
     D4J_TRY(check_buffer("dq", dq, backend, tb));

@@ -34,10 +34,8 @@ d4j_status d4j_x0_threshold(d4j_backend *backend, const d4j_schedule *schedule, 
                             const d4j_buffer *x_t, const d4j_buffer *model_output, const int32_t *timesteps,
                             int32_t batch, int64_t n, double ratio, float sample_max_value, d4j_buffer *threshold) {
     D4J_USE_BACKEND(backend);
-    D4J_TRY(check_schedule(schedule));
-    D4J_TRY(check_prediction(prediction));
     int64_t bytes = 0;
-    D4J_TRY(check_batch(batch, n, &bytes));
+    D4J_TRY(check_schedule_batch(schedule, prediction, batch, n, &bytes));
     if (n > INT32_MAX)
         return fail(D4J_ERR_INVALID_ARGUMENT, "n_per_sample must be below 2^31 for the quantile, got %lld", (long long)n);
     D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
@@ -110,10 +108,8 @@ d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *schedule
                               const int32_t *last_timesteps, int32_t batch, int64_t n, d4j_buffer *x0_out,
                               d4j_buffer *x_prev) {
     D4J_USE_BACKEND(backend);
-    D4J_TRY(check_schedule(schedule));
-    D4J_TRY(check_prediction(prediction));
     int64_t bytes = 0;
-    D4J_TRY(check_batch(batch, n, &bytes));
+    D4J_TRY(check_schedule_batch(schedule, prediction, batch, n, &bytes));
     D4J_TRY(check_buffer("x_t", x_t, backend, bytes));
     D4J_TRY(check_buffer("model_output", model_output, backend, bytes));
     D4J_TRY(check_buffer("x_prev", x_prev, backend, bytes));
