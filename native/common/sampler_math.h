@@ -1,5 +1,5 @@
 /*
- * Element math of the sampler kernel families (issue 5), shared verbatim by the
+ * Element math of the sampler kernel families, shared verbatim by the
  * CPU backend and the CUDA backend (and its simulator build).
  *
  * One generalised reverse-step element covers DDPM, DDIM and DPM-Solver++ 2M:

@@ -76,30 +76,14 @@ private:
 inline VariantTable single_variants() {
     VariantTable t;
     for (const char *f : {"rng", "add_noise", "diffusion_loss", "reverse_step", "timestep_embedding"}) t.add(f, {"v1"});
-    // ---- conv2d (issue 4) ----
     t.add("conv2d", {"v1"});
-    // ---- end conv2d ----
-    // ---- norm (issue 4) ----
     for (const char *f : {"group_norm", "silu", "residual_add"}) t.add(f, {"v1"});
-    // ---- end norm ----
-    // ---- linear_attention (issue 4) ----
     for (const char *f : {"linear", "attention"}) t.add(f, {"v1"});
-    // ---- end linear_attention ----
-    // ---- optim (issue 4) ----
     for (const char *f : {"grad_norm", "adamw", "ema"}) t.add(f, {"v1"});
-    // ---- end optim ----
-    // ---- concat (issue 4) ----
     t.add("concat", {"v1"});
-    // ---- end concat ----
-    // ---- dropout (issue 4) ----
     t.add("dropout", {"v1"});
-    // ---- end dropout ----
-    // ---- sampler (issue 5) ----
     for (const char *f : {"sampler_step", "x0_threshold"}) t.add(f, {"v1"});
-    // ---- end sampler ----
-    // ---- vlb (issue 5) ----
     t.add("vlb", {"v1"});
-    // ---- end vlb ----
 
     return t;
 }

@@ -1,5 +1,5 @@
 /*
- * Element math of the variational-bound kernel family "vlb" (issue 5), shared
+ * Element math of the variational-bound kernel family "vlb", shared
  * verbatim by the CPU backend and the CUDA backend (and its simulator build).
  *
  * The terms are those of improved-diffusion's _vb_terms_bpd / _prior_bpd

@@ -101,76 +101,21 @@ static d4j_status device_peak(void *, double *bw, double *flops) {
     return D4J_OK;
 }
 
-static const d4j_backend_iface kIface = {
-    D4J_BACKEND_IFACE_VERSION,
-    "cpu",
-    init,
-    shutdown,
-    describe,
-    set_threads,
-    alloc,
-    release,
-    copy,
-    copy,
-    synchronize,
-    variants,
-    selected,
-    select,
-    rng_uint32,
-    rng_normal,
-    add_noise,
-    diffusion_loss,
-    reverse_step,
-    timestep_embedding,
-    timer_begin,
-    timer_end,
-    flush_cache,
-    device_peak,
-    fill_f32,
-    /* ---- conv2d (issue 4) ---- */
-    conv2d_forward,
-    conv2d_backward,
-    /* ---- end conv2d ---- */
-    /* ---- norm (issue 4) ---- */
-    group_norm_forward,
-    group_norm_backward,
-    silu_forward,
-    silu_backward,
-    residual_add,
-    residual_add_backward,
-    /* ---- end norm ---- */
-    /* ---- linear_attention (issue 4) ---- */
-    linear_forward,
-    linear_backward,
-    attention_forward,
-    attention_backward,
-    /* ---- end linear_attention ---- */
-    /* ---- optim (issue 4) ---- */
-    grad_sumsq,
-    adamw,
-    ema_update,
-    /* ---- end optim ---- */
-    /* ---- concat (issue 4) ---- */
-    concat_forward,
-    concat_backward,
-    /* ---- end concat ---- */
-    /* ---- dropout (issue 4) ---- */
-    dropout,
-    /* ---- end dropout ---- */
-    /* ---- sampler (issue 5) ---- */
-    sampler_step,
-    x0_threshold,
-    /* ---- end sampler ---- */
-    /* ---- vlb (issue 5) ---- */
-    vlb_terms,
-    /* ---- end vlb ---- */
-    /* ---- graph (issue 5) ---- */
-    nullptr,  // capture_begin: the CPU backend runs every call at once; nothing to capture
-    nullptr,  // capture_end
-    nullptr,  // graph_launch
-    nullptr,  // graph_free
-    /* ---- end graph ---- */
-};
+// Every slot filled by name, the kernels from the one list in common/backend_kernels.h.
+static d4j_backend_iface make_iface() {
+    d4j_backend_iface iface{};
+    iface.version = D4J_BACKEND_IFACE_VERSION;
+    iface.name = "cpu";
+    D4J_BACKEND_SERVICES(D4J_FILL_SERVICE_SLOT)
+    iface.free = release;
+    iface.write = copy;
+    iface.read = copy;
+    D4J_BACKEND_KERNELS(D4J_FILL_KERNEL_SLOT)
+    // capture_*: none, the CPU runs every call at once and has nothing to capture
+    return iface;
+}
+
+static const d4j_backend_iface kIface = make_iface();
 
 }  // namespace d4j::cpu
 

@@ -20,8 +20,8 @@ struct State {
 // small enough to balance 2..64 threads on 1M-element tensors.
 constexpr int64_t kGrain = 16384;
 
-#include "../common/backend_kernels.inc"
-
+// Every kernel of the backend table (common/backend_kernels.h).
+D4J_BACKEND_KERNELS(D4J_DECLARE_KERNEL)
 
 inline ThreadPool &pool_of(void *state) { return static_cast<State *>(state)->pool; }
 

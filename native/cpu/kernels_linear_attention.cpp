@@ -207,7 +207,7 @@ constexpr int64_t kRows = 64;
 
 // exp(x) for x <= 88 (softmax arguments are <= 0), written so that loops
 // calling it vectorise (libm's expf is a scalar call without -ffast-math and
-// cost ~70% of the attention time). Cody-Waite reduction x = k ln2 + r,
+// would dominate the softmax loop). Cody-Waite reduction x = k ln2 + r,
 // |r| <= ln2/2, Cephes' degree-7 polynomial for e^r, 2^k through the exponent
 // bits. Relative error about 2 ulp; below -87 it returns e^-87 ~ 1.6e-38
 // instead of smaller values, an absolute error far below any tolerance here.

@@ -1,4 +1,4 @@
-// The sampler kernel families on the CPU (issue 5):
+// The sampler kernel families on the CPU:
 //   sampler_step:  the generalised reverse step of common/sampler_math.h
 //                  (DDPM, DDIM, DPM-Solver++ 2M; clip or dynamic threshold),
 //                  one pass: read x, o (and m1), write x' (and x0).

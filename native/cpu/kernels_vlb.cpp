@@ -1,4 +1,4 @@
-// The variational-bound kernel family "vlb" on the CPU (issue 5): per-sample
+// The variational-bound kernel family "vlb" on the CPU: per-sample
 // sums of the KL / decoder terms of native/common/vlb_math.h, in float64.
 //
 // Work is split into tasks of kGrain elements of one sample (independent of

@@ -39,9 +39,7 @@ static Scratch *thread_scratch(State *s) {
 }
 
 d4j_status ensure_scratch(State *s, size_t bytes, void **scratch) {
-    // ---- graph (issue 5) ----
     if (capturing(s)) return capture_scratch(s, bytes, scratch);  // a region of its own, owned by the graph
-    // ---- end graph ----
     Scratch *sc = thread_scratch(s);
     if (bytes > sc->bytes) {
         size_t grow = bytes < 2 * sc->bytes ? 2 * sc->bytes : bytes;
@@ -94,7 +92,7 @@ static d4j_status init(void **state) {
 
 static void shutdown(void *state) {
     auto *s = static_cast<State *>(state);
-    end_capture_at_shutdown(s);  // graph (issue 5): a capture left open by a dead thread
+    end_capture_at_shutdown(s);  // a capture left open by a dead thread
     cudaStreamSynchronize(s->stream);
     for (auto &entry : s->scratches)
         if (entry.second->ptr) cudaFree(entry.second->ptr);
@@ -216,76 +214,24 @@ static d4j_status device_peak(void *state, double *bw, double *flops) {
     return D4J_OK;
 }
 
-static const d4j_backend_iface kIface = {
-    D4J_BACKEND_IFACE_VERSION,
-    D4J_CUDA_BACKEND_NAME,
-    init,
-    shutdown,
-    describe,
-    set_threads,
-    alloc,
-    release,
-    write,
-    read,
-    synchronize,
-    variants,
-    selected,
-    select,
-    rng_uint32,
-    rng_normal,
-    add_noise,
-    diffusion_loss,
-    reverse_step,
-    timestep_embedding,
-    timer_begin,
-    timer_end,
-    flush_cache,
-    device_peak,
-    fill_f32,
-    /* ---- conv2d (issue 4) ---- */
-    conv2d_forward,
-    conv2d_backward,
-    /* ---- end conv2d ---- */
-    /* ---- norm (issue 4) ---- */
-    group_norm_forward,
-    group_norm_backward,
-    silu_forward,
-    silu_backward,
-    residual_add,
-    residual_add_backward,
-    /* ---- end norm ---- */
-    /* ---- linear_attention (issue 4) ---- */
-    linear_forward,
-    linear_backward,
-    attention_forward,
-    attention_backward,
-    /* ---- end linear_attention ---- */
-    /* ---- optim (issue 4) ---- */
-    grad_sumsq,
-    adamw,
-    ema_update,
-    /* ---- end optim ---- */
-    /* ---- concat (issue 4) ---- */
-    concat_forward,
-    concat_backward,
-    /* ---- end concat ---- */
-    /* ---- dropout (issue 4) ---- */
-    dropout,
-    /* ---- end dropout ---- */
-    /* ---- sampler (issue 5) ---- */
-    sampler_step,
-    x0_threshold,
-    /* ---- end sampler ---- */
-    /* ---- vlb (issue 5) ---- */
-    vlb_terms,
-    /* ---- end vlb ---- */
-    /* ---- graph (issue 5) ---- */
-    capture_begin,
-    capture_end,
-    graph_launch,
-    graph_free,
-    /* ---- end graph ---- */
-};
+// Every slot filled by name, the kernels from the one list in common/backend_kernels.h.
+static d4j_backend_iface make_iface() {
+    d4j_backend_iface iface{};
+    iface.version = D4J_BACKEND_IFACE_VERSION;
+    iface.name = D4J_CUDA_BACKEND_NAME;
+    D4J_BACKEND_SERVICES(D4J_FILL_SERVICE_SLOT)
+    iface.free = release;
+    iface.write = write;
+    iface.read = read;
+    D4J_BACKEND_KERNELS(D4J_FILL_KERNEL_SLOT)
+    iface.capture_begin = capture_begin;
+    iface.capture_end = capture_end;
+    iface.graph_launch = graph_launch;
+    iface.graph_free = graph_free;
+    return iface;
+}
+
+static const d4j_backend_iface kIface = make_iface();
 
 }  // namespace d4j::cuda
 

@@ -60,12 +60,10 @@ struct State {
     std::mutex scratch_mu;    // guards scratches (first lookup per thread, shutdown)
     std::unordered_map<std::thread::id, std::unique_ptr<Scratch>> scratches;
     VariantTable variants = make_variants();
-    // ---- graph (issue 5) ----
     // The capture in progress (graph.cu), set by the capturing thread between
     // capture_begin and capture_end; the front keeps other threads' calls on
     // this backend waiting meanwhile, so only that thread reads it.
     std::atomic<struct GraphCapture *> capture{nullptr};
-    // ---- end graph ----
 
     static VariantTable make_variants() {
         VariantTable t;
@@ -81,38 +79,22 @@ struct State {
 #endif
         t.add("reverse_step", {"v1"});
         t.add("timestep_embedding", {"v1"});
-        // ---- conv2d (issue 4) ----
         t.add("conv2d", {"v1"});  // shared-memory tiled implicit GEMM
-        // ---- end conv2d ----
-        // ---- norm (issue 4) ----
         t.add("group_norm", {"v1"});
         t.add("silu", {"v1"});
         t.add("residual_add", {"v1"});
-        // ---- end norm ----
-        // ---- linear_attention (issue 4) ----
         // linear v1: 64x64 shared-memory tiles, 4x4 outputs per thread;
         // v2: one thread per output reading global memory (baseline).
         t.add("linear", {"v1", "v2"});
         t.add("attention", {"v1"});
-        // ---- end linear_attention ----
-        // ---- optim (issue 4) ----
         t.add("grad_norm", {"v1"});
         t.add("adamw", {"v1"});
         t.add("ema", {"v1"});
-        // ---- end optim ----
-        // ---- concat (issue 4) ----
         t.add("concat", {"v1"});
-        // ---- end concat ----
-        // ---- dropout (issue 4) ----
         t.add("dropout", {"v1"});
-        // ---- end dropout ----
-        // ---- sampler (issue 5) ----
         t.add("sampler_step", {"v1"});
         t.add("x0_threshold", {"v1"});  // per-sample radix select, one block per sample
-        // ---- end sampler ----
-        // ---- vlb (issue 5) ----
         t.add("vlb", {"v1"});  // float64 chunk partials, fixed-order tree, per-sample second pass
-        // ---- end vlb ----
 
         return t;
     }
@@ -130,7 +112,6 @@ inline d4j_status check(cudaError_t e, const char *what) {
 // it), into *scratch. Valid for this thread's launches of the current call.
 d4j_status ensure_scratch(State *s, size_t bytes, void **scratch);
 
-// ---- graph (issue 5) ----
 // Graph capture (graph.cu). While the calling thread captures on s, every
 // ensure_scratch call returns a fresh device region owned by the graph (no
 // later recorded call writes it, and it lives as long as the graph), and
@@ -150,7 +131,6 @@ d4j_status capture_end(void *state, int32_t discard, void **graph, int64_t *node
 d4j_status graph_launch(void *state, void *graph);
 d4j_status graph_free(void *state, void *graph);
 void end_capture_at_shutdown(State *s);
-// ---- end graph ----
 
 #define D4J_CHECK(expr, what)                            \
     do {                                                 \

@@ -5,8 +5,8 @@
 
 namespace d4j::cuda {
 
-#include "../common/backend_kernels.inc"
-
+// Every kernel of the backend table (common/backend_kernels.h).
+D4J_BACKEND_KERNELS(D4J_DECLARE_KERNEL)
 
 }  // namespace d4j::cuda
 #endif

@@ -1,5 +1,5 @@
-// Graph capture and replay of a thread's calls on the CUDA backend (d4j.h
-// "graph (issue 5)"): stream capture of the backend's one stream into a CUDA
+// Graph capture and replay of a thread's calls on the CUDA backend (d4j.h,
+// section "graph"): stream capture of the backend's one stream into a CUDA
 // graph, instantiated once and launched as one unit. The same source builds
 // against the simulator (native/cudasim), whose capture records launches and
 // copies and replays them as plain launches.

@@ -1,4 +1,4 @@
-// The sampler kernel families on CUDA (issue 5); element math from
+// The sampler kernel families on CUDA; element math from
 // native/common/sampler_math.h, identical to the CPU backend's.
 //   sampler_step: one thread per 4 elements (one Philox block of noise),
 //                 grid (blocks over n/4, batch).

@@ -1,4 +1,4 @@
-// The variational-bound kernel family "vlb" on CUDA (issue 5); element math
+// The variational-bound kernel family "vlb" on CUDA; element math
 // from native/common/vlb_math.h (float64), as on the CPU.
 //
 // Deterministic without atomics: pass 1, grid (chunks, batch), has each

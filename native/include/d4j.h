@@ -231,7 +231,7 @@ D4J_API d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *tim
                                           int32_t flip_sin_to_cos, float downscale_freq_shift, float scale,
                                           float max_period, d4j_buffer *out);
 
-/* ---- UNet layers (issue 4) ----------------------------------------------
+/* ---- UNet layers ---------------------------------------------------------
  * Conventions: activations are NHWC float32 [N, H, W, C]; convolution
  * weights in memory are HWIO [KH, KW, C_in, C_out] (diffusers' OIHW on disk
  * is converted when loading); linear weights are [out, in] as on disk, y = x W^T + b.
@@ -245,7 +245,7 @@ D4J_API d4j_status d4j_timestep_embedding(d4j_backend *backend, const float *tim
 /* Fills a float32 buffer (or view) with one value. */
 D4J_API d4j_status d4j_buffer_fill_f32(d4j_buffer *buffer, float value);
 
-/* ---- conv2d (issue 4) ---- */
+/* ---- conv2d ---- */
 /* 2-D convolution (diffusers' nn.Conv2d inside ResnetBlock2D, Downsample2D,
  * Upsample2D), NHWC activations and HWIO weights:
  *   x: [n, h, w, c_in]   weight: [k, k, c_in, c_out]   bias: [c_out] or NULL
@@ -294,9 +294,8 @@ D4J_API d4j_status d4j_conv2d_backward(d4j_backend *backend, const d4j_buffer *x
                                        int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom,
                                        int32_t pad_right, int32_t upsample2x, const d4j_buffer *dy, d4j_buffer *dx,
                                        d4j_buffer *dweight, d4j_buffer *dbias);
-/* ---- end conv2d ---- */
 
-/* ---- norm (issue 4) ---- */
+/* ---- norm ---- */
 /* Normalisation and activations of diffusers' ResnetBlock2D
  * (resnet_time_scale_shift = "default"):
  *   h   = conv1(silu(norm1(x)))
@@ -386,9 +385,8 @@ D4J_API d4j_status d4j_residual_add(d4j_backend *backend, const d4j_buffer *a, c
  * output_scale_factor) both are dout and no call is needed at all. */
 D4J_API d4j_status d4j_residual_add_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t count,
                                              float inv_scale, d4j_buffer *da, d4j_buffer *db);
-/* ---- end norm ---- */
 
-/* ---- linear_attention (issue 4) ---- */
+/* ---- linear_attention ---- */
 /* Linear layer (torch.nn.Linear), rows = every leading dimension flattened:
  *   y[m, o] = sum_i x[m, i] * weight[o, i] + bias[o]
  * x: [rows, in_features], weight: [out_features, in_features] (as on disk),
@@ -438,9 +436,8 @@ D4J_API d4j_status d4j_attention_backward(d4j_backend *backend, const d4j_buffer
                                           const d4j_buffer *dout, int32_t batch, int32_t tokens, int32_t heads,
                                           int32_t head_dim, float scale, d4j_buffer *dq, d4j_buffer *dk,
                                           d4j_buffer *dv);
-/* ---- end linear_attention ---- */
 
-/* ---- optim (issue 4) ---- */
+/* ---- optim ---- */
 /* Optimiser kernels over one flat float32 parameter buffer (llm.c style); a
  * parameter group with other hyper-parameters (biases and norm weights
  * without weight decay) is updated by calling them on views of the flat
@@ -474,9 +471,8 @@ D4J_API d4j_status d4j_adamw(d4j_backend *backend, d4j_buffer *param, const d4j_
  * ema and param, writes ema (12 bytes per element). */
 D4J_API d4j_status d4j_ema_update(d4j_backend *backend, d4j_buffer *ema, const d4j_buffer *param, int64_t count,
                                   double decay);
-/* ---- end optim ---- */
 
-/* ---- concat (issue 4) ---- */
+/* ---- concat ---- */
 /* Channel concatenation of two NHWC tensors, torch.cat([h, skip], dim=1) of
  * diffusers' up blocks (channel dimension 1 in NCHW is the last one in NHWC):
  *   out[r, 0:c1] = a[r, :],  out[r, c1:c1+c2] = b[r, :]   for r < rows = N*H*W
@@ -490,9 +486,8 @@ D4J_API d4j_status d4j_concat_channels_forward(d4j_backend *backend, const d4j_b
  * not overlap dout or each other. */
 D4J_API d4j_status d4j_concat_channels_backward(d4j_backend *backend, const d4j_buffer *dout, int64_t rows,
                                                 int32_t c1, int32_t c2, d4j_buffer *da, d4j_buffer *db);
-/* ---- end concat ---- */
 
-/* ---- dropout (issue 4) ---- */
+/* ---- dropout ---- */
 /* Dropout (torch.nn.Dropout(p) in training mode, as in diffusers' ResnetBlock2D
  * between norm2 + SiLU and conv2), with the mask drawn from the counter-based
  * RNG instead of being stored:
@@ -512,8 +507,8 @@ D4J_API d4j_status d4j_dropout_forward(d4j_backend *backend, const d4j_buffer *x
                                        uint64_t seed, uint64_t offset, d4j_buffer *y);
 D4J_API d4j_status d4j_dropout_backward(d4j_backend *backend, const d4j_buffer *dy, int64_t count, double p,
                                         uint64_t seed, uint64_t offset, d4j_buffer *dx);
-/* ---- end dropout ---- */
-/* ---- sampler (issue 5) ---- */
+
+/* ---- sampler ---- */
 /* Sampling additions to the fused diffusion kernels: dynamic thresholding
  * for DDPM and DDIM steps, and the DPM-Solver++ (2M) update. Kernel families
  * "sampler_step" (every step below) and "x0_threshold". Per-sample
@@ -582,8 +577,8 @@ D4J_API d4j_status d4j_dpmsolver_step(d4j_backend *backend, const d4j_schedule *
                                       const d4j_buffer *prev_x0, const int32_t *timesteps,
                                       const int32_t *prev_timesteps, const int32_t *last_timesteps, int32_t batch,
                                       int64_t n_per_sample, d4j_buffer *x0_out, d4j_buffer *x_prev);
-/* ---- end sampler ---- */
-/* ---- vlb (issue 5) ---- */
+
+/* ---- vlb ---- */
 /* Terms of the variational bound of Ho et al. (2020) as improved-diffusion
  * computes them (gaussian_diffusion.py _vb_terms_bpd, _prior_bpd; losses.py
  * normal_kl, discretized_gaussian_log_likelihood with the tanh approximation
@@ -623,8 +618,8 @@ D4J_API d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *sched
                                  const int32_t *timesteps, int32_t batch, int64_t n_per_sample, double *terms);
 D4J_API d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0,
                                  int32_t batch, int64_t n_per_sample, double *terms);
-/* ---- end vlb ---- */
-/* ---- graph (issue 5) ---- */
+
+/* ---- graph ---- */
 /* Capture and replay (CUDA graphs). Between d4j_capture_begin and
  * d4j_capture_end, the calling thread's kernel calls on the backend are
  * validated as usual but RECORDED, not executed; d4j_capture_end turns them
@@ -678,8 +673,6 @@ D4J_API d4j_status d4j_graph_launch(d4j_graph *graph);
 D4J_API d4j_status d4j_graph_info(const d4j_graph *graph, int64_t *nodes, int64_t *device_bytes,
                                   int64_t *host_bytes);
 D4J_API d4j_status d4j_graph_free(d4j_graph *graph);
-/* ---- end graph ---- */
-
 
 #ifdef __cplusplus
 }

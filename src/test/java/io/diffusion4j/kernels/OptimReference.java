@@ -10,7 +10,7 @@ import io.diffusion4j.kernels.OptimKernels.AdamW;
  *   <li>float64 references with per-element error scales (the sum of the magnitudes of the terms
  *       whose float32 roundings add up), for {@code |out - ref| <= k u scale} checks;
  *   <li>float32 emulations of the kernels' exact operation sequence (native/common/optim_math.h,
- *       coefficients rounded as front.cpp rounds them): Java float arithmetic is IEEE with round
+ *       coefficients rounded as native/front/optim.cpp rounds them): Java float arithmetic is IEEE with round
  *       to nearest and no contraction, and {@code (float) Math.sqrt(double)} is the correctly
  *       rounded float square root, so a kernel that does what it documents matches bit for bit.
  * </ul>
