@@ -1,18 +1,12 @@
 package io.diffusion4j.kernels;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
-import java.util.EnumMap;
-import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The channel concatenation on a device backend (CUDA, CUDA_SIM; skipped with the backend's reason
@@ -22,8 +16,6 @@ import org.junit.jupiter.params.provider.EnumSource;
 class ConcatParityTest {
     static final int[][] SHAPES = {{1, 1, 1, 1, 1}, {2, 5, 7, 3, 13}, {1, 7, 5, 13, 5}};
     static Backend cpu;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
 
     @BeforeAll
     static void open() {
@@ -32,33 +24,11 @@ class ConcatParityTest {
 
     @AfterAll
     static void close() {
-        synchronized (OPEN) {
-            OPEN.values().forEach(Backend::close);
-            OPEN.clear();
-        }
         if (cpu != null) cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
-        synchronized (OPEN) {
-            if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
-                try {
-                    OPEN.put(kind, Backend.open(kind));
-                } catch (D4jException.BackendUnavailableException e) {
-                    UNAVAILABLE.put(kind, e.getMessage());
-                }
-            }
-            Backend b = OPEN.get(kind);
-            String reason = UNAVAILABLE.get(kind);
-            assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-            return b;
-        }
-    }
-
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void concatAndSplitAreBitIdenticalToCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void concatAndSplitAreBitIdenticalToCpu(Backend dev, BackendKind kind) {
         for (int[] s : SHAPES) {
             TestRandom r = TestRandom.fresh();
             long rows = (long) s[0] * s[1] * s[2];
