@@ -10,14 +10,17 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 
-/** The concat family. */
+/** The concat family: the channel concatenation of UNet's skip connections and its backward (the split). */
 final class ConcatCases {
     private ConcatCases() {}
 
-    /** Channel concatenation and its split on odd NHWC shapes: pure copies, so bit-exact. */
+    /**
+     * Channel concatenation and its split on NHWC shapes {n, h, w, c1, c2}: a single element, odd sizes
+     * with c1 &lt; c2 and c1 &gt; c2, and one of UNet's 16x16 skip concatenations. Pure copies, so bit-exact.
+     */
     static List<ParityCase> concatCases(SplittableRandom rnd) {
         List<ParityCase> out = new ArrayList<>();
-        int[][] shapes = {{2, 5, 7, 3, 13}, {2, 16, 16, 64, 32}};
+        int[][] shapes = {{1, 1, 1, 1, 1}, {2, 5, 7, 3, 13}, {1, 7, 5, 13, 5}, {2, 16, 16, 64, 32}};
         for (int[] d : shapes) {
             int n = d[0], h = d[1], w = d[2], c1 = d[3], c2 = d[4];
             int rows = n * h * w;

@@ -13,6 +13,14 @@ import java.util.function.BiPredicate;
  * fresh random inputs with odd shapes, on the device backend ({@code cuda} or {@code cuda-sim}) and
  * on the CPU backend, and compares the outputs.
  *
+ * <h2>Where things are</h2>
+ * This class is the public face (options, rows, the report) used by the {@code selftest} command.
+ * {@link FamilyCases} maps each kernel family to the class that draws its cases ({@code RngCases},
+ * {@code DiffusionCases}, {@code ConvCases}, {@code NormCases}, ...); a case ({@link ParityCase}) allocates
+ * its tensors on either backend and makes one call; {@link ParityEngine} runs the cases on both backends,
+ * compares them ({@link Comparison}) and times the device; KernelParityTest (src/test) runs the same cases
+ * as one JUnit test each.
+ *
  * <h2>Comparison</h2>
  * Random numbers (raw Philox words, normals, and the noise {@code eps} drawn by add_noise) must be
  * bit-identical: d4j.h specifies the same bits on every backend. Every other output must satisfy,
@@ -30,15 +38,18 @@ import java.util.function.BiPredicate;
  *       (o - target) on both backends at most about 15 u more for independent inputs);
  *       grad: rtol = 10 u, M = max_b g_b * (max|o| + max|x0| + max|eps|), g_b = 2 w_b / (batch n);
  *   <li>reverse_step (DDPM and DDIM) x_prev: rtol = 20 u, M = max|x_t| + max|model_output| + max|cpu|;
+ *   <li>sampler_step (DPM-Solver++ 2M, thresholded DDPM and DDIM): rtol = 20 u, M = 4 (max|x_t| + max|model_output|
+ *       + max|m1|); x0_threshold: bit-exact (exact order statistics);
  *   <li>timestep_embedding: rtol = 2 u, M = 1 (sines and cosines).
  *   <li>conv2d (forward, backward): an output summing T products, rtol = 2 (T + 2) u, M = T max|a| max|b|
  *       (+ max|bias| or the accumulated initial value);
  *   <li>group_norm (with and without SiLU, and bias_group_norm): y 24 u, mean and rstd 20 u, backward 36 u,
- *       M the maxima of the float64 first-order error scales (GnBounds);
+ *       M the maxima of the float64 first-order error scales (GroupNormBounds);
  *   <li>silu: 24 u, M = 0 forward, max |dy| s (1 + |x| (1 + s)) backward; residual_add: bit-exact;
  *   <li>linear and attention: rtol = 4 u, M the first-order bound in units of u (LinearAttentionReference);
  *   <li>grad_norm (float64): rtol = 2e-12, M = 0; adamw and ema (same correctly rounded float32 math on
  *       every backend, from identical copies of the state): bit-exact.
+ *   <li>concat (and its backward, the split): bit-exact (copies).
  *   <li>dropout (forward, backward, in place): bit-exact (an integer mask of the same Philox words and one
  *       correctly rounded multiply).
  *   <li>vlb (float64 per-sample sums of the bound's terms and the prior): rtol = 1e-12, M = n (float64
