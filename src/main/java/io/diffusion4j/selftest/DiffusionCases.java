@@ -5,7 +5,6 @@ import static io.diffusion4j.selftest.SelfTest.LOSS_CHUNKED;
 import static io.diffusion4j.selftest.SelfTest.SHAPES;
 import static io.diffusion4j.selftest.SelfTest.U;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;

@@ -1,7 +1,6 @@
 package io.diffusion4j.selftest;
 
 import static io.diffusion4j.selftest.CaseInputs.*;
-import static io.diffusion4j.selftest.SelfTest.SHAPES;
 import static io.diffusion4j.selftest.SelfTest.U;
 import static io.diffusion4j.selftest.TensorCase.tensorCase;
 

@@ -2,10 +2,8 @@ package io.diffusion4j.selftest;
 
 import static io.diffusion4j.selftest.CaseInputs.*;
 import static io.diffusion4j.selftest.SelfTest.SHAPES;
-import static io.diffusion4j.selftest.SelfTest.U;
 import static io.diffusion4j.selftest.TensorCase.tensorCase;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.kernels.OptimKernels;
 import io.diffusion4j.selftest.SelfTest.Shape;
 import io.diffusion4j.selftest.TensorCase.Arg;

@@ -2,9 +2,7 @@ package io.diffusion4j.selftest;
 
 import static io.diffusion4j.selftest.CaseInputs.*;
 import static io.diffusion4j.selftest.SelfTest.SHAPES;
-import static io.diffusion4j.selftest.SelfTest.U;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.selftest.SelfTest.Shape;
 import io.diffusion4j.tensor.DType;

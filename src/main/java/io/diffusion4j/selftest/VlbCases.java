@@ -3,7 +3,6 @@ package io.diffusion4j.selftest;
 import static io.diffusion4j.selftest.CaseInputs.*;
 import static io.diffusion4j.selftest.SelfTest.SHAPES;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.kernels.VlbKernels;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;

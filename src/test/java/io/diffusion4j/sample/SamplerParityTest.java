@@ -1,6 +1,5 @@
 package io.diffusion4j.sample;
 
-
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.NativeSchedule;
