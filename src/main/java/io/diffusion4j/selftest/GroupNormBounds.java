@@ -15,7 +15,7 @@ final class GroupNormBounds {
     }
 
     GroupNormBounds(int n, int hw, int c, int groups, float[] x, float[] tb, float[] gamma, float[] beta, float eps,
-             boolean silu, float[] dy) {
+                    boolean silu, float[] dy) {
         int cg = c / groups, size = n * hw * c;
         mean32 = new float[n * groups];
         rstd32 = new float[n * groups];
