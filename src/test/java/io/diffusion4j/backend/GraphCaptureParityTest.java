@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.bindings.d4j_h;
-import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
+import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.OptimKernels;
 import io.diffusion4j.schedule.BetaSchedule;
@@ -16,7 +16,7 @@ import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
-import io.diffusion4j.testutil.DeviceBackends;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.lang.foreign.Arena;
@@ -26,8 +26,6 @@ import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Graph capture and replay (d4j.h "graph (issue 5)") on the device backends (CUDA, CUDA_SIM; skipped with the
@@ -70,12 +68,11 @@ class GraphCaptureParityTest {
                 new SampleNoise(seeds, offsets), dst);
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void recordedCallsRunOnLaunchWithTheirHostArgumentsAsRecorded(BackendKind kind) {
+    @OnDevices
+    void recordedCallsRunOnLaunchWithTheirHostArgumentsAsRecorded(Backend be) {
         TestRandom r = TestRandom.fresh();
         int batch = 3, n = 37;
-        try (Backend be = DeviceBackends.openOrSkip(kind); NativeSchedule ns = NativeSchedule.of(SCHEDULE)) {
+        try (NativeSchedule ns = NativeSchedule.of(SCHEDULE)) {
             long startBytes = be.liveBytes(), startBuffers = be.liveBuffers();
             float[] xs = r.gaussians(batch * n, 1.0), os = r.gaussians(batch * n, 1.0);
             int[] t = {999, 500, 1}, prev = {998, 499, 0};
@@ -141,10 +138,9 @@ class GraphCaptureParityTest {
         assertTrue(e.getMessage().contains(call) && e.getMessage().contains("captures a graph"), e.getMessage());
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void captureRefusesAllocationFreesSynchronousCallsAndHostResults(BackendKind kind) {
-        try (Backend be = DeviceBackends.openOrSkip(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 7);
+    @OnDevices
+    void captureRefusesAllocationFreesSynchronousCallsAndHostResults(Backend be) {
+        try (Tensor a = Tensor.allocate(be, DType.FLOAT32, 7);
              Tensor victim = Tensor.allocate(be, DType.FLOAT32, 3)) {
             a.fill(0f);
             long bytes = be.liveBytes(), buffers = be.liveBuffers();
@@ -194,10 +190,9 @@ class GraphCaptureParityTest {
 
     static final java.util.List<Tensor> views = new java.util.ArrayList<>();
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void otherThreadsWaitForTheCaptureAndAreNotRecorded(BackendKind kind) throws Exception {
-        try (Backend be = DeviceBackends.openOrSkip(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 5);
+    @OnDevices
+    void otherThreadsWaitForTheCaptureAndAreNotRecorded(Backend be) throws Exception {
+        try (Tensor a = Tensor.allocate(be, DType.FLOAT32, 5);
              Tensor b = Tensor.allocate(be, DType.FLOAT32, 5)) {
             a.fill(0f);
             b.fill(0f);
@@ -225,10 +220,9 @@ class GraphCaptureParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void aFailingRecordedCallOrBodyDiscardsTheCapture(BackendKind kind) {
-        try (Backend be = DeviceBackends.openOrSkip(kind); Tensor q = Tensor.allocate(be, DType.FLOAT32, 4097);
+    @OnDevices
+    void aFailingRecordedCallOrBodyDiscardsTheCapture(Backend be) {
+        try (Tensor q = Tensor.allocate(be, DType.FLOAT32, 4097);
              Tensor out = Tensor.allocate(be, DType.FLOAT32, 4097)) {
             long bytes = be.liveBytes();
             assertEquals(OK, d4j_h.d4j_capture_begin(be.handle()));
@@ -255,10 +249,9 @@ class GraphCaptureParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void graphHandlesAreValidatedAndPinTheirBuffers(BackendKind kind) {
-        try (Backend be = DeviceBackends.openOrSkip(kind); Arena arena = Arena.ofConfined()) {
+    @OnDevices
+    void graphHandlesAreValidatedAndPinTheirBuffers(Backend be) {
+        try (Arena arena = Arena.ofConfined()) {
             long bytes = be.liveBytes(), buffers = be.liveBuffers();
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS), l = arena.allocate(ValueLayout.JAVA_LONG);
             assertEquals(INVALID_ARGUMENT, d4j_h.d4j_graph_launch(MemorySegment.NULL));

@@ -1,7 +1,6 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
-import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
@@ -9,13 +8,12 @@ import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.ConvReference.Grads;
 import io.diffusion4j.kernels.ConvReference.Problem;
 import io.diffusion4j.kernels.ConvReference.Result;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The conv2d family on the device backends (CUDA, CUDA_SIM) against the CPU backend with the same
@@ -38,8 +36,6 @@ class ConvParityTest {
     static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {3, 7, 5, 13, 19}, {2, 24, 24, 3, 5}, {1, 5, 6, 1, 4},
             {2, 6, 5, 4, 1}};
 
-    private static final DeviceBackends DEVICES = new DeviceBackends();
-
     @BeforeAll
     static void open() {
         cpu = Backend.open(BackendKind.CPU);
@@ -47,13 +43,7 @@ class ConvParityTest {
 
     @AfterAll
     static void close() {
-        DEVICES.close();
         if (cpu != null) cpu.close();
-    }
-
-    /** The device backend, or the test is skipped with the reason the backend gave. */
-    static Backend device(BackendKind kind) {
-        return DEVICES.get(kind);
     }
 
     static void close(String what, float[] dev, float[] host, Result ref, int terms, String ctx) {
@@ -64,10 +54,8 @@ class ConvParityTest {
                 (terms + 2) * U, ctx));
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void forwardMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void forwardMatchesCpu(Backend dev, BackendKind kind) {
         int i = 0;
         for (Conv2dSpec s : SPECS) {
             for (int[] sh : SHAPES) {
@@ -85,10 +73,8 @@ class ConvParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void backwardMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void backwardMatchesCpu(Backend dev, BackendKind kind) {
         for (Conv2dSpec s : SPECS) {
             for (int[] sh : SHAPES) {
                 Problem p = new Problem(s, sh[0], sh[1], sh[2], sh[3], sh[4]);
@@ -111,10 +97,8 @@ class ConvParityTest {
     }
 
     /** Accumulation on the device: two backward calls from zero give twice the gradient; dx is overwritten. */
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void deviceGradientsAccumulate(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void deviceGradientsAccumulate(Backend dev, BackendKind kind) {
         Problem p = new Problem(Conv2dSpec.upsample3x3(), 3, 5, 7, 5, 13);
         TestRandom r = TestRandom.fresh();
         float[] x = r.gaussians(p.xSize(), 1.0), w = r.gaussians(p.wSize(), 0.5), dy = r.gaussians(p.ySize(), 1.0);

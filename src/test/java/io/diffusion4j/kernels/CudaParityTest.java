@@ -1,7 +1,6 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
-import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
@@ -9,13 +8,12 @@ import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.testutil.KernelReference;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Every kernel on a device backend against the CPU backend with the same inputs: RNG output
@@ -39,8 +37,6 @@ class CudaParityTest {
     static NoiseSchedule schedule;
     static NativeSchedule nativeSchedule;
     static double[] ac;
-    private static final DeviceBackends DEVICES = new DeviceBackends();
-
     @BeforeAll
     static void open() {
         cpu = Backend.open(BackendKind.CPU);
@@ -51,14 +47,8 @@ class CudaParityTest {
 
     @AfterAll
     static void close() {
-        DEVICES.close();
         if (nativeSchedule != null) nativeSchedule.close();
         if (cpu != null) cpu.close();
-    }
-
-    /** The device backend, or the test is skipped with the reason the backend gave. */
-    static Backend device(BackendKind kind) {
-        return DEVICES.get(kind);
     }
 
     static String ctx(BackendKind kind, TestRandom r, Object... parts) {
@@ -74,10 +64,8 @@ class CudaParityTest {
         Tolerance.log(Tolerance.assertCloseScaled(what, dev, h, scale, 0.0, tolU * U, ctx));
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void randomNumbersAreBitIdentical(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void randomNumbersAreBitIdentical(Backend dev, BackendKind kind) {
         TestRandom r = TestRandom.fresh();
         for (int count : new int[] {1, 3, 7, 4097, 3 * GRAIN + 5, (1 << 20) + 3}) {
             long seed = r.nextLong(), offset = r.nextLong();
@@ -89,10 +77,8 @@ class CudaParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void addNoiseMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void addNoiseMatchesCpu(Backend dev, BackendKind kind) {
         for (DiffusionKernelsTest.Shape sh : SHAPES) {
             TestRandom r = TestRandom.fresh();
             int n = sh.n(), batch = sh.batch();
@@ -108,10 +94,8 @@ class CudaParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void diffusionLossMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void diffusionLossMatchesCpu(Backend dev, BackendKind kind) {
         for (PredictionType p : PredictionType.values()) {
             double[] w64 = schedule.minSnrWeights(5.0, p);
             float[] w = new float[w64.length];
@@ -136,10 +120,8 @@ class CudaParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void reverseStepsMatchCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void reverseStepsMatchCpu(Backend dev, BackendKind kind) {
         for (PredictionType p : PredictionType.values()) {
             for (DiffusionKernelsTest.Shape sh : SHAPES) {
                 TestRandom r = TestRandom.fresh();
@@ -179,10 +161,8 @@ class CudaParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void embeddingMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void embeddingMatchesCpu(Backend dev, BackendKind kind) {
         TestRandom r = TestRandom.fresh();
         for (int dim : new int[] {2, 7, 64, 321}) {
             for (boolean flip : new boolean[] {false, true}) {

@@ -1,20 +1,14 @@
 package io.diffusion4j.kernels;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
-import java.util.EnumMap;
 import java.util.Locale;
-import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Dropout on a device backend (CUDA, CUDA_SIM; skipped with the backend's reason when unavailable)
@@ -26,8 +20,6 @@ import org.junit.jupiter.params.provider.EnumSource;
 class DropoutParityTest {
     static final int[] COUNTS = {1, 5, 1365, 70001};
     static Backend cpu;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
 
     @BeforeAll
     static void open() {
@@ -36,27 +28,7 @@ class DropoutParityTest {
 
     @AfterAll
     static void close() {
-        synchronized (OPEN) {
-            OPEN.values().forEach(Backend::close);
-            OPEN.clear();
-        }
         if (cpu != null) cpu.close();
-    }
-
-    static Backend device(BackendKind kind) {
-        synchronized (OPEN) {
-            if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
-                try {
-                    OPEN.put(kind, Backend.open(kind));
-                } catch (D4jException.BackendUnavailableException e) {
-                    UNAVAILABLE.put(kind, e.getMessage());
-                }
-            }
-            Backend b = OPEN.get(kind);
-            String reason = UNAVAILABLE.get(kind);
-            assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-            return b;
-        }
     }
 
     static float[] inPlace(Backend be, float[] x, double p, long seed, long offset, boolean backward) {
@@ -67,10 +39,8 @@ class DropoutParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void forwardAndBackwardAreBitIdenticalToCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void forwardAndBackwardAreBitIdenticalToCpu(Backend dev, BackendKind kind) {
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
             double p = DropoutKernelsTest.randomP(r);

@@ -1,7 +1,6 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.kernels.LinearAttentionReference.TOL_FACTOR;
-import io.diffusion4j.testutil.DeviceBackends;
 import static io.diffusion4j.kernels.LinearAttentionReference.UNDERFLOW;
 import static io.diffusion4j.testutil.Tolerance.U;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -10,13 +9,12 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.LinearAttentionReference.Attn;
 import io.diffusion4j.kernels.LinearAttentionReference.Out;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Linear (both CUDA variants) and attention on the device backends (CUDA, CUDA_SIM) against the CPU
@@ -30,8 +28,6 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 class LinearAttentionParityTest {
     static Backend cpu;
-    private static final DeviceBackends DEVICES = new DeviceBackends();
-
     @BeforeAll
     static void open() {
         cpu = Backend.open(BackendKind.CPU);
@@ -39,12 +35,7 @@ class LinearAttentionParityTest {
 
     @AfterAll
     static void close() {
-        DEVICES.close();
         if (cpu != null) cpu.close();
-    }
-
-    static Backend device(BackendKind kind) {
-        return DEVICES.get(kind);
     }
 
     /** dev within the bound of the reference, and within twice the bound of the CPU result. */
@@ -61,10 +52,8 @@ class LinearAttentionParityTest {
     static final List<int[]> LINEAR_SHAPES = List.of(new int[] {1, 3, 3}, new int[] {7, 13, 70},
             new int[] {33, 70, 13}, new int[] {130, 17, 5});
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void linearMatchesCpuInEveryVariant(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void linearMatchesCpuInEveryVariant(Backend dev, BackendKind kind) {
         List<String> variants = dev.kernelVariants("linear");
         assertEquals(List.of("v1", "v2"), variants, "linear variants of " + kind.cliName());
         try {
@@ -94,10 +83,8 @@ class LinearAttentionParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void attentionMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void attentionMatchesCpu(Backend dev, BackendKind kind) {
         // B*H*L blocks per kernel: at most 98 here
         Attn[] shapes = {new Attn(1, 1, 2, 4, 0.5f), new Attn(2, 9, 2, 5, (float) (1 / Math.sqrt(5))),
             new Attn(1, 49, 2, 8, (float) (1 / Math.sqrt(8))), new Attn(2, 7, 1, 8, 0.35f)};

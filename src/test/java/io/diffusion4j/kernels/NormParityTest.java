@@ -1,7 +1,6 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
-import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
@@ -10,13 +9,12 @@ import io.diffusion4j.kernels.NormKernelsTest.FwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.Problem;
 import io.diffusion4j.kernels.NormKernelsTest.Ref;
 import io.diffusion4j.kernels.NormKernelsTest.Shape;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The norm family on the device backends (CUDA, CUDA_SIM) against the float64 reference of
@@ -43,8 +41,6 @@ class NormParityTest {
             new Shape(2, 5, 7, 32, 8), new Shape(1, 9, 11, 40, 8), new Shape(2, 3, 5, 13, 1));
 
     static Backend cpu;
-    private static final DeviceBackends DEVICES = new DeviceBackends();
-
     @BeforeAll
     static void open() {
         cpu = Backend.open(BackendKind.CPU);
@@ -52,12 +48,7 @@ class NormParityTest {
 
     @AfterAll
     static void close() {
-        DEVICES.close();
         if (cpu != null) cpu.close();
-    }
-
-    static Backend device(BackendKind kind) {
-        return DEVICES.get(kind);
     }
 
     static String ctx(BackendKind kind, TestRandom r, Object... parts) {
@@ -101,10 +92,8 @@ class NormParityTest {
         Tolerance.assertBitIdentical("device dgamma is deterministic", bd.dgamma(), bd2.dgamma(), c);
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void groupNormMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void groupNormMatchesCpu(Backend dev, BackendKind kind) {
         for (Shape s : SHAPES) {
             for (boolean bias : new boolean[] {false, true}) {
                 for (boolean silu : new boolean[] {false, true}) {
@@ -116,10 +105,8 @@ class NormParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void largeMeanInputsKeepTheirVariance(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void largeMeanInputsKeepTheirVariance(Backend dev, BackendKind kind) {
         for (Shape s : List.of(new Shape(2, 9, 11, 10, 5), new Shape(1, 5, 7, 40, 8))) {
             TestRandom r = TestRandom.fresh();
             Problem p = Problem.random(r, s, true, true, 1000.0, 0.05, 1e-6f);
@@ -127,10 +114,8 @@ class NormParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void siluAndResidualMatchReference(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void siluAndResidualMatchReference(Backend dev, BackendKind kind) {
         for (int count : new int[] {1, 14, 1001}) {
             TestRandom r = TestRandom.fresh();
             String c = ctx(kind, r, "count", count);

@@ -1,7 +1,6 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
-import io.diffusion4j.testutil.DeviceBackends;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -9,13 +8,12 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.OptimKernels.AdamW;
 import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.Locale;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The optimiser kernels on a device backend (CUDA, CUDA_SIM; skipped with the backend's reason when
@@ -44,18 +42,6 @@ class OptimParityTest {
         if (cpu != null) cpu.close();
     }
 
-    private static final DeviceBackends DEVICES = new DeviceBackends();
-
-    /** The device backend, or the test is skipped with the reason the backend gave. */
-    static Backend device(BackendKind kind) {
-        return DEVICES.get(kind);
-    }
-
-    @AfterAll
-    static void closeDevices() {
-        DEVICES.close();
-    }
-
     static String ctx(BackendKind kind, TestRandom r, Object... parts) {
         StringBuilder b = new StringBuilder(kind.cliName()).append(" vs cpu: ");
         for (Object p : parts) b.append(p).append(' ');
@@ -79,10 +65,8 @@ class OptimParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void adamwIsBitIdenticalToCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void adamwIsBitIdenticalToCpu(Backend dev, BackendKind kind) {
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
             AdamW hp = OptimReference.randomHyper(r);
@@ -108,10 +92,8 @@ class OptimParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void adamwOnAViewLeavesTheRestUntouched(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void adamwOnAViewLeavesTheRestUntouched(Backend dev, BackendKind kind) {
         TestRandom r = TestRandom.fresh();
         int n = 1001, from = 5, to = 700;
         AdamW hp = OptimReference.randomHyper(r);
@@ -132,10 +114,8 @@ class OptimParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void emaIsBitIdenticalToCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void emaIsBitIdenticalToCpu(Backend dev, BackendKind kind) {
         EmaSchedule sched = EmaSchedule.ratio(0.999, 0.0, 0);
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
@@ -162,10 +142,8 @@ class OptimParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void gradNormMatchesCpu(BackendKind kind) {
-        Backend dev = device(kind);
+    @OnDevices
+    void gradNormMatchesCpu(Backend dev, BackendKind kind) {
         // 70001 elements: 35 blocks of 256 threads x 8 elements; 600000 caps the grid at 1024 blocks on a GPU
         int[] counts = kind == BackendKind.CUDA ? new int[] {1, 7, 257, 70001, 600_001} : new int[] {1, 7, 257, 70001};
         for (int count : counts) {

@@ -9,14 +9,12 @@ import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import io.diffusion4j.tensor.Tensor;
-import io.diffusion4j.testutil.DeviceBackends;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import java.util.Arrays;
 import java.util.Locale;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The vlb family on a device backend (CUDA, CUDA_SIM; skipped with the backend's reason when unavailable)
@@ -28,7 +26,6 @@ import org.junit.jupiter.params.provider.EnumSource;
 class VlbParityTest {
     static final int[][] SHAPES = {{3, 785}, {1, 105}, {2, 2 * 4096 + 5}, {17, 3 * 7 * 5}};
     static Backend cpu;
-    static final DeviceBackends DEVICES = new DeviceBackends();
     static NoiseSchedule schedule;
     static NativeSchedule ns;
 
@@ -42,14 +39,11 @@ class VlbParityTest {
     @AfterAll
     static void close() {
         ns.close();
-        DEVICES.close();
         cpu.close();
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void termsAndPriorAgreeWithCpu(BackendKind kind) {
-        Backend dev = DEVICES.get(kind);
+    @OnDevices
+    void termsAndPriorAgreeWithCpu(Backend dev, BackendKind kind) {
         PredictionType[] preds = PredictionType.values();
         for (int[] sh : SHAPES) {
             TestRandom r = TestRandom.fresh();

@@ -11,6 +11,7 @@ import io.diffusion4j.io.Json;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.DeviceBackends;
+import io.diffusion4j.testutil.OnDevicesExtension;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import io.diffusion4j.train.Checkpoint;
@@ -30,6 +31,7 @@ import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -53,6 +55,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * E32 itself is 6e-7..2.3e-6 for outputs of magnitude 0.9..1.8. The tolerance is far below what a wrong layer gives:
  * {@link #aPerturbedWeightIsDetected} changes one randomly chosen parameter by 0.05 and must fail it.
  */
+@ExtendWith(OnDevicesExtension.class)
 class DiffusersCrossCheckTest {
     static final double OUT_ATOL_OF_MAX = 1e-6;
     static final double OUT_RTOL = 1e-5;
@@ -63,7 +66,6 @@ class DiffusersCrossCheckTest {
     static final List<String> FIXTURES = List.of("two_level_pad0", "three_level_heads", "one_level_odd");
 
     static Backend cpu;
-    static final DeviceBackends devices = new DeviceBackends();
 
     @BeforeAll
     static void open() {
@@ -72,7 +74,6 @@ class DiffusersCrossCheckTest {
 
     @AfterAll
     static void close() {
-        devices.close();
         if (cpu != null) cpu.close();
     }
 
@@ -288,7 +289,7 @@ class DiffusersCrossCheckTest {
     /** The smaller fixtures on cuda-sim (a few seconds), forward and backward, against the same reference. */
     @ParameterizedTest
     @ValueSource(strings = {"one_level_odd", "two_level_pad0"})
-    void matchesDiffusersOnCudaSim(String fixture) throws IOException {
+    void matchesDiffusersOnCudaSim(String fixture, DeviceBackends devices) throws IOException {
         Backend sim = devices.get(BackendKind.CUDA_SIM);
         Reference ref = reference(fixture);
         Loaded f = load(fixture);

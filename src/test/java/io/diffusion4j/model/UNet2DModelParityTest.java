@@ -1,17 +1,13 @@
 package io.diffusion4j.model;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
-import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.tensor.Tensor;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The tiny UNet on a device backend (CUDA, CUDA_SIM; skipped with the backend's reason when
@@ -23,8 +19,6 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 class UNet2DModelParityTest {
     static Backend cpu;
-    static Backend dev;
-    static String unavailable;
 
     @BeforeAll
     static void open() {
@@ -33,21 +27,7 @@ class UNet2DModelParityTest {
 
     @AfterAll
     static void close() {
-        if (dev != null) dev.close();
         if (cpu != null) cpu.close();
-    }
-
-    static Backend device(BackendKind kind) {
-        Backend b = null;
-        String reason = null;
-        try {
-            b = Backend.open(kind);
-        } catch (D4jException.BackendUnavailableException e) {
-            reason = e.getMessage();
-        }
-        String r = reason;
-        assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + r);
-        return b;
     }
 
     record Run(float[] out, float[] dx, float[] grad) {}
@@ -81,30 +61,24 @@ class UNet2DModelParityTest {
         return m;
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void tinyUnetMatchesCpu(BackendKind kind) {
-        Backend be = device(kind);
-        try {
-            TestRandom r = TestRandom.fresh();
-            UNet2DConfig cfg = UNet2DModelTest.tiny();
-            float[] params;
-            try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
-                params = m.flatParameters();
-            }
-            float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
-            float[] t = {r.nextInt(1000), r.nextInt(1000)};
-            float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
-            Run h = run(cpu, cfg, params, xs, t, d);
-            Run g = run(be, cfg, params, xs, t, d);
-            String ctx = kind.cliName() + " vs cpu; " + r.describe();
-            Tolerance.log(Tolerance.assertClose("unet forward", g.out(), toDouble(h.out()), 1e-4 * maxAbs(h.out()), 1e-4, ctx));
-            Tolerance.log(Tolerance.assertClose("unet input gradient", g.dx(), toDouble(h.dx()), 1e-4 * maxAbs(h.dx()), 1e-4, ctx));
-            Tolerance.log(Tolerance.assertClose("unet parameter gradients", g.grad(), toDouble(h.grad()),
-                    1e-4 * maxAbs(h.grad()), 1e-4, ctx));
-        } finally {
-            be.close();
+    @OnDevices
+    void tinyUnetMatchesCpu(Backend be, BackendKind kind) {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = UNet2DModelTest.tiny();
+        float[] params;
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
+            params = m.flatParameters();
         }
+        float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
+        float[] t = {r.nextInt(1000), r.nextInt(1000)};
+        float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
+        Run h = run(cpu, cfg, params, xs, t, d);
+        Run g = run(be, cfg, params, xs, t, d);
+        String ctx = kind.cliName() + " vs cpu; " + r.describe();
+        Tolerance.log(Tolerance.assertClose("unet forward", g.out(), toDouble(h.out()), 1e-4 * maxAbs(h.out()), 1e-4, ctx));
+        Tolerance.log(Tolerance.assertClose("unet input gradient", g.dx(), toDouble(h.dx()), 1e-4 * maxAbs(h.dx()), 1e-4, ctx));
+        Tolerance.log(Tolerance.assertClose("unet parameter gradients", g.grad(), toDouble(h.grad()),
+                1e-4 * maxAbs(h.grad()), 1e-4, ctx));
     }
 
     /**
@@ -113,35 +87,29 @@ class UNet2DModelParityTest {
      * mask that differed would move outputs by O(1) of their scale. The dropped activations must be
      * visible: the CPU's training output differs from its inference output.
      */
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void tinyUnetWithDropoutMatchesCpu(BackendKind kind) {
-        Backend be = device(kind);
-        try {
-            TestRandom r = TestRandom.fresh();
-            UNet2DConfig cfg = UNet2DModelTest.tinyWithDropout(0.3);
-            float[] params;
-            try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
-                params = m.flatParameters();
-            }
-            float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
-            float[] t = {r.nextInt(1000), r.nextInt(1000)};
-            float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
-            long[] dropout = {r.nextLong(), r.nextLong() >>> 1};
-            Run h = run(cpu, cfg, params, xs, t, d, dropout);
-            Run g = run(be, cfg, params, xs, t, d, dropout);
-            Run inference = run(cpu, cfg, params, xs, t, d, null);
-            String ctx = kind.cliName() + " vs cpu, dropout 0.3; " + r.describe();
-            org.junit.jupiter.api.Assertions.assertTrue(UNet2DModelTest.differ(h.out(), inference.out()),
-                    "dropout did not act on the CPU; " + ctx);
-            Tolerance.log(Tolerance.assertClose("unet forward (dropout)", g.out(), toDouble(h.out()),
-                    1e-4 * maxAbs(h.out()), 1e-4, ctx));
-            Tolerance.log(Tolerance.assertClose("unet input gradient (dropout)", g.dx(), toDouble(h.dx()),
-                    1e-4 * maxAbs(h.dx()), 1e-4, ctx));
-            Tolerance.log(Tolerance.assertClose("unet parameter gradients (dropout)", g.grad(), toDouble(h.grad()),
-                    1e-4 * maxAbs(h.grad()), 1e-4, ctx));
-        } finally {
-            be.close();
+    @OnDevices
+    void tinyUnetWithDropoutMatchesCpu(Backend be, BackendKind kind) {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = UNet2DModelTest.tinyWithDropout(0.3);
+        float[] params;
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
+            params = m.flatParameters();
         }
+        float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
+        float[] t = {r.nextInt(1000), r.nextInt(1000)};
+        float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
+        long[] dropout = {r.nextLong(), r.nextLong() >>> 1};
+        Run h = run(cpu, cfg, params, xs, t, d, dropout);
+        Run g = run(be, cfg, params, xs, t, d, dropout);
+        Run inference = run(cpu, cfg, params, xs, t, d, null);
+        String ctx = kind.cliName() + " vs cpu, dropout 0.3; " + r.describe();
+        org.junit.jupiter.api.Assertions.assertTrue(UNet2DModelTest.differ(h.out(), inference.out()),
+                "dropout did not act on the CPU; " + ctx);
+        Tolerance.log(Tolerance.assertClose("unet forward (dropout)", g.out(), toDouble(h.out()),
+                1e-4 * maxAbs(h.out()), 1e-4, ctx));
+        Tolerance.log(Tolerance.assertClose("unet input gradient (dropout)", g.dx(), toDouble(h.dx()),
+                1e-4 * maxAbs(h.dx()), 1e-4, ctx));
+        Tolerance.log(Tolerance.assertClose("unet parameter gradients (dropout)", g.grad(), toDouble(h.grad()),
+                1e-4 * maxAbs(h.grad()), 1e-4, ctx));
     }
 }

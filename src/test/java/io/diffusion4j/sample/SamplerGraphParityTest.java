@@ -13,14 +13,12 @@ import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
-import io.diffusion4j.testutil.DeviceBackends;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * A sampling run captured as one graph equals the same run executed step by step, bit for bit (cuda-sim is
@@ -43,11 +41,10 @@ class SamplerGraphParityTest {
                         true, false, DpmSolverScheduler.FinalSigmas.ZERO));
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void capturedRunEqualsStepByStepRun(BackendKind kind) {
+    @OnDevices
+    void capturedRunEqualsStepByStepRun(Backend be, BackendKind kind) {
         long seed = TestRandom.fresh().nextLong();
-        try (Backend be = DeviceBackends.openOrSkip(kind); UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), seed)) {
+        try (UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), seed)) {
             for (SamplerScheduler s : schedulers()) {
                 int steps = s instanceof DpmSolverScheduler ? 3 : 2;
                 String ctx = kind + " " + s.name() + ", seed " + seed;

@@ -1,6 +1,5 @@
 package io.diffusion4j.sample;
 
-
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.NativeSchedule;
@@ -11,14 +10,12 @@ import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
-import io.diffusion4j.testutil.DeviceBackends;
+import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The sampler kernels and a whole sampling loop on a device backend (CUDA, CUDA_SIM; skipped with the
@@ -58,49 +55,43 @@ class SamplerParityTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void kernelsMatchCpu(BackendKind kind) {
+    @OnDevices
+    void kernelsMatchCpu(Backend dev, BackendKind kind) {
         TestRandom r = TestRandom.fresh();
-        try (Backend dev = DeviceBackends.openOrSkip(kind)) {
-            for (int[] shape : new int[][] {{3, 13 * 7}, {2, 28 * 28 + 3}, {1, 1}}) {
-                int batch = shape[0], n = shape[1];
-                float[] x = r.gaussians(batch * n, 1.5), o = r.gaussians(batch * n, 1.0), m1 = r.gaussians(batch * n, 1.0);
-                int[] t = new int[batch], prev = new int[batch], last = new int[batch];
-                for (int b = 0; b < batch; b++) {
-                    t[b] = r.nextInt(1, 998);
-                    prev[b] = r.nextInt(0, t[b]);
-                    last[b] = r.nextInt(t[b] + 1, 1000);
-                }
-                for (PredictionType p : PredictionType.values()) {
-                    KernelOut c = kernels(cpu, p, x, o, m1, t, prev, last, batch, n);
-                    KernelOut d = kernels(dev, p, x, o, m1, t, prev, last, batch, n);
-                    String ctx = kind + " " + p + " " + batch + "x" + n + " " + r.describe();
-                    Tolerance.assertBitIdentical("threshold", c.threshold(), d.threshold(), ctx);
-                    Tolerance.assertClose("x0", d.x0(), toDouble(c.x0()), 1e-6 * maxAbs(c.x0()), 8 * Tolerance.U, ctx);
-                    Tolerance.assertClose("x_prev", d.xPrev(), toDouble(c.xPrev()), 1e-6 * maxAbs(c.xPrev()),
-                            8 * Tolerance.U, ctx);
-                }
+        for (int[] shape : new int[][] {{3, 13 * 7}, {2, 28 * 28 + 3}, {1, 1}}) {
+            int batch = shape[0], n = shape[1];
+            float[] x = r.gaussians(batch * n, 1.5), o = r.gaussians(batch * n, 1.0), m1 = r.gaussians(batch * n, 1.0);
+            int[] t = new int[batch], prev = new int[batch], last = new int[batch];
+            for (int b = 0; b < batch; b++) {
+                t[b] = r.nextInt(1, 998);
+                prev[b] = r.nextInt(0, t[b]);
+                last[b] = r.nextInt(t[b] + 1, 1000);
+            }
+            for (PredictionType p : PredictionType.values()) {
+                KernelOut c = kernels(cpu, p, x, o, m1, t, prev, last, batch, n);
+                KernelOut d = kernels(dev, p, x, o, m1, t, prev, last, batch, n);
+                String ctx = kind + " " + p + " " + batch + "x" + n + " " + r.describe();
+                Tolerance.assertBitIdentical("threshold", c.threshold(), d.threshold(), ctx);
+                Tolerance.assertClose("x0", d.x0(), toDouble(c.x0()), 1e-6 * maxAbs(c.x0()), 8 * Tolerance.U, ctx);
+                Tolerance.assertClose("x_prev", d.xPrev(), toDouble(c.xPrev()), 1e-6 * maxAbs(c.xPrev()),
+                        8 * Tolerance.U, ctx);
             }
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void samplingLoopMatchesCpu(BackendKind kind) {
+    @OnDevices
+    void samplingLoopMatchesCpu(Backend dev, BackendKind kind) {
         long seed = TestRandom.fresh().nextLong();
-        try (Backend dev = DeviceBackends.openOrSkip(kind)) {
-            float[] params;
-            try (UNet2DModel m = new UNet2DModel(cpu, SamplerTest.tinyConfig(), seed)) {
-                params = m.flatParameters();
-            }
-            for (SamplerScheduler s : List.of(DdimScheduler.defaults(PredictionType.EPSILON, 1f),
-                    new DpmSolverScheduler(PredictionType.EPSILON, Thresholding.defaults(), TimestepSpacing.LINSPACE, 0,
-                            true, false, DpmSolverScheduler.FinalSigmas.ZERO))) {
-                float[] c = run(cpu, params, s, seed), d = run(dev, params, s, seed);
-                Tolerance.log(Tolerance.assertClose(kind + " " + s.name() + " loop", d, toDouble(c), 1e-4 * maxAbs(c),
-                        1e-4, "seed " + seed));
-            }
+        float[] params;
+        try (UNet2DModel m = new UNet2DModel(cpu, SamplerTest.tinyConfig(), seed)) {
+            params = m.flatParameters();
+        }
+        for (SamplerScheduler s : List.of(DdimScheduler.defaults(PredictionType.EPSILON, 1f),
+                new DpmSolverScheduler(PredictionType.EPSILON, Thresholding.defaults(), TimestepSpacing.LINSPACE, 0,
+                        true, false, DpmSolverScheduler.FinalSigmas.ZERO))) {
+            float[] c = run(cpu, params, s, seed), d = run(dev, params, s, seed);
+            Tolerance.log(Tolerance.assertClose(kind + " " + s.name() + " loop", d, toDouble(c), 1e-4 * maxAbs(c),
+                    1e-4, "seed " + seed));
         }
     }
 
@@ -110,16 +101,15 @@ class SamplerParityTest {
      * backend's per-call scratch (step kernels, timestep embedding, group norm partials), so threads sharing
      * one scratch would read each other's coefficients. Small: 4x4 images, batch 1, 2 steps, 3 threads.
      */
-    @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void concurrentSamplersEqualTheirSingleThreadedRuns(BackendKind kind) throws Exception {
+    @OnDevices
+    void concurrentSamplersEqualTheirSingleThreadedRuns(Backend dev, BackendKind kind) throws Exception {
         long seed = TestRandom.fresh().nextLong();
         List<SamplerScheduler> all = List.of(DdpmScheduler.defaults(PredictionType.EPSILON),
                 new DpmSolverScheduler(PredictionType.V_PREDICTION, Thresholding.defaults(), TimestepSpacing.LINSPACE, 0,
                         true, false, DpmSolverScheduler.FinalSigmas.ZERO),
                 new DdimScheduler(PredictionType.SAMPLE, 0.5f, false, 1.0, new Thresholding(0.9, 2f),
                         TimestepSpacing.TRAILING, 0, true, false));
-        try (Backend dev = DeviceBackends.openOrSkip(kind); UNet2DModel m = new UNet2DModel(dev, SamplerTest.tinyConfig(), seed)) {
+        try (UNet2DModel m = new UNet2DModel(dev, SamplerTest.tinyConfig(), seed)) {
             float[][] single = new float[all.size()][];
             for (int k = 0; k < all.size(); k++) single[k] = sampleSmall(m, all.get(k), seed + k);
             java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(all.size());

@@ -226,29 +226,29 @@ class SelfTestTest {
 
     // ---- the comparison on hand-made outputs ---------------------------------------------------
 
-    static List<SelfTest.Output> close(float... v) {
-        return List.of(SelfTest.Output.close("x", v, 8 * SelfTest.U, 1.0));
+    static List<Output> close(float... v) {
+        return List.of(Output.close("x", v, 8 * SelfTest.U, 1.0));
     }
 
     @Test
     void comparisonPassesWithinAndFailsBeyondTheTolerance() {
         float c = 1.5f;
         // within: a few ulps of 1.5 (ulp = 2u * 1 here) against 8u * (1.5 + 1) = 20u
-        SelfTest.Comparison ok = SelfTest.compare(close(c, 0f), close(Math.nextUp(Math.nextUp(c)), 0f));
+        Comparison ok = Comparison.compare(close(c, 0f), close(Math.nextUp(Math.nextUp(c)), 0f));
         assertTrue(ok.passed(), ok.toString());
         assertTrue(ok.maxRel() > 0 && ok.maxRel() <= 8 * SelfTest.U, ok.toString());
         // beyond: 16 ulps of 1.5 = 32u > 20u
         float far = c;
         for (int i = 0; i < 16; i++) far = Math.nextUp(far);
-        SelfTest.Comparison bad = SelfTest.compare(close(c, 0f), close(far, 0f));
+        Comparison bad = Comparison.compare(close(c, 0f), close(far, 0f));
         assertFalse(bad.passed(), bad.toString());
         assertTrue(bad.detail().contains("1 of 2 elements violate"), bad.detail());
         // an element left at its NaN poison fails, and so does an infinity
-        assertFalse(SelfTest.compare(close(c, 0f), close(c, Float.NaN)).passed());
-        assertFalse(SelfTest.compare(close(c, 0f), close(c, Float.POSITIVE_INFINITY)).passed());
-        assertEquals("non-finite", SelfTest.compare(close(c, 0f), close(c, Float.NaN)).error());
+        assertFalse(Comparison.compare(close(c, 0f), close(c, Float.NaN)).passed());
+        assertFalse(Comparison.compare(close(c, 0f), close(c, Float.POSITIVE_INFINITY)).passed());
+        assertEquals("non-finite", Comparison.compare(close(c, 0f), close(c, Float.NaN)).error());
         // identical bits
-        assertEquals("bit-exact", SelfTest.compare(close(c, -0f), close(c, -0f)).error());
+        assertEquals("bit-exact", Comparison.compare(close(c, -0f), close(c, -0f)).error());
     }
 
     @Test
@@ -256,16 +256,16 @@ class SelfTestTest {
         int[] ref = {1, 2, 3, 0x7fffffff};
         int[] got = ref.clone();
         got[3] ^= 1;
-        SelfTest.Comparison words = SelfTest.compare(List.of(SelfTest.Output.bits("uint32", ref)),
-                List.of(SelfTest.Output.bits("uint32", got)));
+        Comparison words = Comparison.compare(List.of(Output.bits("uint32", ref)),
+                List.of(Output.bits("uint32", got)));
         assertFalse(words.passed(), words.toString());
         assertEquals("bits differ", words.error());
         assertTrue(words.detail().contains("1 of 4 elements differ in bits (first at 3"), words.detail());
         float[] n = {0.25f, -1.0f}, m = {0.25f, Math.nextDown(-1.0f)};
-        assertFalse(SelfTest.compare(List.of(SelfTest.Output.bits("normal", n)), List.of(SelfTest.Output.bits("normal", m))).passed());
+        assertFalse(Comparison.compare(List.of(Output.bits("normal", n)), List.of(Output.bits("normal", m))).passed());
         // -0 vs +0 differ in bits
-        assertFalse(SelfTest.compare(List.of(SelfTest.Output.bits("normal", new float[] {0f})),
-                List.of(SelfTest.Output.bits("normal", new float[] {-0f}))).passed());
+        assertFalse(Comparison.compare(List.of(Output.bits("normal", new float[] {0f})),
+                List.of(Output.bits("normal", new float[] {-0f}))).passed());
     }
 
     @Test

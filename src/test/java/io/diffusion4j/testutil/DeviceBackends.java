@@ -7,17 +7,36 @@ import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import java.util.EnumMap;
 import java.util.Map;
+import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
- * The device backends of a parity test class: each opened once on first use and closed by
- * {@link #close()}; a backend that cannot run here makes the calling test skip with the reason it gave.
+ * The device backends of a test class: each opened once on first use and closed by {@link #close()}; a
+ * backend that cannot run here makes the calling test skip with the reason it gave. {@link OnDevices}
+ * tests get theirs from {@link #of}, which the class's extension context closes when the class is done.
  */
-public final class DeviceBackends implements AutoCloseable {
+public final class DeviceBackends implements AutoCloseable, ExtensionContext.Store.CloseableResource {
+    private static final ExtensionContext.Namespace NAMESPACE = ExtensionContext.Namespace.create(DeviceBackends.class);
     private final Map<BackendKind, Backend> open = new EnumMap<>(BackendKind.class);
     private final Map<BackendKind, String> unavailable = new EnumMap<>(BackendKind.class);
 
+    /** The device backends of the test class that {@code context} runs in, closed when that class is done. */
+    public static DeviceBackends of(ExtensionContext context) {
+        ExtensionContext c = context;
+        while (c.getTestMethod().isPresent() && c.getParent().isPresent()) c = c.getParent().get();
+        return c.getStore(NAMESPACE).getOrComputeIfAbsent(DeviceBackends.class, k -> new DeviceBackends(),
+                DeviceBackends.class);
+    }
+
     /** The backend, or the test is skipped with the backend's own reason. */
     public synchronized Backend get(BackendKind kind) {
+        Backend b = tryGet(kind);
+        String reason = unavailable.get(kind);
+        assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
+        return b;
+    }
+
+    /** The backend, or null when it cannot run here ({@link #get} then skips with the reason). */
+    public synchronized Backend tryGet(BackendKind kind) {
         if (!open.containsKey(kind) && !unavailable.containsKey(kind)) {
             try {
                 open.put(kind, Backend.open(kind));
@@ -25,23 +44,7 @@ public final class DeviceBackends implements AutoCloseable {
                 unavailable.put(kind, e.getMessage());
             }
         }
-        Backend b = open.get(kind);
-        String reason = unavailable.get(kind);
-        assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
-        return b;
-    }
-
-    /**
-     * Opens a backend the caller owns and closes (one test's worth), or skips the calling test with the
-     * backend's own reason when it cannot run here.
-     */
-    public static Backend openOrSkip(BackendKind kind) {
-        try {
-            return Backend.open(kind);
-        } catch (D4jException.BackendUnavailableException e) {
-            assumeTrue(false, "backend " + kind.cliName() + " is unavailable: " + e.getMessage());
-            return null;  // not reached: assumeTrue(false, ...) throws
-        }
+        return open.get(kind);
     }
 
     @Override

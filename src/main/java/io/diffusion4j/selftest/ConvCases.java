@@ -1,0 +1,62 @@
+package io.diffusion4j.selftest;
+
+import static io.diffusion4j.selftest.CaseInputs.*;
+import static io.diffusion4j.selftest.SelfTest.U;
+import static io.diffusion4j.selftest.TensorCase.tensorCase;
+
+import io.diffusion4j.kernels.ConvKernels;
+import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
+import io.diffusion4j.selftest.SelfTest.Shape;
+import io.diffusion4j.selftest.TensorCase.Arg;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/** The conv2d family. */
+final class ConvCases {
+    private ConvCases() {}
+
+    /**
+     * Every geometry of UNet2DModel (3x3 same, 1x1 shortcut, the stride-2 downsample with padding 1
+     * and with diffusers' (0, 1, 0, 1) padding, the 3x3 conv of the nearest 2x upsample), forward
+     * and backward, on odd NHWC shapes. Each output sums T products; with both backends within
+     * (T + 2) u of the sum of the terms' absolute values (ConvParityTest), rtol = 2 (T + 2) u and M
+     * = T max|a| max|b| (+ the bias or the accumulated initial value), which bounds that sum.
+     */
+    static List<ParityCase> convCases(SplittableRandom rnd) {
+        record Geo(String name, Conv2dSpec spec, int n, int h, int w, int cIn, int cOut) {}
+        List<Geo> geos = List.of(
+                new Geo("3x3", Conv2dSpec.same3x3(), 2, 7, 5, 3, 5),
+                new Geo("1x1", Conv2dSpec.pointwise(), 3, 5, 7, 13, 5),
+                new Geo("3x3 stride2 pad1", Conv2dSpec.downsample3x3(1), 1, 9, 7, 5, 13),
+                new Geo("3x3 stride2 pad(0,0,1,1)", Conv2dSpec.downsample3x3(0), 2, 7, 9, 3, 5),
+                new Geo("up2x 3x3", Conv2dSpec.upsample3x3(), 1, 5, 3, 5, 3));
+        List<ParityCase> out = new ArrayList<>();
+        for (Geo g : geos) {
+            Conv2dSpec spec = g.spec();
+            int k = spec.kernelSize(), n = g.n(), cIn = g.cIn(), cOut = g.cOut();
+            int ho = (int) spec.outputHeight(g.h()), wo = (int) spec.outputWidth(g.w());
+            long[] xs = {n, g.h(), g.w(), cIn}, wsh = {k, k, cIn, cOut}, ys = {n, ho, wo, cOut};
+            int xCount = n * g.h() * g.w() * cIn, wCount = k * k * cIn * cOut, yCount = n * ho * wo * cOut;
+            float[] x = gaussians(rnd, xCount), w = gaussians(rnd, wCount, 0.5, 0), b = gaussians(rnd, cOut);
+            float[] dy = gaussians(rnd, yCount), dw0 = gaussians(rnd, wCount), db0 = gaussians(rnd, cOut);
+            Shape sh = dims(dimsText(n, g.h(), g.w(), cIn) + "->" + cOut, n, g.h(), g.w(), cIn);
+            int tFwd = k * k * cIn, tDx = (spec.upsample2x() ? 4 : 1) * k * k * cOut, tDw = n * ho * wo;
+            double rFwd = 2 * (tFwd + 2) * U, rDx = 2 * (tDx + 2) * U, rDw = 2 * (tDw + 2) * U;
+            double mFwd = tFwd * maxAbs(x) * maxAbs(w) + maxAbs(b);
+            double mDx = tDx * maxAbs(dy) * maxAbs(w);
+            double mDw = tDw * maxAbs(x) * maxAbs(dy) + maxAbs(dw0), mDb = tDw * maxAbs(dy) + maxAbs(db0);
+            out.add(tensorCase("forward " + g.name(), sh, rFwd,
+                    List.of(Arg.in(x, xs), Arg.in(w, wsh), Arg.in(b, cOut), Arg.out(ys)),
+                    t -> ConvKernels.forward(spec, t[0], t[1], t[2], t[3]),
+                    v -> List.of(Output.close("y", v[3], rFwd, mFwd))));
+            out.add(tensorCase("backward " + g.name(), sh, Math.max(rDx, rDw),
+                    List.of(Arg.in(x, xs), Arg.in(w, wsh), Arg.in(dy, ys), Arg.out(xs), Arg.reset(dw0, wsh),
+                            Arg.reset(db0, cOut)),
+                    t -> ConvKernels.backward(spec, t[0], t[1], t[2], t[3], t[4], t[5]),
+                    v -> List.of(Output.close("dx", v[3], rDx, mDx), Output.close("dweight", v[4], rDw, mDw),
+                            Output.close("dbias", v[5], rDw, mDb))));
+        }
+        return out;
+    }
+}
