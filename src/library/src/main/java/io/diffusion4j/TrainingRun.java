@@ -12,8 +12,8 @@ import io.diffusion4j.train.Checkpoint;
 import io.diffusion4j.train.Dataset;
 import io.diffusion4j.train.LossCurve;
 import io.diffusion4j.train.LossHistory;
-import io.diffusion4j.train.TrainCommand;
 import io.diffusion4j.train.Trainer;
+import io.diffusion4j.train.TrainingDefaults;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -259,7 +259,7 @@ public final class TrainingRun implements AutoCloseable {
          */
         public TrainingRun build() throws IOException {
             owner.checkOpen();
-            UNet2DConfig cfg = config == null ? TrainCommand.defaultConfig() : config;
+            UNet2DConfig cfg = config == null ? TrainingDefaults.config() : config;
             float[] init = null;
             if (initFrom != null) {
                 Checkpoint.ModelFolder f = Checkpoint.readModelFolder(initFrom);
@@ -412,7 +412,7 @@ public final class TrainingRun implements AutoCloseable {
         checkOpen();
         Objects.requireNonNull(dir, "dir");
         Checkpoint.save(dir, trainer, history, meta);
-        AtomicFiles.writeString(dir.resolve(TrainCommand.LOSS_CSV), history.toCsv());
+        AtomicFiles.writeString(dir.resolve(TrainingDefaults.LOSS_CSV), history.toCsv());
         if (history.size() > 0) {
             UNet2DConfig c = model.config();
             String title = String.format(Locale.ROOT, "diffusion4j: %s, UNet2DModel %s (%,d parameters)",
@@ -420,7 +420,7 @@ public final class TrainingRun implements AutoCloseable {
             Trainer.Options o = trainer.options();
             String subtitle = String.format(Locale.ROOT, "batch %d, lr %.3g (warmup %d), EMA %.4g, %s, seed %d",
                     o.batchSize(), o.learningRate(), o.warmupSteps(), o.ema().maxDecay(), o.prediction().configName(), o.seed());
-            LossCurve.write(dir.resolve(TrainCommand.LOSS_CURVE), history, title, subtitle);
+            LossCurve.write(dir.resolve(TrainingDefaults.LOSS_CURVE), history, title, subtitle);
         }
     }
 

@@ -1,5 +1,6 @@
 package io.diffusion4j;
 
+import io.diffusion4j.testutil.RepoPaths;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -35,7 +36,7 @@ import org.junit.jupiter.api.Test;
  * d4j.h changes without bindings/generate.sh being rerun.
  */
 class BindingsCoverageTest {
-    static final Path HEADER = Path.of("native", "include", "d4j.h");
+    static final Path HEADER = RepoPaths.of("native", "include", "d4j.h");
     static final String BINDINGS = "io.diffusion4j.bindings.d4j_h";
 
     /** One function declared in the header. */

@@ -1,5 +1,6 @@
 package io.diffusion4j;
 
+import io.diffusion4j.testutil.RepoPaths;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -41,7 +42,7 @@ class ReadmeExampleTest {
     Path dir;
 
     static String example() throws IOException {
-        String readme = Files.readString(Path.of("README.md"), StandardCharsets.UTF_8);
+        String readme = Files.readString(RepoPaths.of("README.md"), StandardCharsets.UTF_8);
         Matcher m = BLOCK.matcher(readme);
         if (!m.find()) fail("README.md has no ```java block after an <!-- api-example --> marker");
         String code = m.group(1);

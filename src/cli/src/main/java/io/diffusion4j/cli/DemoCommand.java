@@ -5,85 +5,84 @@ import io.diffusion4j.Diffusion4j;
 import io.diffusion4j.DiffusionPipeline;
 import io.diffusion4j.SamplerConfig;
 import io.diffusion4j.Samples;
+import io.diffusion4j.TrainingData;
 import io.diffusion4j.TrainingRun;
 import io.diffusion4j.TrainingStep;
+import io.diffusion4j.sample.Images;
+import io.diffusion4j.train.ProceduralDataset;
+import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Locale;
-import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * The {@code demo} command: on a machine with no data, trains the default small UNet on the built-in procedural
  * shapes for a few minutes, saves the checkpoint, loads it back as a pipeline and samples a DDIM-50 grid of 16
- * images, printing where everything went and how long each phase took. Written only against the public API
- * ({@code io.diffusion4j}), as a user of the jar would write it.
+ * images, printing where everything went and how long each phase took. Training and sampling go through the
+ * public API ({@code io.diffusion4j}), as a user of the jar would write them; the pictures are enlarged so a
+ * person can judge them, with training examples beside the samples.
  */
-final class DemoCommand {
-    private DemoCommand() {}
-
+@Command(name = "demo", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        description = {"Trains the default 28x28 UNet (block_out_channels 32/64/64) on the built-in procedural shapes "
+            + "(no download) for --steps steps of batch 16 (a few minutes on a CPU), writes the checkpoint to "
+            + "DIR/checkpoint, loads it back and samples --samples images with DDIM into DIR/grid.png and "
+            + "DIR/samples/; DIR/compare.png shows training examples (left) beside the samples (right)."})
+final class DemoCommand implements Callable<Integer> {
     /** Default training steps: about 3 minutes on 2 idle x86-64 cores (CPU backend). */
     static final int DEFAULT_STEPS = 1200;
 
-    static final String USAGE = "demo [--out DIR] [--steps N] [--samples N] [--sampling-steps N] [--seed N]\n"
-            + "     [--backend cpu|cuda|cuda-sim] [--threads N]";
+    @Option(names = "--out", paramLabel = "DIR", description = "output folder (default: ${DEFAULT-VALUE})")
+    Path out = Path.of("demo-output");
 
-    static int run(String[] args, PrintStream out, PrintStream err) {
-        System.setProperty("java.awt.headless", "true");
-        Map<String, String> given = new LinkedHashMap<>();
-        for (int i = 0; i < args.length; i++) {
-            String a = args[i];
-            if (a.equals("--help") || a.equals("-h")) {
-                out.println("usage: java -jar target/diffusion4j.jar " + USAGE);
-                out.println();
-                out.println("Trains the default 28x28 UNet (block_out_channels 32/64/64) on the built-in procedural");
-                out.println("shapes (no download) for --steps steps of batch 16 (default " + DEFAULT_STEPS + ", a few");
-                out.println("minutes on a CPU), writes the checkpoint to DIR/checkpoint, loads it back and samples");
-                out.println("--samples images (default 16) with DDIM (--sampling-steps, default 50) into DIR/grid.png");
-                out.println("and DIR/samples/. Defaults: --out demo-output, --seed 0, the best backend.");
-                return 0;
-            }
-            if (!Map.of("--out", 0, "--steps", 0, "--samples", 0, "--sampling-steps", 0, "--seed", 0, "--backend", 0,
-                    "--threads", 0).containsKey(a)) {
-                throw new IllegalArgumentException("demo: unknown option '" + a + "'\nusage: " + USAGE);
-            }
-            if (i + 1 >= args.length) throw new IllegalArgumentException("demo: " + a + " needs a value");
-            if (given.put(a, args[++i]) != null) throw new IllegalArgumentException("demo: " + a + " given twice");
-        }
-        Path outDir = Path.of(given.getOrDefault("--out", "demo-output"));
-        int steps = intArg(given, "--steps", DEFAULT_STEPS);
-        int n = intArg(given, "--samples", 16);
-        int samplingSteps = intArg(given, "--sampling-steps", 50);
-        long seed;
-        try {
-            seed = Long.parseLong(given.getOrDefault("--seed", "0"));
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("demo: --seed needs an integer, got '" + given.get("--seed") + "'");
-        }
-        int threads = given.containsKey("--threads") ? intArg(given, "--threads", 0) : 0;
-        String backend = given.get("--backend");
-        try {
-            return demo(outDir, steps, n, samplingSteps, seed, backend, threads, out);
-        } catch (IOException e) {
-            err.println("demo: " + e.getMessage());
-            return 1;
-        }
+    @Option(names = "--steps", paramLabel = "N", description = "training steps (default: ${DEFAULT-VALUE})")
+    int steps = DEFAULT_STEPS;
+
+    @Option(names = "--samples", paramLabel = "N", description = "images to sample (default: ${DEFAULT-VALUE})")
+    int samples = 16;
+
+    @Option(names = "--sampling-steps", paramLabel = "N", description = "DDIM steps (default: ${DEFAULT-VALUE})")
+    int samplingSteps = 50;
+
+    @Option(names = "--grid-scale", paramLabel = "K",
+            description = "enlarge grid.png and compare.png K times, nearest neighbour (default: ${DEFAULT-VALUE})")
+    int gridScale = 4;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed of training and sampling (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
+    String backend;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream stdout;
+
+    DemoCommand(Main.Io io) {
+        this.stdout = io.out();
     }
 
-    private static int intArg(Map<String, String> given, String name, int def) {
-        String v = given.get(name);
-        if (v == null) return def;
-        try {
-            int x = Integer.parseInt(v);
-            if (x < 1) throw new IllegalArgumentException("demo: " + name + " must be >= 1, got " + x);
-            return x;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("demo: " + name + " needs an integer, got '" + v + "'");
-        }
+    @Override
+    public Integer call() throws IOException {
+        Main.atLeast(spec, "--steps", steps, 1);
+        Main.atLeast(spec, "--samples", samples, 1);
+        Main.atLeast(spec, "--sampling-steps", samplingSteps, 1);
+        Main.atLeast(spec, "--grid-scale", gridScale, 1);
+        if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
+        if (spec.commandLine().getParseResult().hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        return demo(out, steps, samples, samplingSteps, gridScale, seed, backend, threads, stdout);
     }
 
-    static int demo(Path outDir, int steps, int n, int samplingSteps, long seed, String backend, int threads,
+    static int demo(Path outDir, int steps, int n, int samplingSteps, int gridScale, long seed, String backend, int threads,
                     PrintStream out) throws IOException {
         long t0 = System.nanoTime();
         Path checkpoint = outDir.resolve("checkpoint");
@@ -130,8 +129,10 @@ final class DemoCommand {
             }
             long tW0 = System.nanoTime();
             Path grid = outDir.resolve("grid.png");
-            samples.writeGridPng(grid);
+            Images.writePng(grid, Images.scaled(samples.grid(), gridScale));
             samples.writePngs(outDir.resolve("samples"));
+            Path compare = outDir.resolve("compare.png");
+            Images.writePng(compare, Images.scaled(sideBySide(trainingExamples(n, seed), samples.grid()), gridScale));
             long tEnd = System.nanoTime();
 
             out.println();
@@ -144,10 +145,11 @@ final class DemoCommand {
             out.printf(Locale.ROOT, "  sampling   %7.2f s  %d images, %s%n", tSample / 1e9, n, ddim);
             out.printf(Locale.ROOT, "  writing    %7.2f s%n", (tEnd - tW0) / 1e9);
             out.println("wrote:");
-            out.println("  " + grid.toAbsolutePath() + "   the sample grid");
+            out.println("  " + grid.toAbsolutePath() + "   the sample grid (enlarged " + gridScale + "x)");
+            out.println("  " + compare.toAbsolutePath() + "   training examples (left) beside the samples (right)");
             out.println("  " + outDir.resolve("samples").toAbsolutePath() + "/sample_*.png   each sample");
             out.println("  " + checkpoint.toAbsolutePath() + "/   the checkpoint (loss.csv, loss_curve.png beside it)");
-            out.println("next: java -jar target/diffusion4j.jar sample --checkpoint " + checkpoint
+            out.println("next: java -jar src/cli/target/diffusion4j.jar sample --checkpoint " + checkpoint
                     + " --sampler dpmsolver++ --steps 20");
         }
         return 0;
@@ -157,5 +159,28 @@ final class DemoCommand {
         if (!Double.isFinite(s)) return "?";
         long r = Math.round(s);
         return r >= 60 ? String.format(Locale.ROOT, "%dm%02ds", r / 60, r % 60) : String.format(Locale.ROOT, "%.1f s", s);
+    }
+
+    /** A grid of the first n images the run trained from (the procedural shapes of the same seed). */
+    private static BufferedImage trainingExamples(int n, long seed) {
+        ProceduralDataset data = new ProceduralDataset(TrainingData.PROCEDURAL_IMAGES, 28, 28, 1, seed);
+        int pixels = data.channels() * data.height() * data.width();
+        float[] nchw = new float[n * pixels];
+        for (int i = 0; i < n; i++) data.image(i, nchw, i * pixels);
+        return Images.grid(nchw, n, data.channels(), data.height(), data.width());
+    }
+
+    /** Two images of the same type next to each other, with a white 4-pixel band between them. */
+    private static BufferedImage sideBySide(BufferedImage left, BufferedImage right) {
+        int gap = 4;
+        BufferedImage both = new BufferedImage(left.getWidth() + gap + right.getWidth(),
+                Math.max(left.getHeight(), right.getHeight()), left.getType());
+        var g = both.createGraphics();
+        g.setColor(java.awt.Color.WHITE);
+        g.fillRect(left.getWidth(), 0, gap, both.getHeight());
+        g.dispose();
+        both.getRaster().setRect(0, 0, left.getRaster());
+        both.getRaster().setRect(left.getWidth() + gap, 0, right.getRaster());
+        return both;
     }
 }

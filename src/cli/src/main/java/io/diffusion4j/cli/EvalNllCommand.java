@@ -1,15 +1,17 @@
-package io.diffusion4j.sample;
+package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.eval.NllEvaluator.Estimate;
 import io.diffusion4j.eval.NllEvaluator.ImageResult;
+import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.sample.DdpmScheduler;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.train.Checkpoint;
+import io.diffusion4j.train.CheckpointFiles;
 import io.diffusion4j.train.Dataset;
 import io.diffusion4j.train.FashionMnist;
 import io.diffusion4j.train.ProceduralDataset;
@@ -23,113 +25,98 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * The {@code eval-nll} command: the negative log-likelihood of a test set in bits/dim by the variational bound
  * ({@link NllEvaluator}), from a checkpoint (ours or a diffusers folder) and its scheduler_config.json
  * (prediction_type, variance_type, clip_sample, clip_sample_range).
  */
-public final class EvalNllCommand {
-    private EvalNllCommand() {}
-
+@Command(name = "eval-nll", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        description = {"Negative log-likelihood in bits/dim on a test set by the variational bound of Ho et al., as "
+            + "improved-diffusion's calc_bpd_loop computes it: prior KL + the Gaussian KL terms of every timestep + the "
+            + "discretized Gaussian decoder for 8-bit data; mean \u00b1 standard error over the images.",
+            "",
+            "Cost: the exact bound needs T model calls (T = num_train_timesteps, usually 1000) per batch of "
+            + "--batch-size images. For the default 28x28 model (1.1M parameters) on 2 busy CPU cores that was "
+            + "~27 ms per image per timestep at batch 16, i.e. ~27 s per image for T = 1000: the default 8 images "
+            + "take a few minutes and the 10000-image test set days on a CPU; use a GPU, a smaller --n, or "
+            + "--timestep-stride for a quick estimate.", ""})
+public final class EvalNllCommand implements Callable<Integer> {
     /** Seed of the procedural test images: not a seed the train command's procedural data uses by default. */
     static final long PROCEDURAL_TEST_SEED = 0x7E57_DA7AL;
     static final int PROCEDURAL_TEST_IMAGES = 10000;
 
-    static final String USAGE = "usage: eval-nll --checkpoint DIR [--data fashion-mnist|procedural] [--data-dir DIR]\n"
-            + "                [--n N] [--batch-size N] [--seed N] [--timestep-stride K] [--no-ema] [--no-clip]\n"
-            + "                [--backend cpu|cuda|cuda-sim] [--threads N]";
+    @Option(names = "--checkpoint", required = true, paramLabel = "DIR", description = "a checkpoint (ours or a diffusers folder)")
+    Path checkpoint;
+
+    @Option(names = "--data", paramLabel = "NAME", description = "fashion-mnist: the t10k test split in --data-dir; "
+            + "procedural: built-in shapes of a test seed the train command does not use (default: ${DEFAULT-VALUE})")
+    String data = "fashion-mnist";
+
+    @Option(names = "--data-dir", paramLabel = "DIR", description = "Fashion-MNIST's IDX files (default: "
+            + "/usr/share/datasets/fashion-mnist)")
+    Path dataDir;
+
+    @Option(names = "--n", paramLabel = "N", description = "images, the first N of the test set (default: ${DEFAULT-VALUE})")
+    int n = 8;
+
+    @Option(names = "--batch-size", paramLabel = "N", description = "images per model call (default: ${DEFAULT-VALUE})")
+    int batchSize = 16;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed of the noise (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--timestep-stride", paramLabel = "K", description = "evaluate every K-th KL term and scale their "
+            + "sum: an ESTIMATE, not the bound (default: ${DEFAULT-VALUE} = the exact bound)")
+    int stride = 1;
+
+    @Option(names = "--no-ema", description = "the raw weights instead of ema/ (the default when present)")
+    boolean noEma;
+
+    @Option(names = "--no-clip", description = "do not clip the x0 prediction (default: clip_sample of the scheduler "
+            + "config, improved-diffusion's clip_denoised=True)")
+    boolean noClip;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
+    String backend;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream stdout, stderr;
+
+    EvalNllCommand(Main.Io io) {
+        this.stdout = io.out();
+        this.stderr = io.err();
+    }
 
     record Options(Path checkpoint, String data, Path dataDir, int n, int batchSize, long seed, int stride,
                    boolean noEma, boolean noClip, String backend, int threads) {}
 
-    public static int run(String[] args, PrintStream out, PrintStream err) {
-        Options o = parse(args, out);
-        if (o == null) return 0;
-        try {
-            return evaluate(o, out, err);
-        } catch (IOException e) {
-            err.println("error: " + e.getMessage());
-            return 1;
-        }
-    }
-
-    static Options parse(String[] args, PrintStream out) {
-        Path checkpoint = null, dataDir = null;
-        String data = "fashion-mnist", backend = null;
-        int n = 8, batch = 16, stride = 1, threads = 0;
-        long seed = 0;
-        boolean noEma = false, noClip = false;
-        for (int i = 0; i < args.length; i++) {
-            String a = args[i];
-            switch (a) {
-                case "--help", "-h" -> {
-                    out.println(USAGE);
-                    out.println("Negative log-likelihood in bits/dim on a test set by the variational bound of Ho et al.,");
-                    out.println("as improved-diffusion's calc_bpd_loop computes it: prior KL + the Gaussian KL terms of");
-                    out.println("every timestep + the discretized Gaussian decoder for 8-bit data; mean ± standard error");
-                    out.println("over the images.");
-                    out.println("  --data fashion-mnist   the t10k test split in --data-dir (default "
-                            + FashionMnist.DEFAULT_DIRECTORY + ")");
-                    out.println("  --data procedural      built-in shapes (a test seed the train command does not use)");
-                    out.println("  --n N                  images, the first N of the test set (default 8)");
-                    out.println("  --timestep-stride K    evaluate every K-th KL term and scale their sum: an ESTIMATE,");
-                    out.println("                         not the bound (default 1 = the exact bound)");
-                    out.println("  --no-ema               the raw weights instead of ema/ (the default when present)");
-                    out.println("  --no-clip              do not clip the x0 prediction (default: clip_sample of the");
-                    out.println("                         scheduler config, improved-diffusion's clip_denoised=True)");
-                    out.println("Cost: the exact bound needs T model calls (T = num_train_timesteps, usually 1000) per");
-                    out.println("batch of --batch-size images. Measured for the default 28x28 model (1.1M parameters)");
-                    out.println("on 2 busy CPU cores: ~27 ms per image per timestep at batch 16, i.e. ~27 s per image");
-                    out.println("for T = 1000, so the default 8 images take a few minutes and the 10000-image test set");
-                    out.println("days on a CPU; use a GPU, a smaller --n, or --timestep-stride for a quick estimate.");
-                    return null;
-                }
-                case "--no-ema" -> noEma = true;
-                case "--no-clip" -> noClip = true;
-                default -> {
-                    if (i + 1 >= args.length) throw new IllegalArgumentException("eval-nll: " + a + " needs a value\n" + USAGE);
-                    String v = args[++i];
-                    switch (a) {
-                        case "--checkpoint" -> checkpoint = Path.of(v);
-                        case "--data" -> data = v;
-                        case "--data-dir" -> dataDir = Path.of(v);
-                        case "--n" -> n = parseInt(a, v, 1);
-                        case "--batch-size" -> batch = parseInt(a, v, 1);
-                        case "--seed" -> seed = parseLong(a, v);
-                        case "--timestep-stride" -> stride = parseInt(a, v, 1);
-                        case "--backend" -> backend = v;
-                        case "--threads" -> threads = parseInt(a, v, 1);
-                        default -> throw new IllegalArgumentException("eval-nll: unknown option '" + a + "'\n" + USAGE);
-                    }
-                }
-            }
-        }
-        if (checkpoint == null) throw new IllegalArgumentException("eval-nll: --checkpoint DIR is required\n" + USAGE);
+    @Override
+    public Integer call() {
+        Main.atLeast(spec, "--n", n, 1);
+        Main.atLeast(spec, "--batch-size", batchSize, 1);
+        Main.atLeast(spec, "--timestep-stride", stride, 1);
+        if (spec.commandLine().getParseResult().hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
         if (!data.equals("fashion-mnist") && !data.equals("procedural")) {
-            throw new IllegalArgumentException("eval-nll: --data must be fashion-mnist or procedural, got '" + data + "'");
+            throw Main.bad(spec, "--data must be fashion-mnist or procedural, got '" + data + "'");
         }
-        if (data.equals("procedural") && dataDir != null) {
-            throw new IllegalArgumentException("eval-nll: --data-dir applies to --data fashion-mnist only");
-        }
-        return new Options(checkpoint, data, dataDir, n, batch, seed, stride, noEma, noClip, backend, threads);
-    }
-
-    private static int parseInt(String opt, String v, int min) {
+        if (data.equals("procedural") && dataDir != null) throw Main.bad(spec, "--data-dir applies to --data fashion-mnist only");
+        Options o = new Options(checkpoint, data, dataDir, n, batchSize, seed, stride, noEma, noClip, backend, threads);
         try {
-            int x = Integer.parseInt(v);
-            if (x < min) throw new IllegalArgumentException("eval-nll: " + opt + " must be >= " + min + ", got " + v);
-            return x;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("eval-nll: " + opt + " needs an integer, got '" + v + "'");
-        }
-    }
-
-    private static long parseLong(String opt, String v) {
-        try {
-            return Long.parseLong(v);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("eval-nll: " + opt + " needs an integer, got '" + v + "'");
+            return evaluate(o, stdout, stderr);
+        } catch (IOException e) {
+            stderr.println("error: " + e.getMessage());
+            return Main.FAILED;
         }
     }
 
@@ -149,7 +136,7 @@ public final class EvalNllCommand {
 
     static int evaluate(Options o, PrintStream out, PrintStream err) throws IOException {
         long t0 = System.nanoTime();
-        SampleCommand.Located loc = SampleCommand.locate(o.checkpoint(), o.noEma());
+        CheckpointFiles loc = CheckpointFiles.locate(o.checkpoint(), o.noEma());
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
         DdpmScheduler sched;

@@ -1,11 +1,19 @@
-package io.diffusion4j.sample;
+package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.sample.DdimScheduler;
+import io.diffusion4j.sample.DdpmScheduler;
+import io.diffusion4j.sample.DpmSolverScheduler;
+import io.diffusion4j.sample.Images;
+import io.diffusion4j.sample.Npy;
+import io.diffusion4j.sample.Sampler;
+import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.train.Checkpoint;
+import io.diffusion4j.train.CheckpointFiles;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -14,165 +22,117 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * The {@code sample} command: loads a checkpoint (ours or a diffusers UNet2DModel folder, or a pipeline folder
  * with unet/ and scheduler/), samples n images and writes one PNG per image, a grid PNG and optionally the
  * float32 samples as .npy, all atomically.
  */
-public final class SampleCommand {
-    private SampleCommand() {}
+@Command(name = "sample", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        description = "Samples images from a checkpoint (ours or diffusers) into --out: one PNG per image, a grid PNG "
+            + "and optionally the float32 samples as .npy.")
+public final class SampleCommand implements Callable<Integer> {
+    @Option(names = "--checkpoint", required = true, paramLabel = "DIR",
+            description = "a checkpoint of the train command, a diffusers UNet2DModel folder, or a pipeline folder with unet/ and scheduler/")
+    Path checkpoint;
 
-    static final String USAGE = "usage: sample --checkpoint DIR [--sampler ddpm|ddim|dpmsolver++] [--steps N] [--eta X]\n"
-            + "              [--n N] [--batch-size N] [--seed N] [--out DIR] [--no-ema] [--init-noise FILE.npy]\n"
-            + "              [--save-npy] [--grid-scale K] [--backend cpu|cuda|cuda-sim] [--threads N]";
+    @Option(names = "--sampler", paramLabel = "NAME", description = "ddpm, ddim or dpmsolver++ (default: ${DEFAULT-VALUE})")
+    String sampler = "ddim";
+
+    @Option(names = "--steps", paramLabel = "N",
+            description = "inference steps (default: 50 for ddim, 20 for dpmsolver++, every training timestep for ddpm)")
+    int steps = -1;
+
+    @Option(names = "--eta", paramLabel = "X", description = "DDIM's eta, >= 0 (default: ${DEFAULT-VALUE})")
+    float eta;
+
+    @Option(names = "--n", paramLabel = "N", description = "images (default: ${DEFAULT-VALUE})")
+    int n = 16;
+
+    @Option(names = "--batch-size", paramLabel = "N", description = "images per model call (default: ${DEFAULT-VALUE})")
+    int batchSize = 16;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed of the initial noise (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "output folder (default: ${DEFAULT-VALUE})")
+    Path out = Path.of("samples");
+
+    @Option(names = "--no-ema", description = "the raw weights instead of ema/ (used by default when the checkpoint has it)")
+    boolean noEma;
+
+    @Option(names = "--init-noise", paramLabel = "FILE.npy", description = "the initial noise, float32 [n, c, h, w]")
+    Path initNoise;
+
+    @Option(names = "--save-npy", description = "also write the samples as float32 samples.npy")
+    boolean saveNpy;
+
+    @Option(names = "--grid-scale", paramLabel = "K",
+            description = "the grid's pixels enlarged K times, nearest neighbour, 1 to 16 (default: ${DEFAULT-VALUE})")
+    int gridScale = 1;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
+    String backend;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream stdout, stderr;
+
+    SampleCommand(Main.Io io) {
+        this.stdout = io.out();
+        this.stderr = io.err();
+    }
 
     /** Parsed options. */
     record Options(Path checkpoint, String sampler, int steps, float eta, int n, int batchSize, long seed, Path out,
                    boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, int gridScale) {}
 
-    public static int run(String[] args, PrintStream out, PrintStream err) {
-        Options o = parse(args, out);
-        if (o == null) return 0;
+    @Override
+    public Integer call() {
+        Options o = options();
         try {
-            return sample(o, out, err);
+            return sample(o, stdout, stderr);
         } catch (IOException e) {
-            err.println("error: " + e.getMessage());
-            return 1;
+            stderr.println("error: " + e.getMessage());
+            return Main.FAILED;
         }
     }
 
-    static Options parse(String[] args, PrintStream out) {
-        Path checkpoint = null, outDir = Path.of("samples"), initNoise = null;
-        String sampler = "ddim", backend = null;
-        int steps = -1, n = 16, batch = 16, threads = 0, gridScale = 1;
-        float eta = 0f;
-        long seed = 0;
-        boolean noEma = false, saveNpy = false;
-        for (int i = 0; i < args.length; i++) {
-            String a = args[i];
-            switch (a) {
-                case "--help", "-h" -> {
-                    out.println(USAGE);
-                    out.println("defaults: --sampler ddim --steps 50 (ddpm: all training timesteps, dpmsolver++: 20)"
-                            + " --eta 0 --n 16 --batch-size 16 --seed 0 --out samples; EMA weights when the checkpoint"
-                            + " has ema/; --grid-scale 1 (the grid's pixels enlarged K times, nearest neighbour)");
-                    return null;
-                }
-                case "--no-ema" -> noEma = true;
-                case "--save-npy" -> saveNpy = true;
-                default -> {
-                    if (i + 1 >= args.length) throw new IllegalArgumentException("sample: " + a + " needs a value\n" + USAGE);
-                    String v = args[++i];
-                    switch (a) {
-                        case "--checkpoint" -> checkpoint = Path.of(v);
-                        case "--sampler" -> sampler = v;
-                        case "--steps" -> steps = parseInt(a, v, 1);
-                        case "--eta" -> eta = parseFloat(a, v);
-                        case "--n" -> n = parseInt(a, v, 1);
-                        case "--batch-size" -> batch = parseInt(a, v, 1);
-                        case "--seed" -> seed = parseLong(a, v);
-                        case "--out" -> outDir = Path.of(v);
-                        case "--init-noise" -> initNoise = Path.of(v);
-                        case "--backend" -> backend = v;
-                        case "--threads" -> threads = parseInt(a, v, 1);
-                        case "--grid-scale" -> {
-                            gridScale = parseInt(a, v, 1);
-                            if (gridScale > 16) throw new IllegalArgumentException("sample: --grid-scale must be <= 16, got " + v);
-                        }
-                        default -> throw new IllegalArgumentException("sample: unknown option '" + a + "'\n" + USAGE);
-                    }
-                }
-            }
-        }
-        if (checkpoint == null) throw new IllegalArgumentException("sample: --checkpoint DIR is required\n" + USAGE);
+    private Options options() {
+        var given = spec.commandLine().getParseResult();
+        if (given.hasMatchedOption("--steps")) Main.atLeast(spec, "--steps", steps, 1);
+        Main.atLeast(spec, "--n", n, 1);
+        Main.atLeast(spec, "--batch-size", batchSize, 1);
+        if (given.hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        Main.atLeast(spec, "--grid-scale", gridScale, 1);
+        if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
         if (!sampler.equals("ddpm") && !sampler.equals("ddim") && !sampler.equals("dpmsolver++")) {
-            throw new IllegalArgumentException("sample: --sampler must be ddpm, ddim or dpmsolver++, got '" + sampler + "'");
+            throw Main.bad(spec, "--sampler must be ddpm, ddim or dpmsolver++, got '" + sampler + "'");
         }
-        if (!(eta >= 0 && Float.isFinite(eta))) throw new IllegalArgumentException("sample: --eta must be finite and >= 0");
-        if (eta != 0 && !sampler.equals("ddim")) throw new IllegalArgumentException("sample: --eta applies to ddim only");
-        return new Options(checkpoint, sampler, steps, eta, n, batch, seed, outDir, noEma, initNoise, saveNpy, backend,
+        if (!(eta >= 0 && Float.isFinite(eta))) throw Main.bad(spec, "--eta must be finite and >= 0");
+        if (eta != 0 && !sampler.equals("ddim")) throw Main.bad(spec, "--eta applies to ddim only");
+        return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy, backend,
                 threads, gridScale);
-    }
-
-    private static int parseInt(String opt, String v, int min) {
-        try {
-            int x = Integer.parseInt(v);
-            if (x < min) throw new IllegalArgumentException("sample: " + opt + " must be >= " + min + ", got " + v);
-            return x;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("sample: " + opt + " needs an integer, got '" + v + "'");
-        }
-    }
-
-    private static long parseLong(String opt, String v) {
-        try {
-            return Long.parseLong(v);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("sample: " + opt + " needs an integer, got '" + v + "'");
-        }
-    }
-
-    private static float parseFloat(String opt, String v) {
-        try {
-            return Float.parseFloat(v);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("sample: " + opt + " needs a number, got '" + v + "'");
-        }
-    }
-
-    /** Where the model and scheduler files of a checkpoint are (also used by the {@code serve} command). */
-    public record Located(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {
-        /**
-         * The parsed scheduler_config.json (Python's NaN and Infinity accepted, as diffusers writes them); a
-         * malformed file is an IOException naming it.
-         */
-        public Map<String, Object> readSchedulerConfig() throws IOException {
-            try {
-                return Json.parseObjectFromPython(Files.readString(schedulerConfig, StandardCharsets.UTF_8));
-            } catch (RuntimeException e) {
-                throw new IOException(schedulerConfig + ": " + e.getMessage(), e);
-            }
-        }
-    }
-
-    public static Located locate(Path dir, boolean noEma) throws IOException {
-        if (!Files.isDirectory(dir)) throw new IOException(dir + ": no such checkpoint directory");
-        Path modelDir = dir, sched = dir.resolve(Checkpoint.SCHEDULER);
-        if (!Files.exists(dir.resolve(Checkpoint.CONFIG)) && Files.exists(dir.resolve("unet").resolve(Checkpoint.CONFIG))) {
-            modelDir = dir.resolve("unet"); // a diffusers pipeline folder
-            sched = dir.resolve("scheduler").resolve(Checkpoint.SCHEDULER);
-        }
-        if (!Files.exists(modelDir.resolve(Checkpoint.CONFIG))) {
-            throw new IOException(dir + ": no " + Checkpoint.CONFIG + " (expected a diffusion4j checkpoint or a diffusers"
-                    + " UNet2DModel folder)");
-        }
-        if (!Files.exists(sched)) throw new IOException(dir + ": no " + Checkpoint.SCHEDULER);
-        Path emaWeights = modelDir.resolve(Checkpoint.EMA_DIR).resolve(Checkpoint.WEIGHTS);
-        boolean ema = !noEma && Files.exists(emaWeights);
-        Path weights = ema ? emaWeights : modelDir.resolve(Checkpoint.WEIGHTS);
-        if (!Files.exists(weights)) throw new IOException(dir + ": no " + weights.getFileName());
-        return new Located(modelDir, weights, sched, ema);
-    }
-
-    /** The scheduler the options and scheduler_config.json describe. */
-    public static SamplerScheduler scheduler(String sampler, float eta, Map<String, Object> cfg) {
-        return switch (sampler) {
-            case "ddpm" -> DdpmScheduler.fromConfig(cfg);
-            case "ddim" -> DdimScheduler.fromConfig(cfg, eta);
-            default -> DpmSolverScheduler.fromConfig(cfg);
-        };
     }
 
     static int sample(Options o, PrintStream out, PrintStream err) throws IOException {
         long t0 = System.nanoTime();
-        Located loc = locate(o.checkpoint(), o.noEma());
+        CheckpointFiles loc = CheckpointFiles.locate(o.checkpoint(), o.noEma());
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
         Map<String, Object> schedCfg = loc.readSchedulerConfig();
         SamplerScheduler scheduler;
         try {
-            scheduler = scheduler(o.sampler(), o.eta(), schedCfg);
+            scheduler = SamplerScheduler.fromConfig(o.sampler(), o.eta(), schedCfg);
         } catch (IllegalArgumentException e) {
             throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
         }

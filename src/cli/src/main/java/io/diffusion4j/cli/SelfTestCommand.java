@@ -1,45 +1,50 @@
-package io.diffusion4j.selftest;
+package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.selftest.ReportTable;
+import io.diffusion4j.selftest.SelfTest;
 import java.io.PrintStream;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
- * The {@code selftest} command: {@code selftest [--backend cuda|cuda-sim] [--variants all|default]}.
- * Runs {@link SelfTest} on the device backend against the CPU backend, prints the table and a line
- * "N passed, M failed", and returns 1 if anything failed (or the backend cannot run), else 0.
+ * The {@code selftest} command: runs {@link SelfTest} on the device backend against the CPU backend, prints the
+ * table and a line "N passed, M failed", and returns 1 if anything failed (or the backend cannot run), else 0.
  */
-public final class SelfTestCommand {
-    private SelfTestCommand() {}
+@Command(name = "selftest", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        description = "Every kernel family and variant on the device backend against the cpu backend (fresh random "
+            + "inputs, outputs poisoned before every call), timed; exit 1 on a failure.")
+final class SelfTestCommand implements Callable<Integer> {
+    @Option(names = "--backend", paramLabel = "NAME",
+            description = "cuda or cuda-sim (default: cuda if a GPU is usable, else cuda-sim)")
+    String backend;
 
-    /** The usage line of the command. */
-    public static final String USAGE = "selftest [--backend cuda|cuda-sim] [--variants all|default]";
+    @Option(names = "--variants", paramLabel = "WHICH", description = "all or default (default: all)")
+    String variantsName;
 
-    /** Runs the command; returns the exit code. */
-    public static int run(String[] args, PrintStream out, PrintStream err) {
-        BackendKind kind = null;
-        SelfTest.Variants variants = SelfTest.Variants.ALL;
-        for (int i = 0; i < args.length; i++) {
-            switch (args[i]) {
-                case "--backend" -> {
-                    if (i + 1 >= args.length) throw new IllegalArgumentException("selftest: --backend needs a value (cuda or cuda-sim)");
-                    kind = BackendKind.fromName(args[++i]);
-                    if (kind == BackendKind.CPU) {
-                        throw new IllegalArgumentException("selftest: --backend must be a device backend (cuda or cuda-sim); "
-                                + "the cpu backend is the reference");
-                    }
-                }
-                case "--variants" -> {
-                    if (i + 1 >= args.length) throw new IllegalArgumentException("selftest: --variants needs a value (all or default)");
-                    variants = SelfTest.Variants.fromName(args[++i]);
-                }
-                default -> throw new IllegalArgumentException("selftest: unknown option '" + args[i] + "'");
-            }
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream out, err;
+
+    SelfTestCommand(Main.Io io) {
+        this.out = io.out();
+        this.err = io.err();
+    }
+
+    @Override
+    public Integer call() {
+        BackendKind kind = backend == null ? null : BackendKind.fromName(backend);
+        if (kind == BackendKind.CPU) {
+            throw Main.bad(spec, "--backend must be a device backend (cuda or cuda-sim); the cpu backend is the reference");
         }
+        SelfTest.Variants variants = variantsName == null ? SelfTest.Variants.ALL : SelfTest.Variants.fromName(variantsName);
 
         Backend device;
         String why;
@@ -80,76 +85,7 @@ public final class SelfTestCommand {
             out.flush();
             report = SelfTest.run(dev, cpu, options);
         }
-        print(report, peak, out);
+        ReportTable.print(report, peak, out);
         return report.allPassed() ? 0 : 1;
-    }
-
-    /** Prints the table, the notes, the failures and the summary line. */
-    public static void print(SelfTest.Report report, PrintStream out) {
-        print(report, null, out);
-    }
-
-    /** Prints the table, the notes (with the device peak when known), the failures and the summary line. */
-    public static void print(SelfTest.Report report, Backend.Peak peak, PrintStream out) {
-        String[] head = {"family", "variant", "kernel", "shape", "max rel err", "tol", "result", "time/call", "GB/s",
-            "% peak"};
-        List<String[]> lines = new ArrayList<>();
-        for (SelfTest.Row r : report.rows()) {
-            double gbs = r.gigabytesPerSecond();
-            String gbsText = Double.isNaN(gbs) ? "-" : String.format(Locale.ROOT, "%.2f", gbs);
-            String peakText = Double.isNaN(gbs) || peak == null || !peak.known() ? "-"
-                    : String.format(Locale.ROOT, "%.1f", 100 * gbs * 1e9 / peak.bytesPerSecond());
-            lines.add(new String[] {r.family(), r.variant(), r.kernel(), r.shape(), r.error(), r.toleranceText(),
-                r.passed() ? "PASS" : "FAIL", r.timeText(), gbsText, peakText});
-        }
-        int[] w = new int[head.length];
-        for (int c = 0; c < head.length; c++) {
-            w[c] = head[c].length();
-            for (String[] l : lines) w[c] = Math.max(w[c], l[c].length());
-        }
-        out.println();
-        out.println(row(head, w));
-        StringBuilder rule = new StringBuilder();
-        for (int c = 0; c < w.length; c++) rule.append(c == 0 ? "" : "  ").append("-".repeat(w[c]));
-        out.println(rule);
-        for (String[] l : lines) out.println(row(l, w));
-        out.println();
-        out.println("max rel err: max |dev - cpu| / (|cpu| + M) over the outputs, held to tol (u = 2^-24); "
-                + "atol = tol * M, M a bound on the terms' magnitude; \"bit-exact\": identical bits (required for rng and eps)");
-        boolean sim = report.device().equals(BackendKind.CUDA_SIM.cliName());
-        out.println("GB/s: bytes of all the call's tensors (each moved once, a lower bound of the traffic) per second; "
-                + "% peak: that against the device's DRAM peak");
-        out.println("time/call: median over repeats of the backend's timer (CUDA events on a GPU, host clock on cuda-sim), "
-                + "cache flushed before each repeat" + (sim ? "; on cuda-sim these are simulator times (CUDA kernels on CPU "
-                + "threads), not GPU times" : ""));
-        if (peak != null && peak.known()) {
-            out.printf(java.util.Locale.ROOT, "device peak: %.0f GB/s DRAM, %.1f TFLOP/s float32 (from device attributes)%n",
-                    peak.bytesPerSecond() / 1e9, peak.flops() / 1e12);
-        } else {
-            out.println("device peak: unknown on " + report.device() + " (no device attributes); GB/s against a GPU's peak needs a GPU");
-        }
-        List<SelfTest.Row> failed = report.rows().stream().filter(r -> !r.passed()).toList();
-        if (!failed.isEmpty()) {
-            out.println();
-            out.println("failures:");
-            for (SelfTest.Row r : failed) {
-                out.println("  " + r.family() + " " + r.variant() + " " + r.kernel() + " [" + r.shape() + "]: " + r.detail());
-            }
-        }
-        out.println();
-        out.println(report.passed() + " passed, " + report.failed() + " failed");
-    }
-
-    private static String row(String[] cells, int[] w) {
-        StringBuilder b = new StringBuilder();
-        for (int c = 0; c < cells.length; c++) {
-            if (c > 0) b.append("  ");
-            boolean right = c >= 4 && c != 6; // numbers right-aligned
-            String cell = cells[c];
-            String pad = " ".repeat(w[c] - cell.length());
-            if (c == cells.length - 1) b.append(right ? pad + cell : cell);
-            else b.append(right ? pad + cell : cell + pad);
-        }
-        return b.toString().stripTrailing();
     }
 }

@@ -1,6 +1,10 @@
-package io.diffusion4j.serve;
+package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.serve.BatchEngine;
+import io.diffusion4j.serve.SampleRequest;
+import io.diffusion4j.serve.SampleServer;
+import io.diffusion4j.serve.ServedModel;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -12,19 +16,79 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * The {@code serve} command: loads the models once, then serves {@link SampleServer}'s HTTP API until SIGTERM or
  * SIGINT (or any JVM shutdown), which drains the work in flight for up to {@code --drain-ms} and exits 0.
  */
-public final class ServeCommand {
-    private ServeCommand() {}
+@Command(name = "serve", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        description = {"HTTP sampling server with continuous batching (loopback by default): POST /v1/samples, "
+            + "GET /healthz /readyz /metrics (docs/server.md). SIGTERM or SIGINT drains the work in flight and exits 0."})
+public final class ServeCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, paramLabel = "NAME=DIR",
+            description = "a model to serve: a name ([A-Za-z0-9._-]+) and a checkpoint folder; repeat for more")
+    List<String> modelArgs;
 
-    static final String USAGE = "usage: serve --model NAME=CHECKPOINT_DIR [--model NAME=DIR ...] [--port P] [--host H]\n"
-            + "             [--max-batch N] [--max-n N] [--max-steps N] [--queue N] [--deadline-ms MS]\n"
-            + "             [--max-deadline-ms MS] [--max-body BYTES] [--drain-ms MS] [--idle-release-ms MS]\n"
-            + "             [--no-ema] [--backend cpu|cuda|cuda-sim] [--threads N]";
+    @Option(names = "--host", paramLabel = "H", description = "address to bind (default: ${DEFAULT-VALUE}, loopback)")
+    String host = "127.0.0.1";
+
+    @Option(names = "--port", paramLabel = "P", description = "0: any free port, printed (default: ${DEFAULT-VALUE})")
+    int port = 8080;
+
+    @Option(names = "--max-batch", paramLabel = "N", description = "rows per model call (default: ${DEFAULT-VALUE})")
+    int maxBatch = 16;
+
+    @Option(names = "--max-n", paramLabel = "N", description = "images per request (default: min(8, --max-batch))")
+    int maxN = -1;
+
+    @Option(names = "--max-steps", paramLabel = "N", description = "inference steps per request (default: ${DEFAULT-VALUE})")
+    int maxSteps = 1000;
+
+    @Option(names = "--queue", paramLabel = "N", description = "requests waiting per model before 429 (default: ${DEFAULT-VALUE})")
+    int queue = 64;
+
+    @Option(names = "--deadline-ms", paramLabel = "MS", description = "a request's default deadline (default: ${DEFAULT-VALUE})")
+    int deadlineMs = 60_000;
+
+    @Option(names = "--max-deadline-ms", paramLabel = "MS", description = "the longest deadline a request may ask for "
+            + "(default: ${DEFAULT-VALUE})")
+    int maxDeadlineMs = 600_000;
+
+    @Option(names = "--max-body", paramLabel = "BYTES", description = "largest request body, >= 64 (default: ${DEFAULT-VALUE})")
+    int maxBody = 16384;
+
+    @Option(names = "--drain-ms", paramLabel = "MS", description = "how long a shutdown waits for work in flight "
+            + "(default: ${DEFAULT-VALUE})")
+    int drainMs = 30_000;
+
+    @Option(names = "--idle-release-ms", paramLabel = "MS", description = "free the batch buffers after this long idle "
+            + "(default: ${DEFAULT-VALUE})")
+    int idleReleaseMs = 2_000;
+
+    @Option(names = "--no-ema", description = "the raw weights instead of ema/ (used by default when a checkpoint has it)")
+    boolean noEma;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
+    String backend;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream stdout, stderr;
+
+    ServeCommand(Main.Io io) {
+        this.stdout = io.out();
+        this.stderr = io.err();
+    }
 
     /** Parsed options. */
     record Options(Map<String, Path> models, String host, int port, int maxBatch, int maxN, int maxSteps, int queue,
@@ -36,92 +100,46 @@ public final class ServeCommand {
         }
     }
 
-    public static int run(String[] args, PrintStream out, PrintStream err) {
-        Options o = parse(args, out);
-        if (o == null) return 0;
+    @Override
+    public Integer call() {
+        Options o = options();
         try {
-            return serve(o, out, err, null);
+            return serve(o, stdout, stderr, null);
         } catch (IOException e) {
-            err.println("error: " + e.getMessage());
-            return 1;
+            stderr.println("error: " + e.getMessage());
+            return Main.FAILED;
         }
     }
 
-    static Options parse(String[] args, PrintStream out) {
+    private Options options() {
         Map<String, Path> models = new LinkedHashMap<>();
-        String host = "127.0.0.1", backend = null;
-        int port = 8080, maxBatch = 16, maxN = -1, maxSteps = 1000, queue = 64, maxBody = 16384, threads = 0;
-        long deadline = 60_000, maxDeadline = 600_000, drain = 30_000, idle = 2_000;
-        boolean noEma = false;
-        for (int i = 0; i < args.length; i++) {
-            String a = args[i];
-            switch (a) {
-                case "--help", "-h" -> {
-                    out.println(USAGE);
-                    out.println("defaults: --host 127.0.0.1 (loopback) --port 8080 (0: any free port, printed)"
-                            + " --max-batch 16 --max-n min(8, max-batch) --max-steps 1000 --queue 64 --deadline-ms 60000"
-                            + " --max-deadline-ms 600000 --max-body 16384 --drain-ms 30000 --idle-release-ms 2000;"
-                            + " EMA weights when a checkpoint has ema/. API: POST /v1/samples, GET /healthz /readyz"
-                            + " /metrics (README, \"Sampling server\")");
-                    return null;
-                }
-                case "--no-ema" -> noEma = true;
-                default -> {
-                    if (i + 1 >= args.length) throw new IllegalArgumentException("serve: " + a + " needs a value\n" + USAGE);
-                    String v = args[++i];
-                    switch (a) {
-                        case "--model" -> {
-                            int eq = v.indexOf('=');
-                            if (eq < 1 || eq == v.length() - 1) {
-                                throw new IllegalArgumentException("serve: --model needs NAME=CHECKPOINT_DIR, got '" + v + "'");
-                            }
-                            String name = v.substring(0, eq);
-                            if (!name.matches("[A-Za-z0-9._-]+")) {
-                                throw new IllegalArgumentException("serve: model name '" + name + "' must match [A-Za-z0-9._-]+");
-                            }
-                            if (models.put(name, Path.of(v.substring(eq + 1))) != null) {
-                                throw new IllegalArgumentException("serve: model name '" + name + "' given twice");
-                            }
-                        }
-                        case "--host" -> host = v;
-                        case "--port" -> {
-                            port = parseInt(a, v, 0);
-                            if (port > 65535) throw new IllegalArgumentException("serve: --port must be <= 65535, got " + v);
-                        }
-                        case "--max-batch" -> maxBatch = parseInt(a, v, 1);
-                        case "--max-n" -> maxN = parseInt(a, v, 1);
-                        case "--max-steps" -> maxSteps = parseInt(a, v, 1);
-                        case "--queue" -> queue = parseInt(a, v, 1);
-                        case "--deadline-ms" -> deadline = parseInt(a, v, 1);
-                        case "--max-deadline-ms" -> maxDeadline = parseInt(a, v, 1);
-                        case "--max-body" -> maxBody = parseInt(a, v, 64);
-                        case "--drain-ms" -> drain = parseInt(a, v, 0);
-                        case "--idle-release-ms" -> idle = parseInt(a, v, 0);
-                        case "--backend" -> backend = v;
-                        case "--threads" -> threads = parseInt(a, v, 1);
-                        default -> throw new IllegalArgumentException("serve: unknown option '" + a + "'\n" + USAGE);
-                    }
-                }
-            }
+        for (String v : modelArgs) {
+            int eq = v.indexOf('=');
+            if (eq < 1 || eq == v.length() - 1) throw Main.bad(spec, "--model needs NAME=CHECKPOINT_DIR, got '" + v + "'");
+            String name = v.substring(0, eq);
+            if (!name.matches("[A-Za-z0-9._-]+")) throw Main.bad(spec, "model name '" + name + "' must match [A-Za-z0-9._-]+");
+            if (models.put(name, Path.of(v.substring(eq + 1))) != null) throw Main.bad(spec, "model name '" + name + "' given twice");
         }
-        if (models.isEmpty()) throw new IllegalArgumentException("serve: at least one --model NAME=CHECKPOINT_DIR is required\n" + USAGE);
-        if (maxN < 0) maxN = Math.min(8, maxBatch);
-        if (maxN > maxBatch) throw new IllegalArgumentException("serve: --max-n (" + maxN + ") must be <= --max-batch (" + maxBatch + ")");
-        if (maxDeadline < deadline) {
-            throw new IllegalArgumentException("serve: --max-deadline-ms (" + maxDeadline + ") must be >= --deadline-ms (" + deadline + ")");
+        Main.atLeast(spec, "--port", port, 0);
+        if (port > 65535) throw Main.bad(spec, "--port must be <= 65535, got " + port);
+        Main.atLeast(spec, "--max-batch", maxBatch, 1);
+        var given = spec.commandLine().getParseResult();
+        if (given.hasMatchedOption("--max-n")) Main.atLeast(spec, "--max-n", maxN, 1);
+        Main.atLeast(spec, "--max-steps", maxSteps, 1);
+        Main.atLeast(spec, "--queue", queue, 1);
+        Main.atLeast(spec, "--deadline-ms", deadlineMs, 1);
+        Main.atLeast(spec, "--max-deadline-ms", maxDeadlineMs, 1);
+        Main.atLeast(spec, "--max-body", maxBody, 64);
+        Main.atLeast(spec, "--drain-ms", drainMs, 0);
+        Main.atLeast(spec, "--idle-release-ms", idleReleaseMs, 0);
+        if (given.hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        int n = maxN < 0 ? Math.min(8, maxBatch) : maxN;
+        if (n > maxBatch) throw Main.bad(spec, "--max-n (" + n + ") must be <= --max-batch (" + maxBatch + ")");
+        if (maxDeadlineMs < deadlineMs) {
+            throw Main.bad(spec, "--max-deadline-ms (" + maxDeadlineMs + ") must be >= --deadline-ms (" + deadlineMs + ")");
         }
-        return new Options(models, host, port, maxBatch, maxN, maxSteps, queue, deadline, maxDeadline, maxBody, drain, idle,
-                noEma, backend, threads);
-    }
-
-    private static int parseInt(String opt, String v, int min) {
-        try {
-            int x = Integer.parseInt(v);
-            if (x < min) throw new IllegalArgumentException("serve: " + opt + " must be >= " + min + ", got " + v);
-            return x;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("serve: " + opt + " needs an integer, got '" + v + "'");
-        }
+        return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
+                idleReleaseMs, noEma, backend, threads);
     }
 
     /**

@@ -1,4 +1,4 @@
-package io.diffusion4j.train;
+package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.io.AtomicFiles;
@@ -9,6 +9,15 @@ import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.train.Checkpoint;
+import io.diffusion4j.train.Dataset;
+import io.diffusion4j.train.FashionMnist;
+import io.diffusion4j.train.ImageFolderDataset;
+import io.diffusion4j.train.LossCurve;
+import io.diffusion4j.train.LossHistory;
+import io.diffusion4j.train.ProceduralDataset;
+import io.diffusion4j.train.Trainer;
+import io.diffusion4j.train.TrainingDefaults;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -20,6 +29,12 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * The {@code train} command: trains a UNet2DModel on the procedural shapes, Fashion-MNIST or a folder
@@ -34,100 +49,134 @@ import java.util.Map;
  * bit for bit the uninterrupted run on the same backend. {@code --init-from DIR} starts a new run
  * (fresh optimiser, step 0) from the weights of any diffusers UNet2DModel folder.
  */
-public final class TrainCommand {
-    private TrainCommand() {}
-
-    public static final String USAGE = "train [--data procedural|fashion-mnist|images] [--data-dir DIR] [--steps N] [--batch-size N]\n"
-            + "        [--lr X] [--warmup N] [--weight-decay X] [--ema-decay X] [--prediction-type epsilon|sample|v_prediction]\n"
-            + "        [--beta-schedule linear|scaled_linear|squaredcos_cap_v2|sigmoid] [--timesteps T] [--min-snr-gamma X]\n"
-            + "        [--config FILE] [--init-from MODEL_DIR] [--resume CHECKPOINT_DIR] [--out DIR] [--save-every N]\n"
-            + "        [--seed N] [--backend cpu|cuda|cuda-sim] [--log-every N] [--threads N]";
-
+@Command(name = "train", mixinStandardHelpOptions = true, synopsisHeading = "usage: ", sortOptions = false,
+        description = {"Trains a UNet2DModel and writes a diffusers checkpoint folder to --out, with loss.csv and "
+            + "loss_curve.png beside it. The progress line shows the loss averaged since the previous line, the "
+            + "gradient norm, lr, it/s, images/s and the ETA.", ""})
+final class TrainCommand implements Callable<Integer> {
     /** The options a resumed run takes from its checkpoint; giving one with another value is refused. */
     private static final List<String> FIXED_BY_CHECKPOINT = List.of("--data", "--batch-size", "--lr", "--warmup",
             "--weight-decay", "--ema-decay", "--prediction-type", "--beta-schedule", "--timesteps", "--min-snr-gamma",
             "--seed", "--config");
-    private static final java.util.Set<String> OPTIONS = java.util.Set.of("--data", "--data-dir", "--steps", "--batch-size",
-            "--lr", "--warmup", "--weight-decay", "--ema-decay", "--prediction-type", "--beta-schedule", "--timesteps",
-            "--min-snr-gamma", "--config", "--init-from", "--resume", "--out", "--save-every", "--seed", "--backend",
-            "--log-every", "--threads");
     private static final int PROCEDURAL_IMAGES = 60000;
 
-    /** The default model: Fashion-MNIST sized (28x28x1), 32/64/64 channels, attention at the lowest level. */
-    public static UNet2DConfig defaultConfig() {
-        return UNet2DConfig.builder().sampleSize(28).inChannels(1).outChannels(1).blockOutChannels(32, 64, 64)
-                .layersPerBlock(1).normNumGroups(8)
-                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
-                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK, UNet2DConfig.UP_BLOCK))
-                .build();
-    }
+    @Option(names = "--data", paramLabel = "KIND", description = {"procedural: built-in shapes, no download (default)",
+        "fashion-mnist: IDX files in --data-dir (default /usr/share/datasets/fashion-mnist, Debian's "
+            + "dataset-fashion-mnist package)",
+        "images: every PNG/JPEG under --data-dir (recursive, sorted), center-cropped and resized to the model's "
+            + "sample_size, luminance or RGB by its in_channels"})
+    String data = "procedural";
 
-    private static void help(PrintStream out) {
-        out.println("usage: java -jar target/diffusion4j.jar " + USAGE);
-        out.println();
-        out.println("  --data procedural      built-in shapes, no download (default)");
-        out.println("  --data fashion-mnist   IDX files in --data-dir (default " + FashionMnist.DEFAULT_DIRECTORY + ",");
-        out.println("                         the dataset-fashion-mnist package)");
-        out.println("  --data images          every PNG/JPEG under --data-dir (recursive, sorted), center-cropped and");
-        out.println("                         resized to the model's sample_size, luminance or RGB by its in_channels");
-        out.println("  --min-snr-gamma X      min-SNR-gamma loss weighting (Hang et al. 2023; 5 is the paper's choice),");
-        out.println("                         0 = off (default); the reported loss is the weighted one");
-        out.println("  --init-from DIR        start from the weights of a diffusers UNet2DModel folder (config.json +");
-        out.println("                         diffusion_pytorch_model.safetensors; legacy attention names accepted);");
-        out.println("                         the model config comes from there, the optimiser starts fresh");
-        out.println("  --resume DIR           continue a checkpoint of this command exactly: config, schedule, options");
-        out.println("                         and data come from it (a differing option is refused); --steps is the");
-        out.println("                         total count (default: the run's planned total); --out defaults to DIR");
-        out.println("  --save-every N         also write the checkpoint every N steps (default 0: only at the end)");
-        out.println("  --out DIR              checkpoint folder; loss.csv and loss_curve.png are written beside it");
-        out.println();
-        out.println("defaults: procedural data, the 28x28 32/64/64 model, 300 steps of batch 16, lr 1e-3 with 50 warmup");
-        out.println("steps, weight decay 1e-6, EMA decay 0.999 (with warmup), epsilon, linear betas, T 1000, seed 0,");
-        out.println("--out checkpoints/train, the best backend (cuda if usable, else cpu). The progress line shows the");
-        out.println("loss averaged since the previous line, the gradient norm, lr, it/s, images/s and the ETA.");
+    @Option(names = "--data-dir", paramLabel = "DIR", description = "the data folder of --data fashion-mnist or images")
+    Path dataDir;
+
+    @Option(names = "--steps", paramLabel = "N", description = "training steps (default 300; with --resume: the total "
+            + "count, default the run's planned total)")
+    Integer stepsArg;
+
+    @Option(names = "--batch-size", paramLabel = "N", description = "images per step (default: ${DEFAULT-VALUE})")
+    int batch = 16;
+
+    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate (default: ${DEFAULT-VALUE})")
+    double lr = 1e-3;
+
+    @Option(names = "--warmup", paramLabel = "N", description = "linear warmup steps of the learning rate (default: ${DEFAULT-VALUE})")
+    int warmup = 50;
+
+    @Option(names = "--weight-decay", paramLabel = "X", description = "AdamW weight decay (default: ${DEFAULT-VALUE})")
+    double weightDecay = 1e-6;
+
+    @Option(names = "--ema-decay", paramLabel = "X", description = "maximum EMA decay, with warmup (default: ${DEFAULT-VALUE})")
+    double emaDecay = 0.999;
+
+    @Option(names = "--prediction-type", paramLabel = "TYPE", description = "epsilon, sample or v_prediction "
+            + "(default: ${DEFAULT-VALUE})")
+    String predictionName = "epsilon";
+
+    @Option(names = "--beta-schedule", paramLabel = "NAME", description = "linear, scaled_linear, squaredcos_cap_v2 or "
+            + "sigmoid (default: ${DEFAULT-VALUE})")
+    String betaName = "linear";
+
+    @Option(names = "--timesteps", paramLabel = "T", description = "num_train_timesteps (default: ${DEFAULT-VALUE})")
+    int timesteps = 1000;
+
+    @Option(names = "--min-snr-gamma", paramLabel = "X", description = "min-SNR-gamma loss weighting (Hang et al. 2023; 5 "
+            + "is the paper's choice), 0 = off (default); the reported loss is the weighted one")
+    double gamma;
+
+    @Option(names = "--config", paramLabel = "FILE", description = "a UNet2DModel config.json (default: the 28x28 "
+            + "32/64/64 model)")
+    Path configFile;
+
+    @Option(names = "--init-from", paramLabel = "DIR", description = "start from the weights of a diffusers UNet2DModel "
+            + "folder (config.json + diffusion_pytorch_model.safetensors; legacy attention names accepted); the model "
+            + "config comes from there, the optimiser starts fresh")
+    Path initFrom;
+
+    @Option(names = "--resume", paramLabel = "DIR", description = "continue a checkpoint of this command exactly: config, "
+            + "schedule, options and data come from it (a differing option is refused); --out defaults to DIR")
+    Path resume;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "checkpoint folder; loss.csv and loss_curve.png are written "
+            + "beside it (default: checkpoints/train)")
+    Path outArg;
+
+    @Option(names = "--save-every", paramLabel = "N", description = "also write the checkpoint every N steps (default 0: "
+            + "only at the end)")
+    int saveEvery;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed of weights, data order and noise (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: cuda if usable, else cpu)")
+    String backendName;
+
+    @Option(names = "--log-every", paramLabel = "N", description = "steps between progress lines (default: ${DEFAULT-VALUE})")
+    int logEvery = 10;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream out, err;
+
+    TrainCommand(Main.Io io) {
+        this.out = io.out();
+        this.err = io.err();
     }
 
     /** Runs the command; returns the exit code. */
-    public static int run(String[] args, PrintStream out, PrintStream err) {
-        System.setProperty("java.awt.headless", "true");
+    @Override
+    public Integer call() {
+        // the options given on the command line, as typed: a resumed run refuses those that differ from its checkpoint
         LinkedHashMap<String, String> given = new LinkedHashMap<>();
-        for (int i = 0; i < args.length; i++) {
-            String a = args[i];
-            if (a.equals("--help") || a.equals("-h")) {
-                help(out);
-                return 0;
-            }
-            if (!a.startsWith("--")) throw new IllegalArgumentException("train: unexpected argument '" + a + "'");
-            if (!OPTIONS.contains(a)) throw new IllegalArgumentException("train: unknown option '" + a + "'");
-            if (i + 1 >= args.length) throw new IllegalArgumentException("train: " + a + " needs a value");
-            if (given.put(a, args[++i]) != null) throw new IllegalArgumentException("train: " + a + " given twice");
+        for (OptionSpec o : spec.commandLine().getParseResult().matchedOptions()) {
+            List<String> raw = o.originalStringValues();
+            given.put(o.longestName(), raw.isEmpty() ? "" : raw.get(raw.size() - 1));
         }
-        String data = given.getOrDefault("--data", "procedural");
+        String data = this.data;
         if (!data.equals("procedural") && !data.equals("fashion-mnist") && !data.equals("images")) {
-            throw new IllegalArgumentException("train: --data must be procedural, fashion-mnist or images, got '" + data + "'");
+            throw Main.bad(spec, "--data must be procedural, fashion-mnist or images, got '" + data + "'");
         }
-        Path dataDir = given.containsKey("--data-dir") ? Path.of(given.get("--data-dir")) : null;
-        Integer stepsArg = given.containsKey("--steps") ? intArg("--steps", given.get("--steps"), 1) : null;
-        int batch = intArg("--batch-size", given.getOrDefault("--batch-size", "16"), 1);
-        int warmup = intArg("--warmup", given.getOrDefault("--warmup", "50"), 0);
-        int logEvery = intArg("--log-every", given.getOrDefault("--log-every", "10"), 1);
-        int timesteps = intArg("--timesteps", given.getOrDefault("--timesteps", "1000"), 1);
-        int threads = given.containsKey("--threads") ? intArg("--threads", given.get("--threads"), 1) : 0;
-        int saveEvery = intArg("--save-every", given.getOrDefault("--save-every", "0"), 0);
-        double lr = doubleArg("--lr", given.getOrDefault("--lr", "1e-3"), 0, Double.MAX_VALUE);
-        double weightDecay = doubleArg("--weight-decay", given.getOrDefault("--weight-decay", "1e-6"), 0, Double.MAX_VALUE);
-        double emaDecay = doubleArg("--ema-decay", given.getOrDefault("--ema-decay", "0.999"), 0, 1);
-        double gamma = doubleArg("--min-snr-gamma", given.getOrDefault("--min-snr-gamma", "0"), 0, 1e12);
-        PredictionType prediction = PredictionType.fromConfigName(given.getOrDefault("--prediction-type", "epsilon"));
-        BetaSchedule betas = BetaSchedule.fromConfigName(given.getOrDefault("--beta-schedule", "linear"));
-        long seed = longArg("--seed", given.getOrDefault("--seed", "0"));
-        Path resume = given.containsKey("--resume") ? Path.of(given.get("--resume")) : null;
-        Path initFrom = given.containsKey("--init-from") ? Path.of(given.get("--init-from")) : null;
-        Path outDir = Path.of(given.getOrDefault("--out", resume != null ? resume.toString() : "checkpoints/train"));
-        String backendName = given.get("--backend");
+        Path dataDir = this.dataDir;
+        if (stepsArg != null) Main.atLeast(spec, "--steps", stepsArg, 1);
+        Main.atLeast(spec, "--batch-size", batch, 1);
+        Main.atLeast(spec, "--warmup", warmup, 0);
+        Main.atLeast(spec, "--log-every", logEvery, 1);
+        Main.atLeast(spec, "--timesteps", timesteps, 1);
+        if (given.containsKey("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        Main.atLeast(spec, "--save-every", saveEvery, 0);
+        inRange("--lr", lr, 0, Double.MAX_VALUE);
+        inRange("--weight-decay", weightDecay, 0, Double.MAX_VALUE);
+        inRange("--ema-decay", emaDecay, 0, 1);
+        inRange("--min-snr-gamma", gamma, 0, 1e12);
+        PredictionType prediction = PredictionType.fromConfigName(predictionName);
+        BetaSchedule betas = BetaSchedule.fromConfigName(betaName);
+        Path outDir = outArg != null ? outArg : resume != null ? resume : Path.of("checkpoints/train");
         UNet2DConfig fileConfig = null;
-        if (given.containsKey("--config")) {
-            Path configFile = Path.of(given.get("--config"));
+        if (configFile != null) {
             try {
                 fileConfig = UNet2DConfig.fromJson(Files.readString(configFile, StandardCharsets.UTF_8));
             } catch (IOException e) {
@@ -144,7 +193,7 @@ public final class TrainCommand {
             throw new IllegalArgumentException("train: --data images needs --data-dir DIR");
         }
 
-        UNet2DConfig config = fileConfig == null ? defaultConfig() : fileConfig;
+        UNet2DConfig config = fileConfig == null ? TrainingDefaults.config() : fileConfig;
         NoiseSchedule schedule = NoiseSchedule.of(betas, timesteps, 0.0001, 0.02);
         Trainer.Options options = new Trainer.Options(batch, lr, warmup,
                 new OptimKernels.AdamW(lr, 0.95, 0.999, 1e-8, weightDecay), 1.0,
@@ -351,23 +400,13 @@ public final class TrainCommand {
                              String subtitle) {
         try {
             Checkpoint.save(outDir, trainer, history, runMeta);
-            AtomicFiles.writeString(outDir.resolve(LOSS_CSV), history.toCsv());
-            LossCurve.write(outDir.resolve(LOSS_CURVE), history, title, subtitle);
+            AtomicFiles.writeString(outDir.resolve(TrainingDefaults.LOSS_CSV), history.toCsv());
+            LossCurve.write(outDir.resolve(TrainingDefaults.LOSS_CURVE), history, title, subtitle);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
     }
 
-    /** File names written beside the checkpoint. */
-    public static final String LOSS_CSV = "loss.csv", LOSS_CURVE = "loss_curve.png";
-
-    private static long longArg(String name, String v) {
-        try {
-            return Long.parseLong(v);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("train: " + name + " must be an integer, got '" + v + "'");
-        }
-    }
 
     private static String duration(double seconds) {
         if (!Double.isFinite(seconds)) return "?";
@@ -376,25 +415,7 @@ public final class TrainCommand {
                 : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
     }
 
-    private static int intArg(String name, String v, int min) {
-        try {
-            int x = Integer.parseInt(v);
-            if (x < min) throw new IllegalArgumentException("train: " + name + " must be >= " + min + ", got " + x);
-            return x;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("train: " + name + " must be an integer, got '" + v + "'");
-        }
-    }
-
-    private static double doubleArg(String name, String v, double min, double max) {
-        try {
-            double x = Double.parseDouble(v);
-            if (!(x >= min && x <= max)) {
-                throw new IllegalArgumentException("train: " + name + " must be in [" + min + ", " + max + "], got " + v);
-            }
-            return x;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("train: " + name + " must be a number, got '" + v + "'");
-        }
+    private void inRange(String name, double x, double min, double max) {
+        if (!(x >= min && x <= max)) throw Main.bad(spec, name + " must be in [" + min + ", " + max + "], got " + x);
     }
 }

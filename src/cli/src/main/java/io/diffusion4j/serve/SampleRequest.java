@@ -2,7 +2,6 @@ package io.diffusion4j.serve;
 
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.JsonException;
-import io.diffusion4j.sample.SampleCommand;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.sample.SamplerStep;
 import io.diffusion4j.sample.TimestepSpacing;
@@ -157,7 +156,7 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
                 ? integerLong(m, "deadline_ms", 1, limits.maxDeadlineMillis()) : limits.defaultDeadlineMillis();
         SamplerScheduler scheduler;
         try {
-            scheduler = SampleCommand.scheduler(sampler, eta, cfg);
+            scheduler = SamplerScheduler.fromConfig(sampler, eta, cfg);
         } catch (IllegalArgumentException e) {
             throw RequestException.bad("sampler", sampler + " cannot be built from model '" + model.name()
                     + "''s scheduler_config.json: " + e.getMessage());

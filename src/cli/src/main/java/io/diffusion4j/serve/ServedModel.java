@@ -4,7 +4,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.model.UNet2DModel;
-import io.diffusion4j.sample.SampleCommand;
+import io.diffusion4j.train.CheckpointFiles;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.train.Checkpoint;
 import java.io.IOException;
@@ -46,7 +46,7 @@ public final class ServedModel implements AutoCloseable {
      * present unless {@code noEma}) onto {@code backend}.
      */
     public static ServedModel load(String name, Path dir, boolean noEma, Backend backend) throws IOException {
-        SampleCommand.Located loc = SampleCommand.locate(dir, noEma);
+        CheckpointFiles loc = CheckpointFiles.locate(dir, noEma);
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
         Map<String, Object> cfg = loc.readSchedulerConfig();

@@ -46,8 +46,11 @@ class DemoCommandTest {
                 "--backend", "cpu");
         assertEquals(0, r.code(), r.out() + r.err());
         BufferedImage grid = png(out.resolve("grid.png"));
-        assertEquals(3 * (28 + 2) + 2, grid.getWidth()); // ceil(sqrt(5)) = 3 columns
-        assertEquals(2 * (28 + 2) + 2, grid.getHeight());
+        assertEquals(4 * (3 * (28 + 2) + 2), grid.getWidth()); // ceil(sqrt(5)) = 3 columns, enlarged 4x by default
+        assertEquals(4 * (2 * (28 + 2) + 2), grid.getHeight());
+        BufferedImage compare = png(out.resolve("compare.png")); // training examples | 4-pixel band | samples
+        assertEquals(4 * (2 * (3 * (28 + 2) + 2) + 4), compare.getWidth());
+        assertEquals(grid.getHeight(), compare.getHeight());
         for (int i = 0; i < 5; i++) {
             BufferedImage img = png(out.resolve("samples").resolve(String.format("sample_%05d.png", i)));
             assertEquals(28, img.getWidth());

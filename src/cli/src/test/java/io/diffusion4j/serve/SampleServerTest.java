@@ -17,7 +17,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.sample.Images;
-import io.diffusion4j.sample.SampleCommand;
+
 import io.diffusion4j.sample.Sampler;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.testutil.TestRandom;
@@ -90,7 +90,7 @@ class SampleServerTest {
     static float[] reference(ServedModel m, String sampler, int steps, float eta, long seed, int n, String spacing) {
         Map<String, Object> cfg = new LinkedHashMap<>(m.schedulerConfig());
         if (spacing != null) cfg.put("timestep_spacing", spacing);
-        SamplerScheduler s = SampleCommand.scheduler(sampler, eta, cfg);
+        SamplerScheduler s = SamplerScheduler.fromConfig(sampler, eta, cfg);
         try (Sampler sm = new Sampler(m.model(), m.schedule(), s, steps, n, H, W)) {
             return sm.run(seed, 0, n, null, null);
         }

@@ -64,7 +64,7 @@ class ServedModelTest {
     }
 
     /**
-     * scheduler_config.json is read as {@code sample} reads it (SampleCommand.Located): Python's non-finite
+     * scheduler_config.json is read as {@code sample} reads it (CheckpointFiles): Python's non-finite
      * constants accepted (diffusers writes {@code -Infinity}); a malformed file is an IOException naming it,
      * and nothing is left allocated.
      */

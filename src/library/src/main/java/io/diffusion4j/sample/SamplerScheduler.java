@@ -2,6 +2,7 @@ package io.diffusion4j.sample;
 
 import io.diffusion4j.schedule.PredictionType;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A reverse-process scheduler with diffusers semantics: which timesteps a run of n steps visits and how each
@@ -22,6 +23,18 @@ public sealed interface SamplerScheduler permits DdpmScheduler, DdimScheduler, D
 
     /** Short name: ddpm, ddim or dpmsolver++. */
     String name();
+
+    /**
+     * The scheduler of the given name (ddpm, ddim, anything else DPM-Solver++) that a diffusers
+     * scheduler_config.json describes, as diffusers' {@code from_config} builds it; {@code eta} is DDIM's.
+     */
+    static SamplerScheduler fromConfig(String sampler, float eta, Map<String, Object> cfg) {
+        return switch (sampler) {
+            case "ddpm" -> DdpmScheduler.fromConfig(cfg);
+            case "ddim" -> DdimScheduler.fromConfig(cfg, eta);
+            default -> DpmSolverScheduler.fromConfig(cfg);
+        };
+    }
 
     /** Checks the step count and that timesteps are strictly decreasing inside [0, T). */
     static int[] checked(String who, int[] ts, int numTrainTimesteps, int numInferenceSteps) {

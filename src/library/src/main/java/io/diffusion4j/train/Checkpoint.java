@@ -475,7 +475,7 @@ public final class Checkpoint {
         throw new IOException(file + ": " + key + " must be a number, got " + v);
     }
 
-    static long metaLong(Map<String, String> md, String key, Path file) throws IOException {
+    public static long metaLong(Map<String, String> md, String key, Path file) throws IOException {
         String s = md.get(key);
         if (s == null) throw new IOException(file + ": metadata '" + key + "' is missing");
         try {

@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.testutil.RepoPaths;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -60,7 +61,7 @@ class LayerBadArgumentFuzzTest {
         victim.close(); // no backend is opened after this, so the address is not reused during the test
         arena = Arena.ofShared();
         scratch = arena.allocate(ValueLayout.JAVA_LONG);
-        headerNames = parseHeader(Path.of("native/include/d4j.h"));
+        headerNames = parseHeader(RepoPaths.of("native/include/d4j.h"));
     }
 
     @AfterAll

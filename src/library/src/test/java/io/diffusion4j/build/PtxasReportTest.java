@@ -1,5 +1,6 @@
 package io.diffusion4j.build;
 
+import io.diffusion4j.testutil.RepoPaths;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -20,7 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
  * spill unless the kernel is allow-listed.
  */
 class PtxasReportTest {
-    static final Path SCRIPT = Path.of("native/tools/check_ptxas.cmake");
+    static final Path SCRIPT = RepoPaths.of("native/tools/check_ptxas.cmake");
     static final Path REPORT = Path.of("target/native-build/ptxas-report.tsv");
 
     @Test

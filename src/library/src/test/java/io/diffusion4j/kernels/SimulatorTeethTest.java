@@ -12,7 +12,7 @@ import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.selftest.SelfTest;
-import io.diffusion4j.selftest.SelfTestCommand;
+import io.diffusion4j.selftest.ReportTable;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.io.ByteArrayOutputStream;
@@ -96,7 +96,7 @@ class SimulatorTeethTest {
     static String table(SelfTest.Report r) {
         ByteArrayOutputStream o = new ByteArrayOutputStream();
         try (PrintStream p = new PrintStream(o, true, StandardCharsets.UTF_8)) {
-            SelfTestCommand.print(r, p);
+            ReportTable.print(r, p);
         }
         return o.toString(StandardCharsets.UTF_8);
     }

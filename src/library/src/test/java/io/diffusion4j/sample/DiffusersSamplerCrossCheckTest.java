@@ -235,7 +235,7 @@ class DiffusersSamplerCrossCheckTest {
     void wholeRunsMatchDiffusers(String name) {
         Map<String, Object> cs = caseNamed(name);
         Map<String, Object> cfg = schedulerConfig(cs);
-        SamplerScheduler s = SampleCommand.scheduler(cli((String) cs.get("kind")), 0f, cfg);
+        SamplerScheduler s = SamplerScheduler.fromConfig(cli((String) cs.get("kind")), 0f, cfg);
         int T = (int) (long) (Long) cfg.get("num_train_timesteps");
         int steps = (int) (long) (Long) cs.get("num_inference_steps");
         assertArrayEquals(ints(cs.get("timesteps")), s.timesteps(T, steps), name + ": set_timesteps differs from diffusers'");
@@ -254,7 +254,7 @@ class DiffusersSamplerCrossCheckTest {
     void ddpmStepsMatchDiffusers(String name) {
         Map<String, Object> cs = caseNamed(name);
         Map<String, Object> cfg = schedulerConfig(cs);
-        DdpmScheduler s = (DdpmScheduler) SampleCommand.scheduler("ddpm", 0f, cfg);
+        DdpmScheduler s = (DdpmScheduler) SamplerScheduler.fromConfig("ddpm", 0f, cfg);
         int T = (int) (long) (Long) cfg.get("num_train_timesteps");
         int steps = (int) (long) (Long) cs.get("num_inference_steps");
         int[] ts = ints(cs.get("timesteps"));
@@ -311,19 +311,19 @@ class DiffusersSamplerCrossCheckTest {
     @Test
     void wrongSchedulerOptionsAreDetected() {
         Map<String, SamplerScheduler> wrong = new LinkedHashMap<>();
-        DdimScheduler d1 = (DdimScheduler) SampleCommand.scheduler("ddim", 0f, schedulerConfig(caseNamed("ddim_linspace_sample_noalpha1")));
+        DdimScheduler d1 = (DdimScheduler) SamplerScheduler.fromConfig("ddim", 0f, schedulerConfig(caseNamed("ddim_linspace_sample_noalpha1")));
         wrong.put("ddim_linspace_sample_noalpha1", new DdimScheduler(d1.prediction(), 0f, d1.clipSample(),
                 d1.clipSampleRange(), d1.thresholding(), d1.spacing(), d1.stepsOffset(), !d1.setAlphaToOne(), false));
-        DdimScheduler d2 = (DdimScheduler) SampleCommand.scheduler("ddim", 0f, schedulerConfig(caseNamed("ddim_trailing_eps_threshold")));
+        DdimScheduler d2 = (DdimScheduler) SamplerScheduler.fromConfig("ddim", 0f, schedulerConfig(caseNamed("ddim_trailing_eps_threshold")));
         wrong.put("ddim_trailing_eps_threshold", new DdimScheduler(d2.prediction(), 0f, d2.clipSample(),
                 d2.clipSampleRange(), new Thresholding(0.95, d2.thresholding().sampleMaxValue()), d2.spacing(),
                 d2.stepsOffset(), d2.setAlphaToOne(), false));
-        DdimScheduler d3 = (DdimScheduler) SampleCommand.scheduler("ddim", 0f, schedulerConfig(caseNamed("ddim_linspace_v_clip15")));
+        DdimScheduler d3 = (DdimScheduler) SamplerScheduler.fromConfig("ddim", 0f, schedulerConfig(caseNamed("ddim_linspace_v_clip15")));
         wrong.put("ddim_linspace_v_clip15", new DdimScheduler(d3.prediction(), 0f, true, 1.4, null, d3.spacing(),
                 d3.stepsOffset(), d3.setAlphaToOne(), false));
-        DdimScheduler d4 = (DdimScheduler) SampleCommand.scheduler("ddim", 0f, schedulerConfig(caseNamed("ddim_trailing_v")));
+        DdimScheduler d4 = (DdimScheduler) SamplerScheduler.fromConfig("ddim", 0f, schedulerConfig(caseNamed("ddim_trailing_v")));
         wrong.put("ddim_trailing_v", d4.withEta(0.05f));
-        DpmSolverScheduler p1 = (DpmSolverScheduler) SampleCommand.scheduler("dpmsolver++", 0f, schedulerConfig(caseNamed("dpm_leading_v")));
+        DpmSolverScheduler p1 = (DpmSolverScheduler) SamplerScheduler.fromConfig("dpmsolver++", 0f, schedulerConfig(caseNamed("dpm_leading_v")));
         // first order everywhere would differ from the second-order middle steps: lower_order_final alone
         // cannot express it, so use euler_at_final off but final sigma_min (a different last step)
         wrong.put("dpm_leading_v", new DpmSolverScheduler(p1.prediction(), p1.thresholding(), p1.spacing(),

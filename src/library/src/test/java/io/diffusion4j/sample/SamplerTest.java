@@ -168,7 +168,7 @@ class SamplerTest {
      */
     @Test
     void inferenceInstancesHoldForwardActivationsOnly() {
-        UNet2DConfig cfg = io.diffusion4j.train.TrainCommand.defaultConfig();
+        UNet2DConfig cfg = io.diffusion4j.train.TrainingDefaults.config();
         int n = 16, hw = cfg.sampleHeight();
         TestRandom r = TestRandom.fresh();
         try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong()); UNet2DModel inf = m.sharingParameters();

@@ -27,7 +27,9 @@ import org.junit.jupiter.api.io.TempDir;
  * a {@code diffusion4j.native.dir} without usable libraries.
  */
 class NativeLibrariesTest {
-    static final Path CLASSES = Path.of("target", "classes").toAbsolutePath();
+    /** The library module's classes: the packed natives and their sums as the jar holds them. */
+    static final Path CLASSES = Path.of(System.getProperty("diffusion4j.repo.root", "../.."), "src", "library", "target",
+            "classes").toAbsolutePath().normalize();
     static final String RESOURCE_DIR = "/io/diffusion4j/native/" + NativeLibraries.platform() + "/";
 
     record Result(int exit, String out, String err) {
@@ -43,7 +45,8 @@ class NativeLibrariesTest {
         cmd.add(java.toString());
         cmd.add("--enable-native-access=ALL-UNNAMED");
         cmd.add("-cp");
-        cmd.add(CLASSES.toString());
+        // the command-line tool as `java -jar` runs it: the library, this module's classes and picocli
+        cmd.add(System.getProperty("java.class.path"));
         props.forEach((k, v) -> cmd.add("-D" + k + "=" + v));
         cmd.add("io.diffusion4j.cli.Main");
         cmd.addAll(List.of(args));

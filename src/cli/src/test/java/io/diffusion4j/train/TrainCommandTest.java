@@ -50,7 +50,7 @@ class TrainCommandTest {
         }
         assertEquals(2, lines, "progress lines in:\n" + r.out());
         assertTrue(r.out().contains("checkpoint written to"), r.out());
-        List<String> csv = Files.readAllLines(out.resolve(TrainCommand.LOSS_CSV));
+        List<String> csv = Files.readAllLines(out.resolve(TrainingDefaults.LOSS_CSV));
         assertEquals(List.of(LossHistory.CSV_HEADER), csv.subList(0, 1));
         assertEquals(5, csv.size(), "header and one line per step: " + csv);
         for (int i = 1; i <= 4; i++) {
@@ -58,7 +58,7 @@ class TrainCommandTest {
             assertEquals(Integer.toString(i), f[0]);
             assertTrue(Float.isFinite(Float.parseFloat(f[1])) && Float.parseFloat(f[1]) > 0, csv.get(i));
         }
-        java.awt.image.BufferedImage png = javax.imageio.ImageIO.read(out.resolve(TrainCommand.LOSS_CURVE).toFile());
+        java.awt.image.BufferedImage png = javax.imageio.ImageIO.read(out.resolve(TrainingDefaults.LOSS_CURVE).toFile());
         assertEquals(LossCurve.WIDTH, png.getWidth());
         assertEquals(LossCurve.HEIGHT, png.getHeight());
         for (String f : new String[] {"config.json", "diffusion_pytorch_model.safetensors", "ema/config.json",

@@ -78,10 +78,10 @@ class TrainResumeCommandTest {
         Map<String, String> ma = Checkpoint.readStateMetadata(straight), mb = Checkpoint.readStateMetadata(split);
         assertEquals(ma, mb, "training-state metadata " + ctx);
         assertEquals("6", mb.get("step"));
-        assertEquals(Files.readString(straight.resolve(TrainCommand.LOSS_CSV)), Files.readString(split.resolve(TrainCommand.LOSS_CSV)),
+        assertEquals(Files.readString(straight.resolve(TrainingDefaults.LOSS_CSV)), Files.readString(split.resolve(TrainingDefaults.LOSS_CSV)),
                 "loss.csv " + ctx);
-        assertEquals(7, Files.readAllLines(split.resolve(TrainCommand.LOSS_CSV)).size(), "header + 6 steps");
-        BufferedImage png = ImageIO.read(split.resolve(TrainCommand.LOSS_CURVE).toFile());
+        assertEquals(7, Files.readAllLines(split.resolve(TrainingDefaults.LOSS_CSV)).size(), "header + 6 steps");
+        BufferedImage png = ImageIO.read(split.resolve(TrainingDefaults.LOSS_CURVE).toFile());
         assertEquals(LossCurve.WIDTH, png.getWidth());
 
         // a finished run: nothing to do
@@ -111,9 +111,9 @@ class TrainResumeCommandTest {
                 "--batch-size", "3", "--config", config.toString(), "--min-snr-gamma", "5", "--seed", seed,
                 "--out", dir.resolve("seven").toString());
         assertEquals(0, same.exit(), same.toString());
-        assertEquals(8, Files.readAllLines(dir.resolve("seven").resolve(TrainCommand.LOSS_CSV)).size());
-        assertEquals(Files.readString(split.resolve(TrainCommand.LOSS_CSV)),
-                String.join("\n", Files.readAllLines(dir.resolve("seven").resolve(TrainCommand.LOSS_CSV)).subList(0, 7)) + "\n",
+        assertEquals(8, Files.readAllLines(dir.resolve("seven").resolve(TrainingDefaults.LOSS_CSV)).size());
+        assertEquals(Files.readString(split.resolve(TrainingDefaults.LOSS_CSV)),
+                String.join("\n", Files.readAllLines(dir.resolve("seven").resolve(TrainingDefaults.LOSS_CSV)).subList(0, 7)) + "\n",
                 "the first 6 steps of the history are carried into the new --out");
     }
 

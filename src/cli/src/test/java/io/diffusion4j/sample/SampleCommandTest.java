@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.train.CheckpointFiles;
 import io.diffusion4j.cli.Main;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.model.UNet2DConfig;
@@ -188,7 +189,7 @@ class SampleCommandTest {
         r = run("sample", "--checkpoint", ck.toString(), "--out", dir.resolve("out").toString(), "--backend", "cpu");
         assertEquals(1, r.code());
         assertTrue(r.err().contains(sched + ": "), r.err());
-        SampleCommand.Located loc = SampleCommand.locate(ck, false);
+        CheckpointFiles loc = CheckpointFiles.locate(ck, false);
         IOException e = assertThrows(IOException.class, loc::readSchedulerConfig);
         assertTrue(e.getMessage().startsWith(sched + ": "), e.getMessage());
         Files.writeString(sched, "{\"lambda_min_clipped\": -Infinity, \"x\": NaN}");
