@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Load test of the sampling server (issue 7), one command, loopback only, bounded in requests and time:
+# Load test of the sampling server, one command, loopback only, bounded in requests and time:
 #
 #   benchmarks/serve-load.sh [--seconds S] [--leak N] [--threads N] [--rebuild] [--no-write]
 #
-# 1. builds target/diffusion4j.jar when missing (or with --rebuild);
+# 1. builds src/cli/target/diffusion4j.jar when missing (or with --rebuild);
 # 2. makes a checkpoint of the Fashion-MNIST architecture (TrainCommand.defaultConfig(): 28x28x1, 32/64/64
 #    channels, attention at the lowest level) with a 2-step `train` run on the built-in shapes: the weights are
 #    barely trained, which does not matter here, as the work per step does not depend on them;
@@ -50,7 +50,7 @@ if ! "$JAVA_HOME/bin/java" -version 2>&1 | grep -q 'version "2[5-9]'; then
 fi
 export JAVA_HOME
 JAVA="$JAVA_HOME/bin/java"
-JAR="$ROOT/target/diffusion4j.jar"
+JAR="$ROOT/src/cli/target/diffusion4j.jar"
 if [[ ! -f "$JAR" || "$REBUILD" == 1 ]]; then
   echo "serve-load: building $JAR"
   mvn -B -q -DskipTests package

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# diffusion4j vs PyTorch on the CPU, one command (issue 6):
+# diffusion4j vs PyTorch on the CPU, one command:
 #
 #   benchmarks/torch-compare.sh [--quick] [--threads N] [--rounds N] [--turn-seconds S] [--cases a,b]
 #                               [--rebuild] [--no-write]
 #
 # 1. installs Debian's python3-torch and libopenblas0-pthread with apt when missing (so PyTorch's matmuls run
 #    on OpenBLAS, not the reference BLAS), saying so;
-# 2. builds target/diffusion4j.jar when missing (or with --rebuild) and compiles the Java timing runner
+# 2. builds src/cli/target/diffusion4j.jar when missing (or with --rebuild) and compiles the Java timing runner
 #    (benchmarks/src/main/java/io/diffusion4j/bench/TorchCompareRunner.java) against it;
 # 3. runs benchmarks/torch/compare.py: validates the PyTorch UNet2DModel (benchmarks/torch/unet2d.py) against
 #    diffusers' own outputs and gradients (and against diffusers itself when PYTHONPATH makes it importable),
@@ -66,7 +66,7 @@ jv=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specifi
 if [[ -z "$jv" || "$jv" -lt 25 ]]; then
   echo "diffusion4j needs JDK 25 or newer (found '${jv:-none}' at $JAVA): set JAVA_HOME" >&2; exit 1
 fi
-JAR="$ROOT/target/diffusion4j.jar"
+JAR="$ROOT/src/cli/target/diffusion4j.jar"
 if [[ $REBUILD -eq 1 || ! -f "$JAR" ]]; then
   cuda=OFF; command -v nvcc >/dev/null && cuda=ON
   echo "building $JAR (mvn package -DskipTests, CUDA backend $cuda) ..."
@@ -100,6 +100,6 @@ if [[ -z "${OMP_WAIT_POLICY:-}" ]]; then
 fi
 JAVA_CMD=$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$JAVA" --enable-native-access=ALL-UNNAMED \
   -Ddiffusion4j.cache.dir="$ROOT/target/native-cache" -cp "$JAR:$CLASSES" io.diffusion4j.bench.TorchCompareRunner \
-  --threads "$THREADS" --cifar10-config "$ROOT/src/test/resources/crosscheck/ddpm-cifar10-32.json")
+  --threads "$THREADS" --cifar10-config "$ROOT/src/library/src/test/resources/crosscheck/ddpm-cifar10-32.json")
 exec "$PY" "$ROOT/benchmarks/torch/compare.py" --java-cmd "$JAVA_CMD" --threads "$THREADS" --omp-note "$OMP_NOTE" \
   "${PASS[@]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""diffusion4j vs PyTorch on the CPU, interleaved, side by side (issue 6). Run through benchmarks/torch-compare.sh.
+"""diffusion4j vs PyTorch on the CPU, interleaved, side by side. Run through benchmarks/torch-compare.sh.
 
 What is timed (both sides float32, the same architecture, config, batch and thread count):
   train    one optimisation step as diffusers' train_unconditional.py does it: batch from an in-memory dataset
@@ -51,7 +51,7 @@ import validate  # noqa: E402
 
 REPO = configs.REPO
 SETTLE = 0.3
-TARGETS = {  # issue 6: required ratio torch time / ours
+TARGETS = {  # the speed targets: required ratio torch time / ours
     "fashion-train-b64": (1.5, ">= 1.5"),
     "fashion-denoise-b1": (3.0, ">= 3"),
     "fashion-denoise-b16": (1.5, ">= 1.5"),

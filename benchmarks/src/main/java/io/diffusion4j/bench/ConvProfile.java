@@ -14,11 +14,12 @@ import java.util.SplittableRandom;
 
 /**
  * Times every convolution of the Fashion-MNIST model (TrainingDefaults.config(): 28x28x1, block_out_channels
- * 32/64/64, one layer per block) separately for forward, dX only and dW only (issue 6 profiling): the per-shape
- * table that says where the convolution time of a training or denoising step goes. Prints, per batch size, one
- * row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call, GFLOP/s.
+ * 32/64/64, one layer per block) separately for forward, dX only and dW only (for the CPU profile): the
+ * per-shape table that says where the convolution time of a training or denoising step goes. Prints, per batch
+ * size, one row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call,
+ * GFLOP/s.
  *
- * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp target/diffusion4j.jar:CLASSES
+ * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp src/cli/target/diffusion4j.jar:CLASSES
  * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so[,other.so]]
  * [--shapes conv_in,downsample]}: {@code --shapes} keeps the shapes whose name contains one of the given strings
  * (the totals then cover those shapes only). Several comma-separated libraries (two builds to compare) are loaded

@@ -27,7 +27,7 @@ import org.openjdk.jmh.runner.BenchmarkListEntry;
  * {@link Kernel @Kernel} benchmark, a kernel entry point of d4j.h (every {@code d4j_*} function of the
  * generated bindings except the {@link #NOT_KERNELS infrastructure}) without one, a {@code @Kernel} naming an
  * unknown family or function, or a benchmark whose work (FLOPs, bytes) is not declared for one of its shapes.
- * KernelReport runs it first; {@code mvn -f benchmarks/pom.xml verify} runs it as a test.
+ * KernelReport runs it first; CoverageCheckTest runs it in {@code mvn verify}.
  *
  * <p>Usage: {@code java -cp benchmarks/target/benchmarks.jar io.diffusion4j.bench.CoverageCheck}
  */

@@ -19,8 +19,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * The processors' float32 FMA throughput, measured: every processor runs {@link FmaLoop} (independent vector FMA
  * chains, Vector API) at once; the secondary result {@code flops} is the FLOPs per second of all threads
  * together. This is the hardware's arithmetic limit, which no kernel can pass; the SGEMM peak (our own
- * LinearKernels at 1024^3, {@link SgemmPeakBenchmark}) is what issue 6 compares with, and tuned kernels (the
- * convolutions) can pass that one.
+ * LinearKernels at 1024^3, {@link SgemmPeakBenchmark}) is what the PyTorch comparison reports as the peak,
+ * and tuned kernels (the convolutions) can pass that one.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.Throughput)

@@ -12,7 +12,7 @@ import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.Param;
 
 /**
- * The sampling and evaluation kernels of issue 5 on image batches "BxCxHxW" (Fashion-MNIST sampling batch 16,
+ * The sampling and evaluation kernels on image batches "BxCxHxW" (Fashion-MNIST sampling batch 16,
  * CIFAR-10 batch 128): dynamic thresholding's per-sample quantile (x0_threshold, ratio 0.995), the thresholded
  * DDPM and DDIM posterior updates and the second-order DPM-Solver++ update (sampler_step), and the variational
  * bound's per-sample terms and prior (vlb, as eval-nll runs them).

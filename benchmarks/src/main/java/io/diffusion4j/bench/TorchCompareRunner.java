@@ -30,7 +30,7 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * diffusion4j's side of the PyTorch comparison (benchmarks/torch-compare.sh, issue 6): a long-lived process
+ * diffusion4j's side of the PyTorch comparison (benchmarks/torch-compare.sh): a long-lived process
  * driven line by line over stdin by benchmarks/torch/compare.py, so both sides keep their warmed-up state
  * (JIT, allocated buffers, thread pools) while the driver alternates turns between them. Only one side
  * computes at any time: while the driver runs PyTorch this process blocks reading stdin.
@@ -49,7 +49,7 @@ import java.util.Map;
  *   <li>{@code free NAME}, {@code quit}.</li>
  * </ul>
  *
- * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp diffusion4j.jar:CLASSES
+ * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp src/cli/target/diffusion4j.jar:CLASSES
  * io.diffusion4j.bench.TorchCompareRunner --threads 2 --cifar10-config FILE}
  */
 public final class TorchCompareRunner {

@@ -130,4 +130,27 @@ class MainTest {
         assertTrue(unknown.err().contains("unknown backend 'tpu'"), unknown.toString());
         assertEquals("", unknown.out(), unknown.toString());
     }
+
+    /** Every command's help, usage and option errors come from one mechanism (picocli), in one format. */
+    @Test
+    void everyCommandHasGeneratedHelpAndTheSameErrorFormat() {
+        var commands = Main.commandLine(System.out, System.err).getSubcommands();
+        assertEquals(List.of("info", "selftest", "train", "sample", "eval-nll", "demo", "serve", "help"),
+                List.copyOf(commands.keySet()));
+        Run top = run("--help");
+        for (String name : commands.keySet()) {
+            assertTrue(top.out().contains("\n  " + name + " "), "top-level help lists " + name + ": " + top);
+            if (name.equals("help")) continue;
+            Run help = run(name, "--help");
+            assertEquals(0, help.exit(), help.toString());
+            assertTrue(help.out().startsWith("usage: diffusion4j " + name + " "), help.toString());
+            assertTrue(help.out().contains("-h, --help"), help.toString());
+            Run bad = run(name, "--no-such-option");
+            assertEquals(2, bad.exit(), bad.toString());
+            // the first problem picocli meets: the unknown option, or a required option that is missing
+            assertTrue(bad.err().startsWith("error: " + name + ": unknown option '--no-such-option'\n")
+                    || bad.err().matches("(?s)error: " + name + ": --\\S+ \\S+ is required\n.*"), bad.toString());
+            assertTrue(bad.err().contains("usage: diffusion4j " + name + " "), bad.toString());
+        }
+    }
 }
