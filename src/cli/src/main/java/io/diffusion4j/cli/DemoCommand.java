@@ -29,7 +29,9 @@ import picocli.CommandLine.Spec;
  * person can judge them, with training examples beside the samples.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
-        description = {"Trains the default 28x28 UNet (block_out_channels 32/64/64) on the built-in procedural shapes "
+        versionProvider = Main.Version.class,
+        description = {"Train a small UNet on built-in shapes for a few minutes, then sample a grid (no data needed).", "",
+            "Trains the default 28x28 UNet (block_out_channels 32/64/64) on the built-in procedural shapes "
             + "(no download) for --steps steps of batch 16 (a few minutes on a CPU), writes the checkpoint to "
             + "DIR/checkpoint, loads it back and samples --samples images with DDIM into DIR/grid.png and "
             + "DIR/samples/; DIR/compare.png shows training examples (left) beside the samples (right)."})

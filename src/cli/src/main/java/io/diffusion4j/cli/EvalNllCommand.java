@@ -37,7 +37,9 @@ import picocli.CommandLine.Spec;
  * (prediction_type, variance_type, clip_sample, clip_sample_range).
  */
 @Command(name = "eval-nll", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
-        description = {"Negative log-likelihood in bits/dim on a test set by the variational bound of Ho et al., as "
+        versionProvider = Main.Version.class,
+        description = {"Negative log-likelihood in bits/dim of a test set by the variational bound.", "",
+            "Negative log-likelihood in bits/dim on a test set by the variational bound of Ho et al., as "
             + "improved-diffusion's calc_bpd_loop computes it: prior KL + the Gaussian KL terms of every timestep + the "
             + "discretized Gaussian decoder for 8-bit data; mean \u00b1 standard error over the images.",
             "",

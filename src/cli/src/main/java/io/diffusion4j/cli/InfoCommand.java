@@ -10,6 +10,7 @@ import picocli.CommandLine.Option;
 
 /** The {@code info} command: the native libraries, the backends found here, and why any cannot run. */
 @Command(name = "info", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        versionProvider = Main.Version.class,
         description = "The native libraries, the backends found here, and why any cannot run.")
 final class InfoCommand implements Callable<Integer> {
     @Option(names = "--backend", paramLabel = "NAME", description = "only this backend: cpu, cuda or cuda-sim")

@@ -34,8 +34,9 @@ import picocli.CommandLine.Spec;
  * float32 samples as .npy, all atomically.
  */
 @Command(name = "sample", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
-        description = "Samples images from a checkpoint (ours or diffusers) into --out: one PNG per image, a grid PNG "
-            + "and optionally the float32 samples as .npy.")
+        versionProvider = Main.Version.class,
+        description = {"Sample images from a checkpoint (ours or diffusers) into PNG files.", "",
+            "Writes one PNG per image into --out, a grid PNG and optionally the float32 samples as .npy."})
 public final class SampleCommand implements Callable<Integer> {
     @Option(names = "--checkpoint", required = true, paramLabel = "DIR",
             description = "a checkpoint of the train command, a diffusers UNet2DModel folder, or a pipeline folder with unet/ and scheduler/")

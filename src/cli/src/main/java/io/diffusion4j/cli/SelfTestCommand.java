@@ -18,8 +18,9 @@ import picocli.CommandLine.Spec;
  * table and a line "N passed, M failed", and returns 1 if anything failed (or the backend cannot run), else 0.
  */
 @Command(name = "selftest", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
-        description = "Every kernel family and variant on the device backend against the cpu backend (fresh random "
-            + "inputs, outputs poisoned before every call), timed; exit 1 on a failure.")
+        versionProvider = Main.Version.class,
+        description = {"Every kernel family and variant on a device backend against the CPU backend.", "",
+            "Fresh random inputs, outputs poisoned with NaN before every call, each kernel timed; exit 1 on a failure."})
 final class SelfTestCommand implements Callable<Integer> {
     @Option(names = "--backend", paramLabel = "NAME",
             description = "cuda or cuda-sim (default: cuda if a GPU is usable, else cuda-sim)")

@@ -28,8 +28,10 @@ import picocli.CommandLine.Spec;
  * SIGINT (or any JVM shutdown), which drains the work in flight for up to {@code --drain-ms} and exits 0.
  */
 @Command(name = "serve", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
-        description = {"HTTP sampling server with continuous batching (loopback by default): POST /v1/samples, "
-            + "GET /healthz /readyz /metrics (docs/server.md). SIGTERM or SIGINT drains the work in flight and exits 0."})
+        versionProvider = Main.Version.class,
+        description = {"HTTP sampling server with continuous batching.", "",
+            "Loopback by default: POST /v1/samples, GET /healthz /readyz /metrics (docs/server.md). SIGTERM or "
+            + "SIGINT drains the work in flight and exits 0."})
 public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "NAME=DIR",
             description = "a model to serve: a name ([A-Za-z0-9._-]+) and a checkpoint folder; repeat for more")

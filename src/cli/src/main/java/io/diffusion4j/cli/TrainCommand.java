@@ -49,8 +49,10 @@ import picocli.CommandLine.Spec;
  * bit for bit the uninterrupted run on the same backend. {@code --init-from DIR} starts a new run
  * (fresh optimiser, step 0) from the weights of any diffusers UNet2DModel folder.
  */
-@Command(name = "train", mixinStandardHelpOptions = true, synopsisHeading = "usage: ", sortOptions = false,
-        description = {"Trains a UNet2DModel and writes a diffusers checkpoint folder to --out, with loss.csv and "
+@Command(name = "train", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        versionProvider = Main.Version.class, sortOptions = false, sortSynopsis = false,
+        description = {"Train a UNet2DModel and write a diffusers checkpoint.", "",
+            "Trains a UNet2DModel and writes a diffusers checkpoint folder to --out, with loss.csv and "
             + "loss_curve.png beside it. The progress line shows the loss averaged since the previous line, the "
             + "gradient norm, lr, it/s, images/s and the ETA.", ""})
 final class TrainCommand implements Callable<Integer> {

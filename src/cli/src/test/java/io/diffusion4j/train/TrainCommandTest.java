@@ -93,8 +93,9 @@ class TrainCommandTest {
         Run help = run("train", "--help");
         assertEquals(0, help.exit());
         assertTrue(help.out().contains("--prediction-type"), help.out());
+        assertTrue(help.out().startsWith("usage: diffusion4j train ") && help.out().contains("[--data=KIND]"), help.out());
         Run usage = run("help");
-        assertTrue(usage.out().contains("train [--data"), usage.out());
+        assertTrue(usage.out().contains("\n  train "), usage.out());
     }
 
     @Test
