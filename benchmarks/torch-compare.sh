@@ -100,6 +100,6 @@ if [[ -z "${OMP_WAIT_POLICY:-}" ]]; then
 fi
 JAVA_CMD=$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$JAVA" --enable-native-access=ALL-UNNAMED \
   -Ddiffusion4j.cache.dir="$ROOT/target/native-cache" -cp "$JAR:$CLASSES" io.diffusion4j.bench.TorchCompareRunner \
-  --threads "$THREADS" --cifar10-config "$ROOT/src/test/resources/crosscheck/ddpm-cifar10-32.json")
+  --threads "$THREADS" --cifar10-config "$ROOT/src/library/src/test/resources/crosscheck/ddpm-cifar10-32.json")
 exec "$PY" "$ROOT/benchmarks/torch/compare.py" --java-cmd "$JAVA_CMD" --threads "$THREADS" --omp-note "$OMP_NOTE" \
   "${PASS[@]}"

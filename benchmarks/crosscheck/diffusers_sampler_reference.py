@@ -2,7 +2,7 @@
 """Reference sampling trajectories of diffusers' real schedulers for DiffusersSamplerCrossCheckTest.
 
 Takes one of the committed model fixtures of diffusers_unet_reference.py (default
-src/test/resources/crosscheck/one_level_odd: diffusers' config.json and its float32 weights), draws an
+src/library/src/test/resources/crosscheck/one_level_odd: diffusers' config.json and its float32 weights), draws an
 x_T from a fixed torch seed and runs diffusers' own denoising loop
 
     scheduler.set_timesteps(n)
@@ -30,7 +30,7 @@ types, several (t, prev_t) of set_timesteps(n)) with the noise replaced (patchin
 randn_tensor) by 0 and by 1: diffusers' x_{t-1} = mean + std * noise, so those two runs give the mean and
 std with which any noise z, e.g. our Philox noise, yields diffusers' x_{t-1}.
 
-Writes OUT/sampler/ (OUT default src/test/resources/crosscheck):
+Writes OUT/sampler/ (OUT default src/library/src/test/resources/crosscheck):
   cases.json              per case: name, kind (ddim | dpmsolver | ddpm), diffusers' scheduler config as
                           written by scheduler.to_json_string(), num_inference_steps, the timesteps list
                           (and per DDPM step t, prev_t), the model fixture used
@@ -257,8 +257,8 @@ def ddpm_steps(model32, kwargs, n, indices, x_T):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="src/test/resources/crosscheck/one_level_odd")
-    ap.add_argument("--out", default="src/test/resources/crosscheck")
+    ap.add_argument("--model", default="src/library/src/test/resources/crosscheck/one_level_odd")
+    ap.add_argument("--out", default="src/library/src/test/resources/crosscheck")
     args = ap.parse_args()
     torch.set_num_threads(1)
     unet_ref.check_f64_formula()

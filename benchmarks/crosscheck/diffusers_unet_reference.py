@@ -3,7 +3,7 @@
 
 Builds diffusers' UNet2DModel for a few small configurations, gives it random weights from a fixed
 torch seed, runs a batch through it in float32 and in float64, and back-propagates sum(out * R) in
-float64. Writes, per configuration, a directory under OUT (default src/test/resources/crosscheck):
+float64. Writes, per configuration, a directory under OUT (default src/library/src/test/resources/crosscheck):
 
   config.json                          diffusers' own model.to_json_string()
   diffusion_pytorch_model.safetensors  the float32 weights under diffusers' state-dict names (OIHW)
@@ -343,7 +343,7 @@ def cifar(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="src/test/resources/crosscheck")
+    ap.add_argument("--out", default="src/library/src/test/resources/crosscheck")
     args = ap.parse_args()
     torch.set_num_threads(1)
     check_f64_formula()

@@ -3,7 +3,7 @@
 
 Runs openai/improved-diffusion's own GaussianDiffusion._vb_terms_bpd and _prior_bpd (float32 torch, as
 their calc_bpd_loop does) on fixed inputs and writes them with the expected bits/dim to
-src/test/resources/crosscheck/improved_diffusion_vlb.json. The improved-diffusion source is not part of
+src/library/src/test/resources/crosscheck/improved_diffusion_vlb.json. The improved-diffusion source is not part of
 this repository: check it out (commit 1bc7bbbdc414d83d4abf2ad8cc1446dc36c4e4d5 was used) and put its root
 on PYTHONPATH; it needs only numpy and torch (Debian's python3-torch 1.13 works):
 

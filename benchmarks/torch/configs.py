@@ -4,7 +4,7 @@ fashion: diffusion4j's TrainCommand.defaultConfig() (the Java runner prints its 
          it equals this one after diffusers' defaults are filled in) — 28x28x1, block_out_channels 32/64/64,
          one layer per block, attention at the lowest resolution (and in the mid block), 8 norm groups.
 cifar10: google/ddpm-cifar10-32's architecture, read from the config diffusers wrote
-         (src/test/resources/crosscheck/ddpm-cifar10-32.json); both sides load that file.
+         (src/library/src/test/resources/crosscheck/ddpm-cifar10-32.json); both sides load that file.
 """
 
 import json

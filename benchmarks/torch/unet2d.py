@@ -20,7 +20,7 @@ Mapping to diffusers (src/diffusers/models/...):
   DownBlock2D, AttnDownBlock2D, UNetMidBlock2D, UpBlock2D, AttnUpBlock2D   unets/unet_2d_blocks.py
 
 validate.py checks this module against outputs and gradients written by the real diffusers
-(src/test/resources/crosscheck) and, when diffusers is importable, against diffusers directly.
+(src/library/src/test/resources/crosscheck) and, when diffusers is importable, against diffusers directly.
 """
 
 import math

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that benchmarks/torch/unet2d.py is diffusers' UNet2DModel, so the speed comparison times the same network.
 
-1. Against the committed fixtures written by the real diffusers v0.31.0 (src/test/resources/crosscheck/<name>/,
+1. Against the committed fixtures written by the real diffusers v0.31.0 (src/library/src/test/resources/crosscheck/<name>/,
    see benchmarks/crosscheck/diffusers_unet_reference.py): the weights load under diffusers' state-dict names
    with strict=True (same names, same shapes, nothing missing or extra), and
    - float64 (time projection in float64, as the fixture's out64/grad64): output and the gradients of
@@ -9,7 +9,7 @@
    - float32 (diffusers' float32 time projection): output and gradients equal diffusers' float32 ones within
      float32 rounding (|mine - diffusers| <= 1e-5 * max|reference| + 2 * diffusers' own float32 error).
 2. google/ddpm-cifar10-32: every state-dict name and shape equals the list diffusers wrote
-   (src/test/resources/crosscheck/ddpm-cifar10-32.json) and the parameter count is 35,746,307.
+   (src/library/src/test/resources/crosscheck/ddpm-cifar10-32.json) and the parameter count is 35,746,307.
 3. The Fashion-MNIST configuration of the comparison has 1,112,801 parameters.
    benchmarks/torch/flops.py's analytic FLOP count equals the count from the layers' actual shapes (forward
    hooks on every Conv2d, Linear and Attention) for every configuration here.

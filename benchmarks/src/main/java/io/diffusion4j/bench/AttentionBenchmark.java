@@ -9,7 +9,7 @@ import org.openjdk.jmh.annotations.Param;
 /**
  * Multi-head attention forward (with the log-sum-exp saved for training) and backward, shape "BxLxHxD": batch
  * B, L tokens, H heads of D channels. Cases: the Fashion-MNIST model's attention at 7x7 (64 channels in 8
- * heads of 8: TrainCommand.defaultConfig() keeps UNet2DConfig's attention_head_dim 8) at batch 16 and 64, and
+ * heads of 8: TrainingDefaults.config() keeps UNet2DConfig's attention_head_dim 8) at batch 16 and 64, and
  * ddpm-cifar10-32's at 16x16 (256 channels, one head: its attention_head_dim is null) at batch 8.
  *
  * <p>Work: forward 4 * B * H * L^2 * D FLOPs (q k^T and P v; the softmax's exponentials not counted), bytes

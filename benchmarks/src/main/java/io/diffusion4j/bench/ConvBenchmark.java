@@ -8,7 +8,7 @@ import org.openjdk.jmh.annotations.Param;
 
 /**
  * conv2d forward, dX (backward with only dx) and dW (backward with dweight and dbias), at convolutions of the
- * Fashion-MNIST model (TrainCommand.defaultConfig(): 28x28, channels 32/64/64) at batch 16 and 64 and of
+ * Fashion-MNIST model (TrainingDefaults.config(): 28x28, channels 32/64/64) at batch 16 and 64 and of
  * google/ddpm-cifar10-32 (32x32, 128 channels) at batch 8. Shape "NxHxWxCin-Cout-kind": input
  * [N, H, W, Cin], kind 3x3 (stride 1, padding 1), 1x1, down (3x3 stride 2) or up (nearest 2x upsampling then
  * 3x3).

@@ -13,7 +13,7 @@ import java.util.Locale;
 import java.util.SplittableRandom;
 
 /**
- * Times every convolution of the Fashion-MNIST model (TrainCommand.defaultConfig(): 28x28x1, block_out_channels
+ * Times every convolution of the Fashion-MNIST model (TrainingDefaults.config(): 28x28x1, block_out_channels
  * 32/64/64, one layer per block) separately for forward, dX only and dW only (for the CPU profile): the
  * per-shape table that says where the convolution time of a training or denoising step goes. Prints, per batch
  * size, one row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call,

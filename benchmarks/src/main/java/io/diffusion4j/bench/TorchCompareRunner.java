@@ -16,7 +16,7 @@ import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.train.Dataset;
 import io.diffusion4j.train.ProceduralDataset;
-import io.diffusion4j.train.TrainCommand;
+import io.diffusion4j.train.TrainingDefaults;
 import io.diffusion4j.train.Trainer;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -38,7 +38,7 @@ import java.util.Map;
  * <p>Commands (one per line; every reply is one line starting with {@code ok} or {@code err}):
  * <ul>
  *   <li>{@code info} — backend description, JDK version;</li>
- *   <li>{@code setup NAME MODEL KIND BATCH} — MODEL {@code fashion} (TrainCommand.defaultConfig()) or
+ *   <li>{@code setup NAME MODEL KIND BATCH} — MODEL {@code fashion} (TrainingDefaults.config()) or
  *       {@code cifar10} (the config in the file given by {@code --cifar10-config}); KIND {@code train}: a
  *       {@link Trainer} (procedural data, {@code Trainer.Options.defaults}: noising, forward, fused loss,
  *       backward, grad-norm clip, AdamW, EMA per step) or {@code denoise}: what {@code Sampler} does per step, an
@@ -172,7 +172,7 @@ public final class TorchCompareRunner {
 
     private UNet2DConfig config(String model) throws IOException {
         return switch (model) {
-            case "fashion" -> TrainCommand.defaultConfig();
+            case "fashion" -> TrainingDefaults.config();
             case "cifar10" -> {
                 if (cifarConfig == null) throw new IllegalArgumentException("--cifar10-config was not given");
                 Object cfg = Json.parseObject(Files.readString(cifarConfig)).get("config");

@@ -1,0 +1,50 @@
+package io.diffusion4j.cli;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.backend.NativeLibraries;
+import java.io.PrintStream;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** The {@code info} command: the native libraries, the backends found here, and why any cannot run. */
+@Command(name = "info", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        versionProvider = Main.Version.class,
+        description = "The native libraries, the backends found here, and why any cannot run.")
+final class InfoCommand implements Callable<Integer> {
+    @Option(names = "--backend", paramLabel = "NAME", description = "only this backend: cpu, cuda or cuda-sim")
+    String backend;
+
+    private final PrintStream out;
+
+    InfoCommand(Main.Io io) {
+        this.out = io.out();
+    }
+
+    @Override
+    public Integer call() {
+        // refuses an unknown name instead of listing nothing
+        String only = backend == null ? null : BackendKind.fromName(backend).cliName();
+        NativeLibraries libs = NativeLibraries.load();
+        out.println("diffusion4j " + NativeLibraries.version());
+        out.println("java        " + System.getProperty("java.version") + " (" + System.getProperty("java.vm.name") + ")");
+        out.println("platform    " + NativeLibraries.platform());
+        out.println("natives     " + libs.directory() + (libs.extracted() ? " (extracted from the jar, SHA-256 verified)"
+                : " (from -D" + NativeLibraries.NATIVE_DIR_PROPERTY + ")"));
+        out.println();
+        out.println("backends:");
+        for (Backend.Probe p : Backend.probeAll()) {
+            if (only != null && !p.kind().cliName().equals(only)) continue;
+            out.printf("  %-9s %-13s %s%n", p.kind().cliName(), p.available() ? "available" : "unavailable", p.detail());
+            out.printf("  %-9s %-13s %s%n", "", "library", p.library() == null ? "(not built)" : p.library());
+        }
+        String chosen;
+        try (Backend best = Backend.openBest()) {
+            chosen = best.kind().cliName();
+        }
+        out.println();
+        out.println("default backend: " + chosen);
+        return 0;
+    }
+}

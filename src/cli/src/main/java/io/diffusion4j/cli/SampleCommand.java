@@ -1,0 +1,249 @@
+package io.diffusion4j.cli;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.io.Json;
+import io.diffusion4j.model.UNet2DConfig;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.sample.DdimScheduler;
+import io.diffusion4j.sample.DdpmScheduler;
+import io.diffusion4j.sample.DpmSolverScheduler;
+import io.diffusion4j.sample.Images;
+import io.diffusion4j.sample.Npy;
+import io.diffusion4j.sample.Sampler;
+import io.diffusion4j.sample.SamplerScheduler;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.train.Checkpoint;
+import io.diffusion4j.train.CheckpointFiles;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * The {@code sample} command: loads a checkpoint (ours or a diffusers UNet2DModel folder, or a pipeline folder
+ * with unet/ and scheduler/), samples n images and writes one PNG per image, a grid PNG and optionally the
+ * float32 samples as .npy, all atomically.
+ */
+@Command(name = "sample", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        versionProvider = Main.Version.class,
+        description = {"Sample images from a checkpoint (ours or diffusers) into PNG files.", "",
+            "Writes one PNG per image into --out, a grid PNG and optionally the float32 samples as .npy."})
+public final class SampleCommand implements Callable<Integer> {
+    @Option(names = "--checkpoint", required = true, paramLabel = "DIR",
+            description = "a checkpoint of the train command, a diffusers UNet2DModel folder, or a pipeline folder with unet/ and scheduler/")
+    Path checkpoint;
+
+    @Option(names = "--sampler", paramLabel = "NAME", description = "ddpm, ddim or dpmsolver++ (default: ${DEFAULT-VALUE})")
+    String sampler = "ddim";
+
+    @Option(names = "--steps", paramLabel = "N",
+            description = "inference steps (default: 50 for ddim, 20 for dpmsolver++, every training timestep for ddpm)")
+    int steps = -1;
+
+    @Option(names = "--eta", paramLabel = "X", description = "DDIM's eta, >= 0 (default: ${DEFAULT-VALUE})")
+    float eta;
+
+    @Option(names = "--n", paramLabel = "N", description = "images (default: ${DEFAULT-VALUE})")
+    int n = 16;
+
+    @Option(names = "--batch-size", paramLabel = "N", description = "images per model call (default: ${DEFAULT-VALUE})")
+    int batchSize = 16;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed of the initial noise (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "output folder (default: ${DEFAULT-VALUE})")
+    Path out = Path.of("samples");
+
+    @Option(names = "--no-ema", description = "the raw weights instead of ema/ (used by default when the checkpoint has it)")
+    boolean noEma;
+
+    @Option(names = "--init-noise", paramLabel = "FILE.npy", description = "the initial noise, float32 [n, c, h, w]")
+    Path initNoise;
+
+    @Option(names = "--save-npy", description = "also write the samples as float32 samples.npy")
+    boolean saveNpy;
+
+    @Option(names = "--grid-scale", paramLabel = "K",
+            description = "the grid's pixels enlarged K times, nearest neighbour, 1 to 16 (default: ${DEFAULT-VALUE})")
+    int gridScale = 1;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
+    String backend;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream stdout, stderr;
+
+    SampleCommand(Main.Io io) {
+        this.stdout = io.out();
+        this.stderr = io.err();
+    }
+
+    /** Parsed options. */
+    record Options(Path checkpoint, String sampler, int steps, float eta, int n, int batchSize, long seed, Path out,
+                   boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, int gridScale) {}
+
+    @Override
+    public Integer call() {
+        Options o = options();
+        try {
+            return sample(o, stdout, stderr);
+        } catch (IOException e) {
+            stderr.println("error: " + e.getMessage());
+            return Main.FAILED;
+        }
+    }
+
+    private Options options() {
+        var given = spec.commandLine().getParseResult();
+        if (given.hasMatchedOption("--steps")) Main.atLeast(spec, "--steps", steps, 1);
+        Main.atLeast(spec, "--n", n, 1);
+        Main.atLeast(spec, "--batch-size", batchSize, 1);
+        if (given.hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        Main.atLeast(spec, "--grid-scale", gridScale, 1);
+        if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
+        if (!sampler.equals("ddpm") && !sampler.equals("ddim") && !sampler.equals("dpmsolver++")) {
+            throw Main.bad(spec, "--sampler must be ddpm, ddim or dpmsolver++, got '" + sampler + "'");
+        }
+        if (!(eta >= 0 && Float.isFinite(eta))) throw Main.bad(spec, "--eta must be finite and >= 0");
+        if (eta != 0 && !sampler.equals("ddim")) throw Main.bad(spec, "--eta applies to ddim only");
+        return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy, backend,
+                threads, gridScale);
+    }
+
+    static int sample(Options o, PrintStream out, PrintStream err) throws IOException {
+        long t0 = System.nanoTime();
+        CheckpointFiles loc = CheckpointFiles.locate(o.checkpoint(), o.noEma());
+        UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
+        NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
+        Map<String, Object> schedCfg = loc.readSchedulerConfig();
+        SamplerScheduler scheduler;
+        try {
+            scheduler = SamplerScheduler.fromConfig(o.sampler(), o.eta(), schedCfg);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
+        }
+        int T = schedule.numTrainTimesteps();
+        int steps = o.steps() > 0 ? o.steps() : switch (o.sampler()) {
+            case "ddpm" -> T;
+            case "ddim" -> Math.min(50, T);
+            default -> Math.min(20, T);
+        };
+        int h = config.sampleHeight(), w = config.sampleWidth(), c = config.inChannels();
+        int n = o.n();
+        float[] init = null;
+        if (o.initNoise() != null) {
+            Npy.Array a = Npy.read(o.initNoise());
+            long[] s = a.shape();
+            if (s.length != 4 || s[1] != c || s[2] != h || s[3] != w || s[0] < 1) {
+                throw new IOException(o.initNoise() + ": shape " + java.util.Arrays.toString(s) + " is not [n, " + c + ", "
+                        + h + ", " + w + "]");
+            }
+            n = Math.toIntExact(s[0]);
+            init = a.data();
+        }
+        int batch = Math.min(o.batchSize(), n);
+        Files.createDirectories(o.out());
+        try (Backend backend = Backend.open(o.backend())) {
+            if (o.threads() > 0) backend.setThreads(o.threads());
+            float[] weights = Checkpoint.readWeights(loc.weights(), io.diffusion4j.model.UNet2DLayout.of(config));
+            long tLoad = System.nanoTime();
+            out.printf(Locale.ROOT, "sample: %s-%d (%s) of %d images %dx%dx%d, batch %d, seed %d, %s weights, on %s (%s)%n",
+                    scheduler.name(), steps, describe(scheduler), n, c, h, w, batch, o.seed(), loc.ema() ? "EMA" : "raw",
+                    backend.kind().cliName(), backend.description());
+            float[] all = new float[Math.toIntExact((long) n * c * h * w)];
+            try (UNet2DModel model = new UNet2DModel(backend, config, 0L)) {
+                model.loadFlat(weights);
+                try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
+                    int per = c * h * w;
+                    int batches = (n + batch - 1) / batch;
+                    ProgressBar bar = new ProgressBar(err, batches * sampler.plan().size(), "sampling", "steps");
+                    for (int k = 0; k < batches; k++) {
+                        int first = k * batch;
+                        int count = Math.min(batch, n - first);
+                        float[] x0 = init == null ? null : java.util.Arrays.copyOfRange(init, first * per, (first + count) * per);
+                        int done = k * sampler.plan().size();
+                        float[] r = sampler.run(o.seed(), first, count, x0, (d, tot) -> bar.update(done + d));
+                        System.arraycopy(r, 0, all, first * per, count * per);
+                    }
+                    bar.finish();
+                }
+            }
+            long tSample = System.nanoTime();
+            if (c == 1 || c == 3) {
+                for (int i = 0; i < n; i++) {
+                    Images.writePng(o.out().resolve(String.format(Locale.ROOT, "sample_%05d.png", i)), Images.image(all, i, c, h, w));
+                }
+                Images.writePng(o.out().resolve("grid.png"), Images.scaled(Images.grid(all, n, c, h, w), o.gridScale()));
+            } else {
+                out.println("sample: " + c + " channels: no PNG written (only 1 or 3 channels)");
+            }
+            if (o.saveNpy()) Npy.write(o.out().resolve("samples.npy"), new long[] {n, c, h, w}, all);
+            long tEnd = System.nanoTime();
+            out.printf(Locale.ROOT, "sample: load %.2f s, sampling %.2f s (%.1f ms per step per batch), writing %.2f s; wrote %s%n",
+                    (tLoad - t0) / 1e9, (tSample - tLoad) / 1e9,
+                    (tSample - tLoad) / 1e6 / Math.max(1, ((n + batch - 1) / batch) * steps), (tEnd - tSample) / 1e9,
+                    o.out().resolve(c == 1 || c == 3 ? "grid.png" : "").toAbsolutePath());
+        } catch (UncheckedIOException e) {
+            throw e.getCause();
+        }
+        return 0;
+    }
+
+    private static String describe(SamplerScheduler s) {
+        return switch (s) {
+            case DdpmScheduler d -> d.prediction().configName() + ", " + d.variance().configName() + ", "
+                    + d.spacing().configName() + (d.thresholding() != null ? ", thresholding" : d.clipSample() ? ", clip "
+                    + d.clipSampleRange() : "");
+            case DdimScheduler d -> d.prediction().configName() + ", eta " + d.eta() + ", " + d.spacing().configName()
+                    + (d.thresholding() != null ? ", thresholding" : d.clipSample() ? ", clip " + d.clipSampleRange() : "");
+            case DpmSolverScheduler d -> d.prediction().configName() + ", 2M, " + d.spacing().configName()
+                    + ", final sigma " + d.finalSigmas().configName() + (d.thresholding() != null ? ", thresholding" : "");
+        };
+    }
+
+    /** A one-line progress bar redrawn with carriage returns: "label [====  ] 40% done/total unit 1.2 s". */
+    static final class ProgressBar {
+        private final PrintStream err;
+        private final int total;
+        private final String label, unit;
+        private final long start = System.nanoTime();
+        private int shown = -1;
+
+        ProgressBar(PrintStream err, int total, String label, String unit) {
+            this.err = err;
+            this.total = total;
+            this.label = label;
+            this.unit = unit;
+        }
+
+        void update(int done) {
+            int pct = (int) (100L * done / total);
+            if (pct == shown && done != total) return;
+            shown = pct;
+            int width = 30, fill = (int) ((long) width * done / total);
+            double s = (System.nanoTime() - start) / 1e9;
+            err.printf(Locale.ROOT, "\r%s [%s%s] %3d%% %d/%d %s %.1f s", label, "=".repeat(fill), " ".repeat(width - fill),
+                    pct, done, total, unit, s);
+            err.flush();
+        }
+
+        void finish() {
+            err.println();
+        }
+    }
+}

@@ -1,0 +1,232 @@
+package io.diffusion4j.cli;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.serve.BatchEngine;
+import io.diffusion4j.serve.SampleRequest;
+import io.diffusion4j.serve.SampleServer;
+import io.diffusion4j.serve.ServedModel;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.lang.reflect.InvocationHandler;
+import java.lang.reflect.Proxy;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * The {@code serve} command: loads the models once, then serves {@link SampleServer}'s HTTP API until SIGTERM or
+ * SIGINT (or any JVM shutdown), which drains the work in flight for up to {@code --drain-ms} and exits 0.
+ */
+@Command(name = "serve", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        versionProvider = Main.Version.class,
+        description = {"HTTP sampling server with continuous batching.", "",
+            "Loopback by default: POST /v1/samples, GET /healthz /readyz /metrics (docs/server.md). SIGTERM or "
+            + "SIGINT drains the work in flight and exits 0."})
+public final class ServeCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, paramLabel = "NAME=DIR",
+            description = "a model to serve: a name ([A-Za-z0-9._-]+) and a checkpoint folder; repeat for more")
+    List<String> modelArgs;
+
+    @Option(names = "--host", paramLabel = "H", description = "address to bind (default: ${DEFAULT-VALUE}, loopback)")
+    String host = "127.0.0.1";
+
+    @Option(names = "--port", paramLabel = "P", description = "0: any free port, printed (default: ${DEFAULT-VALUE})")
+    int port = 8080;
+
+    @Option(names = "--max-batch", paramLabel = "N", description = "rows per model call (default: ${DEFAULT-VALUE})")
+    int maxBatch = 16;
+
+    @Option(names = "--max-n", paramLabel = "N", description = "images per request (default: min(8, --max-batch))")
+    int maxN = -1;
+
+    @Option(names = "--max-steps", paramLabel = "N", description = "inference steps per request (default: ${DEFAULT-VALUE})")
+    int maxSteps = 1000;
+
+    @Option(names = "--queue", paramLabel = "N", description = "requests waiting per model before 429 (default: ${DEFAULT-VALUE})")
+    int queue = 64;
+
+    @Option(names = "--deadline-ms", paramLabel = "MS", description = "a request's default deadline (default: ${DEFAULT-VALUE})")
+    int deadlineMs = 60_000;
+
+    @Option(names = "--max-deadline-ms", paramLabel = "MS", description = "the longest deadline a request may ask for "
+            + "(default: ${DEFAULT-VALUE})")
+    int maxDeadlineMs = 600_000;
+
+    @Option(names = "--max-body", paramLabel = "BYTES", description = "largest request body, >= 64 (default: ${DEFAULT-VALUE})")
+    int maxBody = 16384;
+
+    @Option(names = "--drain-ms", paramLabel = "MS", description = "how long a shutdown waits for work in flight "
+            + "(default: ${DEFAULT-VALUE})")
+    int drainMs = 30_000;
+
+    @Option(names = "--idle-release-ms", paramLabel = "MS", description = "free the batch buffers after this long idle "
+            + "(default: ${DEFAULT-VALUE})")
+    int idleReleaseMs = 2_000;
+
+    @Option(names = "--no-ema", description = "the raw weights instead of ema/ (used by default when a checkpoint has it)")
+    boolean noEma;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
+    String backend;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream stdout, stderr;
+
+    ServeCommand(Main.Io io) {
+        this.stdout = io.out();
+        this.stderr = io.err();
+    }
+
+    /** Parsed options. */
+    record Options(Map<String, Path> models, String host, int port, int maxBatch, int maxN, int maxSteps, int queue,
+                   long deadlineMs, long maxDeadlineMs, int maxBody, long drainMs, long idleReleaseMs, boolean noEma,
+                   String backend, int threads) {
+        SampleServer.Config config() {
+            return new SampleServer.Config(host, port, new SampleRequest.Limits(maxN, maxSteps, maxBody, deadlineMs,
+                    maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs);
+        }
+    }
+
+    @Override
+    public Integer call() {
+        Options o = options();
+        try {
+            return serve(o, stdout, stderr, null);
+        } catch (IOException e) {
+            stderr.println("error: " + e.getMessage());
+            return Main.FAILED;
+        }
+    }
+
+    private Options options() {
+        Map<String, Path> models = new LinkedHashMap<>();
+        for (String v : modelArgs) {
+            int eq = v.indexOf('=');
+            if (eq < 1 || eq == v.length() - 1) throw Main.bad(spec, "--model needs NAME=CHECKPOINT_DIR, got '" + v + "'");
+            String name = v.substring(0, eq);
+            if (!name.matches("[A-Za-z0-9._-]+")) throw Main.bad(spec, "model name '" + name + "' must match [A-Za-z0-9._-]+");
+            if (models.put(name, Path.of(v.substring(eq + 1))) != null) throw Main.bad(spec, "model name '" + name + "' given twice");
+        }
+        Main.atLeast(spec, "--port", port, 0);
+        if (port > 65535) throw Main.bad(spec, "--port must be <= 65535, got " + port);
+        Main.atLeast(spec, "--max-batch", maxBatch, 1);
+        var given = spec.commandLine().getParseResult();
+        if (given.hasMatchedOption("--max-n")) Main.atLeast(spec, "--max-n", maxN, 1);
+        Main.atLeast(spec, "--max-steps", maxSteps, 1);
+        Main.atLeast(spec, "--queue", queue, 1);
+        Main.atLeast(spec, "--deadline-ms", deadlineMs, 1);
+        Main.atLeast(spec, "--max-deadline-ms", maxDeadlineMs, 1);
+        Main.atLeast(spec, "--max-body", maxBody, 64);
+        Main.atLeast(spec, "--drain-ms", drainMs, 0);
+        Main.atLeast(spec, "--idle-release-ms", idleReleaseMs, 0);
+        if (given.hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        int n = maxN < 0 ? Math.min(8, maxBatch) : maxN;
+        if (n > maxBatch) throw Main.bad(spec, "--max-n (" + n + ") must be <= --max-batch (" + maxBatch + ")");
+        if (maxDeadlineMs < deadlineMs) {
+            throw Main.bad(spec, "--max-deadline-ms (" + maxDeadlineMs + ") must be >= --deadline-ms (" + deadlineMs + ")");
+        }
+        return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
+                idleReleaseMs, noEma, backend, threads);
+    }
+
+    /**
+     * Loads the models, serves until a stop is requested (signal, JVM shutdown, or {@code stop} counted down by a
+     * caller), then shuts down gracefully. Returns 0 after a clean shutdown.
+     */
+    static int serve(Options o, PrintStream out, PrintStream err, CountDownLatch stop) throws IOException {
+        CountDownLatch stopRequested = stop != null ? stop : new CountDownLatch(1);
+        CountDownLatch stopped = new CountDownLatch(1);
+        try (Backend backend = Backend.open(o.backend())) {
+            if (o.threads() > 0) backend.setThreads(o.threads());
+            List<ServedModel> models = new ArrayList<>();
+            try {
+                for (Map.Entry<String, Path> e : o.models().entrySet()) {
+                    ServedModel m = ServedModel.load(e.getKey(), e.getValue(), o.noEma(), backend);
+                    models.add(m);
+                    out.printf(Locale.ROOT, "serve: model %s from %s: %dx%dx%d, T %d, %.1f MB of weights%n", m.name(),
+                            e.getValue(), m.channels(), m.height(), m.width(), m.schedule().numTrainTimesteps(),
+                            m.model().parameters().byteSize() / 1e6);
+                }
+                SampleServer server = new SampleServer(backend, models, o.config());
+                Thread hook = new Thread(() -> {
+                    stopRequested.countDown();
+                    try {
+                        stopped.await(); // the JVM may exit only once the drain is over
+                    } catch (InterruptedException ie) {
+                        Thread.currentThread().interrupt();
+                    }
+                }, "d4j-serve-shutdown");
+                Runtime.getRuntime().addShutdownHook(hook);
+                boolean signals = stop == null && handleSignals(stopRequested::countDown);
+                out.printf(Locale.ROOT, "serve: listening on http://%s:%d (backend %s, max batch %d, queue %d, deadline %d ms)%s%n",
+                        o.host(), server.port(), backend.kind().cliName(), o.maxBatch(), o.queue(), o.deadlineMs(),
+                        signals ? "; SIGTERM or SIGINT drains and exits" : "");
+                out.flush();
+                try {
+                    stopRequested.await();
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                }
+                out.println("serve: shutting down (drain limit " + o.drainMs() + " ms)");
+                out.flush();
+                boolean all = server.shutdown();
+                out.println("serve: stopped" + (all ? "" : " (work still in flight at the drain limit was cancelled)"));
+                out.flush();
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException alreadyShuttingDown) {
+                    // a shutdown hook started this stop: it waits for `stopped` below
+                }
+            } finally {
+                for (int i = models.size() - 1; i >= 0; i--) models.get(i).close();
+            }
+        } catch (UncheckedIOException e) {
+            throw e.getCause();
+        } finally {
+            stopped.countDown();
+        }
+        return 0;
+    }
+
+    /**
+     * Routes SIGTERM and SIGINT to {@code action} (through {@code sun.misc.Signal}, looked up reflectively: it is
+     * in jdk.unsupported) so that a signal drains and the command returns 0 instead of the JVM's 143/130. Returns
+     * false when unavailable (the shutdown hook still drains, but the exit status is then the signal's).
+     */
+    static boolean handleSignals(Runnable action) {
+        try {
+            Class<?> signal = Class.forName("sun.misc.Signal");
+            Class<?> handler = Class.forName("sun.misc.SignalHandler");
+            InvocationHandler ih = (proxy, method, margs) -> {
+                if (method.getName().equals("handle")) action.run();
+                else if (method.getName().equals("hashCode")) return System.identityHashCode(proxy);
+                else if (method.getName().equals("equals")) return proxy == margs[0];
+                else if (method.getName().equals("toString")) return "serve signal handler";
+                return null;
+            };
+            Object h = Proxy.newProxyInstance(ServeCommand.class.getClassLoader(), new Class<?>[] {handler}, ih);
+            for (String name : new String[] {"TERM", "INT"}) {
+                Object sig = signal.getConstructor(String.class).newInstance(name);
+                signal.getMethod("handle", signal, handler).invoke(null, sig, h);
+            }
+            return true;
+        } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
+            return false;
+        }
+    }
+}

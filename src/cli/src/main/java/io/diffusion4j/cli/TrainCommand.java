@@ -1,0 +1,423 @@
+package io.diffusion4j.cli;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.io.AtomicFiles;
+import io.diffusion4j.kernels.EmaSchedule;
+import io.diffusion4j.kernels.OptimKernels;
+import io.diffusion4j.model.UNet2DConfig;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.schedule.BetaSchedule;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.train.Checkpoint;
+import io.diffusion4j.train.Dataset;
+import io.diffusion4j.train.FashionMnist;
+import io.diffusion4j.train.ImageFolderDataset;
+import io.diffusion4j.train.LossCurve;
+import io.diffusion4j.train.LossHistory;
+import io.diffusion4j.train.ProceduralDataset;
+import io.diffusion4j.train.Trainer;
+import io.diffusion4j.train.TrainingDefaults;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * The {@code train} command: trains a UNet2DModel on the procedural shapes, Fashion-MNIST or a folder
+ * of PNG/JPEG images, prints a progress line (step, loss averaged since the last line, gradient norm,
+ * lr, it/s, images/s, ETA) every {@code --log-every} steps, and writes to {@code --out} (every
+ * {@code --save-every} steps and at the end) a diffusers checkpoint folder ({@link Checkpoint}) with
+ * {@code loss.csv} (step, loss, lr, grad_norm) and {@code loss_curve.png} ({@link LossCurve}) beside it.
+ *
+ * <p>{@code --resume DIR} continues a checkpoint written by this command: the model config, schedule,
+ * trainer options and data source come from the checkpoint, an option given on the command line
+ * that would change the run is refused, {@code --steps} is the total step count, and the result is
+ * bit for bit the uninterrupted run on the same backend. {@code --init-from DIR} starts a new run
+ * (fresh optimiser, step 0) from the weights of any diffusers UNet2DModel folder.
+ */
+@Command(name = "train", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
+        versionProvider = Main.Version.class, sortOptions = false, sortSynopsis = false,
+        description = {"Train a UNet2DModel and write a diffusers checkpoint.", "",
+            "Trains a UNet2DModel and writes a diffusers checkpoint folder to --out, with loss.csv and "
+            + "loss_curve.png beside it. The progress line shows the loss averaged since the previous line, the "
+            + "gradient norm, lr, it/s, images/s and the ETA.", ""})
+final class TrainCommand implements Callable<Integer> {
+    /** The options a resumed run takes from its checkpoint; giving one with another value is refused. */
+    private static final List<String> FIXED_BY_CHECKPOINT = List.of("--data", "--batch-size", "--lr", "--warmup",
+            "--weight-decay", "--ema-decay", "--prediction-type", "--beta-schedule", "--timesteps", "--min-snr-gamma",
+            "--seed", "--config");
+    private static final int PROCEDURAL_IMAGES = 60000;
+
+    @Option(names = "--data", paramLabel = "KIND", description = {"procedural: built-in shapes, no download (default)",
+        "fashion-mnist: IDX files in --data-dir (default /usr/share/datasets/fashion-mnist, Debian's "
+            + "dataset-fashion-mnist package)",
+        "images: every PNG/JPEG under --data-dir (recursive, sorted), center-cropped and resized to the model's "
+            + "sample_size, luminance or RGB by its in_channels"})
+    String data = "procedural";
+
+    @Option(names = "--data-dir", paramLabel = "DIR", description = "the data folder of --data fashion-mnist or images")
+    Path dataDir;
+
+    @Option(names = "--steps", paramLabel = "N", description = "training steps (default 300; with --resume: the total "
+            + "count, default the run's planned total)")
+    Integer stepsArg;
+
+    @Option(names = "--batch-size", paramLabel = "N", description = "images per step (default: ${DEFAULT-VALUE})")
+    int batch = 16;
+
+    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate (default: ${DEFAULT-VALUE})")
+    double lr = 1e-3;
+
+    @Option(names = "--warmup", paramLabel = "N", description = "linear warmup steps of the learning rate (default: ${DEFAULT-VALUE})")
+    int warmup = 50;
+
+    @Option(names = "--weight-decay", paramLabel = "X", description = "AdamW weight decay (default: ${DEFAULT-VALUE})")
+    double weightDecay = 1e-6;
+
+    @Option(names = "--ema-decay", paramLabel = "X", description = "maximum EMA decay, with warmup (default: ${DEFAULT-VALUE})")
+    double emaDecay = 0.999;
+
+    @Option(names = "--prediction-type", paramLabel = "TYPE", description = "epsilon, sample or v_prediction "
+            + "(default: ${DEFAULT-VALUE})")
+    String predictionName = "epsilon";
+
+    @Option(names = "--beta-schedule", paramLabel = "NAME", description = "linear, scaled_linear, squaredcos_cap_v2 or "
+            + "sigmoid (default: ${DEFAULT-VALUE})")
+    String betaName = "linear";
+
+    @Option(names = "--timesteps", paramLabel = "T", description = "num_train_timesteps (default: ${DEFAULT-VALUE})")
+    int timesteps = 1000;
+
+    @Option(names = "--min-snr-gamma", paramLabel = "X", description = "min-SNR-gamma loss weighting (Hang et al. 2023; 5 "
+            + "is the paper's choice), 0 = off (default); the reported loss is the weighted one")
+    double gamma;
+
+    @Option(names = "--config", paramLabel = "FILE", description = "a UNet2DModel config.json (default: the 28x28 "
+            + "32/64/64 model)")
+    Path configFile;
+
+    @Option(names = "--init-from", paramLabel = "DIR", description = "start from the weights of a diffusers UNet2DModel "
+            + "folder (config.json + diffusion_pytorch_model.safetensors; legacy attention names accepted); the model "
+            + "config comes from there, the optimiser starts fresh")
+    Path initFrom;
+
+    @Option(names = "--resume", paramLabel = "DIR", description = "continue a checkpoint of this command exactly: config, "
+            + "schedule, options and data come from it (a differing option is refused); --out defaults to DIR")
+    Path resume;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "checkpoint folder; loss.csv and loss_curve.png are written "
+            + "beside it (default: checkpoints/train)")
+    Path outArg;
+
+    @Option(names = "--save-every", paramLabel = "N", description = "also write the checkpoint every N steps (default 0: "
+            + "only at the end)")
+    int saveEvery;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed of weights, data order and noise (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: cuda if usable, else cpu)")
+    String backendName;
+
+    @Option(names = "--log-every", paramLabel = "N", description = "steps between progress lines (default: ${DEFAULT-VALUE})")
+    int logEvery = 10;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
+    int threads;
+
+    @Spec
+    CommandSpec spec;
+
+    private final PrintStream out, err;
+
+    TrainCommand(Main.Io io) {
+        this.out = io.out();
+        this.err = io.err();
+    }
+
+    /** Runs the command; returns the exit code. */
+    @Override
+    public Integer call() {
+        // the options given on the command line, as typed: a resumed run refuses those that differ from its checkpoint
+        LinkedHashMap<String, String> given = new LinkedHashMap<>();
+        for (OptionSpec o : spec.commandLine().getParseResult().matchedOptions()) {
+            List<String> raw = o.originalStringValues();
+            given.put(o.longestName(), raw.isEmpty() ? "" : raw.get(raw.size() - 1));
+        }
+        String data = this.data;
+        if (!data.equals("procedural") && !data.equals("fashion-mnist") && !data.equals("images")) {
+            throw Main.bad(spec, "--data must be procedural, fashion-mnist or images, got '" + data + "'");
+        }
+        Path dataDir = this.dataDir;
+        if (stepsArg != null) Main.atLeast(spec, "--steps", stepsArg, 1);
+        Main.atLeast(spec, "--batch-size", batch, 1);
+        Main.atLeast(spec, "--warmup", warmup, 0);
+        Main.atLeast(spec, "--log-every", logEvery, 1);
+        Main.atLeast(spec, "--timesteps", timesteps, 1);
+        if (given.containsKey("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        Main.atLeast(spec, "--save-every", saveEvery, 0);
+        inRange("--lr", lr, 0, Double.MAX_VALUE);
+        inRange("--weight-decay", weightDecay, 0, Double.MAX_VALUE);
+        inRange("--ema-decay", emaDecay, 0, 1);
+        inRange("--min-snr-gamma", gamma, 0, 1e12);
+        PredictionType prediction = PredictionType.fromConfigName(predictionName);
+        BetaSchedule betas = BetaSchedule.fromConfigName(betaName);
+        Path outDir = outArg != null ? outArg : resume != null ? resume : Path.of("checkpoints/train");
+        UNet2DConfig fileConfig = null;
+        if (configFile != null) {
+            try {
+                fileConfig = UNet2DConfig.fromJson(Files.readString(configFile, StandardCharsets.UTF_8));
+            } catch (IOException e) {
+                throw new IllegalArgumentException("train: cannot read --config " + configFile + ": " + e.getMessage());
+            } catch (RuntimeException e) {
+                throw new IllegalArgumentException("train: --config " + configFile + ": " + e.getMessage());
+            }
+        }
+        if (resume != null && initFrom != null) {
+            throw new IllegalArgumentException("train: --resume and --init-from exclude each other (a resumed run keeps "
+                    + "its own weights)");
+        }
+        if (data.equals("images") && dataDir == null && resume == null) {
+            throw new IllegalArgumentException("train: --data images needs --data-dir DIR");
+        }
+
+        UNet2DConfig config = fileConfig == null ? TrainingDefaults.config() : fileConfig;
+        NoiseSchedule schedule = NoiseSchedule.of(betas, timesteps, 0.0001, 0.02);
+        Trainer.Options options = new Trainer.Options(batch, lr, warmup,
+                new OptimKernels.AdamW(lr, 0.95, 0.999, 1e-8, weightDecay), 1.0,
+                EmaSchedule.power(emaDecay, 0.0, 0, 1.0, 0.75), prediction, seed, true, gamma);
+        Map<String, String> runMeta = new LinkedHashMap<>();
+        int steps = stepsArg == null ? 300 : stepsArg;
+        Checkpoint.ModelFolder init = null;
+        Integer expectedImages = null;
+        try {
+            if (resume != null) {
+                UNet2DConfig ckConfig = Checkpoint.readConfig(resume);
+                Trainer.Options ck = Checkpoint.readOptions(resume);
+                NoiseSchedule ckSchedule = Checkpoint.readSchedule(resume.resolve(Checkpoint.SCHEDULER));
+                Map<String, String> md = Checkpoint.readStateMetadata(resume);
+                String ckData = md.get("data");
+                if (ckData == null || md.get("data_images") == null) {
+                    throw new IOException(resume.resolve(Checkpoint.TRAINING_STATE) + ": no data source in the metadata "
+                            + "(not written by the train command), cannot resume from the command line");
+                }
+                Map<String, Object[]> pairs = new LinkedHashMap<>(); // option -> {given value, checkpoint value}
+                pairs.put("--data", new Object[] {data, ckData});
+                pairs.put("--batch-size", new Object[] {batch, ck.batchSize()});
+                pairs.put("--lr", new Object[] {lr, ck.learningRate()});
+                pairs.put("--warmup", new Object[] {warmup, ck.warmupSteps()});
+                pairs.put("--weight-decay", new Object[] {weightDecay, ck.adamw().weightDecay()});
+                pairs.put("--ema-decay", new Object[] {emaDecay, ck.ema().maxDecay()});
+                pairs.put("--prediction-type", new Object[] {prediction.configName(), ck.prediction().configName()});
+                pairs.put("--beta-schedule", new Object[] {betas.configName(),
+                        ckSchedule.betaSchedule() == null ? "(explicit betas)" : ckSchedule.betaSchedule().configName()});
+                pairs.put("--timesteps", new Object[] {timesteps, ckSchedule.numTrainTimesteps()});
+                pairs.put("--min-snr-gamma", new Object[] {gamma, ck.minSnrGamma()});
+                pairs.put("--seed", new Object[] {seed, ck.seed()});
+                pairs.put("--config", new Object[] {fileConfig, ckConfig});
+                for (String opt : FIXED_BY_CHECKPOINT) {
+                    Object[] p = pairs.get(opt);
+                    if (given.containsKey(opt) && !p[0].equals(p[1])) {
+                        String shown = opt.equals("--config") ? "a different model config" : opt + " " + p[1];
+                        throw new IllegalArgumentException("train: --resume " + resume + " was trained with " + shown
+                                + "; " + opt + " " + given.get(opt) + " would not continue the same run (leave the option out to use the checkpoint's)");
+                    }
+                }
+                long done = Checkpoint.metaLong(md, "step", resume.resolve(Checkpoint.TRAINING_STATE));
+                long planned = md.containsKey("run_steps")
+                        ? Checkpoint.metaLong(md, "run_steps", resume.resolve(Checkpoint.TRAINING_STATE)) : done;
+                if (done > Integer.MAX_VALUE || planned > Integer.MAX_VALUE) {
+                    throw new IOException(resume.resolve(Checkpoint.TRAINING_STATE) + ": step count out of range");
+                }
+                steps = stepsArg != null ? stepsArg : (int) Math.max(planned, done);
+                if (steps < done) {
+                    throw new IllegalArgumentException("train: --steps " + steps + " is below the checkpoint's step " + done
+                            + " (--steps is the total step count of the run)");
+                }
+                data = ckData;
+                if (dataDir == null && md.get("data_dir") != null) dataDir = Path.of(md.get("data_dir"));
+                expectedImages = (int) Checkpoint.metaLong(md, "data_images", resume.resolve(Checkpoint.TRAINING_STATE));
+                config = ckConfig;
+                schedule = ckSchedule;
+                options = ck;
+                if (md.get("init_from") != null) runMeta.put("init_from", md.get("init_from"));
+            } else if (initFrom != null) {
+                init = Checkpoint.readModelFolder(initFrom);
+                if (fileConfig != null && !fileConfig.equals(init.config())) {
+                    throw new IllegalArgumentException("train: --config " + given.get("--config") + " differs from the "
+                            + "config.json of --init-from " + init.dir() + " (leave --config out: the model's config is used)");
+                }
+                config = init.config();
+                runMeta.put("init_from", init.dir().toAbsolutePath().toString());
+            }
+        } catch (IOException e) {
+            err.println("train: " + e.getMessage());
+            return 1;
+        }
+
+        Dataset dataset;
+        try {
+            dataset = dataset(data, dataDir, config, options.seed());
+        } catch (IOException e) {
+            err.println("train: " + e.getMessage());
+            return 1;
+        }
+        if (expectedImages != null && dataset.size() != expectedImages) {
+            err.println("train: " + dataset.describe() + " has " + dataset.size() + " images, the checkpoint was trained on "
+                    + expectedImages + " (resume would not continue the same run)");
+            return 1;
+        }
+        runMeta.put("data", data);
+        if (!data.equals("procedural")) {
+            runMeta.put("data_dir", (dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir).toAbsolutePath().toString());
+        }
+        runMeta.put("data_images", Integer.toString(dataset.size()));
+        runMeta.put("run_steps", Integer.toString(steps));
+
+        try (Backend backend = Backend.open(backendName)) {
+            if (threads > 0) backend.setThreads(threads);
+            try (UNet2DModel model = new UNet2DModel(backend, config, options.seed())) {
+                if (init != null) model.loadFlat(init.weights()); // before the trainer: the EMA starts from them
+                try (Trainer trainer = new Trainer(model, schedule, dataset, options)) {
+                    LossHistory history;
+                    try {
+                        history = resume != null ? Checkpoint.load(resume, trainer) : new LossHistory();
+                    } catch (IOException e) {
+                        err.println("train: cannot resume: " + e.getMessage());
+                        return 1;
+                    }
+                    return train(trainer, dataset, history, steps, logEvery, saveEvery, outDir, runMeta, resume, initFrom,
+                            out);
+                }
+            }
+        } catch (UncheckedIOException e) {
+            err.println("train: cannot write the checkpoint: " + e.getCause().getMessage());
+            return 1;
+        }
+    }
+
+    private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed) throws IOException {
+        int h = config.sampleHeight(), w = config.sampleWidth();
+        return switch (data) {
+            // sample_size null in a config: the Fashion-MNIST size
+            case "procedural" -> new ProceduralDataset(PROCEDURAL_IMAGES, h < 0 ? 28 : h, w < 0 ? 28 : w,
+                    config.inChannels(), seed);
+            case "fashion-mnist" -> FashionMnist.load(dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir, true);
+            default -> {
+                if (h < 0) {
+                    throw new IllegalArgumentException("train: --data images resizes to the model's sample_size, and the "
+                            + "config has none");
+                }
+                yield ImageFolderDataset.load(dataDir, h, w, config.inChannels());
+            }
+        };
+    }
+
+    private static int train(Trainer trainer, Dataset dataset, LossHistory history, int steps, int logEvery, int saveEvery,
+                             Path outDir, Map<String, String> runMeta, Path resume, Path initFrom, PrintStream out) {
+        UNet2DModel model = trainer.model();
+        UNet2DConfig config = model.config();
+        Trainer.Options o = trainer.options();
+        NoiseSchedule schedule = trainer.schedule();
+        Backend backend = model.backend();
+        int batch = o.batchSize();
+        long params = model.layout().params().stream().mapToLong(p -> p.size()).sum();
+        long done = trainer.stepCount();
+        out.printf(Locale.ROOT, "train: %s on %s (%s)%n", dataset.describe(), backend.kind().cliName(), backend.description());
+        if (resume != null) out.printf(Locale.ROOT, "resume: %s at step %d of %d%n", resume.toAbsolutePath(), done, steps);
+        if (initFrom != null) out.printf(Locale.ROOT, "init: weights from %s%n", runMeta.get("init_from"));
+        String betas = schedule.betaSchedule() == null ? "explicit" : schedule.betaSchedule().configName();
+        String settings = String.format(Locale.ROOT, "batch %d, lr %.3g (warmup %d), weight decay %.3g, EMA %.4g, %s, %s betas, "
+                        + "T %d, seed %d%s", batch, o.learningRate(), o.warmupSteps(), o.adamw().weightDecay(), o.ema().maxDecay(),
+                o.prediction().configName(), betas, schedule.numTrainTimesteps(), o.seed(),
+                o.minSnrGamma() > 0 ? String.format(Locale.ROOT, ", min-SNR gamma %.3g", o.minSnrGamma()) : "");
+        out.printf(Locale.ROOT, "model: %d parameters, block_out_channels %s; %d steps, %s%n", params,
+                Arrays.toString(config.blockOutChannels()), steps, settings);
+        out.flush();
+        String title = String.format(Locale.ROOT, "diffusion4j train: %s data, UNet2DModel %s (%,d parameters), %dx%dx%d",
+                runMeta.get("data"), Arrays.toString(config.blockOutChannels()), params, dataset.height(), dataset.width(),
+                dataset.channels());
+        String subtitle = settings + (o.minSnrGamma() > 0 ? " (weighted loss)" : "")
+                + (runMeta.containsKey("init_from") ? ", init from " + Path.of(runMeta.get("init_from")).getFileName() : "");
+        if (done >= steps) {
+            out.printf(Locale.ROOT, "done: the checkpoint is already at step %d of %d; nothing to train%n", done, steps);
+            return 0;
+        }
+        long start = System.nanoTime(), last = start;
+        double lossSum = 0;
+        int lossCount = 0;
+        long lastStep = done;
+        double firstLoss = Double.NaN, lastLoss = Double.NaN;
+        for (long s = done + 1; s <= steps; s++) {
+            Trainer.StepResult r = trainer.step();
+            history.add(r);
+            lossSum += r.loss();
+            lossCount++;
+            if (s == done + 1) firstLoss = r.loss();
+            if (s % logEvery == 0 || s == steps) {
+                long now = System.nanoTime();
+                double its = (s - lastStep) / ((now - last) * 1e-9);
+                double eta = (steps - s) / its;
+                lastLoss = lossSum / lossCount;
+                out.printf(Locale.ROOT, "step %6d/%d  loss %.5f  grad-norm %.3f  lr %.3g  %.2f it/s  %.1f img/s  ETA %s%n",
+                        s, steps, lastLoss, r.gradNorm(), r.learningRate(), its, its * batch, duration(eta));
+                out.flush();
+                last = now;
+                lastStep = s;
+                lossSum = 0;
+                lossCount = 0;
+            }
+            if (saveEvery > 0 && s % saveEvery == 0 && s != steps) {
+                save(outDir, trainer, history, runMeta, title, subtitle);
+                out.printf(Locale.ROOT, "saved: step %d to %s%n", s, outDir.toAbsolutePath());
+                last = System.nanoTime(); // the save is not training time
+            }
+        }
+        double secs = (System.nanoTime() - start) * 1e-9;
+        save(outDir, trainer, history, runMeta, title, subtitle);
+        long ran = steps - done;
+        out.printf(Locale.ROOT, "done: %d steps in %s (%.1f img/s), loss %.5f (first step) -> %.5f (last %d steps); "
+                        + "checkpoint written to %s (with loss.csv and loss_curve.png)%n",
+                ran, duration(secs), ran * (double) batch / secs, firstLoss, lastLoss, Math.min(logEvery, ran),
+                outDir.toAbsolutePath());
+        return 0;
+    }
+
+    /** The checkpoint (training state last), then loss.csv and loss_curve.png regenerated from the history. */
+    private static void save(Path outDir, Trainer trainer, LossHistory history, Map<String, String> runMeta, String title,
+                             String subtitle) {
+        try {
+            Checkpoint.save(outDir, trainer, history, runMeta);
+            AtomicFiles.writeString(outDir.resolve(TrainingDefaults.LOSS_CSV), history.toCsv());
+            LossCurve.write(outDir.resolve(TrainingDefaults.LOSS_CURVE), history, title, subtitle);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+
+    private static String duration(double seconds) {
+        if (!Double.isFinite(seconds)) return "?";
+        long s = Math.round(seconds);
+        return s >= 3600 ? String.format(Locale.ROOT, "%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60)
+                : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
+    }
+
+    private void inRange(String name, double x, double min, double max) {
+        if (!(x >= min && x <= max)) throw Main.bad(spec, name + " must be in [" + min + ", " + max + "], got " + x);
+    }
+}

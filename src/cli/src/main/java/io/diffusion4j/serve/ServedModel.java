@@ -1,0 +1,103 @@
+package io.diffusion4j.serve;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.model.UNet2DConfig;
+import io.diffusion4j.model.UNet2DLayout;
+import io.diffusion4j.model.UNet2DModel;
+import io.diffusion4j.train.CheckpointFiles;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.train.Checkpoint;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Collections;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * A model the server samples from: its name, its weights on the device (loaded once), its noise schedule and
+ * its scheduler_config.json (from which each request's scheduler is built as {@code sample} builds it).
+ * Closed by the server after the worker has released every workspace over it.
+ */
+public final class ServedModel implements AutoCloseable {
+    private final String name;
+    private final UNet2DModel model;
+    private final NoiseSchedule schedule;
+    private final Map<String, Object> schedulerConfig;
+
+    /** Takes ownership of {@code model}. */
+    public ServedModel(String name, UNet2DModel model, NoiseSchedule schedule, Map<String, Object> schedulerConfig) {
+        this.name = Objects.requireNonNull(name, "name");
+        this.model = Objects.requireNonNull(model, "model");
+        this.schedule = Objects.requireNonNull(schedule, "schedule");
+        this.schedulerConfig = Collections.unmodifiableMap(Objects.requireNonNull(schedulerConfig, "schedulerConfig"));
+        UNet2DConfig c = model.config();
+        if (c.inChannels() != c.outChannels()) {
+            throw new IllegalArgumentException("model '" + name + "' maps " + c.inChannels() + " to " + c.outChannels()
+                    + " channels; sampling needs equal counts");
+        }
+        if (c.inChannels() != 1 && c.inChannels() != 3) {
+            throw new IllegalArgumentException("model '" + name + "' has " + c.inChannels()
+                    + " channels; the server returns PNGs, which need 1 or 3");
+        }
+    }
+
+    /**
+     * Loads a checkpoint folder (ours or diffusers', as {@code sample --checkpoint} accepts; EMA weights when
+     * present unless {@code noEma}) onto {@code backend}.
+     */
+    public static ServedModel load(String name, Path dir, boolean noEma, Backend backend) throws IOException {
+        CheckpointFiles loc = CheckpointFiles.locate(dir, noEma);
+        UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
+        NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
+        Map<String, Object> cfg = loc.readSchedulerConfig();
+        float[] weights = Checkpoint.readWeights(loc.weights(), UNet2DLayout.of(config));
+        UNet2DModel m = UNet2DModel.forInference(backend, config); // the weights alone: no gradient buffer
+        try {
+            m.loadFlat(weights);
+            return new ServedModel(name, m, schedule, cfg);
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    public String name() {
+        return name;
+    }
+
+    /** The model holding the weights (read only; inference instances are made from it). */
+    public UNet2DModel model() {
+        return model;
+    }
+
+    public NoiseSchedule schedule() {
+        return schedule;
+    }
+
+    /** The parsed scheduler_config.json (unmodifiable). */
+    public Map<String, Object> schedulerConfig() {
+        return schedulerConfig;
+    }
+
+    public int channels() {
+        return model.config().inChannels();
+    }
+
+    public int height() {
+        return model.config().sampleHeight();
+    }
+
+    public int width() {
+        return model.config().sampleWidth();
+    }
+
+    /** Floats of one image. */
+    public long imageFloats() {
+        return (long) channels() * height() * width();
+    }
+
+    @Override
+    public void close() {
+        model.close();
+    }
+}

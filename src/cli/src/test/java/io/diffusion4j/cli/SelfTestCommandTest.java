@@ -1,0 +1,124 @@
+package io.diffusion4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.backend.D4jException;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.List;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/** The {@code selftest} command: its table on cuda-sim, the device it picks, and its errors. */
+class SelfTestCommandTest {
+    record Run(int exit, String out, String err) {
+        @Override
+        public String toString() {
+            return "exit " + exit + "\n--- stdout\n" + out + "--- stderr\n" + err;
+        }
+    }
+
+    static Run main(String... args) {
+        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
+        int code;
+        try (PrintStream out = new PrintStream(o, true, StandardCharsets.UTF_8);
+                PrintStream err = new PrintStream(e, true, StandardCharsets.UTF_8)) {
+            code = Main.run(args, out, err);
+        }
+        return new Run(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    }
+
+    static boolean cudaUsable() {
+        try {
+            Backend.open(BackendKind.CUDA).close();
+            return true;
+        } catch (D4jException.BackendUnavailableException e) {
+            return false;
+        }
+    }
+
+    /** Every family of the library. */
+    static final List<String> FAMILIES = List.of("rng", "add_noise", "diffusion_loss", "reverse_step", "timestep_embedding",
+            "conv2d", "group_norm", "silu", "residual_add", "linear", "attention", "grad_norm", "adamw", "ema");
+
+    @Test
+    void selftestCommandOnCudaSimPrintsTheTableAndExitsZero() {
+        Run r = main("selftest", "--backend", "cuda-sim");
+        System.out.println(r);
+        assertEquals(0, r.exit(), r.toString());
+        assertEquals("", r.err(), r.toString());
+        String out = r.out();
+        assertTrue(Pattern.compile("(?m)^family +variant +kernel +shape +max rel err +tol +result +time/call +GB/s +% peak$").matcher(out).find(), out);
+        // every timed row carries a positive traffic figure; % peak is "-" without a known device peak
+        assertTrue(Pattern.compile("(?m)^conv2d .* PASS +[0-9.]+ [mu]?s +[0-9]+\\.[0-9]{2} +-$").matcher(out).find(), out);
+        for (String f : FAMILIES) {
+            assertTrue(Pattern.compile("(?m)^" + f + " +v1 .* PASS ").matcher(out).find(), "no passing " + f + " row:\n" + out);
+        }
+        assertTrue(Pattern.compile("(?m)^diffusion_loss +v2 .* PASS ").matcher(out).find(), out);
+        assertTrue(Pattern.compile("(?m)^linear +v2 .* PASS ").matcher(out).find(), out);
+        assertFalse(out.contains("FAIL"), out);
+        var summary = Pattern.compile("(?m)^(\\d+) passed, 0 failed$").matcher(out);
+        assertTrue(summary.find(), out);
+        assertTrue(Integer.parseInt(summary.group(1)) >= 80, out);
+        assertTrue(out.contains("simulator times") && out.contains("not GPU times"), out);
+        assertTrue(out.contains("device peak: unknown on cuda-sim"), out);
+        assertTrue(out.contains("cache flushed before each repeat"), out);
+        // aligned: every table row has the result column at the same offset as the header's
+        String[] lines = out.split("\n");
+        int header = -1;
+        for (int i = 0; i < lines.length; i++) if (lines[i].startsWith("family ")) header = i;
+        int col = lines[header].indexOf("result");
+        for (int i = header + 2; i < lines.length && !lines[i].isEmpty(); i++) {
+            assertEquals("PASS", lines[i].substring(col, col + 4), "misaligned row: " + lines[i] + "\n" + out);
+        }
+    }
+
+    @Test
+    void selftestWithoutBackendPicksCudaOrSaysWhyItRunsOnCudaSim() {
+        Run r = main("selftest", "--variants", "default");
+        assertEquals(0, r.exit(), r.toString());
+        if (cudaUsable()) {
+            assertTrue(r.out().startsWith("GPU found: running the CUDA kernels on cuda"), r.toString());
+        } else {
+            assertTrue(r.out().startsWith("no GPU: running the CUDA kernels on cuda-sim ("), r.toString());
+            assertTrue(r.out().contains("device    cuda-sim: "), r.toString());
+        }
+        assertFalse(Pattern.compile("(?m)^diffusion_loss +v2 ").matcher(r.out()).find(), "--variants default ran v2:\n" + r);
+        assertTrue(Pattern.compile("(?m)^\\d+ passed, 0 failed$").matcher(r.out()).find(), r.toString());
+    }
+
+    @Test
+    void selftestOnCudaWithoutAGpuFailsWithAOneLineReason() {
+        assumeFalse(cudaUsable(), "a CUDA device is usable here");
+        Run r = main("selftest", "--backend", "cuda");
+        assertNotEquals(0, r.exit(), r.toString());
+        assertEquals("", r.out(), r.toString());
+        List<String> errLines = Arrays.stream(r.err().split("\n")).filter(l -> !l.isBlank()).toList();
+        assertEquals(1, errLines.size(), r.toString());
+        assertTrue(errLines.get(0).startsWith("selftest: the cuda backend cannot run here: "), r.toString());
+        assertTrue(errLines.get(0).length() > "selftest: the cuda backend cannot run here: ".length() + 10, r.toString());
+    }
+
+    @Test
+    void badOptionsAreRefusedAndTheCommandIsInTheUsage() {
+        assertEquals(2, main("selftest", "--backend", "cpu").exit());
+        assertEquals(2, main("selftest", "--variants", "some").exit());
+        assertEquals(2, main("selftest", "--frobnicate").exit());
+        assertEquals(2, main("selftest", "--backend").exit());
+        Run help = main("help");
+        assertEquals(0, help.exit());
+        assertTrue(help.out().contains("  selftest "), help.toString());
+        Run usage = main("selftest", "--help");
+        assertEquals(0, usage.exit());
+        assertTrue(usage.out().contains("usage: diffusion4j selftest") && usage.out().contains("--backend=NAME")
+                && usage.out().contains("--variants=WHICH"), usage.toString());
+    }
+}

@@ -1,0 +1,169 @@
+package io.diffusion4j.serve;
+
+import static io.diffusion4j.serve.ServeTestSupport.get;
+import static io.diffusion4j.serve.ServeTestSupport.post;
+import static io.diffusion4j.serve.ServeTestSupport.text;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.cli.Main;
+import io.diffusion4j.io.Json;
+import io.diffusion4j.testutil.TestRandom;
+import java.io.BufferedReader;
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The {@code serve} command: option errors, and a real server process (a child JVM running {@code Main serve} on
+ * a checkpoint folder) whose images equal the PNGs {@code sample} writes for the same seed, which finishes its
+ * in-flight request after SIGTERM and exits 0.
+ */
+class ServeCommandTest {
+    @TempDir
+    Path dir;
+
+    static int run(String... args) {
+        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
+        return Main.run(args, new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void optionErrorsExit2() {
+        assertEquals(2, run("serve"));
+        assertEquals(2, run("serve", "--model", "noequals"));
+        assertEquals(2, run("serve", "--model", "a=x", "--model", "a=y"));
+        assertEquals(2, run("serve", "--model", "a b=x"));
+        assertEquals(2, run("serve", "--model", "a=x", "--max-batch", "2", "--max-n", "3"));
+        assertEquals(2, run("serve", "--model", "a=x", "--port", "70000"));
+        assertEquals(2, run("serve", "--model", "a=x", "--deadline-ms", "100", "--max-deadline-ms", "50"));
+        assertEquals(2, run("serve", "--model", "a=x", "--queue", "0"));
+        assertEquals(2, run("serve", "--model", "a=x", "--bogus", "1"));
+        assertEquals(0, run("serve", "--help"));
+        assertEquals(1, run("serve", "--model", "a=" + dir.resolve("missing"), "--backend", "cpu"));
+    }
+
+    @Test
+    void serverProcessMatchesSampleAndDrainsOnSigterm() throws Exception {
+        Path ck = ServeTestSupport.checkpoint(dir.resolve("ck"), TestRandom.fresh().nextLong());
+        long seed = TestRandom.fresh().nextLong();
+        // what `sample` writes for seed, 3 images, DDIM-5
+        Path samples = dir.resolve("samples");
+        assertEquals(0, run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "5", "--n", "3",
+                "--seed", Long.toString(seed), "--out", samples.toString(), "--backend", "cpu"));
+
+        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+        List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
+        for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
+            String v = System.getProperty(p);
+            if (v != null) cmd.add("-D" + p + "=" + v);
+        }
+        cmd.addAll(List.of("-cp", classPath(), Main.class.getName(), "serve", "--model", "tiny=" + ck, "--port", "0",
+                "--backend", "cpu", "--max-batch", "4", "--drain-ms", "60000"));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+        pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for this child
+        Process p = pb.start();
+        LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
+        StringBuffer all = new StringBuffer();
+        Thread reader = Thread.ofPlatform().daemon(true).start(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                for (String l; (l = r.readLine()) != null; ) {
+                    all.append(l).append('\n');
+                    lines.add(l);
+                }
+            } catch (java.io.IOException ignored) {
+                // the process ended
+            }
+        });
+        try {
+            int port = -1;
+            Pattern listening = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)");
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (port < 0 && System.nanoTime() < until) {
+                String l = lines.poll(1, TimeUnit.SECONDS);
+                if (l == null) {
+                    if (!p.isAlive()) fail("the server exited " + p.exitValue() + ":\n" + all);
+                    continue;
+                }
+                Matcher m = listening.matcher(l);
+                if (m.find()) port = Integer.parseInt(m.group(1));
+            }
+            assertTrue(port > 0, "no 'listening on' line:\n" + all);
+            assertEquals(200, get(port, "/readyz").statusCode());
+
+            HttpResponse<byte[]> r = post(port, "{\"model\":\"tiny\",\"sampler\":\"ddim\",\"steps\":5,\"n\":3,\"seed\":" + seed + "}");
+            assertEquals(200, r.statusCode(), text(r));
+            List<?> imgs = (List<?>) Json.parseObject(text(r)).get("images");
+            for (int g = 0; g < 3; g++) {
+                byte[] expected = Files.readAllBytes(samples.resolve(String.format(Locale.ROOT, "sample_%05d.png", g)));
+                assertArrayEquals(expected, Base64.getDecoder().decode((String) imgs.get(g)), "image " + g + " vs sample's PNG");
+            }
+
+            // a long request (DDPM, all 1000 timesteps, 4 images) in flight, then SIGTERM
+            final int fport = port;
+            CompletableFuture<HttpResponse<byte[]>> longOne = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return post(fport, "{\"model\":\"tiny\",\"sampler\":\"ddpm\",\"steps\":1000,\"n\":4,\"output\":\"json\"}");
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (System.nanoTime() < until && !get(port, "/metrics").body().contains("d4j_batch_rows{model=\"tiny\"} 4")) {
+                Thread.sleep(5);
+            }
+            long stepsBefore = steps(get(port, "/metrics").body());
+            boolean doneBefore = longOne.isDone();
+            long tKill = System.nanoTime();
+            p.toHandle().destroy(); // SIGTERM (Process.destroy would also close our end of its output pipe)
+            HttpResponse<byte[]> done = longOne.get(120, TimeUnit.SECONDS);
+            assertEquals(200, done.statusCode(), "the in-flight request finishes during the drain: " + text(done));
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the server did not exit after SIGTERM:\n" + all);
+            reader.join(10_000);
+            assertTrue(!reader.isAlive(), "the child's output did not end");
+            assertEquals(0, p.exitValue(), "exit status after SIGTERM:\n" + all);
+            assertTrue(all.toString().contains("serve: shutting down") && all.toString().contains("serve: stopped"),
+                    "done before SIGTERM " + doneBefore + ", exit after " + (System.nanoTime() - tKill) / 1e6 + " ms, steps "
+                    + stepsBefore + ":\n" + all);
+            assertTrue(stepsBefore < 1000, "the request had finished before SIGTERM (" + stepsBefore + " steps): test too fast");
+        } finally {
+            if (p.isAlive()) p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    static long steps(String metrics) {
+        Matcher m = Pattern.compile("^d4j_steps_total (\\d+)$", Pattern.MULTILINE).matcher(metrics);
+        return m.find() ? Long.parseLong(m.group(1)) : -1;
+    }
+
+    static String classPath() throws Exception {
+        Set<String> cp = new LinkedHashSet<>();
+        cp.add(Path.of(Backend.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
+        for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
+            if (e.endsWith("classes") || e.contains("picocli")) cp.add(e); // the CLI's own classes and its one dependency
+        }
+        return String.join(File.pathSeparator, cp);
+    }
+
+}
