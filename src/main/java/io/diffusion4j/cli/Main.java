@@ -1,7 +1,7 @@
 package io.diffusion4j.cli;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
 import io.diffusion4j.sample.EvalNllCommand;
@@ -91,7 +91,7 @@ public final class Main {
             for (int i = 0; i < args.length; i++) {
                 if (args[i].equals("--backend")) {
                     if (i + 1 >= args.length) throw new IllegalArgumentException("info: --backend needs a value (cpu, cuda or cuda-sim)");
-                    only = BackendKind.fromName(args[++i]).cliName(); // refuses an unknown name instead of listing nothing
+                    only = Device.fromName(args[++i]).cliName(); // refuses an unknown name instead of listing nothing
                 } else {
                     throw new IllegalArgumentException("info: unknown option '" + args[i] + "'");
                 }

@@ -1,5 +1,6 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import java.util.ArrayList;

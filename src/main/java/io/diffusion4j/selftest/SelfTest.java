@@ -1,7 +1,7 @@
 package io.diffusion4j.selftest;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.ConcatKernels;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
@@ -246,7 +246,7 @@ public final class SelfTest {
         Objects.requireNonNull(device, "device");
         Objects.requireNonNull(cpu, "cpu");
         Objects.requireNonNull(options, "options");
-        if (cpu.kind() != BackendKind.CPU) throw new IllegalArgumentException("the reference must be the cpu backend, got " + cpu);
+        if (cpu.kind() != Device.CPU) throw new IllegalArgumentException("the reference must be the cpu backend, got " + cpu);
         NoiseSchedule schedule = NoiseSchedule.defaults();
         List<Row> rows = new ArrayList<>();
         SplittableRandom root = new SplittableRandom(options.seed());

@@ -1,7 +1,7 @@
 package io.diffusion4j.selftest;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import java.io.PrintStream;
 import java.util.ArrayList;
@@ -21,14 +21,14 @@ public final class SelfTestCommand {
 
     /** Runs the command; returns the exit code. */
     public static int run(String[] args, PrintStream out, PrintStream err) {
-        BackendKind kind = null;
+        Device kind = null;
         SelfTest.Variants variants = SelfTest.Variants.ALL;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--backend" -> {
                     if (i + 1 >= args.length) throw new IllegalArgumentException("selftest: --backend needs a value (cuda or cuda-sim)");
-                    kind = BackendKind.fromName(args[++i]);
-                    if (kind == BackendKind.CPU) {
+                    kind = Device.fromName(args[++i]);
+                    if (kind == Device.CPU) {
                         throw new IllegalArgumentException("selftest: --backend must be a device backend (cuda or cuda-sim); "
                                 + "the cpu backend is the reference");
                     }
@@ -53,11 +53,11 @@ public final class SelfTestCommand {
             why = "backend " + kind.cliName() + " (--backend)";
         } else {
             try {
-                device = Backend.open(BackendKind.CUDA);
+                device = Backend.open(Device.CUDA);
                 why = "GPU found: running the CUDA kernels on cuda";
             } catch (D4jException.BackendUnavailableException e) {
                 try {
-                    device = Backend.open(BackendKind.CUDA_SIM);
+                    device = Backend.open(Device.CUDA_SIM);
                 } catch (D4jException.BackendUnavailableException e2) {
                     err.println("selftest: no device backend can run here: cuda: " + e.getMessage() + "; cuda-sim: "
                             + e2.getMessage());
@@ -69,7 +69,7 @@ public final class SelfTestCommand {
 
         SelfTest.Report report;
         Backend.Peak peak;
-        try (Backend dev = device; Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend dev = device; Backend cpu = Backend.open(Device.CPU)) {
             peak = dev.devicePeak();
             out.println(why);
             out.println("device    " + dev.kind().cliName() + ": " + dev.description());
@@ -116,7 +116,7 @@ public final class SelfTestCommand {
         out.println();
         out.println("max rel err: max |dev - cpu| / (|cpu| + M) over the outputs, held to tol (u = 2^-24); "
                 + "atol = tol * M, M a bound on the terms' magnitude; \"bit-exact\": identical bits (required for rng and eps)");
-        boolean sim = report.device().equals(BackendKind.CUDA_SIM.cliName());
+        boolean sim = report.device().equals(Device.CUDA_SIM.cliName());
         out.println("GB/s: bytes of all the call's tensors (each moved once, a lower bound of the traffic) per second; "
                 + "% peak: that against the device's DRAM peak");
         out.println("time/call: median over repeats of the backend's timer (CUDA events on a GPU, host clock on cuda-sim), "

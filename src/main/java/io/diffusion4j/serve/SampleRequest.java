@@ -5,7 +5,7 @@ import io.diffusion4j.io.JsonException;
 import io.diffusion4j.sample.SampleCommand;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.sample.SamplerStep;
-import io.diffusion4j.sample.TimestepSpacing;
+import io.diffusion4j.TimestepSpacing;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;

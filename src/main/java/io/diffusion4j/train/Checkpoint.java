@@ -3,7 +3,6 @@ package io.diffusion4j.train;
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.SafeTensors;
-import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;
 import io.diffusion4j.model.UNet2DConfig;
@@ -109,7 +108,7 @@ public final class Checkpoint {
         SafeTensors.write(dir.resolve(WEIGHTS), entries(layout, trainer.model().flatParameters()), meta);
         writeTextAtomic(dir.resolve(EMA_DIR).resolve(CONFIG), config);
         SafeTensors.write(dir.resolve(EMA_DIR).resolve(WEIGHTS),
-                entries(layout, convert(layout, trainer.emaParameters().toFloatArray(), false)), meta);
+                entries(layout, layout.deviceToDisk(trainer.emaParameters().toFloatArray())), meta);
         writeTextAtomic(dir.resolve(SCHEDULER), Json.write(schedulerConfig(trainer.schedule(), trainer.options().prediction())));
 
         Trainer.State s = trainer.state();
@@ -288,7 +287,7 @@ public final class Checkpoint {
         }
         // validated: now apply
         trainer.model().loadFlat(weights);
-        trainer.emaParameters().copyFrom(convert(layout, emaWeights, true));
+        trainer.emaParameters().copyFrom(layout.diskToDevice(emaWeights));
         trainer.adamM().copyFrom(m);
         trainer.adamV().copyFrom(v);
         trainer.restoreState(state);
@@ -499,28 +498,6 @@ public final class Checkpoint {
             int off = Math.toIntExact(p.offset());
             out.add(new SafeTensors.Entry(p.name(), p.shapeLong(),
                     Arrays.copyOfRange(diskFlat, off, off + Math.toIntExact(p.size()))));
-        }
-        return out;
-    }
-
-    /**
-     * Converts a flat parameter array between the model's device layout (HWIO convolutions) and the
-     * on-disk layout (OIHW), as UNet2DModel does for its own parameters; the EMA lives in a device buffer.
-     */
-    static float[] convert(UNet2DLayout layout, float[] src, boolean toDevice) {
-        float[] out = new float[src.length];
-        for (UNet2DLayout.Param p : layout.params()) {
-            int off = Math.toIntExact(p.offset());
-            int size = Math.toIntExact(p.size());
-            int[] s = p.shape();
-            if (p.kind() == UNet2DLayout.Kind.CONV3X3 || p.kind() == UNet2DLayout.Kind.CONV1X1) {
-                float[] w = Arrays.copyOfRange(src, off, off + size);
-                float[] c = toDevice ? ConvKernels.oihwToHwio(w, s[0], s[1], s[2], s[3])
-                        : ConvKernels.hwioToOihw(w, s[2], s[3], s[1], s[0]);
-                System.arraycopy(c, 0, out, off, size);
-            } else {
-                System.arraycopy(src, off, out, off, size);
-            }
         }
         return out;
     }

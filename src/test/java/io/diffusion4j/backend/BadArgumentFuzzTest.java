@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
@@ -57,9 +58,9 @@ class BadArgumentFuzzTest {
 
     @BeforeAll
     static void setUp() {
-        a = Backend.open(BackendKind.CPU);
-        b = Backend.open(BackendKind.CPU);
-        closed = Backend.open(BackendKind.CPU);
+        a = Backend.open(Device.CPU);
+        b = Backend.open(Device.CPU);
+        closed = Backend.open(Device.CPU);
         closed.close();
         sentinel = Tensor.allocate(a, DType.FLOAT32, 3);
         big = NativeSchedule.of(NoiseSchedule.defaults());
@@ -71,7 +72,7 @@ class BadArgumentFuzzTest {
         host = arena.allocate(4096, 64);
         NativeLibraries libs = NativeLibraries.load();
         frontLibrary = libs.directory().resolve("libd4j.so");
-        cpuLibrary = libs.library(BackendKind.CPU).orElseThrow();
+        cpuLibrary = libs.library(Device.CPU).orElseThrow();
     }
 
     @AfterAll
@@ -1073,7 +1074,7 @@ class BadArgumentFuzzTest {
     void thousandsOfBadArgumentsAreRefusedWithUsefulMessages() throws Exception {
         // the closed backend's raw handle, captured from a fresh instance (its memory is not reused:
         // no backend is opened during the fuzz)
-        Backend victim = Backend.open(BackendKind.CPU);
+        Backend victim = Backend.open(Device.CPU);
         closedHandleCache = victim.handle();
         victim.close();
 

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
@@ -50,7 +51,7 @@ class GraphCaptureParityTest {
 
     @Test
     void cpuCannotCapture() {
-        try (Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend cpu = Backend.open(Device.CPU)) {
             assertFalse(Graph.supported(cpu));
             assertEquals(UNSUPPORTED, d4j_h.d4j_capture_begin(cpu.handle()));
             assertTrue(lastError().contains("cannot capture"), lastError());
@@ -71,8 +72,8 @@ class GraphCaptureParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void recordedCallsRunOnLaunchWithTheirHostArgumentsAsRecorded(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void recordedCallsRunOnLaunchWithTheirHostArgumentsAsRecorded(Device kind) {
         TestRandom r = TestRandom.fresh();
         int batch = 3, n = 37;
         try (Backend be = DeviceBackends.openOrSkip(kind); NativeSchedule ns = NativeSchedule.of(SCHEDULE)) {
@@ -142,8 +143,8 @@ class GraphCaptureParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void captureRefusesAllocationFreesSynchronousCallsAndHostResults(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void captureRefusesAllocationFreesSynchronousCallsAndHostResults(Device kind) {
         try (Backend be = DeviceBackends.openOrSkip(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 7);
              Tensor victim = Tensor.allocate(be, DType.FLOAT32, 3)) {
             a.fill(0f);
@@ -195,8 +196,8 @@ class GraphCaptureParityTest {
     static final java.util.List<Tensor> views = new java.util.ArrayList<>();
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void otherThreadsWaitForTheCaptureAndAreNotRecorded(BackendKind kind) throws Exception {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void otherThreadsWaitForTheCaptureAndAreNotRecorded(Device kind) throws Exception {
         try (Backend be = DeviceBackends.openOrSkip(kind); Tensor a = Tensor.allocate(be, DType.FLOAT32, 5);
              Tensor b = Tensor.allocate(be, DType.FLOAT32, 5)) {
             a.fill(0f);
@@ -226,8 +227,8 @@ class GraphCaptureParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void aFailingRecordedCallOrBodyDiscardsTheCapture(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void aFailingRecordedCallOrBodyDiscardsTheCapture(Device kind) {
         try (Backend be = DeviceBackends.openOrSkip(kind); Tensor q = Tensor.allocate(be, DType.FLOAT32, 4097);
              Tensor out = Tensor.allocate(be, DType.FLOAT32, 4097)) {
             long bytes = be.liveBytes();
@@ -256,8 +257,8 @@ class GraphCaptureParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void graphHandlesAreValidatedAndPinTheirBuffers(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void graphHandlesAreValidatedAndPinTheirBuffers(Device kind) {
         try (Backend be = DeviceBackends.openOrSkip(kind); Arena arena = Arena.ofConfined()) {
             long bytes = be.liveBytes(), buffers = be.liveBuffers();
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS), l = arena.allocate(ValueLayout.JAVA_LONG);

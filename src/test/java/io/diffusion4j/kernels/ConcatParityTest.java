@@ -2,8 +2,8 @@ package io.diffusion4j.kernels;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
@@ -22,12 +22,12 @@ import org.junit.jupiter.params.provider.EnumSource;
 class ConcatParityTest {
     static final int[][] SHAPES = {{1, 1, 1, 1, 1}, {2, 5, 7, 3, 13}, {1, 7, 5, 13, 5}};
     static Backend cpu;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
+    private static final Map<Device, Backend> OPEN = new EnumMap<>(Device.class);
+    private static final Map<Device, String> UNAVAILABLE = new EnumMap<>(Device.class);
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -39,7 +39,7 @@ class ConcatParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         synchronized (OPEN) {
             if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
                 try {
@@ -56,8 +56,8 @@ class ConcatParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void concatAndSplitAreBitIdenticalToCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void concatAndSplitAreBitIdenticalToCpu(Device kind) {
         Backend dev = device(kind);
         for (int[] s : SHAPES) {
             TestRandom r = TestRandom.fresh();

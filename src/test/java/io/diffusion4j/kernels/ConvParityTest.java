@@ -1,10 +1,10 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
+import io.diffusion4j.Device;
 import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.ConvReference.Grads;
 import io.diffusion4j.kernels.ConvReference.Problem;
@@ -42,7 +42,7 @@ class ConvParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -52,7 +52,7 @@ class ConvParityTest {
     }
 
     /** The device backend, or the test is skipped with the reason the backend gave. */
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         return DEVICES.get(kind);
     }
 
@@ -65,8 +65,8 @@ class ConvParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void forwardMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void forwardMatchesCpu(Device kind) {
         Backend dev = device(kind);
         int i = 0;
         for (Conv2dSpec s : SPECS) {
@@ -86,8 +86,8 @@ class ConvParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void backwardMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void backwardMatchesCpu(Device kind) {
         Backend dev = device(kind);
         for (Conv2dSpec s : SPECS) {
             for (int[] sh : SHAPES) {
@@ -112,8 +112,8 @@ class ConvParityTest {
 
     /** Accumulation on the device: two backward calls from zero give twice the gradient; dx is overwritten. */
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void deviceGradientsAccumulate(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void deviceGradientsAccumulate(Device kind) {
         Backend dev = device(kind);
         Problem p = new Problem(Conv2dSpec.upsample3x3(), 3, 5, 7, 5, 13);
         TestRandom r = TestRandom.fresh();

@@ -1,10 +1,10 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
+import io.diffusion4j.Device;
 import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
@@ -43,7 +43,7 @@ class CudaParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.defaults();
         ac = schedule.alphasCumprod();
         nativeSchedule = NativeSchedule.of(schedule);
@@ -57,11 +57,11 @@ class CudaParityTest {
     }
 
     /** The device backend, or the test is skipped with the reason the backend gave. */
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         return DEVICES.get(kind);
     }
 
-    static String ctx(BackendKind kind, TestRandom r, Object... parts) {
+    static String ctx(Device kind, TestRandom r, Object... parts) {
         StringBuilder b = new StringBuilder(kind.cliName()).append(" vs cpu: ");
         for (Object p : parts) b.append(p).append(' ');
         return b.append("; ").append(r.describe()).toString();
@@ -75,8 +75,8 @@ class CudaParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void randomNumbersAreBitIdentical(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void randomNumbersAreBitIdentical(Device kind) {
         Backend dev = device(kind);
         TestRandom r = TestRandom.fresh();
         for (int count : new int[] {1, 3, 7, 4097, 3 * GRAIN + 5, (1 << 20) + 3}) {
@@ -90,8 +90,8 @@ class CudaParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void addNoiseMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void addNoiseMatchesCpu(Device kind) {
         Backend dev = device(kind);
         for (DiffusionKernelsTest.Shape sh : SHAPES) {
             TestRandom r = TestRandom.fresh();
@@ -109,8 +109,8 @@ class CudaParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void diffusionLossMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void diffusionLossMatchesCpu(Device kind) {
         Backend dev = device(kind);
         for (PredictionType p : PredictionType.values()) {
             double[] w64 = schedule.minSnrWeights(5.0, p);
@@ -137,8 +137,8 @@ class CudaParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void reverseStepsMatchCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void reverseStepsMatchCpu(Device kind) {
         Backend dev = device(kind);
         for (PredictionType p : PredictionType.values()) {
             for (DiffusionKernelsTest.Shape sh : SHAPES) {
@@ -180,8 +180,8 @@ class CudaParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void embeddingMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void embeddingMatchesCpu(Device kind) {
         Backend dev = device(kind);
         TestRandom r = TestRandom.fresh();
         for (int dim : new int[] {2, 7, 64, 321}) {

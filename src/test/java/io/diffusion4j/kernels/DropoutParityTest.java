@@ -2,8 +2,8 @@ package io.diffusion4j.kernels;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
@@ -26,12 +26,12 @@ import org.junit.jupiter.params.provider.EnumSource;
 class DropoutParityTest {
     static final int[] COUNTS = {1, 5, 1365, 70001};
     static Backend cpu;
-    private static final Map<BackendKind, Backend> OPEN = new EnumMap<>(BackendKind.class);
-    private static final Map<BackendKind, String> UNAVAILABLE = new EnumMap<>(BackendKind.class);
+    private static final Map<Device, Backend> OPEN = new EnumMap<>(Device.class);
+    private static final Map<Device, String> UNAVAILABLE = new EnumMap<>(Device.class);
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -43,7 +43,7 @@ class DropoutParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         synchronized (OPEN) {
             if (!OPEN.containsKey(kind) && !UNAVAILABLE.containsKey(kind)) {
                 try {
@@ -68,8 +68,8 @@ class DropoutParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void forwardAndBackwardAreBitIdenticalToCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void forwardAndBackwardAreBitIdenticalToCpu(Device kind) {
         Backend dev = device(kind);
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();

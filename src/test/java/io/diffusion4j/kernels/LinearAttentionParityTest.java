@@ -1,13 +1,13 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.kernels.LinearAttentionReference.TOL_FACTOR;
+import io.diffusion4j.Device;
 import io.diffusion4j.testutil.DeviceBackends;
 import static io.diffusion4j.kernels.LinearAttentionReference.UNDERFLOW;
 import static io.diffusion4j.testutil.Tolerance.U;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.LinearAttentionReference.Attn;
 import io.diffusion4j.kernels.LinearAttentionReference.Out;
 import io.diffusion4j.testutil.TestRandom;
@@ -34,7 +34,7 @@ class LinearAttentionParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -43,7 +43,7 @@ class LinearAttentionParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         return DEVICES.get(kind);
     }
 
@@ -62,8 +62,8 @@ class LinearAttentionParityTest {
             new int[] {33, 70, 13}, new int[] {130, 17, 5});
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void linearMatchesCpuInEveryVariant(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void linearMatchesCpuInEveryVariant(Device kind) {
         Backend dev = device(kind);
         List<String> variants = dev.kernelVariants("linear");
         assertEquals(List.of("v1", "v2"), variants, "linear variants of " + kind.cliName());
@@ -95,8 +95,8 @@ class LinearAttentionParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void attentionMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void attentionMatchesCpu(Device kind) {
         Backend dev = device(kind);
         // B*H*L blocks per kernel: at most 98 here
         Attn[] shapes = {new Attn(1, 1, 2, 4, 0.5f), new Attn(2, 9, 2, 5, (float) (1 / Math.sqrt(5))),

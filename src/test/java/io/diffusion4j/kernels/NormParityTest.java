@@ -1,10 +1,10 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
+import io.diffusion4j.Device;
 import io.diffusion4j.testutil.DeviceBackends;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.NormKernelsTest.BwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.FwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.Problem;
@@ -47,7 +47,7 @@ class NormParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -56,11 +56,11 @@ class NormParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         return DEVICES.get(kind);
     }
 
-    static String ctx(BackendKind kind, TestRandom r, Object... parts) {
+    static String ctx(Device kind, TestRandom r, Object... parts) {
         return kind.cliName() + " vs cpu/reference: " + NormKernelsTest.ctx(r, parts);
     }
 
@@ -71,7 +71,7 @@ class NormParityTest {
         Tolerance.log(Tolerance.assertCloseScaled(what + " device vs cpu", dev, h, scale, 0.0, tolU * U, c));
     }
 
-    static void checkOne(BackendKind kind, Backend dev, Problem p, TestRandom r, String c) {
+    static void checkOne(Device kind, Backend dev, Problem p, TestRandom r, String c) {
         Shape s = p.s();
         boolean bias = p.tb() != null;
         Ref ref = new Ref(p);
@@ -102,8 +102,8 @@ class NormParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void groupNormMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void groupNormMatchesCpu(Device kind) {
         Backend dev = device(kind);
         for (Shape s : SHAPES) {
             for (boolean bias : new boolean[] {false, true}) {
@@ -117,8 +117,8 @@ class NormParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void largeMeanInputsKeepTheirVariance(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void largeMeanInputsKeepTheirVariance(Device kind) {
         Backend dev = device(kind);
         for (Shape s : List.of(new Shape(2, 9, 11, 10, 5), new Shape(1, 5, 7, 40, 8))) {
             TestRandom r = TestRandom.fresh();
@@ -128,8 +128,8 @@ class NormParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void siluAndResidualMatchReference(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void siluAndResidualMatchReference(Device kind) {
         Backend dev = device(kind);
         for (int count : new int[] {1, 14, 1001}) {
             TestRandom r = TestRandom.fresh();

@@ -1,12 +1,12 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
+import io.diffusion4j.Device;
 import io.diffusion4j.testutil.DeviceBackends;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.OptimKernels.AdamW;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
@@ -36,7 +36,7 @@ class OptimParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -47,7 +47,7 @@ class OptimParityTest {
     private static final DeviceBackends DEVICES = new DeviceBackends();
 
     /** The device backend, or the test is skipped with the reason the backend gave. */
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         return DEVICES.get(kind);
     }
 
@@ -56,7 +56,7 @@ class OptimParityTest {
         DEVICES.close();
     }
 
-    static String ctx(BackendKind kind, TestRandom r, Object... parts) {
+    static String ctx(Device kind, TestRandom r, Object... parts) {
         StringBuilder b = new StringBuilder(kind.cliName()).append(" vs cpu: ");
         for (Object p : parts) b.append(p).append(' ');
         return b.append("; ").append(r.describe()).toString();
@@ -80,8 +80,8 @@ class OptimParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void adamwIsBitIdenticalToCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void adamwIsBitIdenticalToCpu(Device kind) {
         Backend dev = device(kind);
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
@@ -109,8 +109,8 @@ class OptimParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void adamwOnAViewLeavesTheRestUntouched(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void adamwOnAViewLeavesTheRestUntouched(Device kind) {
         Backend dev = device(kind);
         TestRandom r = TestRandom.fresh();
         int n = 1001, from = 5, to = 700;
@@ -133,8 +133,8 @@ class OptimParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void emaIsBitIdenticalToCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void emaIsBitIdenticalToCpu(Device kind) {
         Backend dev = device(kind);
         EmaSchedule sched = EmaSchedule.ratio(0.999, 0.0, 0);
         for (int count : COUNTS) {
@@ -163,11 +163,11 @@ class OptimParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void gradNormMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void gradNormMatchesCpu(Device kind) {
         Backend dev = device(kind);
         // 70001 elements: 35 blocks of 256 threads x 8 elements; 600000 caps the grid at 1024 blocks on a GPU
-        int[] counts = kind == BackendKind.CUDA ? new int[] {1, 7, 257, 70001, 600_001} : new int[] {1, 7, 257, 70001};
+        int[] counts = kind == Device.CUDA ? new int[] {1, 7, 257, 70001, 600_001} : new int[] {1, 7, 257, 70001};
         for (int count : counts) {
             TestRandom r = TestRandom.fresh();
             float[] g = OptimReference.gradients(r, count);

@@ -2,8 +2,8 @@ package io.diffusion4j.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
@@ -34,7 +34,7 @@ class VlbParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.of(BetaSchedule.SCALED_LINEAR, 1000, 0.00085, 0.012);
         ns = NativeSchedule.of(schedule);
     }
@@ -47,8 +47,8 @@ class VlbParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void termsAndPriorAgreeWithCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void termsAndPriorAgreeWithCpu(Device kind) {
         Backend dev = DEVICES.get(kind);
         PredictionType[] preds = PredictionType.values();
         for (int[] sh : SHAPES) {

@@ -2,8 +2,8 @@ package io.diffusion4j.model;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
@@ -28,7 +28,7 @@ class UNet2DModelParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -37,7 +37,7 @@ class UNet2DModelParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static Backend device(BackendKind kind) {
+    static Backend device(Device kind) {
         Backend b = null;
         String reason = null;
         try {
@@ -82,8 +82,8 @@ class UNet2DModelParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void tinyUnetMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void tinyUnetMatchesCpu(Device kind) {
         Backend be = device(kind);
         try {
             TestRandom r = TestRandom.fresh();
@@ -114,8 +114,8 @@ class UNet2DModelParityTest {
      * visible: the CPU's training output differs from its inference output.
      */
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void tinyUnetWithDropoutMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void tinyUnetWithDropoutMatchesCpu(Device kind) {
         Backend be = device(kind);
         try {
             TestRandom r = TestRandom.fresh();

@@ -6,8 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -44,8 +45,8 @@ class SamplerGraphParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void capturedRunEqualsStepByStepRun(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void capturedRunEqualsStepByStepRun(Device kind) {
         long seed = TestRandom.fresh().nextLong();
         try (Backend be = DeviceBackends.openOrSkip(kind); UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), seed)) {
             for (SamplerScheduler s : schedulers()) {
@@ -94,7 +95,7 @@ class SamplerGraphParityTest {
 
     @Test
     void cpuRunsTheLoopDirectly() {
-        try (Backend cpu = Backend.open(BackendKind.CPU);
+        try (Backend cpu = Backend.open(Device.CPU);
              UNet2DModel m = new UNet2DModel(cpu, SamplerTest.tinyConfig(), 1);
              Sampler sm = new Sampler(m, SCHEDULE, schedulers().get(1), 2, 1, 4, 4)) {
             assertFalse(sm.capturesGraphs());

@@ -1,8 +1,9 @@
 package io.diffusion4j.sample;
 
 
+import io.diffusion4j.Device;
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.SamplerKernels;
 import io.diffusion4j.model.UNet2DModel;
@@ -34,7 +35,7 @@ class SamplerParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
     }
 
@@ -59,8 +60,8 @@ class SamplerParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void kernelsMatchCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void kernelsMatchCpu(Device kind) {
         TestRandom r = TestRandom.fresh();
         try (Backend dev = DeviceBackends.openOrSkip(kind)) {
             for (int[] shape : new int[][] {{3, 13 * 7}, {2, 28 * 28 + 3}, {1, 1}}) {
@@ -86,8 +87,8 @@ class SamplerParityTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void samplingLoopMatchesCpu(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void samplingLoopMatchesCpu(Device kind) {
         long seed = TestRandom.fresh().nextLong();
         try (Backend dev = DeviceBackends.openOrSkip(kind)) {
             float[] params;
@@ -111,8 +112,8 @@ class SamplerParityTest {
      * one scratch would read each other's coefficients. Small: 4x4 images, batch 1, 2 steps, 3 threads.
      */
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CUDA", "CUDA_SIM"})
-    void concurrentSamplersEqualTheirSingleThreadedRuns(BackendKind kind) throws Exception {
+    @EnumSource(value = Device.class, names = {"CUDA", "CUDA_SIM"})
+    void concurrentSamplersEqualTheirSingleThreadedRuns(Device kind) throws Exception {
         long seed = TestRandom.fresh().nextLong();
         List<SamplerScheduler> all = List.of(DdpmScheduler.defaults(PredictionType.EPSILON),
                 new DpmSolverScheduler(PredictionType.V_PREDICTION, Thresholding.defaults(), TimestepSpacing.LINSPACE, 0,

@@ -2,8 +2,8 @@ package io.diffusion4j.testutil;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import java.util.EnumMap;
 import java.util.Map;
@@ -13,11 +13,11 @@ import java.util.Map;
  * {@link #close()}; a backend that cannot run here makes the calling test skip with the reason it gave.
  */
 public final class DeviceBackends implements AutoCloseable {
-    private final Map<BackendKind, Backend> open = new EnumMap<>(BackendKind.class);
-    private final Map<BackendKind, String> unavailable = new EnumMap<>(BackendKind.class);
+    private final Map<Device, Backend> open = new EnumMap<>(Device.class);
+    private final Map<Device, String> unavailable = new EnumMap<>(Device.class);
 
     /** The backend, or the test is skipped with the backend's own reason. */
-    public synchronized Backend get(BackendKind kind) {
+    public synchronized Backend get(Device kind) {
         if (!open.containsKey(kind) && !unavailable.containsKey(kind)) {
             try {
                 open.put(kind, Backend.open(kind));
@@ -35,7 +35,7 @@ public final class DeviceBackends implements AutoCloseable {
      * Opens a backend the caller owns and closes (one test's worth), or skips the calling test with the
      * backend's own reason when it cannot run here.
      */
-    public static Backend openOrSkip(BackendKind kind) {
+    public static Backend openOrSkip(Device kind) {
         try {
             return Backend.open(kind);
         } catch (D4jException.BackendUnavailableException e) {
