@@ -30,7 +30,6 @@ final class DemoCommand {
             + "     [--backend cpu|cuda|cuda-sim] [--threads N]";
 
     static int run(String[] args, PrintStream out, PrintStream err) {
-        System.setProperty("java.awt.headless", "true");
         Map<String, String> given = new LinkedHashMap<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];

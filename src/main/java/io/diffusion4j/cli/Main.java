@@ -17,6 +17,8 @@ public final class Main {
     private Main() {}
 
     public static void main(String[] args) {
+        // the commands draw PNGs (loss curve, sample grids) with java.awt: never open a display or a dock icon
+        System.setProperty("java.awt.headless", "true");
         System.exit(run(args, System.out, System.err));
     }
 

@@ -1,6 +1,7 @@
 package io.diffusion4j.sample;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.cli.ProgressBar;
 import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.eval.NllEvaluator.Estimate;
 import io.diffusion4j.eval.NllEvaluator.ImageResult;
@@ -182,7 +183,7 @@ public final class EvalNllCommand {
                 model.loadFlat(weights);
                 try (NllEvaluator ev = new NllEvaluator(model, schedule, eo, batch, data.height(), data.width())) {
                     int batches = (n + batch - 1) / batch;
-                    SampleCommand.ProgressBar bar = new SampleCommand.ProgressBar(err, batches * calls, "eval-nll", "model calls");
+                    ProgressBar bar = ProgressBar.on(err, batches * calls, "eval-nll", "model calls");
                     int per = data.imageFloats();
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch, count = Math.min(batch, n - first);

@@ -2,6 +2,7 @@ package io.diffusion4j.train;
 
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.io.Json;
+import io.diffusion4j.io.JsonFields;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;
@@ -423,14 +424,10 @@ public final class Checkpoint {
     /** The noise schedule a scheduler_config.json describes (DDPMScheduler keys). */
     public static NoiseSchedule readSchedule(Path file) throws IOException {
         try {
-            Map<String, Object> m = Json.parseObjectFromPython(Files.readString(file, StandardCharsets.UTF_8));
-            Object t = m.getOrDefault("num_train_timesteps", 1000L);
-            Object bs = m.getOrDefault("beta_schedule", "linear");
-            if (!(t instanceof Long tl) || tl < 1 || tl > 100_000) throw new IOException(file + ": bad num_train_timesteps " + t);
-            if (!(bs instanceof String bss)) throw new IOException(file + ": beta_schedule must be a string");
-            return NoiseSchedule.of(BetaSchedule.fromConfigName(bss), (int) (long) tl,
-                    number(m.getOrDefault("beta_start", 0.0001), "beta_start", file),
-                    number(m.getOrDefault("beta_end", 0.02), "beta_end", file));
+            JsonFields f = JsonFields.of(Json.parseObjectFromPython(Files.readString(file, StandardCharsets.UTF_8)), null);
+            return NoiseSchedule.of(BetaSchedule.fromConfigName(f.optString("beta_schedule", "linear")),
+                    f.isAbsent("num_train_timesteps") ? 1000 : f.requireInt("num_train_timesteps", 1, 100_000),
+                    f.optDouble("beta_start", 0.0001), f.optDouble("beta_end", 0.02));
         } catch (RuntimeException e) {
             throw new IOException(file + ": " + e.getMessage(), e);
         }
@@ -467,11 +464,6 @@ public final class Checkpoint {
         } catch (NumberFormatException e) {
             throw new IOException(file + ": metadata '" + key + "' = '" + s + "' is not a number", e);
         }
-    }
-
-    private static double number(Object v, String key, Path file) throws IOException {
-        if (v instanceof Number n) return n.doubleValue();
-        throw new IOException(file + ": " + key + " must be a number, got " + v);
     }
 
     static long metaLong(Map<String, String> md, String key, Path file) throws IOException {

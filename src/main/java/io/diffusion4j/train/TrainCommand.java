@@ -89,7 +89,6 @@ public final class TrainCommand {
 
     /** Runs the command; returns the exit code. */
     public static int run(String[] args, PrintStream out, PrintStream err) {
-        System.setProperty("java.awt.headless", "true");
         LinkedHashMap<String, String> given = new LinkedHashMap<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
