@@ -382,7 +382,7 @@ class TrainerTest {
         assertEquals(buffers, cpu.liveBuffers(), "live buffers after closing model and trainer");
     }
 
-    // ---- dropout (issue 5) ----
+    // ---- dropout ----
     /**
      * Exact resume with dropout p = 0.1 in every resnet: the masks depend only on the trainer's seed and
      * step count (restored by the checkpoint), so N steps + save + load + N steps equal 2N steps bit for
