@@ -91,11 +91,7 @@ final class AttentionBlock implements Layer {
 
     @Override
     public Tensor backward(Tensor dout) {
-        Tensor d = dout;
-        if (dScaled != null) {
-            NormKernels.residualAddBackward(dout, invScale, dScaled, null);
-            d = dScaled;
-        }
+        Tensor d = Layer.throughOutputScale(dout, invScale, dScaled);
         LinearKernels.linearBackward(o, wo, d, dO, dwo, dbo);
         LinearKernels.attentionBackward(shape, scale, q3, k3, v3, o3, lse, dO3, dq3, dk3, dv3);
         Tensor hn = norm.output();

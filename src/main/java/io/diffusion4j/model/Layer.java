@@ -1,5 +1,6 @@
 package io.diffusion4j.model;
 
+import io.diffusion4j.kernels.NormKernels;
 import io.diffusion4j.tensor.Tensor;
 
 /**
@@ -22,4 +23,14 @@ interface Layer {
 
     /** The gradient of the input for the output gradient {@code dy}; accumulates the parameter gradients. */
     Tensor backward(Tensor dy);
+
+    /**
+     * The backward of a block's output scale {@code out = sum * invScale}: {@code dout * invScale} into
+     * {@code scaled}, or {@code dout} itself when there is no scale ({@code scaled} null, invScale 1).
+     */
+    static Tensor throughOutputScale(Tensor dout, float invScale, Tensor scaled) {
+        if (scaled == null) return dout;
+        NormKernels.residualAddBackward(dout, invScale, scaled, null);
+        return scaled;
+    }
 }

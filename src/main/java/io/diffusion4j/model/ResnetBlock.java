@@ -78,11 +78,7 @@ final class ResnetBlock implements Layer {
 
     @Override
     public Tensor backward(Tensor dout) {
-        Tensor d = dout;
-        if (dScaled != null) {
-            NormKernels.residualAddBackward(dout, invScale, dScaled, null);
-            d = dScaled;
-        }
+        Tensor d = Layer.throughOutputScale(dout, invScale, dScaled);
         Tensor dh3 = conv2.backward(d); // conv2's own scratch: the dropout backward may overwrite it
         dropout.backward(dh3, dropoutStream);
         NormKernels.biasGroupNormBackward(dh3, conv1.output(), tproj1, g2, b2, mean2, rstd2, groups, true, dh2, dtproj,
