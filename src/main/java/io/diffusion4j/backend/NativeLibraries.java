@@ -59,7 +59,8 @@ public final class NativeLibraries {
                 NativeLibraries found = locate();
                 Path front = found.directory.resolve(FRONT_LIBRARY);
                 if (!Files.isRegularFile(front)) {
-                    throw new NativeLibrariesUnavailableException("the native front library " + front + " does not exist");
+                    throw new NativeLibrariesUnavailableException("the native front library " + front
+                            + " does not exist");
                 }
                 // The jextract bindings look symbols up with SymbolLookup.loaderLookup(),
                 // which sees libraries loaded by this class loader through System.load.
@@ -67,8 +68,8 @@ public final class NativeLibraries {
                     System.load(front.toString());
                 } catch (UnsatisfiedLinkError e) {
                     // e.g. a truncated or foreign file in diffusion4j.native.dir: one clear message, not a raw linker error
-                    throw new NativeLibrariesUnavailableException("the native front library " + front + " cannot be loaded ("
-                            + e.getMessage() + ")");
+                    throw new NativeLibrariesUnavailableException("the native front library " + front
+                            + " cannot be loaded (" + e.getMessage() + ")");
                 }
                 loaded = found;
             }

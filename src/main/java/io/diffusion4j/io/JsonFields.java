@@ -100,7 +100,8 @@ public final class JsonFields {
         List<String> out = new ArrayList<>(l.size());
         for (int i = 0; i < l.size(); i++) {
             if (!(l.get(i) instanceof String s)) {
-                throw new JsonFieldException(source, key + "[" + i + "]", "must be a string, got " + describe(l.get(i)));
+                throw new JsonFieldException(source, key + "[" + i + "]",
+                        "must be a string, got " + describe(l.get(i)));
             }
             out.add(s);
         }

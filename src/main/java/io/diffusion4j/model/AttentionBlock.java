@@ -17,7 +17,8 @@ final class AttentionBlock implements Layer {
     private final Tensor dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo;
     private AttentionShape shape;
     private float scale;
-    private Tensor q, k, v, o, q3, k3, v3, o3, lse, proj, out, dScaled, dO, dO3, dq, dk, dv, dq3, dk3, dv3, dhn, dtmp, dx;
+    private Tensor q, k, v, o, q3, k3, v3, o3, lse, proj, out; // forward
+    private Tensor dScaled, dO, dO3, dq, dk, dv, dq3, dk3, dv3, dhn, dtmp, dx; // backward
 
     AttentionBlock(ParameterStore ps, UNet2DLayout.Attention a, float invScale, float eps) {
         this.invScale = invScale;

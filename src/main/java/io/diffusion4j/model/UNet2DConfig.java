@@ -155,14 +155,17 @@ public final class UNet2DConfig {
                 case "act_fn" -> b.actFn(f.requireString(k));
                 case "attention_head_dim" -> b.attentionHeadDim(v == null ? null : f.requireInt(k));
                 case "norm_num_groups" -> {
-                    if (v == null) throw f.fail(k, "null groups (min(C/4, 32) per layer in diffusers) is not supported");
+                    if (v == null) {
+                        throw f.fail(k, "null groups (min(C/4, 32) per layer in diffusers) is not supported");
+                    }
                     b.normNumGroups(f.requireInt(k));
                 }
                 case "attn_norm_num_groups" -> b.attnNormNumGroups(v == null ? null : f.requireInt(k));
                 case "norm_eps" -> b.normEps(f.requireDouble(k));
                 case "resnet_time_scale_shift" -> requireValue(f, k, "default",
                         "only additive time conditioning (\"default\") is supported");
-                case "add_attention" -> requireValue(f, k, Boolean.TRUE, "a mid block without attention is not supported");
+                case "add_attention" -> requireValue(f, k, Boolean.TRUE,
+                        "a mid block without attention is not supported");
                 case "class_embed_type" -> requireValue(f, k, null, "class conditioning is not supported");
                 case "num_class_embeds" -> requireValue(f, k, null, "class conditioning is not supported");
                 case "num_train_timesteps" -> b.numTrainTimesteps(v == null ? null : f.requireInt(k));
@@ -176,7 +179,8 @@ public final class UNet2DConfig {
     private static void requireValue(JsonFields f, String key, Object expected, String why) {
         Object v = f.get(key);
         if (!Objects.equals(v, expected)) {
-            throw f.fail(key, why + " (expected " + JsonFields.describe(expected) + ", got " + JsonFields.describe(v) + ")");
+            throw f.fail(key, why + " (expected " + JsonFields.describe(expected) + ", got "
+                    + JsonFields.describe(v) + ")");
         }
     }
 

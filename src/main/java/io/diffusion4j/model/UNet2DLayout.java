@@ -310,7 +310,8 @@ public final class UNet2DLayout {
 
     private float[] convertConvolutions(float[] src, boolean toDevice) {
         if (src.length != bufferFloats) {
-            throw new IllegalArgumentException("a flat parameter array has " + bufferFloats + " floats, got " + src.length);
+            throw new IllegalArgumentException("a flat parameter array has " + bufferFloats + " floats, got "
+                    + src.length);
         }
         float[] out = new float[src.length];
         for (Param p : params) {

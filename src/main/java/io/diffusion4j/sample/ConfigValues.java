@@ -25,6 +25,7 @@ final class ConfigValues {
     }
 
     static TimestepSpacing spacing(JsonFields f, TimestepSpacing def) {
-        return f.isAbsent("timestep_spacing") ? def : TimestepSpacing.fromConfigName(f.requireString("timestep_spacing"));
+        if (f.isAbsent("timestep_spacing")) return def;
+        return TimestepSpacing.fromConfigName(f.requireString("timestep_spacing"));
     }
 }

@@ -424,7 +424,8 @@ public final class Checkpoint {
     /** The noise schedule a scheduler_config.json describes (DDPMScheduler keys). */
     public static NoiseSchedule readSchedule(Path file) throws IOException {
         try {
-            JsonFields f = JsonFields.of(Json.parseObjectFromPython(Files.readString(file, StandardCharsets.UTF_8)), null);
+            String text = Files.readString(file, StandardCharsets.UTF_8);
+            JsonFields f = JsonFields.of(Json.parseObjectFromPython(text), null); // the catch below names the file
             return NoiseSchedule.of(BetaSchedule.fromConfigName(f.optString("beta_schedule", "linear")),
                     f.isAbsent("num_train_timesteps") ? 1000 : f.requireInt("num_train_timesteps", 1, 100_000),
                     f.optDouble("beta_start", 0.0001), f.optDouble("beta_end", 0.02));
