@@ -13,8 +13,7 @@ final class AttentionBlock implements Layer {
     private final float invScale;
     private final GroupNormLayer norm;
     private final int heads, headDim;
-    private final Tensor wq, bq, wk, bk, wv, bv, wo, bo;
-    private final Tensor dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo;
+    private final ParameterStore.WeightBias toQ, toK, toV, toOut;
     private AttentionShape shape;
     private float scale;
     private Tensor q, k, v, o, q3, k3, v3, o3, lse, proj, out; // forward
@@ -26,22 +25,10 @@ final class AttentionBlock implements Layer {
         heads = a.heads();
         headDim = a.headDim();
         norm = new GroupNormLayer(ps, pre + ".group_norm", a.groups(), eps, false);
-        wq = ps.param(pre + ".to_q.weight");
-        bq = ps.param(pre + ".to_q.bias");
-        wk = ps.param(pre + ".to_k.weight");
-        bk = ps.param(pre + ".to_k.bias");
-        wv = ps.param(pre + ".to_v.weight");
-        bv = ps.param(pre + ".to_v.bias");
-        wo = ps.param(pre + ".to_out.0.weight");
-        bo = ps.param(pre + ".to_out.0.bias");
-        dwq = ps.grad(pre + ".to_q.weight");
-        dbq = ps.grad(pre + ".to_q.bias");
-        dwk = ps.grad(pre + ".to_k.weight");
-        dbk = ps.grad(pre + ".to_k.bias");
-        dwv = ps.grad(pre + ".to_v.weight");
-        dbv = ps.grad(pre + ".to_v.bias");
-        dwo = ps.grad(pre + ".to_out.0.weight");
-        dbo = ps.grad(pre + ".to_out.0.bias");
+        toQ = ps.weightBias(pre + ".to_q");
+        toK = ps.weightBias(pre + ".to_k");
+        toV = ps.weightBias(pre + ".to_v");
+        toOut = ps.weightBias(pre + ".to_out.0");
     }
 
     @Override
@@ -81,11 +68,11 @@ final class AttentionBlock implements Layer {
     @Override
     public Tensor forward(Tensor x) {
         Tensor hn = norm.forward(x);
-        LinearKernels.linear(hn, wq, bq, q);
-        LinearKernels.linear(hn, wk, bk, k);
-        LinearKernels.linear(hn, wv, bv, v);
+        LinearKernels.linear(hn, toQ.w(), toQ.b(), q);
+        LinearKernels.linear(hn, toK.w(), toK.b(), k);
+        LinearKernels.linear(hn, toV.w(), toV.b(), v);
         LinearKernels.attention(shape, scale, q3, k3, v3, o3, lse);
-        LinearKernels.linear(o, wo, bo, proj);
+        LinearKernels.linear(o, toOut.w(), toOut.b(), proj);
         NormKernels.residualAdd(proj, x, invScale, out);
         return out;
     }
@@ -93,13 +80,13 @@ final class AttentionBlock implements Layer {
     @Override
     public Tensor backward(Tensor dout) {
         Tensor d = Layer.throughOutputScale(dout, invScale, dScaled);
-        LinearKernels.linearBackward(o, wo, d, dO, dwo, dbo);
+        LinearKernels.linearBackward(o, toOut.w(), d, dO, toOut.dw(), toOut.db());
         LinearKernels.attentionBackward(shape, scale, q3, k3, v3, o3, lse, dO3, dq3, dk3, dv3);
         Tensor hn = norm.output();
-        LinearKernels.linearBackward(hn, wq, dq, dhn, dwq, dbq);
-        LinearKernels.linearBackward(hn, wk, dk, dtmp, dwk, dbk);
+        LinearKernels.linearBackward(hn, toQ.w(), dq, dhn, toQ.dw(), toQ.db());
+        LinearKernels.linearBackward(hn, toK.w(), dk, dtmp, toK.dw(), toK.db());
         NormKernels.residualAdd(dhn, dtmp, 1f, dhn);
-        LinearKernels.linearBackward(hn, wv, dv, dtmp, dwv, dbv);
+        LinearKernels.linearBackward(hn, toV.w(), dv, dtmp, toV.dw(), toV.db());
         NormKernels.residualAdd(dhn, dtmp, 1f, dhn);
         Tensor dxn = norm.backward(dhn);
         NormKernels.residualAdd(dxn, d, 1f, dx);

@@ -7,20 +7,17 @@ import io.diffusion4j.tensor.Tensor;
 /** A 2-D convolution with bias ({@code nn.Conv2d}), HWIO weights. */
 final class ConvLayer implements Layer {
     private final Conv2dSpec spec;
-    private final Tensor w, b, dw, db;
+    private final ParameterStore.WeightBias p;
     private Tensor x, y, dx;
 
     ConvLayer(ParameterStore ps, String prefix, Conv2dSpec spec) {
         this.spec = spec;
-        w = ps.param(prefix + ".weight");
-        b = ps.param(prefix + ".bias");
-        dw = ps.grad(prefix + ".weight");
-        db = ps.grad(prefix + ".bias");
+        p = ps.weightBias(prefix);
     }
 
     @Override
     public Shape alloc(ActivationArena arena, Shape in) {
-        long[] ys = spec.outputShape(in.dims(), w.dim(3));
+        long[] ys = spec.outputShape(in.dims(), p.w().dim(3));
         y = arena.act(ys);
         dx = arena.bwd(in.dims());
         return new Shape(in.n(), (int) ys[1], (int) ys[2], (int) ys[3]);
@@ -29,19 +26,19 @@ final class ConvLayer implements Layer {
     @Override
     public Tensor forward(Tensor x) {
         this.x = x;
-        ConvKernels.forward(spec, x, w, b, y);
+        ConvKernels.forward(spec, x, p.w(), p.b(), y);
         return y;
     }
 
     @Override
     public Tensor backward(Tensor dy) {
-        ConvKernels.backward(spec, x, w, dy, dx, dw, db);
+        ConvKernels.backward(spec, x, p.w(), dy, dx, p.dw(), p.db());
         return dx;
     }
 
     /** dw and db only; returns null (the caller needs no gradient of this layer's input). */
     Tensor backwardParametersOnly(Tensor dy) {
-        ConvKernels.backward(spec, x, w, dy, null, dw, db);
+        ConvKernels.backward(spec, x, p.w(), dy, null, p.dw(), p.db());
         return null;
     }
 

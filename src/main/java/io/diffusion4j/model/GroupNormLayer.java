@@ -5,17 +5,14 @@ import io.diffusion4j.tensor.Tensor;
 
 /** GroupNorm with affine weight and bias, optionally followed by SiLU (fused in one kernel). */
 final class GroupNormLayer implements Layer {
-    private final Tensor gamma, beta, dgamma, dbeta;
+    private final ParameterStore.WeightBias p; // gamma, beta
     private final int groups;
     private final float eps;
     private final boolean silu;
     private Tensor x, y, mean, rstd, dx;
 
     GroupNormLayer(ParameterStore ps, String prefix, int groups, float eps, boolean silu) {
-        gamma = ps.param(prefix + ".weight");
-        beta = ps.param(prefix + ".bias");
-        dgamma = ps.grad(prefix + ".weight");
-        dbeta = ps.grad(prefix + ".bias");
+        p = ps.weightBias(prefix);
         this.groups = groups;
         this.eps = eps;
         this.silu = silu;
@@ -33,13 +30,13 @@ final class GroupNormLayer implements Layer {
     @Override
     public Tensor forward(Tensor x) {
         this.x = x;
-        NormKernels.groupNorm(x, gamma, beta, groups, eps, silu, y, mean, rstd);
+        NormKernels.groupNorm(x, p.w(), p.b(), groups, eps, silu, y, mean, rstd);
         return y;
     }
 
     @Override
     public Tensor backward(Tensor dy) {
-        NormKernels.groupNormBackward(dy, x, gamma, beta, mean, rstd, groups, silu, dx, dgamma, dbeta);
+        NormKernels.groupNormBackward(dy, x, p.w(), p.b(), mean, rstd, groups, silu, dx, p.dw(), p.db());
         return dx;
     }
 

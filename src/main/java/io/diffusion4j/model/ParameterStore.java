@@ -103,6 +103,15 @@ final class ParameterStore implements AutoCloseable {
         return gradViews.get(name);
     }
 
+    /** A layer's {@code <prefix>.weight} and {@code <prefix>.bias} views and their gradients (null without). */
+    record WeightBias(Tensor w, Tensor b, Tensor dw, Tensor db) {}
+
+    /** The weight and bias of the layer named {@code prefix}. */
+    WeightBias weightBias(String prefix) {
+        return new WeightBias(param(prefix + ".weight"), param(prefix + ".bias"), grad(prefix + ".weight"),
+                grad(prefix + ".bias"));
+    }
+
     /**
      * Fills the parameters with PyTorch's default initialisation drawn from {@code seed} (see the model's class
      * comment): one {@link SplittableRandom}, parameter by parameter in state-dict order, on-disk element order.

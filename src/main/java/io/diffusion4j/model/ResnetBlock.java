@@ -17,7 +17,7 @@ final class ResnetBlock implements Layer {
     private final int dropoutStream;
     private final GroupNormLayer norm1;
     private final ConvLayer conv1, conv2, shortcut;
-    private final Tensor tw, tb, dtw, dtb, g2, b2, dg2, db2;
+    private final ParameterStore.WeightBias proj, norm2; // time_emb_proj; norm2 (run fused with the temb add)
     private final int groups;
     private Tensor tproj1, h3, mean2, rstd2, out, dScaled, dh2, dtproj, dx;
 
@@ -34,14 +34,8 @@ final class ResnetBlock implements Layer {
         conv1 = new ConvLayer(ps, prefix + ".conv1", Conv2dSpec.same3x3());
         conv2 = new ConvLayer(ps, prefix + ".conv2", Conv2dSpec.same3x3());
         shortcut = r.hasShortcut() ? new ConvLayer(ps, prefix + ".conv_shortcut", Conv2dSpec.pointwise()) : null;
-        tw = ps.param(prefix + ".time_emb_proj.weight");
-        tb = ps.param(prefix + ".time_emb_proj.bias");
-        dtw = ps.grad(prefix + ".time_emb_proj.weight");
-        dtb = ps.grad(prefix + ".time_emb_proj.bias");
-        g2 = ps.param(prefix + ".norm2.weight");
-        b2 = ps.param(prefix + ".norm2.bias");
-        dg2 = ps.grad(prefix + ".norm2.weight");
-        db2 = ps.grad(prefix + ".norm2.bias");
+        proj = ps.weightBias(prefix + ".time_emb_proj");
+        norm2 = ps.weightBias(prefix + ".norm2");
     }
 
     @Override
@@ -65,8 +59,8 @@ final class ResnetBlock implements Layer {
     @Override
     public Tensor forward(Tensor x) {
         Tensor h = conv1.forward(norm1.forward(x));
-        temb.project(tw, tb, tproj1);
-        NormKernels.biasGroupNorm(h, tproj1, g2, b2, groups, eps, true, h3, mean2, rstd2);
+        temb.project(proj.w(), proj.b(), tproj1);
+        NormKernels.biasGroupNorm(h, tproj1, norm2.w(), norm2.b(), groups, eps, true, h3, mean2, rstd2);
         // dropout in place: the norm backward recomputes from conv1's output, mean2, rstd2 and never reads h3;
         // conv2's backward reads its input, which is the dropped h3
         dropout.forward(h3, dropoutStream);
@@ -81,9 +75,9 @@ final class ResnetBlock implements Layer {
         Tensor d = Layer.throughOutputScale(dout, invScale, dScaled);
         Tensor dh3 = conv2.backward(d); // conv2's own scratch: the dropout backward may overwrite it
         dropout.backward(dh3, dropoutStream);
-        NormKernels.biasGroupNormBackward(dh3, conv1.output(), tproj1, g2, b2, mean2, rstd2, groups, true, dh2, dtproj,
-                dg2, db2);
-        temb.projectBackward(tw, dtproj, dtw, dtb);
+        NormKernels.biasGroupNormBackward(dh3, conv1.output(), tproj1, norm2.w(), norm2.b(), mean2, rstd2, groups, true,
+                dh2, dtproj, norm2.dw(), norm2.db());
+        temb.projectBackward(proj.w(), dtproj, proj.dw(), proj.db());
         Tensor dx1 = norm1.backward(conv1.backward(dh2));
         Tensor dres = shortcut != null ? shortcut.backward(d) : d;
         NormKernels.residualAdd(dx1, dres, 1f, dx);

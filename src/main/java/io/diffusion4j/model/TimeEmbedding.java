@@ -18,21 +18,14 @@ final class TimeEmbedding {
     private static final float TIME_MAX_PERIOD = 10000f;
 
     private final UNet2DConfig config;
-    private final Tensor w1, b1, w2, b2, dw1, db1, dw2, db2;
+    private final ParameterStore.WeightBias lin1, lin2;
     private Tensor tproj, e1, e1s, emb, embS;
     private Tensor dEmbS, dEmbTmp, dEmb, de1s, de1;
 
     TimeEmbedding(ParameterStore ps, UNet2DConfig config) {
         this.config = config;
-        String lin1 = "time_embedding.linear_1", lin2 = "time_embedding.linear_2";
-        w1 = ps.param(lin1 + ".weight");
-        b1 = ps.param(lin1 + ".bias");
-        w2 = ps.param(lin2 + ".weight");
-        b2 = ps.param(lin2 + ".bias");
-        dw1 = ps.grad(lin1 + ".weight");
-        db1 = ps.grad(lin1 + ".bias");
-        dw2 = ps.grad(lin2 + ".weight");
-        db2 = ps.grad(lin2 + ".bias");
+        lin1 = ps.weightBias("time_embedding.linear_1");
+        lin2 = ps.weightBias("time_embedding.linear_2");
     }
 
     void alloc(ActivationArena arena, int n) {
@@ -54,9 +47,9 @@ final class TimeEmbedding {
     void forward(Backend backend, float[] timesteps) {
         DiffusionKernels.timestepEmbedding(backend, timesteps, config.timestepInputDim(), config.flipSinToCos(),
                 (float) config.freqShift(), TIME_SCALE, TIME_MAX_PERIOD, tproj);
-        LinearKernels.linear(tproj, w1, b1, e1);
+        LinearKernels.linear(tproj, lin1.w(), lin1.b(), e1);
         NormKernels.silu(e1, e1s);
-        LinearKernels.linear(e1s, w2, b2, emb);
+        LinearKernels.linear(e1s, lin2.w(), lin2.b(), emb);
         NormKernels.silu(emb, embS);
     }
 
@@ -79,8 +72,8 @@ final class TimeEmbedding {
     /** Accumulates the gradients of linear_1 and linear_2 (after every resnet's backward). */
     void backward() {
         NormKernels.siluBackward(dEmbS, emb, dEmb);
-        LinearKernels.linearBackward(e1s, w2, dEmb, de1s, dw2, db2);
+        LinearKernels.linearBackward(e1s, lin2.w(), dEmb, de1s, lin2.dw(), lin2.db());
         NormKernels.siluBackward(de1s, e1, de1);
-        LinearKernels.linearBackward(tproj, w1, de1, null, dw1, db1);
+        LinearKernels.linearBackward(tproj, lin1.w(), de1, null, lin1.dw(), lin1.db());
     }
 }
