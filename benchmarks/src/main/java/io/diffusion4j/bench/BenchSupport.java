@@ -1,7 +1,7 @@
 package io.diffusion4j.bench;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -51,7 +51,7 @@ public abstract class BenchSupport {
     @Setup(Level.Trial)
     public final void setup() {
         device = Backend.open(backend);
-        async = device.kind() != BackendKind.CPU;
+        async = device.kind() != Device.CPU;
         allocate();
     }
 

@@ -1,7 +1,7 @@
 package io.diffusion4j.bench;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.tensor.DType;
@@ -146,8 +146,8 @@ public final class ConvProfile {
         List<Backend> backends = new ArrayList<>();
         try {
             for (String lib : libraries) {
-                Backend be = lib == null ? Backend.open(BackendKind.CPU)
-                        : Backend.openLibrary(BackendKind.CPU, java.nio.file.Path.of(lib));
+                Backend be = lib == null ? Backend.open(Device.CPU)
+                        : Backend.openLibrary(Device.CPU, java.nio.file.Path.of(lib));
                 backends.add(be);
                 be.setThreads(threads);
             }

@@ -1,7 +1,7 @@
 package io.diffusion4j.bench;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.bindings.d4j_h;
 import java.io.IOException;
 import java.io.InputStream;
@@ -67,7 +67,7 @@ public final class CoverageCheck {
     /** The problems of the suite compiled into this jar, against the native library's families. */
     public static List<String> problems() {
         List<String> families;
-        try (Backend b = Backend.open(BackendKind.CPU)) {
+        try (Backend b = Backend.open(Device.CPU)) {
             families = b.kernelFamilies();
         }
         return problems(families, entryPoints(), benchmarks());

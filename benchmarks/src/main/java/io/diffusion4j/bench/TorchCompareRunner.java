@@ -1,7 +1,7 @@
 package io.diffusion4j.bench;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
@@ -108,7 +108,7 @@ public final class TorchCompareRunner {
             }
         }
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (Backend be = Backend.open(BackendKind.CPU)) {
+        try (Backend be = Backend.open(Device.CPU)) {
             be.setThreads(threads);
             TorchCompareRunner r = new TorchCompareRunner(be, cifar);
             BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));

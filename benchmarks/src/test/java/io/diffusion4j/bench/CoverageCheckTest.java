@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -18,7 +18,7 @@ class CoverageCheckTest {
 
     @BeforeAll
     static void families() {
-        try (Backend b = Backend.open(BackendKind.CPU)) {
+        try (Backend b = Backend.open(Device.CPU)) {
             families = b.kernelFamilies();
         }
     }

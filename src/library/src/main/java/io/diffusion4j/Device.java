@@ -1,6 +1,5 @@
 package io.diffusion4j;
 
-import io.diffusion4j.backend.BackendKind;
 import java.util.Locale;
 
 /**
@@ -10,20 +9,16 @@ import java.util.Locale;
  */
 public enum Device {
     /** C++ kernels on the host CPU; always available on linux-x86_64. */
-    CPU(BackendKind.CPU),
+    CPU("cpu"),
     /** CUDA kernels on an NVIDIA GPU (sm_80 or sm_90); needs the NVIDIA driver. */
-    CUDA(BackendKind.CUDA),
+    CUDA("cuda"),
     /** The CUDA kernels run by the project's CUDA simulator on CPU threads: slow, for tests only. */
-    CUDA_SIM(BackendKind.CUDA_SIM);
+    CUDA_SIM("cuda-sim");
 
-    private final BackendKind kind;
+    private final String cliName;
 
-    Device(BackendKind kind) {
-        this.kind = kind;
-    }
-
-    BackendKind kind() {
-        return kind;
+    Device(String cliName) {
+        this.cliName = cliName;
     }
 
     /**
@@ -32,25 +27,22 @@ public enum Device {
      * @return {@code "cpu"}, {@code "cuda"} or {@code "cuda-sim"}
      */
     public String cliName() {
-        return kind.cliName();
+        return cliName;
     }
 
     /**
      * Parses a command-line device name.
      *
-     * @param name {@code cpu}, {@code cuda} or {@code cuda-sim} (case-insensitive)
+     * @param name {@code cpu}, {@code cuda} or {@code cuda-sim} (case-insensitive, surrounding blanks ignored)
      * @return the device
      * @throws IllegalArgumentException if the name is unknown (the message lists the valid names)
      */
     public static Device fromName(String name) {
         if (name == null) throw new IllegalArgumentException("device name must not be null: expected cpu, cuda or cuda-sim");
-        BackendKind k = BackendKind.fromName(name.toLowerCase(Locale.ROOT));
-        for (Device d : values()) if (d.kind == k) return d;
-        throw new AssertionError(k); // every BackendKind has a Device
-    }
-
-    static Device of(BackendKind kind) {
-        for (Device d : values()) if (d.kind == kind) return d;
-        throw new AssertionError(kind);
+        String n = name.trim().toLowerCase(Locale.ROOT);
+        for (Device d : values()) {
+            if (d.cliName.equals(n)) return d;
+        }
+        throw new IllegalArgumentException("unknown backend '" + name + "': expected cpu, cuda or cuda-sim");
     }
 }

@@ -2,6 +2,7 @@ package io.diffusion4j;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.backend.NativeLibraries;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -32,7 +33,7 @@ public final class Diffusion4j implements AutoCloseable {
 
     private Diffusion4j(Backend backend) {
         this.backend = backend;
-        this.device = Device.of(backend.kind());
+        this.device = backend.kind();
     }
 
     /**
@@ -40,11 +41,13 @@ public final class Diffusion4j implements AutoCloseable {
      * {@link Device#CPU}.
      *
      * @return the open instance
+     * @throws DeviceUnavailableException if no device can be used here, e.g. the native libraries cannot be loaded
+     *     (the message says why)
      */
     public static Diffusion4j open() {
         try {
             return new Diffusion4j(Backend.openBest());
-        } catch (D4jException.BackendUnavailableException e) {
+        } catch (D4jException.BackendUnavailableException | NativeLibraries.NativeLibrariesUnavailableException e) {
             throw new DeviceUnavailableException(Device.CPU, e.getMessage(), e);
         }
     }
@@ -59,8 +62,8 @@ public final class Diffusion4j implements AutoCloseable {
     public static Diffusion4j open(Device device) {
         Objects.requireNonNull(device, "device");
         try {
-            return new Diffusion4j(Backend.open(device.kind()));
-        } catch (D4jException.BackendUnavailableException e) {
+            return new Diffusion4j(Backend.open(device));
+        } catch (D4jException.BackendUnavailableException | NativeLibraries.NativeLibrariesUnavailableException e) {
             throw new DeviceUnavailableException(device, e.getMessage(), e);
         }
     }

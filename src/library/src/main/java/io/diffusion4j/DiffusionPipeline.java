@@ -106,16 +106,16 @@ public final class DiffusionPipeline implements AutoCloseable {
             case DDPM -> {
                 DdpmScheduler d = DdpmScheduler.fromConfig(cfg);
                 yield spacing == null ? d : new DdpmScheduler(d.prediction(), d.variance(), d.clipSample(),
-                        d.clipSampleRange(), d.thresholding(), spacing.internal(), d.stepsOffset());
+                        d.clipSampleRange(), d.thresholding(), spacing, d.stepsOffset());
             }
             case DDIM -> {
                 DdimScheduler d = DdimScheduler.fromConfig(cfg, (float) eta);
                 yield spacing == null ? d : new DdimScheduler(d.prediction(), d.eta(), d.clipSample(), d.clipSampleRange(),
-                        d.thresholding(), spacing.internal(), d.stepsOffset(), d.setAlphaToOne(), d.useClippedModelOutput());
+                        d.thresholding(), spacing, d.stepsOffset(), d.setAlphaToOne(), d.useClippedModelOutput());
             }
             case DPM_SOLVER_PLUS_PLUS -> {
                 DpmSolverScheduler d = DpmSolverScheduler.fromConfig(cfg);
-                yield spacing == null ? d : new DpmSolverScheduler(d.prediction(), d.thresholding(), spacing.internal(),
+                yield spacing == null ? d : new DpmSolverScheduler(d.prediction(), d.thresholding(), spacing,
                         d.stepsOffset(), d.lowerOrderFinal(), d.eulerAtFinal(), d.finalSigmas());
             }
         };

@@ -29,7 +29,17 @@ public enum TimestepSpacing {
         return configName;
     }
 
-    io.diffusion4j.sample.TimestepSpacing internal() {
-        return io.diffusion4j.sample.TimestepSpacing.fromConfigName(configName);
+    /**
+     * Parses a {@code scheduler_config.json} value.
+     *
+     * @param name {@code "leading"}, {@code "trailing"} or {@code "linspace"}
+     * @return the spacing
+     * @throws IllegalArgumentException if the name is none of them (the message lists them)
+     */
+    public static TimestepSpacing fromConfigName(String name) {
+        for (TimestepSpacing s : values()) {
+            if (s.configName.equals(name)) return s;
+        }
+        throw new IllegalArgumentException("timestep_spacing '" + name + "' is not one of leading, trailing, linspace");
     }
 }

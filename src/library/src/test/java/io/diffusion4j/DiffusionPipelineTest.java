@@ -105,11 +105,11 @@ class DiffusionPipelineTest {
                     new Case(SamplerConfig.ddim(7).withEta(0.5).withSeed(seed).withBatchSize(2)
                             .withTimestepSpacing(TimestepSpacing.TRAILING),
                             new DdimScheduler(ddim.prediction(), 0.5f, ddim.clipSample(), ddim.clipSampleRange(), null,
-                                    io.diffusion4j.sample.TimestepSpacing.TRAILING, 0, ddim.setAlphaToOne(), false), 7),
+                                    TimestepSpacing.TRAILING, 0, ddim.setAlphaToOne(), false), 7),
                     new Case(SamplerConfig.ddpm(5).withSeed(seed).withBatchSize(2), ddpm, 5),
                     new Case(SamplerConfig.dpmSolver(6).withSeed(seed).withBatchSize(2)
                             .withTimestepSpacing(TimestepSpacing.LEADING),
-                            new DpmSolverScheduler(dpm.prediction(), null, io.diffusion4j.sample.TimestepSpacing.LEADING, 0,
+                            new DpmSolverScheduler(dpm.prediction(), null, TimestepSpacing.LEADING, 0,
                                     dpm.lowerOrderFinal(), dpm.eulerAtFinal(), dpm.finalSigmas()), 6));
             List<float[]> results = new ArrayList<>();
             for (Case c : cases) {

@@ -1,9 +1,9 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.eval.NllEvaluator.Estimate;
 import io.diffusion4j.eval.NllEvaluator.ImageResult;
-import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
@@ -171,7 +171,7 @@ public final class EvalNllCommand implements Callable<Integer> {
                 model.loadFlat(weights);
                 try (NllEvaluator ev = new NllEvaluator(model, schedule, eo, batch, data.height(), data.width())) {
                     int batches = (n + batch - 1) / batch;
-                    SampleCommand.ProgressBar bar = new SampleCommand.ProgressBar(err, batches * calls, "eval-nll", "model calls");
+                    ProgressBar bar = ProgressBar.on(err, batches * calls, "eval-nll", "model calls");
                     int per = data.imageFloats();
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch, count = Math.min(batch, n - first);

@@ -1,7 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.NativeLibraries;
 import java.io.PrintStream;
 import java.util.concurrent.Callable;
@@ -25,7 +25,7 @@ final class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         // refuses an unknown name instead of listing nothing
-        String only = backend == null ? null : BackendKind.fromName(backend).cliName();
+        String only = backend == null ? null : Device.fromName(backend).cliName();
         NativeLibraries libs = NativeLibraries.load();
         out.println("diffusion4j " + NativeLibraries.version());
         out.println("java        " + System.getProperty("java.version") + " (" + System.getProperty("java.vm.name") + ")");

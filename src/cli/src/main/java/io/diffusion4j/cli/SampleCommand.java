@@ -2,13 +2,13 @@ package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.io.Json;
+import io.diffusion4j.io.Npy;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.sample.DdimScheduler;
 import io.diffusion4j.sample.DdpmScheduler;
 import io.diffusion4j.sample.DpmSolverScheduler;
 import io.diffusion4j.sample.Images;
-import io.diffusion4j.sample.Npy;
 import io.diffusion4j.sample.Sampler;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -171,7 +171,7 @@ public final class SampleCommand implements Callable<Integer> {
                 try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
                     int per = c * h * w;
                     int batches = (n + batch - 1) / batch;
-                    ProgressBar bar = new ProgressBar(err, batches * sampler.plan().size(), "sampling", "steps");
+                    ProgressBar bar = ProgressBar.on(err, batches * sampler.plan().size(), "sampling", "steps");
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch;
                         int count = Math.min(batch, n - first);
@@ -214,36 +214,5 @@ public final class SampleCommand implements Callable<Integer> {
             case DpmSolverScheduler d -> d.prediction().configName() + ", 2M, " + d.spacing().configName()
                     + ", final sigma " + d.finalSigmas().configName() + (d.thresholding() != null ? ", thresholding" : "");
         };
-    }
-
-    /** A one-line progress bar redrawn with carriage returns: "label [====  ] 40% done/total unit 1.2 s". */
-    static final class ProgressBar {
-        private final PrintStream err;
-        private final int total;
-        private final String label, unit;
-        private final long start = System.nanoTime();
-        private int shown = -1;
-
-        ProgressBar(PrintStream err, int total, String label, String unit) {
-            this.err = err;
-            this.total = total;
-            this.label = label;
-            this.unit = unit;
-        }
-
-        void update(int done) {
-            int pct = (int) (100L * done / total);
-            if (pct == shown && done != total) return;
-            shown = pct;
-            int width = 30, fill = (int) ((long) width * done / total);
-            double s = (System.nanoTime() - start) / 1e9;
-            err.printf(Locale.ROOT, "\r%s [%s%s] %3d%% %d/%d %s %.1f s", label, "=".repeat(fill), " ".repeat(width - fill),
-                    pct, done, total, unit, s);
-            err.flush();
-        }
-
-        void finish() {
-            err.println();
-        }
     }
 }

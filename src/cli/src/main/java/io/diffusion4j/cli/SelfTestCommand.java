@@ -1,7 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.selftest.ReportTable;
 import io.diffusion4j.selftest.SelfTest;
@@ -41,8 +41,8 @@ final class SelfTestCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        BackendKind kind = backend == null ? null : BackendKind.fromName(backend);
-        if (kind == BackendKind.CPU) {
+        Device kind = backend == null ? null : Device.fromName(backend);
+        if (kind == Device.CPU) {
             throw Main.bad(spec, "--backend must be a device backend (cuda or cuda-sim); the cpu backend is the reference");
         }
         SelfTest.Variants variants = variantsName == null ? SelfTest.Variants.ALL : SelfTest.Variants.fromName(variantsName);
@@ -59,11 +59,11 @@ final class SelfTestCommand implements Callable<Integer> {
             why = "backend " + kind.cliName() + " (--backend)";
         } else {
             try {
-                device = Backend.open(BackendKind.CUDA);
+                device = Backend.open(Device.CUDA);
                 why = "GPU found: running the CUDA kernels on cuda";
             } catch (D4jException.BackendUnavailableException e) {
                 try {
-                    device = Backend.open(BackendKind.CUDA_SIM);
+                    device = Backend.open(Device.CUDA_SIM);
                 } catch (D4jException.BackendUnavailableException e2) {
                     err.println("selftest: no device backend can run here: cuda: " + e.getMessage() + "; cuda-sim: "
                             + e2.getMessage());
@@ -75,7 +75,7 @@ final class SelfTestCommand implements Callable<Integer> {
 
         SelfTest.Report report;
         Backend.Peak peak;
-        try (Backend dev = device; Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend dev = device; Backend cpu = Backend.open(Device.CPU)) {
             peak = dev.devicePeak();
             out.println(why);
             out.println("device    " + dev.kind().cliName() + ": " + dev.description());

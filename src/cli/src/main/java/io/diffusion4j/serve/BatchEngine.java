@@ -57,6 +57,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * makes them again.
  */
 public final class BatchEngine implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(BatchEngine.class.getName());
+
     /** Engine options. */
     public record Options(int maxBatch, int queueLimit, long idleReleaseMillis) {
         public Options {
@@ -321,14 +323,13 @@ public final class BatchEngine implements AutoCloseable {
                 lock.unlock();
             }
             for (ModelBatch b : batches.values()) b.dropAll(e);
-            System.err.println("serve: the sampling worker failed:");
-            t.printStackTrace();
+            LOG.log(System.Logger.Level.ERROR, "the sampling worker failed", t);
         } finally {
             for (ModelBatch b : batches.values()) {
                 try {
                     b.release();
                 } catch (RuntimeException e) {
-                    System.err.println("serve: releasing the batch of " + b.served.name() + ": " + e);
+                    LOG.log(System.Logger.Level.WARNING, "releasing the batch of " + b.served.name() + " failed", e);
                 }
             }
             publish();

@@ -2,9 +2,11 @@ package io.diffusion4j.serve;
 
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.JsonException;
+import io.diffusion4j.io.JsonFieldException;
+import io.diffusion4j.io.JsonFields;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.sample.SamplerStep;
-import io.diffusion4j.sample.TimestepSpacing;
+import io.diffusion4j.TimestepSpacing;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -67,7 +69,16 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
         if (!(doc instanceof Map<?, ?> raw)) throw RequestException.bad("body", "must be a JSON object, got " + Json.typeName(doc));
         Map<String, Object> m = new LinkedHashMap<>();
         for (Map.Entry<?, ?> e : raw.entrySet()) m.put((String) e.getKey(), e.getValue());
-        for (String k : m.keySet()) {
+        try {
+            return parse(JsonFields.of(m, null), models, limits);
+        } catch (JsonFieldException e) {
+            throw RequestException.bad(e.key(), e.problem());
+        }
+    }
+
+    private static SampleRequest parse(JsonFields m, Map<String, ServedModel> models, Limits limits)
+            throws RequestException {
+        for (String k : m.keys()) {
             if (!FIELDS.contains(k)) {
                 throw RequestException.bad(k, "unknown field (accepted: model, sampler, steps, eta, seed, n,"
                         + " timestep_spacing, output, deadline_ms)");
@@ -75,7 +86,7 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
         }
         // model
         ServedModel model;
-        String name = string(m, "model", null);
+        String name = m.has("model") ? m.requireString("model") : null;
         if (name == null) {
             if (models.size() != 1) throw RequestException.bad("model", "required (served: " + String.join(", ", models.keySet()) + ")");
             model = models.values().iterator().next();
@@ -86,15 +97,15 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
                         + String.join(", ", models.keySet()) + ")");
             }
         }
-        String sampler = string(m, "sampler", "ddim");
+        String sampler = m.has("sampler") ? m.requireString("sampler") : "ddim";
         if (!sampler.equals("ddpm") && !sampler.equals("ddim") && !sampler.equals("dpmsolver++")) {
             throw RequestException.bad("sampler", "must be ddpm, ddim or dpmsolver++, got '" + sampler + "'");
         }
         int T = model.schedule().numTrainTimesteps();
         int maxSteps = Math.min(limits.maxSteps(), T);
         int steps;
-        if (m.containsKey("steps")) {
-            steps = integer(m, "steps", 1, Integer.MAX_VALUE);
+        if (m.has("steps")) {
+            steps = m.requireInt("steps", 1, Integer.MAX_VALUE);
             if (steps > maxSteps) {
                 throw RequestException.bad("steps", "must be <= " + maxSteps + (maxSteps == T
                         ? " (the model's num_train_timesteps)" : " (the server's limit)") + ", got " + steps);
@@ -111,27 +122,23 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
             }
         }
         float eta = 0f;
-        if (m.containsKey("eta")) {
-            Object v = m.get("eta");
-            if (!(v instanceof Long) && !(v instanceof Double)) throw RequestException.bad("eta", "must be a number, got " + Json.typeName(v));
-            double d = ((Number) v).doubleValue();
-            if (!(d >= 0 && d <= 1)) throw RequestException.bad("eta", "must be in [0, 1], got " + v);
+        if (m.has("eta")) {
+            double d = m.requireDouble("eta");
+            if (!(d >= 0 && d <= 1)) throw RequestException.bad("eta", "must be in [0, 1], got " + m.get("eta"));
             eta = (float) d;
             if (eta != 0 && !sampler.equals("ddim")) throw RequestException.bad("eta", "applies to ddim only");
         }
         long seed;
-        if (m.containsKey("seed")) {
-            Object v = m.get("seed");
-            if (!(v instanceof Long l)) throw RequestException.bad("seed", "must be an integer, got " + Json.typeName(v));
-            seed = l;
+        if (m.has("seed")) {
+            seed = m.requireLong("seed");
         } else {
             seed = ThreadLocalRandom.current().nextLong(Long.MAX_VALUE);
         }
-        int n = m.containsKey("n") ? integer(m, "n", 1, limits.maxN()) : 1;
+        int n = m.has("n") ? m.requireInt("n", 1, limits.maxN()) : 1;
         Map<String, Object> cfg = model.schedulerConfig();
         String spacing = null;
-        if (m.containsKey("timestep_spacing")) {
-            spacing = string(m, "timestep_spacing", null);
+        if (m.has("timestep_spacing")) {
+            spacing = m.requireString("timestep_spacing");
             try {
                 TimestepSpacing.fromConfigName(spacing);
             } catch (IllegalArgumentException e) {
@@ -141,7 +148,7 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
             cfg.put("timestep_spacing", spacing);
         }
         boolean json;
-        String output = string(m, "output", null);
+        String output = m.has("output") ? m.requireString("output") : null;
         if (output == null) {
             json = n > 1;
         } else if (output.equals("json")) {
@@ -152,8 +159,8 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
         } else {
             throw RequestException.bad("output", "must be png or json, got '" + output + "'");
         }
-        long deadline = m.containsKey("deadline_ms")
-                ? integerLong(m, "deadline_ms", 1, limits.maxDeadlineMillis()) : limits.defaultDeadlineMillis();
+        long deadline = m.has("deadline_ms")
+                ? m.requireLong("deadline_ms", 1, limits.maxDeadlineMillis()) : limits.defaultDeadlineMillis();
         SamplerScheduler scheduler;
         try {
             scheduler = SamplerScheduler.fromConfig(sampler, eta, cfg);
@@ -173,23 +180,5 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
             case io.diffusion4j.sample.DpmSolverScheduler d -> d.spacing().configName();
         };
         return new SampleRequest(model, sampler, scheduler, plan, steps, eta, seed, n, usedSpacing, json, deadline);
-    }
-
-    private static String string(Map<String, Object> m, String key, String def) throws RequestException {
-        if (!m.containsKey(key)) return def;
-        Object v = m.get(key);
-        if (!(v instanceof String s)) throw RequestException.bad(key, "must be a string, got " + Json.typeName(v));
-        return s;
-    }
-
-    private static int integer(Map<String, Object> m, String key, int min, int max) throws RequestException {
-        return (int) integerLong(m, key, min, max);
-    }
-
-    private static long integerLong(Map<String, Object> m, String key, long min, long max) throws RequestException {
-        Object v = m.get(key);
-        if (!(v instanceof Long l)) throw RequestException.bad(key, "must be an integer, got " + Json.typeName(v));
-        if (l < min || l > max) throw RequestException.bad(key, "must be in [" + min + ", " + max + "], got " + l);
-        return l;
     }
 }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.RandomAccessFile;
@@ -72,7 +73,7 @@ class NativeLibrariesTest {
     /** The SHA-256 sums packed beside the libraries, by library file name. */
     static Map<String, String> expectedSums() throws IOException {
         Map<String, String> sums = new TreeMap<>();
-        for (BackendKind k : BackendKind.values()) addSum(sums, k.libraryName());
+        for (Device k : Device.values()) addSum(sums, NativeLibraries.libraryName(k));
         addSum(sums, NativeLibraries.FRONT_LIBRARY);
         assertTrue(sums.containsKey("libd4j.so") && sums.containsKey("libd4j_cpu.so"), "packed sums: " + sums);
         return sums;

@@ -4,8 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -52,7 +52,7 @@ class MainTest {
 
     static boolean cudaUsable() {
         try {
-            Backend.open(BackendKind.CUDA).close();
+            Backend.open(Device.CUDA).close();
             return true;
         } catch (D4jException.BackendUnavailableException e) {
             return false;

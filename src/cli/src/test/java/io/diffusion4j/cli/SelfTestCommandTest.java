@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -38,7 +38,7 @@ class SelfTestCommandTest {
 
     static boolean cudaUsable() {
         try {
-            Backend.open(BackendKind.CUDA).close();
+            Backend.open(Device.CUDA).close();
             return true;
         } catch (D4jException.BackendUnavailableException e) {
             return false;

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.diffusion4j.train.CheckpointFiles;
 import io.diffusion4j.cli.Main;
 import io.diffusion4j.io.Json;
+import io.diffusion4j.io.Npy;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;

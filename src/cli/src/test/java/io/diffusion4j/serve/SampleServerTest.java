@@ -13,8 +13,8 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.sample.Images;
 
@@ -57,7 +57,7 @@ class SampleServerTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         TestRandom rnd = TestRandom.fresh();
         plain = ServeTestSupport.model(cpu, "plain", rnd.nextLong(), ServeTestSupport.plainConfig());
         thr = ServeTestSupport.model(cpu, "thr", rnd.nextLong(), ServeTestSupport.thresholdedConfig());

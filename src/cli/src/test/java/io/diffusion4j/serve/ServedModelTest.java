@@ -4,8 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
@@ -31,7 +31,7 @@ class ServedModelTest {
         TestRandom rnd = TestRandom.fresh();
         long seed = rnd.nextLong();
         Path ck = ServeTestSupport.checkpoint(dir.resolve("ck"), seed);
-        try (Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend cpu = Backend.open(Device.CPU)) {
             long before = cpu.liveBytes();
             try (ServedModel served = ServedModel.load("m", ck, false, cpu);
                  UNet2DModel full = new UNet2DModel(cpu, ServeTestSupport.config(), seed)) {
@@ -74,7 +74,7 @@ class ServedModelTest {
         Path sched = ck.resolve(Checkpoint.SCHEDULER);
         String json = Files.readString(sched).trim();
         Files.writeString(sched, json.substring(0, json.length() - 1) + ", \"lambda_min_clipped\": -Infinity}");
-        try (Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend cpu = Backend.open(Device.CPU)) {
             long before = cpu.liveBytes();
             try (ServedModel served = ServedModel.load("m", ck, false, cpu)) {
                 assertEquals(Double.NEGATIVE_INFINITY, served.schedulerConfig().get("lambda_min_clipped"));

@@ -3,8 +3,8 @@ package io.diffusion4j.train;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.cli.Main;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.model.UNet2DLayout;
@@ -102,7 +102,7 @@ class TrainCommandTest {
     void commandReleasesNativeMemory(@TempDir Path dir) throws Exception {
         Path config = dir.resolve("tiny.json");
         Files.writeString(config, TrainerTest.tiny().toJson());
-        try (Backend probe = Backend.open(BackendKind.CPU)) {
+        try (Backend probe = Backend.open(Device.CPU)) {
             long before = probe.liveBytes();
             Run r = run("train", "--config", config.toString(), "--steps", "2", "--batch-size", "2", "--out",
                     dir.resolve("o").toString(), "--backend", "cpu");

@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.bindings.d4j_h;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -17,12 +18,12 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * several threads.
  */
 public final class Backend implements AutoCloseable {
-    private final BackendKind kind;
+    private final Device kind;
     private final Path library;
     private final MemorySegment handle;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private Backend(BackendKind kind, Path library, MemorySegment handle) {
+    private Backend(Device kind, Path library, MemorySegment handle) {
         this.kind = kind;
         this.library = library;
         this.handle = handle;
@@ -30,13 +31,14 @@ public final class Backend implements AutoCloseable {
 
     /**
      * Opens a backend. Throws {@link D4jException.BackendUnavailableException}
-     * with a one-sentence reason when it cannot run here.
+     * with a one-sentence reason when it cannot run here, and
+     * {@link NativeLibraries.NativeLibrariesUnavailableException} when no native library can be loaded at all.
      */
-    public static Backend open(BackendKind kind) {
+    public static Backend open(Device kind) {
         Objects.requireNonNull(kind, "kind");
         NativeLibraries libs = NativeLibraries.load();
         Path lib = libs.library(kind).orElseThrow(() -> new D4jException.BackendUnavailableException(
-                "the " + kind.cliName() + " backend is not part of this build (" + kind.libraryName()
+                "the " + kind.cliName() + " backend is not part of this build (" + NativeLibraries.libraryName(kind)
                         + " was not found in " + libs.directory() + ")"));
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
@@ -49,7 +51,7 @@ public final class Backend implements AutoCloseable {
      * Opens a backend from an explicit library file (for example a sanitized or
      * test-only build of the simulator). {@code kind} is what the library implements.
      */
-    public static Backend openLibrary(BackendKind kind, Path library) {
+    public static Backend openLibrary(Device kind, Path library) {
         Objects.requireNonNull(kind, "kind");
         Objects.requireNonNull(library, "library");
         NativeLibraries.load();
@@ -64,23 +66,23 @@ public final class Backend implements AutoCloseable {
     /** Opens {@code cuda} when a device can be used, else {@code cpu}. */
     public static Backend openBest() {
         try {
-            return open(BackendKind.CUDA);
+            return open(Device.CUDA);
         } catch (D4jException.BackendUnavailableException e) {
-            return open(BackendKind.CPU);
+            return open(Device.CPU);
         }
     }
 
     /** Opens a backend by its command-line name; {@code null} or "auto" picks the best. */
     public static Backend open(String name) {
         if (name == null || name.equals("auto")) return openBest();
-        return open(BackendKind.fromName(name));
+        return open(Device.fromName(name));
     }
 
     /** What each backend of this build does here: available with a description, or the reason it is not. */
     public static List<Probe> probeAll() {
         NativeLibraries libs = NativeLibraries.load();
         List<Probe> out = new ArrayList<>();
-        for (BackendKind k : BackendKind.values()) {
+        for (Device k : Device.values()) {
             Path lib = libs.library(k).orElse(null);
             try (Backend b = open(k)) {
                 out.add(new Probe(k, lib, true, b.description()));
@@ -92,9 +94,9 @@ public final class Backend implements AutoCloseable {
     }
 
     /** One backend's state on this machine. */
-    public record Probe(BackendKind kind, Path library, boolean available, String detail) {}
+    public record Probe(Device kind, Path library, boolean available, String detail) {}
 
-    public BackendKind kind() {
+    public Device kind() {
         return kind;
     }
 

@@ -7,7 +7,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 
 /**
- * A captured sequence of kernel calls (a CUDA graph; d4j.h "graph (issue 5)"), replayed with {@link #launch()}.
+ * A captured sequence of kernel calls (a CUDA graph; the "graph" section of d4j.h), replayed with {@link #launch()}.
  * {@link #capture} runs a body on the calling thread with the backend recording instead of executing: every
  * kernel call keeps the buffers it was given (by address: a launch sees their current contents) and the host
  * arguments it had at that moment (timesteps, seeds, offsets: the native layer snapshots them), so a body may

@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Device;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -58,7 +59,8 @@ public final class NativeLibraries {
                 NativeLibraries found = locate();
                 Path front = found.directory.resolve(FRONT_LIBRARY);
                 if (!Files.isRegularFile(front)) {
-                    throw new BackendUnavailableError("the native front library " + front + " does not exist");
+                    throw new NativeLibrariesUnavailableException("the native front library " + front
+                            + " does not exist");
                 }
                 // The jextract bindings look symbols up with SymbolLookup.loaderLookup(),
                 // which sees libraries loaded by this class loader through System.load.
@@ -66,8 +68,8 @@ public final class NativeLibraries {
                     System.load(front.toString());
                 } catch (UnsatisfiedLinkError e) {
                     // e.g. a truncated or foreign file in diffusion4j.native.dir: one clear message, not a raw linker error
-                    throw new BackendUnavailableError("the native front library " + front + " cannot be loaded ("
-                            + e.getMessage() + ")");
+                    throw new NativeLibrariesUnavailableException("the native front library " + front
+                            + " cannot be loaded (" + e.getMessage() + ")");
                 }
                 loaded = found;
             }
@@ -92,14 +94,23 @@ public final class NativeLibraries {
      * Path of a backend's library, if this build contains it. The system property
      * {@code diffusion4j.library.<backend>} overrides it (the sanitized simulator runs this way).
      */
-    public Optional<Path> library(BackendKind kind) {
+    public Optional<Path> library(Device kind) {
         String override = System.getProperty(LIBRARY_PROPERTY_PREFIX + kind.cliName());
         if (override != null && !override.isBlank()) {
             Path p = Path.of(override).toAbsolutePath();
             return Files.isRegularFile(p) ? Optional.of(p) : Optional.empty();
         }
-        Path p = directory.resolve(kind.libraryName());
+        Path p = directory.resolve(libraryName(kind));
         return Files.isRegularFile(p) ? Optional.of(p) : Optional.empty();
+    }
+
+    /** File name of a backend's native library. */
+    static String libraryName(Device device) {
+        return switch (device) {
+            case CPU -> "libd4j_cpu.so";
+            case CUDA -> "libd4j_cuda.so";
+            case CUDA_SIM -> "libd4j_cudasim.so";
+        };
     }
 
     /** The os-arch resource directory name of this platform, e.g. {@code linux-x86_64}. */
@@ -134,14 +145,14 @@ public final class NativeLibraries {
         }
         String resourceDir = "/io/diffusion4j/native/" + platform() + "/";
         if (NativeLibraries.class.getResource(resourceDir + FRONT_LIBRARY) == null) {
-            throw new BackendUnavailableError("this jar has no native libraries for " + platform()
+            throw new NativeLibrariesUnavailableException("this jar has no native libraries for " + platform()
                     + " (expected resource " + resourceDir + FRONT_LIBRARY + ")");
         }
         Path target = cacheRoot().resolve(version() + "-" + frontDigestPrefix(resourceDir)).resolve(platform());
         try {
             Files.createDirectories(target);
-            for (BackendKind kind : BackendKind.values()) {
-                extract(resourceDir, kind.libraryName(), target);
+            for (Device kind : Device.values()) {
+                extract(resourceDir, libraryName(kind), target);
             }
             extract(resourceDir, FRONT_LIBRARY, target);
         } catch (IOException e) {
@@ -184,11 +195,11 @@ public final class NativeLibraries {
         }
         String expected = expectedSum(resourceDir, name);
         if (expected == null) {
-            throw new BackendUnavailableError("the jar has " + name + " but no SHA-256 sum for it");
+            throw new NativeLibrariesUnavailableException("the jar has " + name + " but no SHA-256 sum for it");
         }
         String actual = sha256(bytes);
         if (!actual.equals(expected)) {
-            throw new BackendUnavailableError("the jar's copy of " + name + " is corrupt: SHA-256 " + actual
+            throw new NativeLibrariesUnavailableException("the jar's copy of " + name + " is corrupt: SHA-256 " + actual
                     + ", expected " + expected);
         }
         Path file = target.resolve(name);
@@ -208,7 +219,7 @@ public final class NativeLibraries {
             Files.deleteIfExists(tmp);
         }
         if (!sha256(Files.readAllBytes(file)).equals(expected)) {
-            throw new BackendUnavailableError("extracted " + file + " does not match its SHA-256 sum");
+            throw new NativeLibrariesUnavailableException("extracted " + file + " does not match its SHA-256 sum");
         }
     }
 
@@ -220,9 +231,12 @@ public final class NativeLibraries {
         }
     }
 
-    /** The native libraries cannot be found or loaded at all. */
-    public static final class BackendUnavailableError extends D4jException {
-        BackendUnavailableError(String message) {
+    /**
+     * The native libraries cannot be found or loaded at all, so no backend can run: thrown by {@link #load()}
+     * (and so by every {@code Backend.open}). The public API reports it as a {@code DeviceUnavailableException}.
+     */
+    public static final class NativeLibrariesUnavailableException extends D4jException {
+        NativeLibrariesUnavailableException(String message) {
             super(Status.UNAVAILABLE, message);
         }
     }

@@ -15,7 +15,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 
 /**
- * The sampler kernels (issue 5): dynamic thresholding of the x0 prediction for DDPM and DDIM steps and the
+ * The sampler kernels: dynamic thresholding of the x0 prediction for DDPM and DDIM steps and the
  * fused DPM-Solver++ 2M update, with per-sample timesteps. Each call is one native entry point of
  * native/include/d4j.h (section "sampler"), whose comments give the exact semantics. Tensors are float32
  * {@code [batch, ...]}, all of one backend and one shape; {@code threshold} tensors are float32 {@code [batch]}.

@@ -14,7 +14,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 
 /**
- * The variational-bound kernels (issue 5, kernel family "vlb"): per-sample terms of the bound of Ho et al.
+ * The variational-bound kernels (kernel family "vlb"): per-sample terms of the bound of Ho et al.
  * as improved-diffusion computes them, in nats summed over each sample's elements (divide by
  * {@code n ln 2} for bits/dim). Each call is one native entry point of native/include/d4j.h (section
  * "vlb"), whose comment gives the exact formulas. Tensors are float32 {@code [batch, ...]} of one backend

@@ -1,6 +1,7 @@
 package io.diffusion4j.model;
 
 import io.diffusion4j.io.Json;
+import io.diffusion4j.io.JsonFields;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -107,17 +108,15 @@ public final class UNet2DConfig {
     /** Builds a configuration from a parsed {@code config.json} object; missing keys take diffusers' defaults. */
     public static UNet2DConfig fromMap(Map<String, Object> map) {
         Objects.requireNonNull(map, "config map");
+        JsonFields f = JsonFields.of(map, "UNet2DModel config");
         Builder b = builder();
-        for (Map.Entry<String, Object> e : map.entrySet()) {
-            String k = e.getKey();
-            Object v = e.getValue();
+        for (String k : f.keys()) {
+            Object v = f.get(k);
             if (INFORMATIONAL.contains(k)) {
                 if (k.equals("_class_name") && !"UNet2DModel".equals(v)) {
-                    throw bad(k, v, "this is a UNet2DModel configuration reader");
+                    throw f.fail(k, "this is a UNet2DModel configuration reader, got " + JsonFields.describe(v));
                 }
-                if (v != null && !(v instanceof String)) {
-                    throw bad(k, v, "must be a string");
-                }
+                if (v != null) f.requireString(k);
                 b.informational.put(k, v);
                 continue;
             }
@@ -127,115 +126,62 @@ public final class UNet2DConfig {
                         b.sampleSize(null);
                     } else if (v instanceof List<?> l) {
                         if (l.size() != 2) {
-                            throw bad(k, v, "must be an integer or a list [height, width]");
+                            throw f.fail(k, "must be an integer or a list [height, width], got " + l);
                         }
-                        b.sampleSize(intValue(k + "[0]", l.get(0)), intValue(k + "[1]", l.get(1)));
+                        int[] hw = f.requireIntArray(k);
+                        b.sampleSize(hw[0], hw[1]);
                     } else {
-                        b.sampleSize(intValue(k, v));
+                        b.sampleSize(f.requireInt(k));
                     }
                 }
-                case "in_channels" -> b.inChannels(intValue(k, v));
-                case "out_channels" -> b.outChannels(intValue(k, v));
-                case "center_input_sample" -> requireValue(k, v, Boolean.FALSE, "input centering is not supported");
-                case "time_embedding_type" -> requireValue(k, v, "positional",
+                case "in_channels" -> b.inChannels(f.requireInt(k));
+                case "out_channels" -> b.outChannels(f.requireInt(k));
+                case "center_input_sample" -> requireValue(f, k, Boolean.FALSE, "input centering is not supported");
+                case "time_embedding_type" -> requireValue(f, k, "positional",
                         "only the sinusoidal \"positional\" embedding is supported");
-                case "time_embedding_dim" -> b.timeEmbeddingDim(v == null ? null : intValue(k, v));
-                case "freq_shift" -> b.freqShift(doubleValue(k, v));
-                case "flip_sin_to_cos" -> b.flipSinToCos(boolValue(k, v));
-                case "down_block_types" -> b.downBlockTypes(stringList(k, v));
-                case "mid_block_type" -> requireValue(k, v, MID_BLOCK, "only " + MID_BLOCK + " is supported");
-                case "up_block_types" -> b.upBlockTypes(stringList(k, v));
-                case "block_out_channels" -> b.blockOutChannels(intList(k, v));
-                case "layers_per_block" -> b.layersPerBlock(intValue(k, v));
-                case "mid_block_scale_factor" -> b.midBlockScaleFactor(doubleValue(k, v));
-                case "downsample_padding" -> b.downsamplePadding(intValue(k, v));
-                case "downsample_type" -> requireValue(k, v, "conv", "only \"conv\" downsampling is supported");
-                case "upsample_type" -> requireValue(k, v, "conv", "only \"conv\" upsampling is supported");
-                case "dropout" -> b.dropout(doubleValue(k, v));
-                case "act_fn" -> {
-                    if (!(v instanceof String s)) throw bad(k, v, "must be a string");
-                    b.actFn(s);
-                }
-                case "attention_head_dim" -> b.attentionHeadDim(v == null ? null : intValue(k, v));
+                case "time_embedding_dim" -> b.timeEmbeddingDim(v == null ? null : f.requireInt(k));
+                case "freq_shift" -> b.freqShift(f.requireDouble(k));
+                case "flip_sin_to_cos" -> b.flipSinToCos(f.requireBoolean(k));
+                case "down_block_types" -> b.downBlockTypes(f.requireStringList(k));
+                case "mid_block_type" -> requireValue(f, k, MID_BLOCK, "only " + MID_BLOCK + " is supported");
+                case "up_block_types" -> b.upBlockTypes(f.requireStringList(k));
+                case "block_out_channels" -> b.blockOutChannels(f.requireIntArray(k));
+                case "layers_per_block" -> b.layersPerBlock(f.requireInt(k));
+                case "mid_block_scale_factor" -> b.midBlockScaleFactor(f.requireDouble(k));
+                case "downsample_padding" -> b.downsamplePadding(f.requireInt(k));
+                case "downsample_type" -> requireValue(f, k, "conv", "only \"conv\" downsampling is supported");
+                case "upsample_type" -> requireValue(f, k, "conv", "only \"conv\" upsampling is supported");
+                case "dropout" -> b.dropout(f.requireDouble(k));
+                case "act_fn" -> b.actFn(f.requireString(k));
+                case "attention_head_dim" -> b.attentionHeadDim(v == null ? null : f.requireInt(k));
                 case "norm_num_groups" -> {
-                    if (v == null) throw bad(k, v, "null groups (min(C/4, 32) per layer in diffusers) is not supported");
-                    b.normNumGroups(intValue(k, v));
+                    if (v == null) {
+                        throw f.fail(k, "null groups (min(C/4, 32) per layer in diffusers) is not supported");
+                    }
+                    b.normNumGroups(f.requireInt(k));
                 }
-                case "attn_norm_num_groups" -> b.attnNormNumGroups(v == null ? null : intValue(k, v));
-                case "norm_eps" -> b.normEps(doubleValue(k, v));
-                case "resnet_time_scale_shift" -> requireValue(k, v, "default",
+                case "attn_norm_num_groups" -> b.attnNormNumGroups(v == null ? null : f.requireInt(k));
+                case "norm_eps" -> b.normEps(f.requireDouble(k));
+                case "resnet_time_scale_shift" -> requireValue(f, k, "default",
                         "only additive time conditioning (\"default\") is supported");
-                case "add_attention" -> requireValue(k, v, Boolean.TRUE, "a mid block without attention is not supported");
-                case "class_embed_type" -> requireValue(k, v, null, "class conditioning is not supported");
-                case "num_class_embeds" -> requireValue(k, v, null, "class conditioning is not supported");
-                case "num_train_timesteps" -> b.numTrainTimesteps(v == null ? null : intValue(k, v));
+                case "add_attention" -> requireValue(f, k, Boolean.TRUE,
+                        "a mid block without attention is not supported");
+                case "class_embed_type" -> requireValue(f, k, null, "class conditioning is not supported");
+                case "num_class_embeds" -> requireValue(f, k, null, "class conditioning is not supported");
+                case "num_train_timesteps" -> b.numTrainTimesteps(v == null ? null : f.requireInt(k));
                 default -> throw new IllegalArgumentException("unknown UNet2DModel config key \"" + k + "\"");
             }
         }
         return b.build();
     }
 
-    private static IllegalArgumentException bad(String key, Object v, String why) {
-        return new IllegalArgumentException("config key \"" + key + "\" = " + show(v) + ": " + why);
-    }
-
-    private static String show(Object v) {
-        return v instanceof String s ? "\"" + s + "\"" : String.valueOf(v);
-    }
-
-    private static void requireValue(String key, Object v, Object expected, String why) {
+    /** Refuses every value of key {@code key} but {@code expected} (a feature this implementation lacks). */
+    private static void requireValue(JsonFields f, String key, Object expected, String why) {
+        Object v = f.get(key);
         if (!Objects.equals(v, expected)) {
-            throw bad(key, v, why + " (expected " + show(expected) + ")");
+            throw f.fail(key, why + " (expected " + JsonFields.describe(expected) + ", got "
+                    + JsonFields.describe(v) + ")");
         }
-    }
-
-    private static int intValue(String key, Object v) {
-        if (!(v instanceof Long l)) {
-            throw bad(key, v, "must be an integer, got a JSON " + Json.typeName(v));
-        }
-        if (l < Integer.MIN_VALUE || l > Integer.MAX_VALUE) {
-            throw bad(key, v, "out of range");
-        }
-        return (int) (long) l;
-    }
-
-    private static double doubleValue(String key, Object v) {
-        if (!(v instanceof Long || v instanceof Double)) {
-            throw bad(key, v, "must be a number, got a JSON " + Json.typeName(v));
-        }
-        return ((Number) v).doubleValue();
-    }
-
-    private static boolean boolValue(String key, Object v) {
-        if (!(v instanceof Boolean b)) {
-            throw bad(key, v, "must be true or false, got a JSON " + Json.typeName(v));
-        }
-        return b;
-    }
-
-    private static List<String> stringList(String key, Object v) {
-        if (!(v instanceof List<?> l)) {
-            throw bad(key, v, "must be a list of block type names");
-        }
-        List<String> out = new ArrayList<>();
-        for (int i = 0; i < l.size(); i++) {
-            if (!(l.get(i) instanceof String s)) {
-                throw bad(key + "[" + i + "]", l.get(i), "must be a string");
-            }
-            out.add(s);
-        }
-        return out;
-    }
-
-    private static int[] intList(String key, Object v) {
-        if (!(v instanceof List<?> l)) {
-            throw bad(key, v, "must be a list of integers");
-        }
-        int[] out = new int[l.size()];
-        for (int i = 0; i < out.length; i++) {
-            out[i] = intValue(key + "[" + i + "]", l.get(i));
-        }
-        return out;
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 package io.diffusion4j.model;
 
+import io.diffusion4j.kernels.ConvKernels;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -292,6 +293,41 @@ public final class UNet2DLayout {
     /** Floats needed for the flat buffer (sum of sizes plus alignment padding). */
     public long bufferFloats() {
         return bufferFloats;
+    }
+
+    /**
+     * A flat parameter array in the device layout (HWIO convolution weights), from one in the on-disk layout
+     * (OIHW); every other parameter copied, alignment padding zeroed.
+     */
+    public float[] diskToDevice(float[] disk) {
+        return convertConvolutions(disk, true);
+    }
+
+    /** The inverse of {@link #diskToDevice}: device layout (HWIO) to on-disk layout (OIHW). */
+    public float[] deviceToDisk(float[] device) {
+        return convertConvolutions(device, false);
+    }
+
+    private float[] convertConvolutions(float[] src, boolean toDevice) {
+        if (src.length != bufferFloats) {
+            throw new IllegalArgumentException("a flat parameter array has " + bufferFloats + " floats, got "
+                    + src.length);
+        }
+        float[] out = new float[src.length];
+        for (Param p : params) {
+            int off = Math.toIntExact(p.offset());
+            int size = Math.toIntExact(p.size());
+            int[] s = p.shape();
+            if (p.kind() == Kind.CONV3X3 || p.kind() == Kind.CONV1X1) {
+                float[] w = Arrays.copyOfRange(src, off, off + size);
+                float[] c = toDevice ? ConvKernels.oihwToHwio(w, s[0], s[1], s[2], s[3])
+                        : ConvKernels.hwioToOihw(w, s[2], s[3], s[1], s[0]);
+                System.arraycopy(c, 0, out, off, size);
+            } else {
+                System.arraycopy(src, off, out, off, size);
+            }
+        }
+        return out;
     }
 
     /** Every ResnetBlock2D in state-dict order. */

@@ -1,5 +1,7 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.TimestepSpacing;
+import io.diffusion4j.io.JsonFields;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import java.util.ArrayList;
@@ -32,10 +34,11 @@ public record DdimScheduler(PredictionType prediction, float eta, boolean clipSa
 
     /** {@code DDIMScheduler.from_config(config)} with {@code eta} (a step() argument, not a config key). */
     public static DdimScheduler fromConfig(Map<String, Object> m, float eta) {
-        return new DdimScheduler(ConfigValues.prediction(m), eta, ConfigValues.bool(m, "clip_sample", true),
-                ConfigValues.number(m, "clip_sample_range", 1.0), ConfigValues.thresholding(m),
-                ConfigValues.spacing(m, TimestepSpacing.LEADING), ConfigValues.integer(m, "steps_offset", 0),
-                ConfigValues.bool(m, "set_alpha_to_one", true), false);
+        JsonFields f = ConfigValues.fields(m);
+        return new DdimScheduler(ConfigValues.prediction(f), eta, f.optBoolean("clip_sample", true),
+                f.optDouble("clip_sample_range", 1.0), ConfigValues.thresholding(f),
+                ConfigValues.spacing(f, TimestepSpacing.LEADING), f.optInt("steps_offset", 0),
+                f.optBoolean("set_alpha_to_one", true), false);
     }
 
     /** The same scheduler with another eta. */

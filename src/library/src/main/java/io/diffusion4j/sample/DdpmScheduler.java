@@ -1,5 +1,8 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.TimestepSpacing;
+import io.diffusion4j.io.JsonFields;
+import io.diffusion4j.schedule.NumpyMath;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
 import java.util.ArrayList;
@@ -45,11 +48,12 @@ public record DdpmScheduler(PredictionType prediction, VarianceType variance, bo
 
     /** {@code DDPMScheduler.from_config(config)}: keys present in the map, diffusers' defaults for the rest. */
     public static DdpmScheduler fromConfig(Map<String, Object> m) {
-        return new DdpmScheduler(ConfigValues.prediction(m),
-                VarianceType.fromConfigName(ConfigValues.string(m, "variance_type", "fixed_small")),
-                ConfigValues.bool(m, "clip_sample", true), ConfigValues.number(m, "clip_sample_range", 1.0),
-                ConfigValues.thresholding(m), ConfigValues.spacing(m, TimestepSpacing.LEADING),
-                ConfigValues.integer(m, "steps_offset", 0));
+        JsonFields f = ConfigValues.fields(m);
+        return new DdpmScheduler(ConfigValues.prediction(f),
+                VarianceType.fromConfigName(f.optString("variance_type", "fixed_small")),
+                f.optBoolean("clip_sample", true), f.optDouble("clip_sample_range", 1.0),
+                ConfigValues.thresholding(f), ConfigValues.spacing(f, TimestepSpacing.LEADING),
+                f.optInt("steps_offset", 0));
     }
 
     @Override
@@ -72,13 +76,13 @@ public record DdpmScheduler(PredictionType prediction, VarianceType variance, bo
                 for (int i = 0; i < n; i++) ts[i] = (n - 1 - i) * r + stepsOffset;
             }
             case TRAILING -> {
-                double[] a = Numpy.arange(T, 0, -((double) T / n));
+                double[] a = NumpyMath.arange(T, 0, -((double) T / n));
                 ts = new int[a.length];
-                for (int i = 0; i < a.length; i++) ts[i] = (int) Numpy.round(a[i]) - 1;
+                for (int i = 0; i < a.length; i++) ts[i] = (int) NumpyMath.round(a[i]) - 1;
             }
             case LINSPACE -> {
-                double[] a = Numpy.linspace(0, T - 1, n);
-                for (int i = 0; i < n; i++) ts[i] = (int) Numpy.round(a[n - 1 - i]);
+                double[] a = NumpyMath.linspace(0, T - 1, n);
+                for (int i = 0; i < n; i++) ts[i] = (int) NumpyMath.round(a[n - 1 - i]);
             }
         }
         return ts;

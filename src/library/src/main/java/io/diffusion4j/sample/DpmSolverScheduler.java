@@ -1,5 +1,8 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.TimestepSpacing;
+import io.diffusion4j.io.JsonFields;
+import io.diffusion4j.schedule.NumpyMath;
 import io.diffusion4j.schedule.PredictionType;
 import java.util.ArrayList;
 import java.util.List;
@@ -63,25 +66,26 @@ public record DpmSolverScheduler(PredictionType prediction, Thresholding thresho
      * refused with a message.
      */
     public static DpmSolverScheduler fromConfig(Map<String, Object> m) {
-        String algo = ConfigValues.string(m, "algorithm_type", "dpmsolver++");
+        JsonFields f = ConfigValues.fields(m);
+        String algo = f.optString("algorithm_type", "dpmsolver++");
         if (!algo.equals("dpmsolver++")) throw unsupported("algorithm_type", algo);
-        int order = ConfigValues.integer(m, "solver_order", 2);
+        int order = f.optInt("solver_order", 2);
         if (order != 2) throw unsupported("solver_order", Integer.toString(order));
-        String solverType = ConfigValues.string(m, "solver_type", "midpoint");
+        String solverType = f.optString("solver_type", "midpoint");
         if (!solverType.equals("midpoint")) throw unsupported("solver_type", solverType);
         for (String k : new String[] {"use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas",
             "use_beta_sigmas", "use_flow_sigmas"}) {
-            if (ConfigValues.bool(m, k, false)) throw unsupported(k, "true");
+            if (f.optBoolean(k, false)) throw unsupported(k, "true");
         }
         // diffusers writes its default as -Infinity (Python's json.dumps)
-        Object lmcValue = m.get("lambda_min_clipped");
+        Object lmcValue = f.get("lambda_min_clipped");
         double lmc = lmcValue == null || (lmcValue instanceof Double dv && dv == Double.NEGATIVE_INFINITY)
-                ? Double.NEGATIVE_INFINITY : ConfigValues.number(m, "lambda_min_clipped", 0);
+                ? Double.NEGATIVE_INFINITY : f.optDouble("lambda_min_clipped", 0);
         if (lmc != Double.NEGATIVE_INFINITY) throw unsupported("lambda_min_clipped", Double.toString(lmc));
-        return new DpmSolverScheduler(ConfigValues.prediction(m), ConfigValues.thresholding(m),
-                ConfigValues.spacing(m, TimestepSpacing.LINSPACE), ConfigValues.integer(m, "steps_offset", 0),
-                ConfigValues.bool(m, "lower_order_final", true), ConfigValues.bool(m, "euler_at_final", false),
-                FinalSigmas.fromConfigName(ConfigValues.string(m, "final_sigmas_type", "zero")));
+        return new DpmSolverScheduler(ConfigValues.prediction(f), ConfigValues.thresholding(f),
+                ConfigValues.spacing(f, TimestepSpacing.LINSPACE), f.optInt("steps_offset", 0),
+                f.optBoolean("lower_order_final", true), f.optBoolean("euler_at_final", false),
+                FinalSigmas.fromConfigName(f.optString("final_sigmas_type", "zero")));
     }
 
     private static IllegalArgumentException unsupported(String key, String value) {
@@ -101,17 +105,17 @@ public record DpmSolverScheduler(PredictionType prediction, Thresholding thresho
         int[] ts = new int[n];
         switch (spacing) {
             case LINSPACE -> {
-                double[] a = Numpy.linspace(0, T - 1, n + 1);
-                for (int i = 0; i < n; i++) ts[i] = (int) Numpy.round(a[n - i]);
+                double[] a = NumpyMath.linspace(0, T - 1, n + 1);
+                for (int i = 0; i < n; i++) ts[i] = (int) NumpyMath.round(a[n - i]);
             }
             case LEADING -> {
                 int r = T / (n + 1);
                 for (int i = 0; i < n; i++) ts[i] = (n - i) * r + stepsOffset;
             }
             case TRAILING -> {
-                double[] a = Numpy.arange(T, 0, -((double) T / n));
+                double[] a = NumpyMath.arange(T, 0, -((double) T / n));
                 ts = new int[a.length];
-                for (int i = 0; i < a.length; i++) ts[i] = (int) Numpy.round(a[i]) - 1;
+                for (int i = 0; i < a.length; i++) ts[i] = (int) NumpyMath.round(a[i]) - 1;
             }
         }
         return SamplerScheduler.checked("DPM-Solver++", ts, T, n);

@@ -66,9 +66,9 @@ public enum BetaSchedule {
         int n = numTrainTimesteps;
         switch (this) {
             case LINEAR:
-                return linspace(betaStart, betaEnd, n);
+                return NumpyMath.linspace(betaStart, betaEnd, n);
             case SCALED_LINEAR: {
-                double[] r = linspace(Math.sqrt(betaStart), Math.sqrt(betaEnd), n);
+                double[] r = NumpyMath.linspace(Math.sqrt(betaStart), Math.sqrt(betaEnd), n);
                 for (int i = 0; i < n; i++) {
                     r[i] = r[i] * r[i];
                 }
@@ -84,7 +84,7 @@ public enum BetaSchedule {
                 return r;
             }
             case SIGMOID: {
-                double[] r = linspace(-6.0, 6.0, n);
+                double[] r = NumpyMath.linspace(-6.0, 6.0, n);
                 for (int i = 0; i < n; i++) {
                     double s = 1.0 / (1.0 + Math.exp(-r[i]));
                     r[i] = s * (betaEnd - betaStart) + betaStart;
@@ -100,22 +100,5 @@ public enum BetaSchedule {
     private static double cosineAlphaBar(double t) {
         double c = Math.cos((t + 0.008) / 1.008 * Math.PI / 2.0);
         return c * c;
-    }
-
-    /** numpy.linspace(start, stop, num) with endpoint=True, in float64. */
-    static double[] linspace(double start, double stop, int num) {
-        double[] y = new double[num];
-        if (num == 1) {
-            y[0] = start;
-            return y;
-        }
-        int div = num - 1;
-        double delta = stop - start;
-        double step = delta / div;
-        for (int i = 0; i < num; i++) {
-            y[i] = (step == 0.0 ? ((double) i / div) * delta : i * step) + start;
-        }
-        y[num - 1] = stop;
-        return y;
     }
 }

@@ -1,7 +1,7 @@
 package io.diffusion4j.selftest;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.selftest.SelfTest.Options;
@@ -70,7 +70,7 @@ final class ParityEngine {
     }
 
     static void requireCpu(Backend cpu) {
-        if (cpu.kind() != BackendKind.CPU) throw new IllegalArgumentException("the reference must be the cpu backend, got " + cpu);
+        if (cpu.kind() != Device.CPU) throw new IllegalArgumentException("the reference must be the cpu backend, got " + cpu);
     }
 
     /** The FAIL row of a family the device lists but the self-test has no cases for. */

@@ -1,7 +1,7 @@
 package io.diffusion4j.selftest;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;
@@ -43,7 +43,7 @@ public final class ReportTable {
         out.println();
         out.println("max rel err: max |dev - cpu| / (|cpu| + M) over the outputs, held to tol (u = 2^-24); "
                 + "atol = tol * M, M a bound on the terms' magnitude; \"bit-exact\": identical bits (required for rng and eps)");
-        boolean sim = report.device().equals(BackendKind.CUDA_SIM.cliName());
+        boolean sim = report.device().equals(Device.CUDA_SIM.cliName());
         out.println("GB/s: bytes of all the call's tensors (each moved once, a lower bound of the traffic) per second; "
                 + "% peak: that against the device's DRAM peak");
         out.println("time/call: median over repeats of the backend's timer (CUDA events on a GPU, host clock on cuda-sim), "

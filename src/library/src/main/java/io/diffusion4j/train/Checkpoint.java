@@ -2,8 +2,8 @@ package io.diffusion4j.train;
 
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.io.Json;
+import io.diffusion4j.io.JsonFields;
 import io.diffusion4j.io.SafeTensors;
-import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;
 import io.diffusion4j.model.UNet2DConfig;
@@ -109,7 +109,7 @@ public final class Checkpoint {
         SafeTensors.write(dir.resolve(WEIGHTS), entries(layout, trainer.model().flatParameters()), meta);
         writeTextAtomic(dir.resolve(EMA_DIR).resolve(CONFIG), config);
         SafeTensors.write(dir.resolve(EMA_DIR).resolve(WEIGHTS),
-                entries(layout, convert(layout, trainer.emaParameters().toFloatArray(), false)), meta);
+                entries(layout, layout.deviceToDisk(trainer.emaParameters().toFloatArray())), meta);
         writeTextAtomic(dir.resolve(SCHEDULER), Json.write(schedulerConfig(trainer.schedule(), trainer.options().prediction())));
 
         Trainer.State s = trainer.state();
@@ -288,7 +288,7 @@ public final class Checkpoint {
         }
         // validated: now apply
         trainer.model().loadFlat(weights);
-        trainer.emaParameters().copyFrom(convert(layout, emaWeights, true));
+        trainer.emaParameters().copyFrom(layout.diskToDevice(emaWeights));
         trainer.adamM().copyFrom(m);
         trainer.adamV().copyFrom(v);
         trainer.restoreState(state);
@@ -424,14 +424,11 @@ public final class Checkpoint {
     /** The noise schedule a scheduler_config.json describes (DDPMScheduler keys). */
     public static NoiseSchedule readSchedule(Path file) throws IOException {
         try {
-            Map<String, Object> m = Json.parseObjectFromPython(Files.readString(file, StandardCharsets.UTF_8));
-            Object t = m.getOrDefault("num_train_timesteps", 1000L);
-            Object bs = m.getOrDefault("beta_schedule", "linear");
-            if (!(t instanceof Long tl) || tl < 1 || tl > 100_000) throw new IOException(file + ": bad num_train_timesteps " + t);
-            if (!(bs instanceof String bss)) throw new IOException(file + ": beta_schedule must be a string");
-            return NoiseSchedule.of(BetaSchedule.fromConfigName(bss), (int) (long) tl,
-                    number(m.getOrDefault("beta_start", 0.0001), "beta_start", file),
-                    number(m.getOrDefault("beta_end", 0.02), "beta_end", file));
+            String text = Files.readString(file, StandardCharsets.UTF_8);
+            JsonFields f = JsonFields.of(Json.parseObjectFromPython(text), null); // the catch below names the file
+            return NoiseSchedule.of(BetaSchedule.fromConfigName(f.optString("beta_schedule", "linear")),
+                    f.isAbsent("num_train_timesteps") ? 1000 : f.requireInt("num_train_timesteps", 1, 100_000),
+                    f.optDouble("beta_start", 0.0001), f.optDouble("beta_end", 0.02));
         } catch (RuntimeException e) {
             throw new IOException(file + ": " + e.getMessage(), e);
         }
@@ -470,11 +467,6 @@ public final class Checkpoint {
         }
     }
 
-    private static double number(Object v, String key, Path file) throws IOException {
-        if (v instanceof Number n) return n.doubleValue();
-        throw new IOException(file + ": " + key + " must be a number, got " + v);
-    }
-
     public static long metaLong(Map<String, String> md, String key, Path file) throws IOException {
         String s = md.get(key);
         if (s == null) throw new IOException(file + ": metadata '" + key + "' is missing");
@@ -499,28 +491,6 @@ public final class Checkpoint {
             int off = Math.toIntExact(p.offset());
             out.add(new SafeTensors.Entry(p.name(), p.shapeLong(),
                     Arrays.copyOfRange(diskFlat, off, off + Math.toIntExact(p.size()))));
-        }
-        return out;
-    }
-
-    /**
-     * Converts a flat parameter array between the model's device layout (HWIO convolutions) and the
-     * on-disk layout (OIHW), as UNet2DModel does for its own parameters; the EMA lives in a device buffer.
-     */
-    static float[] convert(UNet2DLayout layout, float[] src, boolean toDevice) {
-        float[] out = new float[src.length];
-        for (UNet2DLayout.Param p : layout.params()) {
-            int off = Math.toIntExact(p.offset());
-            int size = Math.toIntExact(p.size());
-            int[] s = p.shape();
-            if (p.kind() == UNet2DLayout.Kind.CONV3X3 || p.kind() == UNet2DLayout.Kind.CONV1X1) {
-                float[] w = Arrays.copyOfRange(src, off, off + size);
-                float[] c = toDevice ? ConvKernels.oihwToHwio(w, s[0], s[1], s[2], s[3])
-                        : ConvKernels.hwioToOihw(w, s[2], s[3], s[1], s[0]);
-                System.arraycopy(c, 0, out, off, size);
-            } else {
-                System.arraycopy(src, off, out, off, size);
-            }
         }
         return out;
     }

@@ -21,17 +21,13 @@ import javax.imageio.ImageIO;
 
 /**
  * The loss-curve PNG the train command writes beside its checkpoint ({@code loss_curve.png}), drawn
- * with java.awt in headless mode: the per-step loss as a thin light line, an exponential moving
+ * with java.awt into an in-memory image: the per-step loss as a thin light line, an exponential moving
  * average over it (bias-corrected as TensorBoard's smoothing, span {@link #smoothingSpan}) as a bold
  * line, a logarithmic y axis with decade (and 2x, 5x) ticks, a linear step axis with 1-2-5 ticks,
  * axis labels, a title and a subtitle with the run's settings, and a legend with the last values.
  * Steps whose loss is not finite and positive cannot be placed on a log axis and are left out.
  */
 public final class LossCurve {
-    static {
-        System.setProperty("java.awt.headless", "true");
-    }
-
     public static final int WIDTH = 960, HEIGHT = 600;
     static final int LEFT = 86, RIGHT = 28, TOP = 74, BOTTOM = 62;
     static final Color RAW = new Color(150, 185, 230);

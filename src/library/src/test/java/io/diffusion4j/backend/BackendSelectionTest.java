@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
+import io.diffusion4j.Device;
 import java.util.List;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
@@ -15,7 +16,7 @@ class BackendSelectionTest {
 
     static boolean cudaUsable() {
         try {
-            Backend.open(BackendKind.CUDA).close();
+            Backend.open(Device.CUDA).close();
             return true;
         } catch (D4jException.BackendUnavailableException e) {
             return false;
@@ -37,7 +38,7 @@ class BackendSelectionTest {
         assumeFalse(cudaUsable(), "a CUDA device is usable on this machine");
         for (int i = 0; i < 3; i++) { // the same clean answer every time, not only on the first attempt
             D4jException.BackendUnavailableException e =
-                    assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open(BackendKind.CUDA));
+                    assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open(Device.CUDA));
             assertEquals(Status.UNAVAILABLE, e.status());
             assertOneSentence(e.getMessage());
             assertTrue(e.getMessage().toLowerCase().contains("cuda"), e.getMessage());
@@ -50,15 +51,15 @@ class BackendSelectionTest {
     void openBestPicksCpuHere() {
         assumeFalse(cudaUsable(), "a CUDA device is usable on this machine");
         try (Backend b = Backend.openBest()) {
-            assertEquals(BackendKind.CPU, b.kind());
+            assertEquals(Device.CPU, b.kind());
             assertFalse(b.isClosed());
             assertTrue(b.description().startsWith("CPU"), b.description());
         }
         try (Backend b = Backend.open("auto")) {
-            assertEquals(BackendKind.CPU, b.kind());
+            assertEquals(Device.CPU, b.kind());
         }
         try (Backend b = Backend.open((String) null)) {
-            assertEquals(BackendKind.CPU, b.kind());
+            assertEquals(Device.CPU, b.kind());
         }
     }
 
@@ -66,7 +67,7 @@ class BackendSelectionTest {
     void cpuByNameIsCaseAndSpaceTolerant() {
         for (String n : List.of("cpu", "CPU", " Cpu ")) {
             try (Backend b = Backend.open(n)) {
-                assertEquals(BackendKind.CPU, b.kind());
+                assertEquals(Device.CPU, b.kind());
                 assertTrue(b.library().getFileName().toString().equals("libd4j_cpu.so"), b.library().toString());
             }
         }
@@ -75,9 +76,9 @@ class BackendSelectionTest {
     @Test
     void cudaSimIsBuiltIntoEveryJarAndOpens() {
         NativeLibraries libs = NativeLibraries.load();
-        assertTrue(libs.library(BackendKind.CUDA_SIM).isPresent(), "libd4j_cudasim.so is missing from the build");
+        assertTrue(libs.library(Device.CUDA_SIM).isPresent(), "libd4j_cudasim.so is missing from the build");
         try (Backend sim = Backend.open("cuda-sim")) {
-            assertTrue(sim.kind() == BackendKind.CUDA_SIM);
+            assertTrue(sim.kind() == Device.CUDA_SIM);
             assertTrue(sim.description().contains("cuda-sim"), sim.description());
         }
     }
@@ -109,9 +110,9 @@ class BackendSelectionTest {
     @Test
     void probeAllReportsEveryKind() {
         List<Backend.Probe> probes = Backend.probeAll();
-        assertEquals(BackendKind.values().length, probes.size());
+        assertEquals(Device.values().length, probes.size());
         for (Backend.Probe p : probes) {
-            if (p.kind() == BackendKind.CPU) assertTrue(p.available(), p.toString());
+            if (p.kind() == Device.CPU) assertTrue(p.available(), p.toString());
             if (!p.available()) assertOneSentence(p.detail());
         }
     }

@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Device;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -48,9 +49,9 @@ final class BadArgumentFuzz {
     static MemorySegment closedHandleCache;
 
     static void setUp() {
-        a = Backend.open(BackendKind.CPU);
-        b = Backend.open(BackendKind.CPU);
-        closed = Backend.open(BackendKind.CPU);
+        a = Backend.open(Device.CPU);
+        b = Backend.open(Device.CPU);
+        closed = Backend.open(Device.CPU);
         closed.close();
         sentinel = Tensor.allocate(a, DType.FLOAT32, 3);
         big = NativeSchedule.of(NoiseSchedule.defaults());
@@ -62,7 +63,7 @@ final class BadArgumentFuzz {
         host = arena.allocate(4096, 64);
         NativeLibraries libs = NativeLibraries.load();
         frontLibrary = libs.directory().resolve("libd4j.so");
-        cpuLibrary = libs.library(BackendKind.CPU).orElseThrow();
+        cpuLibrary = libs.library(Device.CPU).orElseThrow();
     }
 
     static void tearDown() {

@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Device;
 import static io.diffusion4j.backend.BadArgumentFuzz.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -46,7 +47,7 @@ class BadArgumentFuzzTest {
     void thousandsOfBadArgumentsAreRefusedWithUsefulMessages() throws Exception {
         // the closed backend's raw handle, captured from a fresh instance (its memory is not reused:
         // no backend is opened during the fuzz)
-        Backend victim = Backend.open(BackendKind.CPU);
+        Backend victim = Backend.open(Device.CPU);
         closedHandleCache = victim.handle();
         victim.close();
 

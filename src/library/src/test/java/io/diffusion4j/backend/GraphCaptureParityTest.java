@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Device;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -48,7 +49,7 @@ class GraphCaptureParityTest {
 
     @Test
     void cpuCannotCapture() {
-        try (Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend cpu = Backend.open(Device.CPU)) {
             assertFalse(Graph.supported(cpu));
             assertEquals(UNSUPPORTED, d4j_h.d4j_capture_begin(cpu.handle()));
             assertTrue(lastError().contains("cannot capture"), lastError());

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.bindings.d4j_h;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -54,9 +55,9 @@ class LayerBadArgumentFuzzTest {
 
     @BeforeAll
     static void setUp() throws IOException {
-        a = Backend.open(BackendKind.CPU);
-        b = Backend.open(BackendKind.CPU);
-        Backend victim = Backend.open(BackendKind.CPU);
+        a = Backend.open(Device.CPU);
+        b = Backend.open(Device.CPU);
+        Backend victim = Backend.open(Device.CPU);
         closedBackend = victim.handle();
         victim.close(); // no backend is opened after this, so the address is not reused during the test
         arena = Arena.ofShared();

@@ -3,6 +3,7 @@ package io.diffusion4j.backend;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
@@ -12,8 +13,8 @@ import org.junit.jupiter.params.provider.EnumSource;
 /** The timing entry points the self-test uses, on the backends that run here. */
 class TimingTest {
     @ParameterizedTest
-    @EnumSource(value = BackendKind.class, names = {"CPU", "CUDA_SIM"})
-    void timerBracketsTheWorkBetweenItsMarks(BackendKind kind) {
+    @EnumSource(value = Device.class, names = {"CPU", "CUDA_SIM"})
+    void timerBracketsTheWorkBetweenItsMarks(Device kind) {
         try (Backend b = Backend.open(kind); Tensor t = Tensor.allocate(b, DType.FLOAT32, 1 << 20)) {
             b.flushCache();
             b.timerBegin();

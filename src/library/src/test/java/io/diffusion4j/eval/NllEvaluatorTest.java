@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.eval.NllEvaluator.ImageResult;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.VlbReference;
@@ -50,7 +50,7 @@ class NllEvaluatorTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         model = new UNet2DModel(cpu, tinyConfig(), TestRandom.fresh().nextLong());
         schedule = NoiseSchedule.of(BetaSchedule.LINEAR, T, 1e-3, 0.2);
     }

@@ -2,8 +2,8 @@ package io.diffusion4j.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
@@ -24,7 +24,7 @@ class ConcatKernelsTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll

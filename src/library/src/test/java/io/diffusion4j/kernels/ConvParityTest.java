@@ -3,7 +3,7 @@ package io.diffusion4j.kernels;
 import static io.diffusion4j.testutil.Tolerance.U;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.ConvReference.Grads;
 import io.diffusion4j.kernels.ConvReference.Problem;
@@ -38,7 +38,7 @@ class ConvParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -55,7 +55,7 @@ class ConvParityTest {
     }
 
     @OnDevices
-    void forwardMatchesCpu(Backend dev, BackendKind kind) {
+    void forwardMatchesCpu(Backend dev, Device kind) {
         int i = 0;
         for (Conv2dSpec s : SPECS) {
             for (int[] sh : SHAPES) {
@@ -74,7 +74,7 @@ class ConvParityTest {
     }
 
     @OnDevices
-    void backwardMatchesCpu(Backend dev, BackendKind kind) {
+    void backwardMatchesCpu(Backend dev, Device kind) {
         for (Conv2dSpec s : SPECS) {
             for (int[] sh : SHAPES) {
                 Problem p = new Problem(s, sh[0], sh[1], sh[2], sh[3], sh[4]);
@@ -98,7 +98,7 @@ class ConvParityTest {
 
     /** Accumulation on the device: two backward calls from zero give twice the gradient; dx is overwritten. */
     @OnDevices
-    void deviceGradientsAccumulate(Backend dev, BackendKind kind) {
+    void deviceGradientsAccumulate(Backend dev, Device kind) {
         Problem p = new Problem(Conv2dSpec.upsample3x3(), 3, 5, 7, 5, 13);
         TestRandom r = TestRandom.fresh();
         float[] x = r.gaussians(p.xSize(), 1.0), w = r.gaussians(p.wSize(), 0.5), dy = r.gaussians(p.ySize(), 1.0);

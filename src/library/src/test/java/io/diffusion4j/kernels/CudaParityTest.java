@@ -3,7 +3,7 @@ package io.diffusion4j.kernels;
 import static io.diffusion4j.testutil.Tolerance.U;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.schedule.VarianceType;
@@ -39,7 +39,7 @@ class CudaParityTest {
     static double[] ac;
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.defaults();
         ac = schedule.alphasCumprod();
         nativeSchedule = NativeSchedule.of(schedule);
@@ -51,7 +51,7 @@ class CudaParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static String ctx(BackendKind kind, TestRandom r, Object... parts) {
+    static String ctx(Device kind, TestRandom r, Object... parts) {
         StringBuilder b = new StringBuilder(kind.cliName()).append(" vs cpu: ");
         for (Object p : parts) b.append(p).append(' ');
         return b.append("; ").append(r.describe()).toString();
@@ -65,7 +65,7 @@ class CudaParityTest {
     }
 
     @OnDevices
-    void randomNumbersAreBitIdentical(Backend dev, BackendKind kind) {
+    void randomNumbersAreBitIdentical(Backend dev, Device kind) {
         TestRandom r = TestRandom.fresh();
         for (int count : new int[] {1, 3, 7, 4097, 3 * GRAIN + 5, (1 << 20) + 3}) {
             long seed = r.nextLong(), offset = r.nextLong();
@@ -78,7 +78,7 @@ class CudaParityTest {
     }
 
     @OnDevices
-    void addNoiseMatchesCpu(Backend dev, BackendKind kind) {
+    void addNoiseMatchesCpu(Backend dev, Device kind) {
         for (DiffusionKernelsTest.Shape sh : SHAPES) {
             TestRandom r = TestRandom.fresh();
             int n = sh.n(), batch = sh.batch();
@@ -95,7 +95,7 @@ class CudaParityTest {
     }
 
     @OnDevices
-    void diffusionLossMatchesCpu(Backend dev, BackendKind kind) {
+    void diffusionLossMatchesCpu(Backend dev, Device kind) {
         for (PredictionType p : PredictionType.values()) {
             double[] w64 = schedule.minSnrWeights(5.0, p);
             float[] w = new float[w64.length];
@@ -121,7 +121,7 @@ class CudaParityTest {
     }
 
     @OnDevices
-    void reverseStepsMatchCpu(Backend dev, BackendKind kind) {
+    void reverseStepsMatchCpu(Backend dev, Device kind) {
         for (PredictionType p : PredictionType.values()) {
             for (DiffusionKernelsTest.Shape sh : SHAPES) {
                 TestRandom r = TestRandom.fresh();
@@ -162,7 +162,7 @@ class CudaParityTest {
     }
 
     @OnDevices
-    void embeddingMatchesCpu(Backend dev, BackendKind kind) {
+    void embeddingMatchesCpu(Backend dev, Device kind) {
         TestRandom r = TestRandom.fresh();
         for (int dim : new int[] {2, 7, 64, 321}) {
             for (boolean flip : new boolean[] {false, true}) {

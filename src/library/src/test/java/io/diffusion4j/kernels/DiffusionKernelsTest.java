@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
@@ -90,7 +90,7 @@ class DiffusionKernelsTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedules = Stream.of(
                         new Object[] {"linear T=1000", NoiseSchedule.defaults()},
                         new Object[] {"squaredcos_cap_v2 T=1000", NoiseSchedule.of(BetaSchedule.SQUAREDCOS_CAP_V2, 1000, 0.0001, 0.02)},

@@ -1,7 +1,7 @@
 package io.diffusion4j.kernels;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
@@ -23,7 +23,7 @@ class DropoutParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -40,7 +40,7 @@ class DropoutParityTest {
     }
 
     @OnDevices
-    void forwardAndBackwardAreBitIdenticalToCpu(Backend dev, BackendKind kind) {
+    void forwardAndBackwardAreBitIdenticalToCpu(Backend dev, Device kind) {
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
             double p = DropoutKernelsTest.randomP(r);

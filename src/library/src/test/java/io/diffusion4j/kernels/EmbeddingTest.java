@@ -2,8 +2,8 @@ package io.diffusion4j.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.testutil.KernelReference;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
@@ -32,7 +32,7 @@ class EmbeddingTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll

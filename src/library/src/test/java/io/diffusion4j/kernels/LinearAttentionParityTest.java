@@ -6,7 +6,7 @@ import static io.diffusion4j.testutil.Tolerance.U;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.LinearAttentionReference.Attn;
 import io.diffusion4j.kernels.LinearAttentionReference.Out;
 import io.diffusion4j.testutil.OnDevices;
@@ -30,7 +30,7 @@ class LinearAttentionParityTest {
     static Backend cpu;
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -53,7 +53,7 @@ class LinearAttentionParityTest {
             new int[] {33, 70, 13}, new int[] {130, 17, 5});
 
     @OnDevices
-    void linearMatchesCpuInEveryVariant(Backend dev, BackendKind kind) {
+    void linearMatchesCpuInEveryVariant(Backend dev, Device kind) {
         List<String> variants = dev.kernelVariants("linear");
         assertEquals(List.of("v1", "v2"), variants, "linear variants of " + kind.cliName());
         try {
@@ -84,7 +84,7 @@ class LinearAttentionParityTest {
     }
 
     @OnDevices
-    void attentionMatchesCpu(Backend dev, BackendKind kind) {
+    void attentionMatchesCpu(Backend dev, Device kind) {
         // B*H*L blocks per kernel: at most 98 here
         Attn[] shapes = {new Attn(1, 1, 2, 4, 0.5f), new Attn(2, 9, 2, 5, (float) (1 / Math.sqrt(5))),
             new Attn(1, 49, 2, 8, (float) (1 / Math.sqrt(8))), new Attn(2, 7, 1, 8, 0.35f)};

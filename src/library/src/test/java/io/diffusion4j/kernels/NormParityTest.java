@@ -3,7 +3,7 @@ package io.diffusion4j.kernels;
 import static io.diffusion4j.testutil.Tolerance.U;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.NormKernelsTest.BwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.FwdOut;
 import io.diffusion4j.kernels.NormKernelsTest.Problem;
@@ -43,7 +43,7 @@ class NormParityTest {
     static Backend cpu;
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -51,7 +51,7 @@ class NormParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static String ctx(BackendKind kind, TestRandom r, Object... parts) {
+    static String ctx(Device kind, TestRandom r, Object... parts) {
         return kind.cliName() + " vs cpu/reference: " + NormKernelsTest.ctx(r, parts);
     }
 
@@ -62,7 +62,7 @@ class NormParityTest {
         Tolerance.log(Tolerance.assertCloseScaled(what + " device vs cpu", dev, h, scale, 0.0, tolU * U, c));
     }
 
-    static void checkOne(BackendKind kind, Backend dev, Problem p, TestRandom r, String c) {
+    static void checkOne(Device kind, Backend dev, Problem p, TestRandom r, String c) {
         Shape s = p.s();
         boolean bias = p.tb() != null;
         Ref ref = new Ref(p);
@@ -93,7 +93,7 @@ class NormParityTest {
     }
 
     @OnDevices
-    void groupNormMatchesCpu(Backend dev, BackendKind kind) {
+    void groupNormMatchesCpu(Backend dev, Device kind) {
         for (Shape s : SHAPES) {
             for (boolean bias : new boolean[] {false, true}) {
                 for (boolean silu : new boolean[] {false, true}) {
@@ -106,7 +106,7 @@ class NormParityTest {
     }
 
     @OnDevices
-    void largeMeanInputsKeepTheirVariance(Backend dev, BackendKind kind) {
+    void largeMeanInputsKeepTheirVariance(Backend dev, Device kind) {
         for (Shape s : List.of(new Shape(2, 9, 11, 10, 5), new Shape(1, 5, 7, 40, 8))) {
             TestRandom r = TestRandom.fresh();
             Problem p = Problem.random(r, s, true, true, 1000.0, 0.05, 1e-6f);
@@ -115,7 +115,7 @@ class NormParityTest {
     }
 
     @OnDevices
-    void siluAndResidualMatchReference(Backend dev, BackendKind kind) {
+    void siluAndResidualMatchReference(Backend dev, Device kind) {
         for (int count : new int[] {1, 14, 1001}) {
             TestRandom r = TestRandom.fresh();
             String c = ctx(kind, r, "count", count);

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.OptimKernels.AdamW;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.OnDevices;
@@ -34,7 +34,7 @@ class OptimParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -42,7 +42,7 @@ class OptimParityTest {
         if (cpu != null) cpu.close();
     }
 
-    static String ctx(BackendKind kind, TestRandom r, Object... parts) {
+    static String ctx(Device kind, TestRandom r, Object... parts) {
         StringBuilder b = new StringBuilder(kind.cliName()).append(" vs cpu: ");
         for (Object p : parts) b.append(p).append(' ');
         return b.append("; ").append(r.describe()).toString();
@@ -66,7 +66,7 @@ class OptimParityTest {
     }
 
     @OnDevices
-    void adamwIsBitIdenticalToCpu(Backend dev, BackendKind kind) {
+    void adamwIsBitIdenticalToCpu(Backend dev, Device kind) {
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
             AdamW hp = OptimReference.randomHyper(r);
@@ -93,7 +93,7 @@ class OptimParityTest {
     }
 
     @OnDevices
-    void adamwOnAViewLeavesTheRestUntouched(Backend dev, BackendKind kind) {
+    void adamwOnAViewLeavesTheRestUntouched(Backend dev, Device kind) {
         TestRandom r = TestRandom.fresh();
         int n = 1001, from = 5, to = 700;
         AdamW hp = OptimReference.randomHyper(r);
@@ -115,7 +115,7 @@ class OptimParityTest {
     }
 
     @OnDevices
-    void emaIsBitIdenticalToCpu(Backend dev, BackendKind kind) {
+    void emaIsBitIdenticalToCpu(Backend dev, Device kind) {
         EmaSchedule sched = EmaSchedule.ratio(0.999, 0.0, 0);
         for (int count : COUNTS) {
             TestRandom r = TestRandom.fresh();
@@ -143,9 +143,9 @@ class OptimParityTest {
     }
 
     @OnDevices
-    void gradNormMatchesCpu(Backend dev, BackendKind kind) {
+    void gradNormMatchesCpu(Backend dev, Device kind) {
         // 70001 elements: 35 blocks of 256 threads x 8 elements; 600000 caps the grid at 1024 blocks on a GPU
-        int[] counts = kind == BackendKind.CUDA ? new int[] {1, 7, 257, 70001, 600_001} : new int[] {1, 7, 257, 70001};
+        int[] counts = kind == Device.CUDA ? new int[] {1, 7, 257, 70001, 600_001} : new int[] {1, 7, 257, 70001};
         for (int count : counts) {
             TestRandom r = TestRandom.fresh();
             float[] g = OptimReference.gradients(r, count);

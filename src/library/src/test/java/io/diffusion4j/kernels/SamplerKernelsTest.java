@@ -4,8 +4,8 @@ import static io.diffusion4j.testutil.Tolerance.U;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
 import io.diffusion4j.schedule.BetaSchedule;
@@ -40,7 +40,7 @@ class SamplerKernelsTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
         ns = NativeSchedule.of(schedule);
         ac = schedule.alphasCumprod();

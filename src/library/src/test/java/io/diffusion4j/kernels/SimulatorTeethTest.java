@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
@@ -73,8 +73,8 @@ class SimulatorTeethTest {
         Path lib = teethLibrary();
         assertTrue(Files.isRegularFile(lib), "the test-only simulator library " + lib + " is missing (built by mvn package "
                 + "with D4J_WITH_SANITIZED_SIM=ON); set -D" + TEETH_PROPERTY + " to point at it");
-        teeth = Backend.openLibrary(BackendKind.CUDA_SIM, lib);
-        cpu = Backend.open(BackendKind.CPU);
+        teeth = Backend.openLibrary(Device.CUDA_SIM, lib);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.defaults();
         nativeSchedule = NativeSchedule.of(schedule);
     }
@@ -220,7 +220,7 @@ class SimulatorTeethTest {
         if (sanitized()) {
             // Inside the cudasim-asan execution the parent JVM itself runs the sanitized simulator
             // (no ASan-in-ASan child): check that it really is the sanitized library, under ASan.
-            try (Backend sim = Backend.open(BackendKind.CUDA_SIM)) {
+            try (Backend sim = Backend.open(Device.CUDA_SIM)) {
                 assertEquals("libd4j_cudasim_asan.so", sim.library().getFileName().toString(), sim.library().toString());
             }
             String maps = Files.readString(Path.of("/proc/self/maps"));
@@ -310,7 +310,7 @@ class SimulatorTeethTest {
             java.util.SplittableRandom r = new java.util.SplittableRandom(42);
             float[] o = gaussians(r, batch * n), x0 = gaussians(r, batch * n), eps = gaussians(r, batch * n);
             int[] t = {1, 10, 100};
-            try (Backend be = Backend.openLibrary(BackendKind.CUDA_SIM, lib);
+            try (Backend be = Backend.openLibrary(Device.CUDA_SIM, lib);
                  NativeSchedule s = NativeSchedule.of(NoiseSchedule.defaults());
                  Tensor mo = Tensor.of(be, o, batch, n); Tensor xx = Tensor.of(be, x0, batch, n);
                  Tensor ee = Tensor.of(be, eps, batch, n); Tensor loss = Tensor.allocate(be, DType.FLOAT32, batch)) {

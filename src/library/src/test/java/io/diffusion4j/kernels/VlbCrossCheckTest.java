@@ -2,8 +2,8 @@ package io.diffusion4j.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -47,7 +47,7 @@ class VlbCrossCheckTest {
         double toBits = 1.0 / (n * Math.log(2));
         NoiseSchedule s = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
         double worstRel = 0, worstAbsSmall = 0;
-        try (Backend cpu = Backend.open(BackendKind.CPU); NativeSchedule ns = NativeSchedule.of(s)) {
+        try (Backend cpu = Backend.open(Device.CPU); NativeSchedule ns = NativeSchedule.of(s)) {
             for (Object co : (List<Object>) doc.get("cases")) {
                 Map<String, Object> c = (Map<String, Object>) co;
                 PredictionType p = PredictionType.fromConfigName((String) c.get("prediction"));

@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.schedule.BetaSchedule;
@@ -43,7 +43,7 @@ class VlbKernelsTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         linear = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
         linearNative = NativeSchedule.of(linear);
     }
@@ -244,7 +244,7 @@ class VlbKernelsTest {
         float[] x0 = data8(r, batch * n);
         float[] xt = noised(linear, x0, t, n, r);
         float[] o = outputs(PredictionType.EPSILON, linear, x0, xt, t, n, 0.01, r);
-        try (Backend one = Backend.open(BackendKind.CPU); NativeSchedule ns = NativeSchedule.of(linear)) {
+        try (Backend one = Backend.open(Device.CPU); NativeSchedule ns = NativeSchedule.of(linear)) {
             one.setThreads(1);
             cpu.setThreads(2);
             double[] a = run(one, ns, PredictionType.EPSILON, VarianceType.FIXED_SMALL, true, 1f, x0, xt, o, batch, n, t);

@@ -3,7 +3,7 @@ package io.diffusion4j.kernels;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
@@ -31,7 +31,7 @@ class VlbParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.of(BetaSchedule.SCALED_LINEAR, 1000, 0.00085, 0.012);
         ns = NativeSchedule.of(schedule);
     }
@@ -43,7 +43,7 @@ class VlbParityTest {
     }
 
     @OnDevices
-    void termsAndPriorAgreeWithCpu(Backend dev, BackendKind kind) {
+    void termsAndPriorAgreeWithCpu(Backend dev, Device kind) {
         PredictionType[] preds = PredictionType.values();
         for (int[] sh : SHAPES) {
             TestRandom r = TestRandom.fresh();

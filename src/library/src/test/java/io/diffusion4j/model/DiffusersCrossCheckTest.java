@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.tensor.Tensor;
@@ -69,7 +69,7 @@ class DiffusersCrossCheckTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -290,7 +290,7 @@ class DiffusersCrossCheckTest {
     @ParameterizedTest
     @ValueSource(strings = {"one_level_odd", "two_level_pad0"})
     void matchesDiffusersOnCudaSim(String fixture, DeviceBackends devices) throws IOException {
-        Backend sim = devices.get(BackendKind.CUDA_SIM);
+        Backend sim = devices.get(Device.CUDA_SIM);
         Reference ref = reference(fixture);
         Loaded f = load(fixture);
         boolean grads = ref.values().containsKey("grad64.x");

@@ -46,7 +46,7 @@ class UNet2DConfigTest {
             }
             """;
 
-    /** The Fashion-MNIST network of issue 4: attention only at the lowest resolution. */
+    /** The Fashion-MNIST network the train command uses by default: attention only at the lowest resolution. */
     static UNet2DConfig fashionMnist() {
         return UNet2DConfig.builder()
                 .sampleSize(28)

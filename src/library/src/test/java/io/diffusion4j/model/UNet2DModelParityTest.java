@@ -1,7 +1,7 @@
 package io.diffusion4j.model;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
@@ -22,7 +22,7 @@ class UNet2DModelParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
     }
 
     @AfterAll
@@ -62,7 +62,7 @@ class UNet2DModelParityTest {
     }
 
     @OnDevices
-    void tinyUnetMatchesCpu(Backend be, BackendKind kind) {
+    void tinyUnetMatchesCpu(Backend be, Device kind) {
         TestRandom r = TestRandom.fresh();
         UNet2DConfig cfg = UNet2DModelTest.tiny();
         float[] params;
@@ -88,7 +88,7 @@ class UNet2DModelParityTest {
      * visible: the CPU's training output differs from its inference output.
      */
     @OnDevices
-    void tinyUnetWithDropoutMatchesCpu(Backend be, BackendKind kind) {
+    void tinyUnetWithDropoutMatchesCpu(Backend be, Device kind) {
         TestRandom r = TestRandom.fresh();
         UNet2DConfig cfg = UNet2DModelTest.tinyWithDropout(0.3);
         float[] params;

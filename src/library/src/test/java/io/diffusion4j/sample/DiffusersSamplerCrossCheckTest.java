@@ -4,8 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.kernels.DiffusionKernels;
@@ -153,7 +154,7 @@ class DiffusersSamplerCrossCheckTest {
         Path modelDir = resource((String) index.get("model"));
         config = Checkpoint.readConfig(modelDir);
         float[] weights = Checkpoint.readWeights(modelDir.resolve(Checkpoint.WEIGHTS), UNet2DLayout.of(config));
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         model = new UNet2DModel(cpu, config, 0L);
         model.loadFlat(weights);
         assertEquals(c, config.inChannels());

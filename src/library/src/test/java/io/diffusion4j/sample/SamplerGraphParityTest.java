@@ -6,8 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -42,7 +43,7 @@ class SamplerGraphParityTest {
     }
 
     @OnDevices
-    void capturedRunEqualsStepByStepRun(Backend be, BackendKind kind) {
+    void capturedRunEqualsStepByStepRun(Backend be, Device kind) {
         long seed = TestRandom.fresh().nextLong();
         try (UNet2DModel m = new UNet2DModel(be, SamplerTest.tinyConfig(), seed)) {
             for (SamplerScheduler s : schedulers()) {
@@ -91,7 +92,7 @@ class SamplerGraphParityTest {
 
     @Test
     void cpuRunsTheLoopDirectly() {
-        try (Backend cpu = Backend.open(BackendKind.CPU);
+        try (Backend cpu = Backend.open(Device.CPU);
              UNet2DModel m = new UNet2DModel(cpu, SamplerTest.tinyConfig(), 1);
              Sampler sm = new Sampler(m, SCHEDULE, schedulers().get(1), 2, 1, 4, 4)) {
             assertFalse(sm.capturesGraphs());

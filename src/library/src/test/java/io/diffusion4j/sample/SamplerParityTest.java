@@ -1,7 +1,8 @@
 package io.diffusion4j.sample;
 
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.SamplerKernels;
 import io.diffusion4j.model.UNet2DModel;
@@ -31,7 +32,7 @@ class SamplerParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         schedule = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
     }
 
@@ -56,7 +57,7 @@ class SamplerParityTest {
     }
 
     @OnDevices
-    void kernelsMatchCpu(Backend dev, BackendKind kind) {
+    void kernelsMatchCpu(Backend dev, Device kind) {
         TestRandom r = TestRandom.fresh();
         for (int[] shape : new int[][] {{3, 13 * 7}, {2, 28 * 28 + 3}, {1, 1}}) {
             int batch = shape[0], n = shape[1];
@@ -80,7 +81,7 @@ class SamplerParityTest {
     }
 
     @OnDevices
-    void samplingLoopMatchesCpu(Backend dev, BackendKind kind) {
+    void samplingLoopMatchesCpu(Backend dev, Device kind) {
         long seed = TestRandom.fresh().nextLong();
         float[] params;
         try (UNet2DModel m = new UNet2DModel(cpu, SamplerTest.tinyConfig(), seed)) {
@@ -102,7 +103,7 @@ class SamplerParityTest {
      * one scratch would read each other's coefficients. Small: 4x4 images, batch 1, 2 steps, 3 threads.
      */
     @OnDevices
-    void concurrentSamplersEqualTheirSingleThreadedRuns(Backend dev, BackendKind kind) throws Exception {
+    void concurrentSamplersEqualTheirSingleThreadedRuns(Backend dev, Device kind) throws Exception {
         long seed = TestRandom.fresh().nextLong();
         List<SamplerScheduler> all = List.of(DdpmScheduler.defaults(PredictionType.EPSILON),
                 new DpmSolverScheduler(PredictionType.V_PREDICTION, Thresholding.defaults(), TimestepSpacing.LINSPACE, 0,

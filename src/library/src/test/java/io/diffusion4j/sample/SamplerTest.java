@@ -5,8 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
+import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
@@ -46,7 +47,7 @@ class SamplerTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         model = new UNet2DModel(cpu, tinyConfig(), TestRandom.fresh().nextLong());
         schedule = NoiseSchedule.of(BetaSchedule.LINEAR, 1000, 1e-4, 0.02);
     }

@@ -96,16 +96,16 @@ class BetaScheduleTest {
 
     @Test
     void linspaceMatchesNumpy() {
-        assertArrayEquals(new double[] {0.0, 0.25, 0.5, 0.75, 1.0}, BetaSchedule.linspace(0, 1, 5));
-        assertArrayEquals(new double[] {1.0, 0.5, 0.0}, BetaSchedule.linspace(1, 0, 3));
-        assertArrayEquals(new double[] {2.0, 2.0, 2.0}, BetaSchedule.linspace(2, 2, 3));
-        assertArrayEquals(new double[] {7.0}, BetaSchedule.linspace(7, 9, 1));
+        assertArrayEquals(new double[] {0.0, 0.25, 0.5, 0.75, 1.0}, NumpyMath.linspace(0, 1, 5));
+        assertArrayEquals(new double[] {1.0, 0.5, 0.0}, NumpyMath.linspace(1, 0, 3));
+        assertArrayEquals(new double[] {2.0, 2.0, 2.0}, NumpyMath.linspace(2, 2, 3));
+        assertArrayEquals(new double[] {7.0}, NumpyMath.linspace(7, 9, 1));
         // numpy.linspace(0.1, 0.3, 3) == [0.1, 0.2, 0.3]: step (0.3-0.1)/2 = 0.09999999999999999,
         // 1*step + 0.1 rounds to 0.2, and the endpoint is set to exactly 0.3.
-        assertArrayEquals(new double[] {0.1, 0.2, 0.3}, BetaSchedule.linspace(0.1, 0.3, 3));
+        assertArrayEquals(new double[] {0.1, 0.2, 0.3}, NumpyMath.linspace(0.1, 0.3, 3));
         // endpoint is exact even when i*step + start would not be:
         // 3 * ((0.3 - 0.1) / 3) + 0.1 == 0.30000000000000004 in float64, numpy stores 0.3
-        double[] y = BetaSchedule.linspace(0.1, 0.3, 4);
+        double[] y = NumpyMath.linspace(0.1, 0.3, 4);
         assertEquals(0.3, y[3]);
         assertEquals(0.1, y[0]);
         assertEquals(0.3, BetaSchedule.LINEAR.betas(4, 0.1, 0.3)[3]);

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.selftest.ParityEngine.FamilyPlan;
@@ -38,7 +38,7 @@ class KernelParityTest {
 
     @BeforeAll
     static void open() {
-        cpu = Backend.open(BackendKind.CPU);
+        cpu = Backend.open(Device.CPU);
         NoiseSchedule s = NoiseSchedule.defaults();
         schedule = NativeSchedule.of(s);
         ctx = new CaseContext(s, schedule);
@@ -53,7 +53,7 @@ class KernelParityTest {
     @TestFactory
     List<DynamicNode> everyCaseOfEveryFamilyMatchesCpu(DeviceBackends devices) {
         List<DynamicNode> perDevice = new ArrayList<>();
-        for (BackendKind kind : List.of(BackendKind.CUDA, BackendKind.CUDA_SIM)) {
+        for (Device kind : List.of(Device.CUDA, Device.CUDA_SIM)) {
             Backend device = devices.tryGet(kind);
             if (device == null) { // one skipped test carrying the backend's reason
                 perDevice.add(DynamicTest.dynamicTest(kind.cliName(), () -> devices.get(kind)));

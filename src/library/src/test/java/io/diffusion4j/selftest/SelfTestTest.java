@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -46,7 +46,7 @@ class SelfTestTest {
 
     @Test
     void everyFamilyWithItsDefaultAndV2VariantsPassesOnCudaSim() {
-        try (Backend sim = Backend.open(BackendKind.CUDA_SIM); Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend sim = Backend.open(Device.CUDA_SIM); Backend cpu = Backend.open(Device.CPU)) {
             List<String> families = sim.kernelFamilies();
             assertTrue(families.containsAll(FAMILIES), families.toString());
             assertTrue(sim.kernelVariants("diffusion_loss").contains("v2"), sim.kernelVariants("diffusion_loss").toString());
@@ -117,7 +117,7 @@ class SelfTestTest {
 
     @Test
     void theVariantSelectedBeforeTheRunIsRestored() {
-        try (Backend sim = Backend.open(BackendKind.CUDA_SIM); Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend sim = Backend.open(Device.CUDA_SIM); Backend cpu = Backend.open(Device.CPU)) {
             sim.selectKernel("diffusion_loss", "v2");
             SelfTest.Report r = SelfTest.run(sim, cpu, SelfTest.Options.defaults().withRepeats(0)
                     .withFilter((f, v) -> f.equals("diffusion_loss") && v.equals("v1")));

@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.bindings.d4j_h;
 import io.diffusion4j.kernels.DiffusionKernels;
@@ -53,7 +53,7 @@ class BufferLifecycleTest {
         long seed = System.nanoTime();
         Random r = new Random(seed);
         String ctx = " (seed " + seed + ")";
-        try (Backend be = Backend.open(BackendKind.CPU); Arena arena = Arena.ofConfined()) {
+        try (Backend be = Backend.open(Device.CPU); Arena arena = Arena.ofConfined()) {
             assertEquals(0, be.liveBytes(), "fresh backend" + ctx);
             assertEquals(0, be.liveBuffers(), "fresh backend" + ctx);
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
@@ -129,7 +129,7 @@ class BufferLifecycleTest {
     void tensorsRoundTripAndAccountTheirBytes() {
         long seed = System.nanoTime();
         Random r = new Random(seed);
-        try (Backend be = Backend.open(BackendKind.CPU)) {
+        try (Backend be = Backend.open(Device.CPU)) {
             List<Tensor> held = new ArrayList<>();
             List<Object> contents = new ArrayList<>();
             long expected = 0;
@@ -178,7 +178,7 @@ class BufferLifecycleTest {
 
     @Test
     void concurrentAllocationAndReleaseKeepExactCounts() throws Exception {
-        try (Backend be = Backend.open(BackendKind.CPU)) {
+        try (Backend be = Backend.open(Device.CPU)) {
             ExecutorService pool = Executors.newFixedThreadPool(4);
             try {
                 List<Future<?>> futures = new ArrayList<>();
@@ -217,7 +217,7 @@ class BufferLifecycleTest {
 
     @Test
     void closingATensorTwiceIsHarmless() {
-        try (Backend be = Backend.open(BackendKind.CPU)) {
+        try (Backend be = Backend.open(Device.CPU)) {
             Tensor keep = Tensor.allocate(be, DType.FLOAT32, 5);
             Tensor t = Tensor.allocate(be, DType.INT32, 2, 3);
             assertEquals(2, be.liveBuffers());
@@ -240,7 +240,7 @@ class BufferLifecycleTest {
 
     @Test
     void useAfterCloseThrowsIllegalStateWithAMessage() {
-        try (Backend be = Backend.open(BackendKind.CPU)) {
+        try (Backend be = Backend.open(Device.CPU)) {
             Tensor f = Tensor.of(be, new float[] {1, 2, 3, 4, 5, 6}, 2, 3);
             Tensor u = Tensor.allocate(be, DType.UINT32, 4);
             f.close();
@@ -263,7 +263,7 @@ class BufferLifecycleTest {
 
     @Test
     void backendCloseWithLiveTensorsFailsNamingTheCountThenSucceeds() {
-        Backend be = Backend.open(BackendKind.CPU);
+        Backend be = Backend.open(Device.CPU);
         List<Tensor> ts = new ArrayList<>();
         for (int i = 0; i < 3; i++) ts.add(Tensor.allocate(be, DType.FLOAT32, 10 + i));
         D4jException e = assertThrows(D4jException.class, be::close);
@@ -288,7 +288,7 @@ class BufferLifecycleTest {
     @Test
     void concurrentClosesOfOneBackendAreHarmless() throws Exception {
         for (int round = 0; round < 20; round++) {
-            Backend be = Backend.open(BackendKind.CPU);
+            Backend be = Backend.open(Device.CPU);
             ExecutorService pool = Executors.newFixedThreadPool(4);
             try {
                 List<Future<?>> fs = new ArrayList<>();

@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.backend.D4jException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
 class TensorViewTest {
     @Test
     void viewsReadAndWriteTheirSliceOfTheParent() {
-        try (Backend cpu = Backend.open(BackendKind.CPU)) {
+        try (Backend cpu = Backend.open(Device.CPU)) {
             long seed = System.nanoTime();
             SplittableRandom r = new SplittableRandom(seed);
             float[] data = new float[1237];

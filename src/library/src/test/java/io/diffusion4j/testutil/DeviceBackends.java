@@ -3,7 +3,7 @@ package io.diffusion4j.testutil;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
 import java.util.EnumMap;
 import java.util.Map;
@@ -16,8 +16,8 @@ import org.junit.jupiter.api.extension.ExtensionContext;
  */
 public final class DeviceBackends implements AutoCloseable, ExtensionContext.Store.CloseableResource {
     private static final ExtensionContext.Namespace NAMESPACE = ExtensionContext.Namespace.create(DeviceBackends.class);
-    private final Map<BackendKind, Backend> open = new EnumMap<>(BackendKind.class);
-    private final Map<BackendKind, String> unavailable = new EnumMap<>(BackendKind.class);
+    private final Map<Device, Backend> open = new EnumMap<>(Device.class);
+    private final Map<Device, String> unavailable = new EnumMap<>(Device.class);
 
     /** The device backends of the test class that {@code context} runs in, closed when that class is done. */
     public static DeviceBackends of(ExtensionContext context) {
@@ -28,7 +28,7 @@ public final class DeviceBackends implements AutoCloseable, ExtensionContext.Sto
     }
 
     /** The backend, or the test is skipped with the backend's own reason. */
-    public synchronized Backend get(BackendKind kind) {
+    public synchronized Backend get(Device kind) {
         Backend b = tryGet(kind);
         String reason = unavailable.get(kind);
         assumeTrue(b != null, () -> "backend " + kind.cliName() + " is unavailable: " + reason);
@@ -36,7 +36,7 @@ public final class DeviceBackends implements AutoCloseable, ExtensionContext.Sto
     }
 
     /** The backend, or null when it cannot run here ({@link #get} then skips with the reason). */
-    public synchronized Backend tryGet(BackendKind kind) {
+    public synchronized Backend tryGet(Device kind) {
         if (!open.containsKey(kind) && !unavailable.containsKey(kind)) {
             try {
                 open.put(kind, Backend.open(kind));

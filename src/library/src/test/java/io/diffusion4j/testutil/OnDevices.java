@@ -1,6 +1,6 @@
 package io.diffusion4j.testutil;
 
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import java.lang.annotation.ElementType;
 import java.lang.annotation.Retention;
 import java.lang.annotation.RetentionPolicy;
@@ -10,7 +10,7 @@ import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * A test run once per device backend: the method may take the {@link io.diffusion4j.backend.Backend}
- * and its {@link BackendKind} as parameters. Each backend is opened once per test class and closed when
+ * and its {@link Device} as parameters. Each backend is opened once per test class and closed when
  * the class is done ({@link DeviceBackends#of}); where it cannot run here, that invocation is skipped with
  * the backend's own reason. The method must not close the backend.
  */
@@ -20,5 +20,5 @@ import org.junit.jupiter.api.extension.ExtendWith;
 @ExtendWith(OnDevicesExtension.class)
 public @interface OnDevices {
     /** The device backends to run on. */
-    BackendKind[] value() default {BackendKind.CUDA, BackendKind.CUDA_SIM};
+    Device[] value() default {Device.CUDA, Device.CUDA_SIM};
 }

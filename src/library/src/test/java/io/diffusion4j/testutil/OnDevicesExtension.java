@@ -1,7 +1,7 @@
 package io.diffusion4j.testutil;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
+import io.diffusion4j.Device;
 import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
@@ -29,7 +29,7 @@ public final class OnDevicesExtension implements TestTemplateInvocationContextPr
 
     @Override
     public Stream<TestTemplateInvocationContext> provideTestTemplateInvocationContexts(ExtensionContext context) {
-        BackendKind[] kinds = AnnotationSupport.findAnnotation(context.getRequiredTestMethod(), OnDevices.class)
+        Device[] kinds = AnnotationSupport.findAnnotation(context.getRequiredTestMethod(), OnDevices.class)
                 .orElseThrow().value();
         return Arrays.stream(kinds).map(Invocation::new);
     }
@@ -45,7 +45,7 @@ public final class OnDevicesExtension implements TestTemplateInvocationContextPr
     }
 
     /** One backend's run of the method. */
-    private record Invocation(BackendKind kind) implements TestTemplateInvocationContext {
+    private record Invocation(Device kind) implements TestTemplateInvocationContext {
         @Override
         public String getDisplayName(int invocationIndex) {
             return "[" + invocationIndex + "] " + kind;
@@ -57,12 +57,12 @@ public final class OnDevicesExtension implements TestTemplateInvocationContextPr
                 @Override
                 public boolean supportsParameter(ParameterContext parameter, ExtensionContext context) {
                     Class<?> type = parameter.getParameter().getType();
-                    return type == Backend.class || type == BackendKind.class;
+                    return type == Backend.class || type == Device.class;
                 }
 
                 @Override
                 public Object resolveParameter(ParameterContext parameter, ExtensionContext context) {
-                    return parameter.getParameter().getType() == BackendKind.class ? kind : DeviceBackends.of(context).get(kind);
+                    return parameter.getParameter().getType() == Device.class ? kind : DeviceBackends.of(context).get(kind);
                 }
             });
         }

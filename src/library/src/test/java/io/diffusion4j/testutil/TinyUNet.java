@@ -1,7 +1,7 @@
 package io.diffusion4j.testutil;
 
+import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.BackendKind;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
@@ -30,7 +30,7 @@ public final class TinyUNet {
 
     /** Writes the parameters of a {@code cfg} model initialised from {@code seed} as diffusers' safetensors file. */
     public static void writeWeights(Path file, UNet2DConfig cfg, long seed) throws IOException {
-        try (Backend cpu = Backend.open(BackendKind.CPU); UNet2DModel m = new UNet2DModel(cpu, cfg, seed)) {
+        try (Backend cpu = Backend.open(Device.CPU); UNet2DModel m = new UNet2DModel(cpu, cfg, seed)) {
             float[] flat = m.flatParameters();
             List<SafeTensors.Entry> entries = new ArrayList<>();
             for (UNet2DLayout.Param p : m.layout().params()) {

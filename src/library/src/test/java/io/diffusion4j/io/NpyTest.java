@@ -1,4 +1,4 @@
-package io.diffusion4j.sample;
+package io.diffusion4j.io;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

@@ -1,6 +1,5 @@
-package io.diffusion4j.sample;
+package io.diffusion4j.io;
 
-import io.diffusion4j.io.AtomicFiles;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

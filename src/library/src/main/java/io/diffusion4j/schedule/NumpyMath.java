@@ -1,26 +1,31 @@
-package io.diffusion4j.sample;
+package io.diffusion4j.schedule;
 
 /**
- * The few NumPy operations diffusers' {@code set_timesteps} uses, with NumPy's float64 semantics, so the
- * timesteps match bit for bit: {@code np.linspace}, {@code np.arange} with a float step, and
- * {@code np.round} (round half to even).
+ * The few NumPy operations diffusers' beta schedules and {@code set_timesteps} use, with NumPy's float64
+ * semantics, so betas and timesteps match bit for bit: {@code np.linspace}, {@code np.arange} with a float step,
+ * and {@code np.round} (round half to even).
  */
-final class Numpy {
-    private Numpy() {}
+public final class NumpyMath {
+    private NumpyMath() {}
 
     /**
      * {@code np.linspace(start, stop, num)} (endpoint included): {@code y[i] = i * step + start} with
-     * {@code step = (stop - start) / (num - 1)}, and the last element set to {@code stop} exactly.
+     * {@code step = (stop - start) / (num - 1)} (when that step is 0, {@code (i / (num - 1)) * (stop - start)
+     * + start}, as NumPy does), and the last element set to {@code stop} exactly.
      */
-    static double[] linspace(double start, double stop, int num) {
+    public static double[] linspace(double start, double stop, int num) {
         if (num < 1) throw new IllegalArgumentException("linspace needs num >= 1, got " + num);
         double[] y = new double[num];
         if (num == 1) {
             y[0] = start;
             return y;
         }
-        double step = (stop - start) / (num - 1);
-        for (int i = 0; i < num; i++) y[i] = i * step + start;
+        int div = num - 1;
+        double delta = stop - start;
+        double step = delta / div;
+        for (int i = 0; i < num; i++) {
+            y[i] = (step == 0.0 ? ((double) i / div) * delta : i * step) + start;
+        }
         y[num - 1] = stop;
         return y;
     }
@@ -29,7 +34,7 @@ final class Numpy {
      * {@code np.arange(start, stop, step)} for float64: length {@code ceil((stop - start) / step)}, elements
      * {@code start + i * delta} with {@code delta = (start + step) - start} (NumPy fills from its first two values).
      */
-    static double[] arange(double start, double stop, double step) {
+    public static double[] arange(double start, double stop, double step) {
         if (step == 0 || !Double.isFinite(step)) throw new IllegalArgumentException("arange step must be finite and non-zero");
         double len = Math.ceil((stop - start) / step);
         if (!(len > 0)) return new double[0];
@@ -47,7 +52,7 @@ final class Numpy {
     }
 
     /** {@code np.round} to an integer value: round half to even. */
-    static long round(double v) {
+    public static long round(double v) {
         return (long) Math.rint(v);
     }
 }

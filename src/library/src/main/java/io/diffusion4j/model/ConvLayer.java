@@ -1,0 +1,49 @@
+package io.diffusion4j.model;
+
+import io.diffusion4j.kernels.ConvKernels;
+import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
+import io.diffusion4j.tensor.Tensor;
+
+/** A 2-D convolution with bias ({@code nn.Conv2d}), HWIO weights. */
+final class ConvLayer implements Layer {
+    private final Conv2dSpec spec;
+    private final ParameterStore.WeightBias p;
+    private Tensor x, y, dx;
+
+    ConvLayer(ParameterStore ps, String prefix, Conv2dSpec spec) {
+        this.spec = spec;
+        p = ps.weightBias(prefix);
+    }
+
+    @Override
+    public Shape alloc(ActivationArena arena, Shape in) {
+        long[] ys = spec.outputShape(in.dims(), p.w().dim(3));
+        y = arena.act(ys);
+        dx = arena.bwd(in.dims());
+        return new Shape(in.n(), (int) ys[1], (int) ys[2], (int) ys[3]);
+    }
+
+    @Override
+    public Tensor forward(Tensor x) {
+        this.x = x;
+        ConvKernels.forward(spec, x, p.w(), p.b(), y);
+        return y;
+    }
+
+    @Override
+    public Tensor backward(Tensor dy) {
+        ConvKernels.backward(spec, x, p.w(), dy, dx, p.dw(), p.db());
+        return dx;
+    }
+
+    /** dw and db only; returns null (the caller needs no gradient of this layer's input). */
+    Tensor backwardParametersOnly(Tensor dy) {
+        ConvKernels.backward(spec, x, p.w(), dy, null, p.dw(), p.db());
+        return null;
+    }
+
+    /** The output of the last forward. */
+    Tensor output() {
+        return y;
+    }
+}
