@@ -82,12 +82,23 @@ struct AccTile {
 #pragma GCC unroll 2
             for (int p = 0; p < P; ++p) store_row(dst + (r * P + p) * kNR, c[r][p]);
     }
-    // c[r][p] += x[r] * b[p]: each broadcast value feeds the P panel vectors
-    D4J_CONV_INLINE void madd(const float (&x)[R], const vrow (&b)[P]) {
+    // c[r][p] += x(r) * b[p]. With one panel each row value is used once and is broadcast straight from
+    // memory (holding all R values first costs the AVX2 clone spills); with two panels each value feeds two
+    // vectors and is loaded once, up front.
+    template <class X>
+    D4J_CONV_INLINE void madd(const X &x, const vrow (&b)[P]) {
+        if constexpr (P == 1) {
 #pragma GCC unroll 24
-        for (int r = 0; r < R; ++r)
+            for (int r = 0; r < R; ++r) c[r][0] += x(r) * b[0];
+        } else {
+            float xv[R];
+#pragma GCC unroll 24
+            for (int r = 0; r < R; ++r) xv[r] = x(r);
+#pragma GCC unroll 24
+            for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
-            for (int p = 0; p < P; ++p) c[r][p] += x[r] * b[p];
+                for (int p = 0; p < P; ++p) c[r][p] += xv[r] * b[p];
+        }
     }
 };
 

@@ -25,10 +25,7 @@ D4J_CONV_INLINE void gemm_tile(int segs, const float *const *rows, const float *
             vrow v[P];
 #pragma GCC unroll 2
             for (int p = 0; p < P; ++p) load_row(v[p], b[p] + (int64_t)k * ld);
-            float xk[kMR];
-#pragma GCC unroll 6
-            for (int i = 0; i < kMR; ++i) xk[i] = r[i][k];
-            acc.madd(xk, v);
+            acc.madd([&](int i) { return r[i][k]; }, v);
         }
     }
     acc.store(out);
@@ -47,10 +44,7 @@ D4J_CONV_INLINE void dw_tile(const Run *runs, int64_t nruns, int64_t xoff, int64
             vrow d[P];
 #pragma GCC unroll 2
             for (int p = 0; p < P; ++p) load_row(d[p], dyb + q * ldb + p * kNR);
-            float xq[R];
-#pragma GCC unroll 12
-            for (int i = 0; i < R; ++i) xq[i] = x[i];
-            acc.madd(xq, d);
+            acc.madd([&](int i) { return x[i]; }, d);
         }
     }
     acc.store(out);
@@ -166,10 +160,17 @@ void pack_panels(const TapMatrix &w, int taps, float *packed) {
         const int cols = std::min(kNR, w.N - p * kNR);
         for (int t = 0; t < taps; ++t) {
             float *dst = packed + ((int64_t)p * taps + t) * slab;
-            for (int k = 0; k < w.K; ++k) {
-                for (int j = 0; j < cols; ++j) dst[(int64_t)k * kNR + j] = w.at(t, k, p * kNR + j);
-                for (int j = cols; j < kNR; ++j) dst[(int64_t)k * kNR + j] = 0.0f;
+            const float *src = w.weight + (int64_t)t * w.K * w.N + (int64_t)p * kNR * w.sn;
+            // the source read in its memory order: by rows k (forward) or by columns j (dX, transposed)
+            if (w.sn == 1) {
+                for (int k = 0; k < w.K; ++k)
+                    for (int j = 0; j < cols; ++j) dst[(int64_t)k * kNR + j] = src[k * w.sk + j];
+            } else {
+                for (int j = 0; j < cols; ++j)
+                    for (int k = 0; k < w.K; ++k) dst[(int64_t)k * kNR + j] = src[j * w.sn + k * w.sk];
             }
+            for (int k = 0; k < w.K; ++k)
+                for (int j = cols; j < kNR; ++j) dst[(int64_t)k * kNR + j] = 0.0f;
         }
     }
 }
