@@ -44,8 +44,9 @@ typedef float vrow __attribute__((vector_size(kNR * sizeof(float))));
 
 #define D4J_CONV_INLINE inline __attribute__((always_inline))
 
-// (through a local: a copy straight into an array element is typed as a 512-bit integer, which costs
-// register copies; a vrow is never passed or returned by value: its ABI differs between the clones)
+// A vrow from / to memory through a local: a copy straight into an array element is typed as a 512-bit
+// integer, which costs register copies. (A vrow is never passed or returned by value: its ABI differs
+// between the clones.)
 D4J_CONV_INLINE void load_row(vrow &dst, const float *src) {
     vrow v;
     std::memcpy(&v, src, sizeof(vrow));
@@ -314,6 +315,19 @@ inline void gather_segments(const float **rows, int segs, int c, float *ga) {
     for (int r = 0; r < kMR; ++r) rows[r] = ga + r * K;
 }
 
+// The tiles of one task of a tiled pass over a region of m pixels laid out n x h x w: for each tile,
+// row_fn(r, cursor, pixel, inside) sets row r (the region's pixel `pixel`, padding unless inside), then
+// tile_fn() runs the micro-kernels over the tile.
+template <class RowFn, class TileFn>
+D4J_CONV_INLINE void walk_tiles(const TilePlan::Span &sp, int64_t h, int64_t w, int64_t m, const RowFn &row_fn,
+                                const TileFn &tile_fn) {
+    PixelCursor o(h, w, sp.tile_begin * kMR);
+    for (int64_t tile = sp.tile_begin; tile < sp.tile_end; ++tile) {
+        for (int r = 0; r < kMR; ++r, o.advance()) row_fn(r, o, tile * kMR + r, tile * kMR + r < m);
+        tile_fn();
+    }
+}
+
 // One tile of kMR rows against output panels [p_begin, p_end) of n columns in all, two panels per
 // micro-kernel call (a lone last one alone): slab_of(p, s) is segment s's slab of panel p, its rows ld
 // apart. Row r's results go to out + dst_of[r] + p*kNR (rows with dst_of[r] < 0 are padding), plus bias.
@@ -338,6 +352,21 @@ D4J_CONV_INLINE void tile_panels(int segs, const float *const *rows, int kc, int
             for (int e = 0; e < cols; ++e) dst[e] = bias ? a[e] + bias[p * kNR + e] : a[e];
         }
     }
+}
+
+// One dot product per pixel, where one side of the GEMM has a single channel (instead of a kNR-wide panel
+// with kNR - 1 zero columns): for each of the m pixels of an n x h x w grid, gather(cursor, rows, ws) lists
+// the (row, weight) pairs reaching it (returns their count, at most kMaxSegs) and store(pixel, value) writes
+// the sum of their dot products over len floats. Tasks of kSinglePixels pixels.
+template <class Gather, class Store>
+void dot_per_pixel(ThreadPool &pool, int64_t m, int64_t h, int64_t w, int64_t work, int len, const Gather &gather,
+                   const Store &store) {
+    run_tasks(pool, ceil_div(m, kSinglePixels), work, [&](int64_t task) {
+        const float *rows[kMaxSegs], *ws[kMaxSegs];
+        int64_t q = task * kSinglePixels;
+        const int64_t q_end = std::min(m, q + kSinglePixels);
+        for (PixelCursor o(h, w, q); q < q_end; ++q, o.advance()) store(q, dot_rows(gather(o, rows, ws), rows, ws, len));
+    });
 }
 
 // ---- the paths (chosen by conv2d_forward / conv2d_backward in kernels_conv2d.cpp) ----

@@ -35,12 +35,10 @@ void dx_upsample(ThreadPool &pool, const Geom &g, const float *weight, const flo
         const float *rows[16 * kMR];
         int64_t dst_of[kMR];
         const TilePlan::Span sp = plan.span(task, tiles);
-        PixelCursor o(g.h, g.w, sp.tile_begin * kMR);
-        for (int64_t tile = sp.tile_begin; tile < sp.tile_end; ++tile) {
-            const int64_t m0 = tile * kMR;
-            for (int r = 0; r < kMR; ++r, o.advance()) {
-                const bool inside = m0 + r < M;
-                dst_of[r] = inside ? (m0 + r) * g.c_in : -1;
+        walk_tiles(
+            sp, g.h, g.w, M,
+            [&](int r, const PixelCursor &o, int64_t m, bool inside) {
+                dst_of[r] = inside ? m * g.c_in : -1;
                 for (int s = 0; s < segs; ++s) {
                     const UpPhase &p = ph[seg_phase[s]];
                     const int u = seg_tap[s] / p.nw, v = seg_tap[s] % p.nw;
@@ -48,36 +46,32 @@ void dx_upsample(ThreadPool &pool, const Geom &g, const float *weight, const flo
                     const bool ok = inside && oh >= 0 && oh < g.h_out && ow >= 0 && ow < g.w_out;
                     rows[s * kMR + r] = ok ? dy + ((o.b * g.h_out + oh) * g.w_out + ow) * g.c_out : zero;
                 }
-            }
-            tile_panels(segs, rows, g.c_out, kNR, sp.p_begin, sp.p_end, g.c_in, slab_of, dst_of, dx, nullptr);
-        }
+            },
+            [&] { tile_panels(segs, rows, g.c_out, kNR, sp.p_begin, sp.p_end, g.c_in, slab_of, dst_of, dx, nullptr); });
     });
 }
 
-// C_in = 1: dx[m] = sum over (child, tap) reaching it of dy_row . weight[tap][0][:], one dot product per pixel.
+// C_in = 1: dx[m] = sum over (child, tap) reaching it of dy_row . weight[tap][0][:].
 void dx_single(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx) {
     const int taps = g.k * g.k;
     const int children = g.upsample2x ? 4 : 1;
     const int64_t M = (int64_t)g.n * g.h * g.w;
-    run_tasks(pool, ceil_div(M, kSinglePixels), work_of(M, (int64_t)taps * children * g.c_out, 1), [&](int64_t task) {
-        const float *rows[36], *ws[36];
-        int64_t m = task * kSinglePixels;
-        const int64_t m_end = std::min(M, m + kSinglePixels);
-        for (PixelCursor o(g.h, g.w, m); m < m_end; ++m, o.advance()) {
-            int n = 0;
-            for (int c = 0; c < children; ++c)
-                for (int t = 0; t < taps; ++t) {
-                    const int64_t ih = g.upsample2x ? 2 * o.i + c / 2 : o.i, iw = g.upsample2x ? 2 * o.j + c % 2 : o.j;
-                    const float *p = dy_row(g, dy, o.b, ih - t / g.k, iw - t % g.k);
-                    if (p) {
-                        rows[n] = p;
-                        ws[n] = weight + (int64_t)t * g.c_out;
-                        ++n;
-                    }
+    const auto gather = [&](const PixelCursor &o, const float **rows, const float **ws) {
+        int n = 0;
+        for (int c = 0; c < children; ++c)
+            for (int t = 0; t < taps; ++t) {
+                const int64_t ih = g.upsample2x ? 2 * o.i + c / 2 : o.i, iw = g.upsample2x ? 2 * o.j + c % 2 : o.j;
+                const float *p = dy_row(g, dy, o.b, ih - t / g.k, iw - t % g.k);
+                if (p) {
+                    rows[n] = p;
+                    ws[n] = weight + (int64_t)t * g.c_out;
+                    ++n;
                 }
-            dx[m] = dot_rows(n, rows, ws, g.c_out);
-        }
-    });
+            }
+        return n;
+    };
+    dot_per_pixel(pool, M, g.h, g.w, work_of(M, (int64_t)taps * children * g.c_out, 1), g.c_out, gather,
+                  [&](int64_t m, float v) { dx[m] = v; });
 }
 
 // dx[b, i, j, :] = sum over (child, tap) of dy[b, oh, ow, :] . weight[tap]^T
@@ -162,44 +156,39 @@ void dx_tiled(ThreadPool &pool, const Geom &g, const float *weight, const float 
         while (ci + 1 < cls.size() && task >= cls[ci + 1].task0) ++ci;
         const Class &c = cls[ci];
         const TilePlan::Span sp = plan.span(task - c.task0, c.tiles);
-        PixelCursor o(c.hc, c.wc, sp.tile_begin * kMR);
         const auto slab_of = [&](int p, int s) { return packed + ((int64_t)p * taps + seg_tap[s]) * slab; };
         for (int s = 0; s < children * c.ntaps; ++s) seg_tap[s] = c.tap[s % c.ntaps];
-        for (int64_t tile = sp.tile_begin; tile < sp.tile_end; ++tile) {
-            const int64_t m0 = tile * kMR;
-            // Segments are (child, tap) pairs in a fixed order; a pair no row of the
-            // tile reaches is still kept (with zero rows) so the order never depends on the tile.
-            for (int r = 0; r < kMR; ++r, o.advance()) {
-                const bool inside = m0 + r < c.m;
-                const int64_t ih = o.i * es + c.ph, iw = o.j * es + c.pw;
-                dst_of[r] = inside ? ((o.b * g.h + ih) * g.w + iw) * g.c_in : -1;
-                int s = 0;
-                // every tap of the class reaches an output (ih + pad - kh is a multiple of es for the class's taps)
-                const int64_t hn = ih + g.pad_top, wn = iw + g.pad_left;
-                const bool fast = inside && !g.upsample2x && c.ntaps > 0 && hn - c.khmax >= 0 && wn - c.kwmax >= 0 &&
-                                  hn - c.khmin < (int64_t)g.h_out * es && wn - c.kwmin < (int64_t)g.w_out * es;
-                if (fast) {
-                    const float *base =
-                        dy + ((o.b * g.h_out + (hn - c.khmax) / es) * g.w_out + (wn - c.kwmax) / es) * g.c_out;
-                    for (int u = 0; u < c.ntaps; ++u) rows[u * kMR + r] = base + c.off[u];
-                }
-                for (int ch = 0; ch < children && !fast; ++ch) {
-                    const int64_t uh = g.upsample2x ? 2 * ih + ch / 2 : ih, uw = g.upsample2x ? 2 * iw + ch % 2 : iw;
-                    for (int u = 0; u < c.ntaps; ++u, ++s) {
-                        const float *p =
-                            inside ? dy_row(g, dy, o.b, uh - tap_h[c.tap[u]], uw - tap_w[c.tap[u]]) : nullptr;
-                        rows[s * kMR + r] = p ? p : zero;
-                    }
+        // Segments are (child, tap) pairs in a fixed order; a pair no row of the
+        // tile reaches is still kept (with zero rows) so the order never depends on the tile.
+        const auto row = [&](int r, const PixelCursor &o, int64_t, bool inside) {
+            const int64_t ih = o.i * es + c.ph, iw = o.j * es + c.pw;
+            dst_of[r] = inside ? ((o.b * g.h + ih) * g.w + iw) * g.c_in : -1;
+            // every tap of the class reaches an output (ih + pad - kh is a multiple of es for the class's taps)
+            const int64_t hn = ih + g.pad_top, wn = iw + g.pad_left;
+            if (inside && !g.upsample2x && c.ntaps > 0 && hn - c.khmax >= 0 && wn - c.kwmax >= 0 &&
+                hn - c.khmin < (int64_t)g.h_out * es && wn - c.kwmin < (int64_t)g.w_out * es) {
+                const float *base = dy + ((o.b * g.h_out + (hn - c.khmax) / es) * g.w_out + (wn - c.kwmax) / es) * g.c_out;
+                for (int u = 0; u < c.ntaps; ++u) rows[u * kMR + r] = base + c.off[u];
+                return;
+            }
+            int s = 0;
+            for (int ch = 0; ch < children; ++ch) {
+                const int64_t uh = g.upsample2x ? 2 * ih + ch / 2 : ih, uw = g.upsample2x ? 2 * iw + ch % 2 : iw;
+                for (int u = 0; u < c.ntaps; ++u, ++s) {
+                    const float *p = inside ? dy_row(g, dy, o.b, uh - tap_h[c.tap[u]], uw - tap_w[c.tap[u]]) : nullptr;
+                    rows[s * kMR + r] = p ? p : zero;
                 }
             }
+        };
+        walk_tiles(sp, c.hc, c.wc, c.m, row, [&] {
             if (gather) {
                 gather_segments(rows, taps, g.c_out, ga);
                 tile_panels(1, rows, K, kNR, sp.p_begin, sp.p_end, g.c_in, slab_of, dst_of, dx, nullptr);
             } else {
-                tile_panels(children * c.ntaps, rows, g.c_out, kNR, sp.p_begin, sp.p_end, g.c_in, slab_of, dst_of,
-                            dx, nullptr);
+                tile_panels(children * c.ntaps, rows, g.c_out, kNR, sp.p_begin, sp.p_end, g.c_in, slab_of, dst_of, dx,
+                            nullptr);
             }
-        }
+        });
     });
 }
 

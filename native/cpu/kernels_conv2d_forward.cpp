@@ -5,31 +5,25 @@ namespace d4j::cpu::conv {
 
 constexpr int64_t kPackMin = 1024;  // forward_tiled packs the weight from this many output pixels
 
-// C_out = 1: y[m] = bias + sum over taps inside the image of x_row . weight[tap][:, 0], one dot product per pixel
-// (instead of a 16-wide panel with 15 zero columns).
+// C_out = 1: y[m] = bias + sum over taps inside the image of x_row . weight[tap][:, 0].
 void forward_single(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
                     float *y) {
     const int taps = g.k * g.k;
     const int64_t M = (int64_t)g.n * g.h_out * g.w_out;
-    run_tasks(pool, ceil_div(M, kSinglePixels), work_of(M, (int64_t)taps * g.c_in, 1), [&](int64_t task) {
-        const float *rows[9], *ws[9];
-        int64_t m = task * kSinglePixels;
-        const int64_t m_end = std::min(M, m + kSinglePixels);
-        for (PixelCursor o(g.h_out, g.w_out, m); m < m_end; ++m, o.advance()) {
-            int n = 0;
-            for (int t = 0; t < taps; ++t) {
-                const float *p =
-                    x_row(g, x, o.b, o.i * g.stride - g.pad_top + t / g.k, o.j * g.stride - g.pad_left + t % g.k);
-                if (p) {
-                    rows[n] = p;
-                    ws[n] = weight + (int64_t)t * g.c_in;
-                    ++n;
-                }
+    const auto gather = [&](const PixelCursor &o, const float **rows, const float **ws) {
+        int n = 0;
+        for (int t = 0; t < taps; ++t) {
+            const float *p = x_row(g, x, o.b, o.i * g.stride - g.pad_top + t / g.k, o.j * g.stride - g.pad_left + t % g.k);
+            if (p) {
+                rows[n] = p;
+                ws[n] = weight + (int64_t)t * g.c_in;
+                ++n;
             }
-            const float v = dot_rows(n, rows, ws, g.c_in);
-            y[m] = bias ? v + bias[0] : v;
         }
-    });
+        return n;
+    };
+    dot_per_pixel(pool, M, g.h_out, g.w_out, work_of(M, (int64_t)taps * g.c_in, 1), g.c_in, gather,
+                  [&](int64_t m, float v) { y[m] = bias ? v + bias[0] : v; });
 }
 
 // Upsample2x, stride 1, by output phase (conv2d_tiles.h, UpPhase): 4 instead of 9 taps per output, 2.25x
@@ -67,13 +61,11 @@ void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const flo
         while (q + 1 < 4 && task >= task0[q + 1]) ++q;
         const UpPhase &p = ph[q];
         const TilePlan::Span sp = plan.span(task - task0[q], tiles_of[q]);
-        PixelCursor o(p.ho, p.wo, sp.tile_begin * kMR);
         const float *base = packed + q * phase_size;
         const auto slab_of = [&](int pn, int t) { return base + ((int64_t)pn * 4 + t) * slab; };
-        for (int64_t tile = sp.tile_begin; tile < sp.tile_end; ++tile) {
-            const int64_t m0 = tile * kMR;
-            for (int r = 0; r < kMR; ++r, o.advance()) {
-                const bool inside = m0 + r < m_of[q];
+        walk_tiles(
+            sp, p.ho, p.wo, m_of[q],
+            [&](int r, const PixelCursor &o, int64_t, bool inside) {
                 dst_of[r] = inside ? ((o.b * g.h_out + 2 * o.i + p.a) * g.w_out + 2 * o.j + p.b) * g.c_out : -1;
                 for (int u = 0; u < p.nh; ++u)
                     for (int v = 0; v < p.nw; ++v) {
@@ -81,9 +73,8 @@ void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const flo
                         const bool ok = inside && sh >= 0 && sh < g.h && sw >= 0 && sw < g.w;
                         rows[(u * p.nw + v) * kMR + r] = ok ? x + ((o.b * g.h + sh) * g.w + sw) * g.c_in : zero;
                     }
-            }
-            tile_panels(p.taps(), rows, g.c_in, kNR, sp.p_begin, sp.p_end, g.c_out, slab_of, dst_of, y, bias);
-        }
+            },
+            [&] { tile_panels(p.taps(), rows, g.c_in, kNR, sp.p_begin, sp.p_end, g.c_out, slab_of, dst_of, y, bias); });
     });
 }
 
@@ -129,31 +120,28 @@ void forward_tiled(ThreadPool &pool, const Geom &g, const float *x, const float 
         int64_t dst_of[kMR];
         float ga[kMR * kGatherMax];
         const TilePlan::Span sp = plan.span(task, tiles);
-        PixelCursor o(g.h_out, g.w_out, sp.tile_begin * kMR);
-        for (int64_t tile = sp.tile_begin; tile < sp.tile_end; ++tile) {
-            const int64_t m0 = tile * kMR;
-            for (int r = 0; r < kMR; ++r, o.advance()) {
-                const bool inside = m0 + r < M;
-                dst_of[r] = inside ? (m0 + r) * g.c_out : -1;
-                const int64_t ih0 = o.i * g.stride - g.pad_top, iw0 = o.j * g.stride - g.pad_left;
-                if (inside && !g.upsample2x && ih0 >= 0 && iw0 >= 0 && ih0 + g.k <= g.h && iw0 + g.k <= g.w) {
-                    // the whole window inside the image: fixed offsets from its corner
-                    const float *base = x + ((o.b * g.h + ih0) * g.w + iw0) * g.c_in;
-                    for (int t = 0; t < taps; ++t) rows[t * kMR + r] = base + tap_off[t];
-                } else {
-                    for (int t = 0; t < taps; ++t) {
-                        const float *p = inside ? x_row(g, x, o.b, ih0 + tap_h[t], iw0 + tap_w[t]) : nullptr;
-                        rows[t * kMR + r] = p ? p : zero;
-                    }
+        const auto row = [&](int r, const PixelCursor &o, int64_t m, bool inside) {
+            dst_of[r] = inside ? m * g.c_out : -1;
+            const int64_t ih0 = o.i * g.stride - g.pad_top, iw0 = o.j * g.stride - g.pad_left;
+            if (inside && !g.upsample2x && ih0 >= 0 && iw0 >= 0 && ih0 + g.k <= g.h && iw0 + g.k <= g.w) {
+                // the whole window inside the image: fixed offsets from its corner
+                const float *base = x + ((o.b * g.h + ih0) * g.w + iw0) * g.c_in;
+                for (int t = 0; t < taps; ++t) rows[t * kMR + r] = base + tap_off[t];
+            } else {
+                for (int t = 0; t < taps; ++t) {
+                    const float *p = inside ? x_row(g, x, o.b, ih0 + tap_h[t], iw0 + tap_w[t]) : nullptr;
+                    rows[t * kMR + r] = p ? p : zero;
                 }
             }
+        };
+        walk_tiles(sp, g.h_out, g.w_out, M, row, [&] {
             if (gather) {
                 gather_segments(rows, taps, g.c_in, ga);
                 tile_panels(1, rows, K, ld, sp.p_begin, sp.p_end, g.c_out, slab_of, dst_of, y, bias);
             } else {
                 tile_panels(taps, rows, g.c_in, ld, sp.p_begin, sp.p_end, g.c_out, slab_of, dst_of, y, bias);
             }
-        }
+        });
     });
 }
 

@@ -12,7 +12,6 @@
 
 using d4j_sim::ok;
 using d4j_sim::prohibited;
-using d4j_sim::record;
 using d4j_sim::record_error;
 using d4j_sim::refuse_on_capturing;
 using d4j_sim::SimNode;
@@ -192,10 +191,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     n.dst = dst;
     n.src = src;
     n.bytes = bytes;
-    bool refused;
-    if (record(s, std::move(n), &refused)) return refused ? cudaErrorStreamCaptureInvalidated : ok();
-    if (bytes) std::memmove(dst, src, bytes);
-    return ok();
+    return d4j_sim::enqueue_data_node(s, std::move(n));
 }
 cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
     if (prohibited("cudaMemset")) return cudaErrorStreamCaptureUnsupported;
@@ -208,10 +204,7 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s) 
     n.dst = dst;
     n.value = value;
     n.bytes = bytes;
-    bool refused;
-    if (record(s, std::move(n), &refused)) return refused ? cudaErrorStreamCaptureInvalidated : ok();
-    if (bytes) std::memset(dst, value, bytes);
-    return ok();
+    return d4j_sim::enqueue_data_node(s, std::move(n));
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }

@@ -106,6 +106,24 @@ bool capture_launch(cudaStream_t stream, const char *kernel, dim3 grid, dim3 blo
     return record(stream, std::move(n), &refused);
 }
 
+namespace {
+
+void run_data_node(const SimNode &n) {
+    if (n.bytes == 0) return;
+    if (n.kind == SimNode::Memcpy) std::memmove(n.dst, n.src, n.bytes);
+    else std::memset(n.dst, n.value, n.bytes);
+}
+
+}  // namespace
+
+cudaError_t enqueue_data_node(cudaStream_t s, SimNode &&node) {
+    bool refused;
+    // record takes the node only when the stream is capturing; else it is still ours to run
+    if (record(s, std::move(node), &refused)) return refused ? cudaErrorStreamCaptureInvalidated : ok();
+    run_data_node(node);
+    return ok();
+}
+
 }  // namespace d4j_sim
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
@@ -207,18 +225,12 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
     if (refuse_on_capturing(stream, "cudaGraphLaunch (the simulator does not capture graph launches)"))
         return cudaErrorStreamCaptureUnsupported;
     for (const SimNode &n : exec->nodes) {
-        switch (n.kind) {
-            case SimNode::Kernel:
-                d4j_sim::run_launch(n.kernel, n.grid, n.block, n.smem, n.body);
-                if (cudaPeekAtLastError() != cudaSuccess) return cudaPeekAtLastError();  // stops at the first failure
-                break;
-            case SimNode::Memcpy:
-                if (n.bytes) std::memmove(n.dst, n.src, n.bytes);
-                break;
-            case SimNode::Memset:
-                if (n.bytes) std::memset(n.dst, n.value, n.bytes);
-                break;
+        if (n.kind != SimNode::Kernel) {
+            d4j_sim::run_data_node(n);
+            continue;
         }
+        d4j_sim::run_launch(n.kernel, n.grid, n.block, n.smem, n.body);
+        if (cudaPeekAtLastError() != cudaSuccess) return cudaPeekAtLastError();  // stops at the first failure
     }
     return ok();
 }

@@ -62,6 +62,8 @@ bool record(cudaStream_t s, SimNode &&node, bool *refused);
 bool prohibited(const char *call);
 // An operation a capture cannot hold (synchronising a capturing stream, ...).
 bool refuse_on_capturing(cudaStream_t s, const char *call);
+// A memcpy or memset node: recorded when s is capturing, else run now.
+cudaError_t enqueue_data_node(cudaStream_t s, SimNode &&node);
 
 }  // namespace d4j_sim
 
