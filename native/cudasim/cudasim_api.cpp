@@ -127,17 +127,27 @@ const char *cudaGetErrorName(cudaError_t e) {
     }
 }
 
+namespace {
+
+// The allocation of the malloc-like calls: nullptr for 0 bytes, a failure recorded under the call's name;
+// device memory is poisoned (0xFF) because a GPU does not zero it.
+cudaError_t host_alloc(void **ptr, size_t bytes, const char *call, bool device) {
+    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
+    if (bytes != 0 && p == nullptr) {
+        record_error(cudaErrorMemoryAllocation, d4j_sim::format("%s of %zu bytes failed", call, bytes));
+        return cudaErrorMemoryAllocation;
+    }
+    if (p && device) std::memset(p, 0xFF, bytes);
+    *ptr = p;
+    return ok();
+}
+
+}  // namespace
+
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     if (ptr == nullptr) return cudaErrorInvalidValue;
     if (prohibited("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
-    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
-    if (bytes != 0 && p == nullptr) {
-        record_error(cudaErrorMemoryAllocation, d4j_sim::format("cudaMalloc of %zu bytes failed", bytes));
-        return cudaErrorMemoryAllocation;
-    }
-    if (p) std::memset(p, 0xFF, bytes);  // device memory is not zeroed: poison it
-    *ptr = p;
-    return ok();
+    return host_alloc(ptr, bytes, "cudaMalloc", true);
 }
 cudaError_t cudaFree(void *ptr) {
     if (prohibited("cudaFree")) return cudaErrorStreamCaptureUnsupported;
@@ -147,13 +157,7 @@ cudaError_t cudaFree(void *ptr) {
 cudaError_t cudaMallocHost(void **ptr, size_t bytes) {
     if (ptr == nullptr) return cudaErrorInvalidValue;
     if (prohibited("cudaMallocHost")) return cudaErrorStreamCaptureUnsupported;
-    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
-    if (bytes != 0 && p == nullptr) {
-        record_error(cudaErrorMemoryAllocation, d4j_sim::format("cudaMallocHost of %zu bytes failed", bytes));
-        return cudaErrorMemoryAllocation;
-    }
-    *ptr = p;
-    return ok();
+    return host_alloc(ptr, bytes, "cudaMallocHost", false);
 }
 cudaError_t cudaFreeHost(void *ptr) {
     if (prohibited("cudaFreeHost")) return cudaErrorStreamCaptureUnsupported;
@@ -165,14 +169,7 @@ cudaError_t cudaMallocAsync(void **ptr, size_t bytes, cudaStream_t s) {
     if (refuse_on_capturing(s, "cudaMallocAsync (allocation nodes are not simulated)"))
         return cudaErrorStreamCaptureUnsupported;
     if (ptr == nullptr) return cudaErrorInvalidValue;
-    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
-    if (bytes != 0 && p == nullptr) {
-        record_error(cudaErrorMemoryAllocation, d4j_sim::format("cudaMallocAsync of %zu bytes failed", bytes));
-        return cudaErrorMemoryAllocation;
-    }
-    if (p) std::memset(p, 0xFF, bytes);
-    *ptr = p;
-    return ok();
+    return host_alloc(ptr, bytes, "cudaMallocAsync", true);
 }
 cudaError_t cudaFreeAsync(void *ptr, cudaStream_t s) {
     if (refuse_on_capturing(s, "cudaFreeAsync (allocation nodes are not simulated)"))
