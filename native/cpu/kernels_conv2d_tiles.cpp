@@ -1,6 +1,7 @@
 // The conv2d micro-kernels (declared and described in conv2d_tiles.h): each tile shape is one
 // instance of a register-tile template, compiled once per SIMD width (D4J_CLONES); and the weight
-// packing shared by forward and dX.
+// packing shared by forward and dX. Built with -falign-loops=32 (native/CMakeLists.txt): the speed of the
+// inner loops must not depend on where unrelated code edits happen to place them.
 #include "conv2d_tiles.h"
 
 namespace d4j::cpu::conv {
