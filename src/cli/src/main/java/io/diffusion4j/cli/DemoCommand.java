@@ -17,6 +17,7 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -58,11 +59,8 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--seed", paramLabel = "N", description = "seed of training and sampling (default: ${DEFAULT-VALUE})")
     long seed;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
-    String backend;
-
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Spec
     CommandSpec spec;
@@ -80,8 +78,7 @@ final class DemoCommand implements Callable<Integer> {
         Main.atLeast(spec, "--sampling-steps", samplingSteps, 1);
         Main.atLeast(spec, "--grid-scale", gridScale, 1);
         if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
-        if (spec.commandLine().getParseResult().hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
-        return demo(out, steps, samples, samplingSteps, gridScale, seed, backend, threads, stdout);
+        return demo(out, steps, samples, samplingSteps, gridScale, seed, device.backend, device.threads(spec), stdout);
     }
 
     static int demo(Path outDir, int steps, int n, int samplingSteps, int gridScale, long seed, String backend, int threads,

@@ -27,6 +27,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -84,11 +85,8 @@ public final class EvalNllCommand implements Callable<Integer> {
             + "config, improved-diffusion's clip_denoised=True)")
     boolean noClip;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
-    String backend;
-
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Spec
     CommandSpec spec;
@@ -108,12 +106,12 @@ public final class EvalNllCommand implements Callable<Integer> {
         Main.atLeast(spec, "--n", n, 1);
         Main.atLeast(spec, "--batch-size", batchSize, 1);
         Main.atLeast(spec, "--timestep-stride", stride, 1);
-        if (spec.commandLine().getParseResult().hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
         if (!data.equals("fashion-mnist") && !data.equals("procedural")) {
             throw Main.bad(spec, "--data must be fashion-mnist or procedural, got '" + data + "'");
         }
         if (data.equals("procedural") && dataDir != null) throw Main.bad(spec, "--data-dir applies to --data fashion-mnist only");
-        Options o = new Options(checkpoint, data, dataDir, n, batchSize, seed, stride, noEma, noClip, backend, threads);
+        Options o = new Options(checkpoint, data, dataDir, n, batchSize, seed, stride, noEma, noClip, device.backend,
+                device.threads(spec));
         try {
             return evaluate(o, stdout, stderr);
         } catch (IOException e) {

@@ -24,6 +24,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -77,11 +78,8 @@ public final class SampleCommand implements Callable<Integer> {
             description = "the grid's pixels enlarged K times, nearest neighbour, 1 to 16 (default: ${DEFAULT-VALUE})")
     int gridScale = 1;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
-    String backend;
-
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Spec
     CommandSpec spec;
@@ -113,7 +111,6 @@ public final class SampleCommand implements Callable<Integer> {
         if (given.hasMatchedOption("--steps")) Main.atLeast(spec, "--steps", steps, 1);
         Main.atLeast(spec, "--n", n, 1);
         Main.atLeast(spec, "--batch-size", batchSize, 1);
-        if (given.hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
         Main.atLeast(spec, "--grid-scale", gridScale, 1);
         if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
         if (!sampler.equals("ddpm") && !sampler.equals("ddim") && !sampler.equals("dpmsolver++")) {
@@ -121,8 +118,8 @@ public final class SampleCommand implements Callable<Integer> {
         }
         if (!(eta >= 0 && Float.isFinite(eta))) throw Main.bad(spec, "--eta must be finite and >= 0");
         if (eta != 0 && !sampler.equals("ddim")) throw Main.bad(spec, "--eta applies to ddim only");
-        return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy, backend,
-                threads, gridScale);
+        return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy,
+                device.backend, device.threads(spec), gridScale);
     }
 
     static int sample(Options o, PrintStream out, PrintStream err) throws IOException {

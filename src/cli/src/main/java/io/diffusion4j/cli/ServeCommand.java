@@ -19,6 +19,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -76,11 +77,8 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--no-ema", description = "the raw weights instead of ema/ (used by default when a checkpoint has it)")
     boolean noEma;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: the best one here)")
-    String backend;
-
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Spec
     CommandSpec spec;
@@ -134,14 +132,13 @@ public final class ServeCommand implements Callable<Integer> {
         Main.atLeast(spec, "--max-body", maxBody, 64);
         Main.atLeast(spec, "--drain-ms", drainMs, 0);
         Main.atLeast(spec, "--idle-release-ms", idleReleaseMs, 0);
-        if (given.hasMatchedOption("--threads")) Main.atLeast(spec, "--threads", threads, 1);
         int n = maxN < 0 ? Math.min(8, maxBatch) : maxN;
         if (n > maxBatch) throw Main.bad(spec, "--max-n (" + n + ") must be <= --max-batch (" + maxBatch + ")");
         if (maxDeadlineMs < deadlineMs) {
             throw Main.bad(spec, "--max-deadline-ms (" + maxDeadlineMs + ") must be >= --deadline-ms (" + deadlineMs + ")");
         }
         return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
-                idleReleaseMs, noEma, backend, threads);
+                idleReleaseMs, noEma, device.backend, device.threads(spec));
     }
 
     /**

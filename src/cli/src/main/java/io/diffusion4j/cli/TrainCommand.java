@@ -31,6 +31,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Model.OptionSpec;
 import picocli.CommandLine.Option;
@@ -130,14 +131,11 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--seed", paramLabel = "N", description = "seed of weights, data order and noise (default: ${DEFAULT-VALUE})")
     long seed;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or cuda-sim (default: cuda if usable, else cpu)")
-    String backendName;
+    @Mixin
+    DeviceOptions device;
 
     @Option(names = "--log-every", paramLabel = "N", description = "steps between progress lines (default: ${DEFAULT-VALUE})")
     int logEvery = 10;
-
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: one per core)")
-    int threads;
 
     @Spec
     CommandSpec spec;
@@ -168,7 +166,7 @@ final class TrainCommand implements Callable<Integer> {
         Main.atLeast(spec, "--warmup", warmup, 0);
         Main.atLeast(spec, "--log-every", logEvery, 1);
         Main.atLeast(spec, "--timesteps", timesteps, 1);
-        if (given.containsKey("--threads")) Main.atLeast(spec, "--threads", threads, 1);
+        int threads = device.threads(spec);
         Main.atLeast(spec, "--save-every", saveEvery, 0);
         inRange("--lr", lr, 0, Double.MAX_VALUE);
         inRange("--weight-decay", weightDecay, 0, Double.MAX_VALUE);
@@ -288,7 +286,7 @@ final class TrainCommand implements Callable<Integer> {
         runMeta.put("data_images", Integer.toString(dataset.size()));
         runMeta.put("run_steps", Integer.toString(steps));
 
-        try (Backend backend = Backend.open(backendName)) {
+        try (Backend backend = Backend.open(device.backend)) {
             if (threads > 0) backend.setThreads(threads);
             try (UNet2DModel model = new UNet2DModel(backend, config, options.seed())) {
                 if (init != null) model.loadFlat(init.weights()); // before the trainer: the EMA starts from them

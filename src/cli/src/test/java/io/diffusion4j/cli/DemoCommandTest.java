@@ -20,12 +20,8 @@ class DemoCommandTest {
     @TempDir
     Path dir;
 
-    record Result(int code, String out, String err) {}
-
-    static Result run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code = Main.run(args, new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8));
-        return new Result(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    static CliRun run(String... args) {
+        return CliRun.of(args);
     }
 
     static final byte[] PNG_SIGNATURE = {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -42,9 +38,9 @@ class DemoCommandTest {
     @Test
     void shortDemoWritesCheckpointGridAndSamples() throws Exception {
         Path out = dir.resolve("demo");
-        Result r = run("demo", "--out", out.toString(), "--steps", "3", "--samples", "5", "--sampling-steps", "2",
+        CliRun r = run("demo", "--out", out.toString(), "--steps", "3", "--samples", "5", "--sampling-steps", "2",
                 "--backend", "cpu");
-        assertEquals(0, r.code(), r.out() + r.err());
+        assertEquals(0, r.exit(), r.out() + r.err());
         BufferedImage grid = png(out.resolve("grid.png"));
         assertEquals(4 * (3 * (28 + 2) + 2), grid.getWidth()); // ceil(sqrt(5)) = 3 columns, enlarged 4x by default
         assertEquals(4 * (2 * (28 + 2) + 2), grid.getHeight());
@@ -73,20 +69,20 @@ class DemoCommandTest {
         // the same seed gives the same grid
         Path again = dir.resolve("again");
         assertEquals(0, run("demo", "--out", again.toString(), "--steps", "3", "--samples", "5", "--sampling-steps", "2",
-                "--backend", "cpu").code());
+                "--backend", "cpu").exit());
         assertTrue(Arrays.equals(Files.readAllBytes(out.resolve("grid.png")), Files.readAllBytes(again.resolve("grid.png"))));
     }
 
     @Test
     void badOptionsAreRefused() {
-        Result r = run("demo", "--steps", "0");
-        assertEquals(2, r.code());
+        CliRun r = run("demo", "--steps", "0");
+        assertEquals(2, r.exit());
         assertTrue(r.err().contains("--steps"), r.err());
         r = run("demo", "--frobnicate", "1");
-        assertEquals(2, r.code());
+        assertEquals(2, r.exit());
         assertTrue(r.err().contains("unknown option"), r.err());
         r = run("demo", "--help");
-        assertEquals(0, r.code());
+        assertEquals(0, r.exit());
         assertTrue(r.out().contains("demo-output"), r.out());
     }
 }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.testutil.DeviceBackends;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -16,21 +17,8 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 class MainTest {
-    record Run(int exit, String out, String err) {
-        @Override
-        public String toString() {
-            return "exit " + exit + "\n--- stdout\n" + out + "--- stderr\n" + err;
-        }
-    }
-
-    static Run run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code;
-        try (PrintStream out = new PrintStream(o, true, StandardCharsets.UTF_8);
-                PrintStream err = new PrintStream(e, true, StandardCharsets.UTF_8)) {
-            code = Main.run(args, out, err);
-        }
-        return new Run(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    static CliRun run(String... args) {
+        return CliRun.of(args);
     }
 
     /** The backend line of info's output: "  <name> <available|unavailable> <detail>". */
@@ -51,17 +39,12 @@ class MainTest {
     }
 
     static boolean cudaUsable() {
-        try {
-            Backend.open(Device.CUDA).close();
-            return true;
-        } catch (D4jException.BackendUnavailableException e) {
-            return false;
-        }
+        return DeviceBackends.usable(Device.CUDA);
     }
 
     @Test
     void infoListsTheBackendsAndTheDefault() {
-        Run r = run("info");
+        CliRun r = run("info");
         assertEquals(0, r.exit(), r.toString());
         assertEquals("", r.err(), r.toString());
         Matcher cpu = backendLine(r.out(), "cpu");
@@ -82,7 +65,7 @@ class MainTest {
 
     @Test
     void infoForOneBackend() {
-        Run r = run("info", "--backend", "cpu");
+        CliRun r = run("info", "--backend", "cpu");
         assertEquals(0, r.exit(), r.toString());
         backendLine(r.out(), "cpu");
         assertFalse(r.out().contains("  cuda "), "only the cpu backend was asked for: " + r);
@@ -91,7 +74,7 @@ class MainTest {
 
     @Test
     void unknownCommandReturns2WithUsage() {
-        Run r = run("frobnicate");
+        CliRun r = run("frobnicate");
         assertEquals(2, r.exit(), r.toString());
         assertTrue(r.err().contains("unknown command 'frobnicate'"), r.toString());
         assertTrue(r.err().contains("usage:") && r.err().contains("info"), "usage expected on stderr: " + r);
@@ -100,11 +83,11 @@ class MainTest {
 
     @Test
     void noArgumentsPrintsUsageAndReturns2HelpReturns0() {
-        Run none = run();
+        CliRun none = run();
         assertEquals(2, none.exit(), none.toString());
         assertTrue(none.out().contains("usage:"), none.toString());
         for (String h : List.of("help", "--help", "-h")) {
-            Run r = run(h);
+            CliRun r = run(h);
             assertEquals(0, r.exit(), r.toString());
             assertTrue(r.out().contains("usage:") && r.out().contains("commands:"), r.toString());
         }
@@ -112,7 +95,7 @@ class MainTest {
 
     @Test
     void infoWithAnUnknownOptionReturns2WithAMessage() {
-        Run r = run("info", "--bogus");
+        CliRun r = run("info", "--bogus");
         assertEquals(2, r.exit(), r.toString());
         assertTrue(r.err().startsWith("error: "), r.toString());
         assertTrue(r.err().contains("unknown option '--bogus'"), r.toString());
@@ -121,11 +104,11 @@ class MainTest {
 
     @Test
     void infoWithABadBackendOptionReturns2WithAMessage() {
-        Run missing = run("info", "--backend");
+        CliRun missing = run("info", "--backend");
         assertEquals(2, missing.exit(), missing.toString());
         assertTrue(missing.err().contains("--backend needs a value"), missing.toString());
 
-        Run unknown = run("info", "--backend", "tpu");
+        CliRun unknown = run("info", "--backend", "tpu");
         assertEquals(2, unknown.exit(), unknown.toString());
         assertTrue(unknown.err().contains("unknown backend 'tpu'"), unknown.toString());
         assertEquals("", unknown.out(), unknown.toString());
@@ -137,15 +120,15 @@ class MainTest {
         var commands = Main.commandLine(System.out, System.err).getSubcommands();
         assertEquals(List.of("info", "selftest", "train", "sample", "eval-nll", "demo", "serve", "help"),
                 List.copyOf(commands.keySet()));
-        Run top = run("--help");
+        CliRun top = run("--help");
         for (String name : commands.keySet()) {
             assertTrue(top.out().contains("\n  " + name + " "), "top-level help lists " + name + ": " + top);
             if (name.equals("help")) continue;
-            Run help = run(name, "--help");
+            CliRun help = run(name, "--help");
             assertEquals(0, help.exit(), help.toString());
             assertTrue(help.out().startsWith("usage: diffusion4j " + name + " "), help.toString());
             assertTrue(help.out().contains("-h, --help"), help.toString());
-            Run bad = run(name, "--no-such-option");
+            CliRun bad = run(name, "--no-such-option");
             assertEquals(2, bad.exit(), bad.toString());
             // the first problem picocli meets: the unknown option, or a required option that is missing
             assertTrue(bad.err().startsWith("error: " + name + ": unknown option '--no-such-option'\n")

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assumptions.assumeFalse;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.testutil.DeviceBackends;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -19,30 +20,12 @@ import org.junit.jupiter.api.Test;
 
 /** The {@code selftest} command: its table on cuda-sim, the device it picks, and its errors. */
 class SelfTestCommandTest {
-    record Run(int exit, String out, String err) {
-        @Override
-        public String toString() {
-            return "exit " + exit + "\n--- stdout\n" + out + "--- stderr\n" + err;
-        }
-    }
-
-    static Run main(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code;
-        try (PrintStream out = new PrintStream(o, true, StandardCharsets.UTF_8);
-                PrintStream err = new PrintStream(e, true, StandardCharsets.UTF_8)) {
-            code = Main.run(args, out, err);
-        }
-        return new Run(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    static CliRun main(String... args) {
+        return CliRun.of(args);
     }
 
     static boolean cudaUsable() {
-        try {
-            Backend.open(Device.CUDA).close();
-            return true;
-        } catch (D4jException.BackendUnavailableException e) {
-            return false;
-        }
+        return DeviceBackends.usable(Device.CUDA);
     }
 
     /** Every family of the library. */
@@ -51,7 +34,7 @@ class SelfTestCommandTest {
 
     @Test
     void selftestCommandOnCudaSimPrintsTheTableAndExitsZero() {
-        Run r = main("selftest", "--backend", "cuda-sim");
+        CliRun r = main("selftest", "--backend", "cuda-sim");
         System.out.println(r);
         assertEquals(0, r.exit(), r.toString());
         assertEquals("", r.err(), r.toString());
@@ -83,7 +66,7 @@ class SelfTestCommandTest {
 
     @Test
     void selftestWithoutBackendPicksCudaOrSaysWhyItRunsOnCudaSim() {
-        Run r = main("selftest", "--variants", "default");
+        CliRun r = main("selftest", "--variants", "default");
         assertEquals(0, r.exit(), r.toString());
         if (cudaUsable()) {
             assertTrue(r.out().startsWith("GPU found: running the CUDA kernels on cuda"), r.toString());
@@ -98,7 +81,7 @@ class SelfTestCommandTest {
     @Test
     void selftestOnCudaWithoutAGpuFailsWithAOneLineReason() {
         assumeFalse(cudaUsable(), "a CUDA device is usable here");
-        Run r = main("selftest", "--backend", "cuda");
+        CliRun r = main("selftest", "--backend", "cuda");
         assertNotEquals(0, r.exit(), r.toString());
         assertEquals("", r.out(), r.toString());
         List<String> errLines = Arrays.stream(r.err().split("\n")).filter(l -> !l.isBlank()).toList();
@@ -113,10 +96,10 @@ class SelfTestCommandTest {
         assertEquals(2, main("selftest", "--variants", "some").exit());
         assertEquals(2, main("selftest", "--frobnicate").exit());
         assertEquals(2, main("selftest", "--backend").exit());
-        Run help = main("help");
+        CliRun help = main("help");
         assertEquals(0, help.exit());
         assertTrue(help.out().contains("  selftest "), help.toString());
-        Run usage = main("selftest", "--help");
+        CliRun usage = main("selftest", "--help");
         assertEquals(0, usage.exit());
         assertTrue(usage.out().contains("usage: diffusion4j selftest") && usage.out().contains("--backend=NAME")
                 && usage.out().contains("--variants=WHICH"), usage.toString());

@@ -3,6 +3,7 @@ package io.diffusion4j.sample;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.cli.CliRun;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -45,8 +46,8 @@ class EvalNllCommandTest {
         Path ck = checkpoint();
         String[] args = {"eval-nll", "--checkpoint", ck.toString(), "--data", "procedural", "--n", "3", "--batch-size",
                 "2", "--seed", "7", "--backend", "cpu"};
-        SampleCommandTest.Result a = SampleCommandTest.run(args), b = SampleCommandTest.run(args);
-        assertEquals(0, a.code(), a.err() + a.out());
+        CliRun a = SampleCommandTest.run(args), b = SampleCommandTest.run(args);
+        assertEquals(0, a.exit(), a.err() + a.out());
         assertTrue(a.out().contains("EMA weights"), a.out());
         assertTrue(a.out().contains("exact bound (all 12 terms)"), a.out());
         for (String s : new String[] {"prior L_T", "vb (sum of terms)", "decoder L_0", "KL L_1..L_{T-1}", "s per image"}) {
@@ -56,34 +57,34 @@ class EvalNllCommandTest {
         assertEquals(a.out().replaceAll("load .*", ""), b.out().replaceAll("load .*", ""), "same seed, same numbers");
         double t = total(a.out());
         assertTrue(t > 0 && Double.isFinite(t), a.out());
-        SampleCommandTest.Result raw = SampleCommandTest.run("eval-nll", "--checkpoint", ck.toString(), "--data",
+        CliRun raw = SampleCommandTest.run("eval-nll", "--checkpoint", ck.toString(), "--data",
                 "procedural", "--n", "2", "--no-ema", "--timestep-stride", "5", "--backend", "cpu");
-        assertEquals(0, raw.code(), raw.err() + raw.out());
+        assertEquals(0, raw.exit(), raw.err() + raw.out());
         assertTrue(raw.out().contains("raw weights") && raw.out().contains("ESTIMATE: 3 of 11 KL terms (stride 5)"), raw.out());
         assertTrue(raw.out().contains("(estimate, stride 5)"), raw.out());
     }
 
     @Test
     void refusesBadOptions() throws IOException {
-        SampleCommandTest.Result r = SampleCommandTest.run("eval-nll", "--data", "procedural");
-        assertEquals(2, r.code());
+        CliRun r = SampleCommandTest.run("eval-nll", "--data", "procedural");
+        assertEquals(2, r.exit());
         assertTrue(r.err().contains("--checkpoint DIR is required"), r.err());
         r = SampleCommandTest.run("eval-nll", "--checkpoint", "x", "--data", "cifar");
-        assertEquals(2, r.code());
+        assertEquals(2, r.exit());
         assertTrue(r.err().contains("--data must be fashion-mnist or procedural"), r.err());
         r = SampleCommandTest.run("eval-nll", "--checkpoint", "x", "--timestep-stride", "0");
         assertTrue(r.err().contains("--timestep-stride must be >= 1"), r.err());
         r = SampleCommandTest.run("eval-nll", "--checkpoint", dir.resolve("none").toString(), "--data", "procedural");
-        assertEquals(1, r.code());
+        assertEquals(1, r.exit());
         assertTrue(r.err().contains("no such checkpoint directory"), r.err());
         // Fashion-MNIST is 28x28: the 8x8 model does not fit it
         if (Files.exists(FashionMnist.DEFAULT_DIRECTORY.resolve(FashionMnist.TEST_IMAGES))) {
             r = SampleCommandTest.run("eval-nll", "--checkpoint", checkpoint().toString(), "--backend", "cpu");
-            assertEquals(1, r.code());
+            assertEquals(1, r.exit());
             assertTrue(r.err().contains("do not fit the model"), r.err());
         }
         r = SampleCommandTest.run("eval-nll", "--help");
-        assertEquals(0, r.code());
+        assertEquals(0, r.exit());
         assertTrue(r.out().contains("T model calls") && r.out().contains("ESTIMATE"), r.out());
     }
 }

@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.train.CheckpointFiles;
-import io.diffusion4j.cli.Main;
+import io.diffusion4j.cli.CliRun;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.Npy;
 import io.diffusion4j.model.UNet2DConfig;
@@ -55,12 +55,8 @@ class SampleCommandTest {
         return ck;
     }
 
-    record Result(int code, String out, String err) {}
-
-    static Result run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code = Main.run(args, new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8));
-        return new Result(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    static CliRun run(String... args) {
+        return CliRun.of(args);
     }
 
     @Test
@@ -70,10 +66,10 @@ class SampleCommandTest {
         for (String sampler : new String[] {"ddim", "dpmsolver++", "ddpm"}) {
             Path a = dir.resolve(sampler + "-a"), b = dir.resolve(sampler + "-b");
             for (Path outDir : new Path[] {a, b}) {
-                Result r = run("sample", "--checkpoint", ck.toString(), "--sampler", sampler, "--steps", "3", "--n", "5",
+                CliRun r = run("sample", "--checkpoint", ck.toString(), "--sampler", sampler, "--steps", "3", "--n", "5",
                         "--batch-size", "2", "--seed", Long.toString(seed), "--out", outDir.toString(), "--save-npy",
                         "--backend", "cpu");
-                assertEquals(0, r.code(), r.err() + r.out());
+                assertEquals(0, r.exit(), r.err() + r.out());
                 assertTrue(r.out().contains("EMA weights"), r.out());
                 assertTrue(r.err().contains("100%"), r.err());
             }
@@ -101,9 +97,9 @@ class SampleCommandTest {
         int k = 2 + TestRandom.fresh().nextInt(3);
         Path one = dir.resolve("scale-1"), big = dir.resolve("scale-k");
         for (Path outDir : new Path[] {one, big}) {
-            Result r = run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "2", "--n", "3",
+            CliRun r = run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "2", "--n", "3",
                     "--out", outDir.toString(), "--backend", "cpu", "--grid-scale", outDir == one ? "1" : Integer.toString(k));
-            assertEquals(0, r.code(), r.err() + r.out());
+            assertEquals(0, r.exit(), r.err() + r.out());
         }
         BufferedImage g1 = ImageIO.read(one.resolve("grid.png").toFile()), gk = ImageIO.read(big.resolve("grid.png").toFile());
         assertEquals(k * g1.getWidth(), gk.getWidth());
@@ -115,8 +111,8 @@ class SampleCommandTest {
         }
         assertEquals(8, ImageIO.read(big.resolve("sample_00000.png").toFile()).getWidth());
         for (String bad : new String[] {"0", "17"}) {
-            Result r = run("sample", "--checkpoint", ck.toString(), "--grid-scale", bad);
-            assertEquals(2, r.code(), r.out());
+            CliRun r = run("sample", "--checkpoint", ck.toString(), "--grid-scale", bad);
+            assertEquals(2, r.exit(), r.out());
             assertTrue(r.err().contains("--grid-scale"), r.err());
         }
     }
@@ -134,8 +130,8 @@ class SampleCommandTest {
                         "--n", "5", "--batch-size", k == 0 ? "2" : "5", "--seed", Long.toString(seed), "--out",
                         out.toString(), "--save-npy", "--backend", "cpu", "--sampler"));
                 args.addAll(List.of(sampler));
-                Result res = run(args.toArray(String[]::new));
-                assertEquals(0, res.code(), res.err() + res.out());
+                CliRun res = run(args.toArray(String[]::new));
+                assertEquals(0, res.exit(), res.err() + res.out());
                 got[k] = Npy.read(out.resolve("samples.npy")).data();
             }
             assertEquals(5 * 64, got[0].length);
@@ -153,10 +149,10 @@ class SampleCommandTest {
         float[][] got = new float[2][];
         for (int k = 0; k < 2; k++) {
             Path out = dir.resolve("init" + k);
-            Result res = run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "4",
+            CliRun res = run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "4",
                     "--init-noise", noise.toString(), "--batch-size", k == 0 ? "3" : "2", "--seed",
                     Long.toString(r.nextLong()), "--out", out.toString(), "--save-npy", "--backend", "cpu");
-            assertEquals(0, res.code(), res.err() + res.out());
+            assertEquals(0, res.exit(), res.err() + res.out());
             assertTrue(res.out().contains("raw weights"), res.out());
             got[k] = Npy.read(out.resolve("samples.npy")).data();
         }
@@ -165,30 +161,30 @@ class SampleCommandTest {
         assertArrayEquals(got[0], got[1]);
         // a wrong shape is refused with the expected one named
         Npy.write(noise, new long[] {3, 2, 8, 8}, new float[3 * 2 * 64]);
-        Result bad = run("sample", "--checkpoint", ck.toString(), "--init-noise", noise.toString(), "--out",
+        CliRun bad = run("sample", "--checkpoint", ck.toString(), "--init-noise", noise.toString(), "--out",
                 dir.resolve("bad").toString(), "--backend", "cpu");
-        assertEquals(1, bad.code());
+        assertEquals(1, bad.exit());
         assertTrue(bad.err().contains("is not [n, 1, 8, 8]"), bad.err());
     }
 
     @Test
     void badOptionsAreRefused() throws IOException {
-        Result r = run("sample", "--checkpoint", dir.resolve("missing").toString(), "--backend", "cpu");
-        assertEquals(1, r.code());
+        CliRun r = run("sample", "--checkpoint", dir.resolve("missing").toString(), "--backend", "cpu");
+        assertEquals(1, r.exit());
         assertTrue(r.err().contains("no such checkpoint"), r.err());
         r = run("sample", "--sampler", "euler", "--checkpoint", "x");
-        assertEquals(2, r.code());
+        assertEquals(2, r.exit());
         assertTrue(r.err().contains("ddpm, ddim or dpmsolver++"), r.err());
         r = run("sample", "--checkpoint", "x", "--sampler", "ddpm", "--eta", "1");
-        assertEquals(2, r.code());
+        assertEquals(2, r.exit());
         r = run("sample");
-        assertEquals(2, r.code());
+        assertEquals(2, r.exit());
         assertTrue(r.err().contains("--checkpoint DIR is required"), r.err());
         Path ck = checkpoint(false);
         Path sched = ck.resolve(Checkpoint.SCHEDULER);
         Files.writeString(sched, "{\"num_train_timesteps\": 1000,");
         r = run("sample", "--checkpoint", ck.toString(), "--out", dir.resolve("out").toString(), "--backend", "cpu");
-        assertEquals(1, r.code());
+        assertEquals(1, r.exit());
         assertTrue(r.err().contains(sched + ": "), r.err());
         CheckpointFiles loc = CheckpointFiles.locate(ck, false);
         IOException e = assertThrows(IOException.class, loc::readSchedulerConfig);

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.cli.Main;
+import io.diffusion4j.cli.CliRun;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.model.UNet2DLayout;
 import java.io.ByteArrayOutputStream;
@@ -21,16 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** {@code java -jar diffusion4j.jar train} end to end with a tiny config in a temporary directory. */
 class TrainCommandTest {
-    record Run(int exit, String out, String err) {}
-
-    static Run run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code;
-        try (PrintStream out = new PrintStream(o, true, StandardCharsets.UTF_8);
-                PrintStream err = new PrintStream(e, true, StandardCharsets.UTF_8)) {
-            code = Main.run(args, out, err);
-        }
-        return new Run(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    static CliRun run(String... args) {
+        return CliRun.of(args);
     }
 
     @Test
@@ -38,7 +30,7 @@ class TrainCommandTest {
         Path config = dir.resolve("tiny.json");
         Files.writeString(config, TrainerTest.tiny().toJson());
         Path out = dir.resolve("out");
-        Run r = run("train", "--config", config.toString(), "--steps", "4", "--batch-size", "3", "--log-every", "2",
+        CliRun r = run("train", "--config", config.toString(), "--steps", "4", "--batch-size", "3", "--log-every", "2",
                 "--out", out.toString(), "--seed", "7", "--backend", "cpu", "--prediction-type", "v_prediction",
                 "--beta-schedule", "scaled_linear", "--lr", "1e-3", "--warmup", "2", "--ema-decay", "0.99");
         assertEquals(0, r.exit(), r.toString());
@@ -83,18 +75,18 @@ class TrainCommandTest {
         for (String[] args : new String[][] {{"train", "--steps", "0"}, {"train", "--data", "imagenet"},
                 {"train", "--lr", "abc"}, {"train", "--prediction-type", "noise"}, {"train", "--bogus", "1"},
                 {"train", "--steps"}, {"train", "--ema-decay", "1.5"}}) {
-            Run r = run(args);
+            CliRun r = run(args);
             assertEquals(2, r.exit(), String.join(" ", args) + ": " + r);
             assertTrue(r.err().startsWith("error: train") || r.err().startsWith("error: "), r.err());
         }
-        Run missing = run("train", "--data", "fashion-mnist", "--data-dir", "/nonexistent-d4j", "--backend", "cpu");
+        CliRun missing = run("train", "--data", "fashion-mnist", "--data-dir", "/nonexistent-d4j", "--backend", "cpu");
         assertEquals(1, missing.exit(), missing.toString());
         assertTrue(missing.err().contains("no Fashion-MNIST images"), missing.err());
-        Run help = run("train", "--help");
+        CliRun help = run("train", "--help");
         assertEquals(0, help.exit());
         assertTrue(help.out().contains("--prediction-type"), help.out());
         assertTrue(help.out().startsWith("usage: diffusion4j train ") && help.out().contains("[--data=KIND]"), help.out());
-        Run usage = run("help");
+        CliRun usage = run("help");
         assertTrue(usage.out().contains("\n  train "), usage.out());
     }
 
@@ -104,7 +96,7 @@ class TrainCommandTest {
         Files.writeString(config, TrainerTest.tiny().toJson());
         try (Backend probe = Backend.open(Device.CPU)) {
             long before = probe.liveBytes();
-            Run r = run("train", "--config", config.toString(), "--steps", "2", "--batch-size", "2", "--out",
+            CliRun r = run("train", "--config", config.toString(), "--steps", "2", "--batch-size", "2", "--out",
                     dir.resolve("o").toString(), "--backend", "cpu");
             assertEquals(0, r.exit(), r.toString());
             assertEquals(before, probe.liveBytes(), "native bytes after the command");

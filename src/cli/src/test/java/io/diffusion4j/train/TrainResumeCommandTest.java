@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.diffusion4j.cli.CliRun;
 import io.diffusion4j.io.SafeTensors;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
@@ -60,13 +61,13 @@ class TrainResumeCommandTest {
                 "cpu", "--prediction-type", "v_prediction", "--min-snr-gamma", "5", "--lr", "2e-3", "--warmup", "2",
                 "--log-every", "1", "--threads", "2");
         Path straight = dir.resolve("straight"), split = dir.resolve("split");
-        TrainCommandTest.Run a = run(concat(common, "--steps", "6", "--out", straight.toString()));
+        CliRun a = run(concat(common, "--steps", "6", "--out", straight.toString()));
         assertEquals(0, a.exit(), a.toString());
-        TrainCommandTest.Run b = run(concat(common, "--steps", "3", "--save-every", "2", "--out", split.toString()));
+        CliRun b = run(concat(common, "--steps", "3", "--save-every", "2", "--out", split.toString()));
         assertEquals(0, b.exit(), b.toString());
         assertTrue(b.out().contains("saved: step 2 to") && !b.out().contains("saved: step 3"), b.out());
         // resumed with only --resume and --steps (+ free options): everything else from the checkpoint
-        TrainCommandTest.Run c = run("train", "--resume", split.toString(), "--steps", "6", "--backend", "cpu",
+        CliRun c = run("train", "--resume", split.toString(), "--steps", "6", "--backend", "cpu",
                 "--log-every", "1", "--threads", "1");
         assertEquals(0, c.exit(), c.toString());
         assertTrue(c.out().contains("at step 3 of 6") && c.out().contains("step      4/6") && !c.out().contains("step      3/6"),
@@ -85,7 +86,7 @@ class TrainResumeCommandTest {
         assertEquals(LossCurve.WIDTH, png.getWidth());
 
         // a finished run: nothing to do
-        TrainCommandTest.Run d = run("train", "--resume", split.toString(), "--backend", "cpu");
+        CliRun d = run("train", "--resume", split.toString(), "--backend", "cpu");
         assertEquals(0, d.exit(), d.toString());
         assertTrue(d.out().contains("nothing to train"), d.out());
 
@@ -96,18 +97,18 @@ class TrainResumeCommandTest {
                 args("--prediction-type", "epsilon"), args("--seed", "1"), args("--data", "fashion-mnist"),
                 args("--beta-schedule", "scaled_linear"), args("--timesteps", "999"), args("--warmup", "3"),
                 args("--ema-decay", "0.5"), args("--weight-decay", "0.1"), args("--config", other.toString()))) {
-            TrainCommandTest.Run r = run(concat(args("train", "--resume", split.toString(), "--steps", "8", "--backend", "cpu"), bad));
+            CliRun r = run(concat(args("train", "--resume", split.toString(), "--steps", "8", "--backend", "cpu"), bad));
             assertEquals(2, r.exit(), String.join(" ", bad) + ": " + r);
             assertTrue(r.err().contains(bad[0]) && r.err().contains("would not continue the same run"), r.err());
         }
-        TrainCommandTest.Run lower = run("train", "--resume", split.toString(), "--steps", "2", "--backend", "cpu");
+        CliRun lower = run("train", "--resume", split.toString(), "--steps", "2", "--backend", "cpu");
         assertEquals(2, lower.exit(), lower.toString());
         assertTrue(lower.err().contains("below the checkpoint's step 6"), lower.err());
-        TrainCommandTest.Run both = run("train", "--resume", split.toString(), "--init-from", straight.toString());
+        CliRun both = run("train", "--resume", split.toString(), "--init-from", straight.toString());
         assertEquals(2, both.exit(), both.toString());
-        TrainCommandTest.Run none = run("train", "--resume", dir.resolve("nothing").toString(), "--backend", "cpu");
+        CliRun none = run("train", "--resume", dir.resolve("nothing").toString(), "--backend", "cpu");
         assertEquals(1, none.exit(), none.toString());
-        TrainCommandTest.Run same = run("train", "--resume", split.toString(), "--steps", "7", "--backend", "cpu", "--lr", "2e-3",
+        CliRun same = run("train", "--resume", split.toString(), "--steps", "7", "--backend", "cpu", "--lr", "2e-3",
                 "--batch-size", "3", "--config", config.toString(), "--min-snr-gamma", "5", "--seed", seed,
                 "--out", dir.resolve("seven").toString());
         assertEquals(0, same.exit(), same.toString());
@@ -126,7 +127,7 @@ class TrainResumeCommandTest {
         TestRandom rnd = TestRandom.fresh();
         Path config = tinyConfig(dir);
         Path src = dir.resolve("src");
-        TrainCommandTest.Run a = run("train", "--config", config.toString(), "--steps", "2", "--batch-size", "2", "--out",
+        CliRun a = run("train", "--config", config.toString(), "--steps", "2", "--batch-size", "2", "--out",
                 src.toString(), "--backend", "cpu", "--seed", Long.toString(rnd.nextLong()));
         assertEquals(0, a.exit(), a.toString());
         Path legacy = Files.createDirectories(dir.resolve("legacy"));
@@ -150,7 +151,7 @@ class TrainResumeCommandTest {
         TrainerTest.assertBitEqual(original, mf.weights(), "legacy names mapped");
 
         Path out = dir.resolve("out");
-        TrainCommandTest.Run b = run("train", "--init-from", legacy.toString(), "--steps", "1", "--batch-size", "2", "--lr", "0",
+        CliRun b = run("train", "--init-from", legacy.toString(), "--steps", "1", "--batch-size", "2", "--lr", "0",
                 "--weight-decay", "0", "--out", out.toString(), "--backend", "cpu", "--seed", "3");
         assertEquals(0, b.exit(), b.toString());
         assertTrue(b.out().contains("init: weights from"), b.out());
@@ -169,15 +170,15 @@ class TrainResumeCommandTest {
         Path bin = Files.createDirectories(dir.resolve("bin"));
         Files.copy(src.resolve(Checkpoint.CONFIG), bin.resolve(Checkpoint.CONFIG));
         Files.write(bin.resolve(Checkpoint.WEIGHTS_BIN), new byte[] {(byte) 0x80, 2});
-        TrainCommandTest.Run c = run("train", "--init-from", bin.toString(), "--backend", "cpu");
+        CliRun c = run("train", "--init-from", bin.toString(), "--backend", "cpu");
         assertEquals(1, c.exit(), c.toString());
         assertTrue(c.err().contains(Checkpoint.WEIGHTS_BIN) && c.err().contains("pickle") && c.err().contains("safetensors"),
                 c.err());
-        TrainCommandTest.Run d = run("train", "--init-from", dir.resolve("nowhere").toString(), "--backend", "cpu");
+        CliRun d = run("train", "--init-from", dir.resolve("nowhere").toString(), "--backend", "cpu");
         assertEquals(1, d.exit(), d.toString());
         Path other = dir.resolve("other.json");
         Files.writeString(other, TrainerTest.tiny().toJson().replace("\"layers_per_block\": 1", "\"layers_per_block\": 2"));
-        TrainCommandTest.Run e = run("train", "--init-from", legacy.toString(), "--config", other.toString(), "--backend", "cpu");
+        CliRun e = run("train", "--init-from", legacy.toString(), "--config", other.toString(), "--backend", "cpu");
         assertEquals(2, e.exit(), e.toString());
         assertTrue(e.err().contains("differs from the config.json"), e.err());
         List<SafeTensors.Entry> doubled = new ArrayList<>(renamed);
@@ -196,7 +197,7 @@ class TrainResumeCommandTest {
         for (int i = 0; i < 4; i++) ImageFolderDatasetTest.rgb(images, "sub" + i % 2 + "/i" + i + ".png", 9 + i, 7 + 2 * i, rnd, "png");
         Path config = tinyConfig(dir);
         Path out = dir.resolve("out");
-        TrainCommandTest.Run r = run("train", "--data", "images", "--data-dir", images.toString(), "--config", config.toString(),
+        CliRun r = run("train", "--data", "images", "--data-dir", images.toString(), "--config", config.toString(),
                 "--steps", "2", "--batch-size", "2", "--out", out.toString(), "--backend", "cpu");
         assertEquals(0, r.exit(), r.toString());
         assertTrue(r.out().contains("4 files, center-cropped and resized to 12x12x1"), r.out());
@@ -205,23 +206,23 @@ class TrainResumeCommandTest {
         assertEquals("4", md.get("data_images"));
         assertEquals(images.toAbsolutePath().toString(), md.get("data_dir"));
         // resume finds the folder from the checkpoint; a changed folder is refused
-        TrainCommandTest.Run res = run("train", "--resume", out.toString(), "--steps", "3", "--backend", "cpu");
+        CliRun res = run("train", "--resume", out.toString(), "--steps", "3", "--backend", "cpu");
         assertEquals(0, res.exit(), res.toString());
         ImageFolderDatasetTest.rgb(images, "extra.png", 5, 5, rnd, "png");
-        TrainCommandTest.Run changed = run("train", "--resume", out.toString(), "--steps", "4", "--backend", "cpu");
+        CliRun changed = run("train", "--resume", out.toString(), "--steps", "4", "--backend", "cpu");
         assertEquals(1, changed.exit(), changed.toString());
         assertTrue(changed.err().contains("has 5 images, the checkpoint was trained on 4"), changed.err());
 
         Files.write(images.resolve("sub0/broken.png"), new byte[] {(byte) 0x89, 'P', 'N', 'G', 0, 1});
-        TrainCommandTest.Run bad = run("train", "--data", "images", "--data-dir", images.toString(), "--config", config.toString(),
+        CliRun bad = run("train", "--data", "images", "--data-dir", images.toString(), "--config", config.toString(),
                 "--steps", "1", "--out", dir.resolve("o2").toString(), "--backend", "cpu");
         assertEquals(1, bad.exit(), bad.toString());
         assertTrue(bad.err().contains("broken.png"), bad.err());
-        TrainCommandTest.Run noDir = run("train", "--data", "images");
+        CliRun noDir = run("train", "--data", "images");
         assertEquals(2, noDir.exit(), noDir.toString());
         assertTrue(noDir.err().contains("--data-dir"), noDir.err());
         Path empty = Files.createDirectories(dir.resolve("empty"));
-        TrainCommandTest.Run emptyRun = run("train", "--data", "images", "--data-dir", empty.toString(), "--config",
+        CliRun emptyRun = run("train", "--data", "images", "--data-dir", empty.toString(), "--config",
                 config.toString(), "--backend", "cpu");
         assertEquals(1, emptyRun.exit(), emptyRun.toString());
         assertTrue(emptyRun.err().contains("no PNG or JPEG"), emptyRun.err());
@@ -231,7 +232,7 @@ class TrainResumeCommandTest {
         Files.delete(images.resolve("sub0/broken.png"));
         Path rgbConfig = dir.resolve("rgb.json");
         Files.writeString(rgbConfig, rgbModel.toJson());
-        TrainCommandTest.Run rgb = run("train", "--data", "images", "--data-dir", images.toString(), "--config", rgbConfig.toString(),
+        CliRun rgb = run("train", "--data", "images", "--data-dir", images.toString(), "--config", rgbConfig.toString(),
                 "--steps", "1", "--batch-size", "2", "--out", dir.resolve("o3").toString(), "--backend", "cpu");
         assertEquals(0, rgb.exit(), rgb.toString());
         assertTrue(rgb.out().contains("12x12x3"), rgb.out());

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import io.diffusion4j.Device;
+import io.diffusion4j.testutil.DeviceBackends;
 import java.util.List;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
@@ -15,12 +16,7 @@ import org.junit.jupiter.api.Test;
 class BackendSelectionTest {
 
     static boolean cudaUsable() {
-        try {
-            Backend.open(Device.CUDA).close();
-            return true;
-        } catch (D4jException.BackendUnavailableException e) {
-            return false;
-        }
+        return DeviceBackends.usable(Device.CUDA);
     }
 
     static void assertOneSentence(String s) {

@@ -2,8 +2,8 @@ package io.diffusion4j.testutil;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
+import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.D4jException;
 import java.util.EnumMap;
 import java.util.Map;
@@ -45,6 +45,16 @@ public final class DeviceBackends implements AutoCloseable, ExtensionContext.Sto
             }
         }
         return open.get(kind);
+    }
+
+    /** Whether a backend opens here (this opens and closes it once); for tests whose expectations differ on a GPU. */
+    public static boolean usable(Device kind) {
+        try {
+            Backend.open(kind).close();
+            return true;
+        } catch (D4jException.BackendUnavailableException e) {
+            return false;
+        }
     }
 
     @Override
