@@ -10,6 +10,10 @@
  * forward pass, and float64 keeps the decoder's CDF differences and the
  * 784..N-element sums honest. The per-sample coefficients come from the
  * front, computed in float64 from alphas_cumprod and kept in float64.
+ * Honest, not exact: a cdf below is good to ~2^-53 absolute whatever its
+ * size, so a tail bin probability P only to ~2^-53 / P relative (~1e-4 nats
+ * at the 1e-12 floor), the formula's own limit in float64; VlbKernelsTest
+ * derives the bound it holds the kernel to.
  *
  * Gaussian KL (t > 0, and the prior with x0_a = x0_b = 0):
  *   x0_hat = x0_a * x_t + x0_b * o, clamped to [-r, r] when clipping

@@ -33,15 +33,20 @@ public final class VlbReference {
         return 0.5 * (1.0 + Math.tanh(Math.sqrt(2.0 / Math.PI) * (x + 0.044715 * Math.pow(x, 3))));
     }
 
-    static double discretizedGaussianLogLikelihood(double x, double mean, double logScale) {
+    /**
+     * The probability discretized_gaussian_log_likelihood takes the log of (before its 1e-12 floor): the open
+     * edge bin's cdf+ or 1 - cdf-, or an interior bin's cdf+ - cdf-.
+     */
+    static double binProbability(double x, double mean, double logScale) {
         double centered = x - mean;
         double invStdv = Math.exp(-logScale);
         double cdfPlus = approxStandardNormalCdf(invStdv * (centered + 1.0 / 255.0));
         double cdfMin = approxStandardNormalCdf(invStdv * (centered - 1.0 / 255.0));
-        double logCdfPlus = Math.log(Math.max(cdfPlus, 1e-12));
-        double logOneMinusCdfMin = Math.log(Math.max(1.0 - cdfMin, 1e-12));
-        double cdfDelta = cdfPlus - cdfMin;
-        return x < -0.999 ? logCdfPlus : x > 0.999 ? logOneMinusCdfMin : Math.log(Math.max(cdfDelta, 1e-12));
+        return x < -0.999 ? cdfPlus : x > 0.999 ? 1.0 - cdfMin : cdfPlus - cdfMin;
+    }
+
+    static double discretizedGaussianLogLikelihood(double x, double mean, double logScale) {
+        return Math.log(Math.max(binProbability(x, mean, logScale), 1e-12));
     }
 
     /** The model's log variance at t (p_mean_variance, FIXED_SMALL / FIXED_LARGE). */
@@ -55,15 +60,12 @@ public final class VlbReference {
     /** The term of one sample at timestep t (KL for t &gt; 0, decoder NLL for t = 0), nats summed over n elements. */
     public static double term(NoiseSchedule s, PredictionType p, VarianceType v, boolean clip, double r, float[] x0,
                               float[] xt, float[] o, int off, int n, int t) {
-        double ab = s.alphasCumprod()[t];
         double c1 = s.posteriorMeanCoef1()[t], c2 = s.posteriorMeanCoef2()[t];
         double trueLogVar = s.posteriorLogVarianceClipped()[t];
         double modelLogVar = modelLogVariance(s, v, t);
         double sum = 0;
         for (int i = off; i < off + n; i++) {
-            double pred = predictX0(p, ab, xt[i], o[i]);
-            if (clip) pred = Math.max(-r, Math.min(r, pred));
-            double modelMean = c1 * pred + c2 * xt[i];
+            double modelMean = modelMean(s, p, clip, r, xt[i], o[i], t);
             if (t == 0) {
                 sum += -discretizedGaussianLogLikelihood(x0[i], modelMean, 0.5 * modelLogVar);
             } else {
@@ -72,6 +74,23 @@ public final class VlbReference {
             }
         }
         return sum;
+    }
+
+    /** The model mean (p_mean_variance): the posterior mean around the (clipped) x0 prediction. */
+    static double modelMean(NoiseSchedule s, PredictionType p, boolean clip, double r, float xt, float o, int t) {
+        double pred = predictX0(p, s.alphasCumprod()[t], xt, o);
+        if (clip) pred = Math.max(-r, Math.min(r, pred));
+        return s.posteriorMeanCoef1()[t] * pred + s.posteriorMeanCoef2()[t] * xt;
+    }
+
+    /**
+     * The decoder's bin probability for element i (the P of {@link #term} at t = 0, whose -log(max(P, 1e-12)) is
+     * the element's term); the decoder variance is pv[1] for both variance types.
+     */
+    public static double decoderBinProbability(NoiseSchedule s, PredictionType p, boolean clip, double r, float[] x0,
+                                               float[] xt, float[] o, int i) {
+        double logScale = 0.5 * modelLogVariance(s, VarianceType.FIXED_SMALL, 0);
+        return binProbability(x0[i], modelMean(s, p, clip, r, xt[i], o[i], 0), logScale);
     }
 
     /** The prior term of one sample (_prior_bpd before the division by n ln 2). */
