@@ -4,7 +4,7 @@
 #   benchmarks/serve-load.sh [--seconds S] [--leak N] [--threads N] [--rebuild] [--no-write]
 #
 # 1. builds src/cli/target/diffusion4j.jar when missing (or with --rebuild);
-# 2. makes a checkpoint of the Fashion-MNIST architecture (TrainCommand.defaultConfig(): 28x28x1, 32/64/64
+# 2. makes a checkpoint of the Fashion-MNIST architecture (TrainingDefaults.config(): 28x28x1, 32/64/64
 #    channels, attention at the lowest level) with a 2-step `train` run on the built-in shapes: the weights are
 #    barely trained, which does not matter here, as the work per step does not depend on them;
 # 3. starts `serve --max-batch 32` on 127.0.0.1 (a free port) and drives it with benchmarks/serve/ServeLoad.java

@@ -29,7 +29,7 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /**
- * Graph capture and replay (d4j.h "graph (issue 5)") on the device backends (CUDA, CUDA_SIM; skipped with the
+ * Graph capture and replay (the "graph" section of d4j.h) on the device backends (CUDA, CUDA_SIM; skipped with the
  * backend's reason when unavailable): a recorded call is not executed until the graph is launched and then
  * equals the direct call bit for bit, with the host arguments it had when it was recorded (the native layer
  * snapshots them; the test rewrites the arrays before launching); the capture refuses allocation, frees,
