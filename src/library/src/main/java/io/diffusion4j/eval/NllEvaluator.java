@@ -1,6 +1,7 @@
 package io.diffusion4j.eval;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Unwinding;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.VlbKernels;
@@ -141,14 +142,7 @@ public final class NllEvaluator implements AutoCloseable {
             x0Rows.clear();
             xtRows.clear();
             epsRows.clear();
-            for (int i = made.size() - 1; i >= 0; i--) {
-                try {
-                    made.get(i).close();
-                } catch (Exception suppressed) {
-                    e.addSuppressed(suppressed);
-                }
-            }
-            throw e;
+            throw Unwinding.closeAll(made, e);
         }
         tModel = new float[batch];
         tAll = new int[batch];

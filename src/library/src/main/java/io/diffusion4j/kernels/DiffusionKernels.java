@@ -1,5 +1,6 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.TensorChecks.batchOf;
 import static io.diffusion4j.kernels.TensorChecks.requireFloat;
 import static io.diffusion4j.kernels.TensorChecks.requireSameShape;
 
@@ -32,7 +33,7 @@ public final class DiffusionKernels {
      */
     public static void addNoise(NativeSchedule schedule, Tensor x0, int[] timesteps, long seed, long offset, Tensor xT,
                                 Tensor eps) {
-        int batch = batchOf(x0, timesteps, "timesteps");
+        int batch = batchOf(x0, "x0", timesteps, "timesteps");
         requireSameShape(x0, xT, "xT");
         requireSameShape(x0, eps, "eps");
         long n = x0.elementCount() / batch;
@@ -52,7 +53,7 @@ public final class DiffusionKernels {
     public static void diffusionLoss(NativeSchedule schedule, PredictionType prediction, Tensor modelOutput, Tensor x0,
                                      Tensor eps, int[] timesteps, float[] lossWeights, Tensor loss, Tensor grad) {
         Objects.requireNonNull(prediction, "prediction");
-        int batch = batchOf(modelOutput, timesteps, "timesteps");
+        int batch = batchOf(modelOutput, "modelOutput", timesteps, "timesteps");
         requireSameShape(modelOutput, x0, "x0");
         requireSameShape(modelOutput, eps, "eps");
         if (grad != null) requireSameShape(modelOutput, grad, "grad");
@@ -143,11 +144,12 @@ public final class DiffusionKernels {
         Native.check(d4j_h.d4j_rng_normal(backend.handle(), seed, offset, out.handle(), out.elementCount()));
     }
 
-    private static int checkStep(Tensor xT, Tensor modelOutput, int[] timesteps, int[] prevTimesteps, SampleNoise noise,
-                                 Tensor xPrev) {
+    /** The checks of a reverse step (shared with {@link SamplerKernels}); returns the batch size. */
+    static int checkStep(Tensor xT, Tensor modelOutput, int[] timesteps, int[] prevTimesteps, SampleNoise noise,
+                          Tensor xPrev) {
         Objects.requireNonNull(noise, "noise");
-        int batch = batchOf(xT, timesteps, "timesteps");
-        batchOf(xT, prevTimesteps, "prevTimesteps");
+        int batch = batchOf(xT, "xT", timesteps, "timesteps");
+        batchOf(xT, "xT", prevTimesteps, "prevTimesteps");
         if (noise.seeds().length != batch) {
             throw new IllegalArgumentException("noise has " + noise.seeds().length + " streams for a batch of " + batch);
         }
@@ -156,24 +158,13 @@ public final class DiffusionKernels {
         return batch;
     }
 
-    private static int batchOf(Tensor x, int[] perSample, String name) {
-        Objects.requireNonNull(x, "tensor");
-        Objects.requireNonNull(perSample, name);
-        requireFloat(x, "input");
-        if (x.rank() < 1 || x.dim(0) != perSample.length) {
-            throw new IllegalArgumentException(name + " has " + perSample.length + " entries but the batch dimension of "
-                    + x.describe() + " is " + x.dim(0));
-        }
-        return perSample.length;
-    }
-
-
-
-    private static MemorySegment ints(Arena arena, int[] v) {
+    /** {@code v} in {@code arena} as a native int array (NULL when empty); shared with {@link SamplerKernels}. */
+    static MemorySegment ints(Arena arena, int[] v) {
         return v.length == 0 ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, v);
     }
 
-    private static MemorySegment longs(Arena arena, long[] v) {
+    /** {@code v} in {@code arena} as a native long array (NULL when empty); shared with {@link SamplerKernels}. */
+    static MemorySegment longs(Arena arena, long[] v) {
         return v.length == 0 ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_LONG, v);
     }
 }

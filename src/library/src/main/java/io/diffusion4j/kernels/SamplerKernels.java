@@ -1,5 +1,9 @@
 package io.diffusion4j.kernels;
 
+import static io.diffusion4j.kernels.DiffusionKernels.checkStep;
+import static io.diffusion4j.kernels.DiffusionKernels.ints;
+import static io.diffusion4j.kernels.DiffusionKernels.longs;
+import static io.diffusion4j.kernels.TensorChecks.batchOf;
 import static io.diffusion4j.kernels.TensorChecks.requireSameShape;
 
 import io.diffusion4j.backend.Native;
@@ -11,7 +15,6 @@ import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 
 /**
@@ -31,7 +34,7 @@ public final class SamplerKernels {
                                    int[] timesteps, double ratio, float sampleMaxValue, Tensor threshold) {
         Objects.requireNonNull(schedule, "schedule");
         Objects.requireNonNull(prediction, "prediction");
-        int batch = batchOf(xT, timesteps, "timesteps");
+        int batch = batchOf(xT, "xT", timesteps, "timesteps");
         requireSameShape(xT, modelOutput, "modelOutput");
         requireThreshold(threshold, batch, xT);
         try (Arena arena = Arena.ofConfined()) {
@@ -87,9 +90,9 @@ public final class SamplerKernels {
                                      int[] lastTimesteps, Tensor x0Out, Tensor xPrev) {
         Objects.requireNonNull(schedule, "schedule");
         Objects.requireNonNull(prediction, "prediction");
-        int batch = batchOf(xT, timesteps, "timesteps");
-        batchOf(xT, prevTimesteps, "prevTimesteps");
-        batchOf(xT, lastTimesteps, "lastTimesteps");
+        int batch = batchOf(xT, "xT", timesteps, "timesteps");
+        batchOf(xT, "xT", prevTimesteps, "prevTimesteps");
+        batchOf(xT, "xT", lastTimesteps, "lastTimesteps");
         requireSameShape(xT, modelOutput, "modelOutput");
         requireSameShape(xT, xPrev, "xPrev");
         if (prevX0 != null) requireSameShape(xT, prevX0, "prevX0");
@@ -104,19 +107,6 @@ public final class SamplerKernels {
         }
     }
 
-    private static int checkStep(Tensor xT, Tensor modelOutput, int[] timesteps, int[] prevTimesteps,
-                                 SampleNoise noise, Tensor xPrev) {
-        Objects.requireNonNull(noise, "noise");
-        int batch = batchOf(xT, timesteps, "timesteps");
-        batchOf(xT, prevTimesteps, "prevTimesteps");
-        if (noise.seeds().length != batch) {
-            throw new IllegalArgumentException("noise has " + noise.seeds().length + " streams for a batch of " + batch);
-        }
-        requireSameShape(xT, modelOutput, "modelOutput");
-        requireSameShape(xT, xPrev, "xPrev");
-        return batch;
-    }
-
     private static void requireThreshold(Tensor threshold, int batch, Tensor ref) {
         Objects.requireNonNull(threshold, "threshold");
         if (threshold.dtype() != DType.FLOAT32 || threshold.elementCount() != batch) {
@@ -126,25 +116,5 @@ public final class SamplerKernels {
             throw new IllegalArgumentException("threshold is on backend " + threshold.backend().kind().cliName()
                     + ", the samples on " + ref.backend().kind().cliName());
         }
-    }
-
-    private static int batchOf(Tensor x, int[] perSample, String name) {
-        Objects.requireNonNull(x, "xT");
-        Objects.requireNonNull(perSample, name);
-        if (x.dtype() != DType.FLOAT32) throw new IllegalArgumentException("xT must be float32, got " + x.describe());
-        if (x.rank() < 1 || x.dim(0) != perSample.length) {
-            throw new IllegalArgumentException(name + " has " + perSample.length + " entries but the batch dimension of "
-                    + x.describe() + " is " + (x.rank() < 1 ? "missing" : x.dim(0)));
-        }
-        return perSample.length;
-    }
-
-
-    private static MemorySegment ints(Arena arena, int[] v) {
-        return v.length == 0 ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, v);
-    }
-
-    private static MemorySegment longs(Arena arena, long[] v) {
-        return v.length == 0 ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_LONG, v);
     }
 }

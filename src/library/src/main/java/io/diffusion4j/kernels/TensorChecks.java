@@ -26,4 +26,19 @@ final class TensorChecks {
                     + ", other tensors on " + ref.backend().kind().cliName());
         }
     }
+
+    /**
+     * The batch size of {@code x}, whose first dimension must equal {@code perSample.length} (one entry per
+     * sample); {@code x} (named {@code xName} in messages) is non-null and float32.
+     */
+    static int batchOf(Tensor x, String xName, int[] perSample, String name) {
+        Objects.requireNonNull(x, xName);
+        Objects.requireNonNull(perSample, name);
+        requireFloat(x, xName);
+        if (x.dim(0) != perSample.length) {
+            throw new IllegalArgumentException(name + " has " + perSample.length + " entries but the batch dimension of "
+                    + x.describe() + " is " + x.dim(0));
+        }
+        return perSample.length;
+    }
 }

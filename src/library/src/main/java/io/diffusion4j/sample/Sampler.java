@@ -2,6 +2,7 @@ package io.diffusion4j.sample;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.Graph;
+import io.diffusion4j.backend.Unwinding;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
 import io.diffusion4j.kernels.NativeSchedule;
@@ -124,14 +125,7 @@ public final class Sampler implements AutoCloseable {
             this.threshold = thr;
         } catch (RuntimeException e) {
             rows.clear();
-            for (int i = made.size() - 1; i >= 0; i--) {
-                try {
-                    made.get(i).close();
-                } catch (Exception suppressed) {
-                    e.addSuppressed(suppressed);
-                }
-            }
-            throw e;
+            throw Unwinding.closeAll(made, e);
         }
         t = new int[batch];
         prev = new int[batch];
