@@ -1,6 +1,7 @@
 package io.diffusion4j.kernels;
 
 import static io.diffusion4j.testutil.Tolerance.U;
+import static io.diffusion4j.testutil.Tolerance.toDouble;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -464,13 +465,6 @@ class NormKernelsTest {
         double s = 0;
         for (int i = 0; i < b.length; i++) s += a[i] * b[i];
         return s;
-    }
-
-    static double[] toDouble(float[] v) {
-        if (v == null) return null;
-        double[] o = new double[v.length];
-        for (int i = 0; i < v.length; i++) o[i] = v[i];
-        return o;
     }
 
     /**

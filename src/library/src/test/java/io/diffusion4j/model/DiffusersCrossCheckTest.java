@@ -1,5 +1,6 @@
 package io.diffusion4j.model;
 
+import static io.diffusion4j.testutil.Tolerance.toDouble;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -393,11 +394,5 @@ class DiffusersCrossCheckTest {
         m.keySet().removeIf(k -> k.startsWith("_"));
         m.putAll(like.informational());
         return UNet2DConfig.fromMap(m);
-    }
-
-    static double[] toDouble(float[] v) {
-        double[] d = new double[v.length];
-        for (int i = 0; i < v.length; i++) d[i] = v[i];
-        return d;
     }
 }

@@ -1,5 +1,8 @@
 package io.diffusion4j.model;
 
+import static io.diffusion4j.testutil.Tolerance.maxAbs;
+import static io.diffusion4j.testutil.Tolerance.toDouble;
+
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
 import io.diffusion4j.tensor.Tensor;
@@ -47,18 +50,6 @@ class UNet2DModelParityTest {
             float[] dx = m.backward(dOut).toFloatArray();
             return new Run(out, dx, m.flatGradients());
         }
-    }
-
-    static double[] toDouble(float[] v) {
-        double[] d = new double[v.length];
-        for (int i = 0; i < v.length; i++) d[i] = v[i];
-        return d;
-    }
-
-    static double maxAbs(float[] v) {
-        double m = 0;
-        for (float x : v) m = Math.max(m, Math.abs(x));
-        return m;
     }
 
     @OnDevices

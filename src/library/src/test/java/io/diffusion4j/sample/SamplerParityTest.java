@@ -1,5 +1,8 @@
 package io.diffusion4j.sample;
 
+import static io.diffusion4j.testutil.Tolerance.maxAbs;
+import static io.diffusion4j.testutil.Tolerance.toDouble;
+
 import io.diffusion4j.TimestepSpacing;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
@@ -149,17 +152,5 @@ class SamplerParityTest {
                 return sm.run(seed, 0, 2, null, null);
             }
         }
-    }
-
-    static double[] toDouble(float[] v) {
-        double[] d = new double[v.length];
-        for (int i = 0; i < v.length; i++) d[i] = v[i];
-        return d;
-    }
-
-    static double maxAbs(float[] v) {
-        double m = 0;
-        for (float f : v) m = Math.max(m, Math.abs(f));
-        return m;
     }
 }

@@ -121,6 +121,21 @@ public final class Tolerance {
         }
     }
 
+    /** {@code v} widened to float64 for the reference side of a comparison; null stays null. */
+    public static double[] toDouble(float[] v) {
+        if (v == null) return null;
+        double[] o = new double[v.length];
+        for (int i = 0; i < v.length; i++) o[i] = v[i];
+        return o;
+    }
+
+    /** max |v[i]| (0 for an empty array): the scale of an absolute tolerance. */
+    public static double maxAbs(float[] v) {
+        double m = 0;
+        for (float x : v) m = Math.max(m, Math.abs(x));
+        return m;
+    }
+
     /** Prints a measured error line (collected from the test output for the error tables). */
     public static void log(Report r) {
         System.out.println("[d4j-error] " + r);
