@@ -69,30 +69,37 @@ public class ServeLoad {
         ConcurrentLinkedQueue<Long> latencies = new ConcurrentLinkedQueue<>();
         AtomicInteger started = new AtomicInteger(), errors = new AtomicInteger();
         long t0 = System.nanoTime(), stopAt = t0 + (long) (seconds * 1e9);
+        onThreads(c, () -> {
+            while (System.nanoTime() < stopAt && started.incrementAndGet() <= maxRequests) {
+                long s = System.nanoTime();
+                try {
+                    HttpResponse<byte[]> r = post(base, body);
+                    if (r.statusCode() == 200) latencies.add(System.nanoTime() - s);
+                    else errors.incrementAndGet();
+                } catch (Exception e) {
+                    errors.incrementAndGet();
+                }
+            }
+        });
+        double elapsed = (System.nanoTime() - t0) / 1e9;
+        long[] l = latencies.stream().mapToLong(Long::longValue).sorted().toArray();
+        System.out.printf(Locale.ROOT, "RESULT %s %d %d %.2f %.2f %.0f %.0f %d%n", label, c, l.length, elapsed,
+                l.length / elapsed, pct(l, 0.50) / 1e6, pct(l, 0.99) / 1e6, errors.get());
+    }
+
+    /** Runs {@code body} on {@code c} platform threads at once and waits until every one has returned. */
+    static void onThreads(int c, Runnable body) throws InterruptedException {
         CountDownLatch done = new CountDownLatch(c);
         for (int k = 0; k < c; k++) {
             Thread.ofPlatform().start(() -> {
                 try {
-                    while (System.nanoTime() < stopAt && started.incrementAndGet() <= maxRequests) {
-                        long s = System.nanoTime();
-                        try {
-                            HttpResponse<byte[]> r = post(base, body);
-                            if (r.statusCode() == 200) latencies.add(System.nanoTime() - s);
-                            else errors.incrementAndGet();
-                        } catch (Exception e) {
-                            errors.incrementAndGet();
-                        }
-                    }
+                    body.run();
                 } finally {
                     done.countDown();
                 }
             });
         }
         done.await();
-        double elapsed = (System.nanoTime() - t0) / 1e9;
-        long[] l = latencies.stream().mapToLong(Long::longValue).sorted().toArray();
-        System.out.printf(Locale.ROOT, "RESULT %s %d %d %.2f %.2f %.0f %.0f %d%n", label, c, l.length, elapsed,
-                l.length / elapsed, pct(l, 0.50) / 1e6, pct(l, 0.99) / 1e6, errors.get());
     }
 
     static void leakCheck(String base, int n, int maxN, long[] before) throws Exception {
@@ -100,28 +107,20 @@ public class ServeLoad {
         AtomicInteger next = new AtomicInteger(), errors = new AtomicInteger();
         AtomicLong images = new AtomicLong();
         int c = 32;
-        CountDownLatch done = new CountDownLatch(c);
         long t0 = System.nanoTime();
-        for (int k = 0; k < c; k++) {
-            Thread.ofPlatform().start(() -> {
+        onThreads(c, () -> {
+            for (int i; (i = next.getAndIncrement()) < n; ) {
+                int imgs = 1 + i % maxN;
+                String b = "{\"sampler\":\"" + samplers[i % 3] + "\",\"steps\":" + (1 + (i / 3) % 2) + ",\"n\":" + imgs
+                        + ",\"seed\":" + i + ",\"output\":\"json\"}";
                 try {
-                    for (int i; (i = next.getAndIncrement()) < n; ) {
-                        int imgs = 1 + i % maxN;
-                        String b = "{\"sampler\":\"" + samplers[i % 3] + "\",\"steps\":" + (1 + (i / 3) % 2) + ",\"n\":" + imgs
-                                + ",\"seed\":" + i + ",\"output\":\"json\"}";
-                        try {
-                            if (post(base, b).statusCode() == 200) images.addAndGet(imgs);
-                            else errors.incrementAndGet();
-                        } catch (Exception e) {
-                            errors.incrementAndGet();
-                        }
-                    }
-                } finally {
-                    done.countDown();
+                    if (post(base, b).statusCode() == 200) images.addAndGet(imgs);
+                    else errors.incrementAndGet();
+                } catch (Exception e) {
+                    errors.incrementAndGet();
                 }
-            });
-        }
-        done.await();
+            }
+        });
         double s = (System.nanoTime() - t0) / 1e9;
         // the server frees its batch buffers and workspaces after --idle-release-ms without work
         long[] after = live(base);
