@@ -172,14 +172,7 @@ class ConvKernelsTest {
                 Grads g = ConvReference.backward(p, ConvReference.d(x), ConvReference.d(w), ConvReference.d(dy));
                 Tolerance.log(check("conv2d dx " + p, g1.dx(), g.dx(), p.dxTerms(), c));
                 Tolerance.log(check("conv2d dweight " + p, g1.dw(), plus(g.dw(), dw0, 1), p.dwTerms(), c));
-                for (int threads : new int[] {2, 3}) {
-                    cpu.setThreads(threads);
-                    String ct = threads + " threads vs 1: " + c;
-                    Tolerance.assertBitIdentical("conv2d forward", y1, ConvRunner.forward(cpu, p, x, w, b), ct);
-                    ConvRunner.BackwardOut gt = ConvRunner.backward(cpu, p, x, w, dy, true, dw0, null, 1);
-                    Tolerance.assertBitIdentical("conv2d dx", g1.dx(), gt.dx(), ct);
-                    Tolerance.assertBitIdentical("conv2d dweight", g1.dw(), gt.dw(), ct);
-                }
+                assertSameBitsOn2And3Threads(p, x, w, b, dy, dw0, null, y1, g1, c);
             }
         } finally {
             cpu.setThreads(Math.max(1, Runtime.getRuntime().availableProcessors()));
@@ -277,19 +270,28 @@ class ConvKernelsTest {
                 cpu.setThreads(1);
                 float[] y1 = ConvRunner.forward(cpu, p, x, w, b);
                 ConvRunner.BackwardOut g1 = ConvRunner.backward(cpu, p, x, w, dy, true, dw0, db0, 1);
-                for (int threads : new int[] {2, 3}) {
-                    cpu.setThreads(threads);
-                    String c = threads + " threads vs 1: " + ctx(p, r);
-                    Tolerance.assertBitIdentical("conv2d forward", y1, ConvRunner.forward(cpu, p, x, w, b), c);
-                    ConvRunner.BackwardOut g = ConvRunner.backward(cpu, p, x, w, dy, true, dw0, db0, 1);
-                    Tolerance.assertBitIdentical("conv2d dx", g1.dx(), g.dx(), c);
-                    Tolerance.assertBitIdentical("conv2d dweight", g1.dw(), g.dw(), c);
-                    Tolerance.assertBitIdentical("conv2d dbias", g1.db(), g.db(), c);
-                }
+                assertSameBitsOn2And3Threads(p, x, w, b, dy, dw0, db0, y1, g1, ctx(p, r));
               }
             }
         } finally {
             cpu.setThreads(Math.max(1, Runtime.getRuntime().availableProcessors()));
+        }
+    }
+
+    /**
+     * Forward and backward on 2 and 3 threads give the bits of the 1-thread results {@code y1} and {@code g1}
+     * (computed from the same inputs); dbias is compared when {@code db0} is given. Leaves the thread count at 3.
+     */
+    static void assertSameBitsOn2And3Threads(Problem p, float[] x, float[] w, float[] b, float[] dy, float[] dw0,
+                                             float[] db0, float[] y1, ConvRunner.BackwardOut g1, String ctx) {
+        for (int threads : new int[] {2, 3}) {
+            cpu.setThreads(threads);
+            String c = threads + " threads vs 1: " + ctx;
+            Tolerance.assertBitIdentical("conv2d forward", y1, ConvRunner.forward(cpu, p, x, w, b), c);
+            ConvRunner.BackwardOut g = ConvRunner.backward(cpu, p, x, w, dy, true, dw0, db0, 1);
+            Tolerance.assertBitIdentical("conv2d dx", g1.dx(), g.dx(), c);
+            Tolerance.assertBitIdentical("conv2d dweight", g1.dw(), g.dw(), c);
+            if (db0 != null) Tolerance.assertBitIdentical("conv2d dbias", g1.db(), g.db(), c);
         }
     }
 
