@@ -35,41 +35,52 @@ class UNet2DModelParityTest {
 
     record Run(float[] out, float[] dx, float[] grad) {}
 
-    static Run run(Backend be, UNet2DConfig cfg, float[] params, float[] xs, float[] t, float[] d) {
-        return run(be, cfg, params, xs, t, d, null);
-    }
-
     /** dropout: null for the inference forward, else the training forward's {seed, offset}. */
-    static Run run(Backend be, UNet2DConfig cfg, float[] params, float[] xs, float[] t, float[] d, long[] dropout) {
+    static Run run(Backend be, UNet2DConfig cfg, Inputs in, long[] dropout) {
         try (UNet2DModel m = new UNet2DModel(be, cfg, 0);
-             Tensor x = Tensor.of(be, xs, 2, 8, 8, cfg.inChannels());
-             Tensor dOut = Tensor.of(be, d, 2, 8, 8, cfg.outChannels())) {
-            m.loadFlat(params);
+             Tensor x = Tensor.of(be, in.xs(), 2, 8, 8, cfg.inChannels());
+             Tensor dOut = Tensor.of(be, in.d(), 2, 8, 8, cfg.outChannels())) {
+            m.loadFlat(in.params());
             m.zeroGradients();
-            float[] out = UNet2DModelTest.forward(m, x, t, dropout).toFloatArray();
+            float[] out = UNet2DModelTest.forward(m, x, in.t(), dropout).toFloatArray();
             float[] dx = m.backward(dOut).toFloatArray();
             return new Run(out, dx, m.flatGradients());
         }
+    }
+
+    /** Random parameters (drawn by a CPU model), input, timesteps and output gradient of a batch of 2 at 8x8. */
+    record Inputs(float[] params, float[] xs, float[] t, float[] d) {
+        static Inputs draw(TestRandom r, UNet2DConfig cfg) {
+            float[] params;
+            try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
+                params = m.flatParameters();
+            }
+            float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
+            float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
+            return new Inputs(params, xs, t, d);
+        }
+    }
+
+    /** The device run {@code g} matches the CPU run {@code h}: output, input gradient, parameter gradients. */
+    static void assertClose(Run g, Run h, String variant, String ctx) {
+        Tolerance.log(Tolerance.assertClose("unet forward" + variant, g.out(), toDouble(h.out()),
+                1e-4 * maxAbs(h.out()), 1e-4, ctx));
+        Tolerance.log(Tolerance.assertClose("unet input gradient" + variant, g.dx(), toDouble(h.dx()),
+                1e-4 * maxAbs(h.dx()), 1e-4, ctx));
+        Tolerance.log(Tolerance.assertClose("unet parameter gradients" + variant, g.grad(), toDouble(h.grad()),
+                1e-4 * maxAbs(h.grad()), 1e-4, ctx));
     }
 
     @OnDevices
     void tinyUnetMatchesCpu(Backend be, Device kind) {
         TestRandom r = TestRandom.fresh();
         UNet2DConfig cfg = UNet2DModelTest.tiny();
-        float[] params;
-        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
-            params = m.flatParameters();
-        }
-        float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
-        float[] t = {r.nextInt(1000), r.nextInt(1000)};
-        float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
-        Run h = run(cpu, cfg, params, xs, t, d);
-        Run g = run(be, cfg, params, xs, t, d);
+        Inputs in = Inputs.draw(r, cfg);
+        Run h = run(cpu, cfg, in, null);
+        Run g = run(be, cfg, in, null);
         String ctx = kind.cliName() + " vs cpu; " + r.describe();
-        Tolerance.log(Tolerance.assertClose("unet forward", g.out(), toDouble(h.out()), 1e-4 * maxAbs(h.out()), 1e-4, ctx));
-        Tolerance.log(Tolerance.assertClose("unet input gradient", g.dx(), toDouble(h.dx()), 1e-4 * maxAbs(h.dx()), 1e-4, ctx));
-        Tolerance.log(Tolerance.assertClose("unet parameter gradients", g.grad(), toDouble(h.grad()),
-                1e-4 * maxAbs(h.grad()), 1e-4, ctx));
+        assertClose(g, h, "", ctx);
     }
 
     /**
@@ -82,25 +93,14 @@ class UNet2DModelParityTest {
     void tinyUnetWithDropoutMatchesCpu(Backend be, Device kind) {
         TestRandom r = TestRandom.fresh();
         UNet2DConfig cfg = UNet2DModelTest.tinyWithDropout(0.3);
-        float[] params;
-        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong())) {
-            params = m.flatParameters();
-        }
-        float[] xs = r.gaussians(2 * 8 * 8 * cfg.inChannels(), 1);
-        float[] t = {r.nextInt(1000), r.nextInt(1000)};
-        float[] d = r.gaussians(2 * 8 * 8 * cfg.outChannels(), 1);
+        Inputs in = Inputs.draw(r, cfg);
         long[] dropout = {r.nextLong(), r.nextLong() >>> 1};
-        Run h = run(cpu, cfg, params, xs, t, d, dropout);
-        Run g = run(be, cfg, params, xs, t, d, dropout);
-        Run inference = run(cpu, cfg, params, xs, t, d, null);
+        Run h = run(cpu, cfg, in, dropout);
+        Run g = run(be, cfg, in, dropout);
+        Run inference = run(cpu, cfg, in, null);
         String ctx = kind.cliName() + " vs cpu, dropout 0.3; " + r.describe();
         org.junit.jupiter.api.Assertions.assertTrue(UNet2DModelTest.differ(h.out(), inference.out()),
                 "dropout did not act on the CPU; " + ctx);
-        Tolerance.log(Tolerance.assertClose("unet forward (dropout)", g.out(), toDouble(h.out()),
-                1e-4 * maxAbs(h.out()), 1e-4, ctx));
-        Tolerance.log(Tolerance.assertClose("unet input gradient (dropout)", g.dx(), toDouble(h.dx()),
-                1e-4 * maxAbs(h.dx()), 1e-4, ctx));
-        Tolerance.log(Tolerance.assertClose("unet parameter gradients (dropout)", g.grad(), toDouble(h.grad()),
-                1e-4 * maxAbs(h.grad()), 1e-4, ctx));
+        assertClose(g, h, " (dropout)", ctx);
     }
 }
