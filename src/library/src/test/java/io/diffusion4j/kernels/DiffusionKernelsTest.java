@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.function.BiFunction;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -290,6 +291,18 @@ class DiffusionKernelsTest {
         }
     }
 
+    /**
+     * Runs {@code step} with two fresh random (seeds, offsets) pairs of {@code batch} samples and asserts the two
+     * results are bit-identical; returns the first.
+     */
+    static float[] assertSeedsDoNotMatter(String what, TestRandom r, int batch, String ctx,
+                                          BiFunction<long[], long[], float[]> step) {
+        float[] a = step.apply(r.longs(batch), r.longs(batch));
+        float[] b = step.apply(r.longs(batch), r.longs(batch));
+        Tolerance.assertBitIdentical(what, a, b, ctx);
+        return a;
+    }
+
     /** t = 0 (prev = -1) draws no noise: the result does not depend on the noise seeds. */
     @ParameterizedTest
     @EnumSource(VarianceType.class)
@@ -302,11 +315,9 @@ class DiffusionKernelsTest {
         Arrays.fill(prev, -1);
         String c = ctx(r, variance);
         for (PredictionType p : PredictionType.values()) {
-            float[] a = KernelRunner.ddpm(cpu, s.handle(), p, variance, false, 1f, x, o, t, prev, r.longs(batch),
-                    r.longs(batch), n, false);
-            float[] b = KernelRunner.ddpm(cpu, s.handle(), p, variance, false, 1f, x, o, t, prev, r.longs(batch),
-                    r.longs(batch), n, false);
-            Tolerance.assertBitIdentical("ddpm t=0 with different seeds " + p, a, b, c);
+            float[] a = assertSeedsDoNotMatter("ddpm t=0 with different seeds " + p, r, batch, c,
+                    (seeds, offsets) -> KernelRunner.ddpm(cpu, s.handle(), p, variance, false, 1f, x, o, t, prev, seeds,
+                            offsets, n, false));
             KernelReference.Ref ref = KernelReference.ddpm(s.ac(), p, variance, false, 1f, x, o, t, prev,
                     new long[batch], new long[batch], n);
             check("ddpm_step " + p, a, ref, STEP_TOL_U, c);
@@ -418,11 +429,9 @@ class DiffusionKernelsTest {
         int[] t = r.timesteps(batch, s.ac().length);
         int[] prev = prevTimesteps(r, t, true);
         for (PredictionType p : PredictionType.values()) {
-            float[] a = KernelRunner.ddim(cpu, s.handle(), p, 0f, false, 1f, false, 1.0, x, o, t, prev, r.longs(batch),
-                    r.longs(batch), n, false);
-            float[] b = KernelRunner.ddim(cpu, s.handle(), p, 0f, false, 1f, false, 1.0, x, o, t, prev, r.longs(batch),
-                    r.longs(batch), n, false);
-            Tolerance.assertBitIdentical("ddim eta=0 with different seeds " + p, a, b, ctx(r, p));
+            assertSeedsDoNotMatter("ddim eta=0 with different seeds " + p, r, batch, ctx(r, p),
+                    (seeds, offsets) -> KernelRunner.ddim(cpu, s.handle(), p, 0f, false, 1f, false, 1.0, x, o, t, prev,
+                            seeds, offsets, n, false));
         }
     }
 
