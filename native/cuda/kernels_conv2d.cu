@@ -98,6 +98,27 @@ struct DwOp {
     __device__ float bv(int64_t k, int64_t n) const { return dy[k * g.c_out + n]; }
 };
 
+// Stages one kBK x kCols slice of an operand in shared memory: S[kk][c] =
+// read(c0 + c, k0 + kk), 0 outside [0, limit) x [k0, k_end). kKFast: consecutive
+// threads take consecutive k (the operand is contiguous along k), else along c,
+// so the global reads coalesce either way.
+template <bool kKFast, int kCols, int kPitch, class Read>
+__device__ __forceinline__ void load_tile(float (&S)[kBK][kPitch], int tid, int64_t k0, int64_t k_end, int64_t c0,
+                                          int64_t limit, const Read &read) {
+    for (int e = tid; e < kCols * kBK; e += kThreads) {
+        int kk, cc;
+        if constexpr (kKFast) {
+            kk = e % kBK;
+            cc = e / kBK;
+        } else {
+            cc = e % kCols;
+            kk = e / kCols;
+        }
+        const int64_t k = k0 + kk, c = c0 + cc;
+        S[kk][cc] = (k < k_end && c < limit) ? read(c, k) : 0.0f;
+    }
+}
+
 // acc[i][j] = C[m0 + ty + 16 i][n0 + tx + 16 j] summed over k in [k_begin, k_end).
 template <class Op>
 __device__ void gemm_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end,
@@ -109,30 +130,8 @@ __device__ void gemm_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin,
     for (int i = 0; i < kTM; ++i)
         for (int j = 0; j < kTN; ++j) acc[i][j] = 0.0f;
     for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
-        for (int e = tid; e < kBM * kBK; e += kThreads) {
-            int kk, mm;
-            if constexpr (Op::kAK) {
-                kk = e % kBK;
-                mm = e / kBK;
-            } else {
-                mm = e % kBM;
-                kk = e / kBM;
-            }
-            const int64_t k = k0 + kk, m = m0 + mm;
-            As[kk][mm] = (k < k_end && m < op.M) ? op.a(m, k) : 0.0f;
-        }
-        for (int e = tid; e < kBN * kBK; e += kThreads) {
-            int kk, nn;
-            if constexpr (Op::kBKc) {
-                kk = e % kBK;
-                nn = e / kBK;
-            } else {
-                nn = e % kBN;
-                kk = e / kBN;
-            }
-            const int64_t k = k0 + kk, n = n0 + nn;
-            Bs[kk][nn] = (k < k_end && n < op.N) ? op.bv(k, n) : 0.0f;
-        }
+        load_tile<Op::kAK, kBM>(As, tid, k0, k_end, m0, op.M, [&](int64_t m, int64_t k) { return op.a(m, k); });
+        load_tile<Op::kBKc, kBN>(Bs, tid, k0, k_end, n0, op.N, [&](int64_t n, int64_t k) { return op.bv(k, n); });
         __syncthreads();
         for (int kk = 0; kk < kBK; ++kk) {
             float av[kTM], bw[kTN];
