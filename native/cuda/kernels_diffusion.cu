@@ -32,11 +32,13 @@ constexpr int kLossThreads = 256;
 constexpr int kLossPerThread = 16;
 constexpr int64_t kLossChunk = (int64_t)kLossThreads * kLossPerThread;
 
-// This thread's part of pass 1 for sample b, block blockIdx.x: the sum of its
-// kLossPerThread squared differences (in k order, coalesced across the block),
-// writing the gradient when asked.
-__device__ __forceinline__ float loss_thread_sum(const d4j_loss_coef &c, int b, int64_t n, const float *out,
+// This thread's part of pass 1 for sample blockIdx.y, chunk blockIdx.x: the sum
+// of its kLossPerThread squared differences (in k order, coalesced across the
+// block), writing the gradient when asked.
+__device__ __forceinline__ float loss_thread_sum(const d4j_loss_coef *coef, int64_t n, const float *out,
                                                  const float *x0, const float *eps, float *grad) {
+    const int b = blockIdx.y;
+    const d4j_loss_coef c = coef[b];
     const int64_t base = (int64_t)b * n;
     const int64_t c0 = (int64_t)blockIdx.x * kLossChunk;
     float acc = 0.0f;
@@ -55,8 +57,7 @@ __global__ void loss_partial_kernel(const d4j_loss_coef *coef, int64_t n, const 
                                     const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    sums[threadIdx.x] = loss_thread_sum(c, b, n, out, x0, eps, grad);
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out, x0, eps, grad);
     __syncthreads();
     block_tree_sum<kLossThreads>(sums);
     if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
@@ -69,8 +70,7 @@ __global__ void loss_partial_shfl_kernel(const d4j_loss_coef *coef, int64_t n, c
                                          const float *eps, float *grad, float *partial) {
     __shared__ float warp_sums[kLossThreads / 32];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    float acc = loss_thread_sum(c, b, n, out, x0, eps, grad);
+    float acc = loss_thread_sum(coef, n, out, x0, eps, grad);
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     if (lane == 0) warp_sums[warp] = acc;
@@ -91,8 +91,7 @@ __global__ void loss_partial_divergent_sync_kernel(const d4j_loss_coef *coef, in
                                                    const float *x0, const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    sums[threadIdx.x] = loss_thread_sum(c, b, n, out, x0, eps, grad);
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out, x0, eps, grad);
     __syncthreads();
     for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
         if ((int)threadIdx.x < stride) {
@@ -108,9 +107,7 @@ __global__ void loss_partial_missing_sync_kernel(const d4j_loss_coef *coef, int6
                                                  const float *x0, const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    const float acc = loss_thread_sum(c, b, n, out, x0, eps, grad);
-    sums[threadIdx.x] = acc;  // BUG: no __syncthreads before others read it
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out, x0, eps, grad);  // BUG: no __syncthreads before others read it
     for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
         if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
     }
@@ -122,8 +119,7 @@ __global__ void loss_partial_off_by_one_kernel(const d4j_loss_coef *coef, int64_
                                                const float *x0, const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    sums[threadIdx.x] = loss_thread_sum(c, b, n, out + 1, x0, eps, grad);  // BUG: out + 1 reads out[base + i + 1]
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out + 1, x0, eps, grad);  // BUG: out + 1 reads out[base + i + 1]
     __syncthreads();
     block_tree_sum<kLossThreads>(sums);
     if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
