@@ -473,6 +473,16 @@ D4J_CLONES void attn_bwd_cols_small(const Attn &a, const float *q, const float *
     });
 }
 
+// The scaled gradient of the backward passes: rows [R] x D of one head,
+// g = a.scale * (P [R][L] times the head's [L][D] token rows of m), where
+// g and m are token-major with row stride H * D.
+D4J_INLINE void head_gemm_scaled(const Attn &a, int64_t R, const float *P, const float *m, float *g) {
+    const int64_t L = a.L, D = a.D, HD = a.H * a.D;
+    head_gemm(R, D, L, P, L, 1, m, HD, 1, g, HD);
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t d = 0; d < D; ++d) g[r * HD + d] *= a.scale;
+}
+
 // Backward, row pass, query rows [i0, i1) of head (b, h): Dsum and dq.
 // Workspace: S and dP [R][L].
 D4J_CLONES void attn_bwd_rows(const Attn &a, const float *q, const float *k, const float *v, const float *out,
@@ -484,10 +494,7 @@ D4J_CLONES void attn_bwd_rows(const Attn &a, const float *q, const float *k, con
     head_gemm(R, L, D, q + a.at(b, i0, h), HD, 1, k + a.at(b, 0, h), 1, HD, s, L);
     head_gemm(R, L, D, dout + a.at(b, i0, h), HD, 1, v + a.at(b, 0, h), 1, HD, dp, L);
     row_ds(a, out, lse, dout, b, h, i0, R, s, dp, L, dsum);
-    float *g = dq + a.at(b, i0, h);
-    head_gemm(R, D, L, s, L, 1, k + a.at(b, 0, h), HD, 1, g, HD);
-    for (int64_t r = 0; r < R; ++r)
-        for (int64_t d = 0; d < D; ++d) g[r * HD + d] *= a.scale;
+    head_gemm_scaled(a, R, s, k + a.at(b, 0, h), dq + a.at(b, i0, h));
 }
 
 // Backward, column pass, key tokens [j0, j1) of head (b, h): dk and dv.
@@ -504,10 +511,7 @@ D4J_CLONES void attn_bwd_cols(const Attn &a, const float *q, const float *k, con
     head_gemm(R, L, D, v + a.at(b, j0, h), HD, 1, dout + a.at(b, 0, h), 1, HD, dpt, L);
     col_p_ds(a, lse, dsum, b, h, R, st, dpt, L);
     head_gemm(R, D, L, st, L, 1, dout + a.at(b, 0, h), HD, 1, dv + a.at(b, j0, h), HD);
-    float *g = dk + a.at(b, j0, h);
-    head_gemm(R, D, L, dpt, L, 1, q + a.at(b, 0, h), HD, 1, g, HD);
-    for (int64_t r = 0; r < R; ++r)
-        for (int64_t d = 0; d < D; ++d) g[r * HD + d] *= a.scale;
+    head_gemm_scaled(a, R, dpt, q + a.at(b, 0, h), dk + a.at(b, j0, h));
 }
 
 }  // namespace

@@ -132,6 +132,25 @@ D4J_CLONES void normalise_rows(const float *x, const float *tb, int64_t rows, in
     }
 }
 
+// One row of the backward: xhat per channel into tmp_xhat and the gradient
+// at the norm's output z (through the SiLU when fused) into tmp_dz. Always
+// inlined, so each target clone of its callers compiles it for that target.
+__attribute__((always_inline)) static inline void row_xhat_dz(const float *row, const float *g, const float *tb,
+                                                              int32_t c, const float *mc, const float *rc,
+                                                              const float *gamma, const float *beta, int32_t silu,
+                                                              float *tmp_xhat, float *tmp_dz) {
+    for (int32_t ch = 0; ch < c; ++ch) {
+        float v = tb ? row[ch] + tb[ch] : row[ch];
+        tmp_xhat[ch] = d4j_gn_xhat(v, mc[ch], rc[ch]);
+    }
+    if (silu) {
+        for (int32_t ch = 0; ch < c; ++ch)
+            tmp_dz[ch] = g[ch] * cpu_silu_grad(d4j_gn_z(tmp_xhat[ch], gamma[ch], beta[ch]));
+    } else {
+        for (int32_t ch = 0; ch < c; ++ch) tmp_dz[ch] = g[ch];
+    }
+}
+
 // Backward reduction: per channel, sum dz, sum dz*xhat, sum xhat (float64).
 D4J_CLONES void backward_sums_rows(const float *dy, const float *x, const float *tb, int64_t rows, int32_t c,
                                    const float *mc, const float *rc, const float *gamma, const float *beta,
@@ -141,16 +160,7 @@ D4J_CLONES void backward_sums_rows(const float *dy, const float *x, const float 
     for (int64_t r = 0; r < rows; ++r) {
         const float *row = x + r * c;
         const float *g = dy + r * c;
-        for (int32_t ch = 0; ch < c; ++ch) {
-            float v = tb ? row[ch] + tb[ch] : row[ch];
-            tmp_xhat[ch] = d4j_gn_xhat(v, mc[ch], rc[ch]);
-        }
-        if (silu) {
-            for (int32_t ch = 0; ch < c; ++ch)
-                tmp_dz[ch] = g[ch] * cpu_silu_grad(d4j_gn_z(tmp_xhat[ch], gamma[ch], beta[ch]));
-        } else {
-            for (int32_t ch = 0; ch < c; ++ch) tmp_dz[ch] = g[ch];
-        }
+        row_xhat_dz(row, g, tb, c, mc, rc, gamma, beta, silu, tmp_xhat, tmp_dz);
         for (int32_t ch = 0; ch < c; ++ch) {
             sa[ch] += (double)tmp_dz[ch];
             sb[ch] += (double)(tmp_dz[ch] * tmp_xhat[ch]);
@@ -167,16 +177,7 @@ D4J_CLONES void backward_dx_rows(const float *dy, const float *x, const float *t
         const float *row = x + r * c;
         const float *g = dy + r * c;
         float *out = dx + r * c;
-        for (int32_t ch = 0; ch < c; ++ch) {
-            float v = tb ? row[ch] + tb[ch] : row[ch];
-            tmp_xhat[ch] = d4j_gn_xhat(v, mc[ch], rc[ch]);
-        }
-        if (silu) {
-            for (int32_t ch = 0; ch < c; ++ch)
-                tmp_dz[ch] = g[ch] * cpu_silu_grad(d4j_gn_z(tmp_xhat[ch], gamma[ch], beta[ch]));
-        } else {
-            for (int32_t ch = 0; ch < c; ++ch) tmp_dz[ch] = g[ch];
-        }
+        row_xhat_dz(row, g, tb, c, mc, rc, gamma, beta, silu, tmp_xhat, tmp_dz);
         for (int32_t ch = 0; ch < c; ++ch)
             out[ch] = d4j_gn_dx(tmp_dz[ch], tmp_xhat[ch], gamma[ch], rc[ch], m1[ch], m2[ch]);
     }

@@ -168,5 +168,23 @@ inline d4j_status launched(const char *kernel) { return check(cudaGetLastError()
 
 inline unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
+// Fixed-order tree reduction of one value per thread in shared memory (kThreads
+// threads, each having stored sums[threadIdx.x] followed by a __syncthreads);
+// the block's sum ends in sums[0]. The fixed order keeps results deterministic.
+template <int kThreads, class T>
+__device__ __forceinline__ void block_tree_sum(T *sums) {
+    for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
+        __syncthreads();
+    }
+}
+
+// gridDim.y carries the sample index in the per-sample kernels, which caps a call's batch.
+inline d4j_status check_grid_batch(int32_t batch) {
+    if (batch <= 65535) return D4J_OK;
+    g_host->set_error("the CUDA backend takes at most 65535 samples per call, got %d", batch);
+    return D4J_ERR_INVALID_ARGUMENT;
+}
+
 }  // namespace d4j::cuda
 #endif

@@ -39,18 +39,23 @@ __device__ __forceinline__ float read_u(const Geom &g, const float *x, int64_t b
     return x[((b * g.h + ih) * g.w + iw) * g.c_in + ci];
 }
 
+// Im2col entry: u at output pixel `pixel` (flat over [batch, h_out, w_out]) and
+// column `col` = tap * c_in + ci. The forward pass reads it as A(m = pixel, k = col),
+// the weight gradient as A(m = col, k = pixel).
+__device__ __forceinline__ float read_im2col(const Geom &g, const float *x, int64_t pixel, int64_t col) {
+    const int64_t hw = (int64_t)g.h_out * g.w_out;
+    const int64_t b = pixel / hw, rem = pixel % hw, oh = rem / g.w_out, ow = rem % g.w_out;
+    const int64_t ci = col % g.c_in, t = col / g.c_in;
+    return read_u(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k, ci);
+}
+
 struct FwdOp {
     static constexpr bool kAK = true;   // A(m, k): k -> ci contiguous
     static constexpr bool kBKc = false;  // B(k, n) = weight[k][n]: n contiguous
     Geom g;
     const float *x, *w;
     int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const {
-        const int64_t hw = (int64_t)g.h_out * g.w_out;
-        const int64_t b = m / hw, rem = m % hw, oh = rem / g.w_out, ow = rem % g.w_out;
-        const int64_t ci = k % g.c_in, t = k / g.c_in;
-        return read_u(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k, ci);
-    }
+    __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, m, k); }
     __device__ float bv(int64_t k, int64_t n) const { return w[k * g.c_out + n]; }
 };
 
@@ -89,14 +94,30 @@ struct DwOp {
     Geom g;
     const float *x, *dy;
     int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const {
-        const int64_t hw = (int64_t)g.h_out * g.w_out;
-        const int64_t b = k / hw, rem = k % hw, oh = rem / g.w_out, ow = rem % g.w_out;
-        const int64_t ci = m % g.c_in, t = m / g.c_in;
-        return read_u(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k, ci);
-    }
+    __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, k, m); }
     __device__ float bv(int64_t k, int64_t n) const { return dy[k * g.c_out + n]; }
 };
+
+// Stages one kBK x kCols slice of an operand in shared memory: S[kk][c] =
+// read(c0 + c, k0 + kk), 0 outside [0, limit) x [k0, k_end). kKFast: consecutive
+// threads take consecutive k (the operand is contiguous along k), else along c,
+// so the global reads coalesce either way.
+template <bool kKFast, int kCols, int kPitch, class Read>
+__device__ __forceinline__ void load_tile(float (&S)[kBK][kPitch], int tid, int64_t k0, int64_t k_end, int64_t c0,
+                                          int64_t limit, const Read &read) {
+    for (int e = tid; e < kCols * kBK; e += kThreads) {
+        int kk, cc;
+        if constexpr (kKFast) {
+            kk = e % kBK;
+            cc = e / kBK;
+        } else {
+            cc = e % kCols;
+            kk = e / kCols;
+        }
+        const int64_t k = k0 + kk, c = c0 + cc;
+        S[kk][cc] = (k < k_end && c < limit) ? read(c, k) : 0.0f;
+    }
+}
 
 // acc[i][j] = C[m0 + ty + 16 i][n0 + tx + 16 j] summed over k in [k_begin, k_end).
 template <class Op>
@@ -109,30 +130,8 @@ __device__ void gemm_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin,
     for (int i = 0; i < kTM; ++i)
         for (int j = 0; j < kTN; ++j) acc[i][j] = 0.0f;
     for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
-        for (int e = tid; e < kBM * kBK; e += kThreads) {
-            int kk, mm;
-            if constexpr (Op::kAK) {
-                kk = e % kBK;
-                mm = e / kBK;
-            } else {
-                mm = e % kBM;
-                kk = e / kBM;
-            }
-            const int64_t k = k0 + kk, m = m0 + mm;
-            As[kk][mm] = (k < k_end && m < op.M) ? op.a(m, k) : 0.0f;
-        }
-        for (int e = tid; e < kBN * kBK; e += kThreads) {
-            int kk, nn;
-            if constexpr (Op::kBKc) {
-                kk = e % kBK;
-                nn = e / kBK;
-            } else {
-                nn = e % kBN;
-                kk = e / kBN;
-            }
-            const int64_t k = k0 + kk, n = n0 + nn;
-            Bs[kk][nn] = (k < k_end && n < op.N) ? op.bv(k, n) : 0.0f;
-        }
+        load_tile<Op::kAK, kBM>(As, tid, k0, k_end, m0, op.M, [&](int64_t m, int64_t k) { return op.a(m, k); });
+        load_tile<Op::kBKc, kBN>(Bs, tid, k0, k_end, n0, op.N, [&](int64_t n, int64_t k) { return op.bv(k, n); });
         __syncthreads();
         for (int kk = 0; kk < kBK; ++kk) {
             float av[kTM], bw[kTN];
@@ -145,34 +144,33 @@ __device__ void gemm_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin,
     }
 }
 
+// Writes this thread's outputs of a gemm_tile, C[m][n] to dst[m * N + n] (plus
+// bias[n] when bias is given), skipping those outside M x N.
+__device__ __forceinline__ void store_tile(const float (&acc)[kTM][kTN], int64_t m0, int64_t n0, int64_t M, int64_t N,
+                                           const float *bias, float *dst) {
+    const int tx = (int)threadIdx.x % 16, ty = (int)threadIdx.x / 16;
+    for (int i = 0; i < kTM; ++i) {
+        const int64_t m = m0 + ty + 16 * i;
+        if (m >= M) continue;
+        for (int j = 0; j < kTN; ++j) {
+            const int64_t n = n0 + tx + 16 * j;
+            if (n < N) dst[m * N + n] = bias ? acc[i][j] + bias[n] : acc[i][j];
+        }
+    }
+}
+
 __global__ void conv_fwd_kernel(FwdOp op, const float *bias, float *y) {
     float acc[kTM][kTN];
     const int64_t m0 = (int64_t)blockIdx.x * kBM, n0 = (int64_t)blockIdx.y * kBN;
     gemm_tile(op, m0, n0, 0, op.K, acc);
-    const int tx = (int)threadIdx.x % 16, ty = (int)threadIdx.x / 16;
-    for (int i = 0; i < kTM; ++i) {
-        const int64_t m = m0 + ty + 16 * i;
-        if (m >= op.M) continue;
-        for (int j = 0; j < kTN; ++j) {
-            const int64_t n = n0 + tx + 16 * j;
-            if (n < op.N) y[m * op.N + n] = bias ? acc[i][j] + bias[n] : acc[i][j];
-        }
-    }
+    store_tile(acc, m0, n0, op.M, op.N, bias, y);
 }
 
 __global__ void conv_dx_kernel(DxOp op, float *dx) {
     float acc[kTM][kTN];
     const int64_t m0 = (int64_t)blockIdx.x * kBM, n0 = (int64_t)blockIdx.y * kBN;
     gemm_tile(op, m0, n0, 0, op.K, acc);
-    const int tx = (int)threadIdx.x % 16, ty = (int)threadIdx.x / 16;
-    for (int i = 0; i < kTM; ++i) {
-        const int64_t m = m0 + ty + 16 * i;
-        if (m >= op.M) continue;
-        for (int j = 0; j < kTN; ++j) {
-            const int64_t n = n0 + tx + 16 * j;
-            if (n < op.N) dx[m * op.N + n] = acc[i][j];
-        }
-    }
+    store_tile(acc, m0, n0, op.M, op.N, nullptr, dx);
 }
 
 // partial[split][m][n] over pixels [split * per_split, min(K, (split + 1) * per_split)).
@@ -183,15 +181,7 @@ __global__ void conv_dw_partial_kernel(DwOp op, int64_t per_split, float *partia
     const int64_t k_end = k_begin + per_split < op.K ? k_begin + per_split : op.K;
     gemm_tile(op, m0, n0, k_begin, k_end, acc);
     float *out = partial + (int64_t)blockIdx.z * op.M * op.N;
-    const int tx = (int)threadIdx.x % 16, ty = (int)threadIdx.x / 16;
-    for (int i = 0; i < kTM; ++i) {
-        const int64_t m = m0 + ty + 16 * i;
-        if (m >= op.M) continue;
-        for (int j = 0; j < kTN; ++j) {
-            const int64_t n = n0 + tx + 16 * j;
-            if (n < op.N) out[m * op.N + n] = acc[i][j];
-        }
-    }
+    store_tile(acc, m0, n0, op.M, op.N, nullptr, out);
 }
 
 // dst[i] += sum over s < splits of partial[s][i], in s order.

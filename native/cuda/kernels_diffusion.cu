@@ -32,37 +32,11 @@ constexpr int kLossThreads = 256;
 constexpr int kLossPerThread = 16;
 constexpr int64_t kLossChunk = (int64_t)kLossThreads * kLossPerThread;
 
-__global__ void loss_partial_kernel(const d4j_loss_coef *coef, int64_t n, const float *out, const float *x0,
-                                    const float *eps, float *grad, float *partial) {
-    __shared__ float sums[kLossThreads];
-    const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    const int64_t base = (int64_t)b * n;
-    const int64_t c0 = (int64_t)blockIdx.x * kLossChunk;
-    float acc = 0.0f;
-    for (int k = 0; k < kLossPerThread; ++k) {
-        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;  // coalesced across the block
-        if (i < n) {
-            float d = d4j_loss_diff(c, out[base + i], x0[base + i], eps[base + i]);
-            acc += d * d;
-            if (grad) grad[base + i] = c.g * d;
-        }
-    }
-    sums[threadIdx.x] = acc;
-    __syncthreads();
-    for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
-        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
-}
-
-// Loss pass 1, variant v2: the same partial sums reduced with warp shuffles
-// (5 steps per warp) and one barrier, instead of log2(256) = 8 barriers.
-// Summation order differs from v1, so results agree within float rounding.
-__global__ void loss_partial_shfl_kernel(const d4j_loss_coef *coef, int64_t n, const float *out, const float *x0,
-                                         const float *eps, float *grad, float *partial) {
-    __shared__ float warp_sums[kLossThreads / 32];
+// This thread's part of pass 1 for sample blockIdx.y, chunk blockIdx.x: the sum
+// of its kLossPerThread squared differences (in k order, coalesced across the
+// block), writing the gradient when asked.
+__device__ __forceinline__ float loss_thread_sum(const d4j_loss_coef *coef, int64_t n, const float *out,
+                                                 const float *x0, const float *eps, float *grad) {
     const int b = blockIdx.y;
     const d4j_loss_coef c = coef[b];
     const int64_t base = (int64_t)b * n;
@@ -76,6 +50,27 @@ __global__ void loss_partial_shfl_kernel(const d4j_loss_coef *coef, int64_t n, c
             if (grad) grad[base + i] = c.g * d;
         }
     }
+    return acc;
+}
+
+__global__ void loss_partial_kernel(const d4j_loss_coef *coef, int64_t n, const float *out, const float *x0,
+                                    const float *eps, float *grad, float *partial) {
+    __shared__ float sums[kLossThreads];
+    const int b = blockIdx.y;
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out, x0, eps, grad);
+    __syncthreads();
+    block_tree_sum<kLossThreads>(sums);
+    if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
+}
+
+// Loss pass 1, variant v2: the same partial sums reduced with warp shuffles
+// (5 steps per warp) and one barrier, instead of log2(256) = 8 barriers.
+// Summation order differs from v1, so results agree within float rounding.
+__global__ void loss_partial_shfl_kernel(const d4j_loss_coef *coef, int64_t n, const float *out, const float *x0,
+                                         const float *eps, float *grad, float *partial) {
+    __shared__ float warp_sums[kLossThreads / 32];
+    const int b = blockIdx.y;
+    float acc = loss_thread_sum(coef, n, out, x0, eps, grad);
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     if (lane == 0) warp_sums[warp] = acc;
@@ -96,18 +91,7 @@ __global__ void loss_partial_divergent_sync_kernel(const d4j_loss_coef *coef, in
                                                    const float *x0, const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    const int64_t base = (int64_t)b * n, c0 = (int64_t)blockIdx.x * kLossChunk;
-    float acc = 0.0f;
-    for (int k = 0; k < kLossPerThread; ++k) {
-        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
-        if (i < n) {
-            float d = d4j_loss_diff(c, out[base + i], x0[base + i], eps[base + i]);
-            acc += d * d;
-            if (grad) grad[base + i] = c.g * d;
-        }
-    }
-    sums[threadIdx.x] = acc;
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out, x0, eps, grad);
     __syncthreads();
     for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
         if ((int)threadIdx.x < stride) {
@@ -123,18 +107,7 @@ __global__ void loss_partial_missing_sync_kernel(const d4j_loss_coef *coef, int6
                                                  const float *x0, const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    const int64_t base = (int64_t)b * n, c0 = (int64_t)blockIdx.x * kLossChunk;
-    float acc = 0.0f;
-    for (int k = 0; k < kLossPerThread; ++k) {
-        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
-        if (i < n) {
-            float d = d4j_loss_diff(c, out[base + i], x0[base + i], eps[base + i]);
-            acc += d * d;
-            if (grad) grad[base + i] = c.g * d;
-        }
-    }
-    sums[threadIdx.x] = acc;  // BUG: no __syncthreads before others read it
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out, x0, eps, grad);  // BUG: no __syncthreads before others read it
     for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
         if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
     }
@@ -146,23 +119,9 @@ __global__ void loss_partial_off_by_one_kernel(const d4j_loss_coef *coef, int64_
                                                const float *x0, const float *eps, float *grad, float *partial) {
     __shared__ float sums[kLossThreads];
     const int b = blockIdx.y;
-    const d4j_loss_coef c = coef[b];
-    const int64_t base = (int64_t)b * n, c0 = (int64_t)blockIdx.x * kLossChunk;
-    float acc = 0.0f;
-    for (int k = 0; k < kLossPerThread; ++k) {
-        int64_t i = c0 + (int64_t)k * kLossThreads + threadIdx.x;
-        if (i < n) {
-            float d = d4j_loss_diff(c, out[base + i + 1], x0[base + i], eps[base + i]);  // BUG: i + 1
-            acc += d * d;
-            if (grad) grad[base + i] = c.g * d;
-        }
-    }
-    sums[threadIdx.x] = acc;
+    sums[threadIdx.x] = loss_thread_sum(coef, n, out + 1, x0, eps, grad);  // BUG: out + 1 reads out[base + i + 1]
     __syncthreads();
-    for (int stride = kLossThreads / 2; stride > 0; stride >>= 1) {
-        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
-        __syncthreads();
-    }
+    block_tree_sum<kLossThreads>(sums);
     if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
 }
 #endif
@@ -220,13 +179,6 @@ d4j_status add_noise(void *state, const d4j_noise_coef *coef, int32_t batch, int
     D4J_LAUNCH(add_noise_kernel, blocks_for((total + 3) / 4, threads), threads, 0, s->stream, dcoef, n, total, x0,
                seed, offset, x_t, eps);
     return launched("add_noise_kernel");
-}
-
-// gridDim.y carries the sample index.
-static d4j_status check_grid_batch(int32_t batch) {
-    if (batch <= 65535) return D4J_OK;
-    g_host->set_error("the CUDA backend takes at most 65535 samples per call, got %d", batch);
-    return D4J_ERR_INVALID_ARGUMENT;
 }
 
 d4j_status diffusion_loss(void *state, const d4j_loss_coef *coef, int32_t batch, int64_t n, const float *out,

@@ -19,14 +19,6 @@ constexpr int kNormPerThread = 8;         // elements per thread before the grid
 constexpr int kNormMaxBlocks = 1024;      // partials reduced by pass 2
 constexpr int kElemThreads = 256;
 
-// Tree reduction of one double per thread in shared memory; the result is in sums[0].
-__device__ __forceinline__ void block_sum(double *sums) {
-    for (int stride = kNormThreads / 2; stride > 0; stride >>= 1) {
-        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
-        __syncthreads();
-    }
-}
-
 __global__ void __launch_bounds__(kNormThreads) sumsq_partial_kernel(const float *grad, int64_t n, double *partial) {
     __shared__ double sums[kNormThreads];
     const int64_t stride = (int64_t)gridDim.x * kNormThreads;
@@ -37,7 +29,7 @@ __global__ void __launch_bounds__(kNormThreads) sumsq_partial_kernel(const float
     }
     sums[threadIdx.x] = acc;
     __syncthreads();
-    block_sum(sums);
+    block_tree_sum<kNormThreads>(sums);
     if (threadIdx.x == 0) partial[blockIdx.x] = sums[0];
 }
 
@@ -47,7 +39,7 @@ __global__ void __launch_bounds__(kNormThreads) sumsq_final_kernel(const double 
     for (int i = threadIdx.x; i < parts; i += kNormThreads) acc += partial[i];
     sums[threadIdx.x] = acc;
     __syncthreads();
-    block_sum(sums);
+    block_tree_sum<kNormThreads>(sums);
     if (threadIdx.x == 0) out[0] = sums[0];
 }
 

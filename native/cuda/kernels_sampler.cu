@@ -103,19 +103,13 @@ d4j_status upload_coef(State *s, const d4j_sampler_coef *host, int32_t batch, d4
     return D4J_OK;
 }
 
-d4j_status check_batch_grid(int32_t batch) {
-    if (batch <= 65535) return D4J_OK;
-    g_host->set_error("the CUDA backend takes at most 65535 samples per call, got %d", batch);
-    return D4J_ERR_INVALID_ARGUMENT;
-}
-
 }  // namespace
 
 d4j_status sampler_step(void *state, const d4j_sampler_coef *coef, int32_t batch, int64_t n, int32_t x0_mode,
                         float clip_range, const float *threshold, const float *x, const float *out, const float *m1,
                         float *x0_out, float *x_prev) {
     auto *s = static_cast<State *>(state);
-    if (check_batch_grid(batch) != D4J_OK) return D4J_ERR_INVALID_ARGUMENT;
+    if (check_grid_batch(batch) != D4J_OK) return D4J_ERR_INVALID_ARGUMENT;
     const int threads = 256;
     const int64_t blocks = (int64_t)blocks_for((n + 3) / 4, threads);
     if (blocks > 2147483647LL) {

@@ -35,10 +35,7 @@ __global__ void __launch_bounds__(kVlbThreads) vlb_partial_kernel(const d4j_vlb_
     }
     sums[threadIdx.x] = acc;
     __syncthreads();
-    for (int stride = kVlbThreads / 2; stride > 0; stride >>= 1) {
-        if ((int)threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
-        __syncthreads();
-    }
+    block_tree_sum<kVlbThreads>(sums);
     if (threadIdx.x == 0) partial[(int64_t)b * gridDim.x + blockIdx.x] = sums[0];
 }
 
@@ -55,10 +52,7 @@ __global__ void vlb_final_kernel(int32_t batch, int64_t chunks, const double *pa
 d4j_status vlb_terms(void *state, const d4j_vlb_coef *coef, int32_t batch, int64_t n, int32_t clip,
                      double clip_range, const float *x0, const float *x_t, const float *out, double *terms) {
     auto *s = static_cast<State *>(state);
-    if (batch > 65535) {  // gridDim.y carries the sample index
-        g_host->set_error("the CUDA backend takes at most 65535 samples per call, got %d", batch);
-        return D4J_ERR_INVALID_ARGUMENT;
-    }
+    if (check_grid_batch(batch) != D4J_OK) return D4J_ERR_INVALID_ARGUMENT;
     const int64_t chunks = (n + kVlbChunk - 1) / kVlbChunk;
     if (chunks > 2147483647LL) {
         g_host->set_error("n_per_sample %lld needs more than 2^31 - 1 blocks", (long long)n);
