@@ -174,6 +174,19 @@ class NativeMemoryFlatTest {
             return Long.parseLong(m.group(1)) * 1024;
         }
 
+        /**
+         * {glibc in use, NMT malloc}: of three readings taken back to back, the one whose difference is the median.
+         * The two meters are read one after the other while the JIT's threads keep allocating, so a single pair
+         * can be off by what was allocated in between (seen: a one-reading dip of about 1 MB on a loaded machine);
+         * a leak moves all three.
+         */
+        static long[] heapReading() throws Throwable {
+            long[][] r = new long[3][];
+            for (int i = 0; i < 3; i++) r[i] = new long[] {glibcInUse(), nmtMalloc()};
+            java.util.Arrays.sort(r, java.util.Comparator.comparingLong(p -> p[0] - p[1]));
+            return r[1];
+        }
+
         public static void main(String[] args) throws Throwable {
             UNet2DConfig config = UNet2DConfig.builder().sampleSize(12).inChannels(1).outChannels(1).blockOutChannels(8, 16)
                     .layersPerBlock(1).normNumGroups(4).attentionHeadDim(8)
@@ -191,8 +204,9 @@ class NativeMemoryFlatTest {
                         t.step();
                         if (LEAK > 0) { MemorySegment unused = (MemorySegment) LEAKER.invokeExact(LEAK); }
                         if (s == 1 || s % 50 == 0) {
+                            long[] heap = heapReading();
                             System.out.printf(Locale.ROOT, "step %d live_bytes %d live_buffers %d glibc %d nmt %d%n", s,
-                                    cpu.liveBytes(), cpu.liveBuffers(), glibcInUse(), nmtMalloc());
+                                    cpu.liveBytes(), cpu.liveBuffers(), heap[0], heap[1]);
                         }
                     }
                     System.out.printf(Locale.ROOT, "done: %d steps of batch 8 in %.1f s%n", STEPS, (System.nanoTime() - start) * 1e-9);
