@@ -16,7 +16,7 @@ import java.util.Objects;
  */
 public final class TrainingData {
     /** Number of distinct images of {@link #procedural()}. */
-    public static final int PROCEDURAL_IMAGES = 60000;
+    public static final int PROCEDURAL_IMAGES = ProceduralDataset.TRAINING_IMAGES;
 
     private enum Kind { PROCEDURAL, FASHION_MNIST, IMAGES, ARRAYS }
 
@@ -114,8 +114,7 @@ public final class TrainingData {
     Dataset open(UNet2DConfig config, long seed) throws IOException {
         int h = config.sampleHeight(), w = config.sampleWidth();
         return switch (kind) {
-            case PROCEDURAL -> new ProceduralDataset(PROCEDURAL_IMAGES, h < 0 ? 28 : h, w < 0 ? 28 : w,
-                    config.inChannels(), seed);
+            case PROCEDURAL -> ProceduralDataset.forModel(config, seed);
             case FASHION_MNIST -> FashionMnist.load(dir, true);
             case IMAGES -> {
                 if (h < 0) throw new IllegalArgumentException("image folders are resized to the model's sample_size, and its config has none");

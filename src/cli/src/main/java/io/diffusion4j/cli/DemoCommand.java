@@ -5,11 +5,11 @@ import io.diffusion4j.Diffusion4j;
 import io.diffusion4j.DiffusionPipeline;
 import io.diffusion4j.SamplerConfig;
 import io.diffusion4j.Samples;
-import io.diffusion4j.TrainingData;
 import io.diffusion4j.TrainingRun;
 import io.diffusion4j.TrainingStep;
 import io.diffusion4j.sample.Images;
 import io.diffusion4j.train.ProceduralDataset;
+import io.diffusion4j.train.TrainingDefaults;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -162,7 +162,7 @@ final class DemoCommand implements Callable<Integer> {
 
     /** A grid of the first n images the run trained from (the procedural shapes of the same seed). */
     private static BufferedImage trainingExamples(int n, long seed) {
-        ProceduralDataset data = new ProceduralDataset(TrainingData.PROCEDURAL_IMAGES, 28, 28, 1, seed);
+        ProceduralDataset data = ProceduralDataset.forModel(TrainingDefaults.config(), seed);
         int pixels = data.channels() * data.height() * data.width();
         float[] nchw = new float[n * pixels];
         for (int i = 0; i < n; i++) data.image(i, nchw, i * pixels);

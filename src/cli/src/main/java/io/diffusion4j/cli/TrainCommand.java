@@ -61,7 +61,6 @@ final class TrainCommand implements Callable<Integer> {
     private static final List<String> FIXED_BY_CHECKPOINT = List.of("--data", "--batch-size", "--lr", "--warmup",
             "--weight-decay", "--ema-decay", "--prediction-type", "--beta-schedule", "--timesteps", "--min-snr-gamma",
             "--seed", "--config");
-    private static final int PROCEDURAL_IMAGES = 60000;
 
     @Option(names = "--data", paramLabel = "KIND", description = {"procedural: built-in shapes, no download (default)",
         "fashion-mnist: IDX files in --data-dir (default /usr/share/datasets/fashion-mnist, Debian's "
@@ -311,9 +310,7 @@ final class TrainCommand implements Callable<Integer> {
     private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed) throws IOException {
         int h = config.sampleHeight(), w = config.sampleWidth();
         return switch (data) {
-            // sample_size null in a config: the Fashion-MNIST size
-            case "procedural" -> new ProceduralDataset(PROCEDURAL_IMAGES, h < 0 ? 28 : h, w < 0 ? 28 : w,
-                    config.inChannels(), seed);
+            case "procedural" -> ProceduralDataset.forModel(config, seed);
             case "fashion-mnist" -> FashionMnist.load(dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir, true);
             default -> {
                 if (h < 0) {

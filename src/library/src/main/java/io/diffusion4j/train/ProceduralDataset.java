@@ -1,5 +1,7 @@
 package io.diffusion4j.train;
 
+import io.diffusion4j.model.UNet2DConfig;
+
 /**
  * A built-in dataset that needs no download: image {@code i} is drawn from a generator seeded with
  * {@code mix(seed, i)}, so it is a pure function of (seed, i, size). Each image is a dark
@@ -36,9 +38,21 @@ public final class ProceduralDataset implements Dataset {
         this.seed = seed;
     }
 
-    /** 1 channel 28x28 (Fashion-MNIST's size), 60000 images. */
+    /** Distinct images of a training set (as many as Fashion-MNIST's training split). */
+    public static final int TRAINING_IMAGES = 60000;
+
+    /** 1 channel 28x28 (Fashion-MNIST's size), {@link #TRAINING_IMAGES} images. */
     public static ProceduralDataset fashionMnistSized(long seed) {
-        return new ProceduralDataset(60000, 28, 28, 1, seed);
+        return new ProceduralDataset(TRAINING_IMAGES, 28, 28, 1, seed);
+    }
+
+    /**
+     * The training set for a model: its sample_size (Fashion-MNIST's 28x28 when the config has none) and
+     * in_channels, {@link #TRAINING_IMAGES} images.
+     */
+    public static ProceduralDataset forModel(UNet2DConfig config, long seed) {
+        int h = config.sampleHeight(), w = config.sampleWidth();
+        return new ProceduralDataset(TRAINING_IMAGES, h < 0 ? 28 : h, w < 0 ? 28 : w, config.inChannels(), seed);
     }
 
     @Override
