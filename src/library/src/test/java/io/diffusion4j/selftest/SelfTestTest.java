@@ -8,7 +8,6 @@ import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
-import io.diffusion4j.backend.D4jException;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
