@@ -17,6 +17,10 @@ for c in $(grep -oE '\bD4J_(OK|ERR_[A-Z_]+|PREDICTION_[A-Z]+|VARIANCE_[A-Z_]+)\b
   includes+=(--include-constant "$c")
 done
 includes+=(--include-constant D4J_ABI_VERSION)
+# Structs with a body (records the caller reads, e.g. d4j_kernel_profile); opaque handles stay pointers.
+for t in $(grep -oE '^typedef struct d4j_[a-z0-9_]+ \{' "$here/../native/include/d4j.h" | awk '{print $3}' | sort -u); do
+  includes+=(--include-struct "$t" --include-typedef "$t")
+done
 "$jextract" \
   --output "$here/java" \
   --target-package io.diffusion4j.bindings \

@@ -19,7 +19,7 @@
 #include "diffusion_math.h"
 #include "backend_kernels.h"
 
-#define D4J_BACKEND_IFACE_VERSION 2
+#define D4J_BACKEND_IFACE_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +80,12 @@ typedef struct d4j_backend_iface {
                               int64_t *host_bytes);
     d4j_status (*graph_launch)(void *state, void *graph);
     d4j_status (*graph_free)(void *state, void *graph);
+
+    /* Kernel counters (see d4j_profile_begin); all three NULL except in the
+     * profiling simulator (the front then reports D4J_ERR_UNSUPPORTED). */
+    d4j_status (*profile_begin)(void *state, int64_t max_blocks);
+    d4j_status (*profile_read)(void *state, d4j_kernel_profile *records, int64_t capacity, int64_t *count);
+    d4j_status (*profile_end)(void *state);
 } d4j_backend_iface;
 
 typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *host);

@@ -8,6 +8,9 @@
 
 #include "cuda_common.h"
 #include "cuda_kernels.h"
+#if D4J_SIM_PROFILE
+#include "cudasim_profile.h"
+#endif
 
 namespace d4j::cuda {
 
@@ -107,7 +110,8 @@ static d4j_status describe(void *state, char *dst, size_t cap) {
     auto *s = static_cast<State *>(state);
     cudaDeviceProp p;
     D4J_CHECK(cudaGetDeviceProperties(&p, s->device), "cudaGetDeviceProperties");
-    std::snprintf(dst, cap, "%s, sm_%d%d, %.1f GiB", p.name, p.major, p.minor, p.totalGlobalMem / 1073741824.0);
+    std::snprintf(dst, cap, "%s%s, sm_%d%d, %.1f GiB", p.name, D4J_SIM_PROFILE ? " with profiling counters" : "",
+                  p.major, p.minor, p.totalGlobalMem / 1073741824.0);
     return D4J_OK;
 }
 
@@ -214,6 +218,21 @@ static d4j_status device_peak(void *state, double *bw, double *flops) {
     return D4J_OK;
 }
 
+#if D4J_SIM_PROFILE
+// The profiling simulator's counters (cudasim/cudasim_profile.h): launches are
+// synchronous there, so the records are complete when a call returns.
+static d4j_status profile_begin(void *, int64_t max_blocks) {
+    std::string why;
+    d4j_status st = d4j_sim::prof::begin(max_blocks, &why);
+    if (st != D4J_OK) g_host->set_error("profiling cannot start: %s", why.c_str());
+    return st;
+}
+static d4j_status profile_read(void *, d4j_kernel_profile *records, int64_t capacity, int64_t *count) {
+    return d4j_sim::prof::read(records, capacity, count);
+}
+static d4j_status profile_end(void *) { return d4j_sim::prof::end(); }
+#endif
+
 // Every slot filled by name, the kernels from the one list in common/backend_kernels.h.
 static d4j_backend_iface make_iface() {
     d4j_backend_iface iface{};
@@ -228,6 +247,11 @@ static d4j_backend_iface make_iface() {
     iface.capture_end = capture_end;
     iface.graph_launch = graph_launch;
     iface.graph_free = graph_free;
+#if D4J_SIM_PROFILE
+    iface.profile_begin = profile_begin;
+    iface.profile_read = profile_read;
+    iface.profile_end = profile_end;
+#endif
     return iface;
 }
 

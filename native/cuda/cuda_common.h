@@ -144,6 +144,11 @@ void end_capture_at_shutdown(State *s);
 // closure owns), as a GPU launch does, so a launch recorded into a graph
 // (stream capture) replays with the values it was launched with, even when an
 // argument was read through a host pointer (e.g. *coef) that is gone by then.
+// The profiling build of the simulator (libd4j_cudasim_prof.so) defines it as 1.
+#ifndef D4J_SIM_PROFILE
+#define D4J_SIM_PROFILE 0
+#endif
+
 #ifdef D4J_CUDA_SIM
 #define D4J_LAUNCH(kernel, grid, block, smem, stream, ...) \
     ::d4j_sim::launch(#kernel, dim3(grid), dim3(block), (smem), (stream),                                   \

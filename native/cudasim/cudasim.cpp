@@ -11,6 +11,9 @@
 // switch per thread plus one OS-level rendezvous per warp, instead of a
 // kernel context switch per thread (one OS thread per simulated thread).
 #include "cudasim_internal.h"
+#if D4J_SIM_PROFILE
+#include "cudasim_profile.h"
+#endif
 
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -138,6 +141,7 @@ struct Block {
     unsigned warps = 0;
     dim3 grid, block;
     uint3 idx{0, 0, 0};
+    bool profiled = false;         // the profiling build counts this block
     const std::function<void()> *body = nullptr;
     std::vector<unsigned char> shared_mem;
 
@@ -243,6 +247,9 @@ void prime(Lane &l) {
 void run_lane(WarpRunner &w, unsigned i) {
     w.current = (int)i;
     t_threadIdx = w.lanes[i].tid;
+#if D4J_SIM_PROFILE
+    prof::t_lane = w.block->profiled ? prof::lane_log(w.first / 32, i) : nullptr;
+#endif
 #if D4J_SIM_ASAN
     void *fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, w.lanes[i].stack, w.lanes[i].stack_size);
@@ -250,6 +257,9 @@ void run_lane(WarpRunner &w, unsigned i) {
     __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #else
     d4j_sim_switch(&w.sched_sp, w.lanes[i].sp);
+#endif
+#if D4J_SIM_PROFILE
+    prof::t_lane = nullptr;
 #endif
     w.current = -1;
 }
@@ -314,6 +324,10 @@ void run_warp(Block &b, unsigned warp, WarpRunner &w) {
             }
         }
         if (any_ready) continue;
+#if D4J_SIM_PROFILE
+        // every lane has stopped: its accesses since the last stop are warp instructions now
+        if (b.profiled) prof::warp_flush(warp, w.count);
+#endif
         unsigned live = 0, at_bar = 0, at_op = 0;
         for (unsigned i = 0; i < w.count; ++i) {
             LaneState s = w.lanes[i].state;
@@ -338,6 +352,9 @@ void run_warp(Block &b, unsigned warp, WarpRunner &w) {
                                    b.where().c_str(), first->bar_file, first->bar_line, l.bar_file, l.bar_line));
                 }
             }
+#if D4J_SIM_PROFILE
+            if (b.profiled) prof::warp_barrier(warp);
+#endif
             if (!b.is_aborted()) warp_arrives_at_barrier(b, *first);
             release = true;
         } else {
@@ -470,9 +487,18 @@ void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, 
     b.shared_mem.resize(dynamic_smem);
     while (g_runners.size() < b.warps) g_runners.push_back(std::make_unique<WarpRunner>());
     const std::function<void(unsigned)> warp_fn = [&](unsigned warp) { run_warp(b, warp, *g_runners[warp]); };
+#if D4J_SIM_PROFILE
+    const bool profiling = prof::launch_begin(kernel, grid, block, dynamic_smem);
+#endif
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
+#if D4J_SIM_PROFILE
+                // a representative subset of the blocks when the grid is large
+                if (profiling && !prof::block_selected(((uint64_t)bz * grid.y + by) * grid.x + bx)) continue;
+                b.profiled = profiling;
+                if (profiling) prof::block_begin(b.shared_mem.data(), b.shared_mem.size(), b.warps);
+#endif
                 b.idx = {bx, by, bz};
                 b.bar_warps = 0;
                 b.exited_threads = 0;
@@ -489,7 +515,13 @@ void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, 
                     record_error(cudaErrorLaunchFailure, b.abort_message);
                     return;
                 }
+#if D4J_SIM_PROFILE
+                if (profiling) prof::block_end();
+#endif
             }
+#if D4J_SIM_PROFILE
+    if (profiling) prof::launch_end();
+#endif
 }
 
 void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,

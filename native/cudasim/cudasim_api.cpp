@@ -9,6 +9,9 @@
 #include <cstring>
 
 #include "cudasim_internal.h"
+#if D4J_SIM_PROFILE
+#include "cudasim_profile.h"
+#endif
 
 using d4j_sim::ok;
 using d4j_sim::prohibited;
@@ -132,12 +135,18 @@ namespace {
 // The allocation of the malloc-like calls: nullptr for 0 bytes, a failure recorded under the call's name;
 // device memory is poisoned (0xFF) because a GPU does not zero it.
 cudaError_t host_alloc(void **ptr, size_t bytes, const char *call, bool device) {
-    void *p = bytes == 0 ? nullptr : std::malloc(bytes);
+    // 256-byte aligned, as cudaMalloc's memory is (coalescing counts depend on it); the size is
+    // not rounded up, so the sanitized build still sees an access one past the end.
+    void *p = nullptr;
+    if (bytes != 0 && posix_memalign(&p, 256, bytes) != 0) p = nullptr;
     if (bytes != 0 && p == nullptr) {
         record_error(cudaErrorMemoryAllocation, d4j_sim::format("%s of %zu bytes failed", call, bytes));
         return cudaErrorMemoryAllocation;
     }
     if (p && device) std::memset(p, 0xFF, bytes);
+#if D4J_SIM_PROFILE
+    if (device) d4j_sim::prof::note_alloc(p, bytes);
+#endif
     *ptr = p;
     return ok();
 }
@@ -151,6 +160,9 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
 }
 cudaError_t cudaFree(void *ptr) {
     if (prohibited("cudaFree")) return cudaErrorStreamCaptureUnsupported;
+#if D4J_SIM_PROFILE
+    d4j_sim::prof::note_free(ptr);
+#endif
     std::free(ptr);
     return ok();
 }
@@ -174,6 +186,9 @@ cudaError_t cudaMallocAsync(void **ptr, size_t bytes, cudaStream_t s) {
 cudaError_t cudaFreeAsync(void *ptr, cudaStream_t s) {
     if (refuse_on_capturing(s, "cudaFreeAsync (allocation nodes are not simulated)"))
         return cudaErrorStreamCaptureUnsupported;
+#if D4J_SIM_PROFILE
+    d4j_sim::prof::note_free(ptr);
+#endif
     std::free(ptr);
     return ok();
 }

@@ -136,6 +136,53 @@ D4J_API d4j_status d4j_timer_end(d4j_backend *backend, double *milliseconds);
 D4J_API d4j_status d4j_flush_cache(d4j_backend *backend);
 D4J_API d4j_status d4j_device_peak(const d4j_backend *backend, double *bytes_per_second, double *flops);
 
+/* ---- profiling (the profiling build of cuda-sim) ----------------------- */
+
+/* What a GPU profiler would count for one kernel launch, counted by the
+ * profiling simulator (libd4j_cudasim_prof.so) running the CUDA sources; see
+ * docs/cuda-simulator.md for the method. Requests and instructions are per
+ * warp; floating-point operations per thread. When a large grid was sampled
+ * (blocks_counted < blocks) every count is the sampled blocks' count scaled by
+ * blocks / blocks_counted; the unique bytes are scaled per allocation and
+ * capped at its size. */
+typedef struct d4j_kernel_profile {
+    char kernel[64];                 /* the kernel's name in the .cu source */
+    uint32_t grid[3];
+    uint32_t block[3];
+    int64_t dynamic_shared_bytes;
+    int64_t blocks;                  /* blocks in the launch */
+    int64_t blocks_counted;          /* blocks simulated and counted */
+    /* global memory: requests (warp instructions), 32-byte sectors they touch,
+     * and the sectors the distinct bytes they ask for need (ideal) */
+    double gld_requests, gld_sectors, gld_ideal_sectors;
+    double gst_requests, gst_sectors, gst_ideal_sectors;
+    double atom_requests, atom_sectors;
+    /* distinct sectors read and written, in bytes: a stand-in for DRAM traffic */
+    double unique_read_bytes, unique_write_bytes;
+    /* shared memory: requests, bank wavefronts, wavefronts without conflicts */
+    double smem_requests, smem_wavefronts, smem_ideal_wavefronts;
+    /* thread-level float operations; special = division, square root, exp, log, ... */
+    double fp32_fma, fp32_add, fp32_mul, fp32_special, fp64_ops;
+    /* warp-level instructions of the FP32 pipe (FMA, add, mul) and of the special-function unit */
+    double fp32_warp_inst, special_warp_inst;
+    double tensor_flops;             /* tensor-core operations x 2 (none yet) */
+    double barriers;                 /* warp arrivals at __syncthreads */
+    double warp_basic_blocks;        /* basic blocks executed by warps */
+    double active_lanes;             /* their active lanes, summed (divergence) */
+} d4j_kernel_profile;
+
+/* d4j_profile_begin clears the records and starts counting every launch of
+ * the backend, simulating at most max_blocks_per_launch blocks of each (0: all
+ * of them; a sample leaves the other blocks' outputs unwritten, so results are
+ * for counting only). d4j_profile_read copies up to capacity records, oldest
+ * first, and gives the number recorded in *count. d4j_profile_end stops and
+ * drops the records. Backends other than the profiling simulator answer
+ * D4J_ERR_UNSUPPORTED. */
+D4J_API d4j_status d4j_profile_begin(d4j_backend *backend, int64_t max_blocks_per_launch);
+D4J_API d4j_status d4j_profile_read(d4j_backend *backend, d4j_kernel_profile *records, int64_t capacity,
+                                    int64_t *count);
+D4J_API d4j_status d4j_profile_end(d4j_backend *backend);
+
 /* ---- buffers ------------------------------------------------------------ */
 
 D4J_API d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out);

@@ -2,6 +2,31 @@
 # and fails when a kernel spills registers without being listed, with a
 # reason, in native/cuda/spill_allowlist.txt.
 #   cmake -DLOGDIR=... -DREPORT=... -DALLOWLIST=... -P check_ptxas.cmake
+# A kernel's name as its .cu source spells it (the name D4J_LAUNCH reports):
+# the last component of the mangled nested name, so that neither the namespace
+# nor the per-file hash of an anonymous namespace
+# (_ZN41_GLOBAL__N__<hash>_17_kernels_concat_cu_<hash>12split_kernelE...) shows.
+function(d4j_kernel_name mangled out)
+  set(rest "")
+  if(mangled MATCHES "^_ZN(.*)$")
+    set(rest "${CMAKE_MATCH_1}")
+  elseif(mangled MATCHES "^_Z(.*)$")
+    set(rest "${CMAKE_MATCH_1}")
+  endif()
+  set(name "${mangled}")
+  while(rest MATCHES "^([0-9]+)(.*)$")
+    set(len "${CMAKE_MATCH_1}")
+    set(tail "${CMAKE_MATCH_2}")
+    string(LENGTH "${tail}" have)
+    if(have LESS len)
+      break()
+    endif()
+    string(SUBSTRING "${tail}" 0 ${len} name)
+    string(SUBSTRING "${tail}" ${len} -1 rest)
+  endwhile()
+  set(${out} "${name}" PARENT_SCOPE)
+endfunction()
+
 file(GLOB logs "${LOGDIR}/*.log")
 set(report "kernel\tarch\tregisters\tshared_bytes\tstack_bytes\tspill_store_bytes\tspill_load_bytes\n")
 set(allowed "")
@@ -36,11 +61,7 @@ foreach(log IN LISTS logs)
       if(line MATCHES "([0-9]+) bytes smem")
         set(smem "${CMAKE_MATCH_1}")
       endif()
-      # kernel name: the identifier inside the mangled name after the namespace parts
-      set(name "${fn}")
-      if(fn MATCHES "^_ZN3d4j4cuda[0-9]+([A-Za-z0-9_]+)E")
-        set(name "${CMAKE_MATCH_1}")
-      endif()
+      d4j_kernel_name("${fn}" name)
       string(APPEND report "${name}\t${arch}\t${regs}\t${smem}\t${stack}\t${st}\t${ld}\n")
       math(EXPR count "${count} + 1")
       if(NOT st EQUAL 0 OR NOT ld EQUAL 0)

@@ -1244,6 +1244,190 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_profile_begin {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_profile_begin");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_begin(d4j_backend *backend, int64_t max_blocks_per_launch)
+     * }
+     */
+    public static FunctionDescriptor d4j_profile_begin$descriptor() {
+        return d4j_profile_begin.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_begin(d4j_backend *backend, int64_t max_blocks_per_launch)
+     * }
+     */
+    public static MethodHandle d4j_profile_begin$handle() {
+        return d4j_profile_begin.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_begin(d4j_backend *backend, int64_t max_blocks_per_launch)
+     * }
+     */
+    public static MemorySegment d4j_profile_begin$address() {
+        return d4j_profile_begin.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_begin(d4j_backend *backend, int64_t max_blocks_per_launch)
+     * }
+     */
+    public static int d4j_profile_begin(MemorySegment backend, long max_blocks_per_launch) {
+        var mh$ = d4j_profile_begin.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_profile_begin", backend, max_blocks_per_launch);
+            }
+            return (int)mh$.invokeExact(backend, max_blocks_per_launch);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_profile_read {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_profile_read");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_read(d4j_backend *backend, d4j_kernel_profile *records, int64_t capacity, int64_t *count)
+     * }
+     */
+    public static FunctionDescriptor d4j_profile_read$descriptor() {
+        return d4j_profile_read.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_read(d4j_backend *backend, d4j_kernel_profile *records, int64_t capacity, int64_t *count)
+     * }
+     */
+    public static MethodHandle d4j_profile_read$handle() {
+        return d4j_profile_read.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_read(d4j_backend *backend, d4j_kernel_profile *records, int64_t capacity, int64_t *count)
+     * }
+     */
+    public static MemorySegment d4j_profile_read$address() {
+        return d4j_profile_read.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_read(d4j_backend *backend, d4j_kernel_profile *records, int64_t capacity, int64_t *count)
+     * }
+     */
+    public static int d4j_profile_read(MemorySegment backend, MemorySegment records, long capacity, MemorySegment count) {
+        var mh$ = d4j_profile_read.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_profile_read", backend, records, capacity, count);
+            }
+            return (int)mh$.invokeExact(backend, records, capacity, count);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_profile_end {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_profile_end");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_end(d4j_backend *backend)
+     * }
+     */
+    public static FunctionDescriptor d4j_profile_end$descriptor() {
+        return d4j_profile_end.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_end(d4j_backend *backend)
+     * }
+     */
+    public static MethodHandle d4j_profile_end$handle() {
+        return d4j_profile_end.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_end(d4j_backend *backend)
+     * }
+     */
+    public static MemorySegment d4j_profile_end$address() {
+        return d4j_profile_end.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_profile_end(d4j_backend *backend)
+     * }
+     */
+    public static int d4j_profile_end(MemorySegment backend) {
+        var mh$ = d4j_profile_end.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_profile_end", backend);
+            }
+            return (int)mh$.invokeExact(backend);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_buffer_alloc {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

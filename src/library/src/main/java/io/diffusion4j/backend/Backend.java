@@ -63,6 +63,18 @@ public final class Backend implements AutoCloseable {
         }
     }
 
+    /**
+     * Opens the profiling build of the simulator: the {@code cuda-sim} backend whose launches can be
+     * counted as a GPU profiler would ({@code io.diffusion4j.profile.KernelCounters}).
+     */
+    public static Backend openProfiling() {
+        NativeLibraries libs = NativeLibraries.load();
+        Path lib = libs.profilingLibrary().orElseThrow(() -> new D4jException.BackendUnavailableException(
+                "the profiling simulator is not part of this build (" + NativeLibraries.PROFILING_LIBRARY
+                        + " was not found in " + libs.directory() + ")"));
+        return openLibrary(Device.CUDA_SIM, lib);
+    }
+
     /** Opens {@code cuda} when a device can be used, else {@code cpu}. */
     public static Backend openBest() {
         try {

@@ -104,6 +104,15 @@ public final class NativeLibraries {
         return Files.isRegularFile(p) ? Optional.of(p) : Optional.empty();
     }
 
+    /** File name of the profiling build of the simulator (see {@link Backend#openProfiling()}). */
+    public static final String PROFILING_LIBRARY = "libd4j_cudasim_prof.so";
+
+    /** The profiling simulator's library, if this build contains it. */
+    public Optional<Path> profilingLibrary() {
+        Path p = directory.resolve(PROFILING_LIBRARY);
+        return Files.isRegularFile(p) ? Optional.of(p) : Optional.empty();
+    }
+
     /** File name of a backend's native library. */
     static String libraryName(Device device) {
         return switch (device) {
@@ -154,6 +163,7 @@ public final class NativeLibraries {
             for (Device kind : Device.values()) {
                 extract(resourceDir, libraryName(kind), target);
             }
+            extract(resourceDir, PROFILING_LIBRARY, target);
             extract(resourceDir, FRONT_LIBRARY, target);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot extract native libraries into " + target, e);

@@ -1,0 +1,111 @@
+package io.diffusion4j.profile;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The profiling simulator's counters equal the counts worked out by hand for kernels whose memory
+ * pattern and arithmetic are known (native/tests/profile_teeth.cu, run by its driver
+ * target/native-build/d4j_profile_teeth, or {@code -Ddiffusion4j.profile.teeth}). Exact equality, not
+ * approximation: every expected value below is derived in its comment.
+ */
+class ProfileCountersTest {
+    static Map<String, Map<String, String>> rows;
+
+    @BeforeAll
+    static void runDriver() throws IOException, InterruptedException {
+        String p = System.getProperty("diffusion4j.profile.teeth");
+        Path exe = (p != null ? Path.of(p) : Path.of("target/native-build/d4j_profile_teeth")).toAbsolutePath();
+        assertTrue(Files.isExecutable(exe), exe + " was not built (mvn verify builds it in process-test-resources)");
+        Process proc = new ProcessBuilder(exe.toString()).redirectErrorStream(true).start();
+        String out = new String(proc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(proc.waitFor(120, TimeUnit.SECONDS), "driver timed out");
+        assertEquals(0, proc.exitValue(), out);
+        rows = new HashMap<>();
+        for (String line : out.split("\n")) {
+            String[] f = line.split("\t");
+            Map<String, String> row = new HashMap<>();
+            for (int i = 1; i < f.length; i++) {
+                int eq = f[i].indexOf('=');
+                row.put(f[i].substring(0, eq), f[i].substring(eq + 1));
+            }
+            rows.put(f[0], row);
+        }
+    }
+
+    static double get(String label, String field) {
+        Map<String, String> row = rows.get(label);
+        assertTrue(row != null, "no output for " + label + ": " + rows.keySet());
+        return Double.parseDouble(row.get(field));
+    }
+
+    @Test
+    void unitStrideCopyIsPerfectlyCoalesced() {
+        // 2048 threads = 64 warps: one load and one store request each; a warp's 32 floats are 128
+        // aligned bytes = 4 sectors (cudaMalloc memory is 256-byte aligned, as on a GPU)
+        assertEquals(64, get("copy_stride1", "gld_requests"));
+        assertEquals(256, get("copy_stride1", "gld_sectors"));
+        assertEquals(256, get("copy_stride1", "gld_ideal_sectors"));
+        assertEquals(256, get("copy_stride1", "gst_sectors"));
+        assertEquals(2048 * 4, get("copy_stride1", "unique_read_bytes"));
+        assertEquals(2048 * 4, get("copy_stride1", "unique_write_bytes"));
+    }
+
+    @Test
+    void stride32CopyTouchesEightTimesTheSectorsItNeeds() {
+        // each lane reads a float 128 bytes past its neighbour's: 32 sectors per request where the
+        // 128 bytes asked for fit in 4, so the load efficiency is exactly 1/8 (not worse: each
+        // sector holds one useful float of its 8); the stores stay unit-stride
+        assertEquals(64, get("copy_stride32", "gld_requests"));
+        assertEquals(64 * 32, get("copy_stride32", "gld_sectors"));
+        assertEquals(64 * 4, get("copy_stride32", "gld_ideal_sectors"));
+        assertEquals(1.0 / 8, get("copy_stride32", "gld_ideal_sectors") / get("copy_stride32", "gld_sectors"));
+        assertEquals(256, get("copy_stride32", "gst_sectors"));
+        assertEquals(2048 * 32, get("copy_stride32", "unique_read_bytes"));
+    }
+
+    @Test
+    void sampledBlocksScaleToTheFullCountOnAUniformGrid() {
+        // 2 of the 16 blocks simulated (blocks 0 and 8), every count scaled by 8: equal to the full run
+        assertEquals(2, get("copy_stride1_sampled", "blocks_counted"));
+        assertEquals(16, get("copy_stride1_sampled", "blocks"));
+        for (String f : new String[] {"gld_requests", "gld_sectors", "gld_ideal_sectors", "gst_requests", "gst_sectors",
+                "unique_read_bytes", "unique_write_bytes", "warp_basic_blocks", "active_lanes"}) {
+            assertEquals(get("copy_stride1", f), get("copy_stride1_sampled", f), f);
+        }
+    }
+
+    @Test
+    void unpaddedTransposeHas32WayConflictsAndPaddingRemovesThem() {
+        // 4 blocks x 32 warps; each warp stores one tile row (32 consecutive words: 1 wavefront) and
+        // loads one tile column: 32 words 32 apart, all in one bank: 32 wavefronts
+        assertEquals(256, get("transpose_unpadded", "smem_requests"));
+        assertEquals(128 * 1 + 128 * 32, get("transpose_unpadded", "smem_wavefronts"));
+        assertEquals(256, get("transpose_unpadded", "smem_ideal_wavefronts"));
+        // rows of 33 words: the column's words fall in 32 different banks
+        assertEquals(256, get("transpose_padded", "smem_requests"));
+        assertEquals(256, get("transpose_padded", "smem_wavefronts"));
+        // one __syncthreads per warp
+        assertEquals(128, get("transpose_padded", "barriers"));
+    }
+
+    @Test
+    void fmaCountIsExact() {
+        // 96 threads x 37 fmaf; the 48 odd lanes add once more
+        assertEquals(96 * 37, get("fma", "fp32_fma"));
+        assertEquals(48, get("fma", "fp32_add"));
+        assertEquals(0, get("fma", "fp32_mul"));
+        // warp instructions: 3 warps x 37 FMAs, and the add once per warp (half its lanes active)
+        assertEquals(3 * 37 + 3, get("fma", "fp32_warp_inst"));
+    }
+}
