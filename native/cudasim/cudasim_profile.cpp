@@ -346,6 +346,39 @@ void warp_flush(unsigned warp, unsigned lanes) {
     WarpSlot &s = *g_slots[warp];
     s.group_of.clear();
     s.groups.clear();
+    // The common case: every lane ran the same sites in the same order (no divergence since the last
+    // stop), so the j-th record of every lane is the same warp instruction.
+    bool uniform = lanes > 0;
+    const std::vector<Rec> &first = s.lanes[0];
+    for (unsigned lane = 1; lane < lanes && uniform; ++lane) {
+        const std::vector<Rec> &l = s.lanes[lane];
+        if (l.size() != first.size()) {
+            uniform = false;
+            break;
+        }
+        for (size_t j = 0; j < l.size(); ++j) {
+            if (l[j].pc != first[j].pc) {
+                uniform = false;
+                break;
+            }
+        }
+    }
+    if (uniform) {
+        Group g;
+        for (size_t j = 0; j < first.size(); ++j) {
+            g.pc = first[j].pc;
+            g.kind = first[j].kind;
+            g.lanes = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+            g.n = lanes;
+            for (unsigned lane = 0; lane < lanes; ++lane) {
+                g.addr[lane] = s.lanes[lane][j].addr;
+                g.size[lane] = s.lanes[lane][j].size;
+            }
+            count_group(g, s.counts);
+        }
+        for (unsigned lane = 0; lane < lanes; ++lane) s.lanes[lane].clear();
+        return;
+    }
     for (unsigned lane = 0; lane < lanes; ++lane) {
         s.occurrence.clear();
         for (const Rec &r : s.lanes[lane]) {

@@ -3,9 +3,15 @@ package io.diffusion4j.cli;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.profile.ProfileReport;
+import io.diffusion4j.profile.ProfiledCase;
+import io.diffusion4j.profile.PtxasReport;
+import io.diffusion4j.profile.StepProfiles;
 import io.diffusion4j.selftest.ReportTable;
 import io.diffusion4j.selftest.SelfTest;
+import java.io.IOException;
 import java.io.PrintStream;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -29,6 +35,23 @@ final class SelfTestCommand implements Callable<Integer> {
     @Option(names = "--variants", paramLabel = "WHICH", description = "all or default (default: all)")
     String variantsName;
 
+    @Option(names = "--profile", description = {"Count every launch on the profiling simulator (coalescing, bank "
+            + "conflicts, FLOPs, occupancy) and project its time on A100 and H100 instead of the parity check.",
+        "With a usable GPU each call is also timed there, beside its projection."})
+    boolean profile;
+
+    @Option(names = "--csv", paramLabel = "FILE", description = "with --profile: also write one CSV line per launch to FILE")
+    java.nio.file.Path csv;
+
+    @Option(names = "--max-blocks", paramLabel = "N", description = "with --profile: simulate at most N blocks of "
+            + "each launch and scale the counts (0 = every block; default: 0 for small, 8 for cifar10)")
+    Long maxBlocks;
+
+    @Option(names = "--shapes", paramLabel = "WHICH", description = {"with --profile: small (the self-test's cases, "
+            + "every family and variant) or cifar10 (google/ddpm-cifar10-32's UNet: one DDIM step at batch 1 and 64 "
+            + "and one training step at batch 128, default variants; minutes)", "(default: small)"})
+    String shapes;
+
     @Spec
     CommandSpec spec;
 
@@ -46,6 +69,16 @@ final class SelfTestCommand implements Callable<Integer> {
             throw Main.bad(spec, "--backend must be a device backend (cuda or cuda-sim); the cpu backend is the reference");
         }
         SelfTest.Variants variants = variantsName == null ? SelfTest.Variants.ALL : SelfTest.Variants.fromName(variantsName);
+        if (!profile && (csv != null || maxBlocks != null || shapes != null)) {
+            throw Main.bad(spec, "--csv, --max-blocks and --shapes need --profile");
+        }
+        if (maxBlocks != null && maxBlocks < 0) throw Main.bad(spec, "--max-blocks must be >= 0, got " + maxBlocks);
+        boolean cifar = shapes != null && switch (shapes) {
+            case "small" -> false;
+            case "cifar10" -> true;
+            default -> throw Main.bad(spec, "unknown --shapes value '" + shapes + "': expected small or cifar10");
+        };
+        if (profile) return profile(kind, variants, cifar);
 
         Backend device;
         String why;
@@ -88,5 +121,62 @@ final class SelfTestCommand implements Callable<Integer> {
         }
         ReportTable.print(report, peak, out);
         return report.allPassed() ? 0 : 1;
+    }
+
+    /** --profile: the self-test's calls on the profiling simulator, and on a real GPU when there is one. */
+    private Integer profile(Device kind, SelfTest.Variants variants, boolean cifar) {
+        long blocks = maxBlocks != null ? maxBlocks : cifar ? 8 : 0;
+        Backend gpu = null;
+        if (kind != Device.CUDA_SIM) {
+            try {
+                gpu = Backend.open(Device.CUDA);
+            } catch (D4jException.BackendUnavailableException e) {
+                if (kind == Device.CUDA) {
+                    err.println("selftest: the cuda backend cannot run here: " + e.getMessage());
+                    return 1;
+                }
+                out.println("no GPU (" + e.getMessage() + "): projections only");
+            }
+        }
+        List<ProfiledCase> cases;
+        try (Backend prof = Backend.openProfiling(); Backend measured = gpu) {
+            out.println("profiling " + prof.description());
+            if (measured != null) out.println("measuring on " + measured.description());
+            String perLaunch = blocks == 0 ? "all" : "at most " + blocks + " (counts scaled to the grid)";
+            if (cifar) {
+                out.println("model     google/ddpm-cifar10-32's UNet2DModel (35.7 M parameters), default kernel variants; "
+                        + "blocks per launch: " + perLaunch);
+                out.flush();
+                cases = StepProfiles.cifar10Steps(prof, blocks, step -> {
+                    out.println("counted   " + step);
+                    out.flush();
+                });
+            } else {
+                SelfTest.Options options = SelfTest.Options.defaults().withVariants(variants);
+                out.printf(Locale.ROOT, "inputs    the self-test's cases, seed 0x%016x; variants: %s; blocks per launch: %s%n",
+                        options.seed(), variants.name().toLowerCase(Locale.ROOT), perLaunch);
+                out.flush();
+                cases = SelfTest.profile(prof, measured, options, blocks);
+            }
+        } catch (D4jException.BackendUnavailableException e) {
+            err.println("selftest: the profiling simulator cannot run here: " + e.getMessage());
+            return 1;
+        }
+        PtxasReport report = PtxasReport.packed();
+        if (cifar) {
+            StepProfiles.printSummaries(cases, report, out);
+        } else {
+            ProfileReport.print(cases, report, out);
+        }
+        if (csv != null) {
+            try {
+                ProfileReport.writeCsv(csv, cases, report);
+            } catch (IOException e) {
+                err.println("selftest: cannot write " + csv + ": " + e.getMessage());
+                return 1;
+            }
+            out.println("wrote " + csv);
+        }
+        return 0;
     }
 }

@@ -229,6 +229,18 @@ public final class SelfTest {
         return ParityEngine.run(device, cpu, options);
     }
 
+    /**
+     * Runs the self-test's cases on the profiling simulator ({@link Backend#openProfiling()}) and returns
+     * every call's launches with their counters. With a real GPU backend ({@code gpu}, else null) each call
+     * is also timed there ({@link Options#repeats()} repeats, median).
+     *
+     * @param maxBlocks blocks simulated per launch at most (0: all; the small self-test shapes need no sample)
+     */
+    public static List<io.diffusion4j.profile.ProfiledCase> profile(Backend profiling, Backend gpu, Options options,
+                                                                   long maxBlocks) {
+        return ProfileEngine.run(profiling, gpu, options, maxBlocks);
+    }
+
     static String formatSeconds(double s) {
         if (Double.isNaN(s)) return "-";
         if (s >= 1) return String.format(Locale.ROOT, "%.2f s", s);

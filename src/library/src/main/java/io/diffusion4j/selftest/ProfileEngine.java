@@ -1,0 +1,79 @@
+package io.diffusion4j.selftest;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.kernels.NativeSchedule;
+import io.diffusion4j.profile.KernelCounters;
+import io.diffusion4j.profile.KernelProfile;
+import io.diffusion4j.profile.ProfiledCase;
+import io.diffusion4j.schedule.NoiseSchedule;
+import io.diffusion4j.selftest.ParityEngine.FamilyPlan;
+import io.diffusion4j.selftest.SelfTest.Options;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Runs the self-test's cases (the same families, variants, shapes and inputs as the parity run) on the
+ * profiling simulator and collects each call's launches with their counters; when a real GPU backend
+ * is given, the same call is timed there too, so the projection can be read beside a measurement.
+ */
+final class ProfileEngine {
+    private ProfileEngine() {}
+
+    static List<ProfiledCase> run(Backend profiling, Backend gpu, Options options, long maxBlocks) {
+        NoiseSchedule schedule = NoiseSchedule.defaults();
+        List<ProfiledCase> out = new ArrayList<>();
+        try (NativeSchedule ns = NativeSchedule.of(schedule)) {
+            for (FamilyPlan plan : ParityEngine.plan(profiling, options, new CaseContext(schedule, ns))) {
+                if (plan.cases() == null) continue;
+                String before = profiling.selectedKernel(plan.family());
+                try {
+                    for (String variant : plan.variants()) {
+                        profiling.selectKernel(plan.family(), variant);
+                        for (ParityCase c : plan.cases()) out.add(profileCase(profiling, gpu, plan.family(), variant, c,
+                                options.repeats(), maxBlocks));
+                    }
+                } finally {
+                    profiling.selectKernel(plan.family(), before);
+                }
+            }
+        }
+        return out;
+    }
+
+    private static ProfiledCase profileCase(Backend profiling, Backend gpu, String family, String variant, ParityCase c,
+                                            int repeats, long maxBlocks) {
+        List<KernelProfile> launches;
+        try (Prepared p = c.prepare(profiling)) {
+            p.poison();
+            launches = KernelCounters.count(profiling, maxBlocks, b -> p.call());
+        }
+        double measured = Double.NaN;
+        String on = "";
+        if (gpu != null) {
+            String before = gpu.selectedKernel(family);
+            try (Prepared p = c.prepare(gpu)) {
+                gpu.selectKernel(family, variant);
+                measured = median(p, gpu, Math.max(1, repeats));
+                on = gpu.description();
+            } finally {
+                gpu.selectKernel(family, before);
+            }
+        }
+        return new ProfiledCase(family, variant, c.kernel(), c.shape().toString(), launches, measured, on);
+    }
+
+    private static double median(Prepared p, Backend device, int repeats) {
+        double[] ms = new double[repeats];
+        for (int r = 0; r < repeats; r++) {
+            p.poison();
+            device.flushCache();
+            device.timerBegin();
+            p.call();
+            ms[r] = device.timerEnd();
+        }
+        Arrays.sort(ms);
+        double median = repeats % 2 == 1 ? ms[repeats / 2] : (ms[repeats / 2 - 1] + ms[repeats / 2]) / 2.0;
+        return median * 1e-3;
+    }
+}
