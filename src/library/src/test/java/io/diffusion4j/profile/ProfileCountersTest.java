@@ -76,7 +76,7 @@ class ProfileCountersTest {
 
     @Test
     void sampledBlocksScaleToTheFullCountOnAUniformGrid() {
-        // 2 of the 16 blocks simulated (blocks 0 and 8), every count scaled by 8: equal to the full run
+        // 2 of the 16 blocks simulated (blocks 4 and 12, the middle of each half), every count scaled by 8: equal to the full run
         assertEquals(2, get("copy_stride1_sampled", "blocks_counted"));
         assertEquals(16, get("copy_stride1_sampled", "blocks"));
         for (String f : new String[] {"gld_requests", "gld_sectors", "gld_ideal_sectors", "gst_requests", "gst_sectors",
