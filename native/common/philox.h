@@ -13,6 +13,12 @@
  * device through the __f*_rn intrinsics (which nvcc never contracts into
  * FMAs), on the host in translation units compiled with -ffp-contract=off.
  * Same operations, same order, same bits.
+ *
+ * The CUDA simulator build (D4J_CUDA_SIM) uses the intrinsics too, from
+ * native/cudasim/cuda_runtime.h, where they are fenced against contraction:
+ * the profiling simulator compiles the kernels with -ffp-contract=fast, as
+ * nvcc contracts, and the parity suite run on it then shows any expression of
+ * a bit-exact family that a GPU would fuse.
  */
 #ifndef D4J_PHILOX_H
 #define D4J_PHILOX_H
@@ -25,12 +31,20 @@
 #define D4J_HD static inline
 #endif
 
-#if defined(__CUDA_ARCH__)
+/* Correctly rounded float32 and float64 operations that are never fused into
+ * an FMA, for expressions whose result must be bit-identical on every backend. */
+#if defined(D4J_CUDA_SIM)
+#include <cuda_runtime.h> /* the simulator's, with the fenced intrinsics */
+#endif
+#if defined(__CUDA_ARCH__) || defined(D4J_CUDA_SIM)
 #define D4J_FADD(a, b) __fadd_rn((a), (b))
 #define D4J_FSUB(a, b) __fsub_rn((a), (b))
 #define D4J_FMUL(a, b) __fmul_rn((a), (b))
 #define D4J_FDIV(a, b) __fdiv_rn((a), (b))
 #define D4J_FSQRT(a) __fsqrt_rn(a)
+#define D4J_DADD(a, b) __dadd_rn((a), (b))
+#define D4J_DSUB(a, b) __dsub_rn((a), (b))
+#define D4J_DMUL(a, b) __dmul_rn((a), (b))
 #else
 /* Host: the including translation unit must be compiled with -ffp-contract=off. */
 #define D4J_FADD(a, b) ((a) + (b))
@@ -38,6 +52,9 @@
 #define D4J_FMUL(a, b) ((a) * (b))
 #define D4J_FDIV(a, b) ((a) / (b))
 #define D4J_FSQRT(a) __builtin_sqrtf(a)
+#define D4J_DADD(a, b) ((a) + (b))
+#define D4J_DSUB(a, b) ((a) - (b))
+#define D4J_DMUL(a, b) ((a) * (b))
 #endif
 
 typedef struct d4j_u32x4 {

@@ -25,8 +25,12 @@ typedef struct d4j_sampler_coef {
     float pad_[3];
 } d4j_sampler_coef;
 
-/* The unprocessed x0 prediction; also what the dynamic-thresholding quantile ranks. */
-D4J_HD float d4j_x0_raw(const d4j_step_coef *c, float x, float o) { return c->x0_a * x + c->x0_b * o; }
+/* The unprocessed x0 prediction; also what the dynamic-thresholding quantile
+ * ranks, whose order statistics are bit-exact on every backend: so rounded
+ * explicitly, never fused into an FMA on a device. */
+D4J_HD float d4j_x0_raw(const d4j_step_coef *c, float x, float o) {
+    return D4J_FADD(D4J_FMUL(c->x0_a, x), D4J_FMUL(c->x0_b, o));
+}
 
 /* Clip or threshold the x0 prediction; s: the sample's threshold (mode THRESHOLD only). */
 D4J_HD float d4j_x0_process(float x0, int mode, float r, float s) {
@@ -46,10 +50,11 @@ D4J_HD float d4j_sampler_update(const d4j_sampler_coef *c, float x, float o, flo
 
 /* The order-statistic combination of the quantile: torch.quantile's linear
  * interpolation between the k-th and (k+1)-th smallest values, then clamped to
- * [1, max_value] (diffusers _threshold_sample). Evaluated in float64, identical
- * on every backend. */
+ * [1, max_value] (diffusers _threshold_sample). Evaluated in float64 with each
+ * operation rounded (no fused multiply-add on a device), identical on every
+ * backend. */
 D4J_HD float d4j_threshold_from_order_stats(float lo, float hi, double frac, float max_value) {
-    double q = (double)lo + frac * ((double)hi - (double)lo);
+    double q = D4J_DADD((double)lo, D4J_DMUL(frac, D4J_DSUB((double)hi, (double)lo)));
     float s = (float)q;
     if (!(s >= 1.0f)) s = s != s ? s : 1.0f; /* NaN propagates, as torch.clamp */
     if (s > max_value) s = max_value;

@@ -56,6 +56,9 @@ d4j_status ensure_scratch(State *s, size_t bytes, void **scratch) {
     return D4J_OK;
 }
 
+// CUDA 13.0 (the runtime this backend links), as cudaDriverGetVersion spells it.
+constexpr int kNeededDriver = 13000;
+
 static d4j_status init(void **state) {
 #ifndef D4J_CUDA_SIM
     void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -64,13 +67,16 @@ static d4j_status init(void **state) {
         return D4J_ERR_UNAVAILABLE;
     }
 #endif
+    // The runtime is linked statically from CUDA 13, which a driver older than
+    // the r580 series cannot run: say so before any other call fails obscurely.
+    int driver_version = 0;
+    cudaError_t e = cudaDriverGetVersion(&driver_version);
     int count = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-    if (e == cudaErrorInsufficientDriver) {
-        int v = 0;
-        cudaDriverGetVersion(&v);
-        g_host->set_error("the CUDA driver is too old: it supports CUDA %d.%d, this library needs %d.%d", v / 1000,
-                          (v % 1000) / 10, CUDART_VERSION / 1000, (CUDART_VERSION % 1000) / 10);
+    if (e == cudaSuccess && driver_version >= kNeededDriver) e = cudaGetDeviceCount(&count);
+    if (e == cudaErrorInsufficientDriver || (e == cudaSuccess && driver_version < kNeededDriver)) {
+        g_host->set_error("the CUDA backend needs an NVIDIA driver of the r580 series or newer (CUDA %d); this one "
+                          "supports CUDA %d.%d",
+                          kNeededDriver / 1000, driver_version / 1000, (driver_version % 1000) / 10);
         return D4J_ERR_UNAVAILABLE;
     }
     if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {

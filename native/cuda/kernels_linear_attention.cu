@@ -284,6 +284,21 @@ __global__ void attn_bwd_cols_kernel(AttnDims a, const float *q, const float *k,
 
 constexpr int kMaxTokens = 4096;  // 2 x 4096 floats of scores + 2 KiB fit the default 48 KiB
 
+#ifdef D4J_SIM_TEETH
+// Test-only copies of the forward kernel (simulator test builds), launched with
+// more than 48 KiB of dynamic shared memory: one never allowed it (the launch
+// must be refused, as on a GPU), one allowed it with cudaFuncSetAttribute.
+constexpr size_t kTeethSmem = 64 * 1024;
+__global__ void attn_fwd_smem_not_allowed_kernel(AttnDims a, const float *q, const float *k, const float *v,
+                                                 float *out, float *lse) {
+    attn_fwd_kernel(a, q, k, v, out, lse);
+}
+__global__ void attn_fwd_smem_allowed_kernel(AttnDims a, const float *q, const float *k, const float *v, float *out,
+                                             float *lse) {
+    attn_fwd_kernel(a, q, k, v, out, lse);
+}
+#endif
+
 d4j_status check_attn(const char *what, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim) {
     if (tokens > kMaxTokens) {
         g_host->set_error("%s: the CUDA backend keeps a row of scores in shared memory and takes at most %d tokens, got %d",
@@ -346,7 +361,23 @@ d4j_status attention_forward(void *state, const float *q, const float *k, const 
     if (st != D4J_OK) return st;
     const AttnDims a{batch, tokens, heads, head_dim, scale};
     const dim3 grid((unsigned)tokens, (unsigned)(batch * heads));
-    D4J_LAUNCH(attn_fwd_kernel, grid, kAttnThreads, attn_smem(1, tokens, head_dim), s->stream, a, q, k, v, out, lse);
+    const size_t smem = attn_smem(1, tokens, head_dim);
+#ifdef D4J_SIM_TEETH
+    switch (s->variants.index("attention")) {
+        case 1:
+            D4J_LAUNCH(attn_fwd_smem_not_allowed_kernel, grid, kAttnThreads, kTeethSmem, s->stream, a, q, k, v, out,
+                       lse);
+            return launched("attn_fwd_smem_not_allowed_kernel");
+        case 2:
+            D4J_ALLOW_DYNAMIC_SMEM(attn_fwd_smem_allowed_kernel, kTeethSmem);
+            D4J_LAUNCH(attn_fwd_smem_allowed_kernel, grid, kAttnThreads, kTeethSmem, s->stream, a, q, k, v, out, lse);
+            return launched("attn_fwd_smem_allowed_kernel");
+        default:
+            break;
+    }
+#endif
+    D4J_ALLOW_DYNAMIC_SMEM(attn_fwd_kernel, smem);
+    D4J_LAUNCH(attn_fwd_kernel, grid, kAttnThreads, smem, s->stream, a, q, k, v, out, lse);
     return launched("attn_fwd_kernel");
 }
 
@@ -361,11 +392,12 @@ d4j_status attention_backward(void *state, const float *q, const float *k, const
     float *dsum = static_cast<float *>(scratch);
     const AttnDims a{batch, tokens, heads, head_dim, scale};
     const dim3 grid((unsigned)tokens, (unsigned)(batch * heads));
-    D4J_LAUNCH(attn_bwd_rows_kernel, grid, kAttnThreads, attn_smem(1, tokens, head_dim), s->stream, a, q, k, v, out,
-               lse, dout, dsum, dq);
+    const size_t rows_smem = attn_smem(1, tokens, head_dim), cols_smem = attn_smem(2, tokens, head_dim);
+    D4J_ALLOW_DYNAMIC_SMEM(attn_bwd_rows_kernel, rows_smem);
+    D4J_LAUNCH(attn_bwd_rows_kernel, grid, kAttnThreads, rows_smem, s->stream, a, q, k, v, out, lse, dout, dsum, dq);
     if ((st = launched("attn_bwd_rows_kernel")) != D4J_OK) return st;
-    D4J_LAUNCH(attn_bwd_cols_kernel, grid, kAttnThreads, attn_smem(2, tokens, head_dim), s->stream, a, q, k, v, lse,
-               dout, dsum, dk, dv);
+    D4J_ALLOW_DYNAMIC_SMEM(attn_bwd_cols_kernel, cols_smem);
+    D4J_LAUNCH(attn_bwd_cols_kernel, grid, kAttnThreads, cols_smem, s->stream, a, q, k, v, lse, dout, dsum, dk, dv);
     return launched("attn_bwd_cols_kernel");
 }
 

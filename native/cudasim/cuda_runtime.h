@@ -77,6 +77,7 @@ typedef enum cudaError {
     cudaErrorNoDevice = 100,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorLaunchFailure = 719,
+    cudaErrorLaunchOutOfResources = 701,
     cudaErrorIllegalAddress = 700,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorIllegalState = 401,
@@ -125,6 +126,19 @@ enum cudaDeviceAttr {
     cudaDevAttrComputeCapabilityMajor = 75,
     cudaDevAttrComputeCapabilityMinor = 76
 };
+
+// Per-kernel attributes: the opt-in to more than 48 KiB of dynamic shared
+// memory. The simulator keys a kernel by its name as D4J_LAUNCH spells it
+// (#kernel), so cudaFuncSetAttribute is a macro here; the call reads the same
+// as CUDA's cudaFuncSetAttribute(kernel, attr, value). A launch that needs more
+// than 48 KiB without it fails as on a GPU (cudasim_limits.cpp).
+enum cudaFuncAttribute {
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8
+};
+namespace d4j_sim {
+cudaError_t func_set_attribute(const char *kernel, cudaFuncAttribute attr, int value);
+}
+#define cudaFuncSetAttribute(kernel, attr, value) ::d4j_sim::func_set_attribute(#kernel, (attr), (value))
 
 // The simulator reports 0 for the clock and memory attributes: it has no peak to compare with.
 cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device);
@@ -343,6 +357,37 @@ static inline T __ldg(const T *p) {
     return *p;
 }
 static inline float __fdividef(float a, float b) { return a / b; }
+
+// Correctly rounded arithmetic. nvcc never fuses one of these with another
+// operation into an FMA, whatever -fmad says; the kernels use them where the
+// CPU backend computes the same expression unfused and the results must be
+// bit-identical. g++ would fuse them after inlining (a product feeding a sum
+// is contracted under -ffp-contract=fast, as the profiling simulator compiles
+// the kernels to match nvcc's default), so each operand and the result pass
+// through an empty asm statement that claims to change the register: the
+// optimiser cannot see through it, so no contraction crosses one of these
+// calls, and no instruction is emitted for it.
+template <class T>
+static inline T d4j_sim_opaque(T v) {
+    static_assert(std::is_floating_point<T>::value, "an SSE register holds a float or a double");
+    asm("" : "+x"(v));
+    return v;
+}
+static inline float __fadd_rn(float a, float b) { return d4j_sim_opaque(d4j_sim_opaque(a) + d4j_sim_opaque(b)); }
+static inline float __fsub_rn(float a, float b) { return d4j_sim_opaque(d4j_sim_opaque(a) - d4j_sim_opaque(b)); }
+static inline float __fmul_rn(float a, float b) { return d4j_sim_opaque(d4j_sim_opaque(a) * d4j_sim_opaque(b)); }
+static inline float __fdiv_rn(float a, float b) { return d4j_sim_opaque(d4j_sim_opaque(a) / d4j_sim_opaque(b)); }
+static inline float __fsqrt_rn(float a) { return d4j_sim_opaque(std::sqrt(d4j_sim_opaque(a))); }
+// One rounding of a * b + c (std::fma is exact whether or not the target has an FMA instruction).
+static inline float __fmaf_rn(float a, float b, float c) {
+    return d4j_sim_opaque(std::fma(d4j_sim_opaque(a), d4j_sim_opaque(b), d4j_sim_opaque(c)));
+}
+static inline double __dadd_rn(double a, double b) { return d4j_sim_opaque(d4j_sim_opaque(a) + d4j_sim_opaque(b)); }
+static inline double __dsub_rn(double a, double b) { return d4j_sim_opaque(d4j_sim_opaque(a) - d4j_sim_opaque(b)); }
+static inline double __dmul_rn(double a, double b) { return d4j_sim_opaque(d4j_sim_opaque(a) * d4j_sim_opaque(b)); }
+static inline double __fma_rn(double a, double b, double c) {
+    return d4j_sim_opaque(std::fma(d4j_sim_opaque(a), d4j_sim_opaque(b), d4j_sim_opaque(c)));
+}
 static inline float rsqrtf(float a) { return 1.0f / std::sqrt(a); }
 static inline float __saturatef(float a) { return a < 0.0f ? 0.0f : (a > 1.0f ? 1.0f : a); }
 static inline unsigned __float_as_uint(float f) { return (unsigned)d4j_sim_bits(f); }

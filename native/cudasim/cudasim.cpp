@@ -459,19 +459,6 @@ std::vector<std::unique_ptr<WarpRunner>> g_runners;
 
 }  // namespace
 
-bool valid_config(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem) {
-    const uint64_t threads = (uint64_t)block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 ||
-        grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || dynamic_smem > 227 * 1024) {
-        record_error(cudaErrorInvalidConfiguration,
-                     format("invalid launch configuration for kernel %s: grid (%u,%u,%u), block (%u,%u,%u), %zu bytes "
-                            "of dynamic shared memory",
-                            kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z, dynamic_smem));
-        return false;
-    }
-    return true;
-}
-
 // Runs a launch now (a replayed graph node too).
 void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()> &body) {
     if (!valid_config(kernel, grid, block, dynamic_smem)) return;

@@ -79,6 +79,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
 }
 cudaError_t cudaDriverGetVersion(int *v) {
     *v = CUDART_VERSION;
+#ifdef D4J_SIM_TEETH
+    // The test-only simulator plays an older driver when asked, to prove the backend refuses it.
+    if (const char *fake = std::getenv("D4J_SIM_DRIVER_VERSION")) *v = std::atoi(fake);
+#endif
     return ok();
 }
 cudaError_t cudaRuntimeGetVersion(int *v) {
@@ -106,6 +110,7 @@ const char *cudaGetErrorString(cudaError_t e) {
         case cudaErrorMemoryAllocation: return "out of memory";
         case cudaErrorInvalidConfiguration: return "invalid configuration argument";
         case cudaErrorLaunchFailure: return "unspecified launch failure";
+        case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
         case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
         case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
         case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
@@ -121,6 +126,7 @@ const char *cudaGetErrorName(cudaError_t e) {
         case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
         case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
         case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+        case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
         case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
         case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
         case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";

@@ -28,10 +28,25 @@ std::string format(const char *fmt, ...);
 
 inline cudaError_t ok() { return cudaSuccess; }
 
-// ---- launches (cudasim.cpp) ----
+// ---- launch limits (cudasim_limits.cpp) ----
 
-// Checks a launch configuration against the device limits; records the error when it fails.
+// A kernel's resources from the CUDA backend's ptxas report, the largest over
+// the architectures built.
+struct KernelResources {
+    const char *name;        // as in the .cu source, template arguments dropped
+    unsigned registers;      // per thread
+    size_t shared_bytes;     // static shared memory
+};
+// The generated table (cudasim_kernel_resources.cpp in the build directory),
+// empty when the CUDA backend was not built with nvcc.
+extern const KernelResources g_kernel_resources[];
+extern const size_t g_kernel_resources_count;
+
+// Checks a launch against what a GPU accepts (block shape, grid, shared memory
+// with the kernel's opt-in, registers); records the error when it fails.
 bool valid_config(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem);
+
+// ---- launches (cudasim.cpp) ----
 // Runs a launch now (a replayed graph node too).
 void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()> &body);
 

@@ -37,8 +37,9 @@ public final class Diffusion4j implements AutoCloseable {
     }
 
     /**
-     * Opens the best device here: {@link Device#CUDA} when the NVIDIA driver loads and a GPU is visible, else
-     * {@link Device#CPU}.
+     * Opens the best device here: {@link Device#CUDA} when the NVIDIA driver loads (r580 series or newer) and a GPU
+     * is visible, else {@link Device#CPU}, logging at INFO (System.Logger {@code io.diffusion4j.backend.Backend})
+     * why CUDA was passed over.
      *
      * @return the open instance
      * @throws DeviceUnavailableException if no device can be used here, e.g. the native libraries cannot be loaded
@@ -53,7 +54,7 @@ public final class Diffusion4j implements AutoCloseable {
     }
 
     /**
-     * Opens a given device.
+     * Opens a given device; never another one in its place.
      *
      * @param device the device
      * @return the open instance

@@ -1,7 +1,9 @@
 package io.diffusion4j.cli;
 
+import io.diffusion4j.DeviceUnavailableException;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
+import io.diffusion4j.backend.Status;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.util.List;
@@ -92,6 +94,12 @@ public final class Main implements Callable<Integer> {
             }
             if (ex instanceof D4jException d) {
                 err.println("error (" + d.status() + "): " + d.getMessage());
+                return FAILED;
+            }
+            // the public API's form of an unavailable device (demo opens through it): a reason, not a stack trace
+            if (ex instanceof DeviceUnavailableException u) {
+                err.println("error (" + Status.UNAVAILABLE + "): the " + u.device().cliName() + " backend cannot run here: "
+                        + u.getMessage());
                 return FAILED;
             }
             throw ex;

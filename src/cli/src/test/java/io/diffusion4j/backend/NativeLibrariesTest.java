@@ -75,6 +75,7 @@ class NativeLibrariesTest {
         Map<String, String> sums = new TreeMap<>();
         for (Device k : Device.values()) addSum(sums, NativeLibraries.libraryName(k));
         addSum(sums, NativeLibraries.FRONT_LIBRARY);
+        addSum(sums, NativeLibraries.PROFILING_LIBRARY);
         assertTrue(sums.containsKey("libd4j.so") && sums.containsKey("libd4j_cpu.so"), "packed sums: " + sums);
         return sums;
     }

@@ -3,13 +3,16 @@ package io.diffusion4j.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.testutil.DeviceBackends;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class MainTest {
     static CliRun run(String... args) {
@@ -35,6 +38,22 @@ class MainTest {
 
     static boolean cudaUsable() {
         return DeviceBackends.usable(Device.CUDA);
+    }
+
+    /** An explicit --backend cuda that cannot start is an error with the reason, never a run on another backend. */
+    @Test
+    void anExplicitCudaThatCannotStartIsAnErrorWithTheReason(@TempDir Path tmp) {
+        assumeFalse(cudaUsable(), "a CUDA device is usable here");
+        for (String[] args : List.of(new String[] {"demo", "--backend", "cuda", "--steps", "1", "--out", tmp.toString()},
+                new String[] {"selftest", "--backend", "cuda"})) {
+            CliRun r = run(args);
+            assertEquals(1, r.exit(), r.toString());
+            assertEquals("", r.out(), r.toString());
+            List<String> lines = r.err().strip().lines().toList();
+            assertEquals(1, lines.size(), r.toString());
+            assertTrue(lines.get(0).contains("the cuda backend cannot run here: "), r.toString());
+            assertFalse(lines.get(0).contains("Exception") || lines.get(0).contains("\tat "), r.toString());
+        }
     }
 
     @Test

@@ -18,6 +18,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * several threads.
  */
 public final class Backend implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(Backend.class.getName());
+
     private final Device kind;
     private final Path library;
     private final MemorySegment handle;
@@ -75,13 +77,23 @@ public final class Backend implements AutoCloseable {
         return openLibrary(Device.CUDA_SIM, lib);
     }
 
-    /** Opens {@code cuda} when a device can be used, else {@code cpu}. */
+    /**
+     * Opens {@code cuda} when a device can be used, else {@code cpu}, logging (System.Logger
+     * {@code io.diffusion4j.backend.Backend}, level INFO) why {@code cuda} was passed over. Only this automatic
+     * choice falls back: {@link #open(Device)} of {@code cuda} that cannot start throws with the reason.
+     */
     public static Backend openBest() {
         try {
             return open(Device.CUDA);
         } catch (D4jException.BackendUnavailableException e) {
+            LOG.log(System.Logger.Level.INFO, () -> fallbackMessage(e.getMessage()));
             return open(Device.CPU);
         }
+    }
+
+    /** What the automatic choice logs when it passes over {@code cuda} for {@code cpu}. */
+    static String fallbackMessage(String reason) {
+        return "using the cpu backend: cuda is not usable here (" + reason + ")";
     }
 
     /** Opens a backend by its command-line name; {@code null} or "auto" picks the best. */

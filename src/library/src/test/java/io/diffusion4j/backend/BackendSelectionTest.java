@@ -59,6 +59,41 @@ class BackendSelectionTest {
         }
     }
 
+    /** The automatic choice says why it passed over cuda; an explicit request for cuda never falls back. */
+    @Test
+    void openBestLogsWhyItFallsBackToCpu() {
+        assumeFalse(cudaUsable(), "a CUDA device is usable on this machine");
+        String reason = assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open(Device.CUDA))
+                .getMessage();
+        java.util.logging.Logger jul = java.util.logging.Logger.getLogger(Backend.class.getName());
+        List<java.util.logging.LogRecord> records = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.logging.Handler handler = new java.util.logging.Handler() {
+            @Override
+            public void publish(java.util.logging.LogRecord r) {
+                records.add(r);
+            }
+
+            @Override
+            public void flush() {}
+
+            @Override
+            public void close() {}
+        };
+        jul.addHandler(handler);
+        try (Backend b = Backend.openBest()) {
+            assertEquals(Device.CPU, b.kind());
+        } finally {
+            jul.removeHandler(handler);
+        }
+        String expected = Backend.fallbackMessage(reason);
+        assertTrue(records.stream().anyMatch(r -> r.getLevel() == java.util.logging.Level.INFO
+                        && expected.equals(r.getMessage())),
+                "no INFO record '" + expected + "' among " + records.stream().map(r -> r.getLevel() + " " + r.getMessage())
+                        .toList());
+        assertTrue(expected.contains(reason) && expected.contains("cpu"), expected);
+        assertThrows(D4jException.BackendUnavailableException.class, () -> Backend.open("cuda"));
+    }
+
     @Test
     void cpuByNameIsCaseAndSpaceTolerant() {
         for (String n : List.of("cpu", "CPU", " Cpu ")) {
