@@ -60,6 +60,14 @@ d4j_status ensure_scratch(State *s, size_t bytes, void **scratch) {
 constexpr int kNeededDriver = 13000;
 
 static d4j_status init(void **state) {
+#if D4J_SIM_PROFILE
+    // The profiling build's kernels are compiled with FMA instructions (as nvcc contracts): refuse a CPU
+    // without them rather than stop the process on an illegal instruction.
+    if (!__builtin_cpu_supports("fma")) {
+        g_host->set_error("the profiling simulator needs a CPU with FMA instructions (x86-64-v3); this one has none");
+        return D4J_ERR_UNAVAILABLE;
+    }
+#endif
 #ifndef D4J_CUDA_SIM
     void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (driver == nullptr) {

@@ -34,7 +34,7 @@ import org.openjdk.jmh.runner.BenchmarkListEntry;
 public final class CoverageCheck {
     private CoverageCheck() {}
 
-    /** d4j.h functions that are not kernels: library, backends, variants, timing, buffers, schedules, graphs. */
+    /** d4j.h functions that are not kernels: library, backends, variants, timing, buffers, schedules, graphs, profiling. */
     static final Set<String> NOT_KERNELS = Set.of(
             "d4j_abi_version", "d4j_last_error", "d4j_noop",
             "d4j_backend_open", "d4j_backend_close", "d4j_backend_name", "d4j_backend_describe", "d4j_backend_live",
@@ -45,7 +45,7 @@ public final class CoverageCheck {
             "d4j_buffer_read", "d4j_buffer_fill_f32",
             "d4j_schedule_create", "d4j_schedule_free",
             "d4j_capture_supported", "d4j_capture_begin", "d4j_capture_end", "d4j_graph_launch", "d4j_graph_info",
-            "d4j_graph_free");
+            "d4j_graph_free", "d4j_profile_begin", "d4j_profile_read", "d4j_profile_end");
 
     /** One {@code @Benchmark} method with its {@code @Kernel} annotation (null when it has none). */
     record BenchmarkMethod(Class<?> owner, String method, Kernel kernel) {

@@ -99,4 +99,30 @@ class SelfTestCommandTest {
         assertTrue(usage.out().contains("usage: diffusion4j selftest") && usage.out().contains("--backend=NAME")
                 && usage.out().contains("--variants=WHICH"), usage.toString());
     }
+
+    @Test
+    void profileWritesTheTableAndTheCsvOfEveryFamily() throws java.io.IOException {
+        java.nio.file.Path csv = java.nio.file.Files.createTempDirectory("d4j-profile").resolve("profile.csv");
+        CliRun r = main("selftest", "--profile", "--backend", "cuda-sim", "--csv", csv.toString());
+        assertEquals(0, r.exit(), r.toString());
+        String out = r.out();
+        assertTrue(out.contains("PROJECTIONS, NOT MEASUREMENTS"), out);
+        assertTrue(Pattern.compile("(?m)^family +variant +kernel +call / shape +gld eff +gst eff +smem confl/req").matcher(out).find(), out);
+        List<String> lines = java.nio.file.Files.readAllLines(csv);
+        assertTrue(lines.get(0).startsWith("family,variant,kernel,shape,gld_efficiency,gst_efficiency,"
+                + "smem_conflicts_per_request,unique_bytes,sector_bytes,fp32_flops,tensor_flops,occupancy_h100,"
+                + "projected_us_a100,projected_us_h100,roofline_fraction_h100,bound,"), lines.get(0));
+        for (String f : FAMILIES) {
+            assertTrue(lines.stream().anyMatch(l -> l.startsWith(f + ",v1,")), "no CSV line of " + f);
+        }
+        assertTrue(lines.stream().anyMatch(l -> l.startsWith("linear,v2,")), "every variant");
+        // the bound column names a resource on every line
+        int bound = Arrays.asList(lines.get(0).split(",")).indexOf("bound");
+        for (String l : lines.subList(1, lines.size())) {
+            String[] f = l.replaceAll("\"[^\"]*\"", "q").split(",", -1);
+            assertTrue(List.of("dram", "l2", "smem", "fp32", "sfu", "tensor", "launch").contains(f[bound]), l);
+        }
+        assertEquals(2, main("selftest", "--csv", csv.toString()).exit(), "--csv needs --profile");
+        assertEquals(2, main("selftest", "--profile", "--shapes", "imagenet").exit());
+    }
 }
