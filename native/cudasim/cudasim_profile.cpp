@@ -32,13 +32,13 @@ namespace {
 
 // Floating-point operations of one basic block, from the flop table.
 struct BlockOps {
-    uint16_t fma, add, mul, special, fp64, pad;
+    uint16_t fma, add, mul, special, fp64, div32, div64, pad;
 };
 
 // The table built by native/tools/flop_table.cpp from this library's own
 // disassembly and added to the file as the non-loaded section .d4j_flops:
 // records of {uint64 offset of the block's first instruction after its
-// trace-pc call, BlockOps} (20 bytes, unpadded).
+// trace-pc call, BlockOps} (24 bytes, unpadded).
 struct FlopTable {
     bool loaded = false;
     std::string error;
@@ -99,7 +99,7 @@ FlopTable load_flop_table() {
             uint64_t pc;
             BlockOps ops;
             std::memcpy(&pc, file.data() + s.sh_offset + off, 8);
-            std::memcpy(&ops, file.data() + s.sh_offset + off + 8, 8);
+            std::memcpy(&ops, file.data() + s.sh_offset + off + 8, sizeof ops);
             t.ops[t.base + pc] = ops;
         }
         t.loaded = true;
@@ -165,6 +165,7 @@ struct WarpCounts {
     double gld_req = 0, gld_sec = 0, gld_ideal = 0, gst_req = 0, gst_sec = 0, gst_ideal = 0, atom_req = 0, atom_sec = 0;
     double smem_req = 0, smem_wave = 0, smem_ideal = 0;
     double fma = 0, add = 0, mul = 0, special = 0, fp64 = 0, fp32_inst = 0, special_inst = 0;
+    double div32 = 0, div64 = 0, div32_inst = 0, div64_inst = 0;
     double barriers = 0, blocks = 0, active = 0;
     std::unordered_set<uint64_t> read_sectors, write_sectors;
 };
@@ -271,6 +272,10 @@ void count_group(const Group &g, WarpCounts &c) {
         c.fp64 += (double)o.fp64 * active;
         c.fp32_inst += (double)o.fma + o.add + o.mul;
         c.special_inst += o.special;
+        c.div32 += (double)o.div32 * active;
+        c.div64 += (double)o.div64 * active;
+        c.div32_inst += o.div32;
+        c.div64_inst += o.div64;
         return;
     }
     // the space of the group: its first access decides (a warp instruction addresses one space)
@@ -418,6 +423,8 @@ void block_end() {
         r.fp32_fma += c.fma, r.fp32_add += c.add, r.fp32_mul += c.mul, r.fp32_special += c.special;
         r.fp64_ops += c.fp64, r.fp32_warp_inst += c.fp32_inst, r.special_warp_inst += c.special_inst;
         r.barriers += c.barriers, r.warp_basic_blocks += c.blocks, r.active_lanes += c.active;
+        r.int_div32 += c.div32, r.int_div64 += c.div64;
+        r.int_div32_warp_inst += c.div32_inst, r.int_div64_warp_inst += c.div64_inst;
         g_launch.read_sectors.insert(c.read_sectors.begin(), c.read_sectors.end());
         g_launch.write_sectors.insert(c.write_sectors.begin(), c.write_sectors.end());
         c = WarpCounts{};
@@ -461,7 +468,8 @@ void launch_end() {
                             &r.gst_ideal_sectors, &r.atom_requests, &r.atom_sectors, &r.smem_requests,
                             &r.smem_wavefronts, &r.smem_ideal_wavefronts, &r.fp32_fma, &r.fp32_add, &r.fp32_mul,
                             &r.fp32_special, &r.fp64_ops, &r.fp32_warp_inst, &r.special_warp_inst, &r.tensor_flops,
-                            &r.barriers, &r.warp_basic_blocks, &r.active_lanes};
+                            &r.barriers, &r.warp_basic_blocks, &r.active_lanes, &r.int_div32, &r.int_div64,
+                            &r.int_div32_warp_inst, &r.int_div64_warp_inst};
         for (double *f : fields) *f *= scale;
     }
     r.unique_read_bytes = unique_bytes(L.read_sectors, scale);
@@ -561,7 +569,9 @@ D4J_PROF_EXPORT void __tsan_vptr_update(void **, void *) {}
 
 // Atomics: -fsanitize=thread turns every __atomic builtin of the instrumented
 // files into these calls, which must do the operation. A compare-exchange is
-// what the simulator's atomicAdd & co. end in: it counts as one global atomic.
+// what the simulator's atomicAdd & co. end in: its successful attempt counts as
+// one atomic access (a GPU does the update in one instruction; the retries of a
+// contended loop on CPU threads would make the counts depend on scheduling).
 #define D4J_PROF_ATOMICS(bits, T)                                                                            \
     D4J_PROF_EXPORT T __tsan_atomic##bits##_load(const volatile T *a, int mo) {                              \
         (void)mo;                                                                                            \
@@ -598,14 +608,16 @@ D4J_PROF_EXPORT void __tsan_vptr_update(void **, void *) {}
     D4J_PROF_EXPORT int __tsan_atomic##bits##_compare_exchange_strong(volatile T *a, T *c, T v, int mo,      \
                                                                       int fmo) {                             \
         (void)mo, (void)fmo;                                                                                 \
-        rec((void *)a, sizeof(T), d4j_sim::prof::Atomic, __builtin_return_address(0));                       \
-        return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);              \
+        const bool done = __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);   \
+        if (done) rec((void *)a, sizeof(T), d4j_sim::prof::Atomic, __builtin_return_address(0));             \
+        return done;                                                                                         \
     }                                                                                                        \
     D4J_PROF_EXPORT int __tsan_atomic##bits##_compare_exchange_weak(volatile T *a, T *c, T v, int mo,        \
                                                                     int fmo) {                               \
         (void)mo, (void)fmo;                                                                                 \
-        rec((void *)a, sizeof(T), d4j_sim::prof::Atomic, __builtin_return_address(0));                       \
-        return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);              \
+        const bool done = __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);   \
+        if (done) rec((void *)a, sizeof(T), d4j_sim::prof::Atomic, __builtin_return_address(0));             \
+        return done;                                                                                         \
     }
 D4J_PROF_ATOMICS(8, uint8_t)
 D4J_PROF_ATOMICS(16, uint16_t)

@@ -169,6 +169,10 @@ typedef struct d4j_kernel_profile {
     double barriers;                 /* warp arrivals at __syncthreads */
     double warp_basic_blocks;        /* basic blocks executed by warps */
     double active_lanes;             /* their active lanes, summed (divergence) */
+    /* integer divisions and remainders by a variable, per thread and per warp, of 32- and 64-bit
+     * operands: a GPU has no divide instruction and runs a routine of instructions for each */
+    double int_div32, int_div64;
+    double int_div32_warp_inst, int_div64_warp_inst;
 } d4j_kernel_profile;
 
 /* d4j_profile_begin clears the records and starts counting every launch of

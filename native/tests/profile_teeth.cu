@@ -41,6 +41,15 @@ __global__ void fma_kernel(const float *a, float *out, int iters) {
     out[i] = acc;
 }
 
+// One 64-bit division and one 32-bit remainder by a variable per thread (the
+// index arithmetic of an NHWC kernel with runtime sizes).
+__global__ void div_kernel(float *out, int64_t d64, int d32) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t q = i / d64;
+    int r = (int)threadIdx.x % d32;
+    out[i] = (float)q + (float)r;
+}
+
 float *device_floats(size_t n) {
     void *p = nullptr;
     if (cudaMalloc(&p, n * sizeof(float)) != cudaSuccess) std::abort();
@@ -71,11 +80,13 @@ void print(const std::string &label, int64_t max_blocks, const std::function<voi
             "gld_ideal_sectors=%.17g\tgst_requests=%.17g\tgst_sectors=%.17g\tgst_ideal_sectors=%.17g\t"
             "unique_read_bytes=%.17g\tunique_write_bytes=%.17g\tsmem_requests=%.17g\tsmem_wavefronts=%.17g\t"
             "smem_ideal_wavefronts=%.17g\tfp32_fma=%.17g\tfp32_add=%.17g\tfp32_mul=%.17g\tfp32_warp_inst=%.17g\t"
-            "barriers=%.17g\twarp_basic_blocks=%.17g\tactive_lanes=%.17g\n",
+            "barriers=%.17g\twarp_basic_blocks=%.17g\tactive_lanes=%.17g\tint_div32=%.17g\tint_div64=%.17g\t"
+            "int_div64_warp_inst=%.17g\n",
             label.c_str(), p.kernel, (long long)p.blocks, (long long)p.blocks_counted, p.gld_requests,
             p.gld_sectors, p.gld_ideal_sectors, p.gst_requests, p.gst_sectors, p.gst_ideal_sectors,
             p.unique_read_bytes, p.unique_write_bytes, p.smem_requests, p.smem_wavefronts, p.smem_ideal_wavefronts,
-            p.fp32_fma, p.fp32_add, p.fp32_mul, p.fp32_warp_inst, p.barriers, p.warp_basic_blocks, p.active_lanes);
+            p.fp32_fma, p.fp32_add, p.fp32_mul, p.fp32_warp_inst, p.barriers, p.warp_basic_blocks, p.active_lanes,
+            p.int_div32, p.int_div64, p.int_div64_warp_inst);
 }
 
 }  // namespace
@@ -92,5 +103,7 @@ int main() {
     print("transpose_padded", 0, [&] { D4J_LAUNCH(transpose_kernel<33>, dim3(2, 2), dim3(32, 32), 0, nullptr, m, t, 64); });
     float *a = device_floats(97), *o = device_floats(96);
     print("fma", 0, [&] { D4J_LAUNCH(fma_kernel, 1, 96, 0, nullptr, a, o, 37); });
+    float *dv = device_floats(2 * 80);
+    print("div", 0, [&] { D4J_LAUNCH(div_kernel, 2, 80, 0, nullptr, dv, (int64_t)7, 5); });
     return 0;
 }

@@ -13,8 +13,11 @@
 // so each scalar instruction is one operation per thread; a packed one counts
 // its lanes (4 for xmm, 8 for ymm).
 //
-// Output: little-endian records {uint64 offset; uint16 fma, add, mul, special, fp64, 0},
+// Integer divisions (x86 div/idiv) are counted too, 32- and 64-bit apart.
+//
+// Output: little-endian records {uint64 offset; uint16 fma, add, mul, special, fp64, div32, div64, 0},
 // for blocks with at least one operation.
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -27,9 +30,22 @@
 namespace {
 
 struct Ops {
-    uint16_t fma = 0, add = 0, mul = 0, special = 0, fp64 = 0, pad = 0;
-    bool any() const { return fma || add || mul || special || fp64; }
+    uint16_t fma = 0, add = 0, mul = 0, special = 0, fp64 = 0, div32 = 0, div64 = 0, pad = 0;
+    bool any() const { return fma || add || mul || special || fp64 || div32 || div64; }
 };
+
+// An x86 integer division (div, idiv: quotient and remainder at once) of 64-bit operands: the q
+// suffix or a 64-bit register operand (%rax .. %r15, not %r8d/%r8w/%r8b).
+bool is_div64(const std::string &m, const std::string &operands) {
+    if (m.back() == 'q') return true;
+    if (m.back() == 'l' || m.back() == 'w' || m.back() == 'b') return false;
+    const size_t r = operands.find("%r");
+    if (r == std::string::npos) return false;
+    size_t end = r + 2;
+    while (end < operands.size() && std::isalnum((unsigned char)operands[end])) ++end;
+    const char last = operands[end - 1];
+    return !(std::isdigit((unsigned char)operands[r + 2]) && (last == 'd' || last == 'w' || last == 'b'));
+}
 
 bool starts(const std::string &s, const char *p) { return s.compare(0, std::strlen(p), p) == 0; }
 bool ends(const std::string &s, const char *p) {
@@ -69,6 +85,12 @@ bool count(const std::string &mnemonic, const std::string &operands, Ops &o) {
         } else if (kDoubleCalls.count(target)) {
             o.fp64 += target == "fma" ? 2 : 1;
         }
+        return true;
+    }
+    if (m == "div" || m == "idiv" || m == "divl" || m == "idivl" || m == "divq" || m == "idivq") {
+        // a GPU has no integer divide instruction: it runs a routine for each (longer for 64 bits)
+        if (is_div64(m, operands)) ++o.div64;
+        else ++o.div32;
         return true;
     }
     if (m[0] == 'v') m = m.substr(1);  // the AVX spelling of the same operation

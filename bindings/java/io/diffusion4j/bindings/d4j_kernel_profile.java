@@ -45,6 +45,10 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     double barriers;
  *     double warp_basic_blocks;
  *     double active_lanes;
+ *     double int_div32;
+ *     double int_div64;
+ *     double int_div32_warp_inst;
+ *     double int_div64_warp_inst;
  * }
  * }
  */
@@ -84,7 +88,11 @@ public class d4j_kernel_profile {
         d4j_h.C_DOUBLE.withName("tensor_flops"),
         d4j_h.C_DOUBLE.withName("barriers"),
         d4j_h.C_DOUBLE.withName("warp_basic_blocks"),
-        d4j_h.C_DOUBLE.withName("active_lanes")
+        d4j_h.C_DOUBLE.withName("active_lanes"),
+        d4j_h.C_DOUBLE.withName("int_div32"),
+        d4j_h.C_DOUBLE.withName("int_div64"),
+        d4j_h.C_DOUBLE.withName("int_div32_warp_inst"),
+        d4j_h.C_DOUBLE.withName("int_div64_warp_inst")
     ).withName("d4j_kernel_profile");
 
     /**
@@ -1511,6 +1519,182 @@ public class d4j_kernel_profile {
      */
     public static void active_lanes(MemorySegment struct, double fieldValue) {
         struct.set(active_lanes$LAYOUT, active_lanes$OFFSET, fieldValue);
+    }
+
+    private static final OfDouble int_div32$LAYOUT = (OfDouble)$LAYOUT.select(groupElement("int_div32"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * double int_div32
+     * }
+     */
+    public static final OfDouble int_div32$layout() {
+        return int_div32$LAYOUT;
+    }
+
+    private static final long int_div32$OFFSET = $LAYOUT.byteOffset(groupElement("int_div32"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * double int_div32
+     * }
+     */
+    public static final long int_div32$offset() {
+        return int_div32$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * double int_div32
+     * }
+     */
+    public static double int_div32(MemorySegment struct) {
+        return struct.get(int_div32$LAYOUT, int_div32$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * double int_div32
+     * }
+     */
+    public static void int_div32(MemorySegment struct, double fieldValue) {
+        struct.set(int_div32$LAYOUT, int_div32$OFFSET, fieldValue);
+    }
+
+    private static final OfDouble int_div64$LAYOUT = (OfDouble)$LAYOUT.select(groupElement("int_div64"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * double int_div64
+     * }
+     */
+    public static final OfDouble int_div64$layout() {
+        return int_div64$LAYOUT;
+    }
+
+    private static final long int_div64$OFFSET = $LAYOUT.byteOffset(groupElement("int_div64"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * double int_div64
+     * }
+     */
+    public static final long int_div64$offset() {
+        return int_div64$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * double int_div64
+     * }
+     */
+    public static double int_div64(MemorySegment struct) {
+        return struct.get(int_div64$LAYOUT, int_div64$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * double int_div64
+     * }
+     */
+    public static void int_div64(MemorySegment struct, double fieldValue) {
+        struct.set(int_div64$LAYOUT, int_div64$OFFSET, fieldValue);
+    }
+
+    private static final OfDouble int_div32_warp_inst$LAYOUT = (OfDouble)$LAYOUT.select(groupElement("int_div32_warp_inst"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * double int_div32_warp_inst
+     * }
+     */
+    public static final OfDouble int_div32_warp_inst$layout() {
+        return int_div32_warp_inst$LAYOUT;
+    }
+
+    private static final long int_div32_warp_inst$OFFSET = $LAYOUT.byteOffset(groupElement("int_div32_warp_inst"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * double int_div32_warp_inst
+     * }
+     */
+    public static final long int_div32_warp_inst$offset() {
+        return int_div32_warp_inst$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * double int_div32_warp_inst
+     * }
+     */
+    public static double int_div32_warp_inst(MemorySegment struct) {
+        return struct.get(int_div32_warp_inst$LAYOUT, int_div32_warp_inst$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * double int_div32_warp_inst
+     * }
+     */
+    public static void int_div32_warp_inst(MemorySegment struct, double fieldValue) {
+        struct.set(int_div32_warp_inst$LAYOUT, int_div32_warp_inst$OFFSET, fieldValue);
+    }
+
+    private static final OfDouble int_div64_warp_inst$LAYOUT = (OfDouble)$LAYOUT.select(groupElement("int_div64_warp_inst"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * double int_div64_warp_inst
+     * }
+     */
+    public static final OfDouble int_div64_warp_inst$layout() {
+        return int_div64_warp_inst$LAYOUT;
+    }
+
+    private static final long int_div64_warp_inst$OFFSET = $LAYOUT.byteOffset(groupElement("int_div64_warp_inst"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * double int_div64_warp_inst
+     * }
+     */
+    public static final long int_div64_warp_inst$offset() {
+        return int_div64_warp_inst$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * double int_div64_warp_inst
+     * }
+     */
+    public static double int_div64_warp_inst(MemorySegment struct) {
+        return struct.get(int_div64_warp_inst$LAYOUT, int_div64_warp_inst$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * double int_div64_warp_inst
+     * }
+     */
+    public static void int_div64_warp_inst(MemorySegment struct, double fieldValue) {
+        struct.set(int_div64_warp_inst$LAYOUT, int_div64_warp_inst$OFFSET, fieldValue);
     }
 
     /**

@@ -17,7 +17,8 @@ public record KernelProfile(String kernel, int[] grid, int[] block, long dynamic
                             double smemWavefronts, double smemIdealWavefronts, double fp32Fma, double fp32Add,
                             double fp32Mul, double fp32Special, double fp64Ops, double fp32WarpInst,
                             double specialWarpInst, double tensorFlops, double barriers, double warpBasicBlocks,
-                            double activeLanes) {
+                            double activeLanes, double intDiv32, double intDiv64, double intDiv32WarpInst,
+                            double intDiv64WarpInst) {
 
     static KernelProfile of(MemorySegment s) {
         MemorySegment name = d4j_kernel_profile.kernel(s);
@@ -39,7 +40,9 @@ public record KernelProfile(String kernel, int[] grid, int[] block, long dynamic
                 d4j_kernel_profile.fp32_special(s), d4j_kernel_profile.fp64_ops(s),
                 d4j_kernel_profile.fp32_warp_inst(s), d4j_kernel_profile.special_warp_inst(s),
                 d4j_kernel_profile.tensor_flops(s), d4j_kernel_profile.barriers(s),
-                d4j_kernel_profile.warp_basic_blocks(s), d4j_kernel_profile.active_lanes(s));
+                d4j_kernel_profile.warp_basic_blocks(s), d4j_kernel_profile.active_lanes(s),
+                d4j_kernel_profile.int_div32(s), d4j_kernel_profile.int_div64(s),
+                d4j_kernel_profile.int_div32_warp_inst(s), d4j_kernel_profile.int_div64_warp_inst(s));
     }
 
     /** Threads per block. */
@@ -80,6 +83,12 @@ public record KernelProfile(String kernel, int[] grid, int[] block, long dynamic
     /** Active lanes per warp-executed basic block (32 = no divergence). */
     public double activeLanesPerWarpBlock() {
         return warpBasicBlocks == 0 ? Double.NaN : activeLanes / warpBasicBlocks;
+    }
+
+    /** Integer divisions and remainders by a variable (32- and 64-bit) per launched thread. */
+    public double intDivisionsPerThread() {
+        double threads = (double) blocks * threadsPerBlock();
+        return threads == 0 ? Double.NaN : (intDiv32 + intDiv64) / threads;
     }
 
     /** True when every block was simulated (counts are exact, not scaled from a sample). */

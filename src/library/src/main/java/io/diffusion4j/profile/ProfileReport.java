@@ -17,7 +17,7 @@ public final class ProfileReport {
             "gst_efficiency", "smem_conflicts_per_request", "unique_bytes", "sector_bytes", "fp32_flops", "tensor_flops",
             "occupancy_h100", "projected_us_a100", "projected_us_h100", "roofline_fraction_h100", "bound", "call",
             "grid", "block", "blocks", "blocks_counted", "active_lanes_per_warp", "barriers", "fp32_warp_inst",
-            "special_warp_inst", "occupancy_a100", "bound_a100", "roofline_fraction_a100", "measured_us", "measured_on");
+            "special_warp_inst", "occupancy_a100", "bound_a100", "roofline_fraction_a100", "measured_us", "measured_on", "int_div32", "int_div64");
 
     /** The CSV text (header and one line per launch). */
     public static String csv(List<ProfiledCase> cases, PtxasReport report) {
@@ -35,7 +35,7 @@ public final class ProfileReport {
                         dims(k.grid()), dims(k.block()), Long.toString(k.blocks()), Long.toString(k.blocksCounted()),
                         num(k.activeLanesPerWarpBlock()), num(k.barriers()), num(k.fp32WarpInst()),
                         num(k.specialWarpInst()), occ(a), a.bound(), num(a.rooflineFraction()), measured,
-                        i == 0 ? c.measuredOn() : "");
+                        i == 0 ? c.measuredOn() : "", num(k.intDiv32()), num(k.intDiv64()));
                 for (int j = 0; j < f.size(); j++) b.append(j == 0 ? "" : ",").append(quote(f.get(j)));
                 b.append('\n');
             }
@@ -52,7 +52,7 @@ public final class ProfileReport {
     public static void print(List<ProfiledCase> cases, PtxasReport report, PrintStream out) {
         boolean measured = cases.stream().anyMatch(c -> !Double.isNaN(c.measuredSeconds()));
         List<String> head = new ArrayList<>(List.of("family", "variant", "kernel", "call / shape", "gld eff", "gst eff",
-                "smem confl/req", "lanes", "unique MB", "MFLOP", "occ H100", "A100 us", "H100 us", "roofline H100",
+                "smem confl/req", "lanes", "div/thread", "unique MB", "MFLOP", "occ H100", "A100 us", "H100 us", "roofline H100",
                 "bound H100"));
         if (measured) head.add("measured us");
         List<String[]> lines = new ArrayList<>();
@@ -63,6 +63,7 @@ public final class ProfileReport {
                 List<String> l = new ArrayList<>(List.of(c.family(), c.variant(), k.kernel() + (k.complete() ? "" : "*"),
                         c.call() + " " + c.shape(), fixed(k.gldEfficiency(), 2), fixed(k.gstEfficiency(), 2),
                         fixed(k.smemConflictsPerRequest(), 2), fixed(k.activeLanesPerWarpBlock(), 1),
+                        fixed(k.intDivisionsPerThread(), 1),
                         fixed(k.uniqueBytes() / 1e6, 3), fixed(k.fp32Flops() / 1e6, 3), occ(h),
                         fixed(a.projectedSeconds() * 1e6, 1), fixed(h.projectedSeconds() * 1e6, 1),
                         percent(h.rooflineFraction()), h.bound()));
@@ -87,7 +88,8 @@ public final class ProfileReport {
                 + (measured ? " (\"measured us\": the whole call timed on the GPU named in the CSV)" : "") + ".");
         out.println("gld/gst eff: sectors a perfect access would touch / sectors touched (1 = coalesced); smem confl/req: "
                 + "extra shared-memory wavefronts per request (bank conflicts); lanes: active lanes per warp-executed "
-                + "basic block (32 = no divergence); unique MB: distinct 32-byte sectors read + written (DRAM stand-in); "
+                + "basic block (32 = no divergence); div/thread: integer divisions and remainders by a variable per "
+                + "thread (a GPU runs a routine for each, not in the projection); unique MB: distinct 32-byte sectors read + written (DRAM stand-in); "
                 + "MFLOP: FP32, an FMA is 2.");
         out.println("occ H100: resident warps per SM / 64 from the ptxas report" + (report.isEmpty()
                 ? " (\"-\": this build had no nvcc, so no ptxas report)" : "") + "; roofline H100: the kernel's floor "

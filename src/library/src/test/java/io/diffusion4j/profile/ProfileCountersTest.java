@@ -108,4 +108,13 @@ class ProfileCountersTest {
         // warp instructions: 3 warps x 37 FMAs, and the add once per warp (half its lanes active)
         assertEquals(3 * 37 + 3, get("fma", "fp32_warp_inst"));
     }
+
+    @Test
+    void integerDivisionsByAVariableAreCounted() {
+        // 160 threads (2 blocks x 80: 3 warps each, the last of 16 lanes), one 64-bit division and one
+        // 32-bit remainder each; per warp: 2 blocks x 3 warps = 6 warp instructions of each
+        assertEquals(160, get("div", "int_div64"));
+        assertEquals(160, get("div", "int_div32"));
+        assertEquals(6, get("div", "int_div64_warp_inst"));
+    }
 }
