@@ -39,6 +39,17 @@ final class InfoCommand implements Callable<Integer> {
             out.printf("  %-9s %-13s %s%n", p.kind().cliName(), p.available() ? "available" : "unavailable", p.detail());
             out.printf("  %-9s %-13s %s%n", "", "library", p.library() == null ? "(not built)" : p.library());
         }
+        if (only == null || only.equals(Device.CUDA_SIM.cliName())) {
+            // the simulator's profiling build (selftest --profile)
+            String detail;
+            try (Backend prof = Backend.openProfiling()) {
+                detail = "available     " + prof.description();
+            } catch (RuntimeException e) {
+                detail = "unavailable   " + e.getMessage();
+            }
+            out.printf("  %-9s %s%n", "profiling", detail);
+            out.printf("  %-9s %-13s %s%n", "", "library", libs.profilingLibrary().map(Object::toString).orElse("(not built)"));
+        }
         String chosen;
         try (Backend best = Backend.openBest()) {
             chosen = best.kind().cliName();

@@ -48,6 +48,10 @@ public final class Main implements Callable<Integer> {
     public static void main(String[] args) {
         // an application-wide choice, made here rather than in a library class: no display is ever needed
         System.setProperty("java.awt.headless", "true");
+        // the library's log lines (e.g. why the default backend fell back to the CPU) as one plain line each
+        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            System.setProperty("java.util.logging.SimpleFormatter.format", "diffusion4j: %5$s%6$s%n");
+        }
         System.exit(run(args, System.out, System.err));
     }
 
