@@ -7,6 +7,7 @@ import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import java.util.SplittableRandom;
@@ -117,13 +118,19 @@ public final class Cifar10Cases {
     }
 
     /**
-     * The tensors of one case on the profiling backend, closed together. Float tensors hold finite values:
-     * a fixed pseudo-random pattern in [-1, 1), so data-dependent kernels (the quantile threshold's radix
-     * select) see spread values, except above {@value #PATTERN_LIMIT} elements (the optimiser's parameter
-     * vectors, the widest concatenation), which hold one constant: no kernel that large branches on its data.
+     * The tensors of one case on the profiling backend, closed together. Float tensors hold finite values, a
+     * fixed pseudo-random pattern in [-1, 1), so data-dependent kernels (the quantile threshold's radix select)
+     * see spread values. They are copied from the host: on the profiling simulator the fill kernel runs
+     * instrumented, far slower than a copy of the optimiser's vectors.
      */
     public static final class Inputs implements AutoCloseable {
-        static final long PATTERN_LIMIT = 1L << 24;
+        private static final float[] PATTERN = new float[4099]; // a prime: no period of a tensor dimension
+
+        static {
+            SplittableRandom r = new SplittableRandom(0x5EEDL);
+            for (int i = 0; i < PATTERN.length; i++) PATTERN[i] = (float) (2 * r.nextDouble() - 1);
+        }
+
         private final Backend backend;
         private final NativeSchedule schedule;
         private final List<Tensor> owned = new ArrayList<>();
@@ -142,25 +149,23 @@ public final class Cifar10Cases {
             return schedule;
         }
 
-        /** A float32 tensor of finite values (the pattern, or a constant when large). */
+        /** A float32 tensor of finite values (the pattern). */
         public Tensor floats(long... shape) {
             Tensor t = keep(Tensor.allocate(backend, DType.FLOAT32, shape));
-            long n = t.elementCount();
-            if (n > PATTERN_LIMIT) {
-                t.fill(0.5f);
-            } else {
-                SplittableRandom r = new SplittableRandom(n);
-                float[] v = new float[(int) n];
-                for (int i = 0; i < v.length; i++) v[i] = (float) (2 * r.nextDouble() - 1);
-                t.copyFrom(v);
+            float[] v = new float[Math.toIntExact(t.elementCount())];
+            for (int i = 0; i < v.length; i += PATTERN.length) {
+                System.arraycopy(PATTERN, 0, v, i, Math.min(PATTERN.length, v.length - i));
             }
+            t.copyFrom(v);
             return t;
         }
 
         /** A float32 tensor holding {@code value} everywhere (thresholds, standard deviations). */
         public Tensor constant(float value, long... shape) {
             Tensor t = keep(Tensor.allocate(backend, DType.FLOAT32, shape));
-            t.fill(value);
+            float[] v = new float[Math.toIntExact(t.elementCount())];
+            Arrays.fill(v, value);
+            t.copyFrom(v);
             return t;
         }
 
