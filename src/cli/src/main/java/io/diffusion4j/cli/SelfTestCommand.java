@@ -3,6 +3,7 @@ package io.diffusion4j.cli;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.D4jException;
+import io.diffusion4j.profile.Cifar10Cases;
 import io.diffusion4j.profile.ProfileReport;
 import io.diffusion4j.profile.ProfiledCase;
 import io.diffusion4j.profile.PtxasReport;
@@ -14,6 +15,7 @@ import java.io.PrintStream;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
+import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -48,8 +50,9 @@ final class SelfTestCommand implements Callable<Integer> {
     Long maxBlocks;
 
     @Option(names = "--shapes", paramLabel = "WHICH", description = {"with --profile: small (the self-test's cases, "
-            + "every family and variant) or cifar10 (google/ddpm-cifar10-32's UNet: one DDIM step at batch 1 and 64 "
-            + "and one training step at batch 128, default variants; minutes)", "(default: small)"})
+            + "every family and variant) or cifar10 (google/ddpm-cifar10-32's UNet: one call of every family and "
+            + "variant at the model's dimensions, then one DDIM step at batch 1 and 64 and one training step at batch "
+            + "128 with default variants; minutes)", "(default: small)"})
     String shapes;
 
     @Spec
@@ -138,16 +141,21 @@ final class SelfTestCommand implements Callable<Integer> {
                 out.println("no GPU (" + e.getMessage() + "): projections only");
             }
         }
-        List<ProfiledCase> cases;
+        List<ProfiledCase> cases, steps = List.of();
         try (Backend prof = Backend.openProfiling(); Backend measured = gpu) {
             out.println("profiling " + prof.description());
             if (measured != null) out.println("measuring on " + measured.description());
             String perLaunch = blocks == 0 ? "all" : "at most " + blocks + " (counts scaled to the grid)";
             if (cifar) {
-                out.println("model     google/ddpm-cifar10-32's UNet2DModel (35.7 M parameters), default kernel variants; "
-                        + "blocks per launch: " + perLaunch);
+                out.println("model     google/ddpm-cifar10-32's UNet2DModel (35.7 M parameters): every family at its "
+                        + "dimensions, variants: " + variants.name().toLowerCase(Locale.ROOT) + "; whole steps with the "
+                        + "default variants; blocks per launch: " + perLaunch);
                 out.flush();
-                cases = StepProfiles.cifar10Steps(prof, blocks, step -> {
+                cases = Cifar10Cases.profile(prof, variants == SelfTest.Variants.ALL, blocks, (family, variant) -> {
+                    out.println("counted   " + family + " " + variant);
+                    out.flush();
+                });
+                steps = StepProfiles.cifar10Steps(prof, blocks, step -> {
                     out.println("counted   " + step);
                     out.flush();
                 });
@@ -163,14 +171,11 @@ final class SelfTestCommand implements Callable<Integer> {
             return 1;
         }
         PtxasReport report = PtxasReport.packed();
-        if (cifar) {
-            StepProfiles.printSummaries(cases, report, out);
-        } else {
-            ProfileReport.print(cases, report, out);
-        }
+        ProfileReport.print(cases, report, out);
+        if (cifar) StepProfiles.printSummaries(steps, report, out);
         if (csv != null) {
             try {
-                ProfileReport.writeCsv(csv, cases, report);
+                ProfileReport.writeCsv(csv, Stream.concat(cases.stream(), steps.stream()).toList(), report);
             } catch (IOException e) {
                 err.println("selftest: cannot write " + csv + ": " + e.getMessage());
                 return 1;
