@@ -1,6 +1,7 @@
 package io.diffusion4j.profile;
 
 import io.diffusion4j.io.AtomicFiles;
+import io.diffusion4j.io.TextTable;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -71,17 +72,7 @@ public final class ProfileReport {
                 lines.add(l.toArray(String[]::new));
             }
         }
-        int[] w = new int[head.size()];
-        for (int c = 0; c < w.length; c++) {
-            w[c] = head.get(c).length();
-            for (String[] l : lines) w[c] = Math.max(w[c], l[c].length());
-        }
-        out.println();
-        out.println(row(head.toArray(String[]::new), w));
-        StringBuilder rule = new StringBuilder();
-        for (int c = 0; c < w.length; c++) rule.append(c == 0 ? "" : "  ").append("-".repeat(w[c]));
-        out.println(rule);
-        for (String[] l : lines) out.println(row(l, w));
+        TextTable.print(head.toArray(String[]::new), lines, c -> false, out);
         out.println();
         out.println("PROJECTIONS, NOT MEASUREMENTS: the A100/H100 times are a roofline model applied to counts the "
                 + "profiling simulator took from the CUDA sources on CPU threads; no GPU ran them"
@@ -124,17 +115,8 @@ public final class ProfileReport {
         return Double.isNaN(v) ? "-" : String.format(Locale.ROOT, "%.1f%%", 100 * v);
     }
 
-    private static String quote(String s) {
+    /** A CSV field: quoted when it holds a comma or a quote. */
+    static String quote(String s) {
         return s.contains(",") || s.contains("\"") ? "\"" + s.replace("\"", "\"\"") + "\"" : s;
-    }
-
-    private static String row(String[] cells, int[] w) {
-        StringBuilder b = new StringBuilder();
-        for (int c = 0; c < cells.length; c++) {
-            if (c > 0) b.append("  ");
-            b.append(cells[c]);
-            if (c < cells.length - 1) b.append(" ".repeat(w[c] - cells[c].length()));
-        }
-        return b.toString();
     }
 }

@@ -163,7 +163,8 @@ final class ParityEngine {
         }
     }
 
-    private static double time(Prepared p, Backend device, int repeats) {
+    /** The median seconds of {@code repeats} calls, outputs re-poisoned and the cache flushed before each (NaN for 0). */
+    static double time(Prepared p, Backend device, int repeats) {
         if (repeats == 0) return Double.NaN;
         double[] ms = new double[repeats];
         for (int r = 0; r < repeats; r++) {

@@ -9,7 +9,6 @@ import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.selftest.ParityEngine.FamilyPlan;
 import io.diffusion4j.selftest.SelfTest.Options;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -54,26 +53,12 @@ final class ProfileEngine {
             String before = gpu.selectedKernel(family);
             try (Prepared p = c.prepare(gpu)) {
                 gpu.selectKernel(family, variant);
-                measured = median(p, gpu, Math.max(1, repeats));
+                measured = ParityEngine.time(p, gpu, Math.max(1, repeats));
                 on = gpu.description();
             } finally {
                 gpu.selectKernel(family, before);
             }
         }
         return new ProfiledCase(family, variant, c.kernel(), c.shape().toString(), launches, measured, on);
-    }
-
-    private static double median(Prepared p, Backend device, int repeats) {
-        double[] ms = new double[repeats];
-        for (int r = 0; r < repeats; r++) {
-            p.poison();
-            device.flushCache();
-            device.timerBegin();
-            p.call();
-            ms[r] = device.timerEnd();
-        }
-        Arrays.sort(ms);
-        double median = repeats % 2 == 1 ? ms[repeats / 2] : (ms[repeats / 2 - 1] + ms[repeats / 2]) / 2.0;
-        return median * 1e-3;
     }
 }

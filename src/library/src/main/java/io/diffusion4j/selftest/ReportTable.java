@@ -2,6 +2,7 @@ package io.diffusion4j.selftest;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.io.TextTable;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;
@@ -29,17 +30,7 @@ public final class ReportTable {
             lines.add(new String[] {r.family(), r.variant(), r.kernel(), r.shape(), r.error(), r.toleranceText(),
                 r.passed() ? "PASS" : "FAIL", r.timeText(), gbsText, peakText});
         }
-        int[] w = new int[head.length];
-        for (int c = 0; c < head.length; c++) {
-            w[c] = head[c].length();
-            for (String[] l : lines) w[c] = Math.max(w[c], l[c].length());
-        }
-        out.println();
-        out.println(row(head, w));
-        StringBuilder rule = new StringBuilder();
-        for (int c = 0; c < w.length; c++) rule.append(c == 0 ? "" : "  ").append("-".repeat(w[c]));
-        out.println(rule);
-        for (String[] l : lines) out.println(row(l, w));
+        TextTable.print(head, lines, c -> c >= 4 && c != 6, out); // numbers right-aligned
         out.println();
         out.println("max rel err: max |dev - cpu| / (|cpu| + M) over the outputs, held to tol (u = 2^-24); "
                 + "atol = tol * M, M a bound on the terms' magnitude; \"bit-exact\": identical bits (required for rng and eps)");
@@ -65,18 +56,5 @@ public final class ReportTable {
         }
         out.println();
         out.println(report.passed() + " passed, " + report.failed() + " failed");
-    }
-
-    private static String row(String[] cells, int[] w) {
-        StringBuilder b = new StringBuilder();
-        for (int c = 0; c < cells.length; c++) {
-            if (c > 0) b.append("  ");
-            boolean right = c >= 4 && c != 6; // numbers right-aligned
-            String cell = cells[c];
-            String pad = " ".repeat(w[c] - cell.length());
-            if (c == cells.length - 1) b.append(right ? pad + cell : cell);
-            else b.append(right ? pad + cell : cell + pad);
-        }
-        return b.toString().stripTrailing();
     }
 }

@@ -47,7 +47,7 @@ class ProfileBaselineTest {
             for (int i = 0; i < c.launches().size(); i++) {
                 KernelProfile k = c.launches().get(i);
                 assertTrue(k.complete(), "every block is counted");
-                String key = String.join(",", c.family(), c.variant(), quote(c.call()), quote(c.shape()),
+                String key = String.join(",", c.family(), c.variant(), ProfileReport.quote(c.call()), ProfileReport.quote(c.shape()),
                         Integer.toString(i), k.kernel());
                 Row r = new Row(key, k.gldEfficiency(), k.gstEfficiency(), k.smemConflictsPerRequest());
                 now.add(r);
@@ -112,9 +112,5 @@ class ProfileBaselineTest {
 
     private static double value(String s) {
         return s.isEmpty() ? Double.NaN : Double.parseDouble(s);
-    }
-
-    private static String quote(String s) {
-        return s.contains(",") || s.contains("\"") ? "\"" + s.replace("\"", "\"\"") + "\"" : s;
     }
 }
