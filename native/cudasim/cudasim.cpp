@@ -175,6 +175,7 @@ struct Block {
 };
 
 Block *g_block = nullptr;   // the running block (one at a time: g_launch_mu)
+std::atomic<uint64_t> g_launch_serial{0};
 std::mutex g_launch_mu;     // one block of one kernel at a time, process-wide
 
 // ---- fibers -----------------------------------------------------------------
@@ -464,6 +465,7 @@ void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, 
     if (!valid_config(kernel, grid, block, dynamic_smem)) return;
     const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     std::lock_guard<std::mutex> launch_lock(g_launch_mu);
+    g_launch_serial.fetch_add(1, std::memory_order_relaxed);
     Block b;
     b.kernel = kernel;
     b.threads = (unsigned)threads;
@@ -527,6 +529,14 @@ void syncthreads(const char *file, int line) {
     l.bar_line = line;
     switch_to_scheduler(w);
     if (b.is_aborted()) throw BlockAborted();
+}
+
+uint64_t launch_serial() { return g_launch_serial.load(std::memory_order_relaxed); }
+
+void kernel_fault(const std::string &msg) {
+    Block &b = *t_warp->block;
+    b.abort(format("%s in %s", msg.c_str(), b.where().c_str()));
+    throw BlockAborted();
 }
 
 void *dynamic_shared() { return g_block->shared_mem.empty() ? nullptr : g_block->shared_mem.data(); }

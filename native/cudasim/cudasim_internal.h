@@ -50,6 +50,13 @@ bool valid_config(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem
 // Runs a launch now (a replayed graph node too).
 void run_launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()> &body);
 
+// A number that changes with every launch (and every replayed graph node):
+// what the tensor-core fragments' scrambled layouts are drawn from.
+uint64_t launch_serial();
+// Stops the running block with a message (naming the kernel and block), as a
+// fault on a GPU stops the launch; unwinds the calling simulated thread.
+[[noreturn]] void kernel_fault(const std::string &msg);
+
 // ---- stream capture (cudasim_graph.cpp) ----
 
 // One recorded operation of a captured stream or graph.

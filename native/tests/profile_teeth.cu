@@ -2,6 +2,7 @@
 // simulator by a small driver (main below): ProfileCountersTest compares what
 // it prints with the counts worked out by hand. Built only for tests.
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <cstdio>
 #include <string>
@@ -50,6 +51,26 @@ __global__ void div_kernel(float *out, int64_t d64, int d32) {
     out[i] = (float)q + (float)r;
 }
 
+// A 16 x 8 tf32 tile staged in shared memory with row pitch kPitch, loaded
+// as a matrix_a fragment and multiplied `reps` times. The documented layout
+// puts lane (4g + t) on row g, column t: with 8-float rows, rows g and g + 4
+// share banks (2 wavefronts per load instruction); 12-float rows spread the 32
+// words over the 32 banks (1 wavefront).
+template <int kPitch>
+__global__ void wmma_kernel(const float *in, float *out, int reps) {
+    __shared__ __align__(32) float tile[16 * kPitch];
+    for (int i = threadIdx.x; i < 16 * kPitch; i += 32) tile[i] = in[i % 128];
+    __syncthreads();
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 8, nvcuda::wmma::precision::tf32, nvcuda::wmma::row_major> a;
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 8, nvcuda::wmma::precision::tf32, nvcuda::wmma::col_major> b;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float> acc;
+    nvcuda::wmma::load_matrix_sync(a, tile, kPitch);
+    nvcuda::wmma::fill_fragment(b, 1.0f);
+    nvcuda::wmma::fill_fragment(acc, 0.0f);
+    for (int r = 0; r < reps; ++r) nvcuda::wmma::mma_sync(acc, a, b, acc);
+    nvcuda::wmma::store_matrix_sync(out, acc, 16, nvcuda::wmma::mem_row_major);
+}
+
 float *device_floats(size_t n) {
     void *p = nullptr;
     if (cudaMalloc(&p, n * sizeof(float)) != cudaSuccess) std::abort();
@@ -81,12 +102,12 @@ void print(const std::string &label, int64_t max_blocks, const std::function<voi
             "unique_read_bytes=%.17g\tunique_write_bytes=%.17g\tsmem_requests=%.17g\tsmem_wavefronts=%.17g\t"
             "smem_ideal_wavefronts=%.17g\tfp32_fma=%.17g\tfp32_add=%.17g\tfp32_mul=%.17g\tfp32_warp_inst=%.17g\t"
             "barriers=%.17g\twarp_basic_blocks=%.17g\tactive_lanes=%.17g\tint_div32=%.17g\tint_div64=%.17g\t"
-            "int_div64_warp_inst=%.17g\n",
+            "int_div64_warp_inst=%.17g\ttensor_flops=%.17g\n",
             label.c_str(), p.kernel, (long long)p.blocks, (long long)p.blocks_counted, p.gld_requests,
             p.gld_sectors, p.gld_ideal_sectors, p.gst_requests, p.gst_sectors, p.gst_ideal_sectors,
             p.unique_read_bytes, p.unique_write_bytes, p.smem_requests, p.smem_wavefronts, p.smem_ideal_wavefronts,
             p.fp32_fma, p.fp32_add, p.fp32_mul, p.fp32_warp_inst, p.barriers, p.warp_basic_blocks, p.active_lanes,
-            p.int_div32, p.int_div64, p.int_div64_warp_inst);
+            p.int_div32, p.int_div64, p.int_div64_warp_inst, p.tensor_flops);
 }
 
 }  // namespace
@@ -105,5 +126,8 @@ int main() {
     print("fma", 0, [&] { D4J_LAUNCH(fma_kernel, 1, 96, 0, nullptr, a, o, 37); });
     float *dv = device_floats(2 * 80);
     print("div", 0, [&] { D4J_LAUNCH(div_kernel, 2, 80, 0, nullptr, dv, (int64_t)7, 5); });
+    float *w = device_floats(256), *wo = device_floats(256);
+    print("wmma_pitch8", 0, [&] { D4J_LAUNCH(wmma_kernel<8>, 2, 32, 0, nullptr, w, wo, 3); });
+    print("wmma_pitch12", 0, [&] { D4J_LAUNCH(wmma_kernel<12>, 2, 32, 0, nullptr, w, wo, 3); });
     return 0;
 }

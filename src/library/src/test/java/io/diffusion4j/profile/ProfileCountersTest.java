@@ -117,4 +117,20 @@ class ProfileCountersTest {
         assertEquals(160, get("div", "int_div32"));
         assertEquals(6, get("div", "int_div64_warp_inst"));
     }
+
+    @Test
+    void tensorCoreOperationsAndFragmentLoadBankConflictsAreCounted() {
+        // 2 blocks of one warp, 3 tf32 m16n16k8 multiply-accumulates each: 2 x 3 x 2 x 16 x 16 x 8
+        assertEquals(2 * 3 * 2 * 16 * 16 * 8, get("wmma_pitch8", "tensor_flops"));
+        assertEquals(get("wmma_pitch8", "tensor_flops"), get("wmma_pitch12", "tensor_flops"));
+        // shared requests per warp: the staging stores (16 * pitch / 32 of them) and the fragment load
+        // (4 elements per lane: 4 instructions); the staging stores are conflict-free
+        double stores8 = 2 * 16 * 8 / 32, stores12 = 2 * 16 * 12 / 32;
+        assertEquals(stores8 + 2 * 4, get("wmma_pitch8", "smem_requests"));
+        assertEquals(stores12 + 2 * 4, get("wmma_pitch12", "smem_requests"));
+        // 8-float rows: rows g and g + 4 of the fragment's 8 x 4 lane grid share banks, 2 wavefronts a load
+        assertEquals(stores8 + 2 * 4 * 2, get("wmma_pitch8", "smem_wavefronts"));
+        // 12-float rows: the 32 words fall in 32 banks
+        assertEquals(stores12 + 2 * 4, get("wmma_pitch12", "smem_wavefronts"));
+    }
 }
