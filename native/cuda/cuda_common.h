@@ -79,7 +79,9 @@ struct State {
 #endif
         t.add("reverse_step", {"v1"});
         t.add("timestep_embedding", {"v1"});
-        t.add("conv2d", {"v1"});  // shared-memory tiled implicit GEMM
+        // v1: shared-memory tiled implicit GEMM on the FP32 cores; v2: the same
+        // GEMMs on tensor cores (TF32 or BF16 inputs, FP32 accumulation)
+        t.add("conv2d", {"v1"}, {"v2"});
         t.add("group_norm", {"v1"});
         t.add("silu", {"v1"});
 #ifdef D4J_SIM_TEETH

@@ -16,6 +16,7 @@
 // kernel adds the slices in slice order into dweight. dbias likewise: partial
 // sums per (channel group, slice), a fixed-order tree in shared memory, then
 // a second pass. No float atomics anywhere.
+#include "conv2d_ops.h"
 #include "cuda_common.h"
 #include "cuda_kernels.h"
 
@@ -23,80 +24,11 @@ namespace d4j::cuda {
 
 namespace {
 
-using Geom = d4j_backend_iface::conv2d_geom;
+using namespace conv;
 
-constexpr int kBM = 64, kBN = 64, kBK = 16;
+constexpr int kBM = 64, kBN = 64;
 constexpr int kThreads = 256;  // 16 x 16, each 4 x 4 outputs
 constexpr int kTM = 4, kTN = 4;
-
-// Conv-input value u[b, ih, iw, ci] (nearest-2x upsampled when asked), 0 in the padding.
-__device__ __forceinline__ float read_u(const Geom &g, const float *x, int64_t b, int64_t ih, int64_t iw, int64_t ci) {
-    if (ih < 0 || ih >= g.h_in || iw < 0 || iw >= g.w_in) return 0.0f;
-    if (g.upsample2x) {
-        ih >>= 1;
-        iw >>= 1;
-    }
-    return x[((b * g.h + ih) * g.w + iw) * g.c_in + ci];
-}
-
-// Im2col entry: u at output pixel `pixel` (flat over [batch, h_out, w_out]) and
-// column `col` = tap * c_in + ci. The forward pass reads it as A(m = pixel, k = col),
-// the weight gradient as A(m = col, k = pixel).
-__device__ __forceinline__ float read_im2col(const Geom &g, const float *x, int64_t pixel, int64_t col) {
-    const int64_t hw = (int64_t)g.h_out * g.w_out;
-    const int64_t b = pixel / hw, rem = pixel % hw, oh = rem / g.w_out, ow = rem % g.w_out;
-    const int64_t ci = col % g.c_in, t = col / g.c_in;
-    return read_u(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k, ci);
-}
-
-struct FwdOp {
-    static constexpr bool kAK = true;   // A(m, k): k -> ci contiguous
-    static constexpr bool kBKc = false;  // B(k, n) = weight[k][n]: n contiguous
-    Geom g;
-    const float *x, *w;
-    int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, m, k); }
-    __device__ float bv(int64_t k, int64_t n) const { return w[k * g.c_out + n]; }
-};
-
-struct DxOp {
-    static constexpr bool kAK = true;   // A(m, k): k -> co contiguous in dy
-    static constexpr bool kBKc = true;  // B(k, n) = weight[tap][n][co]: k -> co contiguous
-    Geom g;
-    const float *dy, *w;
-    int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const {
-        const int64_t hw = (int64_t)g.h * g.w;
-        const int64_t b = m / hw, rem = m % hw;
-        int64_t ih = rem / g.w, iw = rem % g.w;
-        const int64_t co = k % g.c_out, r = k / g.c_out;
-        const int taps = g.k * g.k;
-        const int t = (int)(r % taps), child = (int)(r / taps);
-        if (g.upsample2x) {
-            ih = 2 * ih + child / 2;
-            iw = 2 * iw + child % 2;
-        }
-        const int64_t hn = ih + g.pad_top - t / g.k, wn = iw + g.pad_left - t % g.k;
-        if (hn < 0 || wn < 0 || hn % g.stride != 0 || wn % g.stride != 0) return 0.0f;
-        const int64_t oh = hn / g.stride, ow = wn / g.stride;
-        if (oh >= g.h_out || ow >= g.w_out) return 0.0f;
-        return dy[((b * g.h_out + oh) * g.w_out + ow) * g.c_out + co];
-    }
-    __device__ float bv(int64_t k, int64_t n) const {
-        const int64_t co = k % g.c_out, t = (k / g.c_out) % (g.k * g.k);
-        return w[(t * g.c_in + n) * g.c_out + co];
-    }
-};
-
-struct DwOp {
-    static constexpr bool kAK = false;   // A(m, k) = u at pixel k, channel m: m -> ci contiguous
-    static constexpr bool kBKc = false;  // B(k, n) = dy[k][n]: n contiguous
-    Geom g;
-    const float *x, *dy;
-    int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, k, m); }
-    __device__ float bv(int64_t k, int64_t n) const { return dy[k * g.c_out + n]; }
-};
 
 // Stages one kBK x kCols slice of an operand in shared memory: S[kk][c] =
 // read(c0 + c, k0 + kk), 0 outside [0, limit) x [k0, k_end). kKFast: consecutive
@@ -220,6 +152,7 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     auto *s = static_cast<State *>(state);
     FwdOp op{*gp, x, weight, (int64_t)gp->n * gp->h_out * gp->w_out, gp->c_out, (int64_t)gp->k * gp->k * gp->c_in};
     // the front bounds every tensor below 2^31 elements and c_out <= 2^20: grid.x < 2^26, grid.y < 2^15
+    if (s->variants.tensor_core("conv2d")) return tc_forward(s->stream, matrix_precision(s), op, bias, y);
     const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
     D4J_LAUNCH(conv_fwd_kernel, grid, kThreads, 0, s->stream, op, bias, y);
     return launched("conv_fwd_kernel");
@@ -229,13 +162,21 @@ d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const fl
                            float *dx, float *dweight, float *dbias) {
     auto *s = static_cast<State *>(state);
     const Geom g = *gp;
+    // one reading of the selection per call (see VariantTable)
+    const bool tensor_core = s->variants.tensor_core("conv2d");
+    const int precision = matrix_precision(s);
     const int taps = g.k * g.k;
     const int64_t P = (int64_t)g.n * g.h_out * g.w_out;
     if (dx) {
         DxOp op{g, dy, weight, (int64_t)g.n * g.h * g.w, g.c_in, (int64_t)(g.upsample2x ? 4 : 1) * taps * g.c_out};
-        const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
-        D4J_LAUNCH(conv_dx_kernel, grid, kThreads, 0, s->stream, op, dx);
-        d4j_status st = launched("conv_dx_kernel");
+        d4j_status st;
+        if (tensor_core) {
+            st = tc_dx(s->stream, precision, op, dx);
+        } else {
+            const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
+            D4J_LAUNCH(conv_dx_kernel, grid, kThreads, 0, s->stream, op, dx);
+            st = launched("conv_dx_kernel");
+        }
         if (st != D4J_OK) return st;
     }
     if (!dweight && !dbias) return D4J_OK;
@@ -260,9 +201,13 @@ d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const fl
     float *bpart = reinterpret_cast<float *>(static_cast<char *>(scratch) + w_aligned);
     if (dweight) {
         DwOp op{g, x, dy, (int64_t)taps * g.c_in, g.c_out, P};
-        const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN), (unsigned)splits);
-        D4J_LAUNCH(conv_dw_partial_kernel, grid, kThreads, 0, s->stream, op, per_split, wpart);
-        st = launched("conv_dw_partial_kernel");
+        if (tensor_core) {
+            st = tc_dw_partial(s->stream, precision, op, per_split, splits, wpart);
+        } else {
+            const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN), (unsigned)splits);
+            D4J_LAUNCH(conv_dw_partial_kernel, grid, kThreads, 0, s->stream, op, per_split, wpart);
+            st = launched("conv_dw_partial_kernel");
+        }
         if (st != D4J_OK) return st;
         D4J_LAUNCH(conv_sum_splits_kernel, blocks_for(wcount, 256), 256, 0, s->stream, wpart, wcount, (int)splits,
                    dweight);
