@@ -13,7 +13,7 @@ includes=()
 for f in $(grep -oE '\bd4j_[a-z0-9_]+\s*\(' "$here/../native/include/d4j.h" | grep -v '^d4j_status' | tr -d '( ' | sort -u); do
   includes+=(--include-function "$f")
 done
-for c in $(grep -oE '\bD4J_(OK|ERR_[A-Z_]+|PREDICTION_[A-Z]+|VARIANCE_[A-Z_]+)\b' "$here/../native/include/d4j.h" | sort -u); do
+for c in $(grep -oE '\bD4J_(OK|ERR_[A-Z_]+|PREDICTION_[A-Z]+|PRECISION_[A-Z0-9]+|VARIANCE_[A-Z_]+)\b' "$here/../native/include/d4j.h" | sort -u); do
   includes+=(--include-constant "$c")
 done
 includes+=(--include-constant D4J_ABI_VERSION)

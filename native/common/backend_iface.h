@@ -19,7 +19,7 @@
 #include "diffusion_math.h"
 #include "backend_kernels.h"
 
-#define D4J_BACKEND_IFACE_VERSION 3
+#define D4J_BACKEND_IFACE_VERSION 4
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +50,12 @@ typedef struct d4j_backend_iface {
     const char *(*variants)(void *state, const char *family);
     const char *(*selected)(void *state, const char *family);
     d4j_status (*select)(void *state, const char *family, const char *variant);
+    /* Precision of the matrix families (d4j_backend_set_precision): the front
+     * has checked that the value is a d4j_precision; a backend that cannot
+     * compute in it answers D4J_ERR_UNSUPPORTED with a message and keeps its
+     * setting. precision: the current setting, a d4j_precision value. */
+    d4j_status (*set_precision)(void *state, int32_t precision);
+    int32_t (*precision)(void *state);
 
     /* timing: see d4j_timer_begin / d4j_timer_end / d4j_flush_cache / d4j_device_peak */
     d4j_status (*timer_begin)(void *state);
@@ -94,7 +100,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
  * write and read are set by hand: those names belong to the C library). */
 #define D4J_BACKEND_SERVICES(X)                                                                              \
     X(init) X(shutdown) X(describe) X(set_threads) X(alloc) X(synchronize) X(variants) X(selected) X(select) \
-    X(timer_begin) X(timer_end) X(flush_cache) X(device_peak)
+    X(set_precision) X(precision) X(timer_begin) X(timer_end) X(flush_cache) X(device_peak)
 
 /* X for D4J_BACKEND_SERVICES inside a function building a backend's table (see D4J_FILL_KERNEL_SLOT). */
 #define D4J_FILL_SERVICE_SLOT(name) iface.name = name;

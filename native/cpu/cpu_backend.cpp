@@ -74,6 +74,15 @@ static d4j_status select(void *state, const char *family, const char *variant) {
     return static_cast<State *>(state)->variants.select(g_host, "cpu", family, variant);
 }
 
+// The CPU kernels have no reduced-precision path: FP32 is the only setting.
+static d4j_status set_precision(void *, int32_t precision) {
+    if (precision == D4J_PRECISION_FP32) return D4J_OK;
+    g_host->set_error("the cpu backend computes fp32 only; precision %s needs a GPU backend (cuda or cuda-sim)",
+                      precision == D4J_PRECISION_TF32 ? "tf32" : "bf16");
+    return D4J_ERR_UNSUPPORTED;
+}
+static int32_t precision(void *) { return D4J_PRECISION_FP32; }
+
 // Kernels on the CPU run synchronously: the host clock brackets them exactly.
 static std::chrono::steady_clock::time_point g_timer_start;  // one region per process, as documented
 

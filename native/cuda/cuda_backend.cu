@@ -171,6 +171,11 @@ static const char *selected(void *state, const char *family) {
 static d4j_status select(void *state, const char *family, const char *variant) {
     return static_cast<State *>(state)->variants.select(g_host, D4J_CUDA_BACKEND_NAME, family, variant);
 }
+static d4j_status set_precision(void *state, int32_t precision) {
+    static_cast<State *>(state)->variants.set_precision(precision);
+    return D4J_OK;
+}
+static int32_t precision(void *state) { return static_cast<State *>(state)->variants.precision(); }
 
 static d4j_status timer_begin(void *state) {
     auto *s = static_cast<State *>(state);

@@ -92,7 +92,14 @@ struct State {
 #endif
         // linear v1: 64x64 shared-memory tiles, 4x4 outputs per thread;
         // v2: one thread per output reading global memory (baseline).
+#ifdef D4J_SIM_TEETH
+        // A variant listed as a tensor-core one that runs v1's kernel (gemm
+        // launches v1 for every index but v2's), so the tests can exercise the
+        // precision rules of the variant table before a real one exists.
+        t.add("linear", {"v1", "v2"}, {"tensor_core_stub"});
+#else
         t.add("linear", {"v1", "v2"});
+#endif
 #ifdef D4J_SIM_TEETH
         // over 48 KiB of dynamic shared memory without and with the kernel's opt-in
         t.add("attention", {"v1", "broken_smem_not_allowed", "smem_allowed"});
@@ -111,6 +118,14 @@ struct State {
         return t;
     }
 };
+
+// The precision the matrix families compute in (d4j_backend_set_precision), for
+// a kernel launcher to read at launch time: D4J_PRECISION_FP32, or TF32 / BF16,
+// the format a tensor-core variant rounds the inputs of its products to before
+// accumulating in FP32. Whether a family runs a tensor-core variant at all is
+// its selection: s->variants.tensor_core("conv2d") (a SIMT variant computes FP32
+// at every precision).
+inline d4j_precision matrix_precision(const State *s) { return (d4j_precision)s->variants.precision(); }
 
 // Turns a CUDA error into a status plus message naming the call site.
 inline d4j_status check(cudaError_t e, const char *what) {

@@ -1,5 +1,5 @@
 // Last error, handle registry and lifetimes: backends (open, close, queries,
-// kernel variants, timing), buffers and views, schedules.
+// kernel variants, precision, timing), buffers and views, schedules.
 #include <dlfcn.h>
 
 #include <cmath>
@@ -260,6 +260,22 @@ d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const cha
     D4J_TRY(check_family(family));
     if (variant == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "variant is null");
     return guarded([&] { return backend->iface->select(backend->state, family, variant); });
+}
+
+d4j_status d4j_backend_set_precision(d4j_backend *backend, d4j_precision precision) {
+    D4J_USE_BACKEND(backend);
+    // Compared as an integer: a caller may pass any int32 where the enum goes.
+    const int32_t p = (int32_t)precision;
+    if (p != D4J_PRECISION_FP32 && p != D4J_PRECISION_TF32 && p != D4J_PRECISION_BF16)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "precision %d is not fp32(0), tf32(1) or bf16(2)", p);
+    return guarded([&] { return backend->iface->set_precision(backend->state, p); });
+}
+
+d4j_status d4j_backend_precision(const d4j_backend *backend, d4j_precision *out) {
+    D4J_USE_BACKEND(backend);
+    if (out == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "out is null");
+    *out = (d4j_precision)backend->iface->precision(backend->state);
+    return D4J_OK;
 }
 
 d4j_status d4j_buffer_alloc(d4j_backend *backend, int64_t bytes, d4j_buffer **out) {

@@ -120,6 +120,36 @@ D4J_API d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *f
 D4J_API d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap);
 D4J_API d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant);
 
+/* ---- numeric precision of the matrix families ------------------------- */
+
+/* Names as PyTorch's: float32 matmul precision "highest" (fp32), TF32
+ * (allow_tf32) and bfloat16. */
+typedef enum d4j_precision {
+    D4J_PRECISION_FP32 = 0,
+    D4J_PRECISION_TF32 = 1,
+    D4J_PRECISION_BF16 = 2
+} d4j_precision;
+
+/* The number format the matrix families (conv2d, linear, attention) compute
+ * in on this backend. TF32 and BF16 round the inputs of each product to that
+ * format (as tensor cores do) and accumulate in FP32; tensors stay FP32 in
+ * memory, and every other family computes FP32 whatever the setting. A
+ * backend opens at FP32. The CPU backend computes FP32 only: asked for TF32
+ * or BF16 it answers D4J_ERR_UNSUPPORTED with a message and stays at FP32. A
+ * value outside the enum is D4J_ERR_INVALID_ARGUMENT.
+ * Variants: a family lists its SIMT variants first and its tensor-core
+ * variants after them (d4j_kernel_variants). SIMT variants compute FP32 at
+ * any setting (TF32 and BF16 are permissions, as torch's allow_tf32);
+ * tensor-core variants run only at TF32 or BF16. Setting TF32 or BF16
+ * selects each family's first tensor-core variant (a family without one
+ * keeps its selection); setting FP32 moves every family whose selection is a
+ * tensor-core variant back to its default. d4j_kernel_select of a
+ * tensor-core variant at FP32 is D4J_ERR_INVALID_ARGUMENT. Like a selection,
+ * the setting applies to later calls on every thread; a captured graph
+ * replays the kernels it recorded. */
+D4J_API d4j_status d4j_backend_set_precision(d4j_backend *backend, d4j_precision precision);
+D4J_API d4j_status d4j_backend_precision(const d4j_backend *backend, d4j_precision *out);
+
 /* ---- timing (self-test, benchmarks) ------------------------------------ */
 
 /* One timing region per backend at a time: d4j_timer_begin marks the point in

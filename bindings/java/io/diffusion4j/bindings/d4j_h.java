@@ -1000,6 +1000,155 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+    private static final int D4J_PRECISION_FP32 = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum d4j_precision.D4J_PRECISION_FP32 = 0
+     * }
+     */
+    public static int D4J_PRECISION_FP32() {
+        return D4J_PRECISION_FP32;
+    }
+    private static final int D4J_PRECISION_TF32 = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum d4j_precision.D4J_PRECISION_TF32 = 1
+     * }
+     */
+    public static int D4J_PRECISION_TF32() {
+        return D4J_PRECISION_TF32;
+    }
+    private static final int D4J_PRECISION_BF16 = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum d4j_precision.D4J_PRECISION_BF16 = 2
+     * }
+     */
+    public static int D4J_PRECISION_BF16() {
+        return D4J_PRECISION_BF16;
+    }
+
+    private static class d4j_backend_set_precision {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_backend_set_precision");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_set_precision(d4j_backend *backend, d4j_precision precision)
+     * }
+     */
+    public static FunctionDescriptor d4j_backend_set_precision$descriptor() {
+        return d4j_backend_set_precision.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_set_precision(d4j_backend *backend, d4j_precision precision)
+     * }
+     */
+    public static MethodHandle d4j_backend_set_precision$handle() {
+        return d4j_backend_set_precision.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_set_precision(d4j_backend *backend, d4j_precision precision)
+     * }
+     */
+    public static MemorySegment d4j_backend_set_precision$address() {
+        return d4j_backend_set_precision.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_set_precision(d4j_backend *backend, d4j_precision precision)
+     * }
+     */
+    public static int d4j_backend_set_precision(MemorySegment backend, int precision) {
+        var mh$ = d4j_backend_set_precision.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_backend_set_precision", backend, precision);
+            }
+            return (int)mh$.invokeExact(backend, precision);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_backend_precision {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_backend_precision");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_precision(const d4j_backend *backend, d4j_precision *out)
+     * }
+     */
+    public static FunctionDescriptor d4j_backend_precision$descriptor() {
+        return d4j_backend_precision.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_precision(const d4j_backend *backend, d4j_precision *out)
+     * }
+     */
+    public static MethodHandle d4j_backend_precision$handle() {
+        return d4j_backend_precision.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_precision(const d4j_backend *backend, d4j_precision *out)
+     * }
+     */
+    public static MemorySegment d4j_backend_precision$address() {
+        return d4j_backend_precision.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_backend_precision(const d4j_backend *backend, d4j_precision *out)
+     * }
+     */
+    public static int d4j_backend_precision(MemorySegment backend, MemorySegment out) {
+        var mh$ = d4j_backend_precision.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_backend_precision", backend, out);
+            }
+            return (int)mh$.invokeExact(backend, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 
     private static class d4j_timer_begin {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(

@@ -7,6 +7,7 @@ import io.diffusion4j.SamplerConfig;
 import io.diffusion4j.Samples;
 import io.diffusion4j.TrainingRun;
 import io.diffusion4j.TrainingStep;
+import io.diffusion4j.backend.Precision;
 import io.diffusion4j.sample.Images;
 import io.diffusion4j.train.ProceduralDataset;
 import io.diffusion4j.train.TrainingDefaults;
@@ -78,6 +79,12 @@ final class DemoCommand implements Callable<Integer> {
         Main.atLeast(spec, "--sampling-steps", samplingSteps, 1);
         Main.atLeast(spec, "--grid-scale", gridScale, 1);
         if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
+        // the demo runs through the public Java API, whose matrix kernels compute fp32
+        Precision precision = device.precision(spec);
+        if (precision != null && precision != Precision.FP32) {
+            throw Main.bad(spec, "--precision " + precision.cliName() + ": the demo runs through the Java API, which "
+                    + "computes fp32 (train and sample take tf32 and bf16)");
+        }
         return demo(out, steps, samples, samplingSteps, gridScale, seed, device.backend, device.threads(spec), stdout);
     }
 

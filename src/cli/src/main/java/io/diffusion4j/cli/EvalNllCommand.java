@@ -1,6 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
 import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.eval.NllEvaluator.Estimate;
 import io.diffusion4j.eval.NllEvaluator.ImageResult;
@@ -99,7 +100,7 @@ public final class EvalNllCommand implements Callable<Integer> {
     }
 
     record Options(Path checkpoint, String data, Path dataDir, int n, int batchSize, long seed, int stride,
-                   boolean noEma, boolean noClip, String backend, int threads) {}
+                   boolean noEma, boolean noClip, String backend, int threads, Precision precision) {}
 
     @Override
     public Integer call() {
@@ -111,7 +112,7 @@ public final class EvalNllCommand implements Callable<Integer> {
         }
         if (data.equals("procedural") && dataDir != null) throw Main.bad(spec, "--data-dir applies to --data fashion-mnist only");
         Options o = new Options(checkpoint, data, dataDir, n, batchSize, seed, stride, noEma, noClip, device.backend,
-                device.threads(spec));
+                device.threads(spec), device.precision(spec));
         try {
             return evaluate(o, stdout, stderr);
         } catch (IOException e) {
@@ -155,15 +156,16 @@ public final class EvalNllCommand implements Callable<Integer> {
                 (float) sched.clipSampleRange(), o.stride());
         try (Backend backend = Backend.open(o.backend())) {
             if (o.threads() > 0) backend.setThreads(o.threads());
+            Precision precision = DeviceOptions.apply(backend, o.precision());
             float[] weights = Checkpoint.readWeights(loc.weights(), UNet2DLayout.of(config));
             long tLoad = System.nanoTime();
             int calls = NllEvaluator.evaluatedTimesteps(T, o.stride()).length;
-            out.printf(Locale.ROOT, "eval-nll: %d images of %s, %s weights, %s, %s, %s, T = %d, %s, batch %d, seed %d, on %s (%s)%n",
+            out.printf(Locale.ROOT, "eval-nll: %d images of %s, %s weights, %s, %s, %s, T = %d, %s, batch %d, seed %d, on %s (%s), precision %s%n",
                     n, data.describe(), loc.ema() ? "EMA" : "raw", sched.prediction().configName(),
                     sched.variance().configName(), clip ? "clip_denoised " + sched.clipSampleRange() : "no clipping", T,
                     o.stride() == 1 ? "exact bound (all " + T + " terms)"
                             : "ESTIMATE: " + (calls - 1) + " of " + (T - 1) + " KL terms (stride " + o.stride() + ") scaled",
-                    batch, o.seed(), backend.kind().cliName(), backend.description());
+                    batch, o.seed(), backend.kind().cliName(), backend.description(), precision.cliName());
             List<ImageResult> results = new ArrayList<>(n);
             try (UNet2DModel model = new UNet2DModel(backend, config, 0L)) {
                 model.loadFlat(weights);

@@ -1,9 +1,13 @@
 package io.diffusion4j.cli;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
+import io.diffusion4j.backend.Precision;
 import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -38,6 +42,7 @@ final class InfoCommand implements Callable<Integer> {
             if (only != null && !p.kind().cliName().equals(only)) continue;
             out.printf("  %-9s %-13s %s%n", p.kind().cliName(), p.available() ? "available" : "unavailable", p.detail());
             out.printf("  %-9s %-13s %s%n", "", "library", p.library() == null ? "(not built)" : p.library());
+            if (p.available()) out.printf("  %-9s %-13s %s%n", "", "precision", precisions(p.kind()));
         }
         if (only == null || only.equals(Device.CUDA_SIM.cliName())) {
             // the simulator's profiling build (selftest --profile)
@@ -57,5 +62,28 @@ final class InfoCommand implements Callable<Integer> {
         out.println();
         out.println("default backend: " + chosen);
         return 0;
+    }
+
+    /**
+     * The precisions of the matrix kernels a backend computes in, asked of the backend itself, and the command
+     * line's default: "fp32 (cpu computes fp32 only)" or "tf32 default, supports fp32,tf32,bf16".
+     */
+    static String precisions(Device device) {
+        List<String> supported = new ArrayList<>();
+        try (Backend b = Backend.open(device)) {
+            for (Precision p : Precision.values()) {
+                try {
+                    b.setPrecision(p);
+                    supported.add(p.cliName());
+                } catch (D4jException refused) {
+                    // not computed by this backend
+                }
+            }
+        }
+        Precision def = Precision.defaultFor(device);
+        if (supported.equals(List.of(Precision.FP32.cliName()))) {
+            return def.cliName() + " (" + device.cliName() + " computes fp32 only)";
+        }
+        return def.cliName() + " default, supports " + String.join(",", supported);
     }
 }

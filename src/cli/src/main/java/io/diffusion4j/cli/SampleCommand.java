@@ -1,6 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
 import io.diffusion4j.io.Npy;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
@@ -91,7 +92,8 @@ public final class SampleCommand implements Callable<Integer> {
 
     /** Parsed options. */
     record Options(Path checkpoint, String sampler, int steps, float eta, int n, int batchSize, long seed, Path out,
-                   boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, int gridScale) {}
+                   boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, Precision precision,
+                   int gridScale) {}
 
     @Override
     public Integer call() {
@@ -117,7 +119,7 @@ public final class SampleCommand implements Callable<Integer> {
         if (!(eta >= 0 && Float.isFinite(eta))) throw Main.bad(spec, "--eta must be finite and >= 0");
         if (eta != 0 && !sampler.equals("ddim")) throw Main.bad(spec, "--eta applies to ddim only");
         return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy,
-                device.backend, device.threads(spec), gridScale);
+                device.backend, device.threads(spec), device.precision(spec), gridScale);
     }
 
     static int sample(Options o, PrintStream out, PrintStream err) throws IOException {
@@ -155,11 +157,12 @@ public final class SampleCommand implements Callable<Integer> {
         Files.createDirectories(o.out());
         try (Backend backend = Backend.open(o.backend())) {
             if (o.threads() > 0) backend.setThreads(o.threads());
+            Precision precision = DeviceOptions.apply(backend, o.precision());
             float[] weights = Checkpoint.readWeights(loc.weights(), io.diffusion4j.model.UNet2DLayout.of(config));
             long tLoad = System.nanoTime();
-            out.printf(Locale.ROOT, "sample: %s-%d (%s) of %d images %dx%dx%d, batch %d, seed %d, %s weights, on %s (%s)%n",
+            out.printf(Locale.ROOT, "sample: %s-%d (%s) of %d images %dx%dx%d, batch %d, seed %d, %s weights, on %s (%s), precision %s%n",
                     scheduler.name(), steps, describe(scheduler), n, c, h, w, batch, o.seed(), loc.ema() ? "EMA" : "raw",
-                    backend.kind().cliName(), backend.description());
+                    backend.kind().cliName(), backend.description(), precision.cliName());
             float[] all = new float[Math.toIntExact((long) n * c * h * w)];
             try (UNet2DModel model = new UNet2DModel(backend, config, 0L)) {
                 model.loadFlat(weights);

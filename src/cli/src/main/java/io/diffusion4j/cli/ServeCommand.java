@@ -1,6 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
 import io.diffusion4j.serve.BatchEngine;
 import io.diffusion4j.serve.SampleRequest;
 import io.diffusion4j.serve.SampleServer;
@@ -93,7 +94,7 @@ public final class ServeCommand implements Callable<Integer> {
     /** Parsed options. */
     record Options(Map<String, Path> models, String host, int port, int maxBatch, int maxN, int maxSteps, int queue,
                    long deadlineMs, long maxDeadlineMs, int maxBody, long drainMs, long idleReleaseMs, boolean noEma,
-                   String backend, int threads) {
+                   String backend, int threads, Precision precision) {
         SampleServer.Config config() {
             return new SampleServer.Config(host, port, new SampleRequest.Limits(maxN, maxSteps, maxBody, deadlineMs,
                     maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs);
@@ -138,7 +139,7 @@ public final class ServeCommand implements Callable<Integer> {
             throw Main.bad(spec, "--max-deadline-ms (" + maxDeadlineMs + ") must be >= --deadline-ms (" + deadlineMs + ")");
         }
         return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
-                idleReleaseMs, noEma, device.backend, device.threads(spec));
+                idleReleaseMs, noEma, device.backend, device.threads(spec), device.precision(spec));
     }
 
     /**
@@ -150,6 +151,7 @@ public final class ServeCommand implements Callable<Integer> {
         CountDownLatch stopped = new CountDownLatch(1);
         try (Backend backend = Backend.open(o.backend())) {
             if (o.threads() > 0) backend.setThreads(o.threads());
+            Precision precision = DeviceOptions.apply(backend, o.precision());
             List<ServedModel> models = new ArrayList<>();
             try {
                 for (Map.Entry<String, Path> e : o.models().entrySet()) {
@@ -170,8 +172,8 @@ public final class ServeCommand implements Callable<Integer> {
                 }, "d4j-serve-shutdown");
                 Runtime.getRuntime().addShutdownHook(hook);
                 boolean signals = stop == null && handleSignals(stopRequested::countDown);
-                out.printf(Locale.ROOT, "serve: listening on http://%s:%d (backend %s, max batch %d, queue %d, deadline %d ms)%s%n",
-                        o.host(), server.port(), backend.kind().cliName(), o.maxBatch(), o.queue(), o.deadlineMs(),
+                out.printf(Locale.ROOT, "serve: listening on http://%s:%d (backend %s, precision %s, max batch %d, queue %d, deadline %d ms)%s%n",
+                        o.host(), server.port(), backend.kind().cliName(), precision.cliName(), o.maxBatch(), o.queue(), o.deadlineMs(),
                         signals ? "; SIGTERM or SIGINT drains and exits" : "");
                 out.flush();
                 try {

@@ -1,6 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;
@@ -47,7 +48,8 @@ import picocli.CommandLine.Spec;
  * <p>{@code --resume DIR} continues a checkpoint written by this command: the model config, schedule,
  * trainer options and data source come from the checkpoint, an option given on the command line
  * that would change the run is refused, {@code --steps} is the total step count, and the result is
- * bit for bit the uninterrupted run on the same backend. {@code --init-from DIR} starts a new run
+ * bit for bit the uninterrupted run on the same backend (the precision of the matrix kernels, recorded in the
+ * training state, is kept too unless {@code --precision} is given). {@code --init-from DIR} starts a new run
  * (fresh optimiser, step 0) from the weights of any diffusers UNet2DModel folder.
  */
 @Command(name = "train", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
@@ -166,6 +168,7 @@ final class TrainCommand implements Callable<Integer> {
         Main.atLeast(spec, "--log-every", logEvery, 1);
         Main.atLeast(spec, "--timesteps", timesteps, 1);
         int threads = device.threads(spec);
+        Precision askedPrecision = device.precision(spec);
         Main.atLeast(spec, "--save-every", saveEvery, 0);
         inRange("--lr", lr, 0, Double.MAX_VALUE);
         inRange("--weight-decay", weightDecay, 0, Double.MAX_VALUE);
@@ -201,6 +204,7 @@ final class TrainCommand implements Callable<Integer> {
         int steps = stepsArg == null ? 300 : stepsArg;
         Checkpoint.ModelFolder init = null;
         Integer expectedImages = null;
+        Precision resumedPrecision = null; // the checkpoint's, for a resumed run given no --precision
         try {
             if (resume != null) {
                 UNet2DConfig ckConfig = Checkpoint.readConfig(resume);
@@ -252,6 +256,13 @@ final class TrainCommand implements Callable<Integer> {
                 schedule = ckSchedule;
                 options = ck;
                 if (md.get("init_from") != null) runMeta.put("init_from", md.get("init_from"));
+                if (md.get("precision") != null) {
+                    try {
+                        resumedPrecision = Precision.parse(md.get("precision"));
+                    } catch (IllegalArgumentException e) {
+                        throw new IOException(resume.resolve(Checkpoint.TRAINING_STATE) + ": " + e.getMessage());
+                    }
+                }
             } else if (initFrom != null) {
                 init = Checkpoint.readModelFolder(initFrom);
                 if (fileConfig != null && !fileConfig.equals(init.config())) {
@@ -287,6 +298,11 @@ final class TrainCommand implements Callable<Integer> {
 
         try (Backend backend = Backend.open(device.backend)) {
             if (threads > 0) backend.setThreads(threads);
+            // a resumed run keeps its checkpoint's precision where the backend computes in it (bit for bit on the
+            // same backend); the precision used is recorded in the training state
+            Precision asked = askedPrecision != null ? askedPrecision
+                    : resumedPrecision != null && resumedPrecision.supportedOn(backend.kind()) ? resumedPrecision : null;
+            runMeta.put("precision", DeviceOptions.apply(backend, asked).cliName());
             try (UNet2DModel model = new UNet2DModel(backend, config, options.seed())) {
                 if (init != null) model.loadFlat(init.weights()); // before the trainer: the EMA starts from them
                 try (Trainer trainer = new Trainer(model, schedule, dataset, options)) {
@@ -332,7 +348,8 @@ final class TrainCommand implements Callable<Integer> {
         int batch = o.batchSize();
         long params = model.layout().params().stream().mapToLong(p -> p.size()).sum();
         long done = trainer.stepCount();
-        out.printf(Locale.ROOT, "train: %s on %s (%s)%n", dataset.describe(), backend.kind().cliName(), backend.description());
+        out.printf(Locale.ROOT, "train: %s on %s (%s), precision %s%n", dataset.describe(), backend.kind().cliName(),
+                backend.description(), runMeta.get("precision"));
         if (resume != null) out.printf(Locale.ROOT, "resume: %s at step %d of %d%n", resume.toAbsolutePath(), done, steps);
         if (initFrom != null) out.printf(Locale.ROOT, "init: weights from %s%n", runMeta.get("init_from"));
         String betas = schedule.betaSchedule() == null ? "explicit" : schedule.betaSchedule().configName();

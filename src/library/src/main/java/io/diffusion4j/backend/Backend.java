@@ -184,6 +184,29 @@ public final class Backend implements AutoCloseable {
         }
     }
 
+    /**
+     * Sets the number format the matrix kernel families (conv2d, linear, attention) compute in on this backend,
+     * for later calls on every thread (see {@link Precision}). {@link Precision#TF32} and {@link Precision#BF16}
+     * select each such family's first tensor-core variant, where it has one; {@link Precision#FP32} moves a family
+     * running a tensor-core variant back to its default. A backend opens at FP32.
+     *
+     * @throws D4jException with status {@link Status#UNSUPPORTED} when the backend cannot compute in it (the CPU
+     *     backend computes FP32 only); the setting is then unchanged
+     */
+    public void setPrecision(Precision precision) {
+        Objects.requireNonNull(precision, "precision");
+        Native.check(d4j_h.d4j_backend_set_precision(handle(), precision.code()));
+    }
+
+    /** The number format the matrix kernel families compute in on this backend (see {@link #setPrecision}). */
+    public Precision precision() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.JAVA_INT);
+            Native.check(d4j_h.d4j_backend_precision(handle(), out));
+            return Precision.ofCode(out.get(ValueLayout.JAVA_INT, 0));
+        }
+    }
+
     private interface TextCall {
         int call(Arena arena, MemorySegment buf);
     }

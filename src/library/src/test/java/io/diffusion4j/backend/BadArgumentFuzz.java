@@ -30,7 +30,7 @@ import java.util.Random;
 final class BadArgumentFuzz {
     private BadArgumentFuzz() {}
 
-    static final int OK = 0, INVALID_ARGUMENT = 1, INVALID_HANDLE = 2, UNAVAILABLE = 4;
+    static final int OK = 0, INVALID_ARGUMENT = 1, INVALID_HANDLE = 2, UNAVAILABLE = 4, UNSUPPORTED = 7;
 
     static Backend a;       // the main backend
     static Backend b;       // a second CPU backend instance

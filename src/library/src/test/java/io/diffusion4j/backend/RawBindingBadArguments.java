@@ -288,7 +288,7 @@ final class RawBindingBadArguments {
 
     static void rawBackends(Random r, Scope s) {
         setMarker();
-        switch (r.nextInt(11)) {
+        switch (r.nextInt(12)) {
             case 0 -> expectStatus(INVALID_ARGUMENT, d4j_h.d4j_backend_open(MemorySegment.NULL, scratchOut), "library_path is null or empty");
             case 1 -> expectStatus(INVALID_ARGUMENT, d4j_h.d4j_backend_open(cstr(""), scratchOut), "library_path is null or empty");
             case 2 -> {
@@ -312,11 +312,27 @@ final class RawBindingBadArguments {
                 expectStatus(INVALID_ARGUMENT, d4j_h.d4j_backend_live(a.handle(), first ? MemorySegment.NULL : scratchOut,
                         first ? scratchOut2 : MemorySegment.NULL), "live_bytes and live_buffers must not be null");
             }
+            case 10 -> {
+                // the enum is an int to a caller: any value outside it is refused by the front, before the backend
+                int[] bad = {3, -1, Integer.MIN_VALUE, Integer.MAX_VALUE, 3 + r.nextInt(Integer.MAX_VALUE - 3)};
+                int v = bad[r.nextInt(bad.length)];
+                switch (r.nextInt(3)) {
+                    case 0 -> expectStatus(INVALID_ARGUMENT, d4j_h.d4j_backend_set_precision(a.handle(), v),
+                            "precision " + v + " is not fp32(0), tf32(1) or bf16(2)");
+                    case 1 -> expectStatus(UNSUPPORTED, d4j_h.d4j_backend_set_precision(a.handle(),
+                            r.nextBoolean() ? d4j_h.D4J_PRECISION_TF32() : d4j_h.D4J_PRECISION_BF16()), "cpu", "fp32 only");
+                    default -> expectStatus(INVALID_ARGUMENT, d4j_h.d4j_backend_precision(a.handle(), MemorySegment.NULL),
+                            "out is null");
+                }
+                assertEquals(Precision.FP32, a.precision(), "a refused setting changed the precision");
+            }
             default -> {
-                int st = switch (r.nextInt(4)) {
+                int st = switch (r.nextInt(6)) {
                     case 0 -> d4j_h.d4j_backend_synchronize(closedHandle());
                     case 1 -> d4j_h.d4j_backend_describe(closedHandle(), host, 64);
                     case 2 -> d4j_h.d4j_backend_live(closedHandle(), scratchOut, scratchOut2);
+                    case 3 -> d4j_h.d4j_backend_set_precision(closedHandle(), d4j_h.D4J_PRECISION_FP32());
+                    case 4 -> d4j_h.d4j_backend_precision(closedHandle(), scratchOut);
                     default -> d4j_h.d4j_backend_set_threads(closedHandle(), 2);
                 };
                 expectStatus(INVALID_HANDLE, st, "backend handle is closed or invalid");
