@@ -50,6 +50,8 @@ typedef struct d4j_backend_iface {
     const char *(*variants)(void *state, const char *family);
     const char *(*selected)(void *state, const char *family);
     d4j_status (*select)(void *state, const char *family, const char *variant);
+    /* The family's tensor-core variants, comma-separated ("" when none; NULL for an unknown family). */
+    const char *(*tensor_core_variants)(void *state, const char *family);
     /* Precision of the matrix families (d4j_backend_set_precision): the front
      * has checked that the value is a d4j_precision; a backend that cannot
      * compute in it answers D4J_ERR_UNSUPPORTED with a message and keeps its
@@ -100,7 +102,7 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
  * write and read are set by hand: those names belong to the C library). */
 #define D4J_BACKEND_SERVICES(X)                                                                              \
     X(init) X(shutdown) X(describe) X(set_threads) X(alloc) X(synchronize) X(variants) X(selected) X(select) \
-    X(set_precision) X(precision) X(timer_begin) X(timer_end) X(flush_cache) X(device_peak)
+    X(tensor_core_variants) X(set_precision) X(precision) X(timer_begin) X(timer_end) X(flush_cache) X(device_peak)
 
 /* X for D4J_BACKEND_SERVICES inside a function building a backend's table (see D4J_FILL_KERNEL_SLOT). */
 #define D4J_FILL_SERVICE_SLOT(name) iface.name = name;

@@ -33,10 +33,11 @@ public:
     // Declares a family: its SIMT variants (the first is the default, never
     // empty) and its tensor-core variants, listed after them.
     void add(const char *family, std::vector<const char *> simt, std::vector<const char *> tensor_core = {}) {
-        Family f{family, std::move(simt), 0, 0, {}};
+        Family f{family, std::move(simt), 0, 0, {}, {}};
         f.first_tensor_core = (int)f.names.size();
         f.names.insert(f.names.end(), tensor_core.begin(), tensor_core.end());
         for (size_t i = 0; i < f.names.size(); ++i) f.joined += (i ? "," : "") + std::string(f.names[i]);
+        for (size_t i = 0; i < tensor_core.size(); ++i) f.tensor_core_joined += (i ? "," : "") + std::string(tensor_core[i]);
         families_.push_back(std::move(f));
     }
 
@@ -55,6 +56,12 @@ public:
     int index(const char *family) const {
         const Family *f = find(family);
         return f ? f->selected : 0;
+    }
+
+    // The tensor-core variants of a family, comma-separated ("" when none); NULL for an unknown family.
+    const char *tensor_core_variants(const char *family) const {
+        const Family *f = find(family);
+        return f ? f->tensor_core_joined.c_str() : nullptr;
     }
 
     // Whether the selected variant of a family is a tensor-core variant (false when unknown).
@@ -107,6 +114,7 @@ private:
         int selected;
         int first_tensor_core;            // index of the first tensor-core variant; names.size() when none
         std::string joined;
+        std::string tensor_core_joined;   // the tensor-core variants, comma-separated ("" when none)
     };
 
     const Family *find(const char *family) const {

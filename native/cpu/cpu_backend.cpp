@@ -67,6 +67,9 @@ static d4j_status synchronize(void *) { return D4J_OK; }
 static const char *variants(void *state, const char *family) {
     return static_cast<State *>(state)->variants.variants(family);
 }
+static const char *tensor_core_variants(void *state, const char *family) {
+    return static_cast<State *>(state)->variants.tensor_core_variants(family);
+}
 static const char *selected(void *state, const char *family) {
     return static_cast<State *>(state)->variants.selected(family);
 }

@@ -248,6 +248,13 @@ d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, c
     return copy_string(v ? v : "v1", dst, cap);
 }
 
+d4j_status d4j_kernel_tensor_core_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap) {
+    D4J_USE_BACKEND(backend);
+    D4J_TRY(check_family(family));
+    const char *v = backend->iface->tensor_core_variants(backend->state, family);
+    return copy_string(v ? v : "", dst, cap);
+}
+
 d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap) {
     D4J_USE_BACKEND(backend);
     D4J_TRY(check_family(family));

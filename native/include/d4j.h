@@ -119,6 +119,10 @@ D4J_API d4j_status d4j_kernel_families(const d4j_backend *backend, char *dst, si
 D4J_API d4j_status d4j_kernel_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap);
 D4J_API d4j_status d4j_kernel_variant(const d4j_backend *backend, const char *family, char *dst, size_t cap);
 D4J_API d4j_status d4j_kernel_select(d4j_backend *backend, const char *family, const char *variant);
+/* The family's variants that run on tensor cores (see d4j_backend_set_precision), comma-separated, a
+ * subset of d4j_kernel_variants; an empty string when it has none. */
+D4J_API d4j_status d4j_kernel_tensor_core_variants(const d4j_backend *backend, const char *family, char *dst,
+                                                   size_t cap);
 
 /* ---- numeric precision of the matrix families ------------------------- */
 

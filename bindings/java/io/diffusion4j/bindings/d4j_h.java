@@ -1000,6 +1000,69 @@ public class d4j_h extends d4j_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class d4j_kernel_tensor_core_variants {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_kernel_tensor_core_variants");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_tensor_core_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static FunctionDescriptor d4j_kernel_tensor_core_variants$descriptor() {
+        return d4j_kernel_tensor_core_variants.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_tensor_core_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static MethodHandle d4j_kernel_tensor_core_variants$handle() {
+        return d4j_kernel_tensor_core_variants.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_tensor_core_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static MemorySegment d4j_kernel_tensor_core_variants$address() {
+        return d4j_kernel_tensor_core_variants.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_kernel_tensor_core_variants(const d4j_backend *backend, const char *family, char *dst, size_t cap)
+     * }
+     */
+    public static int d4j_kernel_tensor_core_variants(MemorySegment backend, MemorySegment family, MemorySegment dst, long cap) {
+        var mh$ = d4j_kernel_tensor_core_variants.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_kernel_tensor_core_variants", backend, family, dst, cap);
+            }
+            return (int)mh$.invokeExact(backend, family, dst, cap);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
     private static final int D4J_PRECISION_FP32 = (int)0L;
     /**
      * {@snippet lang=c :

@@ -7,7 +7,9 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
 
@@ -167,6 +169,73 @@ public final class Backend implements AutoCloseable {
         Objects.requireNonNull(family, "family");
         return List.of(text((arena, buf) -> d4j_h.d4j_kernel_variants(handle(), arena.allocateFrom(family), buf, 4096))
                 .split(","));
+    }
+
+    /**
+     * The variants of a kernel family that run on tensor cores (a subset of {@link #kernelVariants}, empty when
+     * it has none): they run only at {@link Precision#TF32} or {@link Precision#BF16} (see {@link #setPrecision}).
+     */
+    public List<String> tensorCoreVariants(String family) {
+        Objects.requireNonNull(family, "family");
+        String v = text((arena, buf) -> d4j_h.d4j_kernel_tensor_core_variants(handle(), arena.allocateFrom(family), buf,
+                4096));
+        return v.isEmpty() ? List.of() : List.of(v.split(","));
+    }
+
+    /**
+     * Every way to run a kernel family on this backend, in the order of {@link #kernelVariants}: each SIMT variant
+     * at {@link Precision#FP32}, each tensor-core variant at {@link Precision#TF32} and at {@link Precision#BF16}.
+     */
+    public List<VariantRun> variantRuns(String family) {
+        List<String> tensorCore = tensorCoreVariants(family);
+        List<VariantRun> runs = new ArrayList<>();
+        for (String v : kernelVariants(family)) {
+            if (tensorCore.contains(v)) {
+                runs.add(new VariantRun(family, v, Precision.TF32));
+                runs.add(new VariantRun(family, v, Precision.BF16));
+            } else {
+                runs.add(new VariantRun(family, v, Precision.FP32));
+            }
+        }
+        return List.copyOf(runs);
+    }
+
+    /** What {@link #use} changed, put back by {@link #close}: the precision and every family's selection. */
+    public final class Selection implements AutoCloseable {
+        private final Precision precision;
+        private final Map<String, String> selected = new LinkedHashMap<>();
+
+        private Selection() {
+            precision = precision();
+            for (String f : kernelFamilies()) selected.put(f, selectedKernel(f));
+        }
+
+        /** Restores the precision and the selections from before {@link #use}. */
+        @Override
+        public void close() {
+            setPrecision(precision);
+            for (Map.Entry<String, String> e : selected.entrySet()) {
+                if (!e.getValue().equals(selectedKernel(e.getKey()))) selectKernel(e.getKey(), e.getValue());
+            }
+        }
+    }
+
+    /**
+     * Sets the run's precision and selects its variant, for later calls on every thread; closing the returned
+     * selection puts back the precision and every family's selection from before (setting a precision re-selects
+     * other families' variants too). Like {@link #selectKernel}, for a caller that owns the backend meanwhile.
+     */
+    public Selection use(VariantRun run) {
+        Objects.requireNonNull(run, "run");
+        Selection before = new Selection();
+        try {
+            setPrecision(run.precision());
+            selectKernel(run.family(), run.variant());
+        } catch (RuntimeException e) {
+            before.close();
+            throw e;
+        }
+        return before;
     }
 
     /** The variant of a kernel family that later calls use. */

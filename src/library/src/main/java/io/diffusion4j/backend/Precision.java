@@ -65,6 +65,22 @@ public enum Precision {
         return device == Device.CPU ? FP32 : TF32;
     }
 
+    /**
+     * The relative error bound of one product of two inputs rounded to this format before an exact
+     * multiplication: {@code 2e + e^2} for the unit roundoff {@code e} of the format's significand (TF32: 11
+     * bits, rounded to nearest, {@code e = 2^-11}; BF16: 8 bits, {@code e = 2^-8}); 0 for FP32, whose products
+     * round only when they are summed. A tensor-core result differs from the exact sum of products by at most
+     * this times the sum of their absolute values, plus the FP32 accumulation's error.
+     */
+    public double productError() {
+        double e = switch (this) {
+            case FP32 -> 0.0;
+            case TF32 -> 0x1p-11;
+            case BF16 -> 0x1p-8;
+        };
+        return 2 * e + e * e;
+    }
+
     /** Whether a backend of this device can compute in this precision ({@code cpu}: FP32 only). */
     public boolean supportedOn(Device device) {
         Objects.requireNonNull(device, "device");

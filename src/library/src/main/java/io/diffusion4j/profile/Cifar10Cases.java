@@ -1,6 +1,8 @@
 package io.diffusion4j.profile;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
+import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -90,17 +92,13 @@ public final class Cifar10Cases {
             for (String family : profiling.kernelFamilies()) {
                 List<Case> cases = families.test(family) ? of(family) : List.of();
                 if (cases.isEmpty()) continue;
-                List<String> variants = profiling.kernelVariants(family);
-                if (!allVariants) variants = variants.subList(0, 1);
-                String before = profiling.selectedKernel(family);
-                try {
-                    for (String variant : variants) {
-                        profiling.selectKernel(family, variant);
-                        started.accept(family, variant);
+                List<VariantRun> runs = profiling.variantRuns(family);
+                if (!allVariants) runs = runs.subList(0, 1);
+                for (VariantRun run : runs) {
+                    try (Backend.Selection before = profiling.use(run)) {
+                        started.accept(family, run.label());
                         for (Case c : cases) out.add(run(profiling, schedule, c, maxBlocks));
                     }
-                } finally {
-                    profiling.selectKernel(family, before);
                 }
             }
         }
@@ -112,9 +110,19 @@ public final class Cifar10Cases {
         try (Inputs in = new Inputs(profiling, schedule)) {
             Runnable call = c.setup().prepare(in);
             List<KernelProfile> launches = KernelCounters.count(profiling, maxBlocks, b -> call.run());
-            return new ProfiledCase(c.family(), profiling.selectedKernel(c.family()), c.call(), c.shape(), launches,
+            return new ProfiledCase(c.family(), selectedLabel(profiling, c.family()), c.call(), c.shape(), launches,
                     Double.NaN, "");
         }
+    }
+
+    /**
+     * The selected variant of a family as reports name it: a tensor-core variant with the precision it runs at
+     * ({@link VariantRun#label()}).
+     */
+    public static String selectedLabel(Backend backend, String family) {
+        String v = backend.selectedKernel(family);
+        Precision p = backend.tensorCoreVariants(family).contains(v) ? backend.precision() : Precision.FP32;
+        return new VariantRun(family, v, p).label();
     }
 
     /**

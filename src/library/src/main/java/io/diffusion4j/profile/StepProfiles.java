@@ -127,7 +127,7 @@ public final class StepProfiles {
             String shape = batch + "x32x32x3";
             for (KernelProfile k : launches) {
                 String family = KernelFamilies.of(k.kernel());
-                String variant = profiling.kernelFamilies().contains(family) ? profiling.selectedKernel(family) : "-";
+                String variant = profiling.kernelFamilies().contains(family) ? Cifar10Cases.selectedLabel(profiling, family) : "-";
                 out.add(new ProfiledCase(family, variant, step, shape, List.of(k), Double.NaN, ""));
             }
         }

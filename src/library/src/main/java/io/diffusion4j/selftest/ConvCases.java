@@ -49,12 +49,12 @@ final class ConvCases {
             out.add(tensorCase("forward " + g.name(), sh, rFwd,
                     List.of(Arg.in(x, xs), Arg.in(w, wsh), Arg.in(b, cOut), Arg.out(ys)),
                     t -> ConvKernels.forward(spec, t[0], t[1], t[2], t[3]),
-                    v -> List.of(Output.close("y", v[3], rFwd, mFwd))));
+                    v -> List.of(Output.products("y", v[3], rFwd, mFwd))));
             out.add(tensorCase("backward " + g.name(), sh, Math.max(rDx, rDw),
                     List.of(Arg.in(x, xs), Arg.in(w, wsh), Arg.in(dy, ys), Arg.out(xs), Arg.reset(dw0, wsh),
                             Arg.reset(db0, cOut)),
                     t -> ConvKernels.backward(spec, t[0], t[1], t[2], t[3], t[4], t[5]),
-                    v -> List.of(Output.close("dx", v[3], rDx, mDx), Output.close("dweight", v[4], rDw, mDw),
+                    v -> List.of(Output.products("dx", v[3], rDx, mDx), Output.products("dweight", v[4], rDw, mDw),
                             Output.close("dbias", v[5], rDw, mDb))));
         }
         return out;

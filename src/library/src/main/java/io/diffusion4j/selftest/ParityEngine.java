@@ -1,6 +1,7 @@
 package io.diffusion4j.selftest;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.Device;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -24,10 +25,11 @@ final class ParityEngine {
     private ParityEngine() {}
 
     /**
-     * The cases of one family on one device: the variants to run (after {@link Options#variants()} and
-     * {@link Options#filter()}) and the cases, or null cases when the self-test does not know the family.
+     * The cases of one family on one device: the variant runs (each variant at each precision it supports,
+     * {@link Backend#variantRuns}) after {@link Options#variants()} and {@link Options#filter()}, and the
+     * cases, or null cases when the self-test does not know the family.
      */
-    record FamilyPlan(String family, List<String> variants, List<ParityCase> cases) {}
+    record FamilyPlan(String family, List<VariantRun> runs, List<ParityCase> cases) {}
 
     /**
      * The families the device lists, each with its variants and cases. Every family draws its inputs
@@ -39,11 +41,11 @@ final class ParityEngine {
         List<FamilyPlan> plans = new ArrayList<>();
         for (String family : device.kernelFamilies()) {
             SplittableRandom rnd = root.split();
-            List<String> variants = device.kernelVariants(family);
-            if (options.variants() == Variants.DEFAULT) variants = variants.subList(0, 1);
-            variants = variants.stream().filter(v -> options.filter().test(family, v)).toList();
-            if (variants.isEmpty()) continue;
-            plans.add(new FamilyPlan(family, variants, FamilyCases.of(family, rnd, ctx)));
+            List<VariantRun> runs = device.variantRuns(family);
+            if (options.variants() == Variants.DEFAULT) runs = runs.subList(0, 1);
+            runs = runs.stream().filter(r -> options.filter().test(family, r.variant())).toList();
+            if (runs.isEmpty()) continue;
+            plans.add(new FamilyPlan(family, runs, FamilyCases.of(family, rnd, ctx)));
         }
         return plans;
     }
@@ -59,7 +61,7 @@ final class ParityEngine {
         try (NativeSchedule ns = NativeSchedule.of(schedule)) {
             for (FamilyPlan plan : plan(device, options, new CaseContext(schedule, ns))) {
                 if (plan.cases() == null) {
-                    for (String v : plan.variants()) rows.add(unknownFamily(plan.family(), v));
+                    for (VariantRun r : plan.runs()) rows.add(unknownFamily(plan.family(), r.label()));
                     continue;
                 }
                 runFamily(device, cpu, plan, options.repeats(), rows);
@@ -85,20 +87,8 @@ final class ParityEngine {
         // The CPU reference once per case, shared by every variant (same inputs).
         List<List<Output>> reference = new ArrayList<>();
         for (ParityCase c : cases) reference.add(reference(cpu, c));
-        String before = device.selectedKernel(family);
-        try {
-            for (String variant : plan.variants()) {
-                Row refused = select(device, family, variant);
-                if (refused != null) {
-                    rows.add(refused);
-                    continue;
-                }
-                for (int i = 0; i < cases.size(); i++) {
-                    rows.add(runSelected(device, family, variant, cases.get(i), reference.get(i), repeats));
-                }
-            }
-        } finally {
-            device.selectKernel(family, before);
+        for (VariantRun run : plan.runs()) {
+            for (int i = 0; i < cases.size(); i++) rows.add(runCase(device, run, cases.get(i), reference.get(i), repeats));
         }
     }
 
@@ -111,55 +101,48 @@ final class ParityEngine {
     }
 
     /**
-     * Runs one case with {@code variant} selected on the device against its CPU {@code reference}, then
-     * selects again the variant that was selected before.
+     * Runs one case with {@code run}'s variant and precision on the device against its CPU {@code reference},
+     * then puts back the precision and selections from before.
      */
-    static Row runCase(Backend device, String family, String variant, ParityCase c, List<Output> reference,
-                       int repeats) {
-        String before = device.selectedKernel(family);
+    static Row runCase(Backend device, VariantRun run, ParityCase c, List<Output> reference, int repeats) {
+        Backend.Selection before;
         try {
-            Row refused = select(device, family, variant);
-            return refused != null ? refused : runSelected(device, family, variant, c, reference, repeats);
-        } finally {
-            device.selectKernel(family, before);
-        }
-    }
-
-    /** Selects the variant; null when done, else the FAIL row saying why it could not be selected. */
-    private static Row select(Backend device, String family, String variant) {
-        try {
-            device.selectKernel(family, variant);
-            return null;
+            before = device.use(run);
         } catch (RuntimeException e) {
-            return new Row(family, variant, "-", "-", "error", Double.NaN, 0, false, Double.NaN,
+            return new Row(run.family(), run.label(), "-", "-", "error", Double.NaN, 0, false, Double.NaN,
                     "cannot select the variant: " + message(e));
         }
+        try (before) {
+            return runSelected(device, run, c, reference, repeats);
+        }
     }
 
-    private static Row runSelected(Backend device, String family, String variant, ParityCase c, List<Output> ref,
-                                   int repeats) {
+    private static Row runSelected(Backend device, VariantRun run, ParityCase c, List<Output> ref, int repeats) {
+        String family = run.family(), variant = run.label();
+        // the tolerance column: at TF32 / BF16 the products' input rounding widens the bound (Output.Close)
+        double rtol = c.rtol() == 0 ? 0 : c.rtol() + run.precision().productError();
         String shape = c.shape().toString();
         List<Output> got;
         try (Prepared p = c.prepare(device)) {
             try {
                 got = p.runOnce();
             } catch (RuntimeException e) {
-                return new Row(family, variant, c.kernel(), shape, "error", Double.NaN, c.rtol(), false, Double.NaN,
+                return new Row(family, variant, c.kernel(), shape, "error", Double.NaN, rtol, false, Double.NaN,
                         message(e));
             }
-            Comparison cmp = Comparison.compare(ref, got);
+            Comparison cmp = Comparison.compare(ref, got, run.precision());
             double seconds = Double.NaN;
             String detail = cmp.detail();
             try {
                 seconds = time(p, device, repeats);
             } catch (RuntimeException e) {
-                return new Row(family, variant, c.kernel(), shape, "error", cmp.maxRel(), c.rtol(), false,
+                return new Row(family, variant, c.kernel(), shape, "error", cmp.maxRel(), rtol, false,
                         Double.NaN, "timed call failed: " + message(e));
             }
-            return new Row(family, variant, c.kernel(), shape, cmp.error(), cmp.maxRel(), c.rtol(), cmp.passed(),
+            return new Row(family, variant, c.kernel(), shape, cmp.error(), cmp.maxRel(), rtol, cmp.passed(),
                     seconds, detail, p.bytes());
         } catch (RuntimeException e) { // allocation / upload failures
-            return new Row(family, variant, c.kernel(), shape, "error", Double.NaN, c.rtol(), false, Double.NaN, message(e));
+            return new Row(family, variant, c.kernel(), shape, "error", Double.NaN, rtol, false, Double.NaN, message(e));
         }
     }
 

@@ -1,6 +1,7 @@
 package io.diffusion4j.selftest;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.profile.KernelCounters;
 import io.diffusion4j.profile.KernelProfile;
@@ -25,23 +26,19 @@ final class ProfileEngine {
         try (NativeSchedule ns = NativeSchedule.of(schedule)) {
             for (FamilyPlan plan : ParityEngine.plan(profiling, options, new CaseContext(schedule, ns))) {
                 if (plan.cases() == null) continue;
-                String before = profiling.selectedKernel(plan.family());
-                try {
-                    for (String variant : plan.variants()) {
-                        profiling.selectKernel(plan.family(), variant);
-                        for (ParityCase c : plan.cases()) out.add(profileCase(profiling, gpu, plan.family(), variant, c,
-                                options.repeats(), maxBlocks));
+                for (VariantRun run : plan.runs()) {
+                    try (Backend.Selection before = profiling.use(run)) {
+                        for (ParityCase c : plan.cases()) out.add(profileCase(profiling, gpu, run, c, options.repeats(),
+                                maxBlocks));
                     }
-                } finally {
-                    profiling.selectKernel(plan.family(), before);
                 }
             }
         }
         return out;
     }
 
-    private static ProfiledCase profileCase(Backend profiling, Backend gpu, String family, String variant, ParityCase c,
-                                            int repeats, long maxBlocks) {
+    private static ProfiledCase profileCase(Backend profiling, Backend gpu, VariantRun run, ParityCase c, int repeats,
+                                            long maxBlocks) {
         List<KernelProfile> launches;
         try (Prepared p = c.prepare(profiling)) {
             p.poison();
@@ -50,15 +47,11 @@ final class ProfileEngine {
         double measured = Double.NaN;
         String on = "";
         if (gpu != null) {
-            String before = gpu.selectedKernel(family);
-            try (Prepared p = c.prepare(gpu)) {
-                gpu.selectKernel(family, variant);
+            try (Backend.Selection before = gpu.use(run); Prepared p = c.prepare(gpu)) {
                 measured = ParityEngine.time(p, gpu, Math.max(1, repeats));
                 on = gpu.description();
-            } finally {
-                gpu.selectKernel(family, before);
             }
         }
-        return new ProfiledCase(family, variant, c.kernel(), c.shape().toString(), launches, measured, on);
+        return new ProfiledCase(run.family(), run.label(), c.kernel(), c.shape().toString(), launches, measured, on);
     }
 }

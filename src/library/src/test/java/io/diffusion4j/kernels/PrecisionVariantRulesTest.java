@@ -10,6 +10,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.Precision;
 import io.diffusion4j.backend.Status;
+import io.diffusion4j.backend.VariantRun;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -49,6 +50,12 @@ class PrecisionVariantRulesTest {
     @Test
     void tensorCoreVariantsAreListedAfterTheSimtOnes() {
         assertEquals(List.of("v1", "v2", STUB), teeth.kernelVariants("linear"));
+        assertEquals(List.of(STUB), teeth.tensorCoreVariants("linear"));
+        assertEquals(List.of(), teeth.tensorCoreVariants("group_norm"));
+        assertEquals(List.of(new VariantRun("linear", "v1", Precision.FP32), new VariantRun("linear", "v2", Precision.FP32),
+                new VariantRun("linear", STUB, Precision.TF32), new VariantRun("linear", STUB, Precision.BF16)),
+                teeth.variantRuns("linear"));
+        assertEquals(STUB + "/bf16", teeth.variantRuns("linear").get(3).label());
         assertEquals("v1", teeth.selectedKernel("linear"));
         assertEquals(Precision.FP32, teeth.precision());
     }
@@ -60,8 +67,12 @@ class PrecisionVariantRulesTest {
             teeth.setPrecision(p);
             assertEquals(STUB, teeth.selectedKernel("linear"), "at " + p);
             Map<String, String> expected = new LinkedHashMap<>(atFp32);
-            expected.put("linear", STUB);
-            assertEquals(expected, selections(), "only the family with a tensor-core variant changes, at " + p);
+            for (String f : teeth.kernelFamilies()) {
+                List<String> tc = teeth.tensorCoreVariants(f);
+                if (!tc.isEmpty()) expected.put(f, tc.get(0));
+            }
+            assertEquals(STUB, expected.get("linear"));
+            assertEquals(expected, selections(), "only the families with a tensor-core variant change, at " + p);
             teeth.setPrecision(Precision.FP32);
             assertEquals("v1", teeth.selectedKernel("linear"));
             assertEquals(atFp32, selections());
@@ -112,5 +123,18 @@ class PrecisionVariantRulesTest {
         assertEquals(STUB, teeth.selectedKernel("linear"));
         float[] stub = LinearAttentionReference.linear(teeth, x, w, b, rows, in, out);
         assertArrayEquals(v1, stub);
+    }
+
+    @Test
+    void useAppliesARunAndClosingRestoresThePrecisionAndEverySelection() {
+        teeth.selectKernel("diffusion_loss", "v2");
+        Map<String, String> before = selections();
+        try (Backend.Selection s = teeth.use(new VariantRun("linear", STUB, Precision.BF16))) {
+            assertEquals(Precision.BF16, teeth.precision());
+            assertEquals(STUB, teeth.selectedKernel("linear"));
+        }
+        assertEquals(Precision.FP32, teeth.precision());
+        assertEquals(before, selections());
+        teeth.selectKernel("diffusion_loss", "v1");
     }
 }

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
+import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.Device;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -73,29 +75,31 @@ class KernelParityTest {
         String family = plan.family();
         if (plan.cases() == null) {
             return DynamicTest.dynamicTest(family, () -> assertNotNull(plan.cases(),
-                    ParityEngine.unknownFamily(family, plan.variants().get(0)).detail()));
+                    ParityEngine.unknownFamily(family, plan.runs().get(0).label()).detail()));
         }
         // the CPU reference of each case once, shared by the variants
         List<Supplier<List<Output>>> reference = new ArrayList<>();
         for (ParityCase c : plan.cases()) reference.add(memo(() -> ParityEngine.reference(cpu, c)));
         List<DynamicNode> variants = new ArrayList<>();
-        for (String variant : plan.variants()) {
+        for (VariantRun run : plan.runs()) {
             List<DynamicNode> cases = new ArrayList<>();
             for (int i = 0; i < plan.cases().size(); i++) {
                 ParityCase c = plan.cases().get(i);
                 Supplier<List<Output>> ref = reference.get(i);
                 cases.add(DynamicTest.dynamicTest(c.kernel() + " [" + c.shape() + "]", () -> {
                     String before = device.selectedKernel(family);
-                    SelfTest.Row row = ParityEngine.runCase(device, family, variant, c, ref.get(), 0);
+                    Precision precision = device.precision();
+                    SelfTest.Row row = ParityEngine.runCase(device, run, c, ref.get(), 0);
                     String what = String.format(Locale.ROOT, "%s %s %s %s [%s], seed 0x%016x: %s (tol %s)",
-                            device.kind().cliName(), family, variant, c.kernel(), c.shape(), seed, row.error(),
+                            device.kind().cliName(), family, run.label(), c.kernel(), c.shape(), seed, row.error(),
                             row.toleranceText());
                     assertTrue(row.passed(), what + ": " + row.detail());
                     if (row.rtol() == 0) assertTrue(row.bitExact(), "a bits-only case that is not bit-exact: " + what);
                     assertEquals(before, device.selectedKernel(family), "the variant selected before is restored");
+                    assertEquals(precision, device.precision(), "the precision from before is restored");
                 }));
             }
-            variants.add(DynamicContainer.dynamicContainer(variant, cases));
+            variants.add(DynamicContainer.dynamicContainer(run.label(), cases));
         }
         return DynamicContainer.dynamicContainer(family, variants);
     }

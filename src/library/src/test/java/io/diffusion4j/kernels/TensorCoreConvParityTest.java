@@ -1,0 +1,109 @@
+package io.diffusion4j.kernels;
+
+import static io.diffusion4j.testutil.Tolerance.U;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.diffusion4j.Device;
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.Precision;
+import io.diffusion4j.backend.VariantRun;
+import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
+import io.diffusion4j.kernels.ConvReference.Grads;
+import io.diffusion4j.kernels.ConvReference.Problem;
+import io.diffusion4j.kernels.ConvReference.Result;
+import io.diffusion4j.testutil.OnDevices;
+import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.Tolerance;
+import java.util.List;
+
+/**
+ * The tensor-core conv2d variants compute what they claim: at TF32 and BF16 each result equals the float64
+ * convolution of the <em>rounded</em> inputs up to FP32 accumulation error, and is visibly not the FP32 result.
+ * So a variant that silently ran the FP32 path, rounded the wrong operand, or rounded to the wrong format fails
+ * here, while {@code KernelParityTest} holds it to the precision's stated tolerance against the CPU.
+ *
+ * <p>Bounds, per output element with S = the sum of the products' absolute values: against the reference of the
+ * rounded inputs, 2 (T + 2) u S (the accumulation in FP32, with room for a tensor core's own summation order);
+ * against the reference of the unrounded inputs, (productError + 2 (T + 2) u) S, the tolerance the parity suite
+ * states. The bias gradient is a plain FP32 reduction at every precision: (T + 2) u S.
+ *
+ * <p>The roundings are written here independently of the native code: TF32 keeps 11 significant bits, rounding
+ * halves away from zero (cvt.rna); BF16 keeps 8, rounding halves to even; below 2^-126 both keep the float's
+ * subnormal spacing.
+ */
+class TensorCoreConvParityTest {
+    static final List<Conv2dSpec> SPECS = List.of(Conv2dSpec.same3x3(), Conv2dSpec.downsample3x3(1),
+            Conv2dSpec.downsample3x3(0), Conv2dSpec.pointwise(), Conv2dSpec.upsample3x3());
+    /** {n, h, w, cIn, cOut}: odd sizes; the second has more than one 64-wide tile of pixels and of channels. */
+    static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {2, 9, 7, 19, 67}};
+
+    static float round(Precision p, float v) {
+        if (p == Precision.FP32 || v == 0 || !Float.isFinite(v)) return v;
+        int bits = p == Precision.TF32 ? 11 : 8;
+        int q = Math.max(Math.getExponent(v) + 1 - bits, -126 - (bits - 1)); // exponent of the last kept bit
+        double scaled = Math.scalb((double) v, -q);
+        double r = p == Precision.TF32 ? Math.signum(scaled) * Math.floor(Math.abs(scaled) + 0.5) : Math.rint(scaled);
+        return (float) Math.scalb(r, q);
+    }
+
+    static double[] rounded(Precision p, float[] v) {
+        double[] o = new double[v.length];
+        for (int i = 0; i < v.length; i++) o[i] = round(p, v[i]);
+        return o;
+    }
+
+    /** Checks one output: tight against the rounded reference, within the stated tolerance of the exact one. */
+    static void check(String what, Precision p, float[] dev, Result ofRounded, Result exact, int terms, String ctx) {
+        double acc = 2 * (terms + 2) * U;
+        Tolerance.log(Tolerance.assertCloseScaled(what + " vs float64 of rounded inputs", dev, ofRounded.value(),
+                ofRounded.scale(), 0.0, acc, ctx));
+        Tolerance.log(Tolerance.assertCloseScaled(what + " vs float64", dev, exact.value(), exact.scale(), 0.0,
+                p.productError() + acc, ctx));
+        // the rounding shows: the result is far closer to the sum of the rounded inputs' products than to the
+        // exact one (an FP32 computation would be the other way round, by about the same factor)
+        double toRounded = 0, toExact = 0;
+        for (int i = 0; i < dev.length; i++) {
+            toRounded += Math.abs(dev[i] - ofRounded.value()[i]);
+            toExact += Math.abs(dev[i] - exact.value()[i]);
+        }
+        assertTrue(toExact > 8 * toRounded, what + ": summed distance to the float64 result of the rounded inputs "
+                + toRounded + ", of the exact inputs " + toExact + ": the inputs were not rounded to " + p.cliName()
+                + "; " + ctx);
+    }
+
+    @OnDevices
+    void forwardAndBackwardRoundTheirInputs(Backend dev, Device kind) {
+        for (Precision precision : List.of(Precision.TF32, Precision.BF16)) {
+            try (Backend.Selection s = dev.use(new VariantRun("conv2d", "v2", precision))) {
+                for (Conv2dSpec spec : SPECS) {
+                    for (int[] sh : SHAPES) {
+                        Problem p = new Problem(spec, sh[0], sh[1], sh[2], sh[3], sh[4]);
+                        TestRandom r = TestRandom.fresh();
+                        float[] x = r.gaussians(p.xSize(), 1.0), w = r.gaussians(p.wSize(), 0.5);
+                        float[] b = r.gaussians(p.cOut(), 1.0), dy = r.gaussians(p.ySize(), 1.0);
+                        String c = kind.cliName() + " " + precision.cliName() + " " + p + "; " + r.describe();
+
+                        float[] y = ConvRunner.forward(dev, p, x, w, b);
+                        check("conv2d forward", precision, y, ConvReference.forward(p, rounded(precision, x),
+                                rounded(precision, w), ConvReference.d(b)), ConvReference.forward(p, ConvReference.d(x),
+                                ConvReference.d(w), ConvReference.d(b)), p.forwardTerms(), c);
+                        Tolerance.assertBitIdentical("conv2d forward repeat", y, ConvRunner.forward(dev, p, x, w, b), c);
+
+                        ConvRunner.BackwardOut d = ConvRunner.backward(dev, p, x, w, dy, true, new float[p.wSize()],
+                                new float[p.cOut()], 1);
+                        Grads g = ConvReference.backward(p, rounded(precision, x), rounded(precision, w),
+                                rounded(precision, dy));
+                        Grads e = ConvReference.backward(p, ConvReference.d(x), ConvReference.d(w), ConvReference.d(dy));
+                        check("conv2d dx", precision, d.dx(), g.dx(), e.dx(), p.dxTerms(), c);
+                        check("conv2d dweight", precision, d.dw(), g.dw(), e.dw(), p.dwTerms(), c);
+                        Tolerance.log(Tolerance.assertCloseScaled("conv2d dbias (an FP32 reduction)", d.db(),
+                                e.db().value(), e.db().scale(), 0.0, (p.dwTerms() + 2) * U, c));
+                        ConvRunner.BackwardOut again = ConvRunner.backward(dev, p, x, w, dy, true, new float[p.wSize()],
+                                new float[p.cOut()], 1);
+                        Tolerance.assertBitIdentical("conv2d dweight repeat", d.dw(), again.dw(), c);
+                    }
+                }
+            }
+        }
+    }
+}
