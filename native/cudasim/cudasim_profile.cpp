@@ -167,7 +167,7 @@ struct WarpCounts {
     double fma = 0, add = 0, mul = 0, special = 0, fp64 = 0, fp32_inst = 0, special_inst = 0;
     double div32 = 0, div64 = 0, div32_inst = 0, div64_inst = 0;
     double barriers = 0, blocks = 0, active = 0;
-    double tensor = 0;
+    double tensor = 0, tensor_bf16 = 0;
     std::unordered_set<uint64_t> read_sectors, write_sectors;
 };
 
@@ -279,8 +279,8 @@ void count_group(const Group &g, WarpCounts &c) {
         c.div64_inst += o.div64;
         return;
     }
-    if (g.kind == Tensor) {  // a warp's mma_sync: each lane recorded its share of 2*m*n*k in size
-        for (unsigned i = 0; i < g.n; ++i) c.tensor += g.size[i];
+    if (g.kind == Tensor || g.kind == TensorBf16) {  // a warp's mma_sync: each lane recorded its share of 2*m*n*k
+        for (unsigned i = 0; i < g.n; ++i) (g.kind == Tensor ? c.tensor : c.tensor_bf16) += g.size[i];
         return;
     }
     // the space of the group: its first access decides (a warp instruction addresses one space)
@@ -427,7 +427,8 @@ void block_end() {
         r.smem_requests += c.smem_req, r.smem_wavefronts += c.smem_wave, r.smem_ideal_wavefronts += c.smem_ideal;
         r.fp32_fma += c.fma, r.fp32_add += c.add, r.fp32_mul += c.mul, r.fp32_special += c.special;
         r.fp64_ops += c.fp64, r.fp32_warp_inst += c.fp32_inst, r.special_warp_inst += c.special_inst;
-        r.tensor_flops += c.tensor;
+        r.tensor_flops += c.tensor + c.tensor_bf16;
+        r.tensor_bf16_flops += c.tensor_bf16;
         r.barriers += c.barriers, r.warp_basic_blocks += c.blocks, r.active_lanes += c.active;
         r.int_div32 += c.div32, r.int_div64 += c.div64;
         r.int_div32_warp_inst += c.div32_inst, r.int_div64_warp_inst += c.div64_inst;
@@ -473,7 +474,7 @@ void launch_end() {
         double *fields[] = {&r.gld_requests, &r.gld_sectors, &r.gld_ideal_sectors, &r.gst_requests, &r.gst_sectors,
                             &r.gst_ideal_sectors, &r.atom_requests, &r.atom_sectors, &r.smem_requests,
                             &r.smem_wavefronts, &r.smem_ideal_wavefronts, &r.fp32_fma, &r.fp32_add, &r.fp32_mul,
-                            &r.fp32_special, &r.fp64_ops, &r.fp32_warp_inst, &r.special_warp_inst, &r.tensor_flops,
+                            &r.fp32_special, &r.fp64_ops, &r.fp32_warp_inst, &r.special_warp_inst, &r.tensor_flops, &r.tensor_bf16_flops,
                             &r.barriers, &r.warp_basic_blocks, &r.active_lanes, &r.int_div32, &r.int_div64,
                             &r.int_div32_warp_inst, &r.int_div64_warp_inst};
         for (double *f : fields) *f *= scale;

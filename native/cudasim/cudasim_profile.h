@@ -46,8 +46,9 @@ struct Rec {
     uint32_t size;   // bytes; 0 for a basic block; a Tensor record: the lane's share of the operations
     uint32_t kind;   // Kind
 };
-// Tensor: a lane's part of a warp matrix multiply-accumulate (cudasim_wmma.cpp records it).
-enum Kind : uint32_t { Block = 0, Load = 1, Store = 2, Atomic = 3, Tensor = 4 };
+// Tensor, TensorBf16: a lane's part of a warp matrix multiply-accumulate with TF32 or BF16 inputs
+// (cudasim_wmma.cpp records it).
+enum Kind : uint32_t { Block = 0, Load = 1, Store = 2, Atomic = 3, Tensor = 4, TensorBf16 = 5 };
 
 // The running lane's log on this OS thread; null outside a profiled block.
 extern thread_local std::vector<Rec> *t_lane;

@@ -253,7 +253,9 @@ void mma(const Desc &da, const Desc &db, const Desc &dc, void *dx, const void *a
     }
     (void)M;
 #if D4J_SIM_PROFILE
-    if (prof::t_lane) prof::t_lane->push_back({pc, 0, (uint32_t)(2u * M * N * K / 32u), prof::Tensor});
+    if (prof::t_lane)
+        prof::t_lane->push_back(
+            {pc, 0, (uint32_t)(2u * M * N * K / 32u), da.elem == ElemBF16 ? prof::TensorBf16 : prof::Tensor});
 #else
     (void)pc;
 #endif

@@ -199,7 +199,8 @@ typedef struct d4j_kernel_profile {
     double fp32_fma, fp32_add, fp32_mul, fp32_special, fp64_ops;
     /* warp-level instructions of the FP32 pipe (FMA, add, mul) and of the special-function unit */
     double fp32_warp_inst, special_warp_inst;
-    double tensor_flops;             /* tensor-core operations x 2 (none yet) */
+    double tensor_flops;             /* tensor-core multiply-adds x 2, every input format */
+    double tensor_bf16_flops;        /* the part of tensor_flops with BF16 inputs (the rest: TF32) */
     double barriers;                 /* warp arrivals at __syncthreads */
     double warp_basic_blocks;        /* basic blocks executed by warps */
     double active_lanes;             /* their active lanes, summed (divergence) */

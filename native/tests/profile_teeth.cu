@@ -71,6 +71,21 @@ __global__ void wmma_kernel(const float *in, float *out, int reps) {
     nvcuda::wmma::store_matrix_sync(out, acc, 16, nvcuda::wmma::mem_row_major);
 }
 
+// Two bf16 m16n16k16 multiply-accumulates per warp from a bf16 tile in shared memory.
+__global__ void wmma_bf16_kernel(float *out) {
+    __shared__ __align__(32) __nv_bfloat16 tile[16 * 24];
+    for (int i = threadIdx.x; i < 16 * 24; i += 32) tile[i] = __float2bfloat16(0.5f);
+    __syncthreads();
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major> a;
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major> b;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc;
+    nvcuda::wmma::load_matrix_sync(a, tile, 24);
+    nvcuda::wmma::load_matrix_sync(b, tile, 24);
+    nvcuda::wmma::fill_fragment(acc, 0.0f);
+    for (int r = 0; r < 2; ++r) nvcuda::wmma::mma_sync(acc, a, b, acc);
+    nvcuda::wmma::store_matrix_sync(out, acc, 16, nvcuda::wmma::mem_row_major);
+}
+
 float *device_floats(size_t n) {
     void *p = nullptr;
     if (cudaMalloc(&p, n * sizeof(float)) != cudaSuccess) std::abort();
@@ -102,12 +117,12 @@ void print(const std::string &label, int64_t max_blocks, const std::function<voi
             "unique_read_bytes=%.17g\tunique_write_bytes=%.17g\tsmem_requests=%.17g\tsmem_wavefronts=%.17g\t"
             "smem_ideal_wavefronts=%.17g\tfp32_fma=%.17g\tfp32_add=%.17g\tfp32_mul=%.17g\tfp32_warp_inst=%.17g\t"
             "barriers=%.17g\twarp_basic_blocks=%.17g\tactive_lanes=%.17g\tint_div32=%.17g\tint_div64=%.17g\t"
-            "int_div64_warp_inst=%.17g\ttensor_flops=%.17g\n",
+            "int_div64_warp_inst=%.17g\ttensor_flops=%.17g\ttensor_bf16_flops=%.17g\n",
             label.c_str(), p.kernel, (long long)p.blocks, (long long)p.blocks_counted, p.gld_requests,
             p.gld_sectors, p.gld_ideal_sectors, p.gst_requests, p.gst_sectors, p.gst_ideal_sectors,
             p.unique_read_bytes, p.unique_write_bytes, p.smem_requests, p.smem_wavefronts, p.smem_ideal_wavefronts,
             p.fp32_fma, p.fp32_add, p.fp32_mul, p.fp32_warp_inst, p.barriers, p.warp_basic_blocks, p.active_lanes,
-            p.int_div32, p.int_div64, p.int_div64_warp_inst, p.tensor_flops);
+            p.int_div32, p.int_div64, p.int_div64_warp_inst, p.tensor_flops, p.tensor_bf16_flops);
 }
 
 }  // namespace
@@ -128,6 +143,7 @@ int main() {
     print("div", 0, [&] { D4J_LAUNCH(div_kernel, 2, 80, 0, nullptr, dv, (int64_t)7, 5); });
     float *w = device_floats(256), *wo = device_floats(256);
     print("wmma_pitch8", 0, [&] { D4J_LAUNCH(wmma_kernel<8>, 2, 32, 0, nullptr, w, wo, 3); });
+    print("wmma_bf16", 0, [&] { D4J_LAUNCH(wmma_bf16_kernel, 3, 32, 0, nullptr, wo); });
     print("wmma_pitch12", 0, [&] { D4J_LAUNCH(wmma_kernel<12>, 2, 32, 0, nullptr, w, wo, 3); });
     return 0;
 }

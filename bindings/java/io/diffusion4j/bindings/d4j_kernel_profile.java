@@ -42,6 +42,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     double fp32_warp_inst;
  *     double special_warp_inst;
  *     double tensor_flops;
+ *     double tensor_bf16_flops;
  *     double barriers;
  *     double warp_basic_blocks;
  *     double active_lanes;
@@ -86,6 +87,7 @@ public class d4j_kernel_profile {
         d4j_h.C_DOUBLE.withName("fp32_warp_inst"),
         d4j_h.C_DOUBLE.withName("special_warp_inst"),
         d4j_h.C_DOUBLE.withName("tensor_flops"),
+        d4j_h.C_DOUBLE.withName("tensor_bf16_flops"),
         d4j_h.C_DOUBLE.withName("barriers"),
         d4j_h.C_DOUBLE.withName("warp_basic_blocks"),
         d4j_h.C_DOUBLE.withName("active_lanes"),
@@ -1387,6 +1389,50 @@ public class d4j_kernel_profile {
      */
     public static void tensor_flops(MemorySegment struct, double fieldValue) {
         struct.set(tensor_flops$LAYOUT, tensor_flops$OFFSET, fieldValue);
+    }
+
+    private static final OfDouble tensor_bf16_flops$LAYOUT = (OfDouble)$LAYOUT.select(groupElement("tensor_bf16_flops"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * double tensor_bf16_flops
+     * }
+     */
+    public static final OfDouble tensor_bf16_flops$layout() {
+        return tensor_bf16_flops$LAYOUT;
+    }
+
+    private static final long tensor_bf16_flops$OFFSET = $LAYOUT.byteOffset(groupElement("tensor_bf16_flops"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * double tensor_bf16_flops
+     * }
+     */
+    public static final long tensor_bf16_flops$offset() {
+        return tensor_bf16_flops$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * double tensor_bf16_flops
+     * }
+     */
+    public static double tensor_bf16_flops(MemorySegment struct) {
+        return struct.get(tensor_bf16_flops$LAYOUT, tensor_bf16_flops$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * double tensor_bf16_flops
+     * }
+     */
+    public static void tensor_bf16_flops(MemorySegment struct, double fieldValue) {
+        struct.set(tensor_bf16_flops$LAYOUT, tensor_bf16_flops$OFFSET, fieldValue);
     }
 
     private static final OfDouble barriers$LAYOUT = (OfDouble)$LAYOUT.select(groupElement("barriers"));

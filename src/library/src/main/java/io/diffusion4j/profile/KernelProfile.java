@@ -16,7 +16,7 @@ public record KernelProfile(String kernel, int[] grid, int[] block, long dynamic
                             double atomSectors, double uniqueReadBytes, double uniqueWriteBytes, double smemRequests,
                             double smemWavefronts, double smemIdealWavefronts, double fp32Fma, double fp32Add,
                             double fp32Mul, double fp32Special, double fp64Ops, double fp32WarpInst,
-                            double specialWarpInst, double tensorFlops, double barriers, double warpBasicBlocks,
+                            double specialWarpInst, double tensorFlops, double tensorBf16Flops, double barriers, double warpBasicBlocks,
                             double activeLanes, double intDiv32, double intDiv64, double intDiv32WarpInst,
                             double intDiv64WarpInst) {
 
@@ -39,10 +39,16 @@ public record KernelProfile(String kernel, int[] grid, int[] block, long dynamic
                 d4j_kernel_profile.fp32_fma(s), d4j_kernel_profile.fp32_add(s), d4j_kernel_profile.fp32_mul(s),
                 d4j_kernel_profile.fp32_special(s), d4j_kernel_profile.fp64_ops(s),
                 d4j_kernel_profile.fp32_warp_inst(s), d4j_kernel_profile.special_warp_inst(s),
-                d4j_kernel_profile.tensor_flops(s), d4j_kernel_profile.barriers(s),
+                d4j_kernel_profile.tensor_flops(s), d4j_kernel_profile.tensor_bf16_flops(s),
+                d4j_kernel_profile.barriers(s),
                 d4j_kernel_profile.warp_basic_blocks(s), d4j_kernel_profile.active_lanes(s),
                 d4j_kernel_profile.int_div32(s), d4j_kernel_profile.int_div64(s),
                 d4j_kernel_profile.int_div32_warp_inst(s), d4j_kernel_profile.int_div64_warp_inst(s));
+    }
+
+    /** The tensor-core operations with TF32 inputs (the rest of {@link #tensorFlops} is BF16). */
+    public double tensorTf32Flops() {
+        return tensorFlops - tensorBf16Flops;
     }
 
     /** Threads per block. */

@@ -17,12 +17,12 @@ import java.util.Optional;
  *   <li>smem: shared-memory wavefronts, one per SM per clock;
  *   <li>fp32: FP32 warp instructions (FMA, add, mul; an FMA is one) on the SMs' FP32 lanes;
  *   <li>sfu: special-function warp instructions (division, square root, exp, log, ...), 16 lanes per SM;
- *   <li>tensor: tensor-core FLOPs at the peak of their precision;
+ *   <li>tensor: tensor-core FLOPs at the dense peak of their input format (TF32 or BF16);
  *   <li>launch: the cost of a launch through a stream.
  * </ul>
  *
- * The floor is the kernel's useful work at the device's peak: its FP32 FLOPs at the FP32 peak (or its
- * tensor FLOPs at the tensor peak), or its unique bytes at the HBM bandwidth, whichever is longer;
+ * The floor is the kernel's useful work at the device's peak: its FP32 FLOPs at the FP32 peak plus its
+ * tensor FLOPs at the tensor peak of their format, or its unique bytes at the HBM bandwidth, whichever is longer;
  * {@link #rooflineFraction()} is the floor over the projected time.
  */
 public record Projection(GpuModel gpu, Map<String, Double> seconds, String bound, double projectedSeconds,
@@ -37,7 +37,8 @@ public record Projection(GpuModel gpu, Map<String, Double> seconds, String bound
         t.put("smem", k.smemWavefronts() / clockSm);
         t.put("fp32", k.fp32WarpInst() * 32 / (clockSm * gpu.fp32LanesPerSm()));
         t.put("sfu", k.specialWarpInst() * 32 / (clockSm * gpu.sfuPerSm()));
-        t.put("tensor", k.tensorFlops() / (gpu.tf32Flops() * used));
+        double tensorSeconds = k.tensorTf32Flops() / gpu.tf32Flops() + k.tensorBf16Flops() / gpu.bf16Flops();
+        t.put("tensor", tensorSeconds / used);
         t.put("launch", gpu.launchSeconds());
         String bound = "launch";
         double longest = 0;
@@ -47,8 +48,7 @@ public record Projection(GpuModel gpu, Map<String, Double> seconds, String bound
                 bound = e.getKey();
             }
         }
-        double floor = Math.max(Math.max(k.fp32Flops() / gpu.fp32Flops(), k.tensorFlops() / gpu.tf32Flops()),
-                k.uniqueBytes() / gpu.hbmBytesPerSecond());
+        double floor = Math.max(k.fp32Flops() / gpu.fp32Flops() + tensorSeconds, k.uniqueBytes() / gpu.hbmBytesPerSecond());
         Optional<Occupancy> occ = report.usage(k.kernel(), gpu.arch()).map(u -> Occupancy.of(gpu,
                 k.threadsPerBlock(), u.registers(), u.sharedBytes() + k.dynamicSharedBytes()));
         return new Projection(gpu, Map.copyOf(t), bound, longest, floor, occ);

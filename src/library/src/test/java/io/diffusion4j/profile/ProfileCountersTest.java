@@ -123,6 +123,10 @@ class ProfileCountersTest {
         // 2 blocks of one warp, 3 tf32 m16n16k8 multiply-accumulates each: 2 x 3 x 2 x 16 x 16 x 8
         assertEquals(2 * 3 * 2 * 16 * 16 * 8, get("wmma_pitch8", "tensor_flops"));
         assertEquals(get("wmma_pitch8", "tensor_flops"), get("wmma_pitch12", "tensor_flops"));
+        assertEquals(0, get("wmma_pitch8", "tensor_bf16_flops"));
+        // 3 blocks of one warp, 2 bf16 m16n16k16 each: all of them bf16
+        assertEquals(3 * 2 * 2 * 16 * 16 * 16, get("wmma_bf16", "tensor_flops"));
+        assertEquals(3 * 2 * 2 * 16 * 16 * 16, get("wmma_bf16", "tensor_bf16_flops"));
         // shared requests per warp: the staging stores (16 * pitch / 32 of them) and the fragment load
         // (4 elements per lane: 4 instructions); the staging stores are conflict-free
         double stores8 = 2 * 16 * 8 / 32, stores12 = 2 * 16 * 12 / 32;
