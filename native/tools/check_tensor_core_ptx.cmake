@@ -40,6 +40,7 @@ foreach(line IN LISTS lines)
         continue()
       endif()
       d4j_kernel_name("${CMAKE_MATCH_1}" name)
+      string(REGEX REPLACE "<.*>$" "" name "${name}")  # every instantiation of the template
       if(NOT name STREQUAL kernel)
         continue()
       endif()

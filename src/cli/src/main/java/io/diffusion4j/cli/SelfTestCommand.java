@@ -14,7 +14,9 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.function.Predicate;
 import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -36,6 +38,11 @@ final class SelfTestCommand implements Callable<Integer> {
 
     @Option(names = "--variants", paramLabel = "WHICH", description = "all or default (default: all)")
     String variantsName;
+
+    @Option(names = "--families", paramLabel = "LIST", split = ",",
+            description = "only these kernel families, comma-separated (default: every family; with --shapes cifar10 "
+                    + "the whole-step profiles run only without it)")
+    List<String> families;
 
     @Option(names = "--profile", description = {"Count every launch on the profiling simulator (coalescing, bank "
             + "conflicts, FLOPs, occupancy) and project its time on A100 and H100 instead of the parity check.",
@@ -81,7 +88,8 @@ final class SelfTestCommand implements Callable<Integer> {
             case "cifar10" -> true;
             default -> throw Main.bad(spec, "unknown --shapes value '" + shapes + "': expected small or cifar10");
         };
-        if (profile) return profile(kind, variants, cifar);
+        Predicate<String> wanted = families == null ? f -> true : Set.copyOf(families)::contains;
+        if (profile) return profile(kind, variants, cifar, wanted);
 
         Backend device;
         String why;
@@ -112,11 +120,13 @@ final class SelfTestCommand implements Callable<Integer> {
         SelfTest.Report report;
         Backend.Peak peak;
         try (Backend dev = device; Backend cpu = Backend.open(Device.CPU)) {
+            checkFamilies(dev);
             peak = dev.devicePeak();
             out.println(why);
             out.println("device    " + dev.kind().cliName() + ": " + dev.description());
             out.println("reference cpu: " + cpu.description());
-            SelfTest.Options options = SelfTest.Options.defaults().withVariants(variants);
+            SelfTest.Options options = SelfTest.Options.defaults().withVariants(variants)
+                    .withFilter((f, v) -> wanted.test(f));
             out.printf(Locale.ROOT, "inputs    fresh random, seed 0x%016x; outputs poisoned with NaN before every call; variants: %s%n",
                     options.seed(), variants.name().toLowerCase(Locale.ROOT));
             out.flush();
@@ -126,8 +136,20 @@ final class SelfTestCommand implements Callable<Integer> {
         return report.allPassed() ? 0 : 1;
     }
 
+    /** Refuses a --families name the backend does not list. */
+    private void checkFamilies(Backend b) {
+        if (families == null) return;
+        List<String> known = b.kernelFamilies();
+        for (String f : families) {
+            if (!known.contains(f)) {
+                throw Main.bad(spec, "unknown kernel family '" + f + "' in --families (known: " + String.join(",", known)
+                        + ")");
+            }
+        }
+    }
+
     /** --profile: the self-test's calls on the profiling simulator, and on a real GPU when there is one. */
-    private Integer profile(Device kind, SelfTest.Variants variants, boolean cifar) {
+    private Integer profile(Device kind, SelfTest.Variants variants, boolean cifar, Predicate<String> wanted) {
         long blocks = maxBlocks != null ? maxBlocks : cifar ? 8 : 0;
         Backend gpu = null;
         if (kind != Device.CUDA_SIM) {
@@ -143,6 +165,7 @@ final class SelfTestCommand implements Callable<Integer> {
         }
         List<ProfiledCase> cases, steps = List.of();
         try (Backend prof = Backend.openProfiling(); Backend measured = gpu) {
+            checkFamilies(prof);
             out.println("profiling " + prof.description());
             if (measured != null) out.println("measuring on " + measured.description());
             String perLaunch = blocks == 0 ? "all" : "at most " + blocks + " (counts scaled to the grid)";
@@ -151,16 +174,19 @@ final class SelfTestCommand implements Callable<Integer> {
                         + "dimensions, variants: " + variants.name().toLowerCase(Locale.ROOT) + "; whole steps with the "
                         + "default variants; blocks per launch: " + perLaunch);
                 out.flush();
-                cases = Cifar10Cases.profile(prof, variants == SelfTest.Variants.ALL, blocks, (family, variant) -> {
+                cases = Cifar10Cases.profile(prof, variants == SelfTest.Variants.ALL, blocks, wanted, (family, variant) -> {
                     out.println("counted   " + family + " " + variant);
                     out.flush();
                 });
-                steps = StepProfiles.cifar10Steps(prof, blocks, step -> {
-                    out.println("counted   " + step);
-                    out.flush();
-                });
+                if (families == null) {
+                    steps = StepProfiles.cifar10Steps(prof, blocks, step -> {
+                        out.println("counted   " + step);
+                        out.flush();
+                    });
+                }
             } else {
-                SelfTest.Options options = SelfTest.Options.defaults().withVariants(variants);
+                SelfTest.Options options = SelfTest.Options.defaults().withVariants(variants)
+                        .withFilter((f, v) -> wanted.test(f));
                 out.printf(Locale.ROOT, "inputs    the self-test's cases, seed 0x%016x; variants: %s; blocks per launch: %s%n",
                         options.seed(), variants.name().toLowerCase(Locale.ROOT), perLaunch);
                 out.flush();
@@ -172,7 +198,7 @@ final class SelfTestCommand implements Callable<Integer> {
         }
         PtxasReport report = PtxasReport.packed();
         ProfileReport.print(cases, report, out);
-        if (cifar) StepProfiles.printSummaries(steps, report, out);
+        if (cifar && !steps.isEmpty()) StepProfiles.printSummaries(steps, report, out);
         if (csv != null) {
             try {
                 ProfileReport.writeCsv(csv, Stream.concat(cases.stream(), steps.stream()).toList(), report);

@@ -85,7 +85,8 @@ public final class Cifar10Cases {
     }
 
     /** {@link #profile(Backend, boolean, long, BiConsumer)} of the families {@code families} accepts. */
-    static List<ProfiledCase> profile(Backend profiling, boolean allVariants, long maxBlocks, Predicate<String> families,
+    public static List<ProfiledCase> profile(Backend profiling, boolean allVariants, long maxBlocks,
+                                             Predicate<String> families,
                                       BiConsumer<String, String> started) {
         List<ProfiledCase> out = new ArrayList<>();
         try (NativeSchedule schedule = NativeSchedule.of(NoiseSchedule.defaults())) {
