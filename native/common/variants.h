@@ -25,9 +25,9 @@ namespace d4j {
 //                                its first variant
 //   select(tensor-core variant)  refused while the precision is FP32
 // A kernel launcher reads the selection with index() or tensor_core() and the
-// format to round to with precision(), at launch time; a launcher reads both
-// once per call, so one call never mixes settings. Neither is locked: a caller
-// changes them between its kernel calls, as it selects variants.
+// format to round to with precision(), at launch time; a call that launches
+// several kernels reads them once, so its launches agree. Neither is locked: a
+// caller changes them between its kernel calls, as it selects variants.
 class VariantTable {
 public:
     // Declares a family: its SIMT variants (the first is the default, never

@@ -299,10 +299,10 @@ final class TrainCommand implements Callable<Integer> {
         try (Backend backend = Backend.open(device.backend)) {
             if (threads > 0) backend.setThreads(threads);
             // a resumed run keeps its checkpoint's precision where the backend computes in it (bit for bit on the
-            // same backend); the precision used is recorded in the training state
+            // same backend); every save records the precision in the training state
             Precision asked = askedPrecision != null ? askedPrecision
                     : resumedPrecision != null && resumedPrecision.supportedOn(backend.kind()) ? resumedPrecision : null;
-            runMeta.put("precision", DeviceOptions.apply(backend, asked).cliName());
+            DeviceOptions.apply(backend, asked);
             try (UNet2DModel model = new UNet2DModel(backend, config, options.seed())) {
                 if (init != null) model.loadFlat(init.weights()); // before the trainer: the EMA starts from them
                 try (Trainer trainer = new Trainer(model, schedule, dataset, options)) {
@@ -349,7 +349,7 @@ final class TrainCommand implements Callable<Integer> {
         long params = model.layout().params().stream().mapToLong(p -> p.size()).sum();
         long done = trainer.stepCount();
         out.printf(Locale.ROOT, "train: %s on %s (%s), precision %s%n", dataset.describe(), backend.kind().cliName(),
-                backend.description(), runMeta.get("precision"));
+                backend.description(), backend.precision().cliName());
         if (resume != null) out.printf(Locale.ROOT, "resume: %s at step %d of %d%n", resume.toAbsolutePath(), done, steps);
         if (initFrom != null) out.printf(Locale.ROOT, "init: weights from %s%n", runMeta.get("init_from"));
         String betas = schedule.betaSchedule() == null ? "explicit" : schedule.betaSchedule().configName();

@@ -80,7 +80,9 @@ class PrecisionOptionTest {
             }
         }
         CliRun help = CliRun.of("train", "--help");
-        assertTrue(help.out().contains("--precision=P") && help.out().contains("tf32 on the GPU backends"), help.out());
+        String text = help.out().replaceAll("\\s+", " ");
+        assertTrue(text.contains("--precision=P") && text.contains("(default: tf32 on the GPU backends cuda and cuda-sim, "
+                + "fp32 on cpu, which computes fp32 only)"), help.out());
     }
 
     /** Without --backend the automatic choice may open cpu: tf32 asked for there is refused the same way. */

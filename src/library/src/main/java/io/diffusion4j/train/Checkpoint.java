@@ -36,8 +36,9 @@ import java.util.Objects;
  *                                             history_first_step .. step) and, as metadata, step, noise
  *                                             seed and offset, sampler state, every option resume must
  *                                             match (batch size, lr, warmup, AdamW, clipping, EMA
- *                                             schedule, flips, min-SNR gamma) and the caller's run
- *                                             metadata (the train command's data source)
+ *                                             schedule, flips, min-SNR gamma), the precision of the
+ *                                             matrix kernels at the save (fp32, tf32 or bf16) and the
+ *                                             caller's run metadata (the train command's data source)
  * </pre>
  * The history lives in the training state, not only in the {@code loss.csv} the train command writes
  * beside it, because that file is written atomically together with the step count it must agree with:
@@ -68,7 +69,7 @@ public final class Checkpoint {
             "sampler_state", "batch_size", "prediction_type", "buffer_floats", "history_first_step", "learning_rate",
             "warmup_steps", "adam_beta1", "adam_beta2", "adam_eps", "weight_decay", "max_grad_norm", "ema_warmup",
             "ema_max_decay", "ema_min_decay", "ema_update_after_step", "ema_inv_gamma", "ema_power", "flips",
-            "min_snr_gamma");
+            "min_snr_gamma", "precision");
 
     private Checkpoint() {}
 
@@ -118,6 +119,8 @@ public final class Checkpoint {
         sm.put("batch_size", Integer.toString(o.batchSize()));
         sm.put("prediction_type", o.prediction().configName());
         sm.put("buffer_floats", Long.toString(layout.bufferFloats()));
+        // the number format the matrix kernels computed in (the tensors are float32 whatever it is)
+        sm.put("precision", trainer.model().backend().precision().cliName());
         sm.putAll(optionsMetadata(o));
         sm.putAll(new java.util.TreeMap<>(runMetadata));
         long n = layout.bufferFloats();
