@@ -18,8 +18,12 @@ using Geom = d4j_backend_iface::conv2d_geom;
 // K is walked in chunks of kBK; a dW pixel slice is a whole number of chunks.
 constexpr int kBK = 16;
 
+// Index arithmetic is 32-bit: the front bounds every tensor below 2^31
+// elements, so every pixel, column and element index fits, and a GPU divides
+// 32-bit integers in a fraction of the instructions a 64-bit division takes.
+
 // Conv-input value u[b, ih, iw, ci] (nearest-2x upsampled when asked), 0 in the padding.
-__device__ __forceinline__ float read_u(const Geom &g, const float *x, int64_t b, int64_t ih, int64_t iw, int64_t ci) {
+__device__ __forceinline__ float read_u(const Geom &g, const float *x, int32_t b, int32_t ih, int32_t iw, int32_t ci) {
     if (ih < 0 || ih >= g.h_in || iw < 0 || iw >= g.w_in) return 0.0f;
     if (g.upsample2x) {
         ih >>= 1;
@@ -32,9 +36,9 @@ __device__ __forceinline__ float read_u(const Geom &g, const float *x, int64_t b
 // column `col` = tap * c_in + ci. The forward pass reads it as A(m = pixel, k = col),
 // the weight gradient as A(m = col, k = pixel).
 __device__ __forceinline__ float read_im2col(const Geom &g, const float *x, int64_t pixel, int64_t col) {
-    const int64_t hw = (int64_t)g.h_out * g.w_out;
-    const int64_t b = pixel / hw, rem = pixel % hw, oh = rem / g.w_out, ow = rem % g.w_out;
-    const int64_t ci = col % g.c_in, t = col / g.c_in;
+    const int32_t p = (int32_t)pixel, c = (int32_t)col, hw = g.h_out * g.w_out;
+    const int32_t b = p / hw, rem = p % hw, oh = rem / g.w_out, ow = rem % g.w_out;
+    const int32_t ci = c % g.c_in, t = c / g.c_in;
     return read_u(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k, ci);
 }
 
@@ -45,7 +49,7 @@ struct FwdOp {
     const float *x, *w;
     int64_t M, N, K;
     __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, m, k); }
-    __device__ float bv(int64_t k, int64_t n) const { return w[k * g.c_out + n]; }
+    __device__ float bv(int64_t k, int64_t n) const { return w[(int32_t)k * g.c_out + (int32_t)n]; }
 };
 
 struct DxOp {
@@ -55,25 +59,25 @@ struct DxOp {
     const float *dy, *w;
     int64_t M, N, K;
     __device__ float a(int64_t m, int64_t k) const {
-        const int64_t hw = (int64_t)g.h * g.w;
-        const int64_t b = m / hw, rem = m % hw;
-        int64_t ih = rem / g.w, iw = rem % g.w;
-        const int64_t co = k % g.c_out, r = k / g.c_out;
-        const int taps = g.k * g.k;
-        const int t = (int)(r % taps), child = (int)(r / taps);
+        const int32_t hw = g.h * g.w, pm = (int32_t)m, pk = (int32_t)k;
+        const int32_t b = pm / hw, rem = pm % hw;
+        int32_t ih = rem / g.w, iw = rem % g.w;
+        const int32_t co = pk % g.c_out, r = pk / g.c_out;
+        const int32_t taps = g.k * g.k;
+        const int32_t t = r % taps, child = r / taps;
         if (g.upsample2x) {
             ih = 2 * ih + child / 2;
             iw = 2 * iw + child % 2;
         }
-        const int64_t hn = ih + g.pad_top - t / g.k, wn = iw + g.pad_left - t % g.k;
+        const int32_t hn = ih + g.pad_top - t / g.k, wn = iw + g.pad_left - t % g.k;
         if (hn < 0 || wn < 0 || hn % g.stride != 0 || wn % g.stride != 0) return 0.0f;
-        const int64_t oh = hn / g.stride, ow = wn / g.stride;
+        const int32_t oh = hn / g.stride, ow = wn / g.stride;
         if (oh >= g.h_out || ow >= g.w_out) return 0.0f;
         return dy[((b * g.h_out + oh) * g.w_out + ow) * g.c_out + co];
     }
     __device__ float bv(int64_t k, int64_t n) const {
-        const int64_t co = k % g.c_out, t = (k / g.c_out) % (g.k * g.k);
-        return w[(t * g.c_in + n) * g.c_out + co];
+        const int32_t pk = (int32_t)k, co = pk % g.c_out, t = (pk / g.c_out) % (g.k * g.k);
+        return w[(t * g.c_in + (int32_t)n) * g.c_out + co];
     }
 };
 
@@ -84,7 +88,7 @@ struct DwOp {
     const float *x, *dy;
     int64_t M, N, K;
     __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, k, m); }
-    __device__ float bv(int64_t k, int64_t n) const { return dy[k * g.c_out + n]; }
+    __device__ float bv(int64_t k, int64_t n) const { return dy[(int32_t)k * g.c_out + (int32_t)n]; }
 };
 
 // The tensor-core kernels (kernels_conv2d_tc.cu): the same GEMMs with TF32 or

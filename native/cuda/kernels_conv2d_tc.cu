@@ -17,19 +17,19 @@ using namespace tc;
 static_assert(kTcBK == kBK, "a dW pixel slice is a whole number of the engine's k chunks");
 
 template <class P>
-__global__ void __launch_bounds__(kTcThreads) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
+__global__ void __launch_bounds__(kTcThreads, 1) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
     tc_tile<P>(op, (int64_t)blockIdx.x * kTcBM, (int64_t)blockIdx.y * kTcBN, 0, op.K,
                [&](int64_t m, int64_t n, float v) { y[m * op.N + n] = v + (bias ? bias[n] : 0.0f); });
 }
 
 template <class P>
-__global__ void __launch_bounds__(kTcThreads) conv_tc_dx_kernel(DxOp op, float *dx) {
+__global__ void __launch_bounds__(kTcThreads, 1) conv_tc_dx_kernel(DxOp op, float *dx) {
     tc_tile<P>(op, (int64_t)blockIdx.x * kTcBM, (int64_t)blockIdx.y * kTcBN, 0, op.K,
                [&](int64_t m, int64_t n, float v) { dx[m * op.N + n] = v; });
 }
 
 template <class P>
-__global__ void __launch_bounds__(kTcThreads) conv_tc_dw_kernel(DwOp op, int64_t per_split, float *partial) {
+__global__ void __launch_bounds__(kTcThreads, 1) conv_tc_dw_kernel(DwOp op, int64_t per_split, float *partial) {
     const int64_t k_begin = (int64_t)blockIdx.z * per_split;
     const int64_t k_end = k_begin + per_split < op.K ? k_begin + per_split : op.K;
     float *out = partial + (int64_t)blockIdx.z * op.M * op.N;

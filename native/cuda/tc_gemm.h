@@ -14,11 +14,14 @@
 // input format once (every staged element is read by two warps) and writes
 // them into the other buffer; one barrier per chunk.
 //
-// The row pitches of the staged tiles are chosen for the fragment loads: with
-// the documented mma layout a warp reads an 8 x 4 grid of words (row g, word
-// t), conflict-free when 8 consecutive rows start in 8 different 4-bank groups.
-// A: 20 floats (tf32) or 24 halves = 12 words (bf16); B: 72 floats / halves.
-// Every fragment pointer is 32-byte aligned, as WMMA requires.
+// Shared-memory layout: each staged operand keeps the orientation it has in
+// global memory (see Operand), so the staging stores are conflict-free, and
+// the fragments are loaded row- or column-major to match. The row pitches
+// are chosen for the fragment loads: with the documented mma layout a warp
+// reads an 8 x 4 grid of words (row g, word t), conflict-free when 8
+// consecutive rows start in 8 different 4-bank groups: rows along k of 20
+// floats (tf32) or 24 halves (bf16), rows along m or n of 72 elements. Every
+// fragment pointer is 32-byte aligned, as WMMA requires.
 //
 // The output tile goes through shared memory (reusing the staging buffers)
 // so its global stores are bounds-checked and coalesced along n; M and N need
@@ -46,25 +49,39 @@ struct Tf32 {
     typedef float Stage;
     typedef wmma::precision::tf32 Frag;
     static constexpr int kStep = 8;
-    static constexpr int kAPitch = kTcBK + 4, kBPitch = kTcBN + 8;
+    static constexpr int kKPitch = kTcBK + 4;  // a row along k: 20 words
     __device__ static Stage convert(float v) { return wmma::__float_to_tf32(v); }
 };
 struct Bf16 {
     typedef __nv_bfloat16 Stage;
     typedef __nv_bfloat16 Frag;
     static constexpr int kStep = 16;
-    static constexpr int kAPitch = kTcBK + 8, kBPitch = kTcBN + 8;
+    static constexpr int kKPitch = kTcBK + 8;  // a row along k: 24 halves = 12 words
     __device__ static Stage convert(float v) { return __float2bfloat16(v); }
 };
+constexpr int kWidePitch = 64 + 8;  // a row along m or n: 72 elements (8 words apart mod 32 for floats)
 
-template <class P>
+// One staged operand (A: 64 x kTcBK, B: kTcBK x 64). Its shared-memory layout
+// follows its layout in global memory, so the staging stores of consecutive
+// threads (consecutive addresses in global memory) land in consecutive words:
+//   contiguous along k: rows of k (k_major), read as row_major A / col_major B fragments;
+//   contiguous along m or n: rows of m or n, read as col_major A / row_major B fragments.
+template <class P, bool kKContiguous>
+struct Operand {
+    static constexpr int kPitch = kKContiguous ? P::kKPitch : kWidePitch;
+    static constexpr size_t kBytes = (size_t)(kKContiguous ? 64 : kTcBK) * kPitch * sizeof(typename P::Stage);
+    static_assert(kBytes % 32 == 0, "buffers keep 32-byte alignment");
+    // the element (c, kk) of the tile: c along m (A) or n (B)
+    __device__ static int offset(int c, int kk) { return kKContiguous ? c * kPitch + kk : kk * kPitch + c; }
+};
+
+template <class P, class Op>
 struct Smem {
-    static constexpr size_t kA = (size_t)kTcBM * P::kAPitch * sizeof(typename P::Stage);
-    static constexpr size_t kB = (size_t)kTcBK * P::kBPitch * sizeof(typename P::Stage);
-    static constexpr size_t kStaging = 2 * (kA + kB);
+    typedef Operand<P, Op::kAK> A;
+    typedef Operand<P, Op::kBKc> B;
+    static constexpr size_t kStaging = 2 * (A::kBytes + B::kBytes);
     static constexpr size_t kC = (size_t)kTcBM * kCPitch * sizeof(float);
     static constexpr size_t kBytes = kStaging > kC ? kStaging : kC;
-    static_assert(kA % 32 == 0 && kB % 32 == 0, "buffers keep 32-byte alignment");
 };
 
 // This thread's chunk elements of A (kBM x kTcBK) and B (kTcBK x kBN): element
@@ -100,15 +117,16 @@ __device__ __forceinline__ void fetch(const Op &op, int tid, int64_t m0, int64_t
 template <class P, class Op>
 __device__ __forceinline__ void stage(int tid, const float (&ra)[kPerThread], const float (&rb)[kPerThread],
                                       typename P::Stage *As, typename P::Stage *Bs) {
+    typedef Smem<P, Op> L;
     for (int i = 0; i < kPerThread; ++i) {
         int kk, mm;
         coords<Op::kAK, kTcBM>(tid + i * kTcThreads, &kk, &mm);
-        As[mm * P::kAPitch + kk] = P::convert(ra[i]);
+        As[L::A::offset(mm, kk)] = P::convert(ra[i]);
     }
     for (int i = 0; i < kPerThread; ++i) {
         int kk, nn;
         coords<Op::kBKc, kTcBN>(tid + i * kTcThreads, &kk, &nn);
-        Bs[kk * P::kBPitch + nn] = P::convert(rb[i]);
+        Bs[L::B::offset(nn, kk)] = P::convert(rb[i]);
     }
 }
 
@@ -117,10 +135,14 @@ __device__ __forceinline__ void stage(int tid, const float (&ra)[kPerThread], co
 template <class P, class Op, class Store>
 __device__ void tc_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end, const Store &store) {
     typedef typename P::Stage S;
-    __shared__ __align__(128) unsigned char smem[Smem<P>::kBytes];
-    S *As[2] = {reinterpret_cast<S *>(smem), reinterpret_cast<S *>(smem + Smem<P>::kA + Smem<P>::kB)};
-    S *Bs[2] = {reinterpret_cast<S *>(smem + Smem<P>::kA),
-                reinterpret_cast<S *>(smem + 2 * Smem<P>::kA + Smem<P>::kB)};
+    typedef Smem<P, Op> L;
+    // fragment layouts of the staged tiles (see Operand)
+    typedef typename std::conditional<Op::kAK, wmma::row_major, wmma::col_major>::type ALayout;
+    typedef typename std::conditional<Op::kBKc, wmma::col_major, wmma::row_major>::type BLayout;
+    __shared__ __align__(128) unsigned char smem[L::kBytes];
+    S *As[2] = {reinterpret_cast<S *>(smem), reinterpret_cast<S *>(smem + L::A::kBytes + L::B::kBytes)};
+    S *Bs[2] = {reinterpret_cast<S *>(smem + L::A::kBytes),
+                reinterpret_cast<S *>(smem + 2 * L::A::kBytes + L::B::kBytes)};
     const int tid = (int)threadIdx.x, warp = tid / 32, wm = warp / 2, wn = warp % 2;
 
     wmma::fragment<wmma::accumulator, 16, 16, P::kStep, float> acc[2][2];
@@ -136,12 +158,12 @@ __device__ void tc_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, i
         const bool more = k0 + kTcBK < k_end;
         if (more) fetch(op, tid, m0, n0, k0 + kTcBK, k_end, ra, rb);  // in flight during the products
         for (int kk = 0; kk < kTcBK; kk += P::kStep) {
-            wmma::fragment<wmma::matrix_a, 16, 16, P::kStep, typename P::Frag, wmma::row_major> a[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, P::kStep, typename P::Frag, wmma::row_major> b[2];
+            wmma::fragment<wmma::matrix_a, 16, 16, P::kStep, typename P::Frag, ALayout> a[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, P::kStep, typename P::Frag, BLayout> b[2];
             for (int i = 0; i < 2; ++i)
-                wmma::load_matrix_sync(a[i], As[buf] + (wm * 32 + i * 16) * P::kAPitch + kk, P::kAPitch);
+                wmma::load_matrix_sync(a[i], As[buf] + L::A::offset(wm * 32 + i * 16, kk), L::A::kPitch);
             for (int j = 0; j < 2; ++j)
-                wmma::load_matrix_sync(b[j], Bs[buf] + kk * P::kBPitch + wn * 32 + j * 16, P::kBPitch);
+                wmma::load_matrix_sync(b[j], Bs[buf] + L::B::offset(wn * 32 + j * 16, kk), L::B::kPitch);
             for (int i = 0; i < 2; ++i)
                 for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
