@@ -100,6 +100,35 @@ public final class Diffusion4j implements AutoCloseable {
     }
 
     /**
+     * Sets the number format the convolutions, linear layers and attention of everything this instance runs
+     * compute in, for later calls (see {@link Precision}): {@link Precision#TF32} and {@link Precision#BF16} use the
+     * GPU's tensor cores, rounding the inputs of each product and accumulating in FP32; tensors, weights,
+     * optimiser state and checkpoints stay FP32. A device opens at {@link Precision#FP32}; the command line starts
+     * from {@link Precision#defaultFor(Device)} (TF32 on a GPU).
+     *
+     * @param precision the precision
+     * @throws UnsupportedOperationException if the device cannot compute in it ({@link Device#CPU} computes FP32
+     *     only); the precision is then unchanged
+     */
+    public void setPrecision(Precision precision) {
+        Objects.requireNonNull(precision, "precision");
+        if (!precision.supportedOn(device)) {
+            throw new UnsupportedOperationException("the " + device.cliName() + " device computes fp32 only; precision "
+                    + precision.cliName() + " needs a GPU device");
+        }
+        backend.setPrecision(precision);
+    }
+
+    /**
+     * The number format the matrix operations compute in (see {@link #setPrecision}).
+     *
+     * @return the precision
+     */
+    public Precision precision() {
+        return backend.precision();
+    }
+
+    /**
      * Loads a pipeline with the EMA weights when the checkpoint has them (see
      * {@link #loadPipeline(Path, boolean)}).
      *

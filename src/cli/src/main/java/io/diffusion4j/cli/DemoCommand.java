@@ -7,7 +7,7 @@ import io.diffusion4j.SamplerConfig;
 import io.diffusion4j.Samples;
 import io.diffusion4j.TrainingRun;
 import io.diffusion4j.TrainingStep;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.sample.Images;
 import io.diffusion4j.train.ProceduralDataset;
 import io.diffusion4j.train.TrainingDefaults;
@@ -79,23 +79,24 @@ final class DemoCommand implements Callable<Integer> {
         Main.atLeast(spec, "--sampling-steps", samplingSteps, 1);
         Main.atLeast(spec, "--grid-scale", gridScale, 1);
         if (gridScale > 16) throw Main.bad(spec, "--grid-scale must be <= 16, got " + gridScale);
-        // the demo runs through the public Java API, whose matrix kernels compute fp32
-        Precision precision = device.precision(spec);
-        if (precision != null && precision != Precision.FP32) {
-            throw Main.bad(spec, "--precision " + precision.cliName() + ": the demo runs through the Java API, which "
-                    + "computes fp32 (train and sample take tf32 and bf16)");
-        }
-        return demo(out, steps, samples, samplingSteps, gridScale, seed, device.backend, device.threads(spec), stdout);
+        return demo(out, steps, samples, samplingSteps, gridScale, seed, device.backend, device.threads(spec),
+                device.precision(spec), stdout);
     }
 
     static int demo(Path outDir, int steps, int n, int samplingSteps, int gridScale, long seed, String backend, int threads,
-                    PrintStream out) throws IOException {
+                    Precision asked, PrintStream out) throws IOException {
         long t0 = System.nanoTime();
         Path checkpoint = outDir.resolve("checkpoint");
         try (Diffusion4j d4j = backend == null ? Diffusion4j.open() : Diffusion4j.open(Device.fromName(backend))) {
             if (threads > 0) d4j.setThreads(threads);
+            Precision precision = asked != null ? asked : Precision.defaultFor(d4j.device());
+            if (!precision.supportedOn(d4j.device())) {
+                throw new IllegalArgumentException(DeviceOptions.unsupported(precision, d4j.device()));
+            }
+            d4j.setPrecision(precision);
             long tOpen = System.nanoTime();
-            out.printf(Locale.ROOT, "demo: device %s (%s)%n", d4j.device().cliName(), d4j.description());
+            out.printf(Locale.ROOT, "demo: device %s (%s), precision %s%n", d4j.device().cliName(), d4j.description(),
+                    precision.cliName());
 
             // 1. train
             int every = Math.max(1, steps / 10);

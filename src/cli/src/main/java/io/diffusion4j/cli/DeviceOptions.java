@@ -2,7 +2,7 @@ package io.diffusion4j.cli;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 

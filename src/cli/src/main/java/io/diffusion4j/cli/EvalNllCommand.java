@@ -1,7 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.eval.NllEvaluator;
 import io.diffusion4j.eval.NllEvaluator.Estimate;
 import io.diffusion4j.eval.NllEvaluator.ImageResult;

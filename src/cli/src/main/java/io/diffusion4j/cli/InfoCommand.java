@@ -4,7 +4,7 @@ import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;

@@ -1,7 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.io.Npy;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;

@@ -1,7 +1,7 @@
 package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;

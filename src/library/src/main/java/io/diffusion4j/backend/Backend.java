@@ -1,6 +1,7 @@
 package io.diffusion4j.backend;
 
 import io.diffusion4j.Device;
+import io.diffusion4j.Precision;
 import io.diffusion4j.bindings.d4j_h;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -238,6 +239,22 @@ public final class Backend implements AutoCloseable {
         return before;
     }
 
+    /**
+     * Sets a precision with the selections it brings (each family's first tensor-core variant at TF32 or BF16, the
+     * defaults at FP32); closing the returned selection puts back the precision and every family's selection.
+     */
+    public Selection use(Precision precision) {
+        Objects.requireNonNull(precision, "precision");
+        Selection before = new Selection();
+        try {
+            setPrecision(precision);
+        } catch (RuntimeException e) {
+            before.close();
+            throw e;
+        }
+        return before;
+    }
+
     /** The variant of a kernel family that later calls use. */
     public String selectedKernel(String family) {
         Objects.requireNonNull(family, "family");
@@ -264,7 +281,8 @@ public final class Backend implements AutoCloseable {
      */
     public void setPrecision(Precision precision) {
         Objects.requireNonNull(precision, "precision");
-        Native.check(d4j_h.d4j_backend_set_precision(handle(), precision.code()));
+        // the enum's order is the C API's d4j_precision
+        Native.check(d4j_h.d4j_backend_set_precision(handle(), precision.ordinal()));
     }
 
     /** The number format the matrix kernel families compute in on this backend (see {@link #setPrecision}). */
@@ -272,7 +290,9 @@ public final class Backend implements AutoCloseable {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(ValueLayout.JAVA_INT);
             Native.check(d4j_h.d4j_backend_precision(handle(), out));
-            return Precision.ofCode(out.get(ValueLayout.JAVA_INT, 0));
+            int code = out.get(ValueLayout.JAVA_INT, 0);
+            if (code < 0 || code >= Precision.values().length) throw new IllegalStateException("unknown d4j_precision " + code);
+            return Precision.values()[code];
         }
     }
 

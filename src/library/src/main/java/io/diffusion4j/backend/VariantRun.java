@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Precision;
 import java.util.Objects;
 
 /**

@@ -1,7 +1,7 @@
 package io.diffusion4j.profile;
 
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.model.UNet2DLayout;

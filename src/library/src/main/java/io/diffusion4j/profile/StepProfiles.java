@@ -1,5 +1,6 @@
 package io.diffusion4j.profile;
 
+import io.diffusion4j.Precision;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.kernels.DiffusionKernels;
@@ -15,7 +16,10 @@ import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.io.PrintStream;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
 import java.util.function.Consumer;
 
 /**
@@ -107,39 +111,71 @@ public final class StepProfiles {
         }
     }
 
-    /** The steps {@link #cifar10Steps} counts, in order. */
+    /** The steps {@link #cifar10Steps} counts, in order (each at every precision, {@link #stepName}). */
     public static final List<String> CIFAR10_STEPS = List.of("DDIM step, batch 1", "DDIM step, batch 64",
             "training step, batch 128");
 
+    /** A step's name at a precision, as {@link ProfiledCase#call()} gives it: "DDIM step, batch 1, tf32". */
+    public static String stepName(String step, Precision precision) {
+        return step + ", " + precision.cliName();
+    }
+
     /**
-     * One DDIM step at batch 1 and at batch 64 and one training step at batch 128 of {@link #cifar10()}, each
-     * launch as a {@link ProfiledCase} whose call names its step; {@code started} hears each step's name
-     * before it runs.
+     * One DDIM step at batch 1 and at batch 64 and one training step at batch 128 of {@link #cifar10()}, at each
+     * precision (FP32 on the SIMT kernels, then TF32 and BF16, which select the tensor-core variants), each launch as
+     * a {@link ProfiledCase} whose call names its step ({@link #stepName}); {@code started} hears each step's
+     * name before it runs. The backend's precision and selections are put back afterwards.
      */
     public static List<ProfiledCase> cifar10Steps(Backend profiling, long maxBlocks, Consumer<String> started) {
         UNet2DConfig config = cifar10();
         List<ProfiledCase> out = new ArrayList<>();
-        for (String step : CIFAR10_STEPS) {
-            started.accept(step);
-            int batch = Integer.parseInt(step.substring(step.lastIndexOf(' ') + 1));
-            List<KernelProfile> launches = step.startsWith("DDIM") ? ddimStep(profiling, config, batch, maxBlocks)
-                    : trainingStep(profiling, config, batch, maxBlocks);
-            String shape = batch + "x32x32x3";
-            for (KernelProfile k : launches) {
-                String family = KernelFamilies.of(k.kernel());
-                String variant = profiling.kernelFamilies().contains(family) ? Cifar10Cases.selectedLabel(profiling, family) : "-";
-                out.add(new ProfiledCase(family, variant, step, shape, List.of(k), Double.NaN, ""));
+        for (Precision precision : Precision.values()) {
+            try (Backend.Selection before = profiling.use(precision)) {
+                for (String base : CIFAR10_STEPS) {
+                    String step = stepName(base, precision);
+                    started.accept(step);
+                    int batch = Integer.parseInt(base.substring(base.lastIndexOf(' ') + 1));
+                    List<KernelProfile> launches = base.startsWith("DDIM") ? ddimStep(profiling, config, batch, maxBlocks)
+                            : trainingStep(profiling, config, batch, maxBlocks);
+                    String shape = batch + "x32x32x3";
+                    for (KernelProfile k : launches) {
+                        String family = KernelFamilies.of(k.kernel());
+                        String variant = profiling.kernelFamilies().contains(family)
+                                ? Cifar10Cases.selectedLabel(profiling, family) : "-";
+                        out.add(new ProfiledCase(family, variant, step, shape, List.of(k), Double.NaN, ""));
+                    }
+                }
             }
         }
         return out;
     }
 
-    /** Prints each step's projected totals and slowest kernels ({@link StepSummary}). */
+    /**
+     * Prints each step's projected totals and slowest kernels ({@link StepSummary}), then each step's projected
+     * time (through a stream) at every precision and its speedup over FP32.
+     */
     public static void printSummaries(List<ProfiledCase> cases, PtxasReport report, PrintStream out) {
-        for (String step : CIFAR10_STEPS) {
-            List<KernelProfile> launches = cases.stream().filter(c -> c.call().equals(step))
-                    .flatMap(c -> c.launches().stream()).toList();
-            if (!launches.isEmpty()) StepSummary.print(step, launches, report, 8, out);
+        Map<String, List<KernelProfile>> byStep = new LinkedHashMap<>();
+        for (ProfiledCase c : cases) byStep.computeIfAbsent(c.call(), s -> new ArrayList<>()).addAll(c.launches());
+        for (Map.Entry<String, List<KernelProfile>> e : byStep.entrySet()) {
+            StepSummary.print(e.getKey(), e.getValue(), report, 8, out);
+        }
+        out.println();
+        out.println("Projected step times through a stream (ms) and speedup over fp32 (PROJECTION, not a measurement):");
+        for (GpuModel gpu : GpuModel.ALL) {
+            for (String base : CIFAR10_STEPS) {
+                StringBuilder line = new StringBuilder(String.format(Locale.ROOT, "  %-14s %-26s", gpu.name(), base));
+                double fp32 = Double.NaN;
+                for (Precision p : Precision.values()) {
+                    List<KernelProfile> launches = byStep.get(stepName(base, p));
+                    if (launches == null) continue;
+                    double s = StepSummary.of(base, launches, gpu, report).streamSeconds();
+                    if (p == Precision.FP32) fp32 = s;
+                    line.append(String.format(Locale.ROOT, "  %s %9.3f", p.cliName(), s * 1e3));
+                    if (p != Precision.FP32 && !Double.isNaN(fp32)) line.append(String.format(Locale.ROOT, " (%.2fx)", fp32 / s));
+                }
+                out.println(line);
+            }
         }
         out.println();
         out.println("Model and sources: docs/profiling.md. Launches a sample of whose blocks ran are scaled to the grid.");

@@ -2,7 +2,7 @@ package io.diffusion4j.selftest;
 
 import static io.diffusion4j.selftest.SelfTest.U;
 
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import java.util.List;
 import java.util.Locale;
 

@@ -1,6 +1,6 @@
 package io.diffusion4j.selftest;
 
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 
 /**
  * One output array of a call with how it is checked (the CPU side's check is the one used): float32,

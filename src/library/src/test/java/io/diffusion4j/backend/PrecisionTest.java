@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Precision;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -54,9 +55,9 @@ class PrecisionTest {
 
     @Test
     void theJavaEnumMatchesTheCEnum() {
-        assertEquals(d4j_h.D4J_PRECISION_FP32(), Precision.FP32.code());
-        assertEquals(d4j_h.D4J_PRECISION_TF32(), Precision.TF32.code());
-        assertEquals(d4j_h.D4J_PRECISION_BF16(), Precision.BF16.code());
+        assertEquals(d4j_h.D4J_PRECISION_FP32(), Precision.FP32.ordinal());
+        assertEquals(d4j_h.D4J_PRECISION_TF32(), Precision.TF32.ordinal());
+        assertEquals(d4j_h.D4J_PRECISION_BF16(), Precision.BF16.ordinal());
     }
 
     @Test
@@ -108,7 +109,7 @@ class PrecisionTest {
                 assertEquals("out is null", d4j_h.d4j_last_error().reinterpret(4096).getString(0));
                 MemorySegment out = arena.allocate(ValueLayout.JAVA_INT);
                 assertEquals(0, d4j_h.d4j_backend_precision(be.handle(), out));
-                assertEquals(before.code(), out.get(ValueLayout.JAVA_INT, 0));
+                assertEquals(before.ordinal(), out.get(ValueLayout.JAVA_INT, 0));
             }
         }
         assertEquals(Status.INVALID_ARGUMENT,

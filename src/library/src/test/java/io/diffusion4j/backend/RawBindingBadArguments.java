@@ -1,5 +1,6 @@
 package io.diffusion4j.backend;
 
+import io.diffusion4j.Precision;
 import static io.diffusion4j.backend.BadArgumentFuzz.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.D4jException;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.backend.Status;
 import io.diffusion4j.backend.VariantRun;
 import java.util.LinkedHashMap;

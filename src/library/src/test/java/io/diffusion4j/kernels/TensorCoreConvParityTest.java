@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.ConvReference.Grads;

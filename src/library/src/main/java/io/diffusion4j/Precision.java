@@ -1,6 +1,5 @@
-package io.diffusion4j.backend;
+package io.diffusion4j;
 
-import io.diffusion4j.Device;
 import java.util.Locale;
 import java.util.Objects;
 
@@ -11,7 +10,7 @@ import java.util.Objects;
  * whatever the setting. A variant of a family that does not use tensor cores computes FP32 at every setting: TF32
  * and BF16 permit a family to use tensor cores, as torch's {@code allow_tf32} does.
  *
- * <p>{@link Backend#open} leaves a backend at {@link #FP32}, so the library is exact unless asked; the command
+ * <p>A device opens at {@link #FP32}, so the library is exact unless asked; the command
  * line starts from {@link #defaultFor(Device)}. The CPU backend computes FP32 only.
  */
 public enum Precision {
@@ -87,14 +86,4 @@ public enum Precision {
         return this == FP32 || device != Device.CPU;
     }
 
-    /** The d4j_precision value of the C API (the enum's order is the C enum's). */
-    int code() {
-        return ordinal();
-    }
-
-    /** The precision of a d4j_precision value. */
-    static Precision ofCode(int code) {
-        if (code < 0 || code >= values().length) throw new IllegalStateException("unknown d4j_precision " + code);
-        return values()[code];
-    }
 }
