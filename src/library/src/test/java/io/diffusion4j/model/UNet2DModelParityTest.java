@@ -5,6 +5,7 @@ import static io.diffusion4j.testutil.Tolerance.toDouble;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Device;
+import io.diffusion4j.Precision;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
@@ -102,5 +103,50 @@ class UNet2DModelParityTest {
         org.junit.jupiter.api.Assertions.assertTrue(UNet2DModelTest.differ(h.out(), inference.out()),
                 "dropout did not act on the CPU; " + ctx);
         assertClose(g, h, " (dropout)", ctx);
+    }
+
+    /**
+     * The whole tiny UNet at TF32 and at BF16 (its convolutions, linear layers and attention on tensor cores, the
+     * inputs of every product rounded) against the CPU's FP32: the output, input gradient and parameter gradients
+     * stay within {@value #PRECISION_FACTOR} x the precision's product error ({@link Precision#productError()},
+     * 2^-10 for TF32, 2^-7 for BF16) of the CPU result's scale, elementwise and relative to its largest value: each
+     * layer adds about one product error relative to its scale, and normalisation keeps the scales from compounding.
+     * The rounding must show: BF16 lands further from FP32 than TF32, and TF32 further than the device's own FP32.
+     */
+    @OnDevices
+    void tinyUnetAtReducedPrecisionStaysWithinItsTolerance(Backend be, Device kind) {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = UNet2DModelTest.tiny();
+        Inputs in = Inputs.draw(r, cfg);
+        Run h = run(cpu, cfg, in, null);
+        double[] worst = new double[Precision.values().length];
+        for (Precision p : Precision.values()) {
+            Run g;
+            try (Backend.Selection s = be.use(p)) {
+                g = run(be, cfg, in, null);
+            }
+            String ctx = kind.cliName() + " " + p.cliName() + " vs cpu fp32; " + r.describe();
+            double tol = p == Precision.FP32 ? 1e-4 : PRECISION_FACTOR * p.productError();
+            Tolerance.log(Tolerance.assertClose("unet forward at " + p.cliName(), g.out(), toDouble(h.out()),
+                    tol * maxAbs(h.out()), tol, ctx));
+            Tolerance.log(Tolerance.assertClose("unet input gradient at " + p.cliName(), g.dx(), toDouble(h.dx()),
+                    tol * maxAbs(h.dx()), tol, ctx));
+            Tolerance.log(Tolerance.assertClose("unet parameter gradients at " + p.cliName(), g.grad(),
+                    toDouble(h.grad()), tol * maxAbs(h.grad()), tol, ctx));
+            worst[p.ordinal()] = maxDiff(g.out(), h.out()) / maxAbs(h.out());
+        }
+        String ctx = kind.cliName() + ": worst forward difference / max|cpu| at fp32, tf32, bf16 = "
+                + java.util.Arrays.toString(worst) + "; " + r.describe();
+        org.junit.jupiter.api.Assertions.assertTrue(worst[Precision.BF16.ordinal()] > worst[Precision.TF32.ordinal()]
+                && worst[Precision.TF32.ordinal()] > worst[Precision.FP32.ordinal()], ctx);
+        System.out.println(ctx);
+    }
+
+    static final double PRECISION_FACTOR = 4; // measured worst: about a third of it (forward, gradients)
+
+    static double maxDiff(float[] a, float[] b) {
+        double m = 0;
+        for (int i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+        return m;
     }
 }
