@@ -32,73 +32,130 @@ __device__ __forceinline__ float read_u(const Geom &g, const float *x, int32_t b
     return x[((b * g.h + ih) * g.w + iw) * g.c_in + ci];
 }
 
-// Im2col entry: u at output pixel `pixel` (flat over [batch, h_out, w_out]) and
-// column `col` = tap * c_in + ci. The forward pass reads it as A(m = pixel, k = col),
-// the weight gradient as A(m = col, k = pixel).
-__device__ __forceinline__ float read_im2col(const Geom &g, const float *x, int64_t pixel, int64_t col) {
-    const int32_t p = (int32_t)pixel, c = (int32_t)col, hw = g.h_out * g.w_out;
+// The im2col matrix u(pixel, col), col = tap * c_in + ci, in two halves so a
+// caller walking a row or a column decomposes each index once: an output
+// pixel's corner in the conv input, and a column's channel and tap offset.
+struct PixelAt {
+    int32_t b, ih0, iw0;  // sample, and the tap (0, 0) position in the padded input
+};
+struct ColAt {
+    int32_t ci, dh, dw;
+};
+__device__ __forceinline__ PixelAt pixel_at(const Geom &g, int64_t pixel) {
+    const int32_t p = (int32_t)pixel, hw = g.h_out * g.w_out;
     const int32_t b = p / hw, rem = p % hw, oh = rem / g.w_out, ow = rem % g.w_out;
-    const int32_t ci = c % g.c_in, t = c / g.c_in;
-    return read_u(g, x, b, oh * g.stride - g.pad_top + t / g.k, ow * g.stride - g.pad_left + t % g.k, ci);
+    return PixelAt{b, oh * g.stride - g.pad_top, ow * g.stride - g.pad_left};
+}
+__device__ __forceinline__ ColAt col_at(const Geom &g, int64_t col) {
+    const int32_t c = (int32_t)col, t = c / g.c_in;
+    return ColAt{c - t * g.c_in, t / g.k, t % g.k};
+}
+__device__ __forceinline__ float im2col(const Geom &g, const float *x, const PixelAt &p, const ColAt &c) {
+    return read_u(g, x, p.b, p.ih0 + c.dh, p.iw0 + c.dw, c.ci);
+}
+// Im2col entry: u at output pixel `pixel` (flat over [batch, h_out, w_out]) and
+// column `col`. The forward pass reads it as A(m = pixel, k = col), the weight
+// gradient as A(m = col, k = pixel).
+__device__ __forceinline__ float read_im2col(const Geom &g, const float *x, int64_t pixel, int64_t col) {
+    return im2col(g, x, pixel_at(g, pixel), col_at(g, col));
 }
 
+// Each Op reads A(m, k) = a(a_m(m), a_k(k)) and B(k, n) = b(b_k(k), b_n(n)):
+// the index decompositions are separate, so the tensor-core engine, where a
+// thread's k (or m, or n) is the same for all its staged elements, makes each
+// once (kSplit); a(m, k) and bv(k, n) are the plain forms.
 struct FwdOp {
     static constexpr bool kAK = true;   // A(m, k): k -> ci contiguous
     static constexpr bool kBKc = false;  // B(k, n) = weight[k][n]: n contiguous
+    static constexpr bool kSplit = true;
     Geom g;
     const float *x, *w;
     int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, m, k); }
-    __device__ float bv(int64_t k, int64_t n) const { return w[(int32_t)k * g.c_out + (int32_t)n]; }
+    __device__ PixelAt a_m(int64_t m) const { return pixel_at(g, m); }
+    __device__ ColAt a_k(int64_t k) const { return col_at(g, k); }
+    __device__ float a(const PixelAt &m, const ColAt &k) const { return im2col(g, x, m, k); }
+    __device__ int32_t b_k(int64_t k) const { return (int32_t)k * g.c_out; }
+    __device__ int32_t b_n(int64_t n) const { return (int32_t)n; }
+    __device__ float b(int32_t k, int32_t n) const { return w[k + n]; }
+    __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
+    __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
 };
 
 struct DxOp {
     static constexpr bool kAK = true;   // A(m, k): k -> co contiguous in dy
     static constexpr bool kBKc = true;  // B(k, n) = weight[tap][n][co]: k -> co contiguous
+    static constexpr bool kSplit = true;
     Geom g;
     const float *dy, *w;
     int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const {
-        const int32_t hw = g.h * g.w, pm = (int32_t)m, pk = (int32_t)k;
-        const int32_t b = pm / hw, rem = pm % hw;
-        int32_t ih = rem / g.w, iw = rem % g.w;
-        const int32_t co = pk % g.c_out, r = pk / g.c_out;
-        const int32_t taps = g.k * g.k;
-        const int32_t t = r % taps, child = r / taps;
+    struct InPixel {
+        int32_t b, ih, iw;  // a stored input pixel
+    };
+    struct Term {
+        int32_t co, kh, kw, child_h, child_w;  // k = (child, tap, co)
+    };
+    __device__ InPixel a_m(int64_t m) const {
+        const int32_t hw = g.h * g.w, pm = (int32_t)m, rem = pm % hw;
+        return InPixel{pm / hw, rem / g.w, rem % g.w};
+    }
+    __device__ Term a_k(int64_t k) const {
+        const int32_t pk = (int32_t)k, r = pk / g.c_out, taps = g.k * g.k, t = r % taps, child = r / taps;
+        return Term{pk - r * g.c_out, t / g.k, t % g.k, child / 2, child % 2};
+    }
+    __device__ float a(const InPixel &p, const Term &t) const {
+        int32_t ih = p.ih, iw = p.iw;
         if (g.upsample2x) {
-            ih = 2 * ih + child / 2;
-            iw = 2 * iw + child % 2;
+            ih = 2 * ih + t.child_h;
+            iw = 2 * iw + t.child_w;
         }
-        const int32_t hn = ih + g.pad_top - t / g.k, wn = iw + g.pad_left - t % g.k;
+        const int32_t hn = ih + g.pad_top - t.kh, wn = iw + g.pad_left - t.kw;
         if (hn < 0 || wn < 0 || hn % g.stride != 0 || wn % g.stride != 0) return 0.0f;
         const int32_t oh = hn / g.stride, ow = wn / g.stride;
         if (oh >= g.h_out || ow >= g.w_out) return 0.0f;
-        return dy[((b * g.h_out + oh) * g.w_out + ow) * g.c_out + co];
+        return dy[((p.b * g.h_out + oh) * g.w_out + ow) * g.c_out + t.co];
     }
-    __device__ float bv(int64_t k, int64_t n) const {
-        const int32_t pk = (int32_t)k, co = pk % g.c_out, t = (pk / g.c_out) % (g.k * g.k);
-        return w[(t * g.c_in + (int32_t)n) * g.c_out + co];
+    // B(k, n) = weight[tap][n][co]: the k part is tap * c_in * c_out + co
+    __device__ int32_t b_k(int64_t k) const {
+        const int32_t pk = (int32_t)k, r = pk / g.c_out, t = r % (g.k * g.k);
+        return t * g.c_in * g.c_out + (pk - r * g.c_out);
     }
+    __device__ int32_t b_n(int64_t n) const { return (int32_t)n * g.c_out; }
+    __device__ float b(int32_t k, int32_t n) const { return w[k + n]; }
+    __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
+    __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
 };
 
 struct DwOp {
     static constexpr bool kAK = false;   // A(m, k) = u at pixel k, channel m: m -> ci contiguous
     static constexpr bool kBKc = false;  // B(k, n) = dy[k][n]: n contiguous
+    static constexpr bool kSplit = true;
     Geom g;
     const float *x, *dy;
     int64_t M, N, K;
-    __device__ float a(int64_t m, int64_t k) const { return read_im2col(g, x, k, m); }
-    __device__ float bv(int64_t k, int64_t n) const { return dy[(int32_t)k * g.c_out + (int32_t)n]; }
+    __device__ ColAt a_m(int64_t m) const { return col_at(g, m); }
+    __device__ PixelAt a_k(int64_t k) const { return pixel_at(g, k); }
+    __device__ float a(const ColAt &m, const PixelAt &k) const { return im2col(g, x, k, m); }
+    __device__ int32_t b_k(int64_t k) const { return (int32_t)k * g.c_out; }
+    __device__ int32_t b_n(int64_t n) const { return (int32_t)n; }
+    __device__ float b(int32_t k, int32_t n) const { return dy[k + n]; }
+    __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
+    __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
 };
 
 // The tensor-core kernels (kernels_conv2d_tc.cu): the same GEMMs with TF32 or
 // BF16 inputs (precision: D4J_PRECISION_TF32 or D4J_PRECISION_BF16) and FP32
-// accumulation. tc_dw_partial writes partial[split][m][n] for the pixel slices
-// of per_split pixels, like the SIMT dW.
-d4j_status tc_forward(cudaStream_t stream, int precision, const FwdOp &op, const float *bias, float *y);
-d4j_status tc_dx(cudaStream_t stream, int precision, const DxOp &op, float *dx);
-d4j_status tc_dw_partial(cudaStream_t stream, int precision, const DwOp &op, int64_t per_split, int64_t splits,
-                         float *partial);
+// accumulation, on 64 x 64 or 128 x 128 tiles (tile: 64, 128, or 0 to choose
+// by the problem's size, tc_gemm.h's wide_tiles). tc_dw_partial writes
+// partial[split][m][n] for the pixel slices of per_split pixels, like the SIMT dW.
+d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y);
+d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, float *dx);
+d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwOp &op, int64_t per_split,
+                         int64_t splits, float *partial);
+
+// The tile of a conv2d tensor-core variant: v2 chooses, v3 64 x 64, v4 128 x 128.
+inline int tc_tile_of(const char *variant) {
+    return variant[1] == '3' ? 64 : variant[1] == '4' ? 128 : 0;
+}
 
 }  // namespace d4j::cuda::conv
 #endif

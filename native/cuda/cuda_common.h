@@ -79,9 +79,11 @@ struct State {
 #endif
         t.add("reverse_step", {"v1"});
         t.add("timestep_embedding", {"v1"});
-        // v1: shared-memory tiled implicit GEMM on the FP32 cores; v2: the same
-        // GEMMs on tensor cores (TF32 or BF16 inputs, FP32 accumulation)
-        t.add("conv2d", {"v1"}, {"v2"});
+        // v1: shared-memory tiled implicit GEMM on the FP32 cores; v2, v3, v4:
+        // the same GEMMs on tensor cores (TF32 or BF16 inputs, FP32
+        // accumulation) with 128 x 128 tiles where the problem fills the GPU
+        // with them, else 64 x 64 (v2), always 64 x 64 (v3), always 128 x 128 (v4)
+        t.add("conv2d", {"v1"}, {"v2", "v3", "v4"});
         t.add("group_norm", {"v1"});
         t.add("silu", {"v1"});
 #ifdef D4J_SIM_TEETH
@@ -187,6 +189,15 @@ void end_capture_at_shutdown(State *s);
 #else
 #define D4J_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #define D4J_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
+// Full unrolling of a loop over fragment or register arrays, so their indices
+// are constants and the arrays stay in registers (nvcc's #pragma unroll; the
+// simulator's g++ needs no hint for correctness and knows no such pragma).
+#ifdef D4J_CUDA_SIM
+#define D4J_UNROLL
+#else
+#define D4J_UNROLL _Pragma("unroll")
 #endif
 
 // The backend's name as reported to the front.

@@ -152,7 +152,9 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     auto *s = static_cast<State *>(state);
     FwdOp op{*gp, x, weight, (int64_t)gp->n * gp->h_out * gp->w_out, gp->c_out, (int64_t)gp->k * gp->k * gp->c_in};
     // the front bounds every tensor below 2^31 elements and c_out <= 2^20: grid.x < 2^26, grid.y < 2^15
-    if (s->variants.tensor_core("conv2d")) return tc_forward(s->stream, matrix_precision(s), op, bias, y);
+    if (s->variants.tensor_core("conv2d")) {
+        return tc_forward(s->stream, matrix_precision(s), tc_tile_of(s->variants.selected("conv2d")), op, bias, y);
+    }
     const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
     D4J_LAUNCH(conv_fwd_kernel, grid, kThreads, 0, s->stream, op, bias, y);
     return launched("conv_fwd_kernel");
@@ -165,13 +167,14 @@ d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const fl
     // one reading of the selection per call (see VariantTable)
     const bool tensor_core = s->variants.tensor_core("conv2d");
     const int precision = matrix_precision(s);
+    const int tile = tensor_core ? tc_tile_of(s->variants.selected("conv2d")) : 0;
     const int taps = g.k * g.k;
     const int64_t P = (int64_t)g.n * g.h_out * g.w_out;
     if (dx) {
         DxOp op{g, dy, weight, (int64_t)g.n * g.h * g.w, g.c_in, (int64_t)(g.upsample2x ? 4 : 1) * taps * g.c_out};
         d4j_status st;
         if (tensor_core) {
-            st = tc_dx(s->stream, precision, op, dx);
+            st = tc_dx(s->stream, precision, tile, op, dx);
         } else {
             const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
             D4J_LAUNCH(conv_dx_kernel, grid, kThreads, 0, s->stream, op, dx);
@@ -202,7 +205,7 @@ d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const fl
     if (dweight) {
         DwOp op{g, x, dy, (int64_t)taps * g.c_in, g.c_out, P};
         if (tensor_core) {
-            st = tc_dw_partial(s->stream, precision, op, per_split, splits, wpart);
+            st = tc_dw_partial(s->stream, precision, tile, op, per_split, splits, wpart);
         } else {
             const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN), (unsigned)splits);
             D4J_LAUNCH(conv_dw_partial_kernel, grid, kThreads, 0, s->stream, op, per_split, wpart);

@@ -16,61 +16,70 @@ namespace {
 using namespace tc;
 static_assert(kTcBK == kBK, "a dW pixel slice is a whole number of the engine's k chunks");
 
-template <class P>
-__global__ void __launch_bounds__(kTcThreads, 1) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
-    tc_tile<P>(op, (int64_t)blockIdx.x * kTcBM, (int64_t)blockIdx.y * kTcBN, 0, op.K,
-               [&](int64_t m, int64_t n, float v) { y[m * op.N + n] = v + (bias ? bias[n] : 0.0f); });
+// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128).
+template <class C>
+__global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
+    typedef typename C::Tile T;
+    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+                  [&](int64_t m, int64_t n, float v) { y[m * op.N + n] = v + (bias ? bias[n] : 0.0f); });
 }
 
-template <class P>
-__global__ void __launch_bounds__(kTcThreads, 1) conv_tc_dx_kernel(DxOp op, float *dx) {
-    tc_tile<P>(op, (int64_t)blockIdx.x * kTcBM, (int64_t)blockIdx.y * kTcBN, 0, op.K,
-               [&](int64_t m, int64_t n, float v) { dx[m * op.N + n] = v; });
+template <class C>
+__global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dx_kernel(DxOp op, float *dx) {
+    typedef typename C::Tile T;
+    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+                  [&](int64_t m, int64_t n, float v) { dx[m * op.N + n] = v; });
 }
 
-template <class P>
-__global__ void __launch_bounds__(kTcThreads, 1) conv_tc_dw_kernel(DwOp op, int64_t per_split, float *partial) {
+template <class C>
+__global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dw_kernel(DwOp op, int64_t per_split, float *partial) {
+    typedef typename C::Tile T;
     const int64_t k_begin = (int64_t)blockIdx.z * per_split;
     const int64_t k_end = k_begin + per_split < op.K ? k_begin + per_split : op.K;
     float *out = partial + (int64_t)blockIdx.z * op.M * op.N;
-    tc_tile<P>(op, (int64_t)blockIdx.x * kTcBM, (int64_t)blockIdx.y * kTcBN, k_begin, k_end,
-               [&](int64_t m, int64_t n, float v) { out[m * op.N + n] = v; });
+    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, k_begin, k_end,
+                  [&](int64_t m, int64_t n, float v) { out[m * op.N + n] = v; });
 }
 
+template <class C>
 dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
     // the front bounds every tensor below 2^31 elements and channels below 2^20
-    return dim3((unsigned)((M + kTcBM - 1) / kTcBM), (unsigned)((N + kTcBN - 1) / kTcBN), (unsigned)z);
+    typedef typename C::Tile T;
+    return dim3((unsigned)((M + T::kBM - 1) / T::kBM), (unsigned)((N + T::kBN - 1) / T::kBN), (unsigned)z);
 }
+
+// Launches kernel<C> for the precision and the tile (64, 128, or 0: the one that suits M x N x splits).
+#define D4J_TC_LAUNCH(kernel, M, N, splits, stream, ...)                                                        \
+    do {                                                                                                      \
+        const bool wide_ = tile == 128 || (tile == 0 && wide_tiles((M), (N), (splits)));                     \
+        if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
+            D4J_LAUNCH(kernel<Bf16x128>, tile_grid<Bf16x128>(M, N, splits), Bf16x128::Tile::kThreads, 0, stream, __VA_ARGS__); \
+            return launched(#kernel "<Bf16x128>");                                                            \
+        } else if (precision == D4J_PRECISION_BF16) {                                                         \
+            D4J_LAUNCH(kernel<Bf16x64>, tile_grid<Bf16x64>(M, N, splits), Bf16x64::Tile::kThreads, 0, stream, __VA_ARGS__);   \
+            return launched(#kernel "<Bf16x64>");                                                             \
+        } else if (wide_) {                                                                                   \
+            D4J_LAUNCH(kernel<Tf32x128>, tile_grid<Tf32x128>(M, N, splits), Tf32x128::Tile::kThreads, 0, stream, __VA_ARGS__); \
+            return launched(#kernel "<Tf32x128>");                                                            \
+        } else {                                                                                              \
+            D4J_LAUNCH(kernel<Tf32x64>, tile_grid<Tf32x64>(M, N, splits), Tf32x64::Tile::kThreads, 0, stream, __VA_ARGS__);   \
+            return launched(#kernel "<Tf32x64>");                                                             \
+        }                                                                                                     \
+    } while (0)
 
 }  // namespace
 
-d4j_status tc_forward(cudaStream_t stream, int precision, const FwdOp &op, const float *bias, float *y) {
-    if (precision == D4J_PRECISION_BF16) {
-        D4J_LAUNCH(conv_tc_fwd_kernel<Bf16>, tile_grid(op.M, op.N), kTcThreads, 0, stream, op, bias, y);
-        return launched("conv_tc_fwd_kernel<Bf16>");
-    }
-    D4J_LAUNCH(conv_tc_fwd_kernel<Tf32>, tile_grid(op.M, op.N), kTcThreads, 0, stream, op, bias, y);
-    return launched("conv_tc_fwd_kernel<Tf32>");
+d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y) {
+    D4J_TC_LAUNCH(conv_tc_fwd_kernel, op.M, op.N, 1, stream, op, bias, y);
 }
 
-d4j_status tc_dx(cudaStream_t stream, int precision, const DxOp &op, float *dx) {
-    if (precision == D4J_PRECISION_BF16) {
-        D4J_LAUNCH(conv_tc_dx_kernel<Bf16>, tile_grid(op.M, op.N), kTcThreads, 0, stream, op, dx);
-        return launched("conv_tc_dx_kernel<Bf16>");
-    }
-    D4J_LAUNCH(conv_tc_dx_kernel<Tf32>, tile_grid(op.M, op.N), kTcThreads, 0, stream, op, dx);
-    return launched("conv_tc_dx_kernel<Tf32>");
+d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, float *dx) {
+    D4J_TC_LAUNCH(conv_tc_dx_kernel, op.M, op.N, 1, stream, op, dx);
 }
 
-d4j_status tc_dw_partial(cudaStream_t stream, int precision, const DwOp &op, int64_t per_split, int64_t splits,
-                         float *partial) {
-    if (precision == D4J_PRECISION_BF16) {
-        D4J_LAUNCH(conv_tc_dw_kernel<Bf16>, tile_grid(op.M, op.N, splits), kTcThreads, 0, stream, op, per_split,
-                   partial);
-        return launched("conv_tc_dw_kernel<Bf16>");
-    }
-    D4J_LAUNCH(conv_tc_dw_kernel<Tf32>, tile_grid(op.M, op.N, splits), kTcThreads, 0, stream, op, per_split, partial);
-    return launched("conv_tc_dw_kernel<Tf32>");
+d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwOp &op, int64_t per_split,
+                         int64_t splits, float *partial) {
+    D4J_TC_LAUNCH(conv_tc_dw_kernel, op.M, op.N, splits, stream, op, per_split, partial);
 }
 
 }  // namespace d4j::cuda::conv

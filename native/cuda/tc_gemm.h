@@ -6,8 +6,8 @@
 //   kAK / kBKc: whether A / B is contiguous along k (the staging loops put
 //   consecutive threads on the contiguous index, so the global loads coalesce).
 //
-// A block of 128 threads (4 warps, 2 x 2) computes a 64 x 64 tile of C; each
-// warp a 32 x 32 quarter as 2 x 2 accumulator fragments. K advances in chunks
+// A block of 4 or 8 warps computes a 64 x 64 or 128 x 128 tile of C
+// (TileShape); each warp its part as accumulator fragments. K advances in chunks
 // of kTcBK = 16 staged in shared memory, double-buffered: while the warps
 // multiply chunk c out of one buffer, each thread holds chunk c + 1's
 // elements in registers (their global loads in flight), converts them to the
@@ -23,9 +23,9 @@
 // floats (tf32) or 24 halves (bf16), rows along m or n of 72 elements. Every
 // fragment pointer is 32-byte aligned, as WMMA requires.
 //
-// The output tile goes through shared memory (reusing the staging buffers)
-// so its global stores are bounds-checked and coalesced along n; M and N need
-// not be multiples of 16. Determinism: each C element is one fixed sequence
+// The output goes through shared memory (a 16 x 16 patch per warp in the
+// staging buffers) so its global stores are bounds-checked and coalesced along
+// n; M and N need not be multiples of 16. Determinism: each C element is one fixed sequence
 // of mma_sync calls (no atomics); a split of K is the caller's, in fixed slices.
 #ifndef D4J_CUDA_TC_GEMM_H
 #define D4J_CUDA_TC_GEMM_H
@@ -41,9 +41,30 @@ namespace wmma = nvcuda::wmma;
 
 constexpr int kTcBK = 16;  // the k chunk staged per step
 
-constexpr int kTcBM = 64, kTcBN = 64, kTcThreads = 128;
-constexpr int kPerThread = kTcBM * kTcBK / kTcThreads;  // staged elements of each operand per thread
-constexpr int kCPitch = kTcBN + 4;                     // output tile row pitch (floats)
+// A block's tile of C and its warps: BM x BN computed by WarpsM x WarpsN warps,
+// each a (BM / WarpsM) x (BN / WarpsN) block of 16 x 16 accumulator fragments.
+// Larger warp tiles load fewer fragments per product (the shared-memory
+// traffic per FLOP falls with the warp tile's size), larger block tiles read
+// each global element fewer times.
+template <int kBM_, int kBN_, int kWarpsM_, int kWarpsN_>
+struct TileShape {
+    static constexpr int kBM = kBM_, kBN = kBN_, kWarpsM = kWarpsM_, kWarpsN = kWarpsN_;
+    static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
+    static constexpr int kFM = kBM / kWarpsM / 16, kFN = kBN / kWarpsN / 16;  // fragments per warp
+    static constexpr int kPerThreadA = kBM * kTcBK / kThreads, kPerThreadB = kBN * kTcBK / kThreads;
+    static_assert(kBM % (16 * kWarpsM) == 0 && kBN % (16 * kWarpsN) == 0, "whole fragments per warp");
+    static_assert((kBM * kTcBK) % kThreads == 0 && (kBN * kTcBK) % kThreads == 0, "whole staging rounds");
+};
+// 64 x 64 with 4 warps of 32 x 32: many blocks for small problems.
+typedef TileShape<64, 64, 2, 2> Tile64;
+// 128 x 128 with 8 warps of 64 x 32: half the global reads of Tile64 per FLOP and
+// a third fewer fragment loads. (4 warps of 64 x 64 would load fewer still, but
+// their 128 accumulators per thread leave too few registers: ptxas spills.)
+typedef TileShape<128, 128, 2, 4> Tile128;
+
+// The default tile's block size and extent.
+constexpr int kTcThreads = Tile64::kThreads;
+constexpr int kTcBM = Tile64::kBM, kTcBN = Tile64::kBN;
 
 struct Tf32 {
     typedef float Stage;
@@ -59,33 +80,45 @@ struct Bf16 {
     static constexpr int kKPitch = kTcBK + 8;  // a row along k: 24 halves = 12 words
     __device__ static Stage convert(float v) { return __float2bfloat16(v); }
 };
-constexpr int kWidePitch = 64 + 8;  // a row along m or n: 72 elements (8 words apart mod 32 for floats)
 
-// One staged operand (A: 64 x kTcBK, B: kTcBK x 64). Its shared-memory layout
+// A precision with a tile shape, as one template argument of a kernel (so its
+// name reads conv_tc_fwd_kernel<Tf32x128> in launches and reports).
+struct Tf32x64 : Tf32 { typedef Tile64 Tile; };
+struct Tf32x128 : Tf32 { typedef Tile128 Tile; };
+struct Bf16x64 : Bf16 { typedef Tile64 Tile; };
+struct Bf16x128 : Bf16 { typedef Tile128 Tile; };
+
+// The tile for a problem of M x N (x splits) outputs: Tile128 when it still gives
+// every SM of a large GPU a block (132 on H100), else Tile64 for more blocks.
+inline bool wide_tiles(int64_t M, int64_t N, int64_t splits) {
+    return ((M + 127) / 128) * ((N + 127) / 128) * splits >= 132;
+}
+
+// One staged operand (A: kRows x kTcBK, B: kTcBK x kRows). Its shared-memory layout
 // follows its layout in global memory, so the staging stores of consecutive
 // threads (consecutive addresses in global memory) land in consecutive words:
 //   contiguous along k: rows of k (k_major), read as row_major A / col_major B fragments;
-//   contiguous along m or n: rows of m or n, read as col_major A / row_major B fragments.
-template <class P, bool kKContiguous>
+//   contiguous along m or n: rows of m or n (kRows + 8 elements: 8 words apart
+//   mod 32 for floats), read as col_major A / row_major B fragments.
+template <class P, bool kKContiguous, int kRows>
 struct Operand {
-    static constexpr int kPitch = kKContiguous ? P::kKPitch : kWidePitch;
-    static constexpr size_t kBytes = (size_t)(kKContiguous ? 64 : kTcBK) * kPitch * sizeof(typename P::Stage);
+    static constexpr int kPitch = kKContiguous ? P::kKPitch : kRows + 8;
+    static constexpr size_t kBytes = (size_t)(kKContiguous ? kRows : kTcBK) * kPitch * sizeof(typename P::Stage);
     static_assert(kBytes % 32 == 0, "buffers keep 32-byte alignment");
     // the element (c, kk) of the tile: c along m (A) or n (B)
     __device__ static int offset(int c, int kk) { return kKContiguous ? c * kPitch + kk : kk * kPitch + c; }
 };
 
-template <class P, class Op>
+template <class P, class T, class Op>
 struct Smem {
-    typedef Operand<P, Op::kAK> A;
-    typedef Operand<P, Op::kBKc> B;
-    static constexpr size_t kStaging = 2 * (A::kBytes + B::kBytes);
-    static constexpr size_t kC = (size_t)kTcBM * kCPitch * sizeof(float);
-    static constexpr size_t kBytes = kStaging > kC ? kStaging : kC;
+    typedef Operand<P, Op::kAK, T::kBM> A;
+    typedef Operand<P, Op::kBKc, T::kBN> B;
+    static constexpr size_t kBytes = 2 * (A::kBytes + B::kBytes);
+    static constexpr int kCPitch = 16 + 4;  // a warp's 16 x 16 output fragment on its way out
+    static_assert(kBytes >= (size_t)(T::kThreads / 32) * 16 * kCPitch * sizeof(float), "room for the epilogue");
 };
 
-// This thread's chunk elements of A (kBM x kTcBK) and B (kTcBK x kBN): element
-// e = tid + i * kTcThreads, ordered along the operand's contiguous index.
+// Element e's coordinates in a kTcBK x kCols chunk, ordered along the operand's contiguous index.
 template <bool kKFast, int kCols>
 __device__ __forceinline__ void coords(int e, int *kk, int *cc) {
     if constexpr (kKFast) {
@@ -97,93 +130,163 @@ __device__ __forceinline__ void coords(int e, int *kk, int *cc) {
     }
 }
 
+// Whether an Op reads its operands in split form (a(a_m(m), a_k(k)), b(b_k(k), b_n(n)), see conv2d_ops.h).
+template <class Op, class = void>
+struct split_of : std::false_type {};
 template <class Op>
+struct split_of<Op, std::void_t<decltype(Op::kSplit)>> : std::integral_constant<bool, Op::kSplit> {};
+
+// This thread's elements of the chunk at k0: element e = tid + i * kThreads of
+// each operand. Along the operand's contiguous index the thread's coordinate
+// is the same for all its elements (kThreads is a multiple of kTcBK and of the
+// tile's width), so a split Op decomposes that index once per chunk.
+template <class T, class Op>
 __device__ __forceinline__ void fetch(const Op &op, int tid, int64_t m0, int64_t n0, int64_t k0, int64_t k_end,
-                                      float (&ra)[kPerThread], float (&rb)[kPerThread]) {
-    for (int i = 0; i < kPerThread; ++i) {
-        int kk, mm;
-        coords<Op::kAK, kTcBM>(tid + i * kTcThreads, &kk, &mm);
-        const int64_t k = k0 + kk, m = m0 + mm;
-        ra[i] = (k < k_end && m < op.M) ? op.a(m, k) : 0.0f;
-    }
-    for (int i = 0; i < kPerThread; ++i) {
-        int kk, nn;
-        coords<Op::kBKc, kTcBN>(tid + i * kTcThreads, &kk, &nn);
-        const int64_t k = k0 + kk, n = n0 + nn;
-        rb[i] = (k < k_end && n < op.N) ? op.bv(k, n) : 0.0f;
+                                      float (&ra)[T::kPerThreadA], float (&rb)[T::kPerThreadB]) {
+    static_assert(T::kThreads % kTcBK == 0 && T::kThreads % T::kBM == 0 && T::kThreads % T::kBN == 0,
+                  "a thread keeps its coordinate along the contiguous index");
+    if constexpr (split_of<Op>::value) {
+        if constexpr (Op::kAK) {  // the thread's k is fixed, its rows vary
+            const int64_t k = k0 + tid % kTcBK;
+            const auto kc = op.a_k(k < k_end ? k : k0);
+D4J_UNROLL
+            for (int i = 0; i < T::kPerThreadA; ++i) {
+                const int64_t m = m0 + (tid + i * T::kThreads) / kTcBK;
+                ra[i] = (k < k_end && m < op.M) ? op.a(op.a_m(m), kc) : 0.0f;
+            }
+        } else {  // the thread's row is fixed, its k vary
+            const int64_t m = m0 + tid % T::kBM;
+            const auto mc = op.a_m(m < op.M ? m : m0);
+D4J_UNROLL
+            for (int i = 0; i < T::kPerThreadA; ++i) {
+                const int64_t k = k0 + (tid + i * T::kThreads) / T::kBM;
+                ra[i] = (k < k_end && m < op.M) ? op.a(mc, op.a_k(k)) : 0.0f;
+            }
+        }
+        if constexpr (Op::kBKc) {  // the thread's k is fixed, its columns vary
+            const int64_t k = k0 + tid % kTcBK;
+            const auto kc = op.b_k(k < k_end ? k : k0);
+D4J_UNROLL
+            for (int i = 0; i < T::kPerThreadB; ++i) {
+                const int64_t n = n0 + (tid + i * T::kThreads) / kTcBK;
+                rb[i] = (k < k_end && n < op.N) ? op.b(kc, op.b_n(n)) : 0.0f;
+            }
+        } else {  // the thread's column is fixed, its k vary
+            const int64_t n = n0 + tid % T::kBN;
+            const auto nc = op.b_n(n < op.N ? n : n0);
+D4J_UNROLL
+            for (int i = 0; i < T::kPerThreadB; ++i) {
+                const int64_t k = k0 + (tid + i * T::kThreads) / T::kBN;
+                rb[i] = (k < k_end && n < op.N) ? op.b(op.b_k(k), nc) : 0.0f;
+            }
+        }
+    } else {
+D4J_UNROLL
+        for (int i = 0; i < T::kPerThreadA; ++i) {
+            int kk, mm;
+            coords<Op::kAK, T::kBM>(tid + i * T::kThreads, &kk, &mm);
+            const int64_t k = k0 + kk, m = m0 + mm;
+            ra[i] = (k < k_end && m < op.M) ? op.a(m, k) : 0.0f;
+        }
+D4J_UNROLL
+        for (int i = 0; i < T::kPerThreadB; ++i) {
+            int kk, nn;
+            coords<Op::kBKc, T::kBN>(tid + i * T::kThreads, &kk, &nn);
+            const int64_t k = k0 + kk, n = n0 + nn;
+            rb[i] = (k < k_end && n < op.N) ? op.bv(k, n) : 0.0f;
+        }
     }
 }
 
-template <class P, class Op>
-__device__ __forceinline__ void stage(int tid, const float (&ra)[kPerThread], const float (&rb)[kPerThread],
+template <class P, class T, class Op>
+__device__ __forceinline__ void stage(int tid, const float (&ra)[T::kPerThreadA], const float (&rb)[T::kPerThreadB],
                                       typename P::Stage *As, typename P::Stage *Bs) {
-    typedef Smem<P, Op> L;
-    for (int i = 0; i < kPerThread; ++i) {
+    typedef Smem<P, T, Op> L;
+D4J_UNROLL
+    for (int i = 0; i < T::kPerThreadA; ++i) {
         int kk, mm;
-        coords<Op::kAK, kTcBM>(tid + i * kTcThreads, &kk, &mm);
+        coords<Op::kAK, T::kBM>(tid + i * T::kThreads, &kk, &mm);
         As[L::A::offset(mm, kk)] = P::convert(ra[i]);
     }
-    for (int i = 0; i < kPerThread; ++i) {
+D4J_UNROLL
+    for (int i = 0; i < T::kPerThreadB; ++i) {
         int kk, nn;
-        coords<Op::kBKc, kTcBN>(tid + i * kTcThreads, &kk, &nn);
+        coords<Op::kBKc, T::kBN>(tid + i * T::kThreads, &kk, &nn);
         Bs[L::B::offset(nn, kk)] = P::convert(rb[i]);
     }
 }
 
 // The C tile at (m0, n0) summed over k in [k_begin, k_end): store(m, n, value)
-// is called once for each element inside M x N, by threads consecutive in n.
-template <class P, class Op, class Store>
+// is called once for each element inside M x N, by lanes consecutive in n.
+// T: the tile shape (Tile64 unless given).
+template <class P, class T = Tile64, class Op, class Store>
 __device__ void tc_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end, const Store &store) {
     typedef typename P::Stage S;
-    typedef Smem<P, Op> L;
+    typedef Smem<P, T, Op> L;
     // fragment layouts of the staged tiles (see Operand)
     typedef typename std::conditional<Op::kAK, wmma::row_major, wmma::col_major>::type ALayout;
     typedef typename std::conditional<Op::kBKc, wmma::col_major, wmma::row_major>::type BLayout;
     __shared__ __align__(128) unsigned char smem[L::kBytes];
-    S *As[2] = {reinterpret_cast<S *>(smem), reinterpret_cast<S *>(smem + L::A::kBytes + L::B::kBytes)};
-    S *Bs[2] = {reinterpret_cast<S *>(smem + L::A::kBytes),
-                reinterpret_cast<S *>(smem + 2 * L::A::kBytes + L::B::kBytes)};
-    const int tid = (int)threadIdx.x, warp = tid / 32, wm = warp / 2, wn = warp % 2;
+    // buffer b: A at b * kBuffer, B after it (pointer arithmetic, not an array of pointers, which a
+    // dynamic index would put in local memory)
+    constexpr size_t kBuffer = L::A::kBytes + L::B::kBytes;
+    auto a_buf = [&](int b) { return reinterpret_cast<S *>(smem + b * kBuffer); };
+    auto b_buf = [&](int b) { return reinterpret_cast<S *>(smem + b * kBuffer + L::A::kBytes); };
+    const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int wm = warp / T::kWarpsN, wn = warp % T::kWarpsN;
+    const int row0 = wm * T::kFM * 16, col0 = wn * T::kFN * 16;  // the warp's corner in the tile
 
-    wmma::fragment<wmma::accumulator, 16, 16, P::kStep, float> acc[2][2];
-    for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    wmma::fragment<wmma::accumulator, 16, 16, P::kStep, float> acc[T::kFM][T::kFN];
+D4J_UNROLL
+    for (int i = 0; i < T::kFM; ++i)
+D4J_UNROLL
+        for (int j = 0; j < T::kFN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-    float ra[kPerThread], rb[kPerThread];
-    fetch(op, tid, m0, n0, k_begin, k_end, ra, rb);
-    stage<P, Op>(tid, ra, rb, As[0], Bs[0]);
+    float ra[T::kPerThreadA], rb[T::kPerThreadB];
+    fetch<T>(op, tid, m0, n0, k_begin, k_end, ra, rb);
+    stage<P, T, Op>(tid, ra, rb, a_buf(0), b_buf(0));
     __syncthreads();
     int buf = 0;
     for (int64_t k0 = k_begin; k0 < k_end; k0 += kTcBK) {
         const bool more = k0 + kTcBK < k_end;
-        if (more) fetch(op, tid, m0, n0, k0 + kTcBK, k_end, ra, rb);  // in flight during the products
+        if (more) fetch<T>(op, tid, m0, n0, k0 + kTcBK, k_end, ra, rb);  // in flight during the products
+D4J_UNROLL
         for (int kk = 0; kk < kTcBK; kk += P::kStep) {
-            wmma::fragment<wmma::matrix_a, 16, 16, P::kStep, typename P::Frag, ALayout> a[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, P::kStep, typename P::Frag, BLayout> b[2];
-            for (int i = 0; i < 2; ++i)
-                wmma::load_matrix_sync(a[i], As[buf] + L::A::offset(wm * 32 + i * 16, kk), L::A::kPitch);
-            for (int j = 0; j < 2; ++j)
-                wmma::load_matrix_sync(b[j], Bs[buf] + L::B::offset(wn * 32 + j * 16, kk), L::B::kPitch);
-            for (int i = 0; i < 2; ++i)
-                for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+            // every A fragment of the warp, then one B fragment at a time (fewer live registers)
+            wmma::fragment<wmma::matrix_a, 16, 16, P::kStep, typename P::Frag, ALayout> a[T::kFM];
+D4J_UNROLL
+            for (int i = 0; i < T::kFM; ++i)
+                wmma::load_matrix_sync(a[i], a_buf(buf) + L::A::offset(row0 + i * 16, kk), L::A::kPitch);
+D4J_UNROLL
+            for (int j = 0; j < T::kFN; ++j) {
+                wmma::fragment<wmma::matrix_b, 16, 16, P::kStep, typename P::Frag, BLayout> b;
+                wmma::load_matrix_sync(b, b_buf(buf) + L::B::offset(col0 + j * 16, kk), L::B::kPitch);
+D4J_UNROLL
+                for (int i = 0; i < T::kFM; ++i) wmma::mma_sync(acc[i][j], a[i], b, acc[i][j]);
+            }
         }
-        if (more) stage<P, Op>(tid, ra, rb, As[buf ^ 1], Bs[buf ^ 1]);
+        if (more) stage<P, T, Op>(tid, ra, rb, a_buf(buf ^ 1), b_buf(buf ^ 1));
         __syncthreads();  // the next chunk is staged, and every warp is done with this one
         buf ^= 1;
     }
 
-    // the staging buffers are free (the loop ended at a barrier): the output tile goes there
-    float *Cs = reinterpret_cast<float *>(smem);
-    for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j)
-            wmma::store_matrix_sync(Cs + (wm * 32 + i * 16) * kCPitch + wn * 32 + j * 16, acc[i][j], kCPitch,
-                                    wmma::mem_row_major);
-    __syncthreads();
-    for (int e = tid; e < kTcBM * kTcBN; e += kTcThreads) {
-        const int mm = e / kTcBN, nn = e % kTcBN;
-        const int64_t m = m0 + mm, n = n0 + nn;
-        if (m < op.M && n < op.N) store(m, n, Cs[mm * kCPitch + nn]);
-    }
+    // The staging buffers are free (the loop ended at a barrier). Each warp
+    // passes its fragments out through its own 16 x 16 patch of them, so the
+    // global stores are bounds-checked and 16 lanes write 16 consecutive n.
+    float *patch = reinterpret_cast<float *>(smem) + warp * 16 * L::kCPitch;
+D4J_UNROLL
+    for (int i = 0; i < T::kFM; ++i)
+D4J_UNROLL
+        for (int j = 0; j < T::kFN; ++j) {
+            wmma::store_matrix_sync(patch, acc[i][j], L::kCPitch, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int r = e / 16, c = e % 16;
+                const int64_t m = m0 + row0 + i * 16 + r, n = n0 + col0 + j * 16 + c;
+                if (m < op.M && n < op.N) store(m, n, patch[r * L::kCPitch + c]);
+            }
+            __syncwarp();
+        }
 }
 
 }  // namespace d4j::cuda::tc

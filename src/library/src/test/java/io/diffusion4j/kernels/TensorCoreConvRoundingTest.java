@@ -20,7 +20,9 @@ import java.util.List;
  * The tensor-core conv2d variants compute what they claim: at TF32 and BF16 each result equals the float64
  * convolution of the <em>rounded</em> inputs up to FP32 accumulation error, and is visibly not the FP32 result.
  * So a variant that silently ran the FP32 path, rounded the wrong operand, or rounded to the wrong format fails
- * here, while {@code KernelParityTest} holds it to the precision's stated tolerance against the CPU.
+ * here, while {@code KernelParityTest} holds it to the precision's stated tolerance against the CPU (and runs
+ * again under the sanitizers; this test runs once, on the plain simulator: every variant, precision and
+ * geometry here takes minutes under AddressSanitizer).
  *
  * <p>Bounds, per output element with S = the sum of the products' absolute values: against the reference of the
  * rounded inputs, 2 (T + 2) u S (the accumulation in FP32, with room for a tensor core's own summation order);
@@ -31,7 +33,7 @@ import java.util.List;
  * halves away from zero (cvt.rna); BF16 keeps 8, rounding halves to even; below 2^-126 both keep the float's
  * subnormal spacing.
  */
-class TensorCoreConvParityTest {
+class TensorCoreConvRoundingTest {
     static final List<Conv2dSpec> SPECS = List.of(Conv2dSpec.same3x3(), Conv2dSpec.downsample3x3(1),
             Conv2dSpec.downsample3x3(0), Conv2dSpec.pointwise(), Conv2dSpec.upsample3x3());
     /** {n, h, w, cIn, cOut}: odd sizes; the second has more than one 64-wide tile of pixels and of channels. */
@@ -73,15 +75,17 @@ class TensorCoreConvParityTest {
 
     @OnDevices
     void forwardAndBackwardRoundTheirInputs(Backend dev, Device kind) {
-        for (Precision precision : List.of(Precision.TF32, Precision.BF16)) {
-            try (Backend.Selection s = dev.use(new VariantRun("conv2d", "v2", precision))) {
+        for (VariantRun run : dev.variantRuns("conv2d")) {
+            if (run.precision() == Precision.FP32) continue;
+            Precision precision = run.precision();
+            try (Backend.Selection s = dev.use(run)) {
                 for (Conv2dSpec spec : SPECS) {
                     for (int[] sh : SHAPES) {
                         Problem p = new Problem(spec, sh[0], sh[1], sh[2], sh[3], sh[4]);
                         TestRandom r = TestRandom.fresh();
                         float[] x = r.gaussians(p.xSize(), 1.0), w = r.gaussians(p.wSize(), 0.5);
                         float[] b = r.gaussians(p.cOut(), 1.0), dy = r.gaussians(p.ySize(), 1.0);
-                        String c = kind.cliName() + " " + precision.cliName() + " " + p + "; " + r.describe();
+                        String c = kind.cliName() + " conv2d " + run.label() + " " + p + "; " + r.describe();
 
                         float[] y = ConvRunner.forward(dev, p, x, w, b);
                         check("conv2d forward", precision, y, ConvReference.forward(p, rounded(precision, x),
