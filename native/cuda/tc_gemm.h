@@ -89,9 +89,13 @@ struct Bf16x64 : Bf16 { typedef Tile64 Tile; };
 struct Bf16x128 : Bf16 { typedef Tile128 Tile; };
 
 // The tile for a problem of M x N (x splits) outputs: Tile128 when it still gives
-// every SM of a large GPU a block (132 on H100), else Tile64 for more blocks.
+// three quarters of a large GPU's SMs a block (99 of H100's 132), else Tile64
+// for more blocks. Tile128 computes about 1.5x as fast per block-FLOP (fewer
+// global reads and fragment loads per FLOP, selftest --profile), which
+// outweighs a quarter of the SMs idle, not more (a DDIM step at batch 1 has 8
+// such tiles per convolution).
 inline bool wide_tiles(int64_t M, int64_t N, int64_t splits) {
-    return ((M + 127) / 128) * ((N + 127) / 128) * splits >= 132;
+    return ((M + 127) / 128) * ((N + 127) / 128) * splits >= 99;
 }
 
 // One staged operand (A: kRows x kTcBK, B: kTcBK x kRows). Its shared-memory layout
