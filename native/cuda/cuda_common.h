@@ -93,14 +93,15 @@ struct State {
         t.add("residual_add", {"v1"});
 #endif
         // linear v1: 64x64 shared-memory tiles, 4x4 outputs per thread;
-        // v2: one thread per output reading global memory (baseline).
+        // v2: one thread per output reading global memory (baseline);
+        // v3: tensor cores (TF32 or BF16 inputs, FP32 accumulation).
 #ifdef D4J_SIM_TEETH
-        // A variant listed as a tensor-core one that runs v1's kernel (gemm
-        // launches v1 for every index but v2's), so the tests can exercise the
-        // precision rules of the variant table before a real one exists.
-        t.add("linear", {"v1", "v2"}, {"tensor_core_stub"});
+        // A second tensor-core variant that runs v1's kernel (gemm launches v1
+        // for every index but v2's, and only "v3" goes to the tensor cores), so
+        // the tests can tell the first tensor-core variant from the others.
+        t.add("linear", {"v1", "v2"}, {"v3", "tensor_core_stub"});
 #else
-        t.add("linear", {"v1", "v2"});
+        t.add("linear", {"v1", "v2"}, {"v3"});
 #endif
 #ifdef D4J_SIM_TEETH
         // over 48 KiB of dynamic shared memory without and with the kernel's opt-in

@@ -6,7 +6,8 @@
 //   v1: 64 x 64 block tile, 16-deep k slices staged in shared memory, 256
 //       threads each owning a 4 x 4 register tile (strided by 16 so that
 //       shared-memory reads are conflict-free and C stores coalesce);
-//   v2: one thread per C element reading global memory (the baseline).
+//   v2: one thread per C element reading global memory (the baseline);
+//   v3: the same products on tensor cores (kernels_linear_tc.cu).
 // Each C element is summed by one thread in k order: deterministic. The bias
 // gradient is two passes (per-chunk column sums, then the chunks in order).
 //
@@ -17,6 +18,7 @@
 // (Dsum, dq) and a column kernel (dk, dv), so no output needs atomics.
 #include "cuda_common.h"
 #include "cuda_kernels.h"
+#include "linear_tc.h"
 
 namespace d4j::cuda {
 
@@ -326,6 +328,7 @@ size_t attn_smem(int64_t score_rows, int64_t L, int64_t D) {
 d4j_status linear_forward(void *state, const float *x, const float *w, const float *b, int64_t rows, int32_t in,
                           int32_t out, float *y) {
     auto *s = static_cast<State *>(state);
+    if (lin::tensor_core_selected(s)) return lin::tc_forward(s, matrix_precision(s), x, w, b, rows, in, out, y);
     return gemm(s, GemmArgs{rows, out, in, x, in, 1, w, 1, in, y, b, 0});
 }
 
@@ -333,8 +336,15 @@ d4j_status linear_backward(void *state, const float *x, const float *w, const fl
                            int32_t out, float *dx, float *dw, float *db) {
     auto *s = static_cast<State *>(state);
     d4j_status st;
-    if (dx && (st = gemm(s, GemmArgs{rows, in, out, dy, out, 1, w, in, 1, dx, nullptr, 0})) != D4J_OK) return st;
-    if (dw && (st = gemm(s, GemmArgs{out, in, rows, dy, 1, out, x, in, 1, dw, nullptr, 1})) != D4J_OK) return st;
+    // one reading of the selection per call (see VariantTable)
+    if (lin::tensor_core_selected(s)) {
+        const int precision = matrix_precision(s);
+        if (dx && (st = lin::tc_dx(s, precision, dy, w, rows, in, out, dx)) != D4J_OK) return st;
+        if (dw && (st = lin::tc_dw(s, precision, dy, x, rows, in, out, dw)) != D4J_OK) return st;
+    } else {
+        if (dx && (st = gemm(s, GemmArgs{rows, in, out, dy, out, 1, w, in, 1, dx, nullptr, 0})) != D4J_OK) return st;
+        if (dw && (st = gemm(s, GemmArgs{out, in, rows, dy, 1, out, x, in, 1, dw, nullptr, 1})) != D4J_OK) return st;
+    }
     if (db) {
         const int64_t chunks = (rows + kBiasRows - 1) / kBiasRows;
         if (chunks > 65535) {

@@ -21,11 +21,13 @@ import org.junit.jupiter.api.Test;
 
 /**
  * How the precision setting selects kernel variants, on the test-only simulator (libd4j_cudasim_teeth.so), whose
- * linear family lists "tensor_core_stub" as a tensor-core variant after its SIMT variants v1 and v2 (the stub
- * runs v1's kernel): setting tf32 or bf16 selects it, setting fp32 moves the family back to v1, selecting it at
- * fp32 is refused, and families without a tensor-core variant keep their selection throughout.
+ * linear family lists two tensor-core variants after its SIMT variants v1 and v2: v3 (the real one) and
+ * "tensor_core_stub" (which runs v1's kernel). Setting tf32 or bf16 selects the first of them, v3, whatever was
+ * selected before; setting fp32 moves the family back to v1; selecting either at fp32 is refused; and families
+ * without a tensor-core variant keep their selection throughout.
  */
 class PrecisionVariantRulesTest {
+    static final String V3 = "v3";
     static final String STUB = "tensor_core_stub";
 
     Backend teeth;
@@ -49,13 +51,14 @@ class PrecisionVariantRulesTest {
 
     @Test
     void tensorCoreVariantsAreListedAfterTheSimtOnes() {
-        assertEquals(List.of("v1", "v2", STUB), teeth.kernelVariants("linear"));
-        assertEquals(List.of(STUB), teeth.tensorCoreVariants("linear"));
+        assertEquals(List.of("v1", "v2", V3, STUB), teeth.kernelVariants("linear"));
+        assertEquals(List.of(V3, STUB), teeth.tensorCoreVariants("linear"));
         assertEquals(List.of(), teeth.tensorCoreVariants("group_norm"));
         assertEquals(List.of(new VariantRun("linear", "v1", Precision.FP32), new VariantRun("linear", "v2", Precision.FP32),
+                new VariantRun("linear", V3, Precision.TF32), new VariantRun("linear", V3, Precision.BF16),
                 new VariantRun("linear", STUB, Precision.TF32), new VariantRun("linear", STUB, Precision.BF16)),
                 teeth.variantRuns("linear"));
-        assertEquals(STUB + "/bf16", teeth.variantRuns("linear").get(3).label());
+        assertEquals(STUB + "/bf16", teeth.variantRuns("linear").get(5).label());
         assertEquals("v1", teeth.selectedKernel("linear"));
         assertEquals(Precision.FP32, teeth.precision());
     }
@@ -65,14 +68,17 @@ class PrecisionVariantRulesTest {
         Map<String, String> atFp32 = selections();
         for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
             teeth.setPrecision(p);
-            assertEquals(STUB, teeth.selectedKernel("linear"), "at " + p);
+            assertEquals(V3, teeth.selectedKernel("linear"), "the first tensor-core variant at " + p);
             Map<String, String> expected = new LinkedHashMap<>(atFp32);
             for (String f : teeth.kernelFamilies()) {
                 List<String> tc = teeth.tensorCoreVariants(f);
                 if (!tc.isEmpty()) expected.put(f, tc.get(0));
             }
-            assertEquals(STUB, expected.get("linear"));
+            assertEquals(V3, expected.get("linear"));
             assertEquals(expected, selections(), "only the families with a tensor-core variant change, at " + p);
+            // the second tensor-core variant is selectable, and fp32 moves the family back from it too
+            teeth.selectKernel("linear", STUB);
+            assertEquals(STUB, teeth.selectedKernel("linear"));
             teeth.setPrecision(Precision.FP32);
             assertEquals("v1", teeth.selectedKernel("linear"));
             assertEquals(atFp32, selections());
@@ -81,18 +87,22 @@ class PrecisionVariantRulesTest {
 
     @Test
     void selectingTheTensorCoreVariantAtFp32IsRefused() {
-        D4jException e = assertThrows(D4jException.class, () -> teeth.selectKernel("linear", STUB));
-        assertEquals(Status.INVALID_ARGUMENT, e.status());
-        String m = e.getMessage();
-        assertTrue(m.contains("'" + STUB + "'") && m.contains("'linear'") && m.contains("runs on tensor cores")
-                && m.contains("needs precision tf32 or bf16"), m);
-        assertEquals("v1", teeth.selectedKernel("linear"), "the refused selection was kept");
+        for (String variant : List.of(V3, STUB)) {
+            D4jException e = assertThrows(D4jException.class, () -> teeth.selectKernel("linear", variant));
+            assertEquals(Status.INVALID_ARGUMENT, e.status());
+            String m = e.getMessage();
+            assertTrue(m.contains("'" + variant + "'") && m.contains("'linear'") && m.contains("runs on tensor cores")
+                    && m.contains("needs precision tf32 or bf16"), m);
+            assertEquals("v1", teeth.selectedKernel("linear"), "the refused selection was kept");
+        }
         // allowed once a tensor-core precision is set, and a SIMT variant may still be chosen there
         teeth.setPrecision(Precision.TF32);
         teeth.selectKernel("linear", "v2");
         assertEquals("v2", teeth.selectedKernel("linear"));
         teeth.selectKernel("linear", STUB);
         assertEquals(STUB, teeth.selectedKernel("linear"));
+        teeth.selectKernel("linear", V3);
+        assertEquals(V3, teeth.selectedKernel("linear"));
     }
 
     @Test
@@ -106,7 +116,10 @@ class PrecisionVariantRulesTest {
         assertEquals("v2", teeth.selectedKernel("diffusion_loss"));
         // setting tf32 again selects the first tensor-core variant whatever was chosen before
         teeth.setPrecision(Precision.TF32);
-        assertEquals(STUB, teeth.selectedKernel("linear"));
+        assertEquals(V3, teeth.selectedKernel("linear"));
+        teeth.selectKernel("linear", STUB);
+        teeth.setPrecision(Precision.BF16);
+        assertEquals(V3, teeth.selectedKernel("linear"), "from the second tensor-core variant as from a SIMT one");
     }
 
     /** The stub runs v1's kernel: at tf32 it gives v1's bits at fp32 (the precision changes nothing in a SIMT kernel). */
@@ -120,6 +133,7 @@ class PrecisionVariantRulesTest {
         }
         float[] v1 = LinearAttentionReference.linear(teeth, x, w, b, rows, in, out);
         teeth.setPrecision(Precision.TF32);
+        teeth.selectKernel("linear", STUB);
         assertEquals(STUB, teeth.selectedKernel("linear"));
         float[] stub = LinearAttentionReference.linear(teeth, x, w, b, rows, in, out);
         assertArrayEquals(v1, stub);
