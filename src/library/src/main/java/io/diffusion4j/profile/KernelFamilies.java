@@ -30,9 +30,7 @@ public final class KernelFamilies {
         family("silu", "silu_kernel", "silu_grad_kernel");
         family("residual_add", "residual_kernel", "residual_grad_kernel");
         family("linear", "gemm_simple_kernel", "gemm_tiled_kernel", "bias_partial_kernel", "bias_final_kernel");
-        family("linear", "linear_tc_fwd_kernel<Tf32>", "linear_tc_fwd_kernel<Bf16>", "linear_tc_dx_kernel<Tf32>",
-                "linear_tc_dx_kernel<Bf16>", "linear_tc_dw_kernel<Tf32>", "linear_tc_dw_kernel<Bf16>",
-                "linear_tc_sum_kernel");
+        family("linear", "linear_tc_fwd_kernel", "linear_tc_dx_kernel", "linear_tc_dw_kernel", "linear_tc_sum_kernel");
         family("attention", "attn_fwd_kernel", "attn_bwd_rows_kernel", "attn_bwd_cols_kernel");
         family("grad_norm", "sumsq_partial_kernel", "sumsq_final_kernel");
         family("adamw", "adamw_kernel");

@@ -16,7 +16,7 @@ record Output(String name, float[] f, int[] i, double[] d, Check check) {
     /**
      * |dev - cpu| <= rtol * (|cpu| + magnitude). {@code products}: the output is a sum of products that a
      * tensor-core variant computes from inputs rounded to TF32 or BF16, so at those precisions the bound
-     * grows by the products' rounding error ({@link io.diffusion4j.backend.Precision#productError()}) times
+     * grows by the products' rounding error ({@link Precision#productError()}) times
      * magnitude, which bounds the sum of the products' absolute values.
      */
     record Close(double rtol, double magnitude, boolean products) implements Check {

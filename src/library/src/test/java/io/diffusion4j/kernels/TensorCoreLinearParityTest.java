@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
-import io.diffusion4j.backend.Precision;
+import io.diffusion4j.Precision;
 import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
