@@ -174,7 +174,7 @@ final class SelfTestCommand implements Callable<Integer> {
                         + "dimensions, variants: " + variants.name().toLowerCase(Locale.ROOT) + "; whole steps with the "
                         + "default variants; blocks per launch: " + perLaunch);
                 out.flush();
-                cases = Cifar10Cases.profile(prof, variants == SelfTest.Variants.ALL, blocks, wanted, (family, variant) -> {
+                cases = Cifar10Cases.profile(prof, measured, variants == SelfTest.Variants.ALL, blocks, wanted, (family, variant) -> {
                     out.println("counted   " + family + " " + variant);
                     out.flush();
                 });

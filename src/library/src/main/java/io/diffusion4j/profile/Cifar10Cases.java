@@ -86,8 +86,17 @@ public final class Cifar10Cases {
 
     /** {@link #profile(Backend, boolean, long, BiConsumer)} of the families {@code families} accepts. */
     public static List<ProfiledCase> profile(Backend profiling, boolean allVariants, long maxBlocks,
-                                             Predicate<String> families,
-                                      BiConsumer<String, String> started) {
+                                             Predicate<String> families, BiConsumer<String, String> started) {
+        return profile(profiling, null, allVariants, maxBlocks, families, started);
+    }
+
+    /**
+     * {@link #profile(Backend, boolean, long, Predicate, BiConsumer)}, and with a real GPU backend {@code gpu} (not
+     * null) each case is also timed there with the same variant and precision ({@link #time}), so the projection
+     * reads beside a measurement.
+     */
+    public static List<ProfiledCase> profile(Backend profiling, Backend gpu, boolean allVariants, long maxBlocks,
+                                             Predicate<String> families, BiConsumer<String, String> started) {
         List<ProfiledCase> out = new ArrayList<>();
         try (NativeSchedule schedule = NativeSchedule.of(NoiseSchedule.defaults())) {
             for (String family : profiling.kernelFamilies()) {
@@ -98,12 +107,41 @@ public final class Cifar10Cases {
                 for (VariantRun run : runs) {
                     try (Backend.Selection before = profiling.use(run)) {
                         started.accept(family, run.label());
-                        for (Case c : cases) out.add(run(profiling, schedule, c, maxBlocks));
+                        for (Case c : cases) {
+                            ProfiledCase counted = run(profiling, schedule, c, maxBlocks);
+                            if (gpu != null) {
+                                try (Backend.Selection onGpu = gpu.use(run); NativeSchedule gs = NativeSchedule.of(NoiseSchedule.defaults())) {
+                                    counted = new ProfiledCase(counted.family(), counted.variant(), counted.call(),
+                                            counted.shape(), counted.launches(), time(gpu, gs, c, 5), gpu.description());
+                                }
+                            }
+                            out.add(counted);
+                        }
                     }
                 }
             }
         }
         return out;
+    }
+
+    /**
+     * The median seconds of {@code repeats} calls of a case on {@code gpu} with the variant selected there now, after
+     * one warm-up call, the L2 cache flushed before each (CUDA events around each call).
+     */
+    public static double time(Backend gpu, NativeSchedule schedule, Case c, int repeats) {
+        try (Inputs in = new Inputs(gpu, schedule)) {
+            Runnable call = c.setup().prepare(in);
+            call.run();
+            double[] ms = new double[repeats];
+            for (int r = 0; r < repeats; r++) {
+                gpu.flushCache();
+                gpu.timerBegin();
+                call.run();
+                ms[r] = gpu.timerEnd();
+            }
+            java.util.Arrays.sort(ms);
+            return ms[repeats / 2] * 1e-3;
+        }
     }
 
     /** Counts one case with the variant of its family that is selected now. */

@@ -11,6 +11,7 @@ import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
 import io.diffusion4j.kernels.ConvReference.Grads;
 import io.diffusion4j.kernels.ConvReference.Problem;
 import io.diffusion4j.kernels.ConvReference.Result;
+import io.diffusion4j.testutil.InputRounding;
 import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
@@ -29,9 +30,7 @@ import java.util.List;
  * against the reference of the unrounded inputs, (productError + 2 (T + 2) u) S, the tolerance the parity suite
  * states. The bias gradient is a plain FP32 reduction at every precision: (T + 2) u S.
  *
- * <p>The roundings are written here independently of the native code: TF32 keeps 11 significant bits, rounding
- * halves away from zero (cvt.rna); BF16 keeps 8, rounding halves to even; below 2^-126 both keep the float's
- * subnormal spacing.
+ * <p>The roundings: {@link InputRounding}, written independently of the native code.
  */
 class TensorCoreConvRoundingTest {
     static final List<Conv2dSpec> SPECS = List.of(Conv2dSpec.same3x3(), Conv2dSpec.downsample3x3(1),
@@ -39,19 +38,8 @@ class TensorCoreConvRoundingTest {
     /** {n, h, w, cIn, cOut}: odd sizes; the second has more than one 64-wide tile of pixels and of channels. */
     static final int[][] SHAPES = {{1, 5, 7, 3, 5}, {2, 9, 7, 19, 67}};
 
-    static float round(Precision p, float v) {
-        if (p == Precision.FP32 || v == 0 || !Float.isFinite(v)) return v;
-        int bits = p == Precision.TF32 ? 11 : 8;
-        int q = Math.max(Math.getExponent(v) + 1 - bits, -126 - (bits - 1)); // exponent of the last kept bit
-        double scaled = Math.scalb((double) v, -q);
-        double r = p == Precision.TF32 ? Math.signum(scaled) * Math.floor(Math.abs(scaled) + 0.5) : Math.rint(scaled);
-        return (float) Math.scalb(r, q);
-    }
-
     static double[] rounded(Precision p, float[] v) {
-        double[] o = new double[v.length];
-        for (int i = 0; i < v.length; i++) o[i] = round(p, v[i]);
-        return o;
+        return InputRounding.roundedDoubles(p, v);
     }
 
     /** Checks one output: tight against the rounded reference, within the stated tolerance of the exact one. */

@@ -1,6 +1,5 @@
 package io.diffusion4j.kernels;
 
-import static io.diffusion4j.kernels.TensorCoreConvParityTest.round;
 import static io.diffusion4j.testutil.Tolerance.U;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -8,6 +7,7 @@ import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Precision;
 import io.diffusion4j.backend.VariantRun;
+import io.diffusion4j.testutil.InputRounding;
 import io.diffusion4j.testutil.OnDevices;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.testutil.Tolerance;
@@ -53,9 +53,7 @@ class TensorCoreLinearParityTest {
     }
 
     static float[] rounded(Precision p, float[] v) {
-        float[] o = new float[v.length];
-        for (int i = 0; i < v.length; i++) o[i] = round(p, v[i]);
-        return o;
+        return InputRounding.rounded(p, v);
     }
 
     /** The three products of one layer from x, w, dy (rounded or not), with b and dw0 as given. */
