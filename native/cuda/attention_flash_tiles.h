@@ -138,7 +138,10 @@ __device__ __forceinline__ void products(const typename K::S *const (&a)[kProduc
         const int slice = it % kSplit, f = (it / kSplit) % K::kNF, p = it / (kSplit * K::kNF);
         const int fr = f / kCols, fc = f % kCols;
         const int d0 = slice * chunks / kSplit * 16, d1 = (slice + 1) * chunks / kSplit * 16;
-        const typename K::S *ap = a[p] + fr * 16 * ld, *bp = b[p] + fc * 16 * ld;
+        // (p == 0 ? x[0] : x[kProducts - 1]) rather than x[p]: an array indexed at run time would live in local memory
+        const typename K::S *ap = (p == 0 ? a[0] : a[kProducts - 1]) + fr * 16 * ld;
+        const typename K::S *bp = (p == 0 ? b[0] : b[kProducts - 1]) + fc * 16 * ld;
+        float *cp = p == 0 ? out[0] : out[kProducts - 1];
         typename K::Acc acc;
         wmma::fill_fragment(acc, 0.0f);
         for (int d = d0; d < d1; d += K::P::kStep) {
@@ -148,7 +151,7 @@ __device__ __forceinline__ void products(const typename K::S *const (&a)[kProduc
             wmma::load_matrix_sync(fb, bp + d, ld);
             wmma::mma_sync(acc, fa, fb, acc);
         }
-        wmma::store_matrix_sync(out[p] + (slice * K::kBR + fr * 16) * K::kSP + fc * 16, acc, K::kSP,
+        wmma::store_matrix_sync(cp + (slice * K::kBR + fr * 16) * K::kSP + fc * 16, acc, K::kSP,
                                 wmma::mem_row_major);
     }
 }
