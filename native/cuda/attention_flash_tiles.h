@@ -54,6 +54,16 @@ struct Cfg {
     static_assert(BT % 16 == 0 && DMax % (16 * WD) == 0, "whole fragments");
 };
 
+// The pitch (floats) of the FP32 score tiles: the row passes read words
+// r * pitch + sub + kTPR * i, conflict-free when the pitch is kTPR (at least 4,
+// a multiple of 16 bytes for WMMA) times an odd number.
+__host__ __device__ constexpr int score_pitch(int BT, int TPR) {
+    const int t = TPR < 4 ? 4 : TPR;
+    int p = BT;
+    while (p % t != 0 || (p / t) % 2 == 0) p += 4;
+    return p;
+}
+
 constexpr int kAmPitch = 24;  // the 16 x 16 row-factor matrices (floats; 96 bytes, a multiple of 16)
 constexpr size_t kSmemAlign = 128;
 
@@ -65,8 +75,16 @@ struct Kern : C {
     typedef P_ P;
     typedef typename P_::Stage S;
     static constexpr int kPad = 16 / (int)sizeof(S);  // staged rows: Dp + kPad elements
-    static constexpr int kSP = C::kBT + 4;            // FP32 score rows
-    static constexpr int kPP = C::kBT + kPad;         // staged probability rows
+    static constexpr int kSP = score_pitch(C::kBT, C::kTPR);  // FP32 score rows
+    static constexpr int kPP = C::kBT + kPad;                 // staged probability rows
+
+    // The pitch (elements) of a staged [row][Dp] tile: Dp + kPad, 4 times an
+    // odd number of words. A TF32 tile read only as a row-major B operand
+    // (rows along k: V in P V) takes Dp + 8 instead, 8 times an odd number of
+    // words, which that load needs (it reads words t * pitch + g, t < 4, g < 8).
+    __host__ __device__ static int pitch(int Dp, bool row_major_b) {
+        return row_major_b && sizeof(S) == 4 ? Dp + 8 : Dp + kPad;
+    }
     static constexpr int kNF = C::kWR * (C::kBT / 16);  // fragments of one kBR x kBT product
     typedef wmma::fragment<wmma::accumulator, 16, 16, P_::kStep, float> Acc;
     typedef wmma::fragment<wmma::matrix_a, 16, 16, P_::kStep, typename P_::Frag, wmma::row_major> A;
@@ -185,7 +203,7 @@ __device__ __forceinline__ void accumulate(typename K::Acc (&acc)[K::kOF], const
     for (int kk = 0; kk < K::kBT; kk += K::P::kStep) {
         typename K::A fa;
         wmma::load_matrix_sync(fa, a + kk, lda);
-    D4J_FLASH_UNROLL
+        D4J_FLASH_UNROLL
         for (int f = 0; f < K::kOF; ++f) {
             const int c = wd + f * K::kWD;
             if (c < nc) {
