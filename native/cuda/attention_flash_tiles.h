@@ -18,10 +18,14 @@
 // 16 x 16 matrix whose rows hold the factor (element-wise products of two
 // fragments of one type are valid whatever the layout).
 //
-// Shared-memory pitches: staged rows are 16 bytes longer than Dp elements and
-// FP32 score rows 4 floats longer than kBT, so the 8 rows a fragment load
-// touches at once start in different 4-bank groups (as in tc_gemm.h); every
-// fragment pointer is 32-byte aligned, as WMMA requires.
+// Shared-memory pitches are chosen for the accesses that dominate (bank
+// conflicts are counted by the profiling simulator): staged rows are 16 bytes
+// longer than Dp elements, so the 8 rows a fragment load touches at once start
+// in different 4-bank groups (as in tc_gemm.h), except V's at TF32 (pitch());
+// score rows suit the row passes (score_pitch()). Where one staged tile is
+// read both as a column-major and as a row-major B operand (K in the dQ
+// kernel, Q and dout in the dK/dV kernel) one of the two has 2-way conflicts.
+// Every fragment pointer is 32-byte aligned, as WMMA requires.
 #ifndef D4J_CUDA_ATTENTION_FLASH_TILES_H
 #define D4J_CUDA_ATTENTION_FLASH_TILES_H
 
@@ -85,6 +89,7 @@ struct Kern : C {
     __host__ __device__ static int pitch(int Dp, bool row_major_b) {
         return row_major_b && sizeof(S) == 4 ? Dp + 8 : Dp + kPad;
     }
+
     static constexpr int kNF = C::kWR * (C::kBT / 16);  // fragments of one kBR x kBT product
     typedef wmma::fragment<wmma::accumulator, 16, 16, P_::kStep, float> Acc;
     typedef wmma::fragment<wmma::matrix_a, 16, 16, P_::kStep, typename P_::Frag, wmma::row_major> A;

@@ -24,13 +24,14 @@ public final class KernelFamilies {
         family("reverse_step", "reverse_step_kernel");
         family("timestep_embedding", "embedding_kernel");
         family("conv2d", "conv_fwd_kernel", "conv_dx_kernel", "conv_dw_partial_kernel", "conv_sum_splits_kernel",
-                "conv_db_partial_kernel");
+                "conv_db_partial_kernel", "conv_tc_fwd_kernel", "conv_tc_dx_kernel", "conv_tc_dw_kernel");
         family("group_norm", "gn_stats_partial_kernel", "gn_stats_final_kernel", "gn_apply_kernel",
                 "gn_bwd_partial_kernel", "gn_bwd_param_kernel", "gn_bwd_group_kernel", "gn_bwd_dx_kernel");
         family("silu", "silu_kernel", "silu_grad_kernel");
         family("residual_add", "residual_kernel", "residual_grad_kernel");
         family("linear", "gemm_simple_kernel", "gemm_tiled_kernel", "bias_partial_kernel", "bias_final_kernel");
-        family("attention", "attn_fwd_kernel", "attn_bwd_rows_kernel", "attn_bwd_cols_kernel");
+        family("attention", "attn_fwd_kernel", "attn_bwd_rows_kernel", "attn_bwd_cols_kernel", "flash_fwd_kernel",
+                "flash_dq_kernel", "flash_dkdv_kernel");
         family("grad_norm", "sumsq_partial_kernel", "sumsq_final_kernel");
         family("adamw", "adamw_kernel");
         family("ema", "ema_kernel");
@@ -42,8 +43,9 @@ public final class KernelFamilies {
         family("fill", "fill_kernel");
     }
 
-    /** The family of a kernel, or "?" for one this table does not list. */
+    /** The family of a kernel (a template instantiation, kernel&lt;Tf32&gt;, as its template), or "?" for one this table does not list. */
     public static String of(String kernel) {
-        return FAMILY.getOrDefault(kernel, "?");
+        int lt = kernel.indexOf('<');
+        return FAMILY.getOrDefault(lt < 0 ? kernel : kernel.substring(0, lt), "?");
     }
 }
