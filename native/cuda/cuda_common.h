@@ -103,11 +103,13 @@ struct State {
 #else
         t.add("linear", {"v1", "v2"}, {"v3"});
 #endif
+        // attention v1: a block per query row, scores in shared memory, FP32;
+        // v2: FlashAttention-2 tiles on tensor cores (TF32 or BF16 inputs)
 #ifdef D4J_SIM_TEETH
         // over 48 KiB of dynamic shared memory without and with the kernel's opt-in
-        t.add("attention", {"v1", "broken_smem_not_allowed", "smem_allowed"});
+        t.add("attention", {"v1", "broken_smem_not_allowed", "smem_allowed"}, {"v2"});
 #else
-        t.add("attention", {"v1"});
+        t.add("attention", {"v1"}, {"v2"});
 #endif
         t.add("grad_norm", {"v1"});
         t.add("adamw", {"v1"});

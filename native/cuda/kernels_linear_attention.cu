@@ -11,11 +11,14 @@
 // Each C element is summed by one thread in k order: deterministic. The bias
 // gradient is two passes (per-chunk column sums, then the chunks in order).
 //
-// Attention: one block per (query row, batch*head). The row's scores live in
-// shared memory (tokens floats); max and sum are block tree reductions, and
+// Attention v1: one block per (query row, batch*head). The row's scores live
+// in shared memory (tokens floats); max and sum are block tree reductions, and
 // the weighted sums over tokens are split into G = 256 / head_dim groups
-// whose partials are added in group order. The backward pass is a row kernel
-// (Dsum, dq) and a column kernel (dk, dv), so no output needs atomics.
+// whose partials are added in group order (head dimensions above 256 in
+// slices of 256). The backward pass is a row kernel (Dsum, dq) and a column
+// kernel (dk, dv), so no output needs atomics. v2 (tensor cores) is
+// kernels_attention_flash.cu.
+#include "attention_flash.h"
 #include "cuda_common.h"
 #include "cuda_kernels.h"
 #include "linear_tc.h"
@@ -168,16 +171,22 @@ __device__ inline int64_t tok(const AttnDims &a, int64_t b, int64_t l, int64_t h
     return ((b * a.L + l) * a.H + h) * a.D;
 }
 
-// out[d] = sum_t w[t] x[t, d] over t < L for d < D, rows of x at x + tok(t).
-// Threads form G = 256 / D groups; group g sums t = g, g + G, ... and the
-// partials are added in group order by threads d < D (result returned there).
-__device__ float group_weighted_sum(const AttnDims &a, const float *w, const float *x, int64_t b, int64_t h,
+// Columns [d0, d0 + slice_width(a, d0)) of a head: at most 256, one per thread.
+__device__ inline int slice_width(const AttnDims &a, int d0) {
+    return (int)a.D - d0 < kAttnThreads ? (int)a.D - d0 : kAttnThreads;
+}
+
+// out[d] = sum_t w[t] x[t, d0 + d] over t < L for d < W = slice_width(a, d0),
+// rows of x at x + tok(t). Threads form G = 256 / W groups; group g sums
+// t = g, g + G, ... and the partials are added in group order by threads
+// d < W (result returned there).
+__device__ float group_weighted_sum(const AttnDims &a, const float *w, const float *x, int64_t b, int64_t h, int d0,
                                     float *part) {
-    const int D = (int)a.D, G = kAttnThreads / D;
+    const int D = slice_width(a, d0), G = kAttnThreads / D;
     const int g = threadIdx.x / D, d = threadIdx.x % D;
     if (g < G) {
         float acc = 0.0f;
-        for (int64_t t = g; t < a.L; t += G) acc += w[t] * x[tok(a, b, t, h) + d];
+        for (int64_t t = g; t < a.L; t += G) acc += w[t] * x[tok(a, b, t, h) + d0 + d];
         part[g * D + d] = acc;
     }
     __syncthreads();
@@ -213,8 +222,10 @@ __global__ void attn_fwd_kernel(AttnDims a, const float *q, const float *k, cons
         sum += p;
     }
     sum = block_reduce<false>(sum, red);
-    float o = group_weighted_sum(a, srow, v, b, h, part);
-    if ((int)threadIdx.x < a.D) out[tok(a, b, i, h) + threadIdx.x] = o / sum;
+    for (int d0 = 0; d0 < a.D; d0 += kAttnThreads) {
+        float o = group_weighted_sum(a, srow, v, b, h, d0, part);
+        if ((int)threadIdx.x < slice_width(a, d0)) out[tok(a, b, i, h) + d0 + threadIdx.x] = o / sum;
+    }
     if (threadIdx.x == 0 && lse) lse[bh * a.L + i] = m + logf(sum);
 }
 
@@ -248,8 +259,10 @@ __global__ void attn_bwd_rows_kernel(AttnDims a, const float *q, const float *k,
         srow[j] = expf(s * a.scale - li) * (dp - di);
     }
     __syncthreads();
-    float g = group_weighted_sum(a, srow, k, b, h, part);
-    if ((int)threadIdx.x < a.D) dq[tok(a, b, i, h) + threadIdx.x] = a.scale * g;
+    for (int d0 = 0; d0 < a.D; d0 += kAttnThreads) {
+        float g = group_weighted_sum(a, srow, k, b, h, d0, part);
+        if ((int)threadIdx.x < slice_width(a, d0)) dq[tok(a, b, i, h) + d0 + threadIdx.x] = a.scale * g;
+    }
 }
 
 // Column pass for key token j: P[:, j], dS[:, j]; dv_j = P^T dO, dk_j = scale dS^T q.
@@ -276,11 +289,13 @@ __global__ void attn_bwd_cols_kernel(AttnDims a, const float *q, const float *k,
         dscol[i] = p * (dp - dsum[bh * a.L + i]);
     }
     __syncthreads();
-    float gv = group_weighted_sum(a, pcol, dout, b, h, part);
-    float gk = group_weighted_sum(a, dscol, q, b, h, part);
-    if ((int)threadIdx.x < a.D) {
-        dv[tok(a, b, j, h) + threadIdx.x] = gv;
-        dk[tok(a, b, j, h) + threadIdx.x] = a.scale * gk;
+    for (int d0 = 0; d0 < a.D; d0 += kAttnThreads) {
+        float gv = group_weighted_sum(a, pcol, dout, b, h, d0, part);
+        float gk = group_weighted_sum(a, dscol, q, b, h, d0, part);
+        if ((int)threadIdx.x < slice_width(a, d0)) {
+            dv[tok(a, b, j, h) + d0 + threadIdx.x] = gv;
+            dk[tok(a, b, j, h) + d0 + threadIdx.x] = a.scale * gk;
+        }
     }
 }
 
@@ -301,9 +316,11 @@ __global__ void attn_fwd_smem_allowed_kernel(AttnDims a, const float *q, const f
 }
 #endif
 
-d4j_status check_attn(const char *what, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim) {
-    if (tokens > kMaxTokens) {
-        g_host->set_error("%s: the CUDA backend keeps a row of scores in shared memory and takes at most %d tokens, got %d",
+// flash: the tensor-core variant, which keeps no row of scores (no token limit).
+d4j_status check_attn(const char *what, int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, bool flash) {
+    if (!flash && tokens > kMaxTokens) {
+        g_host->set_error("%s: the CUDA backend's attention v1 keeps a row of scores in shared memory and takes at "
+                          "most %d tokens, got %d (v2, at precision tf32 or bf16, takes more)",
                           what, kMaxTokens, tokens);
         return D4J_ERR_INVALID_ARGUMENT;
     }
@@ -312,8 +329,8 @@ d4j_status check_attn(const char *what, int32_t batch, int32_t tokens, int32_t h
                           (long long)batch * heads);
         return D4J_ERR_INVALID_ARGUMENT;
     }
-    if (head_dim > kAttnThreads) {
-        g_host->set_error("%s: head_dim %d exceeds %d", what, head_dim, kAttnThreads);
+    if (head_dim > flash::kMaxHeadDim) {
+        g_host->set_error("%s: head_dim %d exceeds %d", what, head_dim, flash::kMaxHeadDim);
         return D4J_ERR_INVALID_ARGUMENT;
     }
     return D4J_OK;
@@ -367,8 +384,12 @@ d4j_status linear_backward(void *state, const float *x, const float *w, const fl
 d4j_status attention_forward(void *state, const float *q, const float *k, const float *v, int32_t batch,
                              int32_t tokens, int32_t heads, int32_t head_dim, float scale, float *out, float *lse) {
     auto *s = static_cast<State *>(state);
-    d4j_status st = check_attn("attention_forward", batch, tokens, heads, head_dim);
+    const bool flash = s->variants.tensor_core("attention");
+    d4j_status st = check_attn("attention_forward", batch, tokens, heads, head_dim, flash);
     if (st != D4J_OK) return st;
+    if (flash)
+        return flash::forward(s->stream, matrix_precision(s), flash::Dims{batch, tokens, heads, head_dim, scale}, q, k,
+                              v, out, lse);
     const AttnDims a{batch, tokens, heads, head_dim, scale};
     const dim3 grid((unsigned)tokens, (unsigned)(batch * heads));
     const size_t smem = attn_smem(1, tokens, head_dim);
@@ -395,11 +416,15 @@ d4j_status attention_backward(void *state, const float *q, const float *k, const
                               const float *lse, const float *dout, int32_t batch, int32_t tokens, int32_t heads,
                               int32_t head_dim, float scale, float *dq, float *dk, float *dv) {
     auto *s = static_cast<State *>(state);
-    d4j_status st = check_attn("attention_backward", batch, tokens, heads, head_dim);
+    const bool flash = s->variants.tensor_core("attention");
+    d4j_status st = check_attn("attention_backward", batch, tokens, heads, head_dim, flash);
     if (st != D4J_OK) return st;
     void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
     if ((st = ensure_scratch(s, sizeof(float) * (size_t)batch * heads * tokens, &scratch)) != D4J_OK) return st;
     float *dsum = static_cast<float *>(scratch);
+    if (flash)
+        return flash::backward(s->stream, matrix_precision(s), flash::Dims{batch, tokens, heads, head_dim, scale}, q,
+                               k, v, out, lse, dout, dsum, dq, dk, dv);
     const AttnDims a{batch, tokens, heads, head_dim, scale};
     const dim3 grid((unsigned)tokens, (unsigned)(batch * heads));
     const size_t rows_smem = attn_smem(1, tokens, head_dim), cols_smem = attn_smem(2, tokens, head_dim);

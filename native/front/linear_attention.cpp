@@ -25,7 +25,7 @@ d4j_status check_linear_dims(int64_t rows, int32_t in, int32_t out, int64_t *x_b
     return D4J_OK;
 }
 
-// batch, tokens, heads >= 1, head_dim in [1, 256], tokens <= 2^20, finite
+// batch, tokens, heads >= 1, head_dim in [1, 512], tokens <= 2^20, finite
 // scale; yields the bytes of a [B, L, H, D] tensor and of a [B, H, L] one.
 d4j_status check_attention_dims(int32_t batch, int32_t tokens, int32_t heads, int32_t head_dim, float scale,
                                 int64_t *t_bytes, int64_t *row_bytes) {
@@ -33,12 +33,12 @@ d4j_status check_attention_dims(int32_t batch, int32_t tokens, int32_t heads, in
     if (tokens < 1 || tokens > (1 << 20))
         return fail(D4J_ERR_INVALID_ARGUMENT, "tokens must be in [1, 2^20], got %d", tokens);
     if (heads < 1) return fail(D4J_ERR_INVALID_ARGUMENT, "heads must be >= 1, got %d", heads);
-    if (head_dim < 1 || head_dim > 256)
-        return fail(D4J_ERR_INVALID_ARGUMENT, "head_dim must be in [1, 256], got %d", head_dim);
+    if (head_dim < 1 || head_dim > 512)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "head_dim must be in [1, 512], got %d", head_dim);
     if (!std::isfinite(scale)) return fail(D4J_ERR_INVALID_ARGUMENT, "scale must be finite, got %g", (double)scale);
     // batch * tokens * heads * head_dim * 4 without overflow
     int64_t n = (int64_t)batch * tokens;  // < 2^51
-    if (n > INT64_MAX / 4 / 256 / heads)
+    if (n > INT64_MAX / 4 / 512 / heads)
         return fail(D4J_ERR_INVALID_ARGUMENT, "batch %d x tokens %d x heads %d overflows", batch, tokens, heads);
     *row_bytes = n * heads * 4;
     *t_bytes = n * heads * head_dim * 4;

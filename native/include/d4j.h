@@ -502,8 +502,8 @@ D4J_API d4j_status d4j_linear_backward(d4j_backend *backend, const d4j_buffer *x
  *   s[j]   = scale * sum_d q[b,i,h,d] k[b,j,h,d]
  *   out[b,i,h,:] = sum_j softmax(s)[j] v[b,j,h,:]   (row maximum subtracted first)
  *   lse[b,h,i]   = log sum_j exp(s[j])              (max-shifted; lse may be NULL)
- * scale is finite (diffusers: 1/sqrt(head_dim)); head_dim in [1, 256];
- * tokens in [1, 2^20] (the CUDA backend takes at most 4096). lse is
+ * scale is finite (diffusers: 1/sqrt(head_dim)); head_dim in [1, 512];
+ * tokens in [1, 2^20] (the CUDA backend's v1 takes at most 4096). lse is
  * [batch, heads, tokens] float32 and is what d4j_attention_backward needs.
  * No L x L score matrix is stored: each query row's scores are recomputed
  * in a per-task workspace of O(tokens) floats. */

@@ -31,7 +31,8 @@ public final class KernelFamilies {
         family("residual_add", "residual_kernel", "residual_grad_kernel");
         family("linear", "gemm_simple_kernel", "gemm_tiled_kernel", "bias_partial_kernel", "bias_final_kernel");
         family("linear", "linear_tc_fwd_kernel", "linear_tc_dx_kernel", "linear_tc_dw_kernel", "linear_tc_sum_kernel");
-        family("attention", "attn_fwd_kernel", "attn_bwd_rows_kernel", "attn_bwd_cols_kernel");
+        family("attention", "attn_fwd_kernel", "attn_bwd_rows_kernel", "attn_bwd_cols_kernel", "flash_fwd_kernel",
+                "flash_dq_kernel", "flash_dkdv_kernel");
         family("grad_norm", "sumsq_partial_kernel", "sumsq_final_kernel");
         family("adamw", "adamw_kernel");
         family("ema", "ema_kernel");

@@ -4,6 +4,7 @@ import static io.diffusion4j.selftest.CaseInputs.*;
 import static io.diffusion4j.selftest.SelfTest.U;
 import static io.diffusion4j.selftest.TensorCase.tensorCase;
 
+import io.diffusion4j.Precision;
 import io.diffusion4j.kernels.LinearKernels;
 import io.diffusion4j.kernels.LinearKernels.AttentionShape;
 import io.diffusion4j.selftest.SelfTest.Shape;
@@ -12,6 +13,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
+import java.util.function.Function;
 
 /** The linear and attention families. */
 final class LinearAttentionCases {
@@ -76,6 +78,13 @@ final class LinearAttentionCases {
         return out;
     }
 
+    /**
+     * Attention at FP32: {@link #LINEAR_ATTENTION_RTOL} with M from the maxima of the inputs. At TF32 and BF16
+     * the tensor-core variant also rounds q, k, v, dout, the probabilities and the score gradients: each output's
+     * rtol grows by T / M, T the absolute bound {@link AttentionRounding} derives for the rounding (a score moves
+     * by at most productError times its sum of absolute terms, the softmax by twice that in the exponent, the
+     * rounded weights and operands by the format's unit roundoff each), so |dev - cpu| <= rtol (|cpu| + M) + T.
+     */
     static List<ParityCase> attentionCases(SplittableRandom rnd) {
         // {batch, tokens, heads, headDim}, |q|,|k| magnitude; B*H*L blocks per kernel on the device
         int[][] shapes = {{2, 9, 2, 5}, {1, 7, 1, 8}, {3, 5, 3, 3}};
@@ -100,20 +109,25 @@ final class LinearAttentionCases {
             double dsumAbs = D * gm * ((D + 2) * vm + outScale);
             double a = 2 * dgv * (relP + 2) + (D + 2) * dgv + dsumAbs, perP = a + (L + 2) * 2 * dgv;
             double mDq = c * km * perP, mDk = c * qm * L * perP, mDv = L * (relP + L + 2) * gm;
+            double sigma = ref.e / (D + 2), om = maxAbs(ref.out);
+            Function<Precision, AttentionRounding.Bounds> tc = p -> AttentionRounding.of(p, sigma, L, D, scale, qm, km,
+                    vm, om, gm);
             long[] ts = {bt, len, heads, dim}, ls = {bt, heads, len};
             Shape sh = dims(String.format(Locale.ROOT, "B=%d L=%d H=%d D=%d", bt, len, heads, dim), bt, len, heads, dim);
             String mag = magnitudes[s] == 1.0 ? "" : String.format(Locale.ROOT, " |q|,|k|~%.0f", magnitudes[s]);
             out.add(tensorCase("forward" + mag, sh, rt,
                     List.of(Arg.in(q, ts), Arg.in(k, ts), Arg.in(v, ts), Arg.out(ts), Arg.out(ls)),
                     t -> LinearKernels.attention(as, scale, t[0], t[1], t[2], t[3], t[4]),
-                    o -> List.of(Output.close("out", o[3], rt, outScale), Output.close("lse", o[4], rt, lseScale))));
+                    o -> List.of(Output.rounded("out", o[3], rt, outScale, p -> tc.apply(p).out() / outScale),
+                            Output.rounded("lse", o[4], rt, lseScale, p -> tc.apply(p).lse() / lseScale))));
             // the backward reads out and lse: the float64 forward rounded to float32, the same on both backends
             out.add(tensorCase("backward" + mag, sh, rt,
                     List.of(Arg.in(q, ts), Arg.in(k, ts), Arg.in(v, ts), Arg.in(ref.out, ts), Arg.in(ref.lse, ls),
                             Arg.in(g, ts), Arg.out(ts), Arg.out(ts), Arg.out(ts)),
                     t -> LinearKernels.attentionBackward(as, scale, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]),
-                    o -> List.of(Output.close("dq", o[6], rt, mDq), Output.close("dk", o[7], rt, mDk),
-                            Output.close("dv", o[8], rt, mDv))));
+                    o -> List.of(Output.rounded("dq", o[6], rt, mDq, p -> tc.apply(p).dq() / mDq),
+                            Output.rounded("dk", o[7], rt, mDk, p -> tc.apply(p).dk() / mDk),
+                            Output.rounded("dv", o[8], rt, mDv, p -> tc.apply(p).dv() / mDv))));
         }
         return out;
     }

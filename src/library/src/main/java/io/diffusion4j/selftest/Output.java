@@ -1,6 +1,7 @@
 package io.diffusion4j.selftest;
 
 import io.diffusion4j.Precision;
+import java.util.function.ToDoubleFunction;
 
 /**
  * One output array of a call with how it is checked (the CPU side's check is the one used): float32,
@@ -14,15 +15,15 @@ record Output(String name, float[] f, int[] i, double[] d, Check check) {
     record BitExact() implements Check {}
 
     /**
-     * |dev - cpu| <= rtol * (|cpu| + magnitude). {@code products}: the output is a sum of products that a
-     * tensor-core variant computes from inputs rounded to TF32 or BF16, so at those precisions the bound
-     * grows by the products' rounding error ({@link Precision#productError()}) times
-     * magnitude, which bounds the sum of the products' absolute values.
+     * |dev - cpu| <= rtol(precision) * (|cpu| + magnitude), where rtol(precision) = rtol + widening(precision):
+     * what a tensor-core variant's rounding of its inputs to TF32 or BF16 adds (0 at FP32). For a sum of
+     * products ({@link #products}) the widening is the products' rounding error ({@link
+     * Precision#productError()}), magnitude bounding the sum of their absolute values.
      */
-    record Close(double rtol, double magnitude, boolean products) implements Check {
+    record Close(double rtol, double magnitude, ToDoubleFunction<Precision> widening) implements Check {
         /** The bound's rtol for a device that computed at {@code precision}. */
         double rtol(Precision precision) {
-            return products ? rtol + precision.productError() : rtol;
+            return rtol + widening.applyAsDouble(precision);
         }
     }
 
@@ -35,17 +36,25 @@ record Output(String name, float[] f, int[] i, double[] d, Check check) {
         }
 
         static Output close(String name, float[] v, double rtol, double magnitude) {
-            return new Output(name, v, null, null, new Close(rtol, magnitude, false));
+            return new Output(name, v, null, null, new Close(rtol, magnitude, p -> 0.0));
         }
 
         /** A sum of products of the matrix families: its bound widens at TF32 and BF16 (see {@link Close}). */
         static Output products(String name, float[] v, double rtol, double magnitude) {
-            return new Output(name, v, null, null, new Close(rtol, magnitude, true));
+            return new Output(name, v, null, null, new Close(rtol, magnitude, Precision::productError));
+        }
+
+        /**
+         * An output that a tensor-core variant computes through several rounded products in sequence
+         * (attention): at precision p its rtol grows by {@code widening(p)}, a bound the case derives.
+         */
+        static Output rounded(String name, float[] v, double rtol, double magnitude, ToDoubleFunction<Precision> widening) {
+            return new Output(name, v, null, null, new Close(rtol, magnitude, widening));
         }
 
         /** A float64 result (the gradient norm), compared in float64. */
         static Output close(String name, double[] v, double rtol, double magnitude) {
-            return new Output(name, null, null, v, new Close(rtol, magnitude, false));
+            return new Output(name, null, null, v, new Close(rtol, magnitude, p -> 0.0));
         }
 
         double value(int k) {

@@ -47,6 +47,7 @@ import java.util.function.BiPredicate;
  *       M the maxima of the float64 first-order error scales (GroupNormBounds);
  *   <li>silu: 24 u, M = 0 forward, max |dy| s (1 + |x| (1 + s)) backward; residual_add: bit-exact;
  *   <li>linear and attention: rtol = 4 u, M the first-order bound in units of u (LinearAttentionReference);
+ *       attention at TF32 / BF16 adds the bound of its inputs' rounding ({@link AttentionRounding});
  *   <li>grad_norm (float64): rtol = 2e-12, M = 0; adamw and ema (same correctly rounded float32 math on
  *       every backend, from identical copies of the state): bit-exact.
  *   <li>concat (and its backward, the split): bit-exact (copies).

@@ -17,7 +17,7 @@ import java.util.List;
 /**
  * The tensor-core linear variant computes what it claims: at TF32 and BF16, y = x w^T + b, dx = dy w and
  * dw += dy^T x each equal the float64 result of the <em>rounded</em> inputs up to FP32 accumulation error, and
- * are visibly not the FP32 result (see {@link TensorCoreConvParityTest} for the bounds and the roundings, written
+ * are visibly not the FP32 result (see {@link TensorCoreConvRoundingTest} for the bounds and {@link io.diffusion4j.testutil.InputRounding} for the roundings, written
  * there independently of the native code). The bias and the accumulated initial dw are added in FP32, unrounded;
  * the bias gradient is a plain FP32 reduction at every precision.
  */

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.backend.VariantRun;
 import io.diffusion4j.Device;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -64,8 +65,10 @@ class SelfTestTest {
             Set<String> ran = report.rows().stream().map(r -> r.family() + "/" + r.variant()).collect(Collectors.toCollection(TreeSet::new));
             Set<String> want = new TreeSet<>();
             for (String f : families) {
-                for (String v : sim.kernelVariants(f)) {
-                    if (v.equals(sim.kernelVariants(f).get(0)) || v.equals("v2")) want.add(f + "/" + v);
+                // a tensor-core variant runs at each precision it supports (v2/tf32, v2/bf16)
+                for (VariantRun run : sim.variantRuns(f)) {
+                    String v = run.variant();
+                    if (v.equals(sim.kernelVariants(f).get(0)) || v.equals("v2")) want.add(f + "/" + run.label());
                 }
             }
             assertEquals(want, ran, shown);
