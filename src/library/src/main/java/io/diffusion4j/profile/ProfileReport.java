@@ -84,7 +84,7 @@ public final class ProfileReport {
                 + "MFLOP: FP32, an FMA is 2.");
         out.println("occ H100: resident warps per SM / 64 from the ptxas report" + (report.isEmpty()
                 ? " (\"-\": this build had no nvcc, so no ptxas report)" : "") + "; roofline H100: the kernel's floor "
-                + "(its FLOPs at the FP32 peak or its unique bytes at HBM bandwidth, the longer) / its projected time; "
+                + "(its FP32 FLOPs at the FP32 peak plus its tensor FLOPs at the TF32 or BF16 peak, or its unique bytes at HBM bandwidth, the longer) / its projected time; "
                 + "bound: the resource that takes longest (dram, l2, smem, fp32, sfu, tensor, launch).");
         if (lines.stream().anyMatch(l -> l[2].endsWith("*"))) {
             out.println("*: a representative subset of the launch's blocks was simulated and the counts scaled to the "
