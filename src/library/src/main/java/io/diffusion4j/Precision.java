@@ -70,6 +70,8 @@ public enum Precision {
      * bits, rounded to nearest, {@code e = 2^-11}; BF16: 8 bits, {@code e = 2^-8}); 0 for FP32, whose products
      * round only when they are summed. A tensor-core result differs from the exact sum of products by at most
      * this times the sum of their absolute values, plus the FP32 accumulation's error.
+     *
+     * @return the bound, relative to the product's magnitude
      */
     public double productError() {
         double e = switch (this) {
@@ -80,7 +82,12 @@ public enum Precision {
         return 2 * e + e * e;
     }
 
-    /** Whether a backend of this device can compute in this precision ({@code cpu}: FP32 only). */
+    /**
+     * Whether a device can compute in this precision ({@code cpu}: FP32 only).
+     *
+     * @param device the device
+     * @return true when it can
+     */
     public boolean supportedOn(Device device) {
         Objects.requireNonNull(device, "device");
         return this == FP32 || device != Device.CPU;
