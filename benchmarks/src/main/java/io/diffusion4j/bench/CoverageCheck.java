@@ -40,6 +40,7 @@ public final class CoverageCheck {
             "d4j_backend_open", "d4j_backend_close", "d4j_backend_name", "d4j_backend_describe", "d4j_backend_live",
             "d4j_backend_synchronize", "d4j_backend_set_threads", "d4j_backend_set_precision", "d4j_backend_precision",
             "d4j_kernel_families", "d4j_kernel_variants", "d4j_kernel_variant", "d4j_kernel_select",
+            "d4j_kernel_tensor_core_variants",
             "d4j_timer_begin", "d4j_timer_end", "d4j_flush_cache", "d4j_device_peak",
             "d4j_buffer_alloc", "d4j_buffer_free", "d4j_buffer_size", "d4j_buffer_view", "d4j_buffer_write",
             "d4j_buffer_read", "d4j_buffer_fill_f32",
