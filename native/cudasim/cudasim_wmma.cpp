@@ -183,44 +183,40 @@ thread_local Staging t_stage;
 
 }  // namespace
 
-void load(const Desc &d, void *x, const void *p, unsigned ldm, bool mem_col_major) {
-    const uintptr_t pc = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
-    const char *what = "load_matrix_sync";
-    check_pointer(what, p, ldm, elem_bytes(d));
+namespace {
+// A warp-collective load (memory -> this lane's elements) or store (the reverse)
+// through the launch's scrambled layout; pc: the kernel's call site, for counting.
+void transfer(const Desc &d, char *x, char *mem, unsigned ldm, bool mem_col_major, bool is_load, uintptr_t pc) {
+    const char *what = is_load ? "load_matrix_sync" : "store_matrix_sync";
+    check_pointer(what, mem, ldm, elem_bytes(d));
     warp_collective(what);
     const uint16_t *cell = layout_of(d);
     const unsigned lane = lane_id(), cols = cols_of(d), eb = elem_bytes(d);
-    const char *base = static_cast<const char *>(p);
     for (unsigned i = 0; i < d.per_lane; ++i) {
         const unsigned rc = cell[lane * d.per_lane + i];
-        std::memcpy(static_cast<char *>(x) + (size_t)i * eb,
-                    base + offset_of(rc / cols, rc % cols, ldm, mem_col_major) * eb, eb);
+        char *m = mem + offset_of(rc / cols, rc % cols, ldm, mem_col_major) * eb;
+        if (is_load) {
+            std::memcpy(x + (size_t)i * eb, m, eb);
+        } else {
+            std::memcpy(m, x + (size_t)i * eb, eb);
+        }
     }
 #if D4J_SIM_PROFILE
-    record_accesses(d, p, ldm, mem_col_major, prof::Load, pc);
+    record_accesses(d, mem, ldm, mem_col_major, is_load ? prof::Load : prof::Store, pc);
 #else
     (void)pc;
 #endif
 }
+}  // namespace
+
+void load(const Desc &d, void *x, const void *p, unsigned ldm, bool mem_col_major) {
+    transfer(d, static_cast<char *>(x), const_cast<char *>(static_cast<const char *>(p)), ldm, mem_col_major, true,
+             reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
+}
 
 void store(const Desc &d, const void *x, void *p, unsigned ldm, bool mem_col_major) {
-    const uintptr_t pc = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
-    const char *what = "store_matrix_sync";
-    check_pointer(what, p, ldm, elem_bytes(d));
-    warp_collective(what);
-    const uint16_t *cell = layout_of(d);
-    const unsigned lane = lane_id(), cols = cols_of(d), eb = elem_bytes(d);
-    char *base = static_cast<char *>(p);
-    for (unsigned i = 0; i < d.per_lane; ++i) {
-        const unsigned rc = cell[lane * d.per_lane + i];
-        std::memcpy(base + offset_of(rc / cols, rc % cols, ldm, mem_col_major) * eb,
-                    static_cast<const char *>(x) + (size_t)i * eb, eb);
-    }
-#if D4J_SIM_PROFILE
-    record_accesses(d, p, ldm, mem_col_major, prof::Store, pc);
-#else
-    (void)pc;
-#endif
+    transfer(d, const_cast<char *>(static_cast<const char *>(x)), static_cast<char *>(p), ldm, mem_col_major, false,
+             reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
 }
 
 void mma(const Desc &da, const Desc &db, const Desc &dc, void *dx, const void *ax, const void *bx, const void *cx) {

@@ -42,23 +42,9 @@ class TensorCoreConvRoundingTest {
         return InputRounding.roundedDoubles(p, v);
     }
 
-    /** Checks one output: tight against the rounded reference, within the stated tolerance of the exact one. */
     static void check(String what, Precision p, float[] dev, Result ofRounded, Result exact, int terms, String ctx) {
-        double acc = 2 * (terms + 2) * U;
-        Tolerance.log(Tolerance.assertCloseScaled(what + " vs float64 of rounded inputs", dev, ofRounded.value(),
-                ofRounded.scale(), 0.0, acc, ctx));
-        Tolerance.log(Tolerance.assertCloseScaled(what + " vs float64", dev, exact.value(), exact.scale(), 0.0,
-                p.productError() + acc, ctx));
-        // the rounding shows: the result is far closer to the sum of the rounded inputs' products than to the
-        // exact one (an FP32 computation would be the other way round, by about the same factor)
-        double toRounded = 0, toExact = 0;
-        for (int i = 0; i < dev.length; i++) {
-            toRounded += Math.abs(dev[i] - ofRounded.value()[i]);
-            toExact += Math.abs(dev[i] - exact.value()[i]);
-        }
-        assertTrue(toExact > 8 * toRounded, what + ": summed distance to the float64 result of the rounded inputs "
-                + toRounded + ", of the exact inputs " + toExact + ": the inputs were not rounded to " + p.cliName()
-                + "; " + ctx);
+        InputRounding.checkRounded(what, p, dev, ofRounded.value(), ofRounded.scale(), exact.value(), exact.scale(),
+                terms, ctx);
     }
 
     @OnDevices
