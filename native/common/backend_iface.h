@@ -19,7 +19,7 @@
 #include "diffusion_math.h"
 #include "backend_kernels.h"
 
-#define D4J_BACKEND_IFACE_VERSION 4
+#define D4J_BACKEND_IFACE_VERSION 5
 
 #ifdef __cplusplus
 extern "C" {

@@ -30,6 +30,15 @@ typedef struct d4j_conv2d_geom {
     int32_t h_out, w_out;
 } d4j_conv2d_geom;
 
+/* The GroupNorm(+SiLU) a group_norm_conv2d_forward applies to its input as it
+ * reads it (d4j_group_norm_conv2d_forward), validated by the front. */
+typedef struct d4j_gn_input {
+    const float *tb;           /* [n, c_in] or NULL */
+    const float *gamma, *beta; /* [c_in] */
+    const float *mean, *rstd;  /* [n, groups] */
+    int32_t groups, silu;
+} d4j_gn_input;
+
 /* Records defined with their element math (optim_math.h, sampler_math.h,
  * vlb_math.h); named here as elaborated types, so this header needs no include
  * for them. */
@@ -55,6 +64,9 @@ typedef struct d4j_conv2d_geom {
                        const float *bias, float *y))                                                                 \
     X(conv2d_backward, (void *state, const d4j_conv2d_geom *g, const float *x, const float *weight,                  \
                         const float *dy, float *dx, float *dweight, float *dbias))                                   \
+    /* conv2d_forward of the GroupNorm(+SiLU) of x, applied as the input is read (u = 0 in the padding) */          \
+    X(group_norm_conv2d_forward, (void *state, const d4j_conv2d_geom *g, const d4j_gn_input *gn, const float *x,    \
+                                  const float *weight, const float *bias, float *y))                                 \
     /* norm: GroupNorm over v = x + tb[n, :] (tb NULL: v = x), hw = H*W; backward writes dx, dtb and accumulates     \
      * dgamma, dbeta, each may be NULL (beta NULL when !silu); residual_add_backward's da, db may be NULL */         \
     X(group_norm_forward, (void *state, const float *x, const float *tb, const float *gamma, const float *beta,      \

@@ -23,6 +23,11 @@ constexpr int64_t kGrain = 16384;
 // Every kernel of the backend table (common/backend_kernels.h).
 D4J_BACKEND_KERNELS(D4J_DECLARE_KERNEL)
 
+// The normalise pass of group_norm_forward on its own: y = silu?(z) of x with
+// the given statistics (group_norm_conv2d_forward materialises its input so).
+void group_norm_apply(void *state, const d4j_gn_input *gn, const float *x, int32_t n, int64_t hw, int32_t c,
+                      float *y);
+
 inline ThreadPool &pool_of(void *state) { return static_cast<State *>(state)->pool; }
 
 }  // namespace d4j::cpu

@@ -77,6 +77,25 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     return D4J_OK;
 }
 
+// The normalised input is materialised and convolved: the CPU paths read each
+// input row many times (once per tap and output panel), so normalising it once
+// costs less than normalising on every read, and the result is bit for bit that
+// of group_norm_forward then conv2d_forward. The buffer is this thread's, kept
+// for its next call (a fresh allocation of this size costs page faults on every call).
+d4j_status group_norm_conv2d_forward(void *state, const Geom *gp, const d4j_gn_input *gn, const float *x,
+                                     const float *weight, const float *bias, float *y) {
+    const Geom g = *gp;
+    const int64_t count = (int64_t)g.n * g.h * g.w * g.c_in;
+    thread_local std::vector<float> u;
+    if (u.size() < (size_t)count) {
+        u.clear();
+        u.shrink_to_fit();
+        u.resize((size_t)count);
+    }
+    group_norm_apply(state, gn, x, g.n, (int64_t)g.h * g.w, g.c_in, u.data());
+    return conv2d_forward(state, gp, u.data(), weight, bias, y);
+}
+
 d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const float *weight, const float *dy,
                            float *dx, float *dweight, float *dbias) {
     const Geom g = *gp;

@@ -235,15 +235,23 @@ d4j_status group_norm_forward(void *state, const float *x, const float *tb, cons
         }
     }
     // Pass 2: normalise.
-    run_tasks(pool_of(state), tasks, elements, [&](int64_t task) {
+    const d4j_gn_input gn{tb, gamma, beta, mean, rstd, groups, silu};
+    group_norm_apply(state, &gn, x, n, hw, c, y);
+    return D4J_OK;
+}
+
+void group_norm_apply(void *state, const d4j_gn_input *gn, const float *x, int32_t n, int64_t hw, int32_t c,
+                      float *y) {
+    const int64_t rows = rows_per_chunk(c);
+    const int64_t chunks = (hw + rows - 1) / rows;
+    run_tasks(pool_of(state), (int64_t)n * chunks, (int64_t)n * hw * c, [&](int64_t task) {
         int64_t b = task / chunks, r0 = (task % chunks) * rows;
         int64_t m = hw - r0 < rows ? hw - r0 : rows;
         float *mc = row_scratch(c, 0), *rc = row_scratch(c, 1);
-        channel_stats(mean, rstd, (int32_t)b, c, groups, mc, rc);
-        normalise_rows(x + (b * hw + r0) * c, tb ? tb + b * c : nullptr, m, c, mc, rc, gamma, beta,
-                       silu, y + (b * hw + r0) * c);
+        channel_stats(gn->mean, gn->rstd, (int32_t)b, c, gn->groups, mc, rc);
+        normalise_rows(x + (b * hw + r0) * c, gn->tb ? gn->tb + b * c : nullptr, m, c, mc, rc, gn->gamma, gn->beta,
+                       gn->silu, y + (b * hw + r0) * c);
     });
-    return D4J_OK;
 }
 
 d4j_status group_norm_backward(void *state, const float *dy, const float *x, const float *tb, const float *gamma,

@@ -9,6 +9,7 @@
 #ifndef D4J_CUDA_CONV2D_OPS_H
 #define D4J_CUDA_CONV2D_OPS_H
 
+#include "../common/norm_math.h"
 #include "cuda_common.h"
 
 namespace d4j::cuda::conv {
@@ -22,14 +23,21 @@ constexpr int kBK = 16;
 // elements, so every pixel, column and element index fits, and a GPU divides
 // 32-bit integers in a fraction of the instructions a 64-bit division takes.
 
-// Conv-input value u[b, ih, iw, ci] (nearest-2x upsampled when asked), 0 in the padding.
-__device__ __forceinline__ float read_u(const Geom &g, const float *x, int32_t b, int32_t ih, int32_t iw, int32_t ci) {
-    if (ih < 0 || ih >= g.h_in || iw < 0 || iw >= g.w_in) return 0.0f;
+// The index in x of conv-input element u[b, ih, iw, ci] (nearest-2x upsampled
+// when asked), or -1 in the padding.
+__device__ __forceinline__ int32_t u_index(const Geom &g, int32_t b, int32_t ih, int32_t iw, int32_t ci) {
+    if (ih < 0 || ih >= g.h_in || iw < 0 || iw >= g.w_in) return -1;
     if (g.upsample2x) {
         ih >>= 1;
         iw >>= 1;
     }
-    return x[((b * g.h + ih) * g.w + iw) * g.c_in + ci];
+    return ((b * g.h + ih) * g.w + iw) * g.c_in + ci;
+}
+
+// Conv-input value u[b, ih, iw, ci], 0 in the padding.
+__device__ __forceinline__ float read_u(const Geom &g, const float *x, int32_t b, int32_t ih, int32_t iw, int32_t ci) {
+    const int32_t i = u_index(g, b, ih, iw, ci);
+    return i < 0 ? 0.0f : x[i];
 }
 
 // The im2col matrix u(pixel, col), col = tap * c_in + ci, in two halves so a
@@ -74,6 +82,44 @@ struct FwdOp {
     __device__ PixelAt a_m(int64_t m) const { return pixel_at(g, m); }
     __device__ ColAt a_k(int64_t k) const { return col_at(g, k); }
     __device__ float a(const PixelAt &m, const ColAt &k) const { return im2col(g, x, m, k); }
+    __device__ int32_t b_k(int64_t k) const { return (int32_t)k * g.c_out; }
+    __device__ int32_t b_n(int64_t n) const { return (int32_t)n; }
+    __device__ float b(int32_t k, int32_t n) const { return w[k + n]; }
+    __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
+    __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
+};
+
+// The forward of group_norm_conv2d_forward: FwdOp's maps, with each stored
+// input value v (+ tb) normalised as it is read, z = (v - mean) * rstd * gamma
+// + beta and silu(z) when asked (norm_math.h, as the GroupNorm forward), the
+// padding left 0. A column's channel constants (gamma, beta, group) come with
+// its decomposition, so a tensor-core thread loads them once per chunk.
+struct FwdGnOp {
+    static constexpr bool kAK = true;
+    static constexpr bool kBKc = false;
+    static constexpr bool kSplit = true;
+    Geom g;
+    const float *x, *w;
+    int64_t M, N, K;
+    d4j_gn_input gn;
+    struct Col {
+        ColAt at;
+        float gamma, beta;
+        int32_t group;
+    };
+    __device__ PixelAt a_m(int64_t m) const { return pixel_at(g, m); }
+    __device__ Col a_k(int64_t k) const {
+        const ColAt c = col_at(g, k);
+        return Col{c, gn.gamma[c.ci], gn.beta[c.ci], c.ci / (g.c_in / gn.groups)};
+    }
+    __device__ float a(const PixelAt &p, const Col &c) const {
+        const int32_t i = u_index(g, p.b, p.ih0 + c.at.dh, p.iw0 + c.at.dw, c.at.ci);
+        if (i < 0) return 0.0f;
+        const float v = gn.tb ? x[i] + gn.tb[p.b * g.c_in + c.at.ci] : x[i];
+        const int32_t s = p.b * gn.groups + c.group;
+        const float z = d4j_gn_z(d4j_gn_xhat(v, gn.mean[s], gn.rstd[s]), c.gamma, c.beta);
+        return gn.silu ? d4j_silu(z) : z;
+    }
     __device__ int32_t b_k(int64_t k) const { return (int32_t)k * g.c_out; }
     __device__ int32_t b_n(int64_t n) const { return (int32_t)n; }
     __device__ float b(int32_t k, int32_t n) const { return w[k + n]; }
@@ -148,6 +194,7 @@ struct DwOp {
 // by the problem's size, tc_gemm.h's wide_tiles). tc_dw_partial writes
 // partial[split][m][n] for the pixel slices of per_split pixels, like the SIMT dW.
 d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y);
+d4j_status tc_forward_gn(cudaStream_t stream, int precision, int tile, const FwdGnOp &op, const float *bias, float *y);
 d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, float *dx);
 d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwOp &op, int64_t per_split,
                          int64_t splits, float *partial);

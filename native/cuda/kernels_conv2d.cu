@@ -98,6 +98,13 @@ __global__ void conv_fwd_kernel(FwdOp op, const float *bias, float *y) {
     store_tile(acc, m0, n0, op.M, op.N, bias, y);
 }
 
+__global__ void conv_fwd_gn_kernel(FwdGnOp op, const float *bias, float *y) {
+    float acc[kTM][kTN];
+    const int64_t m0 = (int64_t)blockIdx.x * kBM, n0 = (int64_t)blockIdx.y * kBN;
+    gemm_tile(op, m0, n0, 0, op.K, acc);
+    store_tile(acc, m0, n0, op.M, op.N, bias, y);
+}
+
 __global__ void conv_dx_kernel(DxOp op, float *dx) {
     float acc[kTM][kTN];
     const int64_t m0 = (int64_t)blockIdx.x * kBM, n0 = (int64_t)blockIdx.y * kBN;
@@ -158,6 +165,19 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
     D4J_LAUNCH(conv_fwd_kernel, grid, kThreads, 0, s->stream, op, bias, y);
     return launched("conv_fwd_kernel");
+}
+
+d4j_status group_norm_conv2d_forward(void *state, const Geom *gp, const d4j_gn_input *gn, const float *x,
+                                     const float *weight, const float *bias, float *y) {
+    auto *s = static_cast<State *>(state);
+    FwdGnOp op{*gp, x, weight, (int64_t)gp->n * gp->h_out * gp->w_out, gp->c_out, (int64_t)gp->k * gp->k * gp->c_in,
+               *gn};
+    if (s->variants.tensor_core("conv2d")) {
+        return tc_forward_gn(s->stream, matrix_precision(s), tc_tile_of(s->variants.selected("conv2d")), op, bias, y);
+    }
+    const dim3 grid((unsigned)((op.M + kBM - 1) / kBM), (unsigned)((op.N + kBN - 1) / kBN));
+    D4J_LAUNCH(conv_fwd_gn_kernel, grid, kThreads, 0, s->stream, op, bias, y);
+    return launched("conv_fwd_gn_kernel");
 }
 
 d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const float *weight, const float *dy,

@@ -25,6 +25,13 @@ __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_kernel(FwdOp
 }
 
 template <class C>
+__global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_gn_kernel(FwdGnOp op, const float *bias, float *y) {
+    typedef typename C::Tile T;
+    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+                  [&](int64_t m, int64_t n, float v) { y[m * op.N + n] = v + (bias ? bias[n] : 0.0f); });
+}
+
+template <class C>
 __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dx_kernel(DxOp op, float *dx) {
     typedef typename C::Tile T;
     tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
@@ -71,6 +78,10 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
 
 d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y) {
     D4J_TC_LAUNCH(conv_tc_fwd_kernel, op.M, op.N, 1, stream, op, bias, y);
+}
+
+d4j_status tc_forward_gn(cudaStream_t stream, int precision, int tile, const FwdGnOp &op, const float *bias, float *y) {
+    D4J_TC_LAUNCH(conv_tc_fwd_gn_kernel, op.M, op.N, 1, stream, op, bias, y);
 }
 
 d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, float *dx) {

@@ -80,6 +80,45 @@ d4j_status d4j_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, int32_t
     });
 }
 
+d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
+                                         const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean,
+                                         const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n,
+                                         int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight,
+                                         const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride,
+                                         int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                                         int32_t upsample2x, d4j_buffer *y) {
+    D4J_USE_BACKEND(backend);
+    ConvGeom g;
+    int64_t xe, we, ye;
+    D4J_TRY(conv_geometry(n, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
+                          upsample2x, &g, &xe, &we, &ye));
+    if (num_groups < 1 || c_in % num_groups != 0)
+        return fail(D4J_ERR_INVALID_ARGUMENT, "group_norm_conv2d: num_groups = %d must be >= 1 and divide c_in = %d",
+                    num_groups, c_in);
+    D4J_TRY(check_flag("apply_silu", apply_silu));
+    const int64_t cb = (int64_t)c_in * 4, sb = (int64_t)n * num_groups * 4, tbb = (int64_t)n * c_in * 4;
+    D4J_TRY(check_buffer("x", x, backend, xe * 4));
+    if (tb != nullptr) D4J_TRY(check_buffer("tb", tb, backend, tbb));
+    D4J_TRY(check_buffer("gamma", gamma, backend, cb));
+    D4J_TRY(check_buffer("beta", beta, backend, cb));
+    D4J_TRY(check_buffer("mean", mean, backend, sb));
+    D4J_TRY(check_buffer("rstd", rstd, backend, sb));
+    D4J_TRY(check_buffer("weight", weight, backend, we * 4));
+    if (bias != nullptr) D4J_TRY(check_buffer("bias", bias, backend, (int64_t)c_out * 4));
+    D4J_TRY(check_buffer("y", y, backend, ye * 4));
+    D4J_TRY(check_outputs_disjoint({{"y", y, ye * 4}},
+                                   {{"x", x, xe * 4}, {"tb", tb, tbb}, {"gamma", gamma, cb}, {"beta", beta, cb},
+                                    {"mean", mean, sb}, {"rstd", rstd, sb}, {"weight", weight, we * 4},
+                                    {"bias", bias, (int64_t)c_out * 4}}));
+    const d4j_gn_input gn{tb ? (const float *)tb->ptr : nullptr, (const float *)gamma->ptr, (const float *)beta->ptr,
+                          (const float *)mean->ptr, (const float *)rstd->ptr, num_groups, apply_silu};
+    return guarded([&] {
+        return backend->iface->group_norm_conv2d_forward(backend->state, &g, &gn, (const float *)x->ptr,
+                                                         (const float *)weight->ptr,
+                                                         bias ? (const float *)bias->ptr : nullptr, (float *)y->ptr);
+    });
+}
+
 d4j_status d4j_conv2d_backward(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w,
                                int32_t c_in, const d4j_buffer *weight, int32_t c_out, int32_t kernel_size,
                                int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom,

@@ -364,6 +364,31 @@ D4J_API d4j_status d4j_conv2d_forward(d4j_backend *backend, const d4j_buffer *x,
                                       int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left,
                                       int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y);
 
+/* d4j_conv2d_forward of the GroupNorm(+SiLU) of x, normalised as the
+ * convolution reads it: y = conv(u) + bias with
+ *   u = apply_silu ? silu(z) : z,  z = (v - mean[b,g]) * rstd[b,g] * gamma[ci] + beta[ci],
+ *   v = x[b, ., ., ci] (+ tb[b, ci] when tb is not NULL),  g = ci / (c_in / num_groups)
+ * and the zero padding applied to u (as when u is materialised). mean and
+ * rstd (float32 [n, num_groups]) are those of d4j_group_norm_forward or
+ * d4j_bias_group_norm_forward (y = NULL computes only them), so
+ *   d4j_group_norm_forward(x, .., y = u) then d4j_conv2d_forward(u, ..)
+ * is the same computation without u in memory: in inference the normalised
+ * activation is written and read once less. Each u element is the
+ * element math of the GroupNorm forward (native/common/norm_math.h). The
+ * backward needs u, so a training forward keeps the two calls.
+ * gamma, beta: float32 [c_in]; tb: float32 [n, c_in] or NULL; num_groups
+ * divides c_in; apply_silu 0 or 1; the geometry and other arguments as in
+ * d4j_conv2d_forward (family "conv2d": its selected variant runs). y must not
+ * overlap any input. */
+D4J_API d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
+                                                 const d4j_buffer *gamma, const d4j_buffer *beta,
+                                                 const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups,
+                                                 int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in,
+                                                 const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out,
+                                                 int32_t kernel_size, int32_t stride, int32_t pad_top,
+                                                 int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                                                 int32_t upsample2x, d4j_buffer *y);
+
 /* Backward of d4j_conv2d_forward with the same geometry; dy: [n, h_out, w_out, c_out].
  *   dx      (NULL to skip): WRITTEN, [n, h, w, c_in]; with upsample2x it is the
  *           gradient for the small input x: each element sums the gradients of

@@ -2757,6 +2757,89 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_group_norm_conv2d_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_group_norm_conv2d_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static FunctionDescriptor d4j_group_norm_conv2d_forward$descriptor() {
+        return d4j_group_norm_conv2d_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static MethodHandle d4j_group_norm_conv2d_forward$handle() {
+        return d4j_group_norm_conv2d_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static MemorySegment d4j_group_norm_conv2d_forward$address() {
+        return d4j_group_norm_conv2d_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static int d4j_group_norm_conv2d_forward(MemorySegment backend, MemorySegment x, MemorySegment tb, MemorySegment gamma, MemorySegment beta, MemorySegment mean, MemorySegment rstd, int num_groups, int apply_silu, int n, int h, int w, int c_in, MemorySegment weight, MemorySegment bias, int c_out, int kernel_size, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right, int upsample2x, MemorySegment y) {
+        var mh$ = d4j_group_norm_conv2d_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_group_norm_conv2d_forward", backend, x, tb, gamma, beta, mean, rstd, num_groups, apply_silu, n, h, w, c_in, weight, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, y);
+            }
+            return (int)mh$.invokeExact(backend, x, tb, gamma, beta, mean, rstd, num_groups, apply_silu, n, h, w, c_in, weight, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_conv2d_backward {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

@@ -108,6 +108,53 @@ public final class ConvKernels {
     }
 
     /**
+     * The GroupNorm (+ SiLU) that {@link #forward(Conv2dSpec, GroupNormInput, Tensor, Tensor, Tensor, Tensor)}
+     * applies to its input as the convolution reads it: {@code u = silu?((x (+ tb[n, :]) - mean) * rstd * gamma +
+     * beta)} per group, with the statistics of a {@link NormKernels#groupNorm} or {@link NormKernels#biasGroupNorm}
+     * of the same x (and tb). Shapes: tb {@code [N, C_in]} or null, gamma and beta {@code [C_in]}, mean and rstd
+     * {@code N * numGroups} elements.
+     */
+    public record GroupNormInput(Tensor tb, Tensor gamma, Tensor beta, Tensor mean, Tensor rstd, int numGroups,
+                                 boolean silu) {
+        public GroupNormInput {
+            Objects.requireNonNull(gamma, "gamma");
+            Objects.requireNonNull(beta, "beta");
+            Objects.requireNonNull(mean, "mean");
+            Objects.requireNonNull(rstd, "rstd");
+            if (numGroups < 1) throw new IllegalArgumentException("numGroups must be >= 1, got " + numGroups);
+        }
+    }
+
+    /**
+     * {@code y = conv(u, weight) + bias} where u is the GroupNorm (+ SiLU) of x given by {@code norm}, computed
+     * as the input is read: the same result as normalising x into a tensor and calling {@link #forward(Conv2dSpec,
+     * Tensor, Tensor, Tensor, Tensor)} on it, without that tensor (d4j_group_norm_conv2d_forward). For inference:
+     * a backward needs u.
+     */
+    public static void forward(Conv2dSpec spec, GroupNormInput norm, Tensor x, Tensor weight, Tensor bias, Tensor y) {
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(norm, "norm");
+        Geometry g = geometry(spec, x, weight);
+        if (bias != null) requireShape(bias, "bias", x, g.cOut);
+        requireShape(y, "y", x, g.yShape);
+        if (g.cIn % norm.numGroups() != 0) {
+            throw new IllegalArgumentException("numGroups = " + norm.numGroups() + " must divide C_in = " + g.cIn);
+        }
+        if (norm.tb() != null) requireShape(norm.tb(), "tb", x, g.n, g.cIn);
+        requireShape(norm.gamma(), "gamma", x, g.cIn);
+        requireShape(norm.beta(), "beta", x, g.cIn);
+        requireElements(norm.mean(), "mean", x, (long) g.n * norm.numGroups());
+        requireElements(norm.rstd(), "rstd", x, (long) g.n * norm.numGroups());
+        Native.check(d4j_h.d4j_group_norm_conv2d_forward(x.backend().handle(), x.handle(),
+                norm.tb() == null ? MemorySegment.NULL : norm.tb().handle(), norm.gamma().handle(),
+                norm.beta().handle(), norm.mean().handle(), norm.rstd().handle(), norm.numGroups(),
+                norm.silu() ? 1 : 0, g.n, g.h, g.w, g.cIn, weight.handle(),
+                bias == null ? MemorySegment.NULL : bias.handle(), g.cOut, spec.kernelSize(), spec.stride(),
+                spec.padTop(), spec.padLeft(), spec.padBottom(), spec.padRight(), spec.upsample2x() ? 1 : 0,
+                y.handle()));
+    }
+
+    /**
      * Backward of {@link #forward}: {@code dx} (written; with upsample2x the gradient of the small input),
      * {@code dWeight += dL/dweight} and {@code dBias += sum of dy over N, H_out, W_out}. Each of the three
      * may be null to skip it. x and weight define the geometry and must always be given.
@@ -188,6 +235,17 @@ public final class ConvKernels {
         if (weight.dim(3) > Integer.MAX_VALUE) throw new IllegalArgumentException("weight C_out is too large: " + weight.describe());
         long[] yShape = spec.outputShape(x.shape(), weight.dim(3));
         return new Geometry((int) x.dim(0), (int) x.dim(1), (int) x.dim(2), (int) x.dim(3), (int) weight.dim(3), yShape);
+    }
+
+    private static void requireElements(Tensor t, String name, Tensor x, long elements) {
+        requireFloat(t, name);
+        if (t.elementCount() != elements) {
+            throw new IllegalArgumentException(name + " must have " + elements + " elements, got " + t.describe());
+        }
+        if (t.backend() != x.backend()) {
+            throw new IllegalArgumentException(name + " is on backend " + t.backend().kind().cliName() + ", x on "
+                    + x.backend().kind().cliName());
+        }
     }
 
     private static void requireShape(Tensor t, String name, Tensor x, long... shape) {

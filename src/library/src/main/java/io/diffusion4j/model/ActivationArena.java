@@ -26,6 +26,11 @@ final class ActivationArena {
         this.withBackward = withBackward;
     }
 
+    /** False for an inference model's arena: no backward will read the forward's activations. */
+    boolean withBackward() {
+        return withBackward;
+    }
+
     /** A float32 buffer the forward pass writes (and the backward may read). */
     Tensor act(long... shape) {
         Tensor t = Tensor.allocate(backend, DType.FLOAT32, shape);

@@ -30,6 +30,13 @@ final class ConvLayer implements Layer {
         return y;
     }
 
+    /** The forward of the GroupNorm {@code norm} of x, normalised as it is read (inference only: no backward). */
+    Tensor forward(ConvKernels.GroupNormInput norm, Tensor x) {
+        this.x = null;
+        ConvKernels.forward(spec, norm, x, p.w(), p.b(), y);
+        return y;
+    }
+
     @Override
     public Tensor backward(Tensor dy) {
         ConvKernels.backward(spec, x, p.w(), dy, dx, p.dw(), p.db());

@@ -1,13 +1,15 @@
 package io.diffusion4j.model;
 
 import io.diffusion4j.kernels.ConvKernels.Conv2dSpec;
+import io.diffusion4j.kernels.ConvKernels.GroupNormInput;
 import io.diffusion4j.kernels.NormKernels;
 import io.diffusion4j.tensor.Tensor;
 
 /**
  * diffusers' ResnetBlock2D ({@code resnet_time_scale_shift "default"}):
  * {@code out = (shortcut(x) + conv2(dropout(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb))))))) * invScale};
- * the temb add is fused into norm2; dropout only in a training forward with p > 0.
+ * the temb add is fused into norm2; dropout only in a training forward with p > 0. In an inference arena the two
+ * norms write only their statistics and the convolutions after them normalise their input as they read it.
  */
 final class ResnetBlock implements Layer {
     private final float invScale;
@@ -19,6 +21,7 @@ final class ResnetBlock implements Layer {
     private final ConvLayer conv1, conv2, shortcut;
     private final ParameterStore.WeightBias proj, norm2; // time_emb_proj; norm2 (run fused with the temb add)
     private final int groups;
+    private boolean fused; // inference arena: both norms are applied inside the convolutions that read them
     private Tensor tproj1, h3, mean2, rstd2, out, dScaled, dh2, dtproj, dx;
 
     ResnetBlock(ParameterStore ps, UNet2DLayout.Resnet r, float invScale, float eps, TimeEmbedding temb,
@@ -40,10 +43,11 @@ final class ResnetBlock implements Layer {
 
     @Override
     public Shape alloc(ActivationArena arena, Shape in) {
-        Shape s = norm1.alloc(arena, in);
+        fused = !arena.withBackward();
+        Shape s = norm1.alloc(arena, in, true);
         s = conv1.alloc(arena, s);
         tproj1 = arena.act(s.n(), s.c());
-        h3 = arena.act(s.dims());
+        h3 = fused ? null : arena.act(s.dims());
         mean2 = arena.act(s.n(), groups);
         rstd2 = arena.act(s.n(), groups);
         dh2 = arena.bwd(s.dims());
@@ -58,13 +62,19 @@ final class ResnetBlock implements Layer {
 
     @Override
     public Tensor forward(Tensor x) {
-        Tensor h = conv1.forward(norm1.forward(x));
+        Tensor h = norm1.forwardInto(conv1, x);
         temb.project(proj.w(), proj.b(), tproj1);
-        NormKernels.biasGroupNorm(h, tproj1, norm2.w(), norm2.b(), groups, eps, true, h3, mean2, rstd2);
-        // dropout in place: the norm backward recomputes from conv1's output, mean2, rstd2 and never reads h3;
-        // conv2's backward reads its input, which is the dropped h3
-        dropout.forward(h3, dropoutStream);
-        Tensor h4 = conv2.forward(h3);
+        Tensor h4;
+        if (fused) { // no dropout in inference; conv2 normalises h + tproj1 as it reads it
+            NormKernels.biasGroupNorm(h, tproj1, norm2.w(), norm2.b(), groups, eps, true, null, mean2, rstd2);
+            h4 = conv2.forward(new GroupNormInput(tproj1, norm2.w(), norm2.b(), mean2, rstd2, groups, true), h);
+        } else {
+            NormKernels.biasGroupNorm(h, tproj1, norm2.w(), norm2.b(), groups, eps, true, h3, mean2, rstd2);
+            // dropout in place: the norm backward recomputes from conv1's output, mean2, rstd2 and never reads h3;
+            // conv2's backward reads its input, which is the dropped h3
+            dropout.forward(h3, dropoutStream);
+            h4 = conv2.forward(h3);
+        }
         Tensor s = shortcut != null ? shortcut.forward(x) : x;
         NormKernels.residualAdd(s, h4, invScale, out);
         return out;

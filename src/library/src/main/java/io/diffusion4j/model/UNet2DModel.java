@@ -393,8 +393,7 @@ public final class UNet2DModel implements AutoCloseable {
             for (Layer s : u.steps) h = s.forward(h);
             if (u.upsampler != null) h = u.upsampler.forward(h);
         }
-        h = normOut.forward(h);
-        h = convOut.forward(h);
+        h = normOut.forwardInto(convOut, h);
         forwardDone = true;
         return h;
     }
@@ -475,7 +474,7 @@ public final class UNet2DModel implements AutoCloseable {
                 for (Layer st : u.steps) s = st.alloc(arena, s);
                 if (u.upsampler != null) s = u.upsampler.alloc(arena, s);
             }
-            s = normOut.alloc(arena, s);
+            s = normOut.alloc(arena, s, true);
             convOut.alloc(arena, s);
             curN = n;
             curH = h;

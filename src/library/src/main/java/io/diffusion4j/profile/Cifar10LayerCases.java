@@ -57,6 +57,17 @@ final class Cifar10LayerCases {
                 return () -> ConvKernels.backward(spec, x, w, dy, dx, dw, db);
             }));
         }
+        // conv2 of a ResnetBlock2D in inference: norm2 (+ the time-embedding bias) + SiLU applied as x is read
+        long[] xs = {N, HW, HW, C}, ws = {3, 3, C, C}, gs = {N, GROUPS};
+        out.add(new Case("conv2d", "forward 3x3 of bias_group_norm+silu", dims(xs) + "->" + dims(xs) + " G=" + GROUPS,
+                in -> {
+                    Tensor x = in.floats(xs), w = in.floats(ws), b = in.floats(C), y = in.floats(xs);
+                    Tensor tb = in.floats(N, C), gamma = in.floats(C), beta = in.floats(C);
+                    Tensor mean = in.floats(gs), rstd = in.constant(1f, gs);
+                    ConvKernels.GroupNormInput norm = new ConvKernels.GroupNormInput(tb, gamma, beta, mean, rstd,
+                            GROUPS, true);
+                    return () -> ConvKernels.forward(Conv2dSpec.same3x3(), norm, x, w, b, y);
+                }));
     }
 
     /**

@@ -182,6 +182,22 @@ class LayerBadArgumentFuzzTest {
         return c;
     }
 
+    Call groupNormConv(Random r) {
+        int n = 1 + r.nextInt(2), h = odd(r, 7), w = odd(r, 7), g = 1 + r.nextInt(3), ci = g * odd(r, 3), co = odd(r, 5);
+        int k = r.nextBoolean() ? 3 : 1, stride = k == 3 && r.nextBoolean() ? 2 : 1, pad = k == 3 ? 1 : 0;
+        int up = stride == 1 && r.nextBoolean() ? 1 : 0;
+        int H = up == 1 ? 2 * h : h, W = up == 1 ? 2 * w : w;
+        int ho = (H + 2 * pad - k) / stride + 1, wo = (W + 2 * pad - k) / stride + 1;
+        Call c = new Call("d4j_group_norm_conv2d_forward");
+        c.buf("x", (long) n * h * w * ci).optIn("tb", (long) n * ci).buf("gamma", ci).buf("beta", ci)
+                .buf("mean", (long) n * g).buf("rstd", (long) n * g).dim("num_groups", g).flag("apply_silu", 1)
+                .dim("n", n).dim("h", h).dim("w", w).dim("c_in", ci).buf("weight", (long) k * k * ci * co)
+                .optIn("bias", co).dim("c_out", co).choice("kernel_size", k, 1, 3).choice("stride", stride, 1, 2)
+                .other("pad_top", pad).other("pad_left", pad).other("pad_bottom", pad).other("pad_right", pad)
+                .flag("upsample2x", up).out("y", (long) n * ho * wo * co);
+        return c;
+    }
+
     Call groupNorm(Random r, boolean bias, boolean backward) {
         int g = 1 + r.nextInt(3), c = g * odd(r, 3), n = 1 + r.nextInt(2), h = odd(r, 5), w = odd(r, 5);
         long x = (long) n * h * w * c;
@@ -485,11 +501,12 @@ class LayerBadArgumentFuzzTest {
             case 12 -> concat(r, r.nextBoolean());
             case 13 -> optim(r);
             case 14 -> dropout(r, r.nextBoolean());
+            case 15 -> groupNormConv(r);
             default -> fill(r);
         };
     }
 
-    static final int KINDS = 16;
+    static final int KINDS = 17;
 
     @Test
     void layerEntryPointsRefuseBadArgumentsWithUsefulMessages() {
