@@ -92,8 +92,11 @@ struct FwdOp {
 // The forward of group_norm_conv2d_forward: FwdOp's maps, with each stored
 // input value v (+ tb) normalised as it is read, z = (v - mean) * rstd * gamma
 // + beta and silu(z) when asked (norm_math.h, as the GroupNorm forward), the
-// padding left 0. A column's channel constants (gamma, beta, group) come with
-// its decomposition, so a tensor-core thread loads them once per chunk.
+// padding left 0. A column's constants come with its decomposition: gamma,
+// beta and its group, and, given a row of the tile (a_k(k, m_first), which
+// the tensor-core engine passes), tb, mean and rstd of that row's sample, so a
+// thread whose column is fixed for a chunk loads them once per chunk instead
+// of once per element; rows of another sample load their own.
 struct FwdGnOp {
     static constexpr bool kAK = true;
     static constexpr bool kBKc = false;
@@ -106,18 +109,38 @@ struct FwdGnOp {
         ColAt at;
         float gamma, beta;
         int32_t group;
+        int32_t b;             // the sample whose statistics follow, -1: none
+        float tb, mean, rstd;  // of (b, at.ci)
     };
-    __device__ PixelAt a_m(int64_t m) const { return pixel_at(g, m); }
-    __device__ Col a_k(int64_t k) const {
-        const ColAt c = col_at(g, k);
-        return Col{c, gn.gamma[c.ci], gn.beta[c.ci], c.ci / (g.c_in / gn.groups)};
+    struct Stats {
+        float tb, mean, rstd;
+    };
+    __device__ Stats stats(int32_t b, const ColAt &c, int32_t group) const {
+        const int32_t s = b * gn.groups + group;
+        return Stats{gn.tb ? gn.tb[b * g.c_in + c.ci] : 0.0f, gn.mean[s], gn.rstd[s]};
     }
+    __device__ PixelAt a_m(int64_t m) const { return pixel_at(g, m); }
+    __device__ Col a_k(int64_t k, int64_t m_first) const {
+        const ColAt c = col_at(g, k);
+        const int32_t group = c.ci / (g.c_in / gn.groups);
+        Col r{c, gn.gamma[c.ci], gn.beta[c.ci], group, -1, 0.0f, 0.0f, 0.0f};
+        if (m_first >= 0) {
+            r.b = (int32_t)m_first / (g.h_out * g.w_out);
+            const Stats st = stats(r.b, c, group);
+            r.tb = st.tb;
+            r.mean = st.mean;
+            r.rstd = st.rstd;
+        }
+        return r;
+    }
+    __device__ Col a_k(int64_t k) const { return a_k(k, -1); }
     __device__ float a(const PixelAt &p, const Col &c) const {
         const int32_t i = u_index(g, p.b, p.ih0 + c.at.dh, p.iw0 + c.at.dw, c.at.ci);
         if (i < 0) return 0.0f;
-        const float v = gn.tb ? x[i] + gn.tb[p.b * g.c_in + c.at.ci] : x[i];
-        const int32_t s = p.b * gn.groups + c.group;
-        const float z = d4j_gn_z(d4j_gn_xhat(v, gn.mean[s], gn.rstd[s]), c.gamma, c.beta);
+        const Stats st = p.b == c.b ? Stats{c.tb, c.mean, c.rstd} : stats(p.b, c.at, c.group);
+        // x + tb rounded as the GroupNorm forward rounds it (tb = 0 adds nothing)
+        const float v = gn.tb ? x[i] + st.tb : x[i];
+        const float z = d4j_gn_z(d4j_gn_xhat(v, st.mean, st.rstd), c.gamma, c.beta);
         return gn.silu ? d4j_silu(z) : z;
     }
     __device__ int32_t b_k(int64_t k) const { return (int32_t)k * g.c_out; }

@@ -33,6 +33,9 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <type_traits>
+#include <utility>
+
 #include "cuda_common.h"
 
 namespace d4j::cuda::tc {
@@ -140,6 +143,22 @@ struct split_of : std::false_type {};
 template <class Op>
 struct split_of<Op, std::void_t<decltype(Op::kSplit)>> : std::integral_constant<bool, Op::kSplit> {};
 
+// An Op whose column decomposition takes the tile's first row as well (a_k(k, m_first)):
+// constants of the tile's rows that a thread then loads once per chunk (FwdGnOp).
+template <class Op, class = void>
+struct hinted_a_k : std::false_type {};
+template <class Op>
+struct hinted_a_k<Op, std::void_t<decltype(std::declval<const Op &>().a_k(int64_t(), int64_t()))>>
+    : std::true_type {};
+template <class Op>
+__device__ __forceinline__ auto a_k_of(const Op &op, int64_t k, int64_t m_first) {
+    if constexpr (hinted_a_k<Op>::value) {
+        return op.a_k(k, m_first);
+    } else {
+        return op.a_k(k);
+    }
+}
+
 // This thread's elements of the chunk at k0: element e = tid + i * kThreads of
 // each operand. Along the operand's contiguous index the thread's coordinate
 // is the same for all its elements (kThreads is a multiple of kTcBK and of the
@@ -152,7 +171,7 @@ __device__ __forceinline__ void fetch(const Op &op, int tid, int64_t m0, int64_t
     if constexpr (split_of<Op>::value) {
         if constexpr (Op::kAK) {  // the thread's k is fixed, its rows vary
             const int64_t k = k0 + tid % kTcBK;
-            const auto kc = op.a_k(k < k_end ? k : k0);
+            const auto kc = a_k_of(op, k < k_end ? k : k0, m0);
 D4J_UNROLL
             for (int i = 0; i < T::kPerThreadA; ++i) {
                 const int64_t m = m0 + (tid + i * T::kThreads) / kTcBK;

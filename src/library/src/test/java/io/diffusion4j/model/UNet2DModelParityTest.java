@@ -85,6 +85,33 @@ class UNet2DModelParityTest {
     }
 
     /**
+     * An inference instance (as the samplers and the server use) normalises the inputs of the convolutions after a
+     * GroupNorm as it reads them (d4j_group_norm_conv2d_forward) instead of storing them: at every precision its
+     * output on the device stays within the tolerance of the tests above of the CPU's unfused FP32 forward (on the
+     * CPU the two are bit-identical, SamplerTest).
+     */
+    @OnDevices
+    void inferenceInstanceWithNormsFusedIntoConvolutionsMatchesCpu(Backend be, Device kind) {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = UNet2DModelTest.tiny();
+        Inputs in = Inputs.draw(r, cfg);
+        Run h = run(cpu, cfg, in, null);
+        for (Precision p : Precision.values()) {
+            float[] out;
+            try (Backend.Selection s = be.use(p);
+                 UNet2DModel m = new UNet2DModel(be, cfg, 0);
+                 UNet2DModel inf = m.sharingParameters();
+                 Tensor x = Tensor.of(be, in.xs(), 2, 8, 8, cfg.inChannels())) {
+                m.loadFlat(in.params());
+                out = inf.forward(x, in.t()).toFloatArray();
+            }
+            double tol = p == Precision.FP32 ? 1e-4 : PRECISION_FACTOR * p.productError();
+            Tolerance.log(Tolerance.assertClose("inference instance forward at " + p.cliName(), out,
+                    toDouble(h.out()), tol * maxAbs(h.out()), tol, kind.cliName() + " vs cpu fp32; " + r.describe()));
+        }
+    }
+
+    /**
      * A training forward and backward with dropout p = 0.3 in every resnet: the device draws the same
      * masks as the CPU (bit-identical Philox words, DropoutParityTest), so the same tolerance holds; a
      * mask that differed would move outputs by O(1) of their scale. The dropped activations must be
