@@ -2,20 +2,36 @@
 // SiLU after), SiLU, scaled residual add; forward and backward. Element math
 // from native/common/norm_math.h, identical to the CPU backend's.
 //
-// GroupNorm reductions are deterministic two-stage reductions (no atomics):
+// GroupNorm reductions are deterministic two-stage reductions (no float
+// atomics; every sum is taken in an order fixed by the shape alone):
 //   stage 1, grid (ceil(C/32), S, N), block 32 x 8: block (cx, s, n) covers
 //     channels [32 cx, 32 cx + 32) of rows [64 s, 64 s + 64) of sample n;
 //     thread (tx, ty) takes channel 32 cx + tx (so a warp reads 32 consecutive
 //     floats of a row: coalesced in NHWC) and every 8th row from ty; the 8
 //     row lanes are then combined in shared memory in a fixed tree order and
 //     one partial per (n, s, channel) is written to scratch.
-//   stage 2, one thread per (n, group) (and per channel for dgamma/dbeta):
-//     partials combined in float64 in a fixed order.
+//   stage 2 of the forward, per (n, group): the partials of the group merged
+//     in float64, channels in order and each channel's splits in order. It
+//     runs in the same launch as stage 1: each stage-1 block takes a ticket
+//     from its sample's counter (an integer atomic, after a __threadfence that
+//     publishes its partials), and the block that takes the sample's last
+//     ticket merges that sample's groups, one thread per group. Which block
+//     does it depends on timing; the order of the merge does not, so the
+//     result is the same on every run. The counters persist in the backend's
+//     state (one 64-bit word per sample: launch epoch, tickets taken); the
+//     merging block resets its count, and a word left by another epoch counts
+//     as zero, so a launch that stopped early (or ran only a sample of its
+//     blocks under the profiling simulator) cannot shift a later one.
+//   stage 2 of the backward: per (n, group) one thread sums the group's
+//     partials in float64 in order; dgamma / dbeta per channel, a block per 8
+//     channels whose 64 row lanes each sum a fixed strided subset of the
+//     (n, s) partial rows in float64, then a fixed tree in shared memory.
 // The forward partials are Welford (count, mean, M2) summaries merged with
 // Chan's formula, stable for inputs with a large mean. Elementwise passes
 // (normalise, dx) are grid-stride loops over the flat NHWC tensor.
-// Memory passes as on the CPU: forward reads x twice and writes y; backward
-// reads dy and x twice and writes dx (see d4j.h).
+// Memory passes as on the CPU: forward reads x twice and writes y (once with
+// y == NULL, the statistics only); backward reads dy and x twice and writes dx
+// (see d4j.h).
 #include "../common/norm_math.h"
 #include "cuda_common.h"
 #include "cuda_kernels.h"
@@ -27,6 +43,8 @@ namespace {
 constexpr int kTileC = 32;         // channels per block (threadIdx.x)
 constexpr int kLanes = 8;          // row lanes per block (threadIdx.y)
 constexpr int kSplitRows = 64;     // rows per stage-1 block
+constexpr int kParamC = 8;       // channels per dgamma / dbeta block (threadIdx.x)
+constexpr int kParamLanes = 64;  // partial-row lanes per dgamma / dbeta block (threadIdx.y)
 constexpr int kEltThreads = 256;
 constexpr unsigned kMaxEltBlocks = 1u << 16;  // grid-stride beyond this
 
@@ -41,17 +59,37 @@ __device__ __forceinline__ float load_v(const float *x, const float *tb, int64_t
     return tb ? x[e] + tb[nc] : x[e];
 }
 
-// Stage 1 of the forward: per (n, split, channel) Welford mean and M2.
-__global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t hw, int32_t c, float *pmean,
-                                        float *pm2) {
+// Takes one of the `blocks` tickets of a sample's counter word (high 32 bits:
+// the launch's epoch, low 32: tickets taken); a word of another epoch counts
+// as none taken. True for the block that takes the last one.
+__device__ __forceinline__ bool take_last_ticket(unsigned long long *word, uint32_t epoch, uint32_t blocks) {
+    unsigned long long seen = *(volatile unsigned long long *)word;
+    for (;;) {
+        const uint32_t taken = (uint32_t)(seen >> 32) == epoch ? (uint32_t)seen : 0u;
+        const unsigned long long want = ((unsigned long long)epoch << 32) | (unsigned long long)(taken + 1u);
+        const unsigned long long prev = atomicCAS(word, seen, want);
+        if (prev == seen) return taken + 1u == blocks;
+        seen = prev;
+    }
+}
+
+// The forward statistics in one launch: stage 1 per (n, split, channel)
+// Welford mean and M2 into scratch, then stage 2 (by the sample's last block)
+// per (n, g) float64 Chan merges of the partials, each channel's shift added
+// back.
+__global__ void gn_stats_kernel(const float *x, const float *tb, int64_t hw, int32_t c, int32_t groups,
+                                float eps, uint32_t epoch, unsigned long long *tickets, float *pmean, float *pm2,
+                                float *mean, float *rstd) {
     __shared__ float s_cnt[kLanes][kTileC];
     __shared__ float s_mean[kLanes][kTileC];
     __shared__ float s_m2[kLanes][kTileC];
+    __shared__ int s_last;
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int32_t ch = blockIdx.x * kTileC + tx;
     const int64_t s = blockIdx.y, b = blockIdx.z;
+    const int64_t splits = gridDim.y;
     const int64_t r0 = s * kSplitRows, rows = split_rows(hw, s);
-    float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
+    float cnt = 0.0f, mean_ = 0.0f, m2 = 0.0f;
     if (ch < c) {
         // Welford on v - K with K = v of the sample's first pixel in this channel
         // (stage 2 adds it back in float64): a float32 running mean of ~1000
@@ -62,13 +100,13 @@ __global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t
             int64_t e = ((b * hw) + r0 + r) * c + ch;
             float v = load_v(x, tb, e, b * c + ch) - k;
             cnt += 1.0f;
-            float d = v - mean;
-            mean += d / cnt;
-            m2 += d * (v - mean);
+            float d = v - mean_;
+            mean_ += d / cnt;
+            m2 += d * (v - mean_);
         }
     }
     s_cnt[ty][tx] = cnt;
-    s_mean[ty][tx] = mean;
+    s_mean[ty][tx] = mean_;
     s_m2[ty][tx] = m2;
     __syncthreads();
     for (int stride = kLanes / 2; stride > 0; stride >>= 1) {
@@ -85,31 +123,31 @@ __global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t
         __syncthreads();
     }
     if (ty == 0 && ch < c) {
-        int64_t i = (b * gridDim.y + s) * c + ch;
+        int64_t i = (b * splits + s) * c + ch;
         pmean[i] = s_mean[0][tx];
         pm2[i] = s_m2[0][tx];
+        __threadfence();  // the partials are visible device-wide before the ticket says so
     }
-}
-
-// Stage 2 of the forward: one thread per (n, g), float64 Chan merges of the
-// partials, each channel's shift added back.
-__global__ void gn_stats_final_kernel(const float *x, const float *tb, const float *pmean, const float *pm2,
-                                      int32_t n, int64_t hw, int32_t c, int32_t groups, int64_t splits, float eps,
-                                      float *mean, float *rstd) {
-    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= (int64_t)n * groups) return;
-    const int64_t b = t / groups;
-    const int32_t g = (int32_t)(t % groups), cg = c / groups;
-    d4j_welford acc = {0.0, 0.0, 0.0};
-    for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
-        const double k = (double)load_v(x, tb, b * hw * c + ch, b * c + ch);
-        for (int64_t s = 0; s < splits; ++s) {
-            int64_t i = (b * splits + s) * c + ch;
-            d4j_welford_merge(&acc, (double)split_rows(hw, s), k + (double)pmean[i], (double)pm2[i]);
+    __syncthreads();
+    if (tx == 0 && ty == 0) s_last = take_last_ticket(&tickets[b], epoch, gridDim.x * gridDim.y);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();  // the other blocks' partials, published before their tickets
+    const volatile float *vm = pmean, *vm2 = pm2;  // written by other blocks of this launch: not through L1
+    const int32_t cg = c / groups;
+    for (int32_t g = ty * kTileC + tx; g < groups; g += kTileC * kLanes) {
+        d4j_welford acc = {0.0, 0.0, 0.0};
+        for (int32_t chg = g * cg; chg < (g + 1) * cg; ++chg) {
+            const double k = (double)load_v(x, tb, b * hw * c + chg, b * c + chg);
+            for (int64_t sp = 0; sp < splits; ++sp) {
+                int64_t i = (b * splits + sp) * c + chg;
+                d4j_welford_merge(&acc, (double)split_rows(hw, sp), k + (double)vm[i], (double)vm2[i]);
+            }
         }
+        mean[b * groups + g] = (float)acc.mean;
+        rstd[b * groups + g] = (float)(1.0 / sqrt(acc.m2 / acc.count + (double)eps));
     }
-    mean[t] = (float)acc.mean;
-    rstd[t] = (float)(1.0 / sqrt(acc.m2 / acc.count + (double)eps));
+    if (tx == 0 && ty == 0) tickets[b] = (unsigned long long)epoch << 32;  // every ticket is taken: back to none
 }
 
 __global__ void gn_apply_kernel(const float *x, const float *tb, const float *gamma, const float *beta,
@@ -207,18 +245,38 @@ __global__ void gn_bwd_group_kernel(const float *pa, const float *pb, const floa
     }
 }
 
-// Stage 2 of the backward, per channel: dgamma += sum dz xhat, dbeta += sum dz.
-__global__ void gn_bwd_param_kernel(const float *pa, const float *pb, int32_t n, int32_t c, int64_t splits,
-                                    float *dgamma, float *dbeta) {
-    int32_t ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
+// Stage 2 of the backward, per channel: dgamma += sum dz xhat, dbeta += sum dz
+// over the n * splits partial rows. Block (8 channels) x (64 row lanes): lane
+// ty sums rows ty, ty + 64, ... in float64 (a warp reads 8 consecutive floats
+// of 4 rows: whole 32-byte sectors), then the lanes are combined in a fixed
+// tree; the order depends on the row count only, not on the grid.
+__global__ void gn_bwd_param_kernel(const float *pa, const float *pb, int64_t rows, int32_t c, float *dgamma,
+                                    float *dbeta) {
+    __shared__ double s_a[kParamLanes][kParamC];
+    __shared__ double s_b[kParamLanes][kParamC];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int32_t ch = blockIdx.x * kParamC + tx;
     double a = 0.0, bb = 0.0;
-    for (int64_t i = ch; i < (int64_t)n * splits * c; i += c) {  // samples, then splits, in order
-        a += (double)pa[i];
-        bb += (double)pb[i];
+    if (ch < c) {
+        for (int64_t r = ty; r < rows; r += kParamLanes) {
+            a += (double)pa[r * c + ch];
+            bb += (double)pb[r * c + ch];
+        }
     }
-    if (dbeta) dbeta[ch] = (float)((double)dbeta[ch] + a);
-    if (dgamma) dgamma[ch] = (float)((double)dgamma[ch] + bb);
+    s_a[ty][tx] = a;
+    s_b[ty][tx] = bb;
+    __syncthreads();
+    for (int stride = kParamLanes / 2; stride > 0; stride >>= 1) {
+        if (ty < stride) {
+            s_a[ty][tx] += s_a[ty + stride][tx];
+            s_b[ty][tx] += s_b[ty + stride][tx];
+        }
+        __syncthreads();
+    }
+    if (ty == 0 && ch < c) {
+        if (dbeta) dbeta[ch] = (float)((double)dbeta[ch] + s_a[0][tx]);
+        if (dgamma) dgamma[ch] = (float)((double)dgamma[ch] + s_b[0][tx]);
+    }
 }
 
 __global__ void gn_bwd_dx_kernel(const float *dy, const float *x, const float *tb, const float *gamma,
@@ -277,8 +335,8 @@ unsigned elt_blocks(int64_t count) {
 
 // gridDim.y carries the split index, gridDim.z the sample.
 d4j_status check_grid(int32_t n, int64_t hw) {
-    if (n > 65535) {
-        g_host->set_error("the CUDA group norm takes at most 65535 samples per call, got %d", n);
+    if (n > kMaxGroupNormSamples) {
+        g_host->set_error("the CUDA group norm takes at most %d samples per call, got %d", kMaxGroupNormSamples, n);
         return D4J_ERR_INVALID_ARGUMENT;
     }
     if (splits_of(hw) > 65535) {
@@ -290,6 +348,13 @@ d4j_status check_grid(int32_t n, int64_t hw) {
 }
 
 size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+// A fresh epoch for a statistics launch (never 0, the value of an unused
+// counter word); concurrent callers each get their own.
+uint32_t next_gn_epoch(State *s) {
+    uint32_t e = s->gn_epoch.fetch_add(1, std::memory_order_relaxed) + 1u;
+    return e != 0u ? e : s->gn_epoch.fetch_add(1, std::memory_order_relaxed) + 1u;
+}
 
 }  // namespace
 
@@ -307,14 +372,10 @@ d4j_status group_norm_forward(void *state, const float *x, const float *tb, cons
     float *pmean = static_cast<float *>(scratch);
     float *pm2 = reinterpret_cast<float *>(static_cast<char *>(scratch) + part);
     const dim3 grid1((unsigned)((c + kTileC - 1) / kTileC), (unsigned)splits, (unsigned)n);
-    D4J_LAUNCH(gn_stats_partial_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, x, tb, hw, c, pmean, pm2);
-    st = launched("gn_stats_partial_kernel");
-    if (st != D4J_OK) return st;
-    const int64_t ng = (int64_t)n * groups;
-    D4J_LAUNCH(gn_stats_final_kernel, blocks_for(ng, 128), 128, 0, s->stream, x, tb, pmean, pm2, n, hw, c, groups,
-               splits, eps, mean, rstd);
-    st = launched("gn_stats_final_kernel");
-    if (st != D4J_OK) return st;
+    D4J_LAUNCH(gn_stats_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, x, tb, hw, c, groups, eps,
+               next_gn_epoch(s), s->gn_tickets, pmean, pm2, mean, rstd);
+    st = launched("gn_stats_kernel");
+    if (st != D4J_OK || y == nullptr) return st;
     const int64_t total = (int64_t)n * hw * c;
     D4J_LAUNCH(gn_apply_kernel, elt_blocks(total), kEltThreads, 0, s->stream, x, tb, gamma, beta, mean, rstd, total,
                hw, c, groups, silu, y);
@@ -345,7 +406,8 @@ d4j_status group_norm_backward(void *state, const float *dy, const float *x, con
     st = launched("gn_bwd_partial_kernel");
     if (st != D4J_OK) return st;
     if (dgamma || dbeta) {
-        D4J_LAUNCH(gn_bwd_param_kernel, blocks_for(c, 128), 128, 0, s->stream, pa, pb, n, c, splits, dgamma, dbeta);
+        D4J_LAUNCH(gn_bwd_param_kernel, (unsigned)((c + kParamC - 1) / kParamC), dim3(kParamC, kParamLanes), 0,
+                   s->stream, pa, pb, (int64_t)n * splits, c, dgamma, dbeta);
         st = launched("gn_bwd_param_kernel");
         if (st != D4J_OK) return st;
     }
