@@ -12,7 +12,8 @@
 // results do not depend on the thread count.
 //
 // Memory passes (E = N*H*W*C floats):
-//   forward:  Welford pass reads x (E), normalise pass reads x, writes y (2E)
+//   forward:  Welford pass reads x (E), normalise pass reads x, writes y (2E;
+//             skipped with y == NULL, the statistics only)
 //   backward: reduction pass reads dy and x (2E), dx pass reads them again and writes dx (3E)
 // The second pass cannot start before the group reductions of the first are
 // complete, and a group spans H*W rows: for UNet feature maps (64x64x128 =
@@ -234,6 +235,7 @@ d4j_status group_norm_forward(void *state, const float *x, const float *tb, cons
             rstd[(int64_t)b * groups + g] = (float)(1.0 / std::sqrt(var + (double)eps));
         }
     }
+    if (y == nullptr) return D4J_OK;  // the statistics only
     // Pass 2: normalise.
     const d4j_gn_input gn{tb, gamma, beta, mean, rstd, groups, silu};
     group_norm_apply(state, &gn, x, n, hw, c, y);

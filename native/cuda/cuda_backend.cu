@@ -99,7 +99,12 @@ static d4j_status init(void **state) {
     s->serial = g_next_serial.fetch_add(1);
     d4j_status st = check(cudaSetDevice(0), "cudaSetDevice");
     if (st == D4J_OK) st = check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    const size_t tickets = sizeof(unsigned long long) * kMaxGroupNormSamples;
+    if (st == D4J_OK) st = check(cudaMalloc(reinterpret_cast<void **>(&s->gn_tickets), tickets), "cudaMalloc(tickets)");
+    if (st == D4J_OK) st = check(cudaMemset(s->gn_tickets, 0, tickets), "cudaMemset(tickets)");
     if (st != D4J_OK) {
+        if (s->gn_tickets) cudaFree(s->gn_tickets);
+        if (s->stream) cudaStreamDestroy(s->stream);
         delete s;
         return st;
     }
@@ -114,6 +119,7 @@ static void shutdown(void *state) {
     for (auto &entry : s->scratches)
         if (entry.second->ptr) cudaFree(entry.second->ptr);
     if (s->flush) cudaFree(s->flush);
+    if (s->gn_tickets) cudaFree(s->gn_tickets);
     if (s->timer_start) cudaEventDestroy(s->timer_start);
     if (s->timer_stop) cudaEventDestroy(s->timer_stop);
     cudaStreamDestroy(s->stream);

@@ -23,6 +23,9 @@ namespace d4j::cuda {
 
 extern const d4j_host_api *g_host;
 
+// The most samples one GroupNorm call takes (the sample is gridDim.z).
+constexpr int32_t kMaxGroupNormSamples = 65535;
+
 // A calling thread's per-call scratch on one backend (see ensure_scratch).
 struct Scratch {
     void *ptr = nullptr;
@@ -64,6 +67,11 @@ struct State {
     // capture_begin and capture_end; the front keeps other threads' calls on
     // this backend waiting meanwhile, so only that thread reads it.
     std::atomic<struct GraphCapture *> capture{nullptr};
+    // GroupNorm statistics (kernels_norm.cu): one ticket counter word per
+    // sample, allocated and zeroed at init (a captured graph's launches point
+    // at it too), and the epoch each launch stamps its tickets with.
+    unsigned long long *gn_tickets = nullptr;
+    std::atomic<uint32_t> gn_epoch{0};
 
     static VariantTable make_variants() {
         VariantTable t;

@@ -2,20 +2,39 @@
 // SiLU after), SiLU, scaled residual add; forward and backward. Element math
 // from native/common/norm_math.h, identical to the CPU backend's.
 //
-// GroupNorm reductions are deterministic two-stage reductions (no atomics):
+// GroupNorm reductions are deterministic two-stage reductions (no float
+// atomics; every sum is taken in an order fixed by the shape alone):
 //   stage 1, grid (ceil(C/32), S, N), block 32 x 8: block (cx, s, n) covers
 //     channels [32 cx, 32 cx + 32) of rows [64 s, 64 s + 64) of sample n;
 //     thread (tx, ty) takes channel 32 cx + tx (so a warp reads 32 consecutive
 //     floats of a row: coalesced in NHWC) and every 8th row from ty; the 8
 //     row lanes are then combined in shared memory in a fixed tree order and
 //     one partial per (n, s, channel) is written to scratch.
-//   stage 2, one thread per (n, group) (and per channel for dgamma/dbeta):
-//     partials combined in float64 in a fixed order.
-// The forward partials are Welford (count, mean, M2) summaries merged with
-// Chan's formula, stable for inputs with a large mean. Elementwise passes
+//   stage 2 of the forward, per (n, group), in float64 over the group's
+//     partials (channels in order, each channel's splits in order): their sum
+//     gives the mean, then M2 is the sum of the partials' M2 plus their means'
+//     squared deviations from it (two passes, one division per group). It
+//     runs in the same launch as stage 1: each stage-1 block takes a ticket
+//     from its sample's counter (an integer atomic, after a __threadfence that
+//     publishes its partials), and the block that takes the sample's last
+//     ticket merges that sample's groups, one thread per group. Which block
+//     does it depends on timing; the order of the merge does not, so the
+//     result is the same on every run. The counters persist in the backend's
+//     state (one 64-bit word per sample: launch epoch, tickets taken); the
+//     merging block resets its count, and a word left by another epoch counts
+//     as zero, so a launch that stopped early (or ran only a sample of its
+//     blocks under the profiling simulator) cannot shift a later one.
+//   stage 2 of the backward: per (n, group) one thread sums the group's
+//     partials in float64 in order; dgamma / dbeta per channel, a block per 8
+//     channels whose 64 row lanes each sum a fixed strided subset of the
+//     (n, s) partial rows in float64, then a fixed tree in shared memory.
+// The forward partials are Welford (count, mean, M2) summaries of the values
+// less a per-channel shift, merged within a block with Chan's formula: stable
+// for inputs with a large mean. Elementwise passes
 // (normalise, dx) are grid-stride loops over the flat NHWC tensor.
-// Memory passes as on the CPU: forward reads x twice and writes y; backward
-// reads dy and x twice and writes dx (see d4j.h).
+// Memory passes as on the CPU: forward reads x twice and writes y (once with
+// y == NULL, the statistics only); backward reads dy and x twice and writes dx
+// (see d4j.h).
 #include "../common/norm_math.h"
 #include "cuda_common.h"
 #include "cuda_kernels.h"
@@ -27,8 +46,18 @@ namespace {
 constexpr int kTileC = 32;         // channels per block (threadIdx.x)
 constexpr int kLanes = 8;          // row lanes per block (threadIdx.y)
 constexpr int kSplitRows = 64;     // rows per stage-1 block
+constexpr int kParamC = 8;       // channels per dgamma / dbeta block (threadIdx.x)
+constexpr int kParamLanes = 64;  // partial-row lanes per dgamma / dbeta block (threadIdx.y)
 constexpr int kEltThreads = 256;
 constexpr unsigned kMaxEltBlocks = 1u << 16;  // grid-stride beyond this
+
+// A loop nvcc must keep rolled (its unrolled copies would hold more values in
+// registers than the kernel may use); the simulator's g++ knows no such pragma.
+#ifdef D4J_CUDA_SIM
+#define D4J_ROLLED
+#else
+#define D4J_ROLLED _Pragma("unroll 1")
+#endif
 
 inline int64_t splits_of(int64_t hw) { return (hw + kSplitRows - 1) / kSplitRows; }
 
@@ -41,17 +70,40 @@ __device__ __forceinline__ float load_v(const float *x, const float *tb, int64_t
     return tb ? x[e] + tb[nc] : x[e];
 }
 
-// Stage 1 of the forward: per (n, split, channel) Welford mean and M2.
-__global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t hw, int32_t c, float *pmean,
-                                        float *pm2) {
+// Takes one of the `blocks` tickets of a sample's counter word (high 32 bits:
+// the launch's epoch, low 32: tickets taken); a word of another epoch counts
+// as none taken. True for the block that takes the last one.
+__device__ __forceinline__ bool take_last_ticket(unsigned long long *word, uint32_t epoch, uint32_t blocks) {
+    unsigned long long seen = *(volatile unsigned long long *)word;
+    for (;;) {
+        const uint32_t taken = (uint32_t)(seen >> 32) == epoch ? (uint32_t)seen : 0u;
+        const unsigned long long want = ((unsigned long long)epoch << 32) | (unsigned long long)(taken + 1u);
+        const unsigned long long prev = atomicCAS(word, seen, want);
+        if (prev == seen) return taken + 1u == blocks;
+        seen = prev;
+    }
+}
+
+// The forward statistics in one launch: stage 1 per (n, split, channel)
+// Welford mean and M2 into scratch, then stage 2 (by the sample's last block)
+// per (n, g) in float64, each channel's shift added back. The stage-2 loops
+// stay rolled and divide once per group, not per partial, and the bounds ask
+// for 5 resident blocks per SM: the merge, which one block per sample runs,
+// then needs no more registers than stage 1 (a per-partial Chan merge, or
+// unrolled loops, would set a higher register count for every block).
+__global__ void __launch_bounds__(kTileC * kLanes, 5)
+    gn_stats_kernel(const float *x, const float *tb, int64_t hw, int32_t c, int32_t groups, float eps, uint32_t epoch,
+                    unsigned long long *tickets, float *pmean, float *pm2, float *mean, float *rstd) {
     __shared__ float s_cnt[kLanes][kTileC];
     __shared__ float s_mean[kLanes][kTileC];
     __shared__ float s_m2[kLanes][kTileC];
+    __shared__ int s_last;
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int32_t ch = blockIdx.x * kTileC + tx;
     const int64_t s = blockIdx.y, b = blockIdx.z;
+    const int64_t splits = gridDim.y;
     const int64_t r0 = s * kSplitRows, rows = split_rows(hw, s);
-    float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
+    float cnt = 0.0f, wmean = 0.0f, wm2 = 0.0f;
     if (ch < c) {
         // Welford on v - K with K = v of the sample's first pixel in this channel
         // (stage 2 adds it back in float64): a float32 running mean of ~1000
@@ -62,14 +114,14 @@ __global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t
             int64_t e = ((b * hw) + r0 + r) * c + ch;
             float v = load_v(x, tb, e, b * c + ch) - k;
             cnt += 1.0f;
-            float d = v - mean;
-            mean += d / cnt;
-            m2 += d * (v - mean);
+            float d = v - wmean;
+            wmean += d / cnt;
+            wm2 += d * (v - wmean);
         }
     }
     s_cnt[ty][tx] = cnt;
-    s_mean[ty][tx] = mean;
-    s_m2[ty][tx] = m2;
+    s_mean[ty][tx] = wmean;
+    s_m2[ty][tx] = wm2;
     __syncthreads();
     for (int stride = kLanes / 2; stride > 0; stride >>= 1) {
         if (ty < stride) {
@@ -85,31 +137,46 @@ __global__ void gn_stats_partial_kernel(const float *x, const float *tb, int64_t
         __syncthreads();
     }
     if (ty == 0 && ch < c) {
-        int64_t i = (b * gridDim.y + s) * c + ch;
+        int64_t i = (b * splits + s) * c + ch;
         pmean[i] = s_mean[0][tx];
         pm2[i] = s_m2[0][tx];
+        __threadfence();  // the partials are visible device-wide before the ticket says so
     }
-}
-
-// Stage 2 of the forward: one thread per (n, g), float64 Chan merges of the
-// partials, each channel's shift added back.
-__global__ void gn_stats_final_kernel(const float *x, const float *tb, const float *pmean, const float *pm2,
-                                      int32_t n, int64_t hw, int32_t c, int32_t groups, int64_t splits, float eps,
-                                      float *mean, float *rstd) {
-    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= (int64_t)n * groups) return;
-    const int64_t b = t / groups;
-    const int32_t g = (int32_t)(t % groups), cg = c / groups;
-    d4j_welford acc = {0.0, 0.0, 0.0};
-    for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
-        const double k = (double)load_v(x, tb, b * hw * c + ch, b * c + ch);
-        for (int64_t s = 0; s < splits; ++s) {
-            int64_t i = (b * splits + s) * c + ch;
-            d4j_welford_merge(&acc, (double)split_rows(hw, s), k + (double)pmean[i], (double)pm2[i]);
+    __syncthreads();
+    if (tx == 0 && ty == 0) s_last = take_last_ticket(&tickets[b], epoch, gridDim.x * gridDim.y);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();  // the other blocks' partials, published before their tickets
+    // this sample's partials, written by other blocks of this launch: read past L1
+    const volatile float *vm = pmean + b * splits * c, *vm2 = pm2 + b * splits * c;
+    const float *xb = x + b * hw * c, *tbb = tb ? tb + b * c : nullptr;
+    const int32_t cg = c / groups;
+    const double count = (double)cg * (double)hw;
+    for (int32_t g = ty * kTileC + tx; g < groups; g += kTileC * kLanes) {
+        // Two passes over the group's partials in float64: the sum of the
+        // values, then M2 as the partials' M2 plus their means' squared
+        // deviations from the group mean (no division per partial).
+        double sum = 0.0;
+        for (int32_t chg = g * cg; chg < (g + 1) * cg; ++chg) {
+            const double k = (double)load_v(xb, tbb, chg, chg);
+D4J_ROLLED
+            for (int64_t sp = 0; sp < splits; ++sp)
+                sum += (double)split_rows(hw, sp) * (k + (double)vm[sp * c + chg]);
         }
+        const double mu = sum / count;
+        double gm2 = 0.0;
+        for (int32_t chg = g * cg; chg < (g + 1) * cg; ++chg) {
+            const double k = (double)load_v(xb, tbb, chg, chg);
+D4J_ROLLED
+            for (int64_t sp = 0; sp < splits; ++sp) {
+                const double d = k + (double)vm[sp * c + chg] - mu;
+                gm2 += (double)vm2[sp * c + chg] + (double)split_rows(hw, sp) * d * d;
+            }
+        }
+        mean[b * groups + g] = (float)mu;
+        rstd[b * groups + g] = (float)(1.0 / sqrt(gm2 / count + (double)eps));
     }
-    mean[t] = (float)acc.mean;
-    rstd[t] = (float)(1.0 / sqrt(acc.m2 / acc.count + (double)eps));
+    if (tx == 0 && ty == 0) tickets[b] = (unsigned long long)epoch << 32;  // every ticket is taken: back to none
 }
 
 __global__ void gn_apply_kernel(const float *x, const float *tb, const float *gamma, const float *beta,
@@ -128,7 +195,8 @@ __global__ void gn_apply_kernel(const float *x, const float *tb, const float *ga
 // Stage 1 of the backward: per (n, split, channel) sums of dz, dz*xhat, xhat.
 __global__ void gn_bwd_partial_kernel(const float *dy, const float *x, const float *tb, const float *gamma,
                                       const float *beta, const float *mean, const float *rstd, int64_t hw,
-                                      int32_t c, int32_t groups, int32_t silu, float *pa, float *pb, float *px) {
+                                      int32_t c, int64_t cp, int32_t groups, int32_t silu, float *pa, float *pb,
+                                      float *px) {
     __shared__ float s_a[kLanes][kTileC];
     __shared__ float s_b[kLanes][kTileC];
     __shared__ float s_x[kLanes][kTileC];
@@ -162,7 +230,7 @@ __global__ void gn_bwd_partial_kernel(const float *dy, const float *x, const flo
         __syncthreads();
     }
     if (ty == 0 && ch < c) {
-        int64_t i = (b * gridDim.y + s) * c + ch;
+        int64_t i = (b * gridDim.y + s) * cp + ch;
         pa[i] = s_a[0][tx];
         pb[i] = s_b[0][tx];
         px[i] = s_x[0][tx];
@@ -172,7 +240,7 @@ __global__ void gn_bwd_partial_kernel(const float *dy, const float *x, const flo
 // Stage 2 of the backward, per (n, g): m1 = mean(gamma dz), m2 = mean(gamma dz xhat)
 // and dtb[n, c] = sum_hw dx in closed form, all in float64.
 __global__ void gn_bwd_group_kernel(const float *pa, const float *pb, const float *px, const float *gamma,
-                                    const float *rstd, int32_t n, int64_t hw, int32_t c, int32_t groups,
+                                    const float *rstd, int32_t n, int64_t hw, int32_t c, int64_t cp, int32_t groups,
                                     int64_t splits, float *m1, float *m2, float *dtb) {
     int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (int64_t)n * groups) return;
@@ -182,7 +250,7 @@ __global__ void gn_bwd_group_kernel(const float *pa, const float *pb, const floa
     for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
         double a = 0.0, bb = 0.0;
         for (int64_t s = 0; s < splits; ++s) {
-            int64_t i = (b * splits + s) * c + ch;
+            int64_t i = (b * splits + s) * cp + ch;
             a += (double)pa[i];
             bb += (double)pb[i];
         }
@@ -198,7 +266,7 @@ __global__ void gn_bwd_group_kernel(const float *pa, const float *pb, const floa
         for (int32_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
             double a = 0.0, sx = 0.0;
             for (int64_t s = 0; s < splits; ++s) {
-                int64_t i = (b * splits + s) * c + ch;
+                int64_t i = (b * splits + s) * cp + ch;
                 a += (double)pa[i];
                 sx += (double)px[i];
             }
@@ -207,18 +275,39 @@ __global__ void gn_bwd_group_kernel(const float *pa, const float *pb, const floa
     }
 }
 
-// Stage 2 of the backward, per channel: dgamma += sum dz xhat, dbeta += sum dz.
-__global__ void gn_bwd_param_kernel(const float *pa, const float *pb, int32_t n, int32_t c, int64_t splits,
+// Stage 2 of the backward, per channel: dgamma += sum dz xhat, dbeta += sum dz
+// over the n * splits partial rows. Block (8 channels) x (64 row lanes): lane
+// ty sums rows ty, ty + 64, ... in float64, then the lanes are combined in a
+// fixed tree; the order depends on the row count only, not on the grid. The
+// backward's partial rows are cp floats apart, C rounded up to 8, so a warp
+// reads 8 consecutive floats of 4 rows as 4 whole 32-byte sectors.
+__global__ void gn_bwd_param_kernel(const float *pa, const float *pb, int64_t rows, int32_t c, int64_t cp,
                                     float *dgamma, float *dbeta) {
-    int32_t ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
+    __shared__ double s_a[kParamLanes][kParamC];
+    __shared__ double s_b[kParamLanes][kParamC];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int32_t ch = blockIdx.x * kParamC + tx;
     double a = 0.0, bb = 0.0;
-    for (int64_t i = ch; i < (int64_t)n * splits * c; i += c) {  // samples, then splits, in order
-        a += (double)pa[i];
-        bb += (double)pb[i];
+    if (ch < c) {
+        for (int64_t r = ty; r < rows; r += kParamLanes) {
+            a += (double)pa[r * cp + ch];
+            bb += (double)pb[r * cp + ch];
+        }
     }
-    if (dbeta) dbeta[ch] = (float)((double)dbeta[ch] + a);
-    if (dgamma) dgamma[ch] = (float)((double)dgamma[ch] + bb);
+    s_a[ty][tx] = a;
+    s_b[ty][tx] = bb;
+    __syncthreads();
+    for (int stride = kParamLanes / 2; stride > 0; stride >>= 1) {
+        if (ty < stride) {
+            s_a[ty][tx] += s_a[ty + stride][tx];
+            s_b[ty][tx] += s_b[ty + stride][tx];
+        }
+        __syncthreads();
+    }
+    if (ty == 0 && ch < c) {
+        if (dbeta) dbeta[ch] = (float)((double)dbeta[ch] + s_a[0][tx]);
+        if (dgamma) dgamma[ch] = (float)((double)dgamma[ch] + s_b[0][tx]);
+    }
 }
 
 __global__ void gn_bwd_dx_kernel(const float *dy, const float *x, const float *tb, const float *gamma,
@@ -277,8 +366,8 @@ unsigned elt_blocks(int64_t count) {
 
 // gridDim.y carries the split index, gridDim.z the sample.
 d4j_status check_grid(int32_t n, int64_t hw) {
-    if (n > 65535) {
-        g_host->set_error("the CUDA group norm takes at most 65535 samples per call, got %d", n);
+    if (n > kMaxGroupNormSamples) {
+        g_host->set_error("the CUDA group norm takes at most %d samples per call, got %d", kMaxGroupNormSamples, n);
         return D4J_ERR_INVALID_ARGUMENT;
     }
     if (splits_of(hw) > 65535) {
@@ -290,6 +379,13 @@ d4j_status check_grid(int32_t n, int64_t hw) {
 }
 
 size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+// A fresh epoch for a statistics launch (never 0, the value of an unused
+// counter word); concurrent callers each get their own.
+uint32_t next_gn_epoch(State *s) {
+    uint32_t e = s->gn_epoch.fetch_add(1, std::memory_order_relaxed) + 1u;
+    return e != 0u ? e : s->gn_epoch.fetch_add(1, std::memory_order_relaxed) + 1u;
+}
 
 }  // namespace
 
@@ -307,14 +403,10 @@ d4j_status group_norm_forward(void *state, const float *x, const float *tb, cons
     float *pmean = static_cast<float *>(scratch);
     float *pm2 = reinterpret_cast<float *>(static_cast<char *>(scratch) + part);
     const dim3 grid1((unsigned)((c + kTileC - 1) / kTileC), (unsigned)splits, (unsigned)n);
-    D4J_LAUNCH(gn_stats_partial_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, x, tb, hw, c, pmean, pm2);
-    st = launched("gn_stats_partial_kernel");
-    if (st != D4J_OK) return st;
-    const int64_t ng = (int64_t)n * groups;
-    D4J_LAUNCH(gn_stats_final_kernel, blocks_for(ng, 128), 128, 0, s->stream, x, tb, pmean, pm2, n, hw, c, groups,
-               splits, eps, mean, rstd);
-    st = launched("gn_stats_final_kernel");
-    if (st != D4J_OK) return st;
+    D4J_LAUNCH(gn_stats_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, x, tb, hw, c, groups, eps,
+               next_gn_epoch(s), s->gn_tickets, pmean, pm2, mean, rstd);
+    st = launched("gn_stats_kernel");
+    if (st != D4J_OK || y == nullptr) return st;
     const int64_t total = (int64_t)n * hw * c;
     D4J_LAUNCH(gn_apply_kernel, elt_blocks(total), kEltThreads, 0, s->stream, x, tb, gamma, beta, mean, rstd, total,
                hw, c, groups, silu, y);
@@ -330,7 +422,8 @@ d4j_status group_norm_backward(void *state, const float *dy, const float *x, con
     if (st != D4J_OK) return st;
     const int64_t splits = splits_of(hw);
     const int64_t ng = (int64_t)n * groups;
-    const size_t part = align256(sizeof(float) * (size_t)(n * splits * c));
+    const int64_t cp = ((int64_t)c + kParamC - 1) / kParamC * kParamC;  // partial row stride (see param kernel)
+    const size_t part = align256(sizeof(float) * (size_t)(n * splits * cp));
     const size_t grp = align256(sizeof(float) * (size_t)ng);
     void *scratch = nullptr;  // this thread's scratch (see ensure_scratch)
     st = ensure_scratch(s, 3 * part + 2 * grp, &scratch);
@@ -341,17 +434,18 @@ d4j_status group_norm_backward(void *state, const float *dy, const float *x, con
     float *m1 = reinterpret_cast<float *>(base + 3 * part), *m2 = reinterpret_cast<float *>(base + 3 * part + grp);
     const dim3 grid1((unsigned)((c + kTileC - 1) / kTileC), (unsigned)splits, (unsigned)n);
     D4J_LAUNCH(gn_bwd_partial_kernel, grid1, dim3(kTileC, kLanes), 0, s->stream, dy, x, tb, gamma, beta, mean, rstd,
-               hw, c, groups, silu, pa, pb, px);
+               hw, c, cp, groups, silu, pa, pb, px);
     st = launched("gn_bwd_partial_kernel");
     if (st != D4J_OK) return st;
     if (dgamma || dbeta) {
-        D4J_LAUNCH(gn_bwd_param_kernel, blocks_for(c, 128), 128, 0, s->stream, pa, pb, n, c, splits, dgamma, dbeta);
+        D4J_LAUNCH(gn_bwd_param_kernel, (unsigned)((c + kParamC - 1) / kParamC), dim3(kParamC, kParamLanes), 0,
+                   s->stream, pa, pb, (int64_t)n * splits, c, cp, dgamma, dbeta);
         st = launched("gn_bwd_param_kernel");
         if (st != D4J_OK) return st;
     }
     if (dx == nullptr && dtb == nullptr) return D4J_OK;
-    D4J_LAUNCH(gn_bwd_group_kernel, blocks_for(ng, 128), 128, 0, s->stream, pa, pb, px, gamma, rstd, n, hw, c, groups,
-               splits, m1, m2, dtb);
+    D4J_LAUNCH(gn_bwd_group_kernel, blocks_for(ng, 128), 128, 0, s->stream, pa, pb, px, gamma, rstd, n, hw, c, cp,
+               groups, splits, m1, m2, dtb);
     st = launched("gn_bwd_group_kernel");
     if (st != D4J_OK || dx == nullptr) return st;
     const int64_t total = (int64_t)n * hw * c;

@@ -226,6 +226,12 @@ void launch(const char *kernel, dim3 grid, dim3 block, size_t dynamic_smem, cuda
 void syncthreads(const char *file, int line);
 // Dynamic shared memory of the running block.
 void *dynamic_shared();
+// A full hardware fence: the simulator's warps are OS threads of one process,
+// so it orders a thread's global and shared writes for every other thread, as
+// __threadfence does on a GPU for the whole device (and __threadfence_block,
+// a weaker promise, for the block). Out of line: the profiling build's kernel
+// units are compiled with -fsanitize=thread, which refuses a fence inline.
+void threadfence();
 
 // Warp exchange: every lane in mask contributes `value` and receives the
 // values of all lanes; returns false (after reporting) when lanes are missing.
@@ -350,6 +356,13 @@ template <class T>
 static inline T atomicCAS(T *addr, T compare, T v) {
     return d4j_sim_atomic_update<T>(addr, [compare, v](T o) { return o == compare ? v : o; });
 }
+
+// Memory fences (d4j_sim::threadfence). The blocks of a launch run one after
+// another here, so a block that waits for another block's write would hang: a
+// kernel may only use the fences to publish results that a later block (or
+// launch) reads, as a ticket counter does.
+static inline void __threadfence() { ::d4j_sim::threadfence(); }
+static inline void __threadfence_block() { ::d4j_sim::threadfence(); }
 
 // ---- intrinsics -------------------------------------------------------------
 

@@ -541,6 +541,8 @@ void kernel_fault(const std::string &msg) {
 
 void *dynamic_shared() { return g_block->shared_mem.empty() ? nullptr : g_block->shared_mem.data(); }
 
+void threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+
 unsigned lane_id() { return (unsigned)t_warp->current; }
 
 unsigned warp_size_of_this_warp() { return t_warp->count; }

@@ -41,7 +41,7 @@ d4j_status group_norm_forward_impl(d4j_backend *backend, const d4j_buffer *x, co
     if (with_bias) D4J_TRY(check_buffer("tb", tb, backend, tbbytes));
     D4J_TRY(check_buffer("gamma", gamma, backend, cbytes));
     D4J_TRY(check_buffer("beta", beta, backend, cbytes));
-    D4J_TRY(check_buffer("y", y, backend, bytes));
+    if (y != nullptr) D4J_TRY(check_buffer("y", y, backend, bytes));  // NULL: the statistics only
     D4J_TRY(check_buffer("mean", mean, backend, sbytes));
     D4J_TRY(check_buffer("rstd", rstd, backend, sbytes));
     D4J_TRY(check_outputs_disjoint({{"y", y, bytes}, {"mean", mean, sbytes}, {"rstd", rstd, sbytes}},
@@ -50,8 +50,8 @@ d4j_status group_norm_forward_impl(d4j_backend *backend, const d4j_buffer *x, co
     return guarded([&] {
         return backend->iface->group_norm_forward(
             backend->state, (const float *)x->ptr, with_bias ? (const float *)tb->ptr : nullptr,
-            (const float *)gamma->ptr, (const float *)beta->ptr, n, hw, c, groups, eps, silu, (float *)y->ptr,
-            (float *)mean->ptr, (float *)rstd->ptr);
+            (const float *)gamma->ptr, (const float *)beta->ptr, n, hw, c, groups, eps, silu,
+            y ? (float *)y->ptr : nullptr, (float *)mean->ptr, (float *)rstd->ptr);
     });
 }
 

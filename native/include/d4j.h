@@ -435,8 +435,10 @@ D4J_API d4j_status d4j_conv2d_backward(d4j_backend *backend, const d4j_buffer *x
  * 2 reads of dy and x and 1 write of dx (one pass for the two per-group
  * reductions sum(dz*gamma) and sum(dz*gamma*xhat) that every dx element
  * needs, one to write dx).
- * gamma, beta: float32 [C]. eps: finite and > 0. apply_silu: 0 or 1. Outputs
- * must not overlap any other argument. */
+ * y may be NULL: the statistics only (mean and rstd, the same bits as with y;
+ * no normalise pass, so x is read once). gamma, beta: float32 [C], required
+ * either way. eps: finite and > 0. apply_silu: 0 or 1. Outputs must not
+ * overlap any other argument. */
 D4J_API d4j_status d4j_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *gamma,
                                           const d4j_buffer *beta, int32_t n, int32_t h, int32_t w, int32_t c,
                                           int32_t num_groups, float eps, int32_t apply_silu,
@@ -456,7 +458,8 @@ D4J_API d4j_status d4j_group_norm_backward(d4j_backend *backend, const d4j_buffe
 
 /* The time-embedding add fused into GroupNorm: y = group_norm(x + tb[n, :]) with
  * optional SiLU, tb float32 [N, C] (temb_proj(silu(temb))). Same passes,
- * outputs and statistics as d4j_group_norm_forward, over v = x + tb. */
+ * outputs and statistics as d4j_group_norm_forward, over v = x + tb; y may be
+ * NULL for the statistics only. */
 D4J_API d4j_status d4j_bias_group_norm_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
                                                const d4j_buffer *gamma, const d4j_buffer *beta, int32_t n, int32_t h,
                                                int32_t w, int32_t c, int32_t num_groups, float eps,

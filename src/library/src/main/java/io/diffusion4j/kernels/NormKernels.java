@@ -22,21 +22,28 @@ import java.util.Objects;
 public final class NormKernels {
     private NormKernels() {}
 
-    /** {@code y = act(GroupNorm(x))}; saves mean and rstd ({@code [N, G]}) for the backward. */
+    /**
+     * {@code y = act(GroupNorm(x))}; saves mean and rstd ({@code [N, G]}) for the backward. {@code y} may be
+     * null: then only the statistics are computed (the same bits as with {@code y}, one pass over
+     * {@code x} instead of two).
+     */
     public static void groupNorm(Tensor x, Tensor gamma, Tensor beta, int numGroups, float eps, boolean silu, Tensor y,
                                  Tensor mean, Tensor rstd) {
         Dims d = forwardChecks(x, null, gamma, beta, numGroups, eps, y, mean, rstd);
         Native.check(d4j_h.d4j_group_norm_forward(x.backend().handle(), x.handle(), gamma.handle(), beta.handle(),
-                d.n, d.h, d.w, d.c, numGroups, eps, silu ? 1 : 0, y.handle(), mean.handle(), rstd.handle()));
+                d.n, d.h, d.w, d.c, numGroups, eps, silu ? 1 : 0, handleOrNull(y), mean.handle(), rstd.handle()));
     }
 
-    /** {@code y = act(GroupNorm(x + tb[n, :]))}, the time-embedding add fused into norm2. */
+    /**
+     * {@code y = act(GroupNorm(x + tb[n, :]))}, the time-embedding add fused into norm2; {@code y} may be null
+     * for the statistics only, as in {@link #groupNorm}.
+     */
     public static void biasGroupNorm(Tensor x, Tensor tb, Tensor gamma, Tensor beta, int numGroups, float eps,
                                      boolean silu, Tensor y, Tensor mean, Tensor rstd) {
         Objects.requireNonNull(tb, "tb");
         Dims d = forwardChecks(x, tb, gamma, beta, numGroups, eps, y, mean, rstd);
         Native.check(d4j_h.d4j_bias_group_norm_forward(x.backend().handle(), x.handle(), tb.handle(), gamma.handle(),
-                beta.handle(), d.n, d.h, d.w, d.c, numGroups, eps, silu ? 1 : 0, y.handle(), mean.handle(),
+                beta.handle(), d.n, d.h, d.w, d.c, numGroups, eps, silu ? 1 : 0, handleOrNull(y), mean.handle(),
                 rstd.handle()));
     }
 
@@ -107,7 +114,7 @@ public final class NormKernels {
         if (tb != null) requireElements(x, tb, "tb", (long) d.n * d.c, true);
         requireElements(x, gamma, "gamma", d.c, false);
         requireElements(x, beta, "beta", d.c, false);
-        requireSameShape(x, y, "y");
+        if (y != null) requireSameShape(x, y, "y"); // null: the statistics only
         requireElements(x, mean, "mean", (long) d.n * numGroups, false);
         requireElements(x, rstd, "rstd", (long) d.n * numGroups, false);
         return d;

@@ -336,6 +336,29 @@ class NormKernelsTest {
         }
     }
 
+    /** The statistics-only forward (y null): mean and rstd into poisoned buffers. */
+    static FwdOut statistics(Backend be, Problem p) {
+        Shape s = p.s();
+        try (Tensor x = Tensor.of(be, p.x(), s.n(), s.h(), s.w(), s.c());
+             Tensor tb = p.tb() == null ? null : Tensor.of(be, p.tb(), s.n(), s.c());
+             Tensor gamma = Tensor.of(be, p.gamma(), s.c()); Tensor beta = Tensor.of(be, p.beta(), s.c());
+             Tensor mean = poisoned(be, s.n(), s.g()); Tensor rstd = poisoned(be, s.n(), s.g())) {
+            if (tb == null) {
+                NormKernels.groupNorm(x, gamma, beta, s.g(), p.eps(), p.silu(), null, mean, rstd);
+            } else {
+                NormKernels.biasGroupNorm(x, tb, gamma, beta, s.g(), p.eps(), p.silu(), null, mean, rstd);
+            }
+            return new FwdOut(null, mean.toFloatArray(), rstd.toFloatArray());
+        }
+    }
+
+    /** The statistics-only forward gives the full forward's mean and rstd, bit for bit. */
+    static void checkStatisticsOnly(String tag, Backend be, Problem p, FwdOut full, String c) {
+        FwdOut stats = statistics(be, p);
+        Tolerance.assertBitIdentical(tag + " mean with y null == with y", full.mean(), stats.mean(), c);
+        Tolerance.assertBitIdentical(tag + " rstd with y null == with y", full.rstd(), stats.rstd(), c);
+    }
+
     /**
      * Backward from the kernel's own saved statistics. dgamma/dbeta start at the given values (null: not
      * requested); dx, dtb are poisoned (not requested when the flag is false).
@@ -550,6 +573,17 @@ class NormKernelsTest {
         Tolerance.assertBitIdentical("bias variant == group norm of x + tb", f.y(), fp.y(), c);
         BwdOut bp = backward(cpu, plain, fp.mean(), fp.rstd(), dy, true, false, zeros, zeros);
         Tolerance.assertBitIdentical("bias variant dx == group norm dx of x + tb", all.dx(), bp.dx(), c);
+    }
+
+    @Test
+    void statisticsOnlyForwardMatchesFullForward() {
+        for (Shape s : List.of(new Shape(3, 5, 7, 10, 5), new Shape(2, 41, 43, 32, 8))) {
+            for (boolean bias : new boolean[] {false, true}) {
+                TestRandom r = TestRandom.fresh();
+                Problem p = Problem.random(r, s, bias, true, 0.5, 2.0, 1e-5f);
+                checkStatisticsOnly("cpu", cpu, p, forward(cpu, p), ctx(r, s, "bias", bias));
+            }
+        }
     }
 
     /** Results are bit-identical with 1 and 2 worker threads (several tasks per sample). */

@@ -105,6 +105,25 @@ class NormParityTest {
         }
     }
 
+    /** y null computes the statistics alone: the same bits as the full forward's, before and after it. */
+    @OnDevices
+    void statisticsOnlyForwardMatchesFullForward(Backend dev, Device kind) {
+        for (Shape s : SHAPES) {
+            for (boolean bias : new boolean[] {false, true}) {
+                TestRandom r = TestRandom.fresh();
+                Problem p = Problem.random(r, s, bias, true, 0.3, 1.5, 1e-5f);
+                String c = ctx(kind, r, s, "bias", bias);
+                FwdOut before = NormKernelsTest.statistics(dev, p);
+                FwdOut full = NormKernelsTest.forward(dev, p);
+                NormKernelsTest.checkStatisticsOnly(kind.cliName(), dev, p, full, c);
+                Tolerance.assertBitIdentical(kind.cliName() + " mean with y null, first call", full.mean(),
+                        before.mean(), c);
+                Tolerance.assertBitIdentical(kind.cliName() + " rstd with y null, first call", full.rstd(),
+                        before.rstd(), c);
+            }
+        }
+    }
+
     @OnDevices
     void largeMeanInputsKeepTheirVariance(Backend dev, Device kind) {
         for (Shape s : List.of(new Shape(2, 9, 11, 10, 5), new Shape(1, 5, 7, 40, 8))) {
