@@ -24,7 +24,8 @@ public final class KernelFamilies {
         family("reverse_step", "reverse_step_kernel");
         family("timestep_embedding", "embedding_kernel");
         family("conv2d", "conv_fwd_kernel", "conv_dx_kernel", "conv_dw_partial_kernel", "conv_sum_splits_kernel",
-                "conv_db_partial_kernel", "conv_tc_fwd_kernel", "conv_tc_dx_kernel", "conv_tc_dw_kernel");
+                "conv_db_partial_kernel", "conv_tc_fwd_kernel", "conv_tc_dx_kernel", "conv_tc_dw_kernel",
+                "conv_fwd_gn_kernel", "conv_tc_fwd_gn_kernel");
         family("group_norm", "gn_stats_kernel", "gn_apply_kernel",
                 "gn_bwd_partial_kernel", "gn_bwd_param_kernel", "gn_bwd_group_kernel", "gn_bwd_dx_kernel");
         family("silu", "silu_kernel", "silu_grad_kernel");
