@@ -16,18 +16,18 @@ namespace {
 using namespace tc;
 static_assert(kTcBK == kBK, "a dW pixel slice is a whole number of the engine's k chunks");
 
-// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128).
+// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128, Tf32Async128).
 template <class C>
 __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
     typedef typename C::Tile T;
-    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+    tc_run<C>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
                   [&](int64_t m, int64_t n, float v) { y[m * op.N + n] = v + (bias ? bias[n] : 0.0f); });
 }
 
 template <class C>
 __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dx_kernel(DxOp op, float *dx) {
     typedef typename C::Tile T;
-    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+    tc_run<C>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
                   [&](int64_t m, int64_t n, float v) { dx[m * op.N + n] = v; });
 }
 
@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dw_kernel(DwOp o
     const int64_t k_begin = (int64_t)blockIdx.z * per_split;
     const int64_t k_end = k_begin + per_split < op.K ? k_begin + per_split : op.K;
     float *out = partial + (int64_t)blockIdx.z * op.M * op.N;
-    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, k_begin, k_end,
+    tc_run<C>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, k_begin, k_end,
                   [&](int64_t m, int64_t n, float v) { out[m * op.N + n] = v; });
 }
 
@@ -48,11 +48,15 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
     return dim3((unsigned)((M + T::kBM - 1) / T::kBM), (unsigned)((N + T::kBN - 1) / T::kBN), (unsigned)z);
 }
 
-// Launches kernel<C> for the precision and the tile (64, 128, or 0: the one that suits M x N x splits).
+// Launches kernel<C> for the precision and the tile (64, 128, kTcAsyncTile, or 0: the one that suits
+// M x N x splits). kTcAsyncTile at BF16 is the register-staged 128 x 128 tile (see conv2d_ops.h).
 #define D4J_TC_LAUNCH(kernel, M, N, splits, stream, ...)                                                        \
     do {                                                                                                      \
-        const bool wide_ = tile == 128 || (tile == 0 && wide_tiles((M), (N), (splits)));                     \
-        if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
+        const bool wide_ = tile == 128 || tile == kTcAsyncTile || (tile == 0 && wide_tiles((M), (N), (splits))); \
+        if (precision != D4J_PRECISION_BF16 && tile == kTcAsyncTile) {                                        \
+            D4J_LAUNCH(kernel<Tf32Async128>, tile_grid<Tf32Async128>(M, N, splits), Tf32Async128::Tile::kThreads, 0, stream, __VA_ARGS__); \
+            return launched(#kernel "<Tf32Async128>");                                                        \
+        } else if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
             D4J_LAUNCH(kernel<Bf16x128>, tile_grid<Bf16x128>(M, N, splits), Bf16x128::Tile::kThreads, 0, stream, __VA_ARGS__); \
             return launched(#kernel "<Bf16x128>");                                                            \
         } else if (precision == D4J_PRECISION_BF16) {                                                         \
