@@ -247,9 +247,8 @@ D4J_UNROLL
     }
 }
 
-// The end of a tile: with the staging buffers free (after a barrier), each
-// warp passes its fragments out through its own 16 x 16 patch of them, so the
-// global stores are bounds-checked and 16 lanes write 16 consecutive n.
+// The end of an asynchronous tile: tc_tile's epilogue (each warp passes its
+// fragments out through its own 16 x 16 patch of the free staging buffers).
 template <class T, class L, class Op, class Acc, class Store>
 __device__ __forceinline__ void write_out(const Op &op, Acc (&acc)[T::kFM][T::kFN], float *smem, int64_t m0,
                                           int64_t n0, int row0, int col0, const Store &store) {
@@ -286,7 +285,7 @@ __device__ void tc_tile(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, i
     constexpr size_t kBuffer = L::A::kBytes + L::B::kBytes;
     auto a_buf = [&](int b) { return reinterpret_cast<S *>(smem + b * kBuffer); };
     auto b_buf = [&](int b) { return reinterpret_cast<S *>(smem + b * kBuffer + L::A::kBytes); };
-    const int tid = (int)threadIdx.x, warp = tid / 32;
+    const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int wm = warp / T::kWarpsN, wn = warp % T::kWarpsN;
     const int row0 = wm * T::kFM * 16, col0 = wn * T::kFN * 16;  // the warp's corner in the tile
 
@@ -324,8 +323,23 @@ D4J_UNROLL
         buf ^= 1;
     }
 
-    // the staging buffers are free: the loop ended at a barrier
-    write_out<T, L>(op, acc, reinterpret_cast<float *>(smem), m0, n0, row0, col0, store);
+    // The staging buffers are free (the loop ended at a barrier). Each warp
+    // passes its fragments out through its own 16 x 16 patch of them, so the
+    // global stores are bounds-checked and 16 lanes write 16 consecutive n.
+    float *patch = reinterpret_cast<float *>(smem) + warp * 16 * L::kCPitch;
+D4J_UNROLL
+    for (int i = 0; i < T::kFM; ++i)
+D4J_UNROLL
+        for (int j = 0; j < T::kFN; ++j) {
+            wmma::store_matrix_sync(patch, acc[i][j], L::kCPitch, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int r = e / 16, c = e % 16;
+                const int64_t m = m0 + row0 + i * 16 + r, n = n0 + col0 + j * 16 + c;
+                if (m < op.M && n < op.N) store(m, n, patch[r * L::kCPitch + c]);
+            }
+            __syncwarp();
+        }
 }
 
 // ---- the asynchronous path (TF32) -----------------------------------------------
