@@ -200,7 +200,8 @@ d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwO
 // before they are stored, the 128 x 128 register-staged tile (v4's).
 constexpr int kTcAsyncTile = -128;
 
-// The tile of a conv2d tensor-core variant: v2 chooses, v3 64 x 64, v4 128 x 128, v5 kTcAsyncTile.
+// The tile of a conv2d tensor-core variant: v2 chooses (kTcAsyncTile at TF32 where it takes 128 x 128),
+// v3 64 x 64, v4 128 x 128, v5 kTcAsyncTile.
 inline int tc_tile_of(const char *variant) {
     return variant[1] == '3' ? 64 : variant[1] == '4' ? 128 : variant[1] == '5' ? kTcAsyncTile : 0;
 }

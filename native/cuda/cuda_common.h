@@ -82,9 +82,10 @@ struct State {
         // v1: shared-memory tiled implicit GEMM on the FP32 cores; v2, v3, v4:
         // the same GEMMs on tensor cores (TF32 or BF16 inputs, FP32
         // accumulation) with 128 x 128 tiles where the problem fills the GPU
-        // with them, else 64 x 64 (v2), always 64 x 64 (v3), always 128 x 128 (v4);
-        // v5: TF32 operands staged by cp.async on 128 x 128 tiles of 4 warps
-        // (at BF16, v4's kernels: a cp.async copy cannot convert to BF16)
+        // with them (v5's at TF32, v4's at BF16), else 64 x 64 (v2), always
+        // 64 x 64 (v3), always 128 x 128 register-staged (v4); v5: TF32
+        // operands staged by cp.async on 128 x 128 tiles of 4 warps (at BF16,
+        // v4's kernels: a cp.async copy cannot convert to BF16)
         t.add("conv2d", {"v1"}, {"v2", "v3", "v4", "v5"});
         t.add("group_norm", {"v1"});
         t.add("silu", {"v1"});

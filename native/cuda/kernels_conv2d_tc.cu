@@ -1,4 +1,4 @@
-// The conv2d family on tensor cores (variant v2): the implicit GEMMs of
+// The conv2d family on tensor cores (variants v2 to v5): the implicit GEMMs of
 // conv2d_ops.h with the WMMA API, TF32 (m16n16k8) or BF16 (m16n16k16) inputs
 // and FP32 accumulation.
 //
@@ -49,11 +49,14 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
 }
 
 // Launches kernel<C> for the precision and the tile (64, 128, kTcAsyncTile, or 0: the one that suits
-// M x N x splits). kTcAsyncTile at BF16 is the register-staged 128 x 128 tile (see conv2d_ops.h).
+// M x N x splits). kTcAsyncTile at BF16 is the register-staged 128 x 128 tile (see conv2d_ops.h). The
+// choice (0) takes the cp.async tile wherever it takes 128 x 128 at TF32: the profiling simulator
+// projects it faster than the register-staged one on every conv2d of the CIFAR-10 UNet.
 #define D4J_TC_LAUNCH(kernel, M, N, splits, stream, ...)                                                        \
     do {                                                                                                      \
-        const bool wide_ = tile == 128 || tile == kTcAsyncTile || (tile == 0 && wide_tiles((M), (N), (splits))); \
-        if (precision != D4J_PRECISION_BF16 && tile == kTcAsyncTile) {                                        \
+        const bool auto_wide_ = tile == 0 && wide_tiles((M), (N), (splits));                                  \
+        const bool wide_ = tile == 128 || tile == kTcAsyncTile || auto_wide_;                                 \
+        if (precision != D4J_PRECISION_BF16 && (tile == kTcAsyncTile || auto_wide_)) {                        \
             D4J_LAUNCH(kernel<Tf32Async128>, tile_grid<Tf32Async128>(M, N, splits), Tf32Async128::Tile::kThreads, 0, stream, __VA_ARGS__); \
             return launched(#kernel "<Tf32Async128>");                                                        \
         } else if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
