@@ -40,6 +40,18 @@ __device__ __forceinline__ float read_u(const Geom &g, const float *x, int32_t b
     return i < 0 ? 0.0f : x[i];
 }
 
+// The address of u[b, ih, iw, ci] in x (as read_u reads it), nullptr in the padding:
+// what the asynchronous tensor-core path copies from.
+__device__ __forceinline__ const float *addr_u(const Geom &g, const float *x, int32_t b, int32_t ih, int32_t iw,
+                                               int32_t ci) {
+    if (ih < 0 || ih >= g.h_in || iw < 0 || iw >= g.w_in) return nullptr;
+    if (g.upsample2x) {
+        ih >>= 1;
+        iw >>= 1;
+    }
+    return x + ((b * g.h + ih) * g.w + iw) * g.c_in + ci;
+}
+
 // The im2col matrix u(pixel, col), col = tap * c_in + ci, in two halves so a
 // caller walking a row or a column decomposes each index once: an output
 // pixel's corner in the conv input, and a column's channel and tap offset.
@@ -71,7 +83,10 @@ __device__ __forceinline__ float read_im2col(const Geom &g, const float *x, int6
 // Each Op reads A(m, k) = a(a_m(m), a_k(k)) and B(k, n) = b(b_k(k), b_n(n)):
 // the index decompositions are separate, so the tensor-core engine, where a
 // thread's k (or m, or n) is the same for all its staged elements, makes each
-// once (kSplit); a(m, k) and bv(k, n) are the plain forms.
+// once (kSplit); a(m, k) and bv(k, n) are the plain forms. a_src and b_src
+// are the addresses of the same elements (nullptr for a zero), a_base and
+// b_base a valid address of each operand's tensor, for the engine's
+// asynchronous copies (tc_gemm.h, tc_tile_async).
 struct FwdOp {
     static constexpr bool kAK = true;   // A(m, k): k -> ci contiguous
     static constexpr bool kBKc = false;  // B(k, n) = weight[k][n]: n contiguous
@@ -87,6 +102,12 @@ struct FwdOp {
     __device__ float b(int32_t k, int32_t n) const { return w[k + n]; }
     __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
     __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
+    __device__ const float *a_src(const PixelAt &m, const ColAt &k) const {
+        return addr_u(g, x, m.b, m.ih0 + k.dh, m.iw0 + k.dw, k.ci);
+    }
+    __device__ const float *b_src(int32_t k, int32_t n) const { return w + k + n; }
+    __device__ const float *a_base() const { return x; }
+    __device__ const float *b_base() const { return w; }
 };
 
 // The forward of group_norm_conv2d_forward: FwdOp's maps, with each stored
@@ -183,6 +204,21 @@ struct DxOp {
         if (oh >= g.h_out || ow >= g.w_out) return 0.0f;
         return dy[((p.b * g.h_out + oh) * g.w_out + ow) * g.c_out + t.co];
     }
+    // the address a() reads, nullptr where it returns 0
+    __device__ const float *a_src(const InPixel &p, const Term &t) const {
+        int32_t ih = p.ih, iw = p.iw;
+        if (g.upsample2x) {
+            ih = 2 * ih + t.child_h;
+            iw = 2 * iw + t.child_w;
+        }
+        const int32_t hn = ih + g.pad_top - t.kh, wn = iw + g.pad_left - t.kw;
+        if (hn < 0 || wn < 0 || hn % g.stride != 0 || wn % g.stride != 0) return nullptr;
+        const int32_t oh = hn / g.stride, ow = wn / g.stride;
+        if (oh >= g.h_out || ow >= g.w_out) return nullptr;
+        return dy + ((p.b * g.h_out + oh) * g.w_out + ow) * g.c_out + t.co;
+    }
+    __device__ const float *a_base() const { return dy; }
+    __device__ const float *b_base() const { return w; }
     // B(k, n) = weight[tap][n][co]: the k part is tap * c_in * c_out + co
     __device__ int32_t b_k(int64_t k) const {
         const int32_t pk = (int32_t)k, r = pk / g.c_out, t = r % (g.k * g.k);
@@ -190,6 +226,7 @@ struct DxOp {
     }
     __device__ int32_t b_n(int64_t n) const { return (int32_t)n * g.c_out; }
     __device__ float b(int32_t k, int32_t n) const { return w[k + n]; }
+    __device__ const float *b_src(int32_t k, int32_t n) const { return w + k + n; }
     __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
     __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
 };
@@ -209,12 +246,18 @@ struct DwOp {
     __device__ float b(int32_t k, int32_t n) const { return dy[k + n]; }
     __device__ float a(int64_t m, int64_t k) const { return a(a_m(m), a_k(k)); }
     __device__ float bv(int64_t k, int64_t n) const { return b(b_k(k), b_n(n)); }
+    __device__ const float *a_src(const ColAt &m, const PixelAt &k) const {
+        return addr_u(g, x, k.b, k.ih0 + m.dh, k.iw0 + m.dw, m.ci);
+    }
+    __device__ const float *b_src(int32_t k, int32_t n) const { return dy + k + n; }
+    __device__ const float *a_base() const { return x; }
+    __device__ const float *b_base() const { return dy; }
 };
 
 // The tensor-core kernels (kernels_conv2d_tc.cu): the same GEMMs with TF32 or
 // BF16 inputs (precision: D4J_PRECISION_TF32 or D4J_PRECISION_BF16) and FP32
-// accumulation, on 64 x 64 or 128 x 128 tiles (tile: 64, 128, or 0 to choose
-// by the problem's size, tc_gemm.h's wide_tiles). tc_dw_partial writes
+// accumulation, on 64 x 64 or 128 x 128 tiles (tile: 64, 128, kTcAsyncTile, or 0 to
+// choose by the problem's size, tc_gemm.h's wide_tiles). tc_dw_partial writes
 // partial[split][m][n] for the pixel slices of per_split pixels, like the SIMT dW.
 d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y);
 d4j_status tc_forward_gn(cudaStream_t stream, int precision, int tile, const FwdGnOp &op, const float *bias, float *y);
@@ -222,9 +265,15 @@ d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, f
 d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwOp &op, int64_t per_split,
                          int64_t splits, float *partial);
 
-// The tile of a conv2d tensor-core variant: v2 chooses, v3 64 x 64, v4 128 x 128.
+// The tile argument of v5: TF32 operands staged by cp.async on 128 x 128 tiles of
+// 4 warps (tc_gemm.h, tc_tile_async); at BF16, whose inputs must be converted
+// before they are stored, the 128 x 128 register-staged tile (v4's).
+constexpr int kTcAsyncTile = -128;
+
+// The tile of a conv2d tensor-core variant: v2 chooses (kTcAsyncTile at TF32 where it takes 128 x 128),
+// v3 64 x 64, v4 128 x 128, v5 kTcAsyncTile.
 inline int tc_tile_of(const char *variant) {
-    return variant[1] == '3' ? 64 : variant[1] == '4' ? 128 : 0;
+    return variant[1] == '3' ? 64 : variant[1] == '4' ? 128 : variant[1] == '5' ? kTcAsyncTile : 0;
 }
 
 }  // namespace d4j::cuda::conv

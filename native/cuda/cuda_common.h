@@ -90,8 +90,11 @@ struct State {
         // v1: shared-memory tiled implicit GEMM on the FP32 cores; v2, v3, v4:
         // the same GEMMs on tensor cores (TF32 or BF16 inputs, FP32
         // accumulation) with 128 x 128 tiles where the problem fills the GPU
-        // with them, else 64 x 64 (v2), always 64 x 64 (v3), always 128 x 128 (v4)
-        t.add("conv2d", {"v1"}, {"v2", "v3", "v4"});
+        // with them (v5's at TF32, v4's at BF16), else 64 x 64 (v2), always
+        // 64 x 64 (v3), always 128 x 128 register-staged (v4); v5: TF32
+        // operands staged by cp.async on 128 x 128 tiles of 4 warps (at BF16,
+        // v4's kernels: a cp.async copy cannot convert to BF16)
+        t.add("conv2d", {"v1"}, {"v2", "v3", "v4", "v5"});
         t.add("group_norm", {"v1"});
         t.add("silu", {"v1"});
 #ifdef D4J_SIM_TEETH
@@ -205,10 +208,14 @@ void end_capture_at_shutdown(State *s);
 // Full unrolling of a loop over fragment or register arrays, so their indices
 // are constants and the arrays stay in registers (nvcc's #pragma unroll; the
 // simulator's g++ needs no hint for correctness and knows no such pragma).
+// D4J_NO_UNROLL keeps a loop rolled where its unrolled body would need more
+// registers than the kernel has left.
 #ifdef D4J_CUDA_SIM
 #define D4J_UNROLL
+#define D4J_NO_UNROLL
 #else
 #define D4J_UNROLL _Pragma("unroll")
+#define D4J_NO_UNROLL _Pragma("unroll 1")
 #endif
 
 // The backend's name as reported to the front.

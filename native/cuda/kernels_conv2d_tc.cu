@@ -1,4 +1,4 @@
-// The conv2d family on tensor cores (variant v2): the implicit GEMMs of
+// The conv2d family on tensor cores (variants v2 to v5): the implicit GEMMs of
 // conv2d_ops.h with the WMMA API, TF32 (m16n16k8) or BF16 (m16n16k16) inputs
 // and FP32 accumulation.
 //
@@ -16,11 +16,11 @@ namespace {
 using namespace tc;
 static_assert(kTcBK == kBK, "a dW pixel slice is a whole number of the engine's k chunks");
 
-// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128).
+// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128, Tf32Async128).
 template <class C>
 __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
     typedef typename C::Tile T;
-    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+    tc_run<C>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
                   [&](int64_t m, int64_t n, float v) { y[m * op.N + n] = v + (bias ? bias[n] : 0.0f); });
 }
 
@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_gn_kernel(Fw
 template <class C>
 __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dx_kernel(DxOp op, float *dx) {
     typedef typename C::Tile T;
-    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
+    tc_run<C>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, 0, op.K,
                   [&](int64_t m, int64_t n, float v) { dx[m * op.N + n] = v; });
 }
 
@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_dw_kernel(DwOp o
     const int64_t k_begin = (int64_t)blockIdx.z * per_split;
     const int64_t k_end = k_begin + per_split < op.K ? k_begin + per_split : op.K;
     float *out = partial + (int64_t)blockIdx.z * op.M * op.N;
-    tc_tile<C, T>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, k_begin, k_end,
+    tc_run<C>(op, (int64_t)blockIdx.x * T::kBM, (int64_t)blockIdx.y * T::kBN, k_begin, k_end,
                   [&](int64_t m, int64_t n, float v) { out[m * op.N + n] = v; });
 }
 
@@ -55,11 +55,20 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
     return dim3((unsigned)((M + T::kBM - 1) / T::kBM), (unsigned)((N + T::kBN - 1) / T::kBN), (unsigned)z);
 }
 
-// Launches kernel<C> for the precision and the tile (64, 128, or 0: the one that suits M x N x splits).
-#define D4J_TC_LAUNCH(kernel, M, N, splits, stream, ...)                                                        \
+// Launches kernel<C> for the precision and the tile (64, 128, kTcAsyncTile, or 0: the one that suits
+// M x N x splits). kTcAsyncTile at BF16 is the register-staged 128 x 128 tile (see conv2d_ops.h). The
+// choice (0) takes the cp.async tile wherever it takes 128 x 128 at TF32: the profiling simulator
+// projects it faster than the register-staged one on every conv2d of the CIFAR-10 UNet. Async: the
+// type that runs there, Tf32Async128, or Tf32x128 for an Op whose values are computed as they are
+// staged (FwdGnOp: a copy cannot normalise).
+#define D4J_TC_LAUNCH(kernel, Async, M, N, splits, stream, ...)                                                 \
     do {                                                                                                      \
-        const bool wide_ = tile == 128 || (tile == 0 && wide_tiles((M), (N), (splits)));                     \
-        if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
+        const bool auto_wide_ = tile == 0 && wide_tiles((M), (N), (splits));                                  \
+        const bool wide_ = tile == 128 || tile == kTcAsyncTile || auto_wide_;                                 \
+        if (precision != D4J_PRECISION_BF16 && (tile == kTcAsyncTile || auto_wide_)) {                        \
+            D4J_LAUNCH(kernel<Async>, tile_grid<Async>(M, N, splits), Async::Tile::kThreads, 0, stream, __VA_ARGS__); \
+            return launched(#kernel "<" #Async ">");                                                          \
+        } else if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
             D4J_LAUNCH(kernel<Bf16x128>, tile_grid<Bf16x128>(M, N, splits), Bf16x128::Tile::kThreads, 0, stream, __VA_ARGS__); \
             return launched(#kernel "<Bf16x128>");                                                            \
         } else if (precision == D4J_PRECISION_BF16) {                                                         \
@@ -77,20 +86,20 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
 }  // namespace
 
 d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y) {
-    D4J_TC_LAUNCH(conv_tc_fwd_kernel, op.M, op.N, 1, stream, op, bias, y);
+    D4J_TC_LAUNCH(conv_tc_fwd_kernel, Tf32Async128, op.M, op.N, 1, stream, op, bias, y);
 }
 
 d4j_status tc_forward_gn(cudaStream_t stream, int precision, int tile, const FwdGnOp &op, const float *bias, float *y) {
-    D4J_TC_LAUNCH(conv_tc_fwd_gn_kernel, op.M, op.N, 1, stream, op, bias, y);
+    D4J_TC_LAUNCH(conv_tc_fwd_gn_kernel, Tf32x128, op.M, op.N, 1, stream, op, bias, y);
 }
 
 d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, float *dx) {
-    D4J_TC_LAUNCH(conv_tc_dx_kernel, op.M, op.N, 1, stream, op, dx);
+    D4J_TC_LAUNCH(conv_tc_dx_kernel, Tf32Async128, op.M, op.N, 1, stream, op, dx);
 }
 
 d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwOp &op, int64_t per_split,
                          int64_t splits, float *partial) {
-    D4J_TC_LAUNCH(conv_tc_dw_kernel, op.M, op.N, splits, stream, op, per_split, partial);
+    D4J_TC_LAUNCH(conv_tc_dw_kernel, Tf32Async128, op.M, op.N, splits, stream, op, per_split, partial);
 }
 
 }  // namespace d4j::cuda::conv

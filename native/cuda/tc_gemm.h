@@ -27,10 +27,30 @@
 // staging buffers) so its global stores are bounds-checked and coalesced along
 // n; M and N need not be multiples of 16. Determinism: each C element is one fixed sequence
 // of mma_sync calls (no atomics); a split of K is the caller's, in fixed slices.
+//
+// The asynchronous path (tc_tile_async, TF32 only). The register staging
+// above costs each thread kPerThreadA + kPerThreadB registers for the chunk
+// in flight, which is what keeps Tile128 at 8 warps of 64 x 32. Ampere's
+// cp.async copies global memory straight into shared memory, so with it the
+// chunk in flight needs no registers and 4 warps of 64 x 64 fit (TileAsync128:
+// a third fewer fragment loads per product than Tile128, the shared-memory
+// reads being what bounds these kernels). Each thread queues 4-byte copies of
+// its elements of chunk c + kStages - 1 (the same element-to-thread map as the
+// register staging: consecutive threads on the operand's contiguous index, so
+// the copies coalesce and the shared stores are conflict-free; padding and
+// out-of-range elements are zero-filled, from a valid address), commits them
+// as one batch, and before chunk c waits for its own copies of it
+// (__pipeline_wait_prior) and then at the barrier for everyone's. The copies
+// land as FP32, so the fragments are rounded to TF32 after each
+// load_matrix_sync (the documented element-wise pattern): BF16, which needs a
+// conversion before the store, cannot stage this way. The Op supplies the
+// element addresses: a_src(a_m(m), a_k(k)) and b_src(b_k(k), b_n(n)), nullptr
+// for a zero (padding), and a_base() / b_base(), a valid address to zero-fill from.
 #ifndef D4J_CUDA_TC_GEMM_H
 #define D4J_CUDA_TC_GEMM_H
 
 #include <cuda_bf16.h>
+#include <cuda_pipeline.h>
 #include <mma.h>
 
 #include <type_traits>
@@ -64,6 +84,8 @@ typedef TileShape<64, 64, 2, 2> Tile64;
 // a third fewer fragment loads. (4 warps of 64 x 64 would load fewer still, but
 // their 128 accumulators per thread leave too few registers: ptxas spills.)
 typedef TileShape<128, 128, 2, 4> Tile128;
+// 128 x 128 with 4 warps of 64 x 64, for the asynchronous path only (no staging registers).
+typedef TileShape<128, 128, 2, 2> TileAsync128;
 
 // The default tile's block size and extent.
 constexpr int kTcThreads = Tile64::kThreads;
@@ -90,6 +112,11 @@ struct Tf32x64 : Tf32 { typedef Tile64 Tile; };
 struct Tf32x128 : Tf32 { typedef Tile128 Tile; };
 struct Bf16x64 : Bf16 { typedef Tile64 Tile; };
 struct Bf16x128 : Bf16 { typedef Tile128 Tile; };
+// TF32 staged by cp.async (tc_tile_async) on TileAsync128.
+struct Tf32Async128 : Tf32 {
+    typedef TileAsync128 Tile;
+    static constexpr bool kAsync = true;
+};
 
 // The tile for a problem of M x N (x splits) outputs: Tile128 when it still gives
 // three quarters of a large GPU's SMs a block (99 of H100's 132), else Tile64
@@ -116,11 +143,11 @@ struct Operand {
     __device__ static int offset(int c, int kk) { return kKContiguous ? c * kPitch + kk : kk * kPitch + c; }
 };
 
-template <class P, class T, class Op>
+template <class P, class T, class Op, int kStages = 2>
 struct Smem {
     typedef Operand<P, Op::kAK, T::kBM> A;
     typedef Operand<P, Op::kBKc, T::kBN> B;
-    static constexpr size_t kBytes = 2 * (A::kBytes + B::kBytes);
+    static constexpr size_t kBytes = kStages * (A::kBytes + B::kBytes);
     static constexpr int kCPitch = 16 + 4;  // a warp's 16 x 16 output fragment on its way out
     static_assert(kBytes >= (size_t)(T::kThreads / 32) * 16 * kCPitch * sizeof(float), "room for the epilogue");
 };
@@ -239,6 +266,28 @@ D4J_UNROLL
     }
 }
 
+// The end of an asynchronous tile: tc_tile's epilogue (each warp passes its
+// fragments out through its own 16 x 16 patch of the free staging buffers).
+template <class T, class L, class Op, class Acc, class Store>
+__device__ __forceinline__ void write_out(const Op &op, Acc (&acc)[T::kFM][T::kFN], float *smem, int64_t m0,
+                                          int64_t n0, int row0, int col0, const Store &store) {
+    const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
+    float *patch = smem + warp * 16 * L::kCPitch;
+D4J_UNROLL
+    for (int i = 0; i < T::kFM; ++i)
+D4J_UNROLL
+        for (int j = 0; j < T::kFN; ++j) {
+            wmma::store_matrix_sync(patch, acc[i][j], L::kCPitch, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int r = e / 16, c = e % 16;
+                const int64_t m = m0 + row0 + i * 16 + r, n = n0 + col0 + j * 16 + c;
+                if (m < op.M && n < op.N) store(m, n, patch[r * L::kCPitch + c]);
+            }
+            __syncwarp();
+        }
+}
+
 // The C tile at (m0, n0) summed over k in [k_begin, k_end): store(m, n, value)
 // is called once for each element inside M x N, by lanes consecutive in n.
 // T: the tile shape (Tile64 unless given).
@@ -310,6 +359,157 @@ D4J_UNROLL
             }
             __syncwarp();
         }
+}
+
+// ---- the asynchronous path (TF32) -----------------------------------------------
+
+// Shared-memory buffers of the asynchronous path: two, so the copies of chunk
+// c + 1 fly while the warps multiply chunk c, within the 48 KiB of static
+// shared memory (three would need the dynamic opt-in: 57 KiB for the forward).
+constexpr int kAsyncStages = 2;
+
+// One 4-byte copy into shared memory: the element at src, or a zero (src null)
+// zero-filled from `base`, a valid global address.
+__device__ __forceinline__ void copy_element(float *dst, const float *src, const float *base) {
+    __pipeline_memcpy_async(dst, src ? src : base, sizeof(float), src ? 0 : sizeof(float));
+}
+
+// Queues this thread's copies of the chunk at k0 into As / Bs: the same
+// elements, in the same places, as fetch and stage (a thread keeps its
+// coordinate along the operand's contiguous index, so it decomposes it once).
+template <class T, class Op>
+__device__ __forceinline__ void issue(const Op &op, int tid, int64_t m0, int64_t n0, int64_t k0, int64_t k_end,
+                                      float *As, float *Bs) {
+    typedef Smem<Tf32, T, Op, kAsyncStages> L;
+    static_assert(T::kThreads % kTcBK == 0 && T::kThreads % T::kBM == 0 && T::kThreads % T::kBN == 0,
+                  "a thread keeps its coordinate along the contiguous index");
+    if constexpr (Op::kAK) {
+        const int kk = tid % kTcBK;
+        const int64_t k = k0 + kk;
+        const auto kc = op.a_k(k < k_end ? k : k0);
+D4J_NO_UNROLL
+        for (int i = 0; i < T::kPerThreadA; ++i) {
+            const int mm = (tid + i * T::kThreads) / kTcBK;
+            const int64_t m = m0 + mm;
+            copy_element(As + L::A::offset(mm, kk), (k < k_end && m < op.M) ? op.a_src(op.a_m(m), kc) : nullptr,
+                         op.a_base());
+        }
+    } else {
+        const int mm = tid % T::kBM;
+        const int64_t m = m0 + mm;
+        const auto mc = op.a_m(m < op.M ? m : m0);
+D4J_NO_UNROLL
+        for (int i = 0; i < T::kPerThreadA; ++i) {
+            const int kk = (tid + i * T::kThreads) / T::kBM;
+            const int64_t k = k0 + kk;
+            copy_element(As + L::A::offset(mm, kk), (k < k_end && m < op.M) ? op.a_src(mc, op.a_k(k)) : nullptr,
+                         op.a_base());
+        }
+    }
+    if constexpr (Op::kBKc) {
+        const int kk = tid % kTcBK;
+        const int64_t k = k0 + kk;
+        const auto kc = op.b_k(k < k_end ? k : k0);
+D4J_NO_UNROLL
+        for (int i = 0; i < T::kPerThreadB; ++i) {
+            const int nn = (tid + i * T::kThreads) / kTcBK;
+            const int64_t n = n0 + nn;
+            copy_element(Bs + L::B::offset(nn, kk), (k < k_end && n < op.N) ? op.b_src(kc, op.b_n(n)) : nullptr,
+                         op.b_base());
+        }
+    } else {
+        const int nn = tid % T::kBN;
+        const int64_t n = n0 + nn;
+        const auto nc = op.b_n(n < op.N ? n : n0);
+D4J_NO_UNROLL
+        for (int i = 0; i < T::kPerThreadB; ++i) {
+            const int kk = (tid + i * T::kThreads) / T::kBN;
+            const int64_t k = k0 + kk;
+            copy_element(Bs + L::B::offset(nn, kk), (k < k_end && n < op.N) ? op.b_src(op.b_k(k), nc) : nullptr,
+                         op.b_base());
+        }
+    }
+}
+
+// tc_tile with TF32 inputs staged by cp.async (see the top of this file); the
+// same contract. T: TileAsync128 (or any shape whose accumulators fit without
+// the staging registers).
+template <class T, class Op, class Store>
+__device__ void tc_tile_async(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end,
+                              const Store &store) {
+    typedef Tf32 P;
+    typedef Smem<P, T, Op, kAsyncStages> L;
+    typedef typename std::conditional<Op::kAK, wmma::row_major, wmma::col_major>::type ALayout;
+    typedef typename std::conditional<Op::kBKc, wmma::col_major, wmma::row_major>::type BLayout;
+    __shared__ __align__(128) unsigned char smem[L::kBytes];
+    constexpr size_t kBuffer = L::A::kBytes + L::B::kBytes;
+    auto a_buf = [&](int b) { return reinterpret_cast<float *>(smem + b * kBuffer); };
+    auto b_buf = [&](int b) { return reinterpret_cast<float *>(smem + b * kBuffer + L::A::kBytes); };
+    const int tid = (int)threadIdx.x, warp = tid / 32;
+    const int wm = warp / T::kWarpsN, wn = warp % T::kWarpsN;
+    const int row0 = wm * T::kFM * 16, col0 = wn * T::kFN * 16;
+
+    wmma::fragment<wmma::accumulator, 16, 16, P::kStep, float> acc[T::kFM][T::kFN];
+D4J_UNROLL
+    for (int i = 0; i < T::kFM; ++i)
+D4J_UNROLL
+        for (int j = 0; j < T::kFN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+    const int64_t chunks = (k_end - k_begin + kTcBK - 1) / kTcBK;
+    // the first kAsyncStages - 1 chunks, one batch each (an empty batch past the end keeps the count)
+    for (int s = 0; s < kAsyncStages - 1; ++s) {
+        if (s < chunks) issue<T>(op, tid, m0, n0, k_begin + s * kTcBK, k_end, a_buf(s), b_buf(s));
+        __pipeline_commit();
+    }
+    int buf = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+        __pipeline_wait_prior(kAsyncStages - 2);  // this thread's copies of chunk c have landed
+        __syncthreads();  // everyone's have, and every warp is done with the buffer chunk c - 1 used
+        const int64_t next = c + kAsyncStages - 1;
+        const int next_buf = (buf + kAsyncStages - 1) % kAsyncStages;
+        if (next < chunks) issue<T>(op, tid, m0, n0, k_begin + next * kTcBK, k_end, a_buf(next_buf), b_buf(next_buf));
+        __pipeline_commit();
+D4J_UNROLL
+        for (int kk = 0; kk < kTcBK; kk += P::kStep) {
+            wmma::fragment<wmma::matrix_a, 16, 16, P::kStep, P::Frag, ALayout> a[T::kFM];
+D4J_UNROLL
+            for (int i = 0; i < T::kFM; ++i) {
+                wmma::load_matrix_sync(a[i], a_buf(buf) + L::A::offset(row0 + i * 16, kk), L::A::kPitch);
+D4J_UNROLL
+                for (int t = 0; t < a[i].num_elements; ++t) a[i].x[t] = wmma::__float_to_tf32(a[i].x[t]);
+            }
+D4J_UNROLL
+            for (int j = 0; j < T::kFN; ++j) {
+                wmma::fragment<wmma::matrix_b, 16, 16, P::kStep, P::Frag, BLayout> b;
+                wmma::load_matrix_sync(b, b_buf(buf) + L::B::offset(col0 + j * 16, kk), L::B::kPitch);
+D4J_UNROLL
+                for (int t = 0; t < b.num_elements; ++t) b.x[t] = wmma::__float_to_tf32(b.x[t]);
+D4J_UNROLL
+                for (int i = 0; i < T::kFM; ++i) wmma::mma_sync(acc[i][j], a[i], b, acc[i][j]);
+            }
+        }
+        buf = (buf + 1) % kAsyncStages;
+    }
+    __pipeline_wait_prior(0);  // nothing is in flight (the batches past the end are empty)
+    __syncthreads();           // every warp is done with the last chunk before the epilogue reuses the buffers
+    write_out<T, L>(op, acc, reinterpret_cast<float *>(smem), m0, n0, row0, col0, store);
+}
+
+// Whether a precision-and-tile type stages by cp.async (it declares kAsync).
+template <class C, class = void>
+struct async_of : std::false_type {};
+template <class C>
+struct async_of<C, std::void_t<decltype(C::kAsync)>> : std::integral_constant<bool, C::kAsync> {};
+
+// The tile engine for a precision-and-tile type C (Tf32x64, ..., Tf32Async128).
+template <class C, class Op, class Store>
+__device__ __forceinline__ void tc_run(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end,
+                                       const Store &store) {
+    if constexpr (async_of<C>::value) {
+        tc_tile_async<typename C::Tile>(op, m0, n0, k_begin, k_end, store);
+    } else {
+        tc_tile<C, typename C::Tile>(op, m0, n0, k_begin, k_end, store);
+    }
 }
 
 }  // namespace d4j::cuda::tc

@@ -15,6 +15,8 @@
 #include "cudasim_profile.h"
 #endif
 
+#include <dlfcn.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -201,7 +203,9 @@ void lane_main() {
     WarpRunner &w = *t_warp;
     Block &b = *w.block;
     try {
+        pipeline_lane_begin();
         (*b.body)();
+        pipeline_lane_end();
     } catch (const BlockAborted &) {
         // unwound because another thread found an error
     } catch (const std::exception &e) {
@@ -537,6 +541,52 @@ void kernel_fault(const std::string &msg) {
     Block &b = *t_warp->block;
     b.abort(format("%s in %s", msg.c_str(), b.where().c_str()));
     throw BlockAborted();
+}
+
+namespace {
+// The writable PT_LOAD segments of the object that holds this code (and the
+// kernels compiled with it): where static __shared__ arrays live.
+struct Segment {
+    uintptr_t lo, hi;
+};
+std::vector<Segment> writable_segments_of_this_object() {
+    std::vector<Segment> out;
+    struct Ctx {
+        uintptr_t self;
+        std::vector<Segment> *out;
+    } ctx{reinterpret_cast<uintptr_t>(&writable_segments_of_this_object), &out};
+    dl_iterate_phdr(
+        [](struct dl_phdr_info *pi, size_t, void *data) -> int {
+            Ctx &c = *static_cast<Ctx *>(data);
+            bool mine = false;
+            for (int i = 0; i < pi->dlpi_phnum && !mine; ++i) {
+                const ElfW(Phdr) &ph = pi->dlpi_phdr[i];
+                const uintptr_t lo = pi->dlpi_addr + ph.p_vaddr;
+                mine = ph.p_type == PT_LOAD && c.self >= lo && c.self < lo + ph.p_memsz;
+            }
+            if (!mine) return 0;
+            for (int i = 0; i < pi->dlpi_phnum; ++i) {
+                const ElfW(Phdr) &ph = pi->dlpi_phdr[i];
+                if (ph.p_type == PT_LOAD && (ph.p_flags & PF_W))
+                    c.out->push_back({pi->dlpi_addr + ph.p_vaddr, pi->dlpi_addr + ph.p_vaddr + ph.p_memsz});
+            }
+            return 1;
+        },
+        &ctx);
+    return out;
+}
+}  // namespace
+
+bool is_shared_address(const void *p, size_t bytes) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if (g_block != nullptr && !g_block->shared_mem.empty()) {
+        const uintptr_t lo = reinterpret_cast<uintptr_t>(g_block->shared_mem.data());
+        if (a >= lo && a + bytes <= lo + g_block->shared_mem.size()) return true;
+    }
+    static const std::vector<Segment> statics = writable_segments_of_this_object();
+    for (const Segment &s : statics)
+        if (a >= s.lo && a + bytes <= s.hi) return true;
+    return false;
 }
 
 void *dynamic_shared() { return g_block->shared_mem.empty() ? nullptr : g_block->shared_mem.data(); }

@@ -2,11 +2,14 @@
 // queries, memory, streams and events. Memory is host memory (poisoned where
 // CUDA leaves it uninitialised); streams run their work at once unless they
 // are capturing (cudasim_graph.cpp).
+#include <atomic>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "cudasim_internal.h"
 #if D4J_SIM_PROFILE
@@ -138,6 +141,47 @@ const char *cudaGetErrorName(cudaError_t e) {
 
 namespace {
 
+// The live device allocations (base -> bytes), for telling global memory from
+// other addresses (cudasim_pipeline.cpp checks a cp.async source with it). A
+// lookup caches the allocation it found per OS thread, valid until the next
+// free (g_alloc_generation).
+std::mutex g_alloc_mu;
+std::map<uintptr_t, size_t> g_device_allocs;
+std::atomic<uint64_t> g_alloc_generation{0};
+
+void note_device_alloc(const void *p, size_t bytes) {
+    if (p == nullptr) return;
+    std::lock_guard<std::mutex> lock(g_alloc_mu);
+    g_device_allocs[reinterpret_cast<uintptr_t>(p)] = bytes;
+}
+void note_device_free(const void *p) {
+    if (p == nullptr) return;
+    std::lock_guard<std::mutex> lock(g_alloc_mu);
+    if (g_device_allocs.erase(reinterpret_cast<uintptr_t>(p)) != 0) g_alloc_generation.fetch_add(1);
+}
+
+}  // namespace
+
+bool d4j_sim::is_device_allocation(const void *p, size_t bytes) {
+    struct Cached {
+        uintptr_t lo = 0, hi = 0;
+        uint64_t generation = ~0ull;
+    };
+    thread_local Cached cached;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    const uint64_t gen = g_alloc_generation.load();
+    if (cached.generation == gen && a >= cached.lo && a + bytes <= cached.hi) return true;
+    std::lock_guard<std::mutex> lock(g_alloc_mu);
+    auto it = g_device_allocs.upper_bound(a);
+    if (it == g_device_allocs.begin()) return false;
+    --it;
+    if (a + bytes > it->first + it->second) return false;
+    cached = Cached{it->first, it->first + it->second, gen};
+    return true;
+}
+
+namespace {
+
 // The allocation of the malloc-like calls: nullptr for 0 bytes, a failure recorded under the call's name;
 // device memory is poisoned (0xFF) because a GPU does not zero it.
 cudaError_t host_alloc(void **ptr, size_t bytes, const char *call, bool device) {
@@ -150,6 +194,7 @@ cudaError_t host_alloc(void **ptr, size_t bytes, const char *call, bool device) 
         return cudaErrorMemoryAllocation;
     }
     if (p && device) std::memset(p, 0xFF, bytes);
+    if (device) note_device_alloc(p, bytes);
 #if D4J_SIM_PROFILE
     if (device) d4j_sim::prof::note_alloc(p, bytes);
 #endif
@@ -169,6 +214,7 @@ cudaError_t cudaFree(void *ptr) {
 #if D4J_SIM_PROFILE
     d4j_sim::prof::note_free(ptr);
 #endif
+    note_device_free(ptr);
     std::free(ptr);
     return ok();
 }
@@ -195,6 +241,7 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t s) {
 #if D4J_SIM_PROFILE
     d4j_sim::prof::note_free(ptr);
 #endif
+    note_device_free(ptr);
     std::free(ptr);
     return ok();
 }

@@ -57,6 +57,20 @@ uint64_t launch_serial();
 // fault on a GPU stops the launch; unwinds the calling simulated thread.
 [[noreturn]] void kernel_fault(const std::string &msg);
 
+// Whether [p, p + bytes) lies in shared memory: the running block's dynamic
+// shared memory, or the writable data of the object holding the kernels,
+// where static __shared__ arrays (function statics) live. (cudasim.cpp)
+bool is_shared_address(const void *p, size_t bytes);
+// Whether [p, p + bytes) lies inside one live device allocation (cudaMalloc,
+// cudaMallocAsync). (cudasim_api.cpp)
+bool is_device_allocation(const void *p, size_t bytes);
+
+// ---- asynchronous copies (cudasim_pipeline.cpp) ----
+// A simulated thread starts (its queue of cp.async copies is emptied) / returns
+// (a copy still queued stops the launch: see cuda_pipeline_primitives.h).
+void pipeline_lane_begin();
+void pipeline_lane_end();
+
 // ---- stream capture (cudasim_graph.cpp) ----
 
 // One recorded operation of a captured stream or graph.

@@ -1,6 +1,7 @@
 // Kernels whose profiler counts are known exactly, run on the profiling
 // simulator by a small driver (main below): ProfileCountersTest compares what
 // it prints with the counts worked out by hand. Built only for tests.
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -86,6 +87,18 @@ __global__ void wmma_bf16_kernel(float *out) {
     nvcuda::wmma::store_matrix_sync(out, acc, 16, nvcuda::wmma::mem_row_major);
 }
 
+// Each thread copies 16 bytes (4 floats) from in into shared memory with
+// cp.async; with odd_zfill, the odd lanes zero-fill all 16 bytes instead (no
+// global read). The copies count as a global load and a shared store.
+__global__ void cp_async_kernel(const float *in, bool odd_zfill) {
+    __shared__ __align__(16) float buf[64 * 4];
+    const int t = threadIdx.x;
+    const bool fill = odd_zfill && (t & 1);
+    __pipeline_memcpy_async(buf + t * 4, fill ? in : in + t * 4, 16, fill ? 16 : 0);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+}
+
 float *device_floats(size_t n) {
     void *p = nullptr;
     if (cudaMalloc(&p, n * sizeof(float)) != cudaSuccess) std::abort();
@@ -145,5 +158,7 @@ int main() {
     print("wmma_pitch8", 0, [&] { D4J_LAUNCH(wmma_kernel<8>, 2, 32, 0, nullptr, w, wo, 3); });
     print("wmma_bf16", 0, [&] { D4J_LAUNCH(wmma_bf16_kernel, 3, 32, 0, nullptr, wo); });
     print("wmma_pitch12", 0, [&] { D4J_LAUNCH(wmma_kernel<12>, 2, 32, 0, nullptr, w, wo, 3); });
+    print("cp_async", 0, [&] { D4J_LAUNCH(cp_async_kernel, 1, 64, 0, nullptr, w, false); });
+    print("cp_async_zfill", 0, [&] { D4J_LAUNCH(cp_async_kernel, 1, 64, 0, nullptr, w, true); });
     return 0;
 }

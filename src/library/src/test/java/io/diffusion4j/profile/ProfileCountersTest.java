@@ -137,4 +137,25 @@ class ProfileCountersTest {
         // 12-float rows: the 32 words fall in 32 banks
         assertEquals(stores12 + 2 * 4, get("wmma_pitch12", "smem_wavefronts"));
     }
+
+    @Test
+    void asynchronousCopiesCountAsAGlobalLoadAndASharedStore() {
+        // 2 warps, one 16-byte cp.async per lane: per warp one load request of 512 contiguous aligned
+        // bytes (16 sectors) and one shared store of 128 words, 4 per bank (4 wavefronts, the ideal)
+        assertEquals(2, get("cp_async", "gld_requests"));
+        assertEquals(32, get("cp_async", "gld_sectors"));
+        assertEquals(32, get("cp_async", "gld_ideal_sectors"));
+        assertEquals(2, get("cp_async", "smem_requests"));
+        assertEquals(8, get("cp_async", "smem_wavefronts"));
+        assertEquals(8, get("cp_async", "smem_ideal_wavefronts"));
+        assertEquals(64 * 16, get("cp_async", "unique_read_bytes"));
+        assertEquals(0, get("cp_async", "gst_requests"));
+        // odd lanes zero-fill: no global read of theirs, so each even lane's 16 bytes sit alone in a
+        // 32-byte sector (16 sectors a warp where its 256 bytes fit in 8); the shared store is unchanged
+        assertEquals(2, get("cp_async_zfill", "gld_requests"));
+        assertEquals(32, get("cp_async_zfill", "gld_sectors"));
+        assertEquals(16, get("cp_async_zfill", "gld_ideal_sectors"));
+        assertEquals(8, get("cp_async_zfill", "smem_wavefronts"));
+        assertEquals(32 * 32, get("cp_async_zfill", "unique_read_bytes"));  // whole sectors
+    }
 }
