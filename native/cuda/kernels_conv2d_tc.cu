@@ -16,7 +16,7 @@ namespace {
 using namespace tc;
 static_assert(kTcBK == kBK, "a dW pixel slice is a whole number of the engine's k chunks");
 
-// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128, Tf32Async128).
+// C: a precision with its tile shape (Tf32x64, Tf32x128, Bf16x64, Bf16x128, Tf32Async128, Tf32Async128Vec).
 template <class C>
 __global__ void __launch_bounds__(C::Tile::kThreads, 1) conv_tc_fwd_kernel(FwdOp op, const float *bias, float *y) {
     typedef typename C::Tile T;
@@ -60,12 +60,17 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
 // choice (0) takes the cp.async tile wherever it takes 128 x 128 at TF32: the profiling simulator
 // projects it faster than the register-staged one on every conv2d of the CIFAR-10 UNet. Async: the
 // type that runs there, Tf32Async128, or Tf32x128 for an Op whose values are computed as they are
-// staged (FwdGnOp: a copy cannot normalise).
-#define D4J_TC_LAUNCH(kernel, Async, M, N, splits, stream, ...)                                                 \
+// staged (FwdGnOp: a copy cannot normalise). AsyncVec: the type that runs there when `vec` holds
+// (vec_copies), Tf32Async128Vec's 16-byte copies, or Async again.
+#define D4J_TC_LAUNCH(kernel, Async, AsyncVec, vec, M, N, splits, stream, ...)                                \
     do {                                                                                                      \
         const bool auto_wide_ = tile == 0 && wide_tiles((M), (N), (splits));                                  \
         const bool wide_ = tile == 128 || tile == kTcAsyncTile || auto_wide_;                                 \
-        if (precision != D4J_PRECISION_BF16 && (tile == kTcAsyncTile || auto_wide_)) {                        \
+        if (precision != D4J_PRECISION_BF16 && (tile == kTcAsyncTile || auto_wide_) && (vec)) {               \
+            D4J_LAUNCH(kernel<AsyncVec>, tile_grid<AsyncVec>(M, N, splits), AsyncVec::Tile::kThreads, 0, stream, \
+                       __VA_ARGS__);                                                                          \
+            return launched(#kernel "<" #AsyncVec ">");                                                       \
+        } else if (precision != D4J_PRECISION_BF16 && (tile == kTcAsyncTile || auto_wide_)) {                 \
             D4J_LAUNCH(kernel<Async>, tile_grid<Async>(M, N, splits), Async::Tile::kThreads, 0, stream, __VA_ARGS__); \
             return launched(#kernel "<" #Async ">");                                                          \
         } else if (precision == D4J_PRECISION_BF16 && wide_) {                                                      \
@@ -83,23 +88,35 @@ dim3 tile_grid(int64_t M, int64_t N, int64_t z = 1) {
         }                                                                                                     \
     } while (0)
 
+// Whether the asynchronous tile may copy 16 bytes at a time (Tf32Async128Vec): in
+// every Op the contiguous index is a channel, c_in or c_out wide, so with both
+// multiples of 4 a group of 4 consecutive elements starting at a multiple of 4
+// (of k, of m = (tap, ci), of n) stays in one tap and one pixel, is 4
+// consecutive floats 16-byte aligned in a 16-byte aligned tensor, and is
+// padding or in range as a whole (K, M and N are multiples of 4 too, and every
+// k chunk starts at a multiple of kBK).
+bool vec_copies(const Geom &g, const float *p, const float *q) {
+    const auto aligned = [](const float *v) { return (reinterpret_cast<uintptr_t>(v) & 15) == 0; };
+    return g.c_in % 4 == 0 && g.c_out % 4 == 0 && aligned(p) && aligned(q);
+}
+
 }  // namespace
 
 d4j_status tc_forward(cudaStream_t stream, int precision, int tile, const FwdOp &op, const float *bias, float *y) {
-    D4J_TC_LAUNCH(conv_tc_fwd_kernel, Tf32Async128, op.M, op.N, 1, stream, op, bias, y);
+    D4J_TC_LAUNCH(conv_tc_fwd_kernel, Tf32Async128, Tf32Async128Vec, vec_copies(op.g, op.x, op.w), op.M, op.N, 1, stream, op, bias, y);
 }
 
 d4j_status tc_forward_gn(cudaStream_t stream, int precision, int tile, const FwdGnOp &op, const float *bias, float *y) {
-    D4J_TC_LAUNCH(conv_tc_fwd_gn_kernel, Tf32x128, op.M, op.N, 1, stream, op, bias, y);
+    D4J_TC_LAUNCH(conv_tc_fwd_gn_kernel, Tf32x128, Tf32x128, false, op.M, op.N, 1, stream, op, bias, y);
 }
 
 d4j_status tc_dx(cudaStream_t stream, int precision, int tile, const DxOp &op, float *dx) {
-    D4J_TC_LAUNCH(conv_tc_dx_kernel, Tf32Async128, op.M, op.N, 1, stream, op, dx);
+    D4J_TC_LAUNCH(conv_tc_dx_kernel, Tf32Async128, Tf32Async128Vec, vec_copies(op.g, op.dy, op.w), op.M, op.N, 1, stream, op, dx);
 }
 
 d4j_status tc_dw_partial(cudaStream_t stream, int precision, int tile, const DwOp &op, int64_t per_split,
                          int64_t splits, float *partial) {
-    D4J_TC_LAUNCH(conv_tc_dw_kernel, Tf32Async128, op.M, op.N, splits, stream, op, per_split, partial);
+    D4J_TC_LAUNCH(conv_tc_dw_kernel, Tf32Async128, Tf32Async128Vec, vec_copies(op.g, op.x, op.dy), op.M, op.N, splits, stream, op, per_split, partial);
 }
 
 }  // namespace d4j::cuda::conv

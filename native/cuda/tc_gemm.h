@@ -34,12 +34,15 @@
 // cp.async copies global memory straight into shared memory, so with it the
 // chunk in flight needs no registers and 4 warps of 64 x 64 fit (TileAsync128:
 // a third fewer fragment loads per product than Tile128, the shared-memory
-// reads being what bounds these kernels). Each thread queues 4-byte copies of
-// its elements of chunk c + kStages - 1 (the same element-to-thread map as the
-// register staging: consecutive threads on the operand's contiguous index, so
-// the copies coalesce and the shared stores are conflict-free; padding and
-// out-of-range elements are zero-filled, from a valid address), commits them
-// as one batch, and before chunk c waits for its own copies of it
+// reads being what bounds these kernels). Each thread queues copies of its
+// elements of chunk c + kStages - 1 and commits them as one batch: 4-byte
+// copies, one per element, with the register staging's element-to-thread map,
+// or, where the launch's geometry allows (Tf32Async128Vec, see issue), 16-byte
+// copies of 4 consecutive elements along the contiguous index, a quarter of
+// the copy instructions. Either way consecutive threads sit on the operand's
+// contiguous index, so the copies coalesce and the shared stores are
+// conflict-free; padding and out-of-range elements are zero-filled, from a
+// valid address. Before chunk c a thread waits for its own copies of it
 // (__pipeline_wait_prior) and then at the barrier for everyone's. The copies
 // land as FP32, so the fragments are rounded to TF32 after each
 // load_matrix_sync (the documented element-wise pattern): BF16, which needs a
@@ -116,6 +119,11 @@ struct Bf16x128 : Bf16 { typedef Tile128 Tile; };
 struct Tf32Async128 : Tf32 {
     typedef TileAsync128 Tile;
     static constexpr bool kAsync = true;
+};
+// The same with 16-byte copies of 4 consecutive floats (see issue), for launches
+// whose operands allow them.
+struct Tf32Async128Vec : Tf32Async128 {
+    static constexpr int kWidth = 4;
 };
 
 // The tile for a problem of M x N (x splits) outputs: Tile128 when it still gives
@@ -368,73 +376,88 @@ D4J_UNROLL
 // shared memory (three would need the dynamic opt-in: 57 KiB for the forward).
 constexpr int kAsyncStages = 2;
 
-// One 4-byte copy into shared memory: the element at src, or a zero (src null)
-// zero-filled from `base`, a valid global address.
-__device__ __forceinline__ void copy_element(float *dst, const float *src, const float *base) {
-    __pipeline_memcpy_async(dst, src ? src : base, sizeof(float), src ? 0 : sizeof(float));
+// One copy of kWidth consecutive floats (4 or 16 bytes) into shared memory: those at
+// src, or zeros (src null) zero-filled from `base`, a valid global address
+// aligned as the copy.
+template <int kWidth>
+__device__ __forceinline__ void copy_elements(float *dst, const float *src, const float *base) {
+    constexpr size_t kSize = kWidth * sizeof(float);
+    __pipeline_memcpy_async(dst, src ? src : base, kSize, src ? 0 : kSize);
 }
 
 // Queues this thread's copies of the chunk at k0 into As / Bs: the same
 // elements, in the same places, as fetch and stage (a thread keeps its
 // coordinate along the operand's contiguous index, so it decomposes it once).
-template <class T, class Op>
+// kWidth: the floats per copy, 1, or 4 where the caller guarantees that every
+// group of 4 consecutive elements along an operand's contiguous index that
+// starts at a multiple of 4 is 4 consecutive floats in memory, 16-byte aligned,
+// and wholly inside or wholly outside the operand's range and its padding (the
+// conv2d Ops with c_in and c_out multiples of 4, see kernels_conv2d_tc.cu).
+// A thread then takes 4 consecutive elements per copy.
+template <class T, int kWidth, class Op>
 __device__ __forceinline__ void issue(const Op &op, int tid, int64_t m0, int64_t n0, int64_t k0, int64_t k_end,
                                       float *As, float *Bs) {
     typedef Smem<Tf32, T, Op, kAsyncStages> L;
-    static_assert(T::kThreads % kTcBK == 0 && T::kThreads % T::kBM == 0 && T::kThreads % T::kBN == 0,
+    static_assert(kWidth == 1 || kWidth == 4, "4- or 16-byte copies");
+    constexpr int kGroupsK = kTcBK / kWidth, kGroupsM = T::kBM / kWidth, kGroupsN = T::kBN / kWidth;
+    constexpr int kCopiesA = T::kPerThreadA / kWidth, kCopiesB = T::kPerThreadB / kWidth;
+    static_assert(T::kThreads % kGroupsK == 0 && T::kThreads % kGroupsM == 0 && T::kThreads % kGroupsN == 0,
                   "a thread keeps its coordinate along the contiguous index");
+    static_assert(kCopiesA * kWidth == T::kPerThreadA && kCopiesB * kWidth == T::kPerThreadB, "whole copies");
+    // a group of 4 starting at a multiple of 4 starts 16 bytes into a row: the pitches keep that aligned
+    static_assert(kWidth == 1 || (L::A::kPitch % 4 == 0 && L::B::kPitch % 4 == 0), "16-byte aligned destinations");
     if constexpr (Op::kAK) {
-        const int kk = tid % kTcBK;
+        const int kk = (tid % kGroupsK) * kWidth;
         const int64_t k = k0 + kk;
         const auto kc = op.a_k(k < k_end ? k : k0);
 D4J_NO_UNROLL
-        for (int i = 0; i < T::kPerThreadA; ++i) {
-            const int mm = (tid + i * T::kThreads) / kTcBK;
+        for (int i = 0; i < kCopiesA; ++i) {
+            const int mm = (tid + i * T::kThreads) / kGroupsK;
             const int64_t m = m0 + mm;
-            copy_element(As + L::A::offset(mm, kk), (k < k_end && m < op.M) ? op.a_src(op.a_m(m), kc) : nullptr,
-                         op.a_base());
+            copy_elements<kWidth>(As + L::A::offset(mm, kk),
+                                  (k < k_end && m < op.M) ? op.a_src(op.a_m(m), kc) : nullptr, op.a_base());
         }
     } else {
-        const int mm = tid % T::kBM;
+        const int mm = (tid % kGroupsM) * kWidth;
         const int64_t m = m0 + mm;
         const auto mc = op.a_m(m < op.M ? m : m0);
 D4J_NO_UNROLL
-        for (int i = 0; i < T::kPerThreadA; ++i) {
-            const int kk = (tid + i * T::kThreads) / T::kBM;
+        for (int i = 0; i < kCopiesA; ++i) {
+            const int kk = (tid + i * T::kThreads) / kGroupsM;
             const int64_t k = k0 + kk;
-            copy_element(As + L::A::offset(mm, kk), (k < k_end && m < op.M) ? op.a_src(mc, op.a_k(k)) : nullptr,
-                         op.a_base());
+            copy_elements<kWidth>(As + L::A::offset(mm, kk),
+                                  (k < k_end && m < op.M) ? op.a_src(mc, op.a_k(k)) : nullptr, op.a_base());
         }
     }
     if constexpr (Op::kBKc) {
-        const int kk = tid % kTcBK;
+        const int kk = (tid % kGroupsK) * kWidth;
         const int64_t k = k0 + kk;
         const auto kc = op.b_k(k < k_end ? k : k0);
 D4J_NO_UNROLL
-        for (int i = 0; i < T::kPerThreadB; ++i) {
-            const int nn = (tid + i * T::kThreads) / kTcBK;
+        for (int i = 0; i < kCopiesB; ++i) {
+            const int nn = (tid + i * T::kThreads) / kGroupsK;
             const int64_t n = n0 + nn;
-            copy_element(Bs + L::B::offset(nn, kk), (k < k_end && n < op.N) ? op.b_src(kc, op.b_n(n)) : nullptr,
-                         op.b_base());
+            copy_elements<kWidth>(Bs + L::B::offset(nn, kk),
+                                  (k < k_end && n < op.N) ? op.b_src(kc, op.b_n(n)) : nullptr, op.b_base());
         }
     } else {
-        const int nn = tid % T::kBN;
+        const int nn = (tid % kGroupsN) * kWidth;
         const int64_t n = n0 + nn;
         const auto nc = op.b_n(n < op.N ? n : n0);
 D4J_NO_UNROLL
-        for (int i = 0; i < T::kPerThreadB; ++i) {
-            const int kk = (tid + i * T::kThreads) / T::kBN;
+        for (int i = 0; i < kCopiesB; ++i) {
+            const int kk = (tid + i * T::kThreads) / kGroupsN;
             const int64_t k = k0 + kk;
-            copy_element(Bs + L::B::offset(nn, kk), (k < k_end && n < op.N) ? op.b_src(op.b_k(k), nc) : nullptr,
-                         op.b_base());
+            copy_elements<kWidth>(Bs + L::B::offset(nn, kk),
+                                  (k < k_end && n < op.N) ? op.b_src(op.b_k(k), nc) : nullptr, op.b_base());
         }
     }
 }
 
 // tc_tile with TF32 inputs staged by cp.async (see the top of this file); the
 // same contract. T: TileAsync128 (or any shape whose accumulators fit without
-// the staging registers).
-template <class T, class Op, class Store>
+// the staging registers). kWidth: the floats per copy (see issue).
+template <class T, int kWidth, class Op, class Store>
 __device__ void tc_tile_async(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end,
                               const Store &store) {
     typedef Tf32 P;
@@ -458,7 +481,7 @@ D4J_UNROLL
     const int64_t chunks = (k_end - k_begin + kTcBK - 1) / kTcBK;
     // the first kAsyncStages - 1 chunks, one batch each (an empty batch past the end keeps the count)
     for (int s = 0; s < kAsyncStages - 1; ++s) {
-        if (s < chunks) issue<T>(op, tid, m0, n0, k_begin + s * kTcBK, k_end, a_buf(s), b_buf(s));
+        if (s < chunks) issue<T, kWidth>(op, tid, m0, n0, k_begin + s * kTcBK, k_end, a_buf(s), b_buf(s));
         __pipeline_commit();
     }
     int buf = 0;
@@ -467,7 +490,7 @@ D4J_UNROLL
         __syncthreads();  // everyone's have, and every warp is done with the buffer chunk c - 1 used
         const int64_t next = c + kAsyncStages - 1;
         const int next_buf = (buf + kAsyncStages - 1) % kAsyncStages;
-        if (next < chunks) issue<T>(op, tid, m0, n0, k_begin + next * kTcBK, k_end, a_buf(next_buf), b_buf(next_buf));
+        if (next < chunks) issue<T, kWidth>(op, tid, m0, n0, k_begin + next * kTcBK, k_end, a_buf(next_buf), b_buf(next_buf));
         __pipeline_commit();
 D4J_UNROLL
         for (int kk = 0; kk < kTcBK; kk += P::kStep) {
@@ -500,13 +523,18 @@ template <class C, class = void>
 struct async_of : std::false_type {};
 template <class C>
 struct async_of<C, std::void_t<decltype(C::kAsync)>> : std::integral_constant<bool, C::kAsync> {};
+// The floats per asynchronous copy of a precision-and-tile type (kWidth if it declares one, else 1).
+template <class C, class = void>
+struct width_of : std::integral_constant<int, 1> {};
+template <class C>
+struct width_of<C, std::void_t<decltype(C::kWidth)>> : std::integral_constant<int, C::kWidth> {};
 
-// The tile engine for a precision-and-tile type C (Tf32x64, ..., Tf32Async128).
+// The tile engine for a precision-and-tile type C (Tf32x64, ..., Tf32Async128, Tf32Async128Vec).
 template <class C, class Op, class Store>
 __device__ __forceinline__ void tc_run(const Op &op, int64_t m0, int64_t n0, int64_t k_begin, int64_t k_end,
                                        const Store &store) {
     if constexpr (async_of<C>::value) {
-        tc_tile_async<typename C::Tile>(op, m0, n0, k_begin, k_end, store);
+        tc_tile_async<typename C::Tile, width_of<C>::value>(op, m0, n0, k_begin, k_end, store);
     } else {
         tc_tile<C, typename C::Tile>(op, m0, n0, k_begin, k_end, store);
     }

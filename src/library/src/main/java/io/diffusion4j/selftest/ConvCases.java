@@ -19,7 +19,8 @@ final class ConvCases {
     /**
      * Every geometry of UNet2DModel (3x3 same, 1x1 shortcut, the stride-2 downsample with padding 1
      * and with diffusers' (0, 1, 0, 1) padding, the 3x3 conv of the nearest 2x upsample), forward
-     * and backward, on odd NHWC shapes. Each output sums T products; with both backends within
+     * and backward, on odd NHWC shapes (odd channel counts, and two with channel counts that are
+     * multiples of 4, which the TF32 cp.async tile copies 16 bytes at a time). Each output sums T products; with both backends within
      * (T + 2) u of the sum of the terms' absolute values (ConvParityTest), rtol = 2 (T + 2) u and M
      * = T max|a| max|b| (+ the bias or the accumulated initial value), which bounds that sum.
      */
@@ -30,7 +31,10 @@ final class ConvCases {
                 new Geo("1x1", Conv2dSpec.pointwise(), 3, 5, 7, 13, 5),
                 new Geo("3x3 stride2 pad1", Conv2dSpec.downsample3x3(1), 1, 9, 7, 5, 13),
                 new Geo("3x3 stride2 pad(0,0,1,1)", Conv2dSpec.downsample3x3(0), 2, 7, 9, 3, 5),
-                new Geo("up2x 3x3", Conv2dSpec.upsample3x3(), 1, 5, 3, 5, 3));
+                new Geo("up2x 3x3", Conv2dSpec.upsample3x3(), 1, 5, 3, 5, 3),
+                // channel counts that are multiples of 4: the TF32 cp.async tile's 16-byte copies
+                new Geo("3x3 channels x4", Conv2dSpec.same3x3(), 2, 7, 5, 8, 12),
+                new Geo("up2x 3x3 channels x4", Conv2dSpec.upsample3x3(), 1, 5, 3, 4, 8));
         List<ParityCase> out = new ArrayList<>();
         for (Geo g : geos) {
             Conv2dSpec spec = g.spec();
