@@ -15,15 +15,19 @@ import org.openjdk.jmh.annotations.Param;
  *
  * <p>Work per call: FLOPs = 2 * N * Hout * Wout * k^2 * Cin * Cout for each of the three (each is one matrix
  * product of that size); bytes: forward x + weight + bias + y; dX dy + weight + dx; dW x + dy + 2 * (dweight +
- * dbias) (accumulated: read and written), 4 bytes per float.
+ * dbias) (accumulated: read and written), 4 bytes per float. forwardGroupNorm: the forward of the GroupNorm
+ * (+ time-embedding bias, + SiLU, {@value #GROUPS} groups) of x, normalised as the convolution reads it; bytes as
+ * the forward plus the statistics, gamma, beta and the bias tb.
  */
 public class ConvBenchmark extends BenchSupport {
     @Param({"16x28x28x32-32-3x3", "64x28x28x32-32-3x3", "64x7x7x64-64-3x3", "64x7x7x64-64-up", "64x14x14x64-64-down",
             "8x32x32x128-128-3x3"})
     public String shape;
 
+    static final int GROUPS = 8; // divides every channel count above
+
     Conv2dSpec spec;
-    Tensor x, weight, bias, y, dx, dWeight, dBias;
+    Tensor x, weight, bias, y, dx, dWeight, dBias, tb, gamma, beta, mean, rstd;
 
     /** Geometry of a shape string. */
     record Geometry(long n, long h, long w, long cIn, long cOut, Conv2dSpec spec) {
@@ -66,6 +70,8 @@ public class ConvBenchmark extends BenchSupport {
         double f = g.flops();
         return switch (method) {
             case "forward" -> Work.compute(f, 4.0 * (g.xElems() + g.wElems() + g.cOut + g.yElems()));
+            case "forwardGroupNorm" -> Work.compute(f, 4.0 * (g.xElems() + g.wElems() + g.cOut + g.yElems()
+                    + g.n * g.cIn + 2 * g.cIn + 2 * g.n * GROUPS));
             case "backwardData" -> Work.compute(f, 4.0 * (g.yElems() + g.wElems() + g.xElems()));
             case "backwardWeight" -> Work.compute(f, 4.0 * (g.xElems() + g.yElems() + 2 * (g.wElems() + g.cOut)));
             default -> null;
@@ -84,12 +90,25 @@ public class ConvBenchmark extends BenchSupport {
         dx = normal(g.n, g.h, g.w, g.cIn);
         dWeight = filled(0f, spec.kernelSize(), spec.kernelSize(), g.cIn, g.cOut);
         dBias = filled(0f, g.cOut);
+        tb = normal(g.n, g.cIn);
+        gamma = normal(g.cIn);
+        beta = normal(g.cIn);
+        mean = filled(0f, g.n, GROUPS);
+        rstd = filled(1f, g.n, GROUPS);
     }
 
     @Benchmark
     @Kernel(family = "conv2d", entryPoints = "d4j_conv2d_forward")
     public void forward() {
         ConvKernels.forward(spec, x, weight, bias, y);
+        sync();
+    }
+
+    @Benchmark
+    @Kernel(family = "conv2d", entryPoints = "d4j_group_norm_conv2d_forward")
+    public void forwardGroupNorm() {
+        ConvKernels.forward(spec, new ConvKernels.GroupNormInput(tb, gamma, beta, mean, rstd, GROUPS, true), x, weight,
+                bias, y);
         sync();
     }
 
