@@ -353,6 +353,8 @@ D4J_UNROLL
     // The staging buffers are free (the loop ended at a barrier). Each warp
     // passes its fragments out through its own 16 x 16 patch of them, so the
     // global stores are bounds-checked and 16 lanes write 16 consecutive n.
+    // (write_out's loop, written out here: called from this tile it made ptxas
+    // spill linear_tc_fwd_kernel<Bf16> at sm_90, which the build refuses.)
     float *patch = reinterpret_cast<float *>(smem) + warp * 16 * L::kCPitch;
 D4J_UNROLL
     for (int i = 0; i < T::kFM; ++i)
