@@ -19,7 +19,7 @@
 #include "diffusion_math.h"
 #include "backend_kernels.h"
 
-#define D4J_BACKEND_IFACE_VERSION 5
+#define D4J_BACKEND_IFACE_VERSION 6
 
 #ifdef __cplusplus
 extern "C" {
@@ -111,7 +111,8 @@ typedef const d4j_backend_iface *(*d4j_backend_entry_fn)(const d4j_host_api *hos
 #define D4J_KERNEL_FAMILIES                                                    \
     "rng,add_noise,diffusion_loss,reverse_step,timestep_embedding,conv2d,"     \
     "group_norm,silu,residual_add,linear,attention,grad_norm,adamw,ema,"       \
-    "concat,dropout,sampler_step,x0_threshold,vlb"
+    "concat,dropout,sampler_step,x0_threshold,vlb,class_embedding,guidance,"    \
+    "renoise"
 
 #ifdef __cplusplus
 }

@@ -116,7 +116,17 @@ typedef struct d4j_gn_input {
     /* vlb: terms[b] (HOST float64) = sum over sample b's n elements of d4j_vlb_elem (vlb_math.h), in a fixed       \
      * order. x_t and out are read only where the coefficients need them (the prior passes x0 for both). */         \
     X(vlb_terms, (void *state, const struct d4j_vlb_coef *coef, int32_t batch, int64_t n, int32_t clip,              \
-                  double clip_range, const float *x0, const float *x_t, const float *out, double *terms))
+                  double clip_range, const float *x0, const float *x_t, const float *out, double *terms))           \
+    /* conditioning: emb[b] += table[labels[b]]; d_table[labels[b]] += d_emb[b] in increasing b (labels on the      \
+     * HOST, validated); out = uncond + scale * (cond - uncond); renoise: x = a_b src + s_b z, blended into x by     \
+     * mask when mask is not NULL (conditioning_math.h); src may be x */                                            \
+    X(class_embedding_forward, (void *state, const float *table, const int32_t *labels, int32_t batch, int32_t dim,  \
+                                float *emb))                                                                         \
+    X(class_embedding_backward, (void *state, const float *d_emb, const int32_t *labels, int32_t batch,             \
+                                 int32_t dim, float *d_table))                                                       \
+    X(guidance, (void *state, const float *cond, const float *uncond, int64_t count, float scale, float *out))       \
+    X(renoise, (void *state, const struct d4j_renoise_coef *coef, int32_t batch, int64_t n, const float *src,        \
+                const float *mask, float *x))
 
 /* X for D4J_BACKEND_KERNELS: declares `d4j_status name(parameters);` in the enclosing namespace. */
 #define D4J_DECLARE_KERNEL(name, params) d4j_status name params;

@@ -144,7 +144,7 @@ inline VariantTable single_variants() {
     t.add("dropout", {"v1"});
     for (const char *f : {"sampler_step", "x0_threshold"}) t.add(f, {"v1"});
     t.add("vlb", {"v1"});
-
+    for (const char *f : {"class_embedding", "guidance", "renoise"}) t.add(f, {"v1"});
     return t;
 }
 

@@ -130,6 +130,9 @@ struct State {
         t.add("sampler_step", {"v1"});
         t.add("x0_threshold", {"v1"});  // per-sample radix select, one block per sample
         t.add("vlb", {"v1"});  // float64 chunk partials, fixed-order tree, per-sample second pass
+        t.add("class_embedding", {"v1"});
+        t.add("guidance", {"v1"});
+        t.add("renoise", {"v1"});
 
         return t;
     }

@@ -733,6 +733,55 @@ D4J_API d4j_status d4j_vlb_terms(d4j_backend *backend, const d4j_schedule *sched
 D4J_API d4j_status d4j_vlb_prior(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *x0,
                                  int32_t batch, int64_t n_per_sample, double *terms);
 
+/* ---- conditioning: class labels, guidance, inpainting ---- */
+/* Class-conditional models (diffusers UNet2DModel with num_class_embeds, the
+ * nn.Embedding class_embedding added to the time embedding) and what sampling
+ * applications do between the model call and the scheduler step. Kernel
+ * families "class_embedding", "guidance" and "renoise".
+ *
+ * d4j_class_embedding_forward: emb[b, :] += table[labels[b], :] for each of
+ * batch rows; table float32 [num_classes, dim], emb float32 [batch, dim], both
+ * of this backend, disjoint; labels on the HOST, each in [0, num_classes).
+ * d4j_class_embedding_backward: d_table[labels[b], :] += d_emb[b, :], the rows
+ * b added in increasing order (deterministic, the same bits on every backend).
+ *
+ * d4j_classifier_free_guidance: out = uncond + guidance_scale * (cond - uncond)
+ * over count floats (Ho & Salimans 2022, diffusers' noise_pred_uncond +
+ * guidance_scale * (noise_pred_text - noise_pred_uncond)), each operation
+ * rounded once (no fused multiply-add). guidance_scale finite and >= 0; out
+ * may be cond or uncond.
+ *
+ * d4j_noise_to_timestep: for sample b with s = from_timesteps[b] (-1: the
+ * clean image, alphas_cumprod 1) and t = to_timesteps[b] > s,
+ *   x = sqrt(ab[t] / ab[s]) src + sqrt(1 - ab[t] / ab[s]) z
+ * a draw from q(x_t | x_s): with s = -1 the forward process applied to an
+ * image (SDEdit's start), with s >= 0 RePaint's jump back to a noisier
+ * timestep. z is element i of the normal stream (noise_seeds[b],
+ * noise_offsets[b]), as in d4j_ddpm_step. src may be x.
+ *
+ * d4j_inpaint_merge: RePaint's combination of the known and generated
+ * regions, for sample b at timestep t = timesteps[b] (-1: the clean image):
+ *   x = mask * (sqrt(ab[t]) known + sqrt(1 - ab[t]) z) + (1 - mask) * x
+ * (mask 1 keeps the known pixel, 0 keeps the generated one: diffusers'
+ * RePaintPipeline convention). At t = -1 no noise is drawn, so where mask is 1
+ * the result is known exactly. known, mask and x: float32 [batch,
+ * n_per_sample] of this backend; x disjoint from known and mask. */
+D4J_API d4j_status d4j_class_embedding_forward(d4j_backend *backend, const d4j_buffer *table, const int32_t *labels,
+                                               int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *emb);
+D4J_API d4j_status d4j_class_embedding_backward(d4j_backend *backend, const d4j_buffer *d_emb, const int32_t *labels,
+                                                int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *d_table);
+D4J_API d4j_status d4j_classifier_free_guidance(d4j_backend *backend, const d4j_buffer *cond,
+                                                const d4j_buffer *uncond, int64_t count, float guidance_scale,
+                                                d4j_buffer *out);
+D4J_API d4j_status d4j_noise_to_timestep(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *src,
+                                         const int32_t *from_timesteps, const int32_t *to_timesteps, int32_t batch,
+                                         int64_t n_per_sample, const uint64_t *noise_seeds,
+                                         const uint64_t *noise_offsets, d4j_buffer *x);
+D4J_API d4j_status d4j_inpaint_merge(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *known,
+                                     const d4j_buffer *mask, const int32_t *timesteps, int32_t batch,
+                                     int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets,
+                                     d4j_buffer *x);
+
 /* ---- graph ---- */
 /* Capture and replay (CUDA graphs). Between d4j_capture_begin and
  * d4j_capture_end, the calling thread's kernel calls on the backend are

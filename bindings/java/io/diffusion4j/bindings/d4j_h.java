@@ -4645,6 +4645,341 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_class_embedding_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_class_embedding_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_forward(d4j_backend *backend, const d4j_buffer *table, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *emb)
+     * }
+     */
+    public static FunctionDescriptor d4j_class_embedding_forward$descriptor() {
+        return d4j_class_embedding_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_forward(d4j_backend *backend, const d4j_buffer *table, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *emb)
+     * }
+     */
+    public static MethodHandle d4j_class_embedding_forward$handle() {
+        return d4j_class_embedding_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_forward(d4j_backend *backend, const d4j_buffer *table, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *emb)
+     * }
+     */
+    public static MemorySegment d4j_class_embedding_forward$address() {
+        return d4j_class_embedding_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_forward(d4j_backend *backend, const d4j_buffer *table, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *emb)
+     * }
+     */
+    public static int d4j_class_embedding_forward(MemorySegment backend, MemorySegment table, MemorySegment labels, int batch, int num_classes, int dim, MemorySegment emb) {
+        var mh$ = d4j_class_embedding_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_class_embedding_forward", backend, table, labels, batch, num_classes, dim, emb);
+            }
+            return (int)mh$.invokeExact(backend, table, labels, batch, num_classes, dim, emb);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_class_embedding_backward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_class_embedding_backward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_backward(d4j_backend *backend, const d4j_buffer *d_emb, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *d_table)
+     * }
+     */
+    public static FunctionDescriptor d4j_class_embedding_backward$descriptor() {
+        return d4j_class_embedding_backward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_backward(d4j_backend *backend, const d4j_buffer *d_emb, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *d_table)
+     * }
+     */
+    public static MethodHandle d4j_class_embedding_backward$handle() {
+        return d4j_class_embedding_backward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_backward(d4j_backend *backend, const d4j_buffer *d_emb, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *d_table)
+     * }
+     */
+    public static MemorySegment d4j_class_embedding_backward$address() {
+        return d4j_class_embedding_backward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_class_embedding_backward(d4j_backend *backend, const d4j_buffer *d_emb, const int32_t *labels, int32_t batch, int32_t num_classes, int32_t dim, d4j_buffer *d_table)
+     * }
+     */
+    public static int d4j_class_embedding_backward(MemorySegment backend, MemorySegment d_emb, MemorySegment labels, int batch, int num_classes, int dim, MemorySegment d_table) {
+        var mh$ = d4j_class_embedding_backward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_class_embedding_backward", backend, d_emb, labels, batch, num_classes, dim, d_table);
+            }
+            return (int)mh$.invokeExact(backend, d_emb, labels, batch, num_classes, dim, d_table);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_classifier_free_guidance {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_LONG,
+            d4j_h.C_FLOAT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_classifier_free_guidance");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_classifier_free_guidance(d4j_backend *backend, const d4j_buffer *cond, const d4j_buffer *uncond, int64_t count, float guidance_scale, d4j_buffer *out)
+     * }
+     */
+    public static FunctionDescriptor d4j_classifier_free_guidance$descriptor() {
+        return d4j_classifier_free_guidance.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_classifier_free_guidance(d4j_backend *backend, const d4j_buffer *cond, const d4j_buffer *uncond, int64_t count, float guidance_scale, d4j_buffer *out)
+     * }
+     */
+    public static MethodHandle d4j_classifier_free_guidance$handle() {
+        return d4j_classifier_free_guidance.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_classifier_free_guidance(d4j_backend *backend, const d4j_buffer *cond, const d4j_buffer *uncond, int64_t count, float guidance_scale, d4j_buffer *out)
+     * }
+     */
+    public static MemorySegment d4j_classifier_free_guidance$address() {
+        return d4j_classifier_free_guidance.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_classifier_free_guidance(d4j_backend *backend, const d4j_buffer *cond, const d4j_buffer *uncond, int64_t count, float guidance_scale, d4j_buffer *out)
+     * }
+     */
+    public static int d4j_classifier_free_guidance(MemorySegment backend, MemorySegment cond, MemorySegment uncond, long count, float guidance_scale, MemorySegment out) {
+        var mh$ = d4j_classifier_free_guidance.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_classifier_free_guidance", backend, cond, uncond, count, guidance_scale, out);
+            }
+            return (int)mh$.invokeExact(backend, cond, uncond, count, guidance_scale, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_noise_to_timestep {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_noise_to_timestep");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_noise_to_timestep(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *src, const int32_t *from_timesteps, const int32_t *to_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static FunctionDescriptor d4j_noise_to_timestep$descriptor() {
+        return d4j_noise_to_timestep.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_noise_to_timestep(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *src, const int32_t *from_timesteps, const int32_t *to_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static MethodHandle d4j_noise_to_timestep$handle() {
+        return d4j_noise_to_timestep.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_noise_to_timestep(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *src, const int32_t *from_timesteps, const int32_t *to_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static MemorySegment d4j_noise_to_timestep$address() {
+        return d4j_noise_to_timestep.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_noise_to_timestep(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *src, const int32_t *from_timesteps, const int32_t *to_timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static int d4j_noise_to_timestep(MemorySegment backend, MemorySegment schedule, MemorySegment src, MemorySegment from_timesteps, MemorySegment to_timesteps, int batch, long n_per_sample, MemorySegment noise_seeds, MemorySegment noise_offsets, MemorySegment x) {
+        var mh$ = d4j_noise_to_timestep.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_noise_to_timestep", backend, schedule, src, from_timesteps, to_timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x);
+            }
+            return (int)mh$.invokeExact(backend, schedule, src, from_timesteps, to_timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_inpaint_merge {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_LONG,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_inpaint_merge");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_inpaint_merge(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *known, const d4j_buffer *mask, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static FunctionDescriptor d4j_inpaint_merge$descriptor() {
+        return d4j_inpaint_merge.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_inpaint_merge(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *known, const d4j_buffer *mask, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static MethodHandle d4j_inpaint_merge$handle() {
+        return d4j_inpaint_merge.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_inpaint_merge(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *known, const d4j_buffer *mask, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static MemorySegment d4j_inpaint_merge$address() {
+        return d4j_inpaint_merge.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_inpaint_merge(d4j_backend *backend, const d4j_schedule *schedule, const d4j_buffer *known, const d4j_buffer *mask, const int32_t *timesteps, int32_t batch, int64_t n_per_sample, const uint64_t *noise_seeds, const uint64_t *noise_offsets, d4j_buffer *x)
+     * }
+     */
+    public static int d4j_inpaint_merge(MemorySegment backend, MemorySegment schedule, MemorySegment known, MemorySegment mask, MemorySegment timesteps, int batch, long n_per_sample, MemorySegment noise_seeds, MemorySegment noise_offsets, MemorySegment x) {
+        var mh$ = d4j_inpaint_merge.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_inpaint_merge", backend, schedule, known, mask, timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x);
+            }
+            return (int)mh$.invokeExact(backend, schedule, known, mask, timesteps, batch, n_per_sample, noise_seeds, noise_offsets, x);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_capture_supported {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

@@ -22,7 +22,8 @@ final class KernelCatalog {
             AttentionBenchmark.class, AttentionBenchmark::work,
             OptimBenchmark.class, OptimBenchmark::work,
             DiffusionKernelBenchmark.class, DiffusionKernelBenchmark::work,
-            SamplerBenchmark.class, SamplerBenchmark::work);
+            SamplerBenchmark.class, SamplerBenchmark::work,
+            ConditioningBenchmark.class, ConditioningBenchmark::work);
 
     /** The work of one call, or null when the class has no model or the model does not know the method. */
     static Work work(Class<?> benchmarkClass, String method, String shape) {

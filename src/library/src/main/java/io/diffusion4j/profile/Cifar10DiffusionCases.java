@@ -5,6 +5,7 @@ import static io.diffusion4j.profile.Cifar10Cases.SAMPLE_BATCH;
 import static io.diffusion4j.profile.Cifar10Cases.TRAIN_BATCH;
 import static io.diffusion4j.profile.Cifar10LayerCases.dims;
 
+import io.diffusion4j.kernels.ConditioningKernels;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
 import io.diffusion4j.kernels.OptimKernels;
@@ -23,7 +24,9 @@ import java.util.function.Function;
  * The diffusion, optimiser and sampler families on google/ddpm-cifar10-32's images (32x32x3, NHWC) and
  * parameters: rng, add_noise, diffusion_loss and vlb at batch {@value Cifar10Cases#TRAIN_BATCH};
  * reverse_step, sampler_step and x0_threshold at batch {@value Cifar10Cases#SAMPLE_BATCH};
- * timestep_embedding for a training batch; grad_norm, adamw and ema over every parameter. The model's
+ * timestep_embedding and class_embedding (a class-conditional variant: 10 classes and the null class) for a
+ * training batch; guidance and renoise (inpainting's merge and jump back) at batch
+ * {@value Cifar10Cases#SAMPLE_BATCH}; grad_norm, adamw and ema over every parameter. The model's
  * scheduler settings: epsilon prediction, fixed_large variance, samples clipped to [-1, 1].
  */
 final class Cifar10DiffusionCases {
@@ -96,6 +99,16 @@ final class Cifar10DiffusionCases {
             Tensor e = in.floats(TRAIN_BATCH, 128);
             return () -> DiffusionKernels.timestepEmbedding(in.backend(), tf, 128, false, 1f, 1f, 10000f, e);
         }));
+        // a class-conditional variant's class embedding: 11 x 512 table (10 classes and the null class)
+        int[] labels = new int[TRAIN_BATCH];
+        for (int b = 0; b < TRAIN_BATCH; b++) labels[b] = (b * 7) % 11;
+        out.add(new Case("class_embedding", "forward + backward 11 classes", TRAIN_BATCH + " labels x 512", in -> {
+            Tensor table = in.floats(11, 512), emb = in.floats(TRAIN_BATCH, 512), dTable = in.floats(11, 512);
+            return () -> {
+                ConditioningKernels.classEmbeddingForward(table, labels, emb);
+                ConditioningKernels.classEmbeddingBackward(emb, labels, dTable);
+            };
+        }));
         // the VLB's return values are per-sample host sums: not results in a sampled run, so dropped
         out.add(new Case("vlb", "terms epsilon fixed_large clip", shape, in -> {
             Tensor x0 = in.floats(xs), xt = in.floats(xs), o = in.floats(xs);
@@ -131,6 +144,16 @@ final class Cifar10DiffusionCases {
         out.add(stepCase("sampler_step", "ddim epsilon eta=0 threshold", shape, (in, s) ->
                 () -> SamplerKernels.ddimStepThresholded(in.schedule(), eps, 0f, true, 1.0, s.threshold(), s.x(),
                         s.o(), t, next, noise, s.prev())));
+        // classifier-free guidance at scale 3 over the conditional and unconditional predictions
+        out.add(stepCase("guidance", "scale=3", shape, (in, s) ->
+                () -> ConditioningKernels.classifierFreeGuidance(s.x(), s.o(), 3f, s.prev())));
+        // RePaint: the known region merged at the next timestep, and a jump back to this one
+        out.add(stepCase("renoise", "inpaint_merge", shape, (in, s) -> {
+            Tensor mask = in.floats(xs);
+            return () -> ConditioningKernels.inpaintMerge(in.schedule(), s.x(), mask, next, noise, s.prev());
+        }));
+        out.add(stepCase("renoise", "noise_to_timestep jump back", shape, (in, s) ->
+                () -> ConditioningKernels.noiseToTimestep(in.schedule(), s.x(), next, t, noise, s.prev())));
         // Imagen's ratio and diffusers' default sample_max_value
         out.add(stepCase("x0_threshold", "quantile epsilon ratio=0.995", shape, (in, s) ->
                 () -> SamplerKernels.x0Threshold(in.schedule(), eps, s.x(), s.o(), t, 0.995, 1f, s.threshold())));

@@ -42,6 +42,9 @@ public final class KernelFamilies {
         family("sampler_step", "sampler_step_kernel");
         family("x0_threshold", "x0_threshold_kernel");
         family("vlb", "vlb_partial_kernel", "vlb_final_kernel");
+        family("class_embedding", "class_embedding_forward_kernel", "class_embedding_backward_kernel");
+        family("guidance", "guidance_kernel");
+        family("renoise", "renoise_kernel");
         family("fill", "fill_kernel");
     }
 

@@ -31,7 +31,10 @@ interface FamilyCases {
             Map.entry("dropout", (rnd, ctx) -> DropoutCases.dropoutCases(rnd)),
             Map.entry("sampler_step", SamplerCases::samplerStepCases),
             Map.entry("x0_threshold", SamplerCases::thresholdCases),
-            Map.entry("vlb", VlbCases::vlbCases));
+            Map.entry("vlb", VlbCases::vlbCases),
+            Map.entry("class_embedding", (rnd, ctx) -> ConditioningCases.classEmbeddingCases(rnd)),
+            Map.entry("guidance", (rnd, ctx) -> ConditioningCases.guidanceCases(rnd)),
+            Map.entry("renoise", ConditioningCases::renoiseCases));
 
     /** The cases of {@code family}, or null when the self-test does not know it. */
     static List<ParityCase> of(String family, SplittableRandom rnd, CaseContext ctx) {
