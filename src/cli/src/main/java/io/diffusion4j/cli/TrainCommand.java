@@ -62,7 +62,7 @@ final class TrainCommand implements Callable<Integer> {
     /** The options a resumed run takes from its checkpoint; giving one with another value is refused. */
     private static final List<String> FIXED_BY_CHECKPOINT = List.of("--data", "--batch-size", "--lr", "--warmup",
             "--weight-decay", "--ema-decay", "--prediction-type", "--beta-schedule", "--timesteps", "--min-snr-gamma",
-            "--seed", "--config");
+            "--seed", "--config", "--cond-drop-prob");
 
     @Option(names = "--data", paramLabel = "KIND", description = {"procedural: built-in shapes, no download (default)",
         "fashion-mnist: IDX files in --data-dir (default /usr/share/datasets/fashion-mnist, Debian's "
@@ -107,6 +107,16 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--min-snr-gamma", paramLabel = "X", description = "min-SNR-gamma loss weighting (Hang et al. 2023; 5 "
             + "is the paper's choice), 0 = off (default); the reported loss is the weighted one")
     double gamma;
+
+    @Option(names = "--class-conditional", description = "train a class-conditional model (diffusers' num_class_embeds: "
+            + "the classes plus a null class): labels from Fashion-MNIST's label files, or for --data images one "
+            + "sub-folder per class (sorted names); the classes are saved as class_labels.json in the checkpoint")
+    boolean classConditional;
+
+    @Option(names = "--cond-drop-prob", paramLabel = "P", description = "class-conditional training: the probability "
+            + "that a label is replaced by the null class, so the model also learns the unconditional prediction "
+            + "classifier-free guidance needs (default: ${DEFAULT-VALUE})")
+    double condDropProb = Trainer.Options.DEFAULT_COND_DROP_PROB;
 
     @Option(names = "--config", paramLabel = "FILE", description = "a UNet2DModel config.json (default: the 28x28 "
             + "32/64/64 model)")
@@ -174,6 +184,15 @@ final class TrainCommand implements Callable<Integer> {
         inRange("--weight-decay", weightDecay, 0, Double.MAX_VALUE);
         inRange("--ema-decay", emaDecay, 0, 1);
         inRange("--min-snr-gamma", gamma, 0, 1e12);
+        if (!(condDropProb >= 0 && condDropProb < 1)) {
+            throw Main.bad(spec, "--cond-drop-prob must be in [0, 1), got " + condDropProb);
+        }
+        if (given.containsKey("--cond-drop-prob") && !classConditional && resume == null) {
+            throw Main.bad(spec, "--cond-drop-prob applies to class-conditional training (--class-conditional)");
+        }
+        if (classConditional && data.equals("procedural")) {
+            throw Main.bad(spec, "--class-conditional needs labelled data: --data fashion-mnist or --data images");
+        }
         PredictionType prediction = PredictionType.fromConfigName(predictionName);
         BetaSchedule betas = BetaSchedule.fromConfigName(betaName);
         Path outDir = outArg != null ? outArg : resume != null ? resume : Path.of("checkpoints/train");
@@ -199,7 +218,7 @@ final class TrainCommand implements Callable<Integer> {
         NoiseSchedule schedule = NoiseSchedule.of(betas, timesteps, 0.0001, 0.02);
         Trainer.Options options = new Trainer.Options(batch, lr, warmup,
                 new OptimKernels.AdamW(lr, 0.95, 0.999, 1e-8, weightDecay), 1.0,
-                EmaSchedule.power(emaDecay, 0.0, 0, 1.0, 0.75), prediction, seed, true, gamma);
+                EmaSchedule.power(emaDecay, 0.0, 0, 1.0, 0.75), prediction, seed, true, gamma, condDropProb);
         Map<String, String> runMeta = new LinkedHashMap<>();
         int steps = stepsArg == null ? 300 : stepsArg;
         Checkpoint.ModelFolder init = null;
@@ -230,6 +249,11 @@ final class TrainCommand implements Callable<Integer> {
                 pairs.put("--min-snr-gamma", new Object[] {gamma, ck.minSnrGamma()});
                 pairs.put("--seed", new Object[] {seed, ck.seed()});
                 pairs.put("--config", new Object[] {fileConfig, ckConfig});
+                pairs.put("--cond-drop-prob", new Object[] {condDropProb, ck.condDropProb()});
+                if (classConditional && !ckConfig.isClassConditional()) {
+                    throw new IllegalArgumentException("train: --resume " + resume + " is an unconditional model; "
+                            + "--class-conditional cannot continue it");
+                }
                 for (String opt : FIXED_BY_CHECKPOINT) {
                     Object[] p = pairs.get(opt);
                     if (given.containsKey(opt) && !p[0].equals(p[1])) {
@@ -278,11 +302,18 @@ final class TrainCommand implements Callable<Integer> {
         }
 
         Dataset dataset;
+        boolean labelled = classConditional || config.isClassConditional();
         try {
-            dataset = dataset(data, dataDir, config, options.seed());
+            dataset = dataset(data, dataDir, config, options.seed(), labelled);
         } catch (IOException e) {
             err.println("train: " + e.getMessage());
             return 1;
+        }
+        if (labelled && !config.isClassConditional()) {
+            // the classes and one null class (the unconditional prediction)
+            java.util.LinkedHashMap<String, Object> m = config.toMap();
+            m.put("num_class_embeds", (long) dataset.numClasses() + 1);
+            config = UNet2DConfig.fromMap(m);
         }
         if (expectedImages != null && dataset.size() != expectedImages) {
             err.println("train: " + dataset.describe() + " has " + dataset.size() + " images, the checkpoint was trained on "
@@ -323,17 +354,24 @@ final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed) throws IOException {
+    private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed, boolean labelled)
+            throws IOException {
         int h = config.sampleHeight(), w = config.sampleWidth();
+        if (labelled && data.equals("procedural")) {
+            throw new IllegalArgumentException("train: a class-conditional model needs labelled data: --data fashion-mnist"
+                    + " or --data images");
+        }
+        Path fm = dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir;
         return switch (data) {
             case "procedural" -> ProceduralDataset.forModel(config, seed);
-            case "fashion-mnist" -> FashionMnist.load(dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir, true);
+            case "fashion-mnist" -> labelled ? FashionMnist.loadLabelled(fm, true) : FashionMnist.load(fm, true);
             default -> {
                 if (h < 0) {
                     throw new IllegalArgumentException("train: --data images resizes to the model's sample_size, and the "
                             + "config has none");
                 }
-                yield ImageFolderDataset.load(dataDir, h, w, config.inChannels());
+                ImageFolderDataset images = ImageFolderDataset.load(dataDir, h, w, config.inChannels());
+                yield labelled ? images.labelledBySubfolder() : images;
             }
         };
     }

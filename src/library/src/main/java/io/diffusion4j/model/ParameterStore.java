@@ -126,6 +126,9 @@ final class ParameterStore implements AutoCloseable {
                 case NORM_WEIGHT -> Arrays.fill(flat, off, off + size, 1f);
                 case NORM_BIAS -> Arrays.fill(flat, off, off + size, 0f);
                 case CONV3X3, CONV1X1, LINEAR -> uniform(rnd, flat, off, size, fanIn(p));
+                case EMBEDDING -> { // nn.Embedding's reset_parameters: normal_(0, 1)
+                    for (int i = 0; i < size; i++) flat[off + i] = (float) rnd.nextGaussian();
+                }
                 case BIAS -> uniform(rnd, flat, off, size,
                         fanIn(layout.param(p.name().substring(0, p.name().length() - "bias".length()) + "weight")));
             }

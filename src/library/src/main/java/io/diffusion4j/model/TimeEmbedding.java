@@ -1,6 +1,7 @@
 package io.diffusion4j.model;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.kernels.ConditioningKernels;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.LinearKernels;
 import io.diffusion4j.kernels.NormKernels;
@@ -11,6 +12,10 @@ import io.diffusion4j.tensor.Tensor;
  * {@code silu(emb)}, which every ResnetBlock2D projects with its own {@code time_emb_proj}: computed once here
  * ({@link #project}). The resnets' backward passes accumulate the gradient of {@code silu(emb)}
  * ({@link #projectBackward}), which {@link #backward} then carries to the two linear layers.
+ *
+ * <p>A class-conditional model (num_class_embeds) adds {@code class_embedding(class_labels)}, a row of its
+ * embedding table per sample, to {@code emb} before the SiLU, as diffusers' UNet2DModel does; the backward adds
+ * the rows' gradients back into the table.
  */
 final class TimeEmbedding {
     /** diffusers' get_timestep_embedding defaults used by UNet2DModel's Timesteps module. */
@@ -19,6 +24,8 @@ final class TimeEmbedding {
 
     private final UNet2DConfig config;
     private final ParameterStore.WeightBias lin1, lin2;
+    private final Tensor classTable, classTableGrad; // null for an unconditional model
+    private int[] labels; // the last forward's, for the backward
     private Tensor tproj, e1, e1s, emb, embS;
     private Tensor dEmbS, dEmbTmp, dEmb, de1s, de1;
 
@@ -26,6 +33,8 @@ final class TimeEmbedding {
         this.config = config;
         lin1 = ps.weightBias("time_embedding.linear_1");
         lin2 = ps.weightBias("time_embedding.linear_2");
+        classTable = config.isClassConditional() ? ps.param("class_embedding.weight") : null;
+        classTableGrad = config.isClassConditional() ? ps.grad("class_embedding.weight") : null;
     }
 
     void alloc(ActivationArena arena, int n) {
@@ -43,13 +52,17 @@ final class TimeEmbedding {
         de1 = arena.bwd(n, t);
     }
 
-    /** The embedding of one timestep per sample. */
-    void forward(Backend backend, float[] timesteps) {
+    /** The embedding of one timestep (and, for a class-conditional model, one class label) per sample. */
+    void forward(Backend backend, float[] timesteps, int[] classLabels) {
         DiffusionKernels.timestepEmbedding(backend, timesteps, config.timestepInputDim(), config.flipSinToCos(),
                 (float) config.freqShift(), TIME_SCALE, TIME_MAX_PERIOD, tproj);
         LinearKernels.linear(tproj, lin1.w(), lin1.b(), e1);
         NormKernels.silu(e1, e1s);
         LinearKernels.linear(e1s, lin2.w(), lin2.b(), emb);
+        if (classTable != null) {
+            labels = classLabels.clone();
+            ConditioningKernels.classEmbeddingForward(classTable, labels, emb);
+        }
         NormKernels.silu(emb, embS);
     }
 
@@ -72,6 +85,7 @@ final class TimeEmbedding {
     /** Accumulates the gradients of linear_1 and linear_2 (after every resnet's backward). */
     void backward() {
         NormKernels.siluBackward(dEmbS, emb, dEmb);
+        if (classTable != null) ConditioningKernels.classEmbeddingBackward(dEmb, labels, classTableGrad);
         LinearKernels.linearBackward(e1s, lin2.w(), dEmb, de1s, lin2.dw(), lin2.db());
         NormKernels.siluBackward(de1s, e1, de1);
         LinearKernels.linearBackward(tproj, lin1.w(), de1, null, lin1.dw(), lin1.db());

@@ -20,7 +20,9 @@ import java.util.Set;
  * <p>Only the architecture this library implements is accepted: positional (sinusoidal) time
  * embedding, {@code DownBlock2D}/{@code AttnDownBlock2D} and {@code UpBlock2D}/{@code AttnUpBlock2D}
  * blocks, a {@code UNetMidBlock2D} with attention, convolutional down/up-sampling, SiLU, additive
- * time conditioning ({@code resnet_time_scale_shift "default"}) and no class conditioning. An
+ * time conditioning ({@code resnet_time_scale_shift "default"}) and optional class conditioning by an
+ * embedding table ({@code num_class_embeds} with {@code class_embed_type} null: diffusers' {@code nn.Embedding}
+ * whose row for the class label is added to the time embedding). An
  * unknown key or an unsupported value is refused with an {@link IllegalArgumentException} naming
  * the key; keys that diffusers writes but that do not affect the network ({@code _class_name},
  * {@code _diffusers_version}, {@code _name_or_path}) are accepted and kept for round trips.
@@ -38,6 +40,7 @@ public final class UNet2DConfig {
     static final int MAX_BLOCKS = 8;
     static final int MAX_LAYERS_PER_BLOCK = 32;
     static final int MAX_SAMPLE_SIZE = 1 << 15;
+    static final int MAX_CLASS_EMBEDS = 1 << 20;
 
     private static final Set<String> INFORMATIONAL = Set.of("_class_name", "_diffusers_version", "_name_or_path");
     private static final List<String> KEYS = List.of(
@@ -69,6 +72,7 @@ public final class UNet2DConfig {
     private final Integer attnNormNumGroups;
     private final double normEps;
     private final Integer numTrainTimesteps;
+    private final Integer numClassEmbeds; // null: unconditional
     private final Map<String, Object> informational;
 
     private UNet2DConfig(Builder b) {
@@ -93,6 +97,7 @@ public final class UNet2DConfig {
         attnNormNumGroups = b.attnNormNumGroups;
         normEps = b.normEps;
         numTrainTimesteps = b.numTrainTimesteps;
+        numClassEmbeds = b.numClassEmbeds;
         informational = new LinkedHashMap<>(b.informational);
         validate();
     }
@@ -166,8 +171,10 @@ public final class UNet2DConfig {
                         "only additive time conditioning (\"default\") is supported");
                 case "add_attention" -> requireValue(f, k, Boolean.TRUE,
                         "a mid block without attention is not supported");
-                case "class_embed_type" -> requireValue(f, k, null, "class conditioning is not supported");
-                case "num_class_embeds" -> requireValue(f, k, null, "class conditioning is not supported");
+                case "class_embed_type" -> requireValue(f, k, null, "only the class-embedding table (class_embed_type"
+                        + " null with num_class_embeds) is supported; \"timestep\", \"identity\" and the projections"
+                        + " are not");
+                case "num_class_embeds" -> b.numClassEmbeds(v == null ? null : f.requireInt(k));
                 case "num_train_timesteps" -> b.numTrainTimesteps(v == null ? null : f.requireInt(k));
                 default -> throw new IllegalArgumentException("unknown UNet2DModel config key \"" + k + "\"");
             }
@@ -253,6 +260,9 @@ public final class UNet2DConfig {
         }
         if (numTrainTimesteps != null) {
             checkRange("num_train_timesteps", numTrainTimesteps, 1, Integer.MAX_VALUE);
+        }
+        if (numClassEmbeds != null) {
+            checkRange("num_class_embeds", numClassEmbeds, 1, MAX_CLASS_EMBEDS);
         }
         if (attentionHeadDim != null) {
             checkRange("attention_head_dim", attentionHeadDim, 1, MAX_CHANNELS);
@@ -420,6 +430,16 @@ public final class UNet2DConfig {
         return numTrainTimesteps;
     }
 
+    /** diffusers' {@code num_class_embeds}: rows of the class-embedding table, or null for an unconditional model. */
+    public Integer numClassEmbeds() {
+        return numClassEmbeds;
+    }
+
+    /** Whether the model takes class labels (num_class_embeds set). */
+    public boolean isClassConditional() {
+        return numClassEmbeds != null;
+    }
+
     /** The accepted informational keys (_class_name, ...), as read. */
     public Map<String, Object> informational() {
         return new LinkedHashMap<>(informational);
@@ -460,7 +480,7 @@ public final class UNet2DConfig {
         m.put("resnet_time_scale_shift", "default");
         m.put("add_attention", true);
         m.put("class_embed_type", null);
-        m.put("num_class_embeds", null);
+        m.put("num_class_embeds", numClassEmbeds == null ? null : (long) numClassEmbeds);
         m.put("num_train_timesteps", numTrainTimesteps == null ? null : (long) numTrainTimesteps);
         return m;
     }
@@ -529,6 +549,7 @@ public final class UNet2DConfig {
         private Integer attnNormNumGroups;
         private double normEps = 1e-5;
         private Integer numTrainTimesteps;
+        private Integer numClassEmbeds;
         private final Map<String, Object> informational = new LinkedHashMap<>();
 
         private Builder() {}
@@ -635,6 +656,12 @@ public final class UNet2DConfig {
 
         public Builder numTrainTimesteps(Integer v) {
             numTrainTimesteps = v;
+            return this;
+        }
+
+        /** diffusers' {@code num_class_embeds}: null for an unconditional model. */
+        public Builder numClassEmbeds(Integer v) {
+            numClassEmbeds = v;
             return this;
         }
 

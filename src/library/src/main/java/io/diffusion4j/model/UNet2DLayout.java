@@ -50,7 +50,9 @@ public final class UNet2DLayout {
         /** GroupNorm shift (beta), [C]; initialised to 0. */
         NORM_BIAS,
         /** Bias of a convolution or linear layer, [out]. */
-        BIAS
+        BIAS,
+        /** An embedding table [rows, dim] (PyTorch nn.Embedding); initialised N(0, 1). */
+        EMBEDDING
     }
 
     /** One parameter: name, kind, on-disk shape, offset and size in the flat buffer (in floats). */
@@ -131,6 +133,7 @@ public final class UNet2DLayout {
         b.conv3("conv_in", config.inChannels(), ch[0]);
         b.linear("time_embedding.linear_1", config.timestepInputDim(), temb);
         b.linear("time_embedding.linear_2", temb, temb);
+        if (config.isClassConditional()) b.add("class_embedding.weight", Kind.EMBEDDING, config.numClassEmbeds(), temb);
 
         int out = ch[0];
         for (int i = 0; i < n; i++) {

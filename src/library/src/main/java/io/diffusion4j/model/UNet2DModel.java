@@ -310,7 +310,16 @@ public final class UNet2DModel implements AutoCloseable {
      * activations {@link #backward} needs.
      */
     public Tensor forward(Tensor x, float[] timesteps) {
-        return run(x, timesteps, false, 0, 0);
+        return run(x, timesteps, null, false, 0, 0);
+    }
+
+    /**
+     * {@link #forward(Tensor, float[])} of a class-conditional model (num_class_embeds): one class label per
+     * sample, each in {@code [0, num_class_embeds)}, whose class-embedding row is added to the time embedding
+     * (diffusers' {@code class_labels}). Null for an unconditional model.
+     */
+    public Tensor forward(Tensor x, float[] timesteps, int[] classLabels) {
+        return run(x, timesteps, classLabels, false, 0, 0);
     }
 
     /**
@@ -336,8 +345,13 @@ public final class UNet2DModel implements AutoCloseable {
      * same masks (regenerated, not stored).
      */
     public Tensor forwardTraining(Tensor x, float[] timesteps, long dropoutSeed, long dropoutOffset) {
+        return forwardTraining(x, timesteps, null, dropoutSeed, dropoutOffset);
+    }
+
+    /** {@link #forwardTraining(Tensor, float[], long, long)} with class labels (see {@link #forward(Tensor, float[], int[])}). */
+    public Tensor forwardTraining(Tensor x, float[] timesteps, int[] classLabels, long dropoutSeed, long dropoutOffset) {
         checkHasGradients("forwardTraining"); // an inference instance has no backward to pair it with
-        return run(x, timesteps, dropout.p() > 0, dropoutSeed, dropoutOffset);
+        return run(x, timesteps, classLabels, dropout.p() > 0, dropoutSeed, dropoutOffset);
     }
 
     /**
@@ -348,7 +362,7 @@ public final class UNet2DModel implements AutoCloseable {
         return dropout.count();
     }
 
-    private Tensor run(Tensor x, float[] timesteps, boolean applyDropout, long seed, long offset) {
+    private Tensor run(Tensor x, float[] timesteps, int[] classLabels, boolean applyDropout, long seed, long offset) {
         checkOpen();
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(timesteps, "timesteps");
@@ -374,12 +388,13 @@ public final class UNet2DModel implements AutoCloseable {
                 throw new IllegalArgumentException("timesteps[" + i + "] = " + timesteps[i] + " is not finite");
             }
         }
+        checkClassLabels(classLabels, timesteps.length);
         ensureAllocated((int) x.dim(0), (int) x.dim(1), (int) x.dim(2));
         forwardDone = false;
         dropout.set(applyDropout, seed, offset);
         dropout.probe(dropoutProbe);
 
-        timeEmbedding.forward(backend, timesteps);
+        timeEmbedding.forward(backend, timesteps, classLabels);
 
         Tensor h = x;
         skips.clear();
@@ -452,6 +467,30 @@ public final class UNet2DModel implements AutoCloseable {
         }
         timeEmbedding.backward();
         return g;
+    }
+
+    private void checkClassLabels(int[] labels, int batch) {
+        Integer classes = config.numClassEmbeds();
+        if (classes == null) {
+            if (labels != null) {
+                throw new IllegalArgumentException("class labels given, but the model is unconditional (its config has"
+                        + " no num_class_embeds)");
+            }
+            return;
+        }
+        if (labels == null) {
+            throw new IllegalArgumentException("the model is class-conditional (num_class_embeds " + classes
+                    + "): pass one class label per sample");
+        }
+        if (labels.length != batch) {
+            throw new IllegalArgumentException("class labels has " + labels.length + " entries, x has batch " + batch);
+        }
+        for (int i = 0; i < labels.length; i++) {
+            if (labels[i] < 0 || labels[i] >= classes) {
+                throw new IllegalArgumentException("class label " + labels[i] + " (sample " + i + ") is outside [0, "
+                        + classes + ") (num_class_embeds)");
+            }
+        }
     }
 
     // ---------------------------------------------------------------------------------------------

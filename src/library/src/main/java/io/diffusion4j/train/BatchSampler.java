@@ -40,8 +40,21 @@ public final class BatchSampler {
         return rng.nextInt(bound);
     }
 
+    /** A uniform double in [0, 1) from the same stream (the trainer's class-label drops). */
+    public double nextDouble() {
+        return rng.nextDouble();
+    }
+
     /** Fills {@code dst} with {@code batch} NHWC images ({@code batch * imageFloats()} floats). */
     public void next(float[] dst, int batch) {
+        next(dst, batch, null);
+    }
+
+    /**
+     * As {@link #next(float[], int)}, and when {@code labels} is not null writes each image's class label there
+     * (the dataset must be labelled); the random draws are the same either way.
+     */
+    public void next(float[] dst, int batch, int[] labels) {
         Objects.requireNonNull(dst, "dst");
         int n = data.imageFloats();
         if (batch < 1 || (long) batch * n != dst.length) {
@@ -51,6 +64,7 @@ public final class BatchSampler {
         int h = data.height(), w = data.width(), c = data.channels();
         for (int b = 0; b < batch; b++) {
             int index = rng.nextInt(data.size());
+            if (labels != null) labels[b] = data.label(index);
             boolean flip = flips && rng.nextBoolean();
             if (!flip) {
                 data.image(index, dst, b * n);

@@ -107,6 +107,9 @@ public final class Checkpoint {
         SafeTensors.write(dir.resolve(EMA_DIR).resolve(WEIGHTS),
                 entries(layout, layout.deviceToDisk(trainer.emaParameters().toFloatArray())), meta);
         writeTextAtomic(dir.resolve(SCHEDULER), Json.write(schedulerConfig(trainer.schedule(), trainer.options().prediction())));
+        if (trainer.model().config().isClassConditional()) {
+            new io.diffusion4j.model.ClassLabels(trainer.classNames(), trainer.nullClass()).write(dir);
+        }
 
         Trainer.State s = trainer.state();
         Trainer.Options o = trainer.options();
@@ -156,6 +159,7 @@ public final class Checkpoint {
         m.put("ema_power", Double.toString(e.power()));
         m.put("flips", Boolean.toString(o.flips()));
         m.put("min_snr_gamma", Double.toString(o.minSnrGamma()));
+        m.put("cond_drop_prob", Double.toString(o.condDropProb()));
         return m;
     }
 
@@ -215,7 +219,9 @@ public final class Checkpoint {
             if (!flips.equals("true") && !flips.equals("false")) throw new IOException(statePath + ": flips '" + flips + "'");
             return new Trainer.Options((int) batch, lr, (int) warmup, adamw, metaDouble(md, "max_grad_norm", statePath),
                     ema, p, metaLong(md, "noise_seed", statePath), flips.equals("true"),
-                    metaDouble(md, "min_snr_gamma", statePath));
+                    metaDouble(md, "min_snr_gamma", statePath),
+                    md.containsKey("cond_drop_prob") ? metaDouble(md, "cond_drop_prob", statePath)
+                            : Trainer.Options.DEFAULT_COND_DROP_PROB);
         } catch (IllegalArgumentException e) {
             throw new IOException(statePath + ": " + e.getMessage(), e);
         }
@@ -315,6 +321,10 @@ public final class Checkpoint {
     private static void checkOptions(Map<String, String> md, Trainer.Options o, Path file) throws IOException {
         for (Map.Entry<String, String> e : optionsMetadata(o).entrySet()) {
             String stored = md.get(e.getKey());
+            // written since class-conditional training exists; older checkpoints trained with the default
+            if (stored == null && e.getKey().equals("cond_drop_prob")) {
+                stored = Double.toString(Trainer.Options.DEFAULT_COND_DROP_PROB);
+            }
             if (stored == null) throw new IOException(file + ": metadata '" + e.getKey() + "' is missing");
             boolean same;
             try {

@@ -25,4 +25,19 @@ public interface Dataset {
 
     /** A short description for progress output. */
     String describe();
+
+    /** Number of classes of the images' labels, 0 for an unlabelled dataset. */
+    default int numClasses() {
+        return 0;
+    }
+
+    /** The class label of image {@code index}, in {@code [0, numClasses())}; only for a labelled dataset. */
+    default int label(int index) {
+        throw new UnsupportedOperationException(describe() + " has no class labels");
+    }
+
+    /** The name of each class, by label (empty for an unlabelled dataset). */
+    default java.util.List<String> classNames() {
+        return java.util.List.of();
+    }
 }

@@ -37,13 +37,62 @@ public final class FashionMnist implements Dataset {
     private final int rows;
     private final int cols;
     private final String source;
+    private final int[] labels; // null: unlabelled
 
-    private FashionMnist(byte[] pixels, int count, int rows, int cols, String source) {
+    /** Fashion-MNIST's class names, by label. */
+    public static final java.util.List<String> CLASS_NAMES = java.util.List.of("T-shirt/top", "Trouser", "Pullover",
+            "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot");
+
+    private FashionMnist(byte[] pixels, int count, int rows, int cols, String source, int[] labels) {
         this.pixels = pixels;
         this.count = count;
         this.rows = rows;
         this.cols = cols;
         this.source = source;
+        this.labels = labels;
+    }
+
+    /**
+     * The training images of {@code dir} (or the test images) with their labels ({@value #TRAIN_LABELS} /
+     * {@value #TEST_LABELS}): ten classes, {@link #CLASS_NAMES}.
+     */
+    public static FashionMnist loadLabelled(Path dir, boolean train) throws IOException {
+        FashionMnist images = load(dir, train);
+        Path file = dir.resolve(train ? TRAIN_LABELS : TEST_LABELS);
+        if (!Files.isRegularFile(file)) {
+            throw new IOException("no Fashion-MNIST labels at " + file + " (class-conditional training needs them)");
+        }
+        return images.withLabels(readLabels(file), file);
+    }
+
+    /** These images with their labels (one per image, each in [0, 10)) read from {@code file}. */
+    FashionMnist withLabels(int[] l, Path file) throws IOException {
+        if (l.length != count) {
+            throw new IOException(file + ": " + l.length + " labels for " + count + " images in " + source);
+        }
+        for (int i = 0; i < l.length; i++) {
+            if (l[i] >= CLASS_NAMES.size()) {
+                throw new IOException(file + ": label " + l[i] + " of image " + i + " is outside [0, "
+                        + CLASS_NAMES.size() + ")");
+            }
+        }
+        return new FashionMnist(pixels, count, rows, cols, source, l.clone());
+    }
+
+    @Override
+    public int numClasses() {
+        return labels == null ? 0 : CLASS_NAMES.size();
+    }
+
+    @Override
+    public int label(int index) {
+        if (labels == null) return Dataset.super.label(index);
+        return labels[Objects.checkIndex(index, count)];
+    }
+
+    @Override
+    public java.util.List<String> classNames() {
+        return labels == null ? java.util.List.of() : CLASS_NAMES;
     }
 
     /** The training images of {@code dir} ({@value #TRAIN_IMAGES}), or the test images. */
@@ -71,7 +120,7 @@ public final class FashionMnist implements Dataset {
                 throw new IOException(file + ": bad sizes " + n + " x " + r + " x " + c);
             }
             byte[] data = readPayload(in, n * r * c, file);
-            return new FashionMnist(data, n, r, c, file.toString());
+            return new FashionMnist(data, n, r, c, file.toString(), null);
         } catch (EOFException e) {
             throw new IOException(file + ": truncated (the IDX header is incomplete)", e);
         }
@@ -174,6 +223,7 @@ public final class FashionMnist implements Dataset {
 
     @Override
     public String describe() {
-        return "Fashion-MNIST " + source + " (" + count + " images " + rows + "x" + cols + ")";
+        return "Fashion-MNIST " + source + " (" + count + " images " + rows + "x" + cols
+                + (labels == null ? "" : ", " + CLASS_NAMES.size() + " classes") + ")";
     }
 }

@@ -46,14 +46,58 @@ public final class ImageFolderDataset implements Dataset {
     private final int height;
     private final int width;
     private final int channels;
+    private final List<String> classNames; // empty: unlabelled
+    private final int[] labels;
 
-    private ImageFolderDataset(Path dir, List<String> files, byte[] pixels, int height, int width, int channels) {
+    private ImageFolderDataset(Path dir, List<String> files, byte[] pixels, int height, int width, int channels,
+                               List<String> classNames, int[] labels) {
         this.dir = dir;
         this.files = files;
         this.pixels = pixels;
         this.height = height;
         this.width = width;
         this.channels = channels;
+        this.classNames = classNames;
+        this.labels = labels;
+    }
+
+    /**
+     * These images labelled by their sub-folder, as torchvision's ImageFolder does: every image must lie in a
+     * sub-folder of the directory (its first path component), the classes are the sub-folder names sorted, class
+     * i the i-th.
+     *
+     * @throws IOException if an image lies directly in the directory
+     */
+    public ImageFolderDataset labelledBySubfolder() throws IOException {
+        java.util.TreeSet<String> names = new java.util.TreeSet<>();
+        for (String f : files) {
+            int slash = f.indexOf('/');
+            if (slash < 0) {
+                throw new IOException(dir.resolve(f) + ": class-conditional training takes one sub-folder per class,"
+                        + " and this image lies directly in " + dir);
+            }
+            names.add(f.substring(0, slash));
+        }
+        List<String> classes = List.copyOf(names);
+        int[] l = new int[files.size()];
+        for (int i = 0; i < l.length; i++) l[i] = classes.indexOf(files.get(i).substring(0, files.get(i).indexOf('/')));
+        return new ImageFolderDataset(dir, files, pixels, height, width, channels, classes, l);
+    }
+
+    @Override
+    public int numClasses() {
+        return classNames.size();
+    }
+
+    @Override
+    public int label(int index) {
+        if (labels == null) return Dataset.super.label(index);
+        return labels[Objects.checkIndex(index, files.size())];
+    }
+
+    @Override
+    public List<String> classNames() {
+        return classNames;
     }
 
     /**
@@ -93,7 +137,7 @@ public final class ImageFolderDataset implements Dataset {
         for (String e : errors) {
             if (e != null) throw new IOException(e); // the first failing file in the sorted order
         }
-        return new ImageFolderDataset(dir, List.copyOf(files), pixels, height, width, channels);
+        return new ImageFolderDataset(dir, List.copyOf(files), pixels, height, width, channels, List.of(), null);
     }
 
     /** The image files under {@code dir}, relative, '/'-separated, sorted. */
@@ -286,6 +330,6 @@ public final class ImageFolderDataset implements Dataset {
     @Override
     public String describe() {
         return "images " + dir + " (" + files.size() + " files, center-cropped and resized to " + height + "x" + width + "x"
-                + channels + ")";
+                + channels + (labels == null ? "" : ", " + classNames.size() + " classes by sub-folder") + ")";
     }
 }

@@ -28,7 +28,13 @@ import java.util.Objects;
  *       flat parameter buffer with learning rate {@code lr * min(1, step / warmup)} (step 1-based), and
  *       updates the EMA copy of the parameters with the {@link EmaSchedule}'s decay.</li>
  * </ol>
- * The state that determines the future — step count, noise seed and offset, the sampler's generator
+ * <p><b>Class-conditional models</b> (num_class_embeds): each sample's class label comes from the dataset, and with
+ * probability {@link Options#condDropProb()} (drawn from the same host generator, after the batch) it is replaced
+ * by the null class {@code num_class_embeds - 1}, so that the one model also learns the unconditional prediction
+ * that classifier-free guidance needs (Ho and Salimans 2022). The data's classes must number
+ * {@code num_class_embeds - 1} (or {@code num_class_embeds} with drop probability 0: no null class).
+ *
+ * <p>The state that determines the future — step count, noise seed and offset, the sampler's generator
  * state, the parameters, AdamW's m and v and the EMA — is exactly what {@link Checkpoint} saves, so
  * a run is a pure function of its seeds and a resumed run continues bit for bit on the same backend.
  *
@@ -49,10 +55,15 @@ public final class Trainer implements AutoCloseable {
      * @param flips random horizontal flips
      * @param minSnrGamma min-SNR-gamma loss weighting ({@link MinSnrWeights}) with this gamma; 0 = off (every
      *     sample weighs 1)
+     * @param condDropProb for a class-conditional model, the probability that a sample's label is replaced by the
+     *     null class (classifier-free guidance's training); in [0, 1)
      */
     public record Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw,
                           double maxGradNorm, EmaSchedule ema, PredictionType prediction, long seed, boolean flips,
-                          double minSnrGamma) {
+                          double minSnrGamma, double condDropProb) {
+        /** The default label drop probability of class-conditional training (as in Ho and Salimans' experiments). */
+        public static final double DEFAULT_COND_DROP_PROB = 0.1;
+
         public Options {
             if (batchSize < 1) throw new IllegalArgumentException("batchSize must be >= 1, got " + batchSize);
             if (!(Double.isFinite(learningRate) && learningRate >= 0)) {
@@ -66,6 +77,16 @@ public final class Trainer implements AutoCloseable {
             Objects.requireNonNull(ema, "ema");
             Objects.requireNonNull(prediction, "prediction");
             if (minSnrGamma != 0) MinSnrWeights.checkGamma(minSnrGamma);
+            if (!(condDropProb >= 0 && condDropProb < 1)) {
+                throw new IllegalArgumentException("condDropProb must be in [0, 1), got " + condDropProb);
+            }
+        }
+
+        /** With the default label drop probability. */
+        public Options(int batchSize, double learningRate, int warmupSteps, OptimKernels.AdamW adamw, double maxGradNorm,
+                       EmaSchedule ema, PredictionType prediction, long seed, boolean flips, double minSnrGamma) {
+            this(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, minSnrGamma,
+                    DEFAULT_COND_DROP_PROB);
         }
 
         /** Without loss weighting (minSnrGamma 0). */
@@ -84,20 +105,30 @@ public final class Trainer implements AutoCloseable {
         }
 
         public Options withLearningRate(double lr, int warmup) {
-            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips, minSnrGamma);
+            return new Options(batchSize, lr, warmup, adamw, maxGradNorm, ema, prediction, seed, flips, minSnrGamma,
+                    condDropProb);
         }
 
         public Options withPrediction(PredictionType p) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips, minSnrGamma);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, p, seed, flips, minSnrGamma,
+                    condDropProb);
         }
 
         public Options withEma(EmaSchedule e) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips, minSnrGamma);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, e, prediction, seed, flips, minSnrGamma,
+                    condDropProb);
         }
 
         /** With min-SNR-gamma loss weighting ({@code gamma > 0}) or without ({@code 0}). */
         public Options withMinSnrGamma(double gamma) {
-            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, gamma);
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips, gamma,
+                    condDropProb);
+        }
+
+        /** With the class-label drop probability of class-conditional training. */
+        public Options withCondDropProb(double p) {
+            return new Options(batchSize, learningRate, warmupSteps, adamw, maxGradNorm, ema, prediction, seed, flips,
+                    minSnrGamma, p);
         }
     }
 
@@ -123,6 +154,8 @@ public final class Trainer implements AutoCloseable {
     private final int[] timesteps;
     private final float[] timestepsF;
     private final float[] lossWeights; // per timestep (min-SNR-gamma), or null
+    private final int[] labels; // per sample, class-conditional models only (else null)
+    private final int nullClass; // the label that stands for "no class", or -1
     private final List<Tensor> owned = new ArrayList<>();
     private final Tensor m, v, ema, x0, xT, eps, loss, dOut;
     private long step;
@@ -149,6 +182,27 @@ public final class Trainer implements AutoCloseable {
         if (data.height() % f != 0 || data.width() % f != 0) {
             throw new IllegalArgumentException("images of " + data.height() + "x" + data.width()
                     + " do not fit the model: height and width must be multiples of " + f);
+        }
+        Integer classes = model.config().numClassEmbeds();
+        if (classes == null) {
+            this.labels = null;
+            this.nullClass = -1;
+        } else {
+            int k = data.numClasses();
+            if (k == 0) {
+                throw new IllegalArgumentException("the model is class-conditional (num_class_embeds " + classes
+                        + ") but " + data.describe() + " has no class labels");
+            }
+            if (k == classes - 1) {
+                this.nullClass = classes - 1;
+            } else if (k == classes && options.condDropProb() == 0) {
+                this.nullClass = -1;
+            } else {
+                throw new IllegalArgumentException("the data has " + k + " classes; the model's num_class_embeds "
+                        + classes + " must be " + (k + 1) + " (the classes and the null class)"
+                        + (options.condDropProb() == 0 ? " or " + k : ""));
+            }
+            this.labels = new int[options.batchSize()];
         }
         this.sampler = new BatchSampler(data, SplitMix64.mix(options.seed() ^ 0x6A09E667F3BCC909L), options.flips());
         this.shape = new int[] {options.batchSize(), data.height(), data.width(), data.channels()};
@@ -237,6 +291,16 @@ public final class Trainer implements AutoCloseable {
         return lossWeights == null ? null : lossWeights.clone();
     }
 
+    /** The label that stands for "no class" in class-conditional training, or -1 (unconditional, or no null class). */
+    public int nullClass() {
+        return nullClass;
+    }
+
+    /** The training data's class names by label (empty for an unconditional model). */
+    public java.util.List<String> classNames() {
+        return labels == null ? java.util.List.of() : sampler.dataset().classNames();
+    }
+
     public State state() {
         return new State(step, options.seed(), noiseOffset, sampler.state());
     }
@@ -260,18 +324,23 @@ public final class Trainer implements AutoCloseable {
     /** One optimisation step (see the class comment). */
     public StepResult step() {
         checkOpen();
-        sampler.next(hostBatch, shape[0]);
+        sampler.next(hostBatch, shape[0], labels);
         int T = schedule.numTrainTimesteps();
         for (int b = 0; b < timesteps.length; b++) {
             timesteps[b] = sampler.nextInt(T); // same stream: one saved long restores both
             timestepsF[b] = timesteps[b];
+        }
+        if (labels != null && nullClass >= 0 && options.condDropProb() > 0) {
+            for (int b = 0; b < labels.length; b++) {
+                if (sampler.nextDouble() < options.condDropProb()) labels[b] = nullClass;
+            }
         }
 
         x0.copyFrom(hostBatch);
         DiffusionKernels.addNoise(nativeSchedule, x0, timesteps, options.seed(), noiseOffset, xT, eps);
         // training forward: dropout (when the config has p > 0) with the seed derived from the trainer's
         // and the offsets [step * R, (step + 1) * R), R = one per resnet: restored with the step count
-        Tensor out = model.forwardTraining(xT, timestepsF, SplitMix64.mix(options.seed() ^ DROPOUT_SEED_SALT),
+        Tensor out = model.forwardTraining(xT, timestepsF, labels, SplitMix64.mix(options.seed() ^ DROPOUT_SEED_SALT),
                 Math.multiplyExact(step, (long) model.dropoutStreams()));
         DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, lossWeights, loss, dOut);
         model.zeroGradients();

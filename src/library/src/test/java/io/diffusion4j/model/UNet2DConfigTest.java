@@ -159,6 +159,23 @@ class UNet2DConfigTest {
         return Json.write(m);
     }
 
+    /** diffusers' class-conditional UNet2DModel: num_class_embeds with class_embed_type null, round trip. */
+    @Test
+    void classConditionalConfigRoundTripsAndAddsTheEmbeddingTable() {
+        UNet2DConfig c = UNet2DConfig.fromJson(withKey("num_class_embeds", "11"));
+        assertTrue(c.isClassConditional());
+        assertEquals(11, c.numClassEmbeds());
+        assertEquals(c, UNet2DConfig.fromJson(c.toJson()));
+        assertTrue(c.toJson().contains("\"num_class_embeds\": 11"), c.toJson());
+        UNet2DLayout l = UNet2DLayout.of(c);
+        UNet2DLayout plain = UNet2DLayout.of(UNet2DConfig.fromJson(withKey("num_class_embeds", "null")));
+        assertEquals(plain.parameterCount() + 11L * c.timeEmbedDim(), l.parameterCount());
+        assertEquals(UNet2DLayout.Kind.EMBEDDING, l.param("class_embedding.weight").kind());
+        // state-dict order: right after the time embedding, as diffusers registers the module
+        List<String> names = l.params().stream().map(UNet2DLayout.Param::name).toList();
+        assertEquals(names.indexOf("time_embedding.linear_2.bias") + 1, names.indexOf("class_embedding.weight"));
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', quoteCharacter = '`', value = {
         "center_input_sample|true|center_input_sample",
@@ -181,7 +198,9 @@ class UNet2DConfigTest {
         "resnet_time_scale_shift|`\"scale_shift\"`|resnet_time_scale_shift",
         "add_attention|false|add_attention",
         "class_embed_type|`\"timestep\"`|class_embed_type",
-        "num_class_embeds|10|num_class_embeds",
+        "num_class_embeds|0|num_class_embeds must be in [1, 1048576], got 0",
+        "num_class_embeds|2.5|num_class_embeds",
+        "class_embed_type|`\"identity\"`|class_embed_type",
         "norm_num_groups|null|norm_num_groups",
         "norm_num_groups|0|norm_num_groups",
         "attention_head_dim|100|attention_head_dim = 100 does not divide",

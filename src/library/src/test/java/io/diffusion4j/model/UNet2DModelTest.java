@@ -74,12 +74,21 @@ class UNet2DModelTest {
 
     /** A forward pass: inference ({@code dropout == null}) or training with dropout seed, offset. */
     static Tensor forward(UNet2DModel m, Tensor x, float[] t, long[] dropout) {
-        return dropout == null ? m.forward(x, t) : m.forwardTraining(x, t, dropout[0], dropout[1]);
+        return forward(m, x, t, null, dropout);
+    }
+
+    /** A forward pass with class labels (null for an unconditional model). */
+    static Tensor forward(UNet2DModel m, Tensor x, float[] t, int[] labels, long[] dropout) {
+        return dropout == null ? m.forward(x, t, labels) : m.forwardTraining(x, t, labels, dropout[0], dropout[1]);
     }
 
     /** sum(out * R) of one forward, accumulated in float64. */
     static double loss(UNet2DModel m, Tensor x, float[] t, float[] r, long[] dropout) {
-        return dot(forward(m, x, t, dropout).toFloatArray(), r);
+        return loss(m, x, t, null, r, dropout);
+    }
+
+    static double loss(UNet2DModel m, Tensor x, float[] t, int[] labels, float[] r, long[] dropout) {
+        return dot(forward(m, x, t, labels, dropout).toFloatArray(), r);
     }
 
     /**
@@ -116,6 +125,42 @@ class UNet2DModelTest {
     @Test
     void gradientCheckOfTheWholeNetwork() {
         gradientCheck(tiny(), null, TestRandom.fresh());
+    }
+
+    /**
+     * A class-conditional model (num_class_embeds 5, diffusers' class-embedding table added to the time
+     * embedding): the same gradient check, which samples an element of the class-embedding table among the
+     * parameters; both samples use one label (their gradients add into one row) and another row gets none.
+     */
+    @Test
+    void gradientCheckOfAClassConditionalNetwork() {
+        gradientCheck(tinyBuilder().numClassEmbeds(5).build(), null, TestRandom.fresh());
+    }
+
+    /** Labels select rows: different labels give different outputs, and the model checks them. */
+    @Test
+    void classLabelsSelectTheirEmbeddingRowAndAreChecked() {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = tinyBuilder().numClassEmbeds(3).build();
+        try (UNet2DModel m = new UNet2DModel(cpu, cfg, r.nextLong()); UNet2DModel plain = new UNet2DModel(cpu, tiny(), 1L);
+             Tensor x = Tensor.of(cpu, r.gaussians(2 * 8 * 8 * 2, 1), 2, 8, 8, 2)) {
+            assertArrayEquals(new int[] {3, 16}, m.layout().param("class_embedding.weight").shape());
+            float[] t = {5, 700};
+            float[] a = m.forward(x, t, new int[] {0, 2}).toFloatArray();
+            float[] b = m.forward(x, t, new int[] {1, 2}).toFloatArray();
+            int half = a.length / 2;
+            assertTrue(differ(java.util.Arrays.copyOf(a, half), java.util.Arrays.copyOf(b, half)), "label 0 vs 1");
+            assertArrayEquals(java.util.Arrays.copyOfRange(a, half, a.length), java.util.Arrays.copyOfRange(b, half, b.length),
+                    "sample 1 kept its label: same bits");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> m.forward(x, t));
+            assertTrue(e.getMessage().contains("class-conditional"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> m.forward(x, t, new int[] {0, 3}));
+            assertTrue(e.getMessage().contains("class label 3 (sample 1) is outside [0, 3)"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> m.forward(x, t, new int[] {0}));
+            assertTrue(e.getMessage().contains("1 entries"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> plain.forward(x, t, new int[] {0, 0}));
+            assertTrue(e.getMessage().contains("unconditional"), e.getMessage());
+        }
     }
 
     /**
@@ -220,11 +265,17 @@ class UNet2DModelTest {
             m.loadFlat(flat);
             float[] xs = r.gaussians(n * hw * hw * cfg.inChannels(), 1);
             float[] t = {r.nextInt(1000), r.nextInt(1000)};
+            int[] labels = null;
+            if (cfg.isClassConditional()) {
+                int l = r.nextInt(cfg.numClassEmbeds());
+                labels = new int[] {l, l};
+            }
+            int[] lab = labels;
             float[] rr = r.gaussians(n * hw * hw * cfg.outChannels(), 1);
             try (Tensor x = Tensor.of(cpu, xs, n, hw, hw, cfg.inChannels());
                  Tensor dOut = Tensor.of(cpu, rr, n, hw, hw, cfg.outChannels())) {
                 m.zeroGradients();
-                forward(m, x, t, dropout);
+                forward(m, x, t, lab, dropout);
                 float[] dx = m.backward(dOut).toFloatArray();
                 float[] grad = m.flatGradients();
 
@@ -232,15 +283,23 @@ class UNet2DModelTest {
                 List<Double> analytic = new ArrayList<>(), numeric = new ArrayList<>();
                 List<UNet2DLayout.Param> all = m.layout().params();
                 // one random element of every parameter tensor (a broken gradient of any single layer is
-                // caught), plus 20 more elements of randomly chosen tensors
+                // caught), plus 20 more elements of randomly chosen tensors; the class table's element in the
+                // labelled row (the others' gradient is exactly 0, checked below)
                 for (int s = 0; s < all.size() + 20; s++) {
                     UNet2DLayout.Param p = all.get(s < all.size() ? s : r.nextInt(all.size()));
-                    int idx = (int) p.offset() + r.nextInt((int) p.size());
+                    int pick = (int) p.offset() + r.nextInt((int) p.size());
+                    if (p.kind() == UNet2DLayout.Kind.EMBEDDING) {
+                        int dim = p.shape()[1];
+                        pick = (int) p.offset() + lab[0] * dim + r.nextInt(dim);
+                        int other = (lab[0] + 1) % p.shape()[0];
+                        assertEquals(0f, grad[(int) p.offset() + other * dim + r.nextInt(dim)], "an unused class row");
+                    }
+                    int idx = pick;
                     float orig = flat[idx];
                     double d = richardson(orig, v -> {
                         flat[idx] = (float) v;
                         m.loadFlat(flat);
-                        return loss(m, x, t, rr, dropout);
+                        return loss(m, x, t, lab, rr, dropout);
                     });
                     flat[idx] = orig;
                     names.add(p.name() + "[" + (idx - p.offset()) + "]");
@@ -254,7 +313,7 @@ class UNet2DModelTest {
                     double d = richardson(orig, v -> {
                         xs[idx] = (float) v;
                         x.copyFrom(xs);
-                        return loss(m, x, t, rr, dropout);
+                        return loss(m, x, t, lab, rr, dropout);
                     });
                     xs[idx] = orig;
                     x.copyFrom(xs);

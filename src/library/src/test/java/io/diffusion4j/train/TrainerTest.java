@@ -432,4 +432,87 @@ class TrainerTest {
         assertBitEqual(straight.v(), resumed.v(), "exp_avg_sq " + ctx);
     }
     // ---- end dropout ----
+
+    /** The procedural shapes labelled by index modulo 3, named "a", "b", "c". */
+    static Dataset labelled(long seed) {
+        ProceduralDataset d = data(seed);
+        return new Dataset() {
+            public int size() { return d.size(); }
+            public int height() { return d.height(); }
+            public int width() { return d.width(); }
+            public int channels() { return d.channels(); }
+            public void image(int index, float[] dst, int offset) { d.image(index, dst, offset); }
+            public String describe() { return "labelled " + d.describe(); }
+            public int numClasses() { return 3; }
+            public int label(int index) { return index % 3; }
+            public List<String> classNames() { return List.of("a", "b", "c"); }
+        };
+    }
+
+    /**
+     * Class-conditional training (num_class_embeds 4: three classes and the null class 3): resume is bit for bit,
+     * the class names and null class are saved beside the config, the label drop acts (another first-step loss
+     * than with probability 0), and mismatched data is refused.
+     */
+    @Test
+    void classConditionalTrainingResumesExactlyAndSavesItsClasses(@TempDir Path dir) throws IOException {
+        TestRandom rnd = TestRandom.fresh();
+        long seed = rnd.nextLong();
+        UNet2DConfig cfg = UNet2DConfig.builder().sampleSize(12).inChannels(1).outChannels(1).blockOutChannels(8, 16)
+                .layersPerBlock(1).normNumGroups(4).attentionHeadDim(8)
+                .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
+                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).numClassEmbeds(4).build();
+        Trainer.Options opt = options(seed, PredictionType.EPSILON).withCondDropProb(0.5);
+        int n = 3;
+        double noDrop;
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed);
+                Trainer t = new Trainer(model, schedule(), labelled(seed), opt.withCondDropProb(0))) {
+            noDrop = t.step().loss();
+        }
+        Snapshot straight;
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed); Trainer t = new Trainer(model, schedule(), labelled(seed), opt)) {
+            assertEquals(3, t.nullClass());
+            List<Double> l = new ArrayList<>();
+            for (int i = 0; i < 2 * n; i++) l.add(t.step().loss());
+            straight = snapshot(t, l);
+        }
+        List<Double> l = new ArrayList<>();
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed); Trainer t = new Trainer(model, schedule(), labelled(seed), opt)) {
+            for (int i = 0; i < n; i++) l.add(t.step().loss());
+            Checkpoint.save(dir, t);
+        }
+        io.diffusion4j.model.ClassLabels classes = io.diffusion4j.model.ClassLabels.read(dir);
+        assertEquals(new io.diffusion4j.model.ClassLabels(List.of("a", "b", "c"), 3), classes);
+        assertEquals(0.5, Checkpoint.readOptions(dir).condDropProb());
+        Snapshot resumed;
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed + 1);
+                Trainer t = new Trainer(model, schedule(), labelled(seed), opt)) {
+            Checkpoint.load(dir, t);
+            for (int i = 0; i < n; i++) l.add(t.step().loss());
+            resumed = snapshot(t, l);
+        }
+        String ctx = rnd.describe();
+        assertNotEquals(noDrop, straight.losses().get(0), "the label drop changed nothing " + ctx);
+        assertEquals(straight.losses(), resumed.losses(), "per-step losses " + ctx);
+        assertEquals(straight.state(), resumed.state(), "host state " + ctx);
+        assertBitEqual(straight.params(), resumed.params(), "parameters " + ctx);
+        assertBitEqual(straight.ema(), resumed.ema(), "EMA " + ctx);
+        try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new Trainer(model, schedule(), data(seed), opt));
+            assertTrue(e.getMessage().contains("has no class labels"), e.getMessage());
+        }
+        UNet2DConfig five = UNet2DConfig.fromMap(withClasses(cfg, 6));
+        try (UNet2DModel model = new UNet2DModel(cpu, five, seed)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new Trainer(model, schedule(), labelled(seed), opt));
+            assertTrue(e.getMessage().contains("num_class_embeds 6 must be 4"), e.getMessage());
+        }
+    }
+
+    static java.util.Map<String, Object> withClasses(UNet2DConfig c, int n) {
+        java.util.LinkedHashMap<String, Object> m = c.toMap();
+        m.put("num_class_embeds", (long) n);
+        return m;
+    }
 }
