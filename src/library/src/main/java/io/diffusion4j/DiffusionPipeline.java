@@ -1,12 +1,14 @@
 package io.diffusion4j;
 
 import io.diffusion4j.io.Json;
+import io.diffusion4j.model.ClassLabels;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.sample.DdimScheduler;
 import io.diffusion4j.sample.DdpmScheduler;
 import io.diffusion4j.sample.DpmSolverScheduler;
+import io.diffusion4j.sample.ImageInputs;
 import io.diffusion4j.sample.Sampler;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.schedule.NoiseSchedule;
@@ -41,12 +43,14 @@ public final class DiffusionPipeline implements AutoCloseable {
     private final Map<String, Object> schedulerConfig;
     private final Path source;
     private final boolean ema;
+    private final ClassLabels classes; // null for an unconditional model
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     private boolean closed; // guarded by lock
 
     private DiffusionPipeline(Diffusion4j owner, UNet2DModel model, NoiseSchedule schedule,
-                              Map<String, Object> schedulerConfig, Path source, boolean ema) {
+                              Map<String, Object> schedulerConfig, Path source, boolean ema, ClassLabels classes) {
         this.owner = owner;
+        this.classes = classes;
         this.model = model;
         this.schedule = schedule;
         this.schedulerConfig = schedulerConfig;
@@ -83,6 +87,12 @@ public final class DiffusionPipeline implements AutoCloseable {
             throw new IOException(folder.dir().resolve(Checkpoint.CONFIG) + ": in_channels " + config.inChannels()
                     + " != out_channels " + config.outChannels() + " (learned variance is not supported for sampling)");
         }
+        ClassLabels classes = null;
+        if (config.isClassConditional()) {
+            classes = ClassLabels.read(folder.dir());
+            if (classes == null) classes = ClassLabels.unnamed(config.numClassEmbeds());
+            classes.checkFits(config.numClassEmbeds(), folder.dir().resolve(ClassLabels.FILE));
+        }
         UNet2DModel model = new UNet2DModel(owner.backend(), config, 0L);
         try {
             model.loadFlat(weights);
@@ -90,7 +100,7 @@ public final class DiffusionPipeline implements AutoCloseable {
             model.close();
             throw e;
         }
-        return new DiffusionPipeline(owner, model, schedule, Map.copyOf(nullFree(schedCfg)), dir, ema);
+        return new DiffusionPipeline(owner, model, schedule, Map.copyOf(nullFree(schedCfg)), dir, ema, classes);
     }
 
     private static Map<String, Object> nullFree(Map<String, Object> m) {
@@ -147,8 +157,27 @@ public final class DiffusionPipeline implements AutoCloseable {
      * @throws IllegalStateException if the pipeline is closed
      */
     public Samples sample(SamplerConfig config, int count, SamplingProgress progress) {
+        return sample(config, count, SampleInputs.none(), progress);
+    }
+
+    /**
+     * Samples {@code count} images steered by class labels and classifier-free guidance, image-to-image or inpainting
+     * ({@link SampleInputs}, with the guidance scale, strength and jumps of the configuration).
+     *
+     * @param config sampler, steps, seed, batch size, guidance scale, strength, jumps
+     * @param count number of images, at least 1
+     * @param inputs labels, init image, mask
+     * @param progress called after every step (a step: a denoising step or one of inpainting's jumps back), or null
+     * @return the samples
+     * @throws IllegalArgumentException naming the input, if a label is outside the model's classes, labels are given
+     *     to an unconditional model, guidance is asked of a model without a null class, an image or mask has the
+     *     wrong size, or a mask is given without an image
+     * @throws IllegalStateException if the pipeline is closed
+     */
+    public Samples sample(SamplerConfig config, int count, SampleInputs inputs, SamplingProgress progress) {
         if (count < 1) throw new IllegalArgumentException("count must be >= 1, got " + count);
-        return run(config, count, null, progress);
+        Objects.requireNonNull(inputs, "inputs");
+        return run(config, count, null, inputs, progress);
     }
 
     /**
@@ -165,10 +194,10 @@ public final class DiffusionPipeline implements AutoCloseable {
      */
     public Samples sample(SamplerConfig config, float[] initialNoise, SamplingProgress progress) {
         Objects.requireNonNull(initialNoise, "initialNoise");
-        return run(config, -1, initialNoise, progress);
+        return run(config, -1, initialNoise, SampleInputs.none(), progress);
     }
 
-    private Samples run(SamplerConfig config, int count, float[] init, SamplingProgress progress) {
+    private Samples run(SamplerConfig config, int count, float[] init, SampleInputs inputs, SamplingProgress progress) {
         Objects.requireNonNull(config, "config");
         ReentrantReadWriteLock.ReadLock r = lock.readLock();
         r.lock();
@@ -197,12 +226,28 @@ public final class DiffusionPipeline implements AutoCloseable {
             }
             SamplerScheduler scheduler = scheduler(config.type(), config.eta(), config.timestepSpacing().orElse(null),
                     schedulerConfig);
+            if (config.useClippedModelOutput() && scheduler instanceof DdimScheduler d) {
+                scheduler = d.withUseClippedModelOutput(true);
+            }
+            int[] labels = perImageLabels(inputs.labelsRef(), count);
+            float[] image = ImageInputs.perImage("init image", inputs.imageRef(), count, h, w, c, false);
+            float[] mask = inputs.maskRef() == null ? null : ImageInputs.perImage("mask", inputs.maskRef(), count, h, w, c, true);
+            if (mask != null && image == null) {
+                throw new IllegalArgumentException("mask: inpainting needs an init image too");
+            }
+            float scale = (float) config.guidanceScale();
+            if (scale != 1f && classes == null) {
+                throw new IllegalArgumentException("guidance scale " + config.guidanceScale() + " needs a class-conditional"
+                        + " model; this one is unconditional");
+            }
             int steps = config.steps() == 0 ? schedule.numTrainTimesteps() : config.steps();
             int batch = Math.min(config.batchSize(), count);
             float[] all = new float[Math.multiplyExact(count, per)];
             try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
                 int batches = (count + batch - 1) / batch;
-                int perBatch = sampler.plan().size();
+                int perBatch = sampler.runPlan(new Sampler.Inputs(null, -1, 1f, image == null ? null : new float[0],
+                        mask == null ? null : new float[0], config.strength(), config.jumpLength(), config.jumpNSample()))
+                        .ops().size();
                 int total = batches * perBatch;
                 for (int k = 0; k < batches; k++) {
                     int first = k * batch;
@@ -210,7 +255,13 @@ public final class DiffusionPipeline implements AutoCloseable {
                     float[] x = init == null ? null : Arrays.copyOfRange(init, first * per, (first + n) * per);
                     int done = k * perBatch;
                     Sampler.Progress p = progress == null ? null : (d, t) -> progress.onStep(done + d, total);
-                    float[] out = sampler.run(config.seed(), first, n, x, p);
+                    Sampler.Inputs in = new Sampler.Inputs(
+                            labels == null ? null : Arrays.copyOfRange(labels, first, first + n),
+                            classes == null ? -1 : classes.nullClass(), scale,
+                            image == null ? null : Arrays.copyOfRange(image, first * per, (first + n) * per),
+                            mask == null ? null : Arrays.copyOfRange(mask, first * per, (first + n) * per),
+                            config.strength(), config.jumpLength(), config.jumpNSample());
+                    float[] out = sampler.run(config.seed(), first, n, x, in, p);
                     System.arraycopy(out, 0, all, first * per, n * per);
                 }
             }
@@ -218,6 +269,73 @@ public final class DiffusionPipeline implements AutoCloseable {
         } finally {
             r.unlock();
         }
+    }
+
+    /** One label per image: the given ones, one repeated for all, or null. */
+    private int[] perImageLabels(int[] given, int count) {
+        if (given == null) return null;
+        if (classes == null) {
+            throw new IllegalArgumentException("class labels: the model is unconditional (its config has no num_class_embeds)");
+        }
+        if (given.length != 1 && given.length != count) {
+            throw new IllegalArgumentException("class labels: give one label or one per image (" + count + "), got "
+                    + given.length);
+        }
+        int[] out = new int[count];
+        for (int i = 0; i < count; i++) {
+            int v = given[given.length == 1 ? 0 : i];
+            if (v < 0 || v >= classes.names().size()) {
+                throw new IllegalArgumentException("class labels: " + v + " is not a class of this model (0 to "
+                        + (classes.names().size() - 1) + ")");
+            }
+            out[i] = v;
+        }
+        return out;
+    }
+
+    /**
+     * Whether the model takes class labels.
+     *
+     * @return true for a class-conditional model (num_class_embeds)
+     */
+    public boolean isClassConditional() {
+        return classes != null;
+    }
+
+    /**
+     * The class names of a class-conditional model, by label (from the checkpoint's class_labels.json, or the labels'
+     * numbers when it has none).
+     *
+     * @return the names, empty for an unconditional model
+     */
+    public java.util.List<String> classNames() {
+        return classes == null ? java.util.List.of() : classes.names();
+    }
+
+    /**
+     * The label of a class given by number or name (case-insensitive).
+     *
+     * @param name a label number or a class name
+     * @return the label
+     * @throws IllegalArgumentException if it names no class of this model (or the model is unconditional)
+     */
+    public int classLabel(String name) {
+        Objects.requireNonNull(name, "name");
+        int v = classes == null ? -1 : classes.parse(name);
+        if (v < 0) {
+            throw new IllegalArgumentException("'" + name + "' is not a class of this model"
+                    + (classes == null ? " (it is unconditional)" : " (classes: " + String.join(", ", classes.names()) + ")"));
+        }
+        return v;
+    }
+
+    /**
+     * Whether classifier-free guidance is available: a class-conditional model trained with a null class.
+     *
+     * @return true when guidance scales other than 1 can be used
+     */
+    public boolean supportsGuidance() {
+        return classes != null && classes.hasNullClass();
     }
 
     /**

@@ -31,9 +31,25 @@ public final class SamplerConfig {
     private final long seed;
     private final int batchSize;
     private final int height, width; // 0: the model's sample_size
+    private final double guidanceScale;
+    private final double strength;
+    private final int jumpLength, jumpNSample;
+    private final boolean useClippedModelOutput;
+
+    /** diffusers' img2img default strength. */
+    public static final double DEFAULT_STRENGTH = 0.8;
+    /** diffusers' RePaintPipeline defaults. */
+    public static final int DEFAULT_JUMP_LENGTH = 10, DEFAULT_JUMP_N_SAMPLE = 10;
 
     private SamplerConfig(SamplerType type, int steps, double eta, TimestepSpacing spacing, long seed, int batchSize,
                           int height, int width) {
+        this(type, steps, eta, spacing, seed, batchSize, height, width, 1.0, DEFAULT_STRENGTH, DEFAULT_JUMP_LENGTH,
+                DEFAULT_JUMP_N_SAMPLE, false);
+    }
+
+    private SamplerConfig(SamplerType type, int steps, double eta, TimestepSpacing spacing, long seed, int batchSize,
+                          int height, int width, double guidanceScale, double strength, int jumpLength, int jumpNSample,
+                          boolean useClippedModelOutput) {
         this.type = type;
         this.steps = steps;
         this.eta = eta;
@@ -42,6 +58,18 @@ public final class SamplerConfig {
         this.batchSize = batchSize;
         this.height = height;
         this.width = width;
+        this.guidanceScale = guidanceScale;
+        this.strength = strength;
+        this.jumpLength = jumpLength;
+        this.jumpNSample = jumpNSample;
+        this.useClippedModelOutput = useClippedModelOutput;
+    }
+
+    /** A copy with the first eight settings replaced and the others kept. */
+    private SamplerConfig copy(SamplerType type, int steps, double eta, TimestepSpacing spacing, long seed, int batchSize,
+                               int height, int width) {
+        return new SamplerConfig(type, steps, eta, spacing, seed, batchSize, height, width, guidanceScale, strength,
+                jumpLength, jumpNSample, useClippedModelOutput);
     }
 
     private static int checkSteps(int steps) {
@@ -99,7 +127,7 @@ public final class SamplerConfig {
      * @throws IllegalArgumentException if {@code newSteps < 1}
      */
     public SamplerConfig withSteps(int newSteps) {
-        return new SamplerConfig(type, checkSteps(newSteps), eta, spacing, seed, batchSize, height, width);
+        return copy(type, checkSteps(newSteps), eta, spacing, seed, batchSize, height, width);
     }
 
     /**
@@ -117,7 +145,7 @@ public final class SamplerConfig {
         if (newEta != 0 && type != SamplerType.DDIM) {
             throw new IllegalArgumentException("eta applies to DDIM only, this is " + type.cliName());
         }
-        return new SamplerConfig(type, steps, newEta, spacing, seed, batchSize, height, width);
+        return copy(type, steps, newEta, spacing, seed, batchSize, height, width);
     }
 
     /**
@@ -129,7 +157,7 @@ public final class SamplerConfig {
      */
     public SamplerConfig withTimestepSpacing(TimestepSpacing newSpacing) {
         Objects.requireNonNull(newSpacing, "timestepSpacing");
-        return new SamplerConfig(type, steps, eta, newSpacing, seed, batchSize, height, width);
+        return copy(type, steps, eta, newSpacing, seed, batchSize, height, width);
     }
 
     /**
@@ -140,7 +168,7 @@ public final class SamplerConfig {
      * @return the new configuration
      */
     public SamplerConfig withSeed(long newSeed) {
-        return new SamplerConfig(type, steps, eta, spacing, newSeed, batchSize, height, width);
+        return copy(type, steps, eta, spacing, newSeed, batchSize, height, width);
     }
 
     /**
@@ -152,7 +180,7 @@ public final class SamplerConfig {
      */
     public SamplerConfig withBatchSize(int newBatchSize) {
         if (newBatchSize < 1) throw new IllegalArgumentException("batchSize must be >= 1, got " + newBatchSize);
-        return new SamplerConfig(type, steps, eta, spacing, seed, newBatchSize, height, width);
+        return copy(type, steps, eta, spacing, seed, newBatchSize, height, width);
     }
 
     /**
@@ -168,7 +196,120 @@ public final class SamplerConfig {
         if (newHeight < 1 || newWidth < 1) {
             throw new IllegalArgumentException("image size must be positive, got " + newHeight + "x" + newWidth);
         }
-        return new SamplerConfig(type, steps, eta, spacing, seed, batchSize, newHeight, newWidth);
+        return copy(type, steps, eta, spacing, seed, batchSize, newHeight, newWidth);
+    }
+
+    /**
+     * The same configuration with a classifier-free guidance scale (a class-conditional model trained with a null
+     * class): 1 samples from the conditional prediction alone; s &gt; 1 follows
+     * {@code uncond + s (cond - uncond)}, computed in one batched model call per step.
+     *
+     * @param scale finite and {@code >= 0}
+     * @return the new configuration
+     * @throws IllegalArgumentException if the scale is negative or not finite
+     */
+    public SamplerConfig withGuidanceScale(double scale) {
+        if (!(Double.isFinite(scale) && scale >= 0 && scale <= Float.MAX_VALUE)) {
+            throw new IllegalArgumentException("guidance scale must be finite and >= 0, got " + scale);
+        }
+        return new SamplerConfig(type, steps, eta, spacing, seed, batchSize, height, width, scale, strength, jumpLength,
+                jumpNSample, useClippedModelOutput);
+    }
+
+    /**
+     * The same configuration with image-to-image's strength (SDEdit): the init image is noised to the timestep
+     * {@code strength} of the way up the plan and only the last {@code floor(steps * strength)} steps run.
+     *
+     * @param newStrength in (0, 1]
+     * @return the new configuration
+     * @throws IllegalArgumentException if the strength is outside (0, 1]
+     */
+    public SamplerConfig withStrength(double newStrength) {
+        if (!(newStrength > 0 && newStrength <= 1)) {
+            throw new IllegalArgumentException("strength must be in (0, 1], got " + newStrength);
+        }
+        return new SamplerConfig(type, steps, eta, spacing, seed, batchSize, height, width, guidanceScale, newStrength,
+                jumpLength, jumpNSample, useClippedModelOutput);
+    }
+
+    /**
+     * The same configuration with inpainting's resampling (RePaint): after every {@code length} steps the sample is
+     * renoised {@code length} steps back and denoised again, {@code nSample - 1} times (diffusers' jump_length and
+     * jump_n_sample; {@code nSample} 1 turns resampling off).
+     *
+     * @param length at least 1
+     * @param nSample at least 1
+     * @return the new configuration
+     * @throws IllegalArgumentException if either is below 1
+     */
+    public SamplerConfig withJumps(int length, int nSample) {
+        if (length < 1 || nSample < 1) {
+            throw new IllegalArgumentException("jump length and jump_n_sample must be >= 1, got " + length + " and " + nSample);
+        }
+        return new SamplerConfig(type, steps, eta, spacing, seed, batchSize, height, width, guidanceScale, strength,
+                length, nSample, useClippedModelOutput);
+    }
+
+    /**
+     * The same DDIM configuration with diffusers' {@code use_clipped_model_output}: when the x0 prediction is clipped
+     * (clip_sample) or thresholded, the noise used for the step is re-derived from the processed x0 instead of kept
+     * from the model.
+     *
+     * @param use whether to re-derive the noise
+     * @return the new configuration
+     * @throws IllegalArgumentException if set for a sampler other than DDIM
+     */
+    public SamplerConfig withUseClippedModelOutput(boolean use) {
+        if (use && type != SamplerType.DDIM) {
+            throw new IllegalArgumentException("use_clipped_model_output applies to DDIM only, this is " + type.cliName());
+        }
+        return new SamplerConfig(type, steps, eta, spacing, seed, batchSize, height, width, guidanceScale, strength,
+                jumpLength, jumpNSample, use);
+    }
+
+    /**
+     * The classifier-free guidance scale.
+     *
+     * @return the scale (1: none)
+     */
+    public double guidanceScale() {
+        return guidanceScale;
+    }
+
+    /**
+     * Image-to-image's strength (used when the inputs have an init image and no mask).
+     *
+     * @return the strength in (0, 1]
+     */
+    public double strength() {
+        return strength;
+    }
+
+    /**
+     * Inpainting's jump length.
+     *
+     * @return the jump length
+     */
+    public int jumpLength() {
+        return jumpLength;
+    }
+
+    /**
+     * Inpainting's jump_n_sample.
+     *
+     * @return jump_n_sample (1: no resampling)
+     */
+    public int jumpNSample() {
+        return jumpNSample;
+    }
+
+    /**
+     * DDIM's use_clipped_model_output.
+     *
+     * @return whether the noise is re-derived from the clipped x0
+     */
+    public boolean useClippedModelOutput() {
+        return useClippedModelOutput;
     }
 
     /**
@@ -253,7 +394,9 @@ public final class SamplerConfig {
     public boolean equals(Object o) {
         return o instanceof SamplerConfig c && c.type == type && c.steps == steps && Double.compare(c.eta, eta) == 0
                 && c.spacing == spacing && c.seed == seed && c.batchSize == batchSize && c.height == height
-                && c.width == width;
+                && c.width == width && Double.compare(c.guidanceScale, guidanceScale) == 0
+                && Double.compare(c.strength, strength) == 0 && c.jumpLength == jumpLength && c.jumpNSample == jumpNSample
+                && c.useClippedModelOutput == useClippedModelOutput;
     }
 
     /**
@@ -263,7 +406,8 @@ public final class SamplerConfig {
      */
     @Override
     public int hashCode() {
-        return Objects.hash(type, steps, eta, spacing, seed, batchSize, height, width);
+        return Objects.hash(type, steps, eta, spacing, seed, batchSize, height, width, guidanceScale, strength, jumpLength,
+                jumpNSample, useClippedModelOutput);
     }
 
     /**
@@ -276,6 +420,7 @@ public final class SamplerConfig {
         return String.format(Locale.ROOT, "%s-%s (%s%s, seed %d, batch %d%s)", type.cliName(),
                 steps == 0 ? "all" : Integer.toString(steps), type == SamplerType.DDIM ? "eta " + eta + ", " : "",
                 spacing == null ? "checkpoint spacing" : spacing.configName() + " spacing", seed, batchSize,
-                height == 0 ? "" : ", " + height + "x" + width);
+                height == 0 ? "" : ", " + height + "x" + width)
+                + (guidanceScale != 1 ? " guidance " + guidanceScale : "") + (useClippedModelOutput ? " clipped model output" : "");
     }
 }

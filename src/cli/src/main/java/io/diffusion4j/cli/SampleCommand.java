@@ -3,11 +3,13 @@ package io.diffusion4j.cli;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Precision;
 import io.diffusion4j.io.Npy;
+import io.diffusion4j.model.ClassLabels;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.sample.DdimScheduler;
 import io.diffusion4j.sample.DdpmScheduler;
 import io.diffusion4j.sample.DpmSolverScheduler;
+import io.diffusion4j.sample.ImageInputs;
 import io.diffusion4j.sample.Images;
 import io.diffusion4j.sample.Sampler;
 import io.diffusion4j.sample.SamplerScheduler;
@@ -77,6 +79,40 @@ public final class SampleCommand implements Callable<Integer> {
             description = "the grid's pixels enlarged K times, nearest neighbour, 1 to 16 (default: ${DEFAULT-VALUE})")
     int gridScale = 1;
 
+    @Option(names = "--class-labels", paramLabel = "L,L,...", description = "a class-conditional model: one class per "
+            + "image, or one for all, by number or name (the names of class_labels.json); without it the model's null "
+            + "class (unconditional)")
+    String classLabels;
+
+    @Option(names = "--guidance-scale", paramLabel = "S", description = "classifier-free guidance: 1 = the conditional "
+            + "model alone, S > 1 = uncond + S (cond - uncond), both predictions in one batched model call "
+            + "(default: ${DEFAULT-VALUE})")
+    float guidanceScale = 1f;
+
+    @Option(names = "--init-image", paramLabel = "FILE", description = "a PNG or JPEG (resized to the model's size): "
+            + "image-to-image with --strength, or inpainting with --mask-image")
+    Path initImage;
+
+    @Option(names = "--mask-image", paramLabel = "FILE", description = "inpainting (RePaint) mask, diffusers' "
+            + "RePaintPipeline convention: white (>= 128) keeps the init image's pixel, black is generated")
+    Path maskImage;
+
+    @Option(names = "--strength", paramLabel = "S", description = "image-to-image (SDEdit): noise the init image to "
+            + "S of the way up the schedule and run the last S x steps, 0 < S <= 1 (default: ${DEFAULT-VALUE})")
+    double strength = io.diffusion4j.SamplerConfig.DEFAULT_STRENGTH;
+
+    @Option(names = "--jump-length", paramLabel = "N", description = "inpainting: RePaint's jump length (default: "
+            + "${DEFAULT-VALUE})")
+    int jumpLength = io.diffusion4j.SamplerConfig.DEFAULT_JUMP_LENGTH;
+
+    @Option(names = "--jump-n-sample", paramLabel = "N", description = "inpainting: RePaint's resampling count, 1 = none "
+            + "(default: ${DEFAULT-VALUE}; the run makes about N times the steps' model calls)")
+    int jumpNSample = io.diffusion4j.SamplerConfig.DEFAULT_JUMP_N_SAMPLE;
+
+    @Option(names = "--use-clipped-model-output", description = "ddim: re-derive the noise from the clipped x0 "
+            + "prediction (diffusers' use_clipped_model_output)")
+    boolean useClippedModelOutput;
+
     @Mixin
     DeviceOptions device;
 
@@ -93,7 +129,8 @@ public final class SampleCommand implements Callable<Integer> {
     /** Parsed options. */
     record Options(Path checkpoint, String sampler, int steps, float eta, int n, int batchSize, long seed, Path out,
                    boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, Precision precision,
-                   int gridScale) {}
+                   int gridScale, String classLabels, float guidanceScale, Path initImage, Path maskImage, double strength,
+                   int jumpLength, int jumpNSample, boolean useClippedModelOutput) {}
 
     @Override
     public Integer call() {
@@ -118,8 +155,24 @@ public final class SampleCommand implements Callable<Integer> {
         }
         if (!(eta >= 0 && Float.isFinite(eta))) throw Main.bad(spec, "--eta must be finite and >= 0");
         if (eta != 0 && !sampler.equals("ddim")) throw Main.bad(spec, "--eta applies to ddim only");
+        if (!(Float.isFinite(guidanceScale) && guidanceScale >= 0)) {
+            throw Main.bad(spec, "--guidance-scale must be finite and >= 0, got " + guidanceScale);
+        }
+        if (!(strength > 0 && strength <= 1)) throw Main.bad(spec, "--strength must be in (0, 1], got " + strength);
+        Main.atLeast(spec, "--jump-length", jumpLength, 1);
+        Main.atLeast(spec, "--jump-n-sample", jumpNSample, 1);
+        if (maskImage != null && initImage == null) throw Main.bad(spec, "--mask-image needs --init-image (the image to inpaint)");
+        if (given.hasMatchedOption("--strength") && (initImage == null || maskImage != null)) {
+            throw Main.bad(spec, "--strength applies to image-to-image: --init-image without --mask-image");
+        }
+        if ((given.hasMatchedOption("--jump-length") || given.hasMatchedOption("--jump-n-sample")) && maskImage == null) {
+            throw Main.bad(spec, "--jump-length and --jump-n-sample apply to inpainting (--mask-image)");
+        }
+        if (useClippedModelOutput && !sampler.equals("ddim")) throw Main.bad(spec, "--use-clipped-model-output applies to ddim only");
+        if (initImage != null && initNoise != null) throw Main.bad(spec, "--init-image and --init-noise exclude each other");
         return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy,
-                device.backend, device.threads(spec), device.precision(spec), gridScale);
+                device.backend, device.threads(spec), device.precision(spec), gridScale, classLabels, guidanceScale,
+                initImage, maskImage, strength, jumpLength, jumpNSample, useClippedModelOutput);
     }
 
     static int sample(Options o, PrintStream out, PrintStream err) throws IOException {
@@ -134,6 +187,7 @@ public final class SampleCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new IOException(loc.schedulerConfig() + ": " + e.getMessage(), e);
         }
+        if (o.useClippedModelOutput() && scheduler instanceof DdimScheduler d) scheduler = d.withUseClippedModelOutput(true);
         int T = schedule.numTrainTimesteps();
         int steps = o.steps() > 0 ? o.steps() : switch (o.sampler()) {
             case "ddpm" -> T;
@@ -153,6 +207,22 @@ public final class SampleCommand implements Callable<Integer> {
             n = Math.toIntExact(s[0]);
             init = a.data();
         }
+        int[] labels = classLabels(o, config, loc, n);
+        ClassLabels classes = config.isClassConditional() ? classesOf(config, loc) : null;
+        if (o.guidanceScale() != 1f && (classes == null || !classes.hasNullClass())) {
+            throw new IOException(classes == null
+                    ? "--guidance-scale " + o.guidanceScale() + " needs a class-conditional model; " + loc.modelDir() + " is unconditional"
+                    : loc.modelDir() + " has no null class (its " + ClassLabels.FILE + " says null_class -1): guidance needs one");
+        }
+        if (classes != null && labels == null && !classes.hasNullClass()) {
+            throw new IOException(loc.modelDir() + " is class-conditional without a null class: give --class-labels");
+        }
+        float[] image = null, mask = null;
+        if (o.initImage() != null) {
+            if (c != 1 && c != 3) throw new IOException("--init-image: the model has " + c + " channels (images give 1 or 3)");
+            image = ImageInputs.perImage("--init-image", ImageInputs.readImage(o.initImage(), h, w, c), n, h, w, c, false);
+        }
+        if (o.maskImage() != null) mask = ImageInputs.perImage("--mask-image", ImageInputs.readMask(o.maskImage(), h, w), n, h, w, c, true);
         int batch = Math.min(o.batchSize(), n);
         Files.createDirectories(o.out());
         try (Backend backend = Backend.open(o.backend())) {
@@ -169,13 +239,20 @@ public final class SampleCommand implements Callable<Integer> {
                 try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
                     int per = c * h * w;
                     int batches = (n + batch - 1) / batch;
-                    ProgressBar bar = ProgressBar.on(err, batches * sampler.plan().size(), "sampling", "steps");
+                    Sampler.Inputs probe = inputs(o, classes, null, image == null ? null : new float[0],
+                            mask == null ? null : new float[0]);
+                    int opsPerBatch = sampler.runPlan(probe).ops().size();
+                    ProgressBar bar = ProgressBar.on(err, batches * opsPerBatch, "sampling", "steps");
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch;
                         int count = Math.min(batch, n - first);
                         float[] x0 = init == null ? null : java.util.Arrays.copyOfRange(init, first * per, (first + count) * per);
-                        int done = k * sampler.plan().size();
-                        float[] r = sampler.run(o.seed(), first, count, x0, (d, tot) -> bar.update(done + d));
+                        int done = k * opsPerBatch;
+                        Sampler.Inputs in = inputs(o, classes,
+                                labels == null ? null : java.util.Arrays.copyOfRange(labels, first, first + count),
+                                image == null ? null : java.util.Arrays.copyOfRange(image, first * per, (first + count) * per),
+                                mask == null ? null : java.util.Arrays.copyOfRange(mask, first * per, (first + count) * per));
+                        float[] r = sampler.run(o.seed(), first, count, x0, in, (d, tot) -> bar.update(done + d));
                         System.arraycopy(r, 0, all, first * per, count * per);
                     }
                     bar.finish();
@@ -200,6 +277,44 @@ public final class SampleCommand implements Callable<Integer> {
             throw e.getCause();
         }
         return 0;
+    }
+
+    private static Sampler.Inputs inputs(Options o, ClassLabels classes, int[] labels, float[] image, float[] mask) {
+        return new Sampler.Inputs(labels, classes == null ? -1 : classes.nullClass(), o.guidanceScale(), image, mask,
+                o.strength(), o.jumpLength(), o.jumpNSample());
+    }
+
+    /** The model's classes: its class_labels.json, or the labels' numbers. */
+    private static ClassLabels classesOf(UNet2DConfig config, CheckpointFiles loc) throws IOException {
+        ClassLabels l = ClassLabels.read(loc.modelDir());
+        if (l == null) l = ClassLabels.unnamed(config.numClassEmbeds());
+        l.checkFits(config.numClassEmbeds(), loc.modelDir().resolve(ClassLabels.FILE));
+        return l;
+    }
+
+    /** --class-labels as one label per image (numbers or class names), or null. */
+    private static int[] classLabels(Options o, UNet2DConfig config, CheckpointFiles loc, int n) throws IOException {
+        if (o.classLabels() == null) return null;
+        if (!config.isClassConditional()) {
+            throw new IOException("--class-labels: " + loc.modelDir() + " is an unconditional model (its config has no"
+                    + " num_class_embeds)");
+        }
+        ClassLabels classes = classesOf(config, loc);
+        String[] parts = o.classLabels().split(",", -1);
+        if (parts.length != 1 && parts.length != n) {
+            throw new IOException("--class-labels: give one class or one per image (" + n + "), got " + parts.length);
+        }
+        int[] out = new int[n];
+        for (int i = 0; i < n; i++) {
+            String p = parts[parts.length == 1 ? 0 : i];
+            int v = classes.parse(p);
+            if (v < 0) {
+                throw new IOException("--class-labels: '" + p.trim() + "' is not a class of this model (0 to "
+                        + (classes.names().size() - 1) + ", or a name: " + String.join(", ", classes.names()) + ")");
+            }
+            out[i] = v;
+        }
+        return out;
     }
 
     private static String describe(SamplerScheduler s) {

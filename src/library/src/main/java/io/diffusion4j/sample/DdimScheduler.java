@@ -47,6 +47,16 @@ public record DdimScheduler(PredictionType prediction, float eta, boolean clipSa
                 setAlphaToOne, useClippedModelOutput);
     }
 
+    /**
+     * The same scheduler with diffusers' {@code use_clipped_model_output} (a {@code step()} argument): when the x0
+     * prediction is clipped or thresholded, re-derive the noise from the processed x0 instead of keeping the
+     * model's.
+     */
+    public DdimScheduler withUseClippedModelOutput(boolean use) {
+        return new DdimScheduler(prediction, eta, clipSample, clipSampleRange, thresholding, spacing, stepsOffset,
+                setAlphaToOne, use);
+    }
+
     @Override
     public String name() {
         return "ddim";

@@ -3,7 +3,9 @@ package io.diffusion4j.sample;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.Graph;
 import io.diffusion4j.backend.Unwinding;
+import io.diffusion4j.kernels.ConditioningKernels;
 import io.diffusion4j.kernels.DiffusionKernels;
+import io.diffusion4j.kernels.DropoutKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.kernels.SamplerKernels;
@@ -48,6 +50,41 @@ public final class Sampler implements AutoCloseable {
         void step(int done, int total);
     }
 
+    /**
+     * What steers one run besides the seed: class labels and classifier-free guidance for a class-conditional
+     * model, and an image for image-to-image (with {@code strength}) or inpainting (with a mask and RePaint's
+     * resampling). Arrays are per image of the run (the run's {@code count} images, in order).
+     *
+     * @param classLabels one label per image, or null: every image gets the null class (unconditional sampling of a
+     *     class-conditional model); must be null for an unconditional model
+     * @param nullClass the model's null class (the unconditional prediction), or -1 when it has none
+     * @param guidanceScale classifier-free guidance scale: 1 is the conditional prediction alone (one model call per
+     *     image), any other finite value >= 0 mixes it with the unconditional one computed in the same batched call
+     * @param image the init image, float32 NCHW {@code [count, C, H, W]} in [-1, 1], or null
+     * @param mask with an image: inpainting's mask of the same shape (1 keeps the image's pixel, 0 generates it;
+     *     diffusers' RePaintPipeline convention), or null for image-to-image
+     * @param strength image-to-image's strength in (0, 1] (ignored otherwise)
+     * @param jumpLength inpainting's jump length, >= 1
+     * @param jumpNSample inpainting's jump_n_sample, >= 1 (1: no resampling)
+     */
+    public record Inputs(int[] classLabels, int nullClass, float guidanceScale, float[] image, float[] mask,
+                         double strength, int jumpLength, int jumpNSample) {
+        /** No labels, no guidance, no image. */
+        public static final Inputs NONE = new Inputs(null, -1, 1f, null, null, 1.0, 1, 1);
+
+        public Inputs {
+            if (!(Float.isFinite(guidanceScale) && guidanceScale >= 0)) {
+                throw new IllegalArgumentException("guidance scale must be finite and >= 0, got " + guidanceScale);
+            }
+            if (mask != null && image == null) throw new IllegalArgumentException("a mask needs an image to inpaint");
+        }
+
+        /** Whether the run mixes conditional and unconditional predictions. */
+        public boolean guided() {
+            return guidanceScale != 1f;
+        }
+    }
+
     private final UNet2DModel model;
     private final NativeSchedule nativeSchedule;
     private final NoiseSchedule schedule;
@@ -55,8 +92,11 @@ public final class Sampler implements AutoCloseable {
     private final List<SamplerStep> plan;
     private final int batch, height, width, channels;
     private final long perImage;
-    private final Tensor x, x0, threshold;
+    private final boolean conditional;
+    /** x in rows [0, batch); a class-conditional model's guided runs put the unconditional copies after the run's rows. */
+    private final Tensor all, x, x0, threshold;
     private final List<Tensor> rows = new ArrayList<>();
+    private Tensor known, mask; // inpainting and image-to-image, made on first use
     // per-step host arrays, reused
     private final int[] t, prev, last;
     private final float[] tModel;
@@ -95,6 +135,7 @@ public final class Sampler implements AutoCloseable {
         this.width = width;
         this.channels = cfg.inChannels();
         this.perImage = (long) height * width * channels;
+        this.conditional = cfg.isClassConditional();
         Backend be = shared.backend();
         List<AutoCloseable> made = new ArrayList<>();
         try {
@@ -102,7 +143,9 @@ public final class Sampler implements AutoCloseable {
             made.add(m);
             NativeSchedule ns = NativeSchedule.of(schedule);
             made.add(ns);
-            Tensor xx = Tensor.allocate(be, DType.FLOAT32, batch, height, width, channels);
+            Tensor xa = Tensor.allocate(be, DType.FLOAT32, conditional ? 2L * batch : batch, height, width, channels);
+            made.add(xa);
+            Tensor xx = xa.view(0, batch, height, width, channels);
             made.add(xx);
             Tensor xx0 = null, thr = null;
             if (scheduler instanceof DpmSolverScheduler) {
@@ -114,12 +157,13 @@ public final class Sampler implements AutoCloseable {
                 made.add(thr);
             }
             for (int b = 0; b < batch; b++) {
-                Tensor row = xx.view(b * perImage, perImage);
+                Tensor row = xa.view(b * perImage, perImage);
                 made.add(row);
                 rows.add(row);
             }
             this.model = m;
             this.nativeSchedule = ns;
+            this.all = xa;
             this.x = xx;
             this.x0 = xx0;
             this.threshold = thr;
@@ -173,6 +217,13 @@ public final class Sampler implements AutoCloseable {
         return perImage;
     }
 
+    /** The ops a run with these inputs performs (its steps, with image-to-image's start or inpainting's jumps). */
+    public RunPlan runPlan(Inputs in) {
+        if (in.image() == null) return RunPlan.of(plan);
+        if (in.mask() == null) return RunPlan.imageToImage(plan, in.strength());
+        return RunPlan.inpainting(plan, in.jumpLength(), in.jumpNSample());
+    }
+
     /**
      * Samples {@code count <= batch} images g = firstImage .. firstImage + count - 1. A run with
      * {@code count < batch} works on the first count rows only (model call and update kernels at the real
@@ -183,7 +234,15 @@ public final class Sampler implements AutoCloseable {
      * @return the final samples, float32 NCHW [count, C, H, W], before any quantisation
      */
     public float[] run(long seed, long firstImage, int count, float[] initNoise, Progress progress) {
-        return run(seed, firstImage, count, initNoise, progress, null);
+        return run(seed, firstImage, count, initNoise, Inputs.NONE, progress, null);
+    }
+
+    /**
+     * As {@link #run(long, long, int, float[], Progress)} with class labels, guidance and image inputs; progress counts
+     * the run's ops ({@link #runPlan}).
+     */
+    public float[] run(long seed, long firstImage, int count, float[] initNoise, Inputs inputs, Progress progress) {
+        return run(seed, firstImage, count, initNoise, inputs, progress, null);
     }
 
     /** Sees the sample after every step (test hook: one device read per step). */
@@ -192,8 +251,14 @@ public final class Sampler implements AutoCloseable {
         void after(int step, float[] x);
     }
 
-    float[] run(long seed, long firstImage, int count, float[] initNoise, Progress progress, StepObserver observer) {
+    float[] runObserved(long seed, long firstImage, int count, float[] initNoise, Progress progress, StepObserver observer) {
+        return run(seed, firstImage, count, initNoise, Inputs.NONE, progress, observer);
+    }
+
+    float[] run(long seed, long firstImage, int count, float[] initNoise, Inputs inputs, Progress progress,
+                StepObserver observer) {
         checkOpen();
+        Objects.requireNonNull(inputs, "inputs");
         if (count < 1 || count > batch) throw new IllegalArgumentException("count must be in [1, " + batch + "], got " + count);
         if (firstImage < 0 || firstImage + count > (1L << 31)) {
             throw new IllegalArgumentException("firstImage must be in [0, 2^31 - count], got " + firstImage);
@@ -202,79 +267,248 @@ public final class Sampler implements AutoCloseable {
             throw new IllegalArgumentException("initNoise has " + initNoise.length + " floats, [" + count + ", "
                     + channels + ", " + height + ", " + width + "] needs " + count * perImage);
         }
-        if (count == batch) return loop(seed, firstImage, count, initNoise, progress, observer, x, x0, threshold);
-        // the first count rows of every buffer, as tensors of batch count
-        List<Tensor> views = new ArrayList<>(3);
+        int[] labels = rowLabels(inputs, count);
+        checkImage("image", inputs.image(), count);
+        checkImage("mask", inputs.mask(), count);
+        RunPlan rp = runPlan(inputs);
+        if (initNoise != null && rp.startTimestep() >= 0) {
+            throw new IllegalArgumentException("initNoise and image-to-image exclude each other (the image is noised)");
+        }
+        if (inputs.image() != null && known == null) {
+            known = Tensor.allocate(x.backend(), DType.FLOAT32, batch, height, width, channels);
+            mask = Tensor.allocate(x.backend(), DType.FLOAT32, batch, height, width, channels);
+        }
+        List<Tensor> views = new ArrayList<>(6);
         try {
-            Tensor xv = x.view(0, count, height, width, channels);
-            views.add(xv);
-            Tensor x0v = null, thv = null;
-            if (x0 != null) {
-                x0v = x0.view(0, count, height, width, channels);
-                views.add(x0v);
+            Run r = new Run(seed, firstImage, count, labels, inputs.nullClass(), inputs.guided() ? inputs.guidanceScale() : 1f, rp);
+            r.x = count == batch ? x : track(views, x.view(0, count, height, width, channels));
+            if (x0 != null) r.x0 = count == batch ? x0 : track(views, x0.view(0, count, height, width, channels));
+            if (threshold != null) r.threshold = count == batch ? threshold : track(views, threshold.view(0, count));
+            if (known != null) {
+                r.known = track(views, known.view(0, count, height, width, channels));
+                r.mask = track(views, mask.view(0, count, height, width, channels));
             }
-            if (threshold != null) {
-                thv = threshold.view(0, count);
-                views.add(thv);
+            if (r.guided()) {
+                r.modelInput = track(views, all.view(0, 2L * count, height, width, channels));
+                r.copies = track(views, all.view(count * perImage, count, height, width, channels));
             }
-            return loop(seed, firstImage, count, initNoise, progress, observer, xv, x0v, thv);
+            if (inputs.image() != null) r.known.copyFrom(ImageLayout.nchwToNhwc(inputs.image(), count, channels, height, width));
+            if (inputs.mask() != null) r.mask.copyFrom(ImageLayout.nchwToNhwc(inputs.mask(), count, channels, height, width));
+            return loop(r, initNoise, progress, observer);
         } finally {
             for (int i = views.size() - 1; i >= 0; i--) views.get(i).close();
         }
     }
 
-    private float[] loop(long seed, long firstImage, int count, float[] initNoise, Progress progress,
-                         StepObserver observer, Tensor x, Tensor x0, Tensor threshold) {
-        Backend be = x.backend();
-        if (initNoise != null) {
-            x.copyFrom(ImageLayout.nchwToNhwc(initNoise, count, channels, height, width));
-        } else {
-            for (int b = 0; b < count; b++) DiffusionKernels.randomNormal(be, seed, (firstImage + b) << 32, rows.get(b));
+    private static Tensor track(List<Tensor> views, Tensor v) {
+        views.add(v);
+        return v;
+    }
+
+    /** The label of every row: the given ones (checked), the null class when none are given, null for an unconditional model. */
+    private int[] rowLabels(Inputs in, int count) {
+        Integer classes = model.config().numClassEmbeds();
+        if (classes == null) {
+            if (in.classLabels() != null) {
+                throw new IllegalArgumentException("class labels given, but the model is unconditional (no"
+                        + " num_class_embeds)");
+            }
+            if (in.guided()) {
+                throw new IllegalArgumentException("guidance scale " + in.guidanceScale() + " needs a class-conditional"
+                        + " model; this one is unconditional (use 1)");
+            }
+            return null;
         }
-        // per-call host arrays of length count (the kernels take one entry per row); reused when count == batch
-        int[] t = count == batch ? this.t : new int[count], prev = count == batch ? this.prev : new int[count];
-        int[] last = count == batch ? this.last : new int[count];
-        float[] tModel = count == batch ? this.tModel : new float[count];
-        long[] seeds = count == batch ? this.seeds : new long[count], offsets = count == batch ? this.offsets : new long[count];
-        SampleNoise noise = new SampleNoise(seeds, offsets);
+        if (in.nullClass() >= classes) {
+            throw new IllegalArgumentException("null class " + in.nullClass() + " is outside [0, " + classes + ")");
+        }
+        if (in.classLabels() == null || in.guided()) {
+            if (in.nullClass() < 0) {
+                throw new IllegalArgumentException(in.classLabels() == null
+                        ? "the model is class-conditional and has no null class: give a class label per image"
+                        : "guidance needs the model's null class (the unconditional prediction); this model has none"
+                                + " (use guidance scale 1)");
+            }
+        }
+        int[] l = new int[count];
+        if (in.classLabels() == null) {
+            java.util.Arrays.fill(l, in.nullClass());
+            return l;
+        }
+        if (in.classLabels().length != count) {
+            throw new IllegalArgumentException("class labels has " + in.classLabels().length + " entries for " + count
+                    + " images");
+        }
+        for (int i = 0; i < count; i++) {
+            int v = in.classLabels()[i];
+            if (v < 0 || v >= classes) {
+                throw new IllegalArgumentException("class label " + v + " (image " + i + ") is outside [0, " + classes
+                        + ") (num_class_embeds)");
+            }
+            l[i] = v;
+        }
+        return l;
+    }
+
+    private void checkImage(String what, float[] v, int count) {
+        if (v == null) return;
+        if (v.length != count * perImage) {
+            throw new IllegalArgumentException(what + " has " + v.length + " floats, [" + count + ", " + channels + ", "
+                    + height + ", " + width + "] needs " + count * perImage);
+        }
+        for (int i = 0; i < v.length; i++) {
+            if (!Float.isFinite(v[i])) throw new IllegalArgumentException(what + "[" + i + "] = " + v[i] + " is not finite");
+        }
+    }
+
+    /** One run's settings, its tensors (views of this sampler's buffers) and its per-row host arrays. */
+    private final class Run {
+        final long seed, firstImage;
+        final int count;
+        final int[] labels; // per row, or null (unconditional model)
+        final int[] labels2; // guided: the rows' labels, then the null class for their copies
+        final float scale;
+        final RunPlan plan;
+        Tensor x, x0, threshold, known, mask, modelInput, copies;
+        final int[] t, prev, last, renoiseT;
+        final float[] tModel, tModel2;
+        final SampleNoise noise, renoise;
+
+        Run(long seed, long firstImage, int count, int[] labels, int nullClass, float scale, RunPlan plan) {
+            this.seed = seed;
+            this.firstImage = firstImage;
+            this.count = count;
+            this.labels = labels;
+            this.scale = scale;
+            this.plan = plan;
+            boolean reuse = count == batch;
+            t = reuse ? Sampler.this.t : new int[count];
+            prev = reuse ? Sampler.this.prev : new int[count];
+            last = reuse ? Sampler.this.last : new int[count];
+            tModel = reuse ? Sampler.this.tModel : new float[count];
+            noise = new SampleNoise(reuse ? seeds : new long[count], reuse ? offsets : new long[count]);
+            renoiseT = new int[count];
+            renoise = new SampleNoise(new long[count], new long[count]);
+            tModel2 = scale != 1f ? new float[2 * count] : null;
+            if (scale != 1f) {
+                labels2 = new int[2 * count];
+                for (int b = 0; b < count; b++) {
+                    labels2[b] = labels[b];
+                    labels2[count + b] = nullClass;
+                }
+            } else {
+                labels2 = null;
+            }
+        }
+
+        boolean guided() {
+            return scale != 1f;
+        }
+    }
+
+    private float[] loop(Run r, float[] initNoise, Progress progress, StepObserver observer) {
+        Backend be = r.x.backend();
+        int count = r.count;
+        // x at the start: the image noised to the first timestep (image-to-image), the given x_T, or drawn noise
+        if (r.plan.startTimestep() >= 0) {
+            int[] from = new int[count], to = new int[count];
+            long[] s = new long[count], o = new long[count];
+            for (int b = 0; b < count; b++) {
+                from[b] = -1;
+                to[b] = r.plan.startTimestep();
+                s[b] = r.seed;
+                o[b] = (r.firstImage + b) << 32; // the stream x_T would have come from
+            }
+            ConditioningKernels.noiseToTimestep(nativeSchedule, r.known, from, to, new SampleNoise(s, o), r.x);
+        } else if (initNoise != null) {
+            r.x.copyFrom(ImageLayout.nchwToNhwc(initNoise, count, channels, height, width));
+        } else {
+            for (int b = 0; b < count; b++) DiffusionKernels.randomNormal(be, r.seed, (r.firstImage + b) << 32, rows.get(b));
+        }
+        List<RunPlan.Op> ops = r.plan.ops();
         lastGraph = null;
         if (observer == null && capturesGraphs()) {
             // The whole loop as one graph: the workspace is sized first (a capture refuses allocation); the
             // host arrays are rewritten every step, which is fine because each recorded call keeps a snapshot.
-            model.reserve(count, height, width);
+            model.reserve(r.guided() ? 2 * count : count, height, width);
             float[] result;
             try (Graph g = Graph.capture(be, () -> {
-                for (int i = 0; i < plan.size(); i++) step(i, seed, firstImage, count, x, x0, threshold, t, prev, last, tModel, noise);
+                for (int k = 0; k < ops.size(); k++) op(r, k);
             })) {
                 g.launch();
                 lastGraph = new GraphStats(g.nodes(), g.deviceBytes(), g.hostBytes());
-                result = ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width);
+                result = ImageLayout.nhwcToNchw(r.x.toFloatArray(), count, channels, height, width);
             }
-            if (progress != null) for (int i = 0; i < plan.size(); i++) progress.step(i + 1, plan.size());
+            if (progress != null) for (int k = 0; k < ops.size(); k++) progress.step(k + 1, ops.size());
             return result;
         }
-        for (int i = 0; i < plan.size(); i++) {
-            step(i, seed, firstImage, count, x, x0, threshold, t, prev, last, tModel, noise);
-            if (observer != null) observer.after(i, ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width));
-            if (progress != null) progress.step(i + 1, plan.size());
+        for (int k = 0; k < ops.size(); k++) {
+            op(r, k);
+            if (observer != null) observer.after(k, ImageLayout.nhwcToNchw(r.x.toFloatArray(), count, channels, height, width));
+            if (progress != null) progress.step(k + 1, ops.size());
         }
-        return ImageLayout.nhwcToNchw(x.toFloatArray(), count, channels, height, width);
+        return ImageLayout.nhwcToNchw(r.x.toFloatArray(), count, channels, height, width);
     }
 
-    /** Step i of the plan: its per-row host arguments, the model call and the update of x in place. */
-    private void step(int i, long seed, long firstImage, int count, Tensor x, Tensor x0, Tensor threshold, int[] t,
-                      int[] prev, int[] last, float[] tModel, SampleNoise noise) {
-        SamplerStep s = plan.get(i);
-        for (int b = 0; b < count; b++) {
-            t[b] = s.timestep();
-            prev[b] = s.prevTimestep();
-            last[b] = s.lastTimestep();
-            tModel[b] = s.timestep();
-            noise.seeds()[b] = seed;
-            noise.offsets()[b] = ((firstImage + b) << 32) | (i + 1);
+    /** Op k of the run: a denoising step (model call, update, inpainting's merge) or a jump back. */
+    private void op(Run r, int k) {
+        RunPlan.Op op = r.plan.ops().get(k);
+        SamplerStep s = op.step();
+        for (int b = 0; b < r.count; b++) {
+            long g = r.firstImage + b;
+            r.noise.seeds()[b] = r.seed;
+            r.noise.offsets()[b] = RunPlan.stepOffset(g, k);
+            r.renoise.seeds()[b] = r.seed;
+            r.renoise.offsets()[b] = RunPlan.renoiseOffset(g, k);
         }
-        Tensor out = model.forward(x, tModel);
-        update(nativeSchedule, schedule, scheduler, s, x, out, x0, threshold, t, prev, last, noise);
+        if (op.kind() == RunPlan.Kind.UNDO) {
+            for (int b = 0; b < r.count; b++) {
+                r.prev[b] = s.prevTimestep();
+                r.t[b] = s.timestep();
+            }
+            ConditioningKernels.noiseToTimestep(nativeSchedule, r.x, r.prev, r.t, r.renoise, r.x);
+            return;
+        }
+        for (int b = 0; b < r.count; b++) {
+            r.t[b] = s.timestep();
+            r.prev[b] = s.prevTimestep();
+            r.last[b] = s.lastTimestep();
+            r.tModel[b] = s.timestep();
+        }
+        Tensor out = predict(r);
+        try {
+            update(nativeSchedule, schedule, scheduler, s, r.x, out, r.x0, r.threshold, r.t, r.prev, r.last, r.noise);
+        } finally {
+            if (out != null && r.guided()) out.close();
+        }
+        if (r.plan.inpaint()) {
+            for (int b = 0; b < r.count; b++) r.renoiseT[b] = s.prevTimestep();
+            ConditioningKernels.inpaintMerge(nativeSchedule, r.known, r.mask, r.renoiseT, r.renoise, r.x);
+        }
+    }
+
+    /**
+     * The model's prediction for the run's rows: one call; guided, one call over the rows and their copies
+     * (labelled with the null class), mixed by classifier-free guidance into the conditional half (a view the
+     * caller closes).
+     */
+    private Tensor predict(Run r) {
+        if (!r.guided()) return model.forward(r.x, r.tModel, r.labels);
+        // the unconditional copies: exact device copies of the rows (dropout with p = 0)
+        DropoutKernels.forward(r.x, 0.0, 0, 0, r.copies);
+        for (int b = 0; b < r.count; b++) {
+            r.tModel2[b] = r.tModel[b];
+            r.tModel2[r.count + b] = r.tModel[b];
+        }
+        Tensor out = model.forward(r.modelInput, r.tModel2, r.labels2);
+        Tensor cond = out.view(0, r.count, height, width, channels);
+        try (Tensor uncond = out.view(r.count * perImage, r.count, height, width, channels)) {
+            ConditioningKernels.classifierFreeGuidance(cond, uncond, r.scale, cond);
+        } catch (RuntimeException e) {
+            cond.close();
+            throw e;
+        }
+        return cond;
     }
 
     /**
@@ -327,9 +561,12 @@ public final class Sampler implements AutoCloseable {
         closed = true;
         for (int i = rows.size() - 1; i >= 0; i--) rows.get(i).close();
         rows.clear();
+        if (mask != null) mask.close();
+        if (known != null) known.close();
         if (threshold != null) threshold.close();
         if (x0 != null) x0.close();
         x.close();
+        all.close();
         nativeSchedule.close();
         model.close();
     }

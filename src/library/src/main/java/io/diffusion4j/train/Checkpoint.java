@@ -108,7 +108,10 @@ public final class Checkpoint {
                 entries(layout, layout.deviceToDisk(trainer.emaParameters().toFloatArray())), meta);
         writeTextAtomic(dir.resolve(SCHEDULER), Json.write(schedulerConfig(trainer.schedule(), trainer.options().prediction())));
         if (trainer.model().config().isClassConditional()) {
-            new io.diffusion4j.model.ClassLabels(trainer.classNames(), trainer.nullClass()).write(dir);
+            io.diffusion4j.model.ClassLabels classes = new io.diffusion4j.model.ClassLabels(trainer.classNames(),
+                    trainer.nullClass());
+            classes.write(dir);
+            classes.write(dir.resolve(EMA_DIR)); // beside ema/config.json, which samplers may load alone
         }
 
         Trainer.State s = trainer.state();

@@ -140,6 +140,31 @@ public final class ImageFolderDataset implements Dataset {
         return new ImageFolderDataset(dir, List.copyOf(files), pixels, height, width, channels, List.of(), null);
     }
 
+    /**
+     * One image file prepared as this class prepares every image (decode, luminance or RGB, center crop, resize),
+     * as 8-bit HWC pixels.
+     *
+     * @throws IOException naming the file if it cannot be read or decoded
+     */
+    public static byte[] loadPixels(Path file, int height, int width, int channels) throws IOException {
+        Objects.requireNonNull(file, "file");
+        if (height < 1 || width < 1 || height > 4096 || width > 4096) {
+            throw new IllegalArgumentException("image size must be in [1, 4096], got " + height + "x" + width);
+        }
+        if (channels != 1 && channels != 3) {
+            throw new IllegalArgumentException("an image gives 1 (luminance) or 3 (RGB) channels, the model needs " + channels);
+        }
+        if (!Files.isRegularFile(file)) throw new IOException(file + ": no such image file");
+        byte[] out = new byte[height * width * channels];
+        ImageIO.setUseCache(false);
+        try {
+            prepare(read(file), height, width, channels, out, 0);
+        } catch (IOException | RuntimeException e) {
+            throw new IOException(file + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()), e);
+        }
+        return out;
+    }
+
     /** The image files under {@code dir}, relative, '/'-separated, sorted. */
     static List<String> list(Path dir) throws IOException {
         List<String> out = new ArrayList<>();

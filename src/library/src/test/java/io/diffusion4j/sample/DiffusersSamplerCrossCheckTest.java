@@ -221,7 +221,7 @@ class DiffusersSamplerCrossCheckTest {
         List<Check> checks = new ArrayList<>();
         float[][] last = new float[1][];
         try (Sampler sm = new Sampler(model, sched, s, steps, n, h, w)) {
-            float[] fin = sm.run(12345L, 0, n, xT, null, (i, x) -> {
+            float[] fin = sm.runObserved(12345L, 0, n, xT, null, (i, x) -> {
                 checks.add(check(x, f64.get(name + ".x64." + i), f32.get(name + ".x32." + i)));
                 last[0] = x;
             });
