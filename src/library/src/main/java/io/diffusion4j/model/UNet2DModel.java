@@ -338,6 +338,17 @@ public final class UNet2DModel implements AutoCloseable {
     }
 
     /**
+     * The tensor {@link #forward} returns for inputs of the allocated size (after {@link #reserve} or a forward), for a
+     * caller that must take views of it before a graph capture (which refuses making them). Valid until the input size
+     * changes or the model is closed.
+     */
+    public Tensor output() {
+        checkOpen();
+        if (curN < 0) throw new IllegalStateException("no activations allocated yet: call reserve or forward first");
+        return convOut.output();
+    }
+
+    /**
      * The forward pass in training mode: as {@link #forward}, and with {@link UNet2DConfig#dropout()} p &gt; 0
      * every ResnetBlock2D drops activations between norm2 + SiLU and conv2, resnet k (forward order) with
      * the Philox stream {@code (dropoutSeed, dropoutOffset + k)} (unsigned 64-bit arithmetic), k &lt;

@@ -291,6 +291,10 @@ public final class Sampler implements AutoCloseable {
             if (r.guided()) {
                 r.modelInput = track(views, all.view(0, 2L * count, height, width, channels));
                 r.copies = track(views, all.view(count * perImage, count, height, width, channels));
+                model.reserve(2 * count, height, width);
+                Tensor out = model.output();
+                r.cond = track(views, out.view(0, count, height, width, channels));
+                r.uncond = track(views, out.view(count * perImage, count, height, width, channels));
             }
             if (inputs.image() != null) r.known.copyFrom(ImageLayout.nchwToNhwc(inputs.image(), count, channels, height, width));
             if (inputs.mask() != null) r.mask.copyFrom(ImageLayout.nchwToNhwc(inputs.mask(), count, channels, height, width));
@@ -370,6 +374,7 @@ public final class Sampler implements AutoCloseable {
         final float scale;
         final RunPlan plan;
         Tensor x, x0, threshold, known, mask, modelInput, copies;
+        Tensor cond, uncond; // guided: views of the model output's halves, made before any capture
         final int[] t, prev, last, renoiseT;
         final float[] tModel, tModel2;
         final SampleNoise noise, renoise;
@@ -476,11 +481,7 @@ public final class Sampler implements AutoCloseable {
             r.tModel[b] = s.timestep();
         }
         Tensor out = predict(r);
-        try {
-            update(nativeSchedule, schedule, scheduler, s, r.x, out, r.x0, r.threshold, r.t, r.prev, r.last, r.noise);
-        } finally {
-            if (out != null && r.guided()) out.close();
-        }
+        update(nativeSchedule, schedule, scheduler, s, r.x, out, r.x0, r.threshold, r.t, r.prev, r.last, r.noise);
         if (r.plan.inpaint()) {
             for (int b = 0; b < r.count; b++) r.renoiseT[b] = s.prevTimestep();
             ConditioningKernels.inpaintMerge(nativeSchedule, r.known, r.mask, r.renoiseT, r.renoise, r.x);
@@ -489,8 +490,7 @@ public final class Sampler implements AutoCloseable {
 
     /**
      * The model's prediction for the run's rows: one call; guided, one call over the rows and their copies
-     * (labelled with the null class), mixed by classifier-free guidance into the conditional half (a view the
-     * caller closes).
+     * (labelled with the null class), mixed by classifier-free guidance into the conditional half.
      */
     private Tensor predict(Run r) {
         if (!r.guided()) return model.forward(r.x, r.tModel, r.labels);
@@ -501,14 +501,9 @@ public final class Sampler implements AutoCloseable {
             r.tModel2[r.count + b] = r.tModel[b];
         }
         Tensor out = model.forward(r.modelInput, r.tModel2, r.labels2);
-        Tensor cond = out.view(0, r.count, height, width, channels);
-        try (Tensor uncond = out.view(r.count * perImage, r.count, height, width, channels)) {
-            ConditioningKernels.classifierFreeGuidance(cond, uncond, r.scale, cond);
-        } catch (RuntimeException e) {
-            cond.close();
-            throw e;
-        }
-        return cond;
+        if (out != model.output()) throw new IllegalStateException("the model's output moved"); // a bug
+        ConditioningKernels.classifierFreeGuidance(r.cond, r.uncond, r.scale, r.cond);
+        return r.cond;
     }
 
     /**
