@@ -24,8 +24,17 @@ public final class TrainingData {
     private final Path dir;
     private final float[] nchw;
     private final int count, channels, height, width;
+    private final int[] labels; // fromArray data with labels, else null
+    private final int numClasses;
 
     private TrainingData(Kind kind, Path dir, float[] nchw, int count, int channels, int height, int width) {
+        this(kind, dir, nchw, count, channels, height, width, null, 0);
+    }
+
+    private TrainingData(Kind kind, Path dir, float[] nchw, int count, int channels, int height, int width, int[] labels,
+                         int numClasses) {
+        this.labels = labels;
+        this.numClasses = numClasses;
         this.kind = kind;
         this.dir = dir;
         this.nchw = nchw;
@@ -110,18 +119,65 @@ public final class TrainingData {
         return dir;
     }
 
-    /** The dataset for a model of this config, reading files now. */
-    Dataset open(UNet2DConfig config, long seed) throws IOException {
+    /**
+     * The same in-memory images with class labels (for class-conditional training): one label per image, classes
+     * {@code 0 .. numClasses - 1}, named by their numbers.
+     *
+     * @param labels one per image, each in {@code [0, numClasses)}
+     * @param numClasses at least 1
+     * @return the labelled data source
+     * @throws IllegalStateException if this source is not {@link #fromArray} data
+     * @throws IllegalArgumentException if the labels do not fit
+     */
+    public TrainingData withClassLabels(int[] labels, int numClasses) {
+        Objects.requireNonNull(labels, "labels");
+        if (kind != Kind.ARRAYS) throw new IllegalStateException("labels can be given to fromArray data only; " + this
+                + " reads its own (Fashion-MNIST's label files, an image folder's sub-folders)");
+        if (numClasses < 1) throw new IllegalArgumentException("numClasses must be >= 1, got " + numClasses);
+        if (labels.length != count) {
+            throw new IllegalArgumentException("labels has " + labels.length + " entries for " + count + " images");
+        }
+        for (int i = 0; i < labels.length; i++) {
+            if (labels[i] < 0 || labels[i] >= numClasses) {
+                throw new IllegalArgumentException("labels[" + i + "] = " + labels[i] + " is outside [0, " + numClasses + ")");
+            }
+        }
+        return new TrainingData(kind, dir, nchw, count, channels, height, width, labels.clone(), numClasses);
+    }
+
+    /** The dataset for a model of this config, reading files now; {@code labelled}: with class labels. */
+    Dataset open(UNet2DConfig config, long seed, boolean labelled) throws IOException {
         int h = config.sampleHeight(), w = config.sampleWidth();
+        if (labelled && (kind == Kind.PROCEDURAL || (kind == Kind.ARRAYS && labels == null))) {
+            throw new IllegalArgumentException("class-conditional training needs labelled data: Fashion-MNIST, an image"
+                    + " folder with one sub-folder per class, or fromArray(...).withClassLabels(...); got " + this);
+        }
         return switch (kind) {
             case PROCEDURAL -> ProceduralDataset.forModel(config, seed);
-            case FASHION_MNIST -> FashionMnist.load(dir, true);
+            case FASHION_MNIST -> labelled ? FashionMnist.loadLabelled(dir, true) : FashionMnist.load(dir, true);
             case IMAGES -> {
                 if (h < 0) throw new IllegalArgumentException("image folders are resized to the model's sample_size, and its config has none");
-                yield ImageFolderDataset.load(dir, h, w, config.inChannels());
+                ImageFolderDataset images = ImageFolderDataset.load(dir, h, w, config.inChannels());
+                yield labelled ? images.labelledBySubfolder() : images;
             }
-            case ARRAYS -> new ArrayDataset(nchw, count, channels, height, width);
+            case ARRAYS -> labelled ? new LabelledArrays(new ArrayDataset(nchw, count, channels, height, width), labels,
+                    numClasses) : new ArrayDataset(nchw, count, channels, height, width);
         };
+    }
+
+    /** Array images with labels, classes named by their numbers. */
+    private record LabelledArrays(ArrayDataset images, int[] labels, int classes) implements Dataset {
+        public int size() { return images.size(); }
+        public int height() { return images.height(); }
+        public int width() { return images.width(); }
+        public int channels() { return images.channels(); }
+        public void image(int index, float[] dst, int offset) { images.image(index, dst, offset); }
+        public String describe() { return images.describe() + ", " + classes + " classes"; }
+        public int numClasses() { return classes; }
+        public int label(int index) { return labels[index]; }
+        public java.util.List<String> classNames() {
+            return java.util.stream.IntStream.range(0, classes).mapToObj(Integer::toString).toList();
+        }
     }
 
     /** NCHW floats served as the HWC images the trainer reads. */

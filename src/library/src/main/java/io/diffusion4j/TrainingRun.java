@@ -56,6 +56,8 @@ public final class TrainingRun implements AutoCloseable {
         private BetaSchedule betas = BetaSchedule.LINEAR;
         private long seed;
         private TrainingProgress progress;
+        private boolean classConditional;
+        private double condDropProb = Trainer.Options.DEFAULT_COND_DROP_PROB;
 
         Builder(Diffusion4j owner) {
             this.owner = owner;
@@ -239,6 +241,34 @@ public final class TrainingRun implements AutoCloseable {
         }
 
         /**
+         * Trains a class-conditional model (default false): diffusers' {@code num_class_embeds} set to the data's
+         * classes plus a null class (unless the model config already sets it), labels from the data (Fashion-MNIST's
+         * label files; an image folder's sub-folders, sorted; {@link TrainingData#withClassLabels} for arrays), each
+         * replaced by the null class with probability {@link #condDropProb} so that classifier-free guidance works.
+         * The checkpoint gets {@code class_labels.json} (class names and the null class).
+         *
+         * @param on whether to train class-conditionally
+         * @return this builder
+         */
+        public Builder classConditional(boolean on) {
+            this.classConditional = on;
+            return this;
+        }
+
+        /**
+         * The probability that a class-conditional sample's label is replaced by the null class (default 0.1).
+         *
+         * @param p in [0, 1)
+         * @return this builder
+         * @throws IllegalArgumentException if p is outside [0, 1)
+         */
+        public Builder condDropProb(double p) {
+            if (!(p >= 0 && p < 1)) throw new IllegalArgumentException("condDropProb must be in [0, 1), got " + p);
+            this.condDropProb = p;
+            return this;
+        }
+
+        /**
          * Called after every step (default: none).
          *
          * @param callback the callback, or null for none
@@ -272,9 +302,19 @@ public final class TrainingRun implements AutoCloseable {
             }
             Trainer.Options options = new Trainer.Options(batchSize, learningRate, warmupSteps,
                     new OptimKernels.AdamW(learningRate, 0.95, 0.999, 1e-8, weightDecay), 1.0,
-                    EmaSchedule.power(emaDecay, 0.0, 0, 1.0, 0.75), prediction, seed, true, minSnrGamma);
+                    EmaSchedule.power(emaDecay, 0.0, 0, 1.0, 0.75), prediction, seed, true, minSnrGamma, condDropProb);
             NoiseSchedule schedule = NoiseSchedule.of(betas, timesteps, 0.0001, 0.02);
-            Dataset dataset = data.open(cfg, seed);
+            boolean labelled = classConditional || cfg.isClassConditional();
+            Dataset dataset = data.open(cfg, seed, labelled);
+            if (labelled && !cfg.isClassConditional()) {
+                if (init != null) {
+                    throw new IllegalArgumentException("initFrom " + initFrom + " is an unconditional model: it cannot be"
+                            + " trained class-conditionally");
+                }
+                java.util.LinkedHashMap<String, Object> m = cfg.toMap();
+                m.put("num_class_embeds", (long) dataset.numClasses() + 1); // the classes and the null class
+                cfg = UNet2DConfig.fromMap(m);
+            }
             Map<String, String> meta = new LinkedHashMap<>();
             if (data.commandName() != null) { // lets `train --resume` continue the run from the command line
                 meta.put("data", data.commandName());
