@@ -99,4 +99,57 @@ class TrainCommandTest {
             assertEquals(before, probe.liveBytes(), "native bytes after the command");
         }
     }
+
+    /**
+     * --class-conditional on an image folder with one sub-folder per class: num_class_embeds = classes + 1, the
+     * sorted folder names and the null class in class_labels.json (also beside ema/config.json); the run resumes; the
+     * options that do not fit are refused.
+     */
+    @Test
+    void classConditionalTrainingOnSubfolders(@TempDir Path dir) throws Exception {
+        Path data = dir.resolve("data");
+        for (String cls : new String[] {"zebra", "ant"}) {
+            Files.createDirectories(data.resolve(cls));
+            for (int k = 0; k < 3; k++) {
+                java.awt.image.BufferedImage img = new java.awt.image.BufferedImage(12, 12,
+                        java.awt.image.BufferedImage.TYPE_BYTE_GRAY);
+                img.getRaster().setSample(k, k, 0, cls.equals("ant") ? 255 : 90);
+                javax.imageio.ImageIO.write(img, "png", data.resolve(cls).resolve(k + ".png").toFile());
+            }
+        }
+        Path config = dir.resolve("tiny.json");
+        Files.writeString(config, TrainerTest.tiny().toJson());
+        Path out = dir.resolve("out");
+        CliRun r = run("train", "--config", config.toString(), "--data", "images", "--data-dir", data.toString(),
+                "--class-conditional", "--cond-drop-prob", "0.25", "--steps", "2", "--batch-size", "2", "--out",
+                out.toString(), "--backend", "cpu");
+        assertEquals(0, r.exit(), r.toString());
+        assertTrue(r.out().contains("2 classes by sub-folder"), r.out());
+        assertEquals(3, Checkpoint.readConfig(out).numClassEmbeds());
+        io.diffusion4j.model.ClassLabels classes = io.diffusion4j.model.ClassLabels.read(out);
+        assertEquals(new io.diffusion4j.model.ClassLabels(List.of("ant", "zebra"), 2), classes);
+        assertEquals(classes, io.diffusion4j.model.ClassLabels.read(out.resolve("ema")));
+        assertEquals(0.25, Checkpoint.readOptions(out).condDropProb());
+        CliRun resumed = run("train", "--resume", out.toString(), "--steps", "3", "--backend", "cpu");
+        assertEquals(0, resumed.exit(), resumed.toString());
+        CliRun changed = run("train", "--resume", out.toString(), "--steps", "4", "--cond-drop-prob", "0.5", "--backend", "cpu");
+        assertEquals(2, changed.exit(), changed.toString());
+        assertTrue(changed.err().contains("was trained with --cond-drop-prob 0.25"), changed.err());
+
+        CliRun procedural = run("train", "--class-conditional", "--backend", "cpu");
+        assertEquals(2, procedural.exit());
+        assertTrue(procedural.err().contains("--class-conditional needs labelled data"), procedural.err());
+        CliRun noFlag = run("train", "--cond-drop-prob", "0.2", "--backend", "cpu");
+        assertEquals(2, noFlag.exit());
+        assertTrue(noFlag.err().contains("--cond-drop-prob applies to class-conditional training"), noFlag.err());
+        CliRun badP = run("train", "--class-conditional", "--data", "fashion-mnist", "--cond-drop-prob", "1", "--backend", "cpu");
+        assertEquals(2, badP.exit());
+        assertTrue(badP.err().contains("--cond-drop-prob must be in [0, 1)"), badP.err());
+        javax.imageio.ImageIO.write(new java.awt.image.BufferedImage(12, 12, java.awt.image.BufferedImage.TYPE_BYTE_GRAY),
+                "png", data.resolve("loose.png").toFile());
+        CliRun loose = run("train", "--config", config.toString(), "--data", "images", "--data-dir", data.toString(),
+                "--class-conditional", "--steps", "1", "--out", dir.resolve("o2").toString(), "--backend", "cpu");
+        assertEquals(1, loose.exit(), loose.toString());
+        assertTrue(loose.err().contains("one sub-folder per class"), loose.err());
+    }
 }
