@@ -41,7 +41,7 @@ class ApiSurfaceTest {
 
     /** The documented API (README "The Java API"). A new public class must be added here deliberately. */
     static final Set<String> EXPECTED = Set.of("Device", "DeviceUnavailableException", "Diffusion4j", "DiffusionPipeline", "Precision",
-            "SamplerConfig", "SamplerType", "Samples", "SamplingProgress", "TimestepSpacing", "TrainingData",
+            "SampleInputs", "SamplerConfig", "SamplerType", "Samples", "SamplingProgress", "TimestepSpacing", "TrainingData",
             "TrainingProgress", "TrainingRun", "TrainingRun$Builder", "TrainingStep");
 
     static Path classesDir() throws Exception {

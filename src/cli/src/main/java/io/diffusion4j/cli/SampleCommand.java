@@ -80,8 +80,9 @@ public final class SampleCommand implements Callable<Integer> {
     int gridScale = 1;
 
     @Option(names = "--class-labels", paramLabel = "L,L,...", description = "a class-conditional model: one class per "
-            + "image, or one for all, by number or name (the names of class_labels.json); without it the model's null "
-            + "class (unconditional)")
+            + "image, one for all, or k classes for --n a multiple of k (each for n/k consecutive images: one grid row "
+            + "per class when n = k^2), by number or name (the names of class_labels.json); without it the model's "
+            + "null class (unconditional)")
     String classLabels;
 
     @Option(names = "--guidance-scale", paramLabel = "S", description = "classifier-free guidance: 1 = the conditional "
@@ -301,12 +302,14 @@ public final class SampleCommand implements Callable<Integer> {
         }
         ClassLabels classes = classesOf(config, loc);
         String[] parts = o.classLabels().split(",", -1);
-        if (parts.length != 1 && parts.length != n) {
-            throw new IOException("--class-labels: give one class or one per image (" + n + "), got " + parts.length);
+        if (n % parts.length != 0) {
+            throw new IOException("--class-labels: give one class, one per image, or a list whose length divides --n ("
+                    + n + "), got " + parts.length);
         }
+        int run = n / parts.length; // each listed class for this many consecutive images
         int[] out = new int[n];
         for (int i = 0; i < n; i++) {
-            String p = parts[parts.length == 1 ? 0 : i];
+            String p = parts[i / run];
             int v = classes.parse(p);
             if (v < 0) {
                 throw new IOException("--class-labels: '" + p.trim() + "' is not a class of this model (0 to "

@@ -80,6 +80,17 @@ class ConditionalSampleCommandTest {
         assertFalse(Arrays.equals(Files.readAllBytes(dir.resolve("a/samples.npy")), Files.readAllBytes(dir.resolve("c/samples.npy"))));
         // image 1 is "cat" in both calls: the same image
         assertTrue(Arrays.equals(Files.readAllBytes(dir.resolve("a/sample_00001.png")), Files.readAllBytes(dir.resolve("c/sample_00001.png"))));
+        // k labels for n = 2k images: each for two consecutive images ("dog,cat" with --n 4 = dog, dog, cat, cat)
+        CliRun runs = run("sample", "--checkpoint", ck.toString(), "--steps", "3", "--n", "4", "--backend", "cpu",
+                "--guidance-scale", "3", "--class-labels", "dog,cat", "--out", dir.resolve("d").toString());
+        assertEquals(0, runs.exit(), runs.err());
+        CliRun perImage = run("sample", "--checkpoint", ck.toString(), "--steps", "3", "--n", "4", "--backend", "cpu",
+                "--guidance-scale", "3", "--class-labels", "1,1,0,0", "--out", dir.resolve("e").toString());
+        assertEquals(0, perImage.exit(), perImage.err());
+        for (int i = 0; i < 4; i++) {
+            String f = String.format("sample_%05d.png", i);
+            assertTrue(Arrays.equals(Files.readAllBytes(dir.resolve("d").resolve(f)), Files.readAllBytes(dir.resolve("e").resolve(f))), f);
+        }
     }
 
     @Test
@@ -112,7 +123,7 @@ class ConditionalSampleCommandTest {
         Path img = png("i.png", new int[64]);
         String c = ck.toString();
         expect(1, "'bird' is not a class of this model (0 to 1, or a name: cat, dog)", "--checkpoint", c, "--class-labels", "bird");
-        expect(1, "give one class or one per image (16), got 3", "--checkpoint", c, "--class-labels", "0,1,0");
+        expect(1, "a list whose length divides --n (16), got 3", "--checkpoint", c, "--class-labels", "0,1,0");
         expect(2, "--guidance-scale must be finite and >= 0", "--checkpoint", c, "--guidance-scale", "-1");
         expect(2, "--guidance-scale must be finite and >= 0", "--checkpoint", c, "--guidance-scale", "NaN");
         expect(2, "--mask-image needs --init-image", "--checkpoint", c, "--mask-image", img.toString());

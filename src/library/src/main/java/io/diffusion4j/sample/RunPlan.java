@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 
 /**
  * The operations of one sampling run, from a scheduler's plan and the run's image inputs:
@@ -160,9 +159,5 @@ public final class RunPlan {
     public String toString() {
         return "RunPlan[" + ops.size() + " ops, " + modelCalls() + " model calls" + (startTimestep >= 0
                 ? ", from the image at t = " + startTimestep : "") + (inpaint ? ", inpainting" : "") + "]";
-    }
-
-    static <T> T nonNull(T t, String what) {
-        return Objects.requireNonNull(t, what);
     }
 }

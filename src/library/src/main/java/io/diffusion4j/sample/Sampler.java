@@ -32,7 +32,11 @@ import java.util.Objects;
  * <p><b>Randomness.</b> Image g of a run with seed s (g = {@code firstImage + b} for batch row b) draws its
  * x_T from the Philox stream (s, offset {@code g << 32}) and the noise of step i (DDPM, DDIM with eta > 0)
  * from (s, {@code (g << 32) | (i + 1)}), element index = position in the image's NHWC layout. An image thus
- * depends on (seed, g) only, not on the batch it was drawn in.
+ * depends on (seed, g) only, not on the batch it was drawn in. Runs with {@link Inputs} (class labels and
+ * guidance, image-to-image, inpainting) execute a {@link RunPlan}: op k draws its step's noise from offset
+ * {@code (g << 32) | (k + 1)} and its merge or jump-back noise from {@code (g << 32) | 2^31 | (k + 1)}; with
+ * guidance the model is called once per step over the rows and their copies labelled with the null class, and
+ * an image still depends on (seed, g, its label and image inputs) only.
  *
  * <p>Samples are exchanged with callers as float32 NCHW {@code [count, C, H, W]} (diffusers' layout); the
  * device layout is NHWC.

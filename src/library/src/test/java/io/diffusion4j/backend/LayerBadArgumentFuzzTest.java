@@ -32,7 +32,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Random bad arguments for the UNet layer entry points of d4j.h (convolution, norms, activations,
- * linear, attention, optimiser, concat, fill), called through the generated bindings.
+ * linear, attention, optimiser, concat, classifier-free guidance, fill), called through the generated bindings.
  *
  * <p>Each entry point is described once: the kind of every argument (required or optional buffer and
  * its size, dimension, finite scalar, 0/1 flag, choice, out-pointer) and a generator of a valid call
@@ -301,6 +301,12 @@ class LayerBadArgumentFuzzTest {
         };
     }
 
+    Call guidance(Random r) {
+        long count = 1 + r.nextInt(40);
+        return new Call("d4j_classifier_free_guidance", "out").buf("cond", count).buf("uncond", count).dim("count", count)
+                .finite("guidance_scale", 3.0).out("out", count);
+    }
+
     Call fill(Random r) {
         Call c = new Call("d4j_buffer_fill_f32");
         c.args.clear(); // no backend argument
@@ -503,11 +509,12 @@ class LayerBadArgumentFuzzTest {
             case 13 -> optim(r);
             case 14 -> dropout(r, r.nextBoolean());
             case 15 -> groupNormConv(r);
+            case 16 -> guidance(r);
             default -> fill(r);
         };
     }
 
-    static final int KINDS = 17;
+    static final int KINDS = 18;
 
     @Test
     void layerEntryPointsRefuseBadArgumentsWithUsefulMessages() {
@@ -545,7 +552,8 @@ class LayerBadArgumentFuzzTest {
         for (String f : headerNames.keySet()) {
             boolean layer = f.matches("d4j_(dropout|conv2d|group_norm|bias_group_norm|silu|residual_add|linear|attention|concat_channels)_.*")
                     || f.equals("d4j_residual_add") || f.equals("d4j_grad_norm") || f.equals("d4j_adamw")
-                    || f.equals("d4j_ema_update") || f.equals("d4j_buffer_fill_f32");
+                    || f.equals("d4j_ema_update") || f.equals("d4j_buffer_fill_f32")
+                    || f.equals("d4j_classifier_free_guidance");
             if (layer) assertTrue(counts.getOrDefault(f, 0) >= 20, f + " ran " + counts.getOrDefault(f, 0) + " times (seed " + seed + ")");
         }
     }
