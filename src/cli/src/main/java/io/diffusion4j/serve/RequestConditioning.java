@@ -31,7 +31,7 @@ import java.util.List;
  *     unconditional model
  * @param runPlan the ops of the run
  */
-record RequestConditioning(Sampler.Inputs inputs, int[] rowLabels, RunPlan runPlan) {
+public record RequestConditioning(Sampler.Inputs inputs, int[] rowLabels, RunPlan runPlan) {
     /** Images declaring more than this many pixels a side are refused from their header, before decoding. */
     static final int MAX_IMAGE_SIDE = 4096;
     /** Images declaring more pixels than this (2048 x 2048) are refused from their header, before decoding. */
