@@ -64,8 +64,9 @@ public final class ServeCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE})")
     int maxDeadlineMs = 600_000;
 
-    @Option(names = "--max-body", paramLabel = "BYTES", description = "largest request body, >= 64 (default: ${DEFAULT-VALUE})")
-    int maxBody = 16384;
+    @Option(names = "--max-body", paramLabel = "BYTES", description = "largest request body, >= 64; init_image and "
+            + "mask_image travel in it as base64 (default: ${DEFAULT-VALUE})")
+    int maxBody = 1 << 20;
 
     @Option(names = "--drain-ms", paramLabel = "MS", description = "how long a shutdown waits for work in flight "
             + "(default: ${DEFAULT-VALUE})")
@@ -157,9 +158,11 @@ public final class ServeCommand implements Callable<Integer> {
                 for (Map.Entry<String, Path> e : o.models().entrySet()) {
                     ServedModel m = ServedModel.load(e.getKey(), e.getValue(), o.noEma(), backend);
                     models.add(m);
-                    out.printf(Locale.ROOT, "serve: model %s from %s: %dx%dx%d, T %d, %.1f MB of weights%n", m.name(),
+                    out.printf(Locale.ROOT, "serve: model %s from %s: %dx%dx%d, T %d, %.1f MB of weights%s%n", m.name(),
                             e.getValue(), m.channels(), m.height(), m.width(), m.schedule().numTrainTimesteps(),
-                            m.model().parameters().byteSize() / 1e6);
+                            m.model().parameters().byteSize() / 1e6, m.classes() == null ? ""
+                                    : ", " + m.classes().names().size() + " classes" + (m.guidable()
+                                    ? " and a null class (guidance)" : ", no null class"));
                 }
                 SampleServer server = new SampleServer(backend, models, o.config());
                 Thread hook = new Thread(() -> {

@@ -1,15 +1,15 @@
 package io.diffusion4j.serve;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.kernels.ConditioningKernels;
 import io.diffusion4j.kernels.DiffusionKernels;
 import io.diffusion4j.kernels.DiffusionKernels.SampleNoise;
 import io.diffusion4j.kernels.DropoutKernels;
 import io.diffusion4j.kernels.NativeSchedule;
 import io.diffusion4j.model.UNet2DModel;
-import io.diffusion4j.sample.DpmSolverScheduler;
 import io.diffusion4j.sample.ImageLayout;
+import io.diffusion4j.sample.RunPlan;
 import io.diffusion4j.sample.Sampler;
-import io.diffusion4j.sample.SamplerStep;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.util.ArrayDeque;
@@ -30,29 +30,36 @@ import java.util.concurrent.locks.ReentrantLock;
  * Continuous batching over denoising steps. One worker thread owns the backend, every device buffer and every
  * model workspace; {@link #submit} (called by HTTP handlers) only queues a request and returns its future.
  *
- * <p><b>Batches.</b> Each served model has one batch of up to {@code maxBatch} rows: x (NHWC, one row per image
- * in flight), and when needed DPM-Solver++'s previous-x0 buffer and the dynamic-thresholding scratch. A request
- * of n images occupies n consecutive rows, each image at the request's own step. Every iteration of the worker:
+ * <p><b>Batches.</b> Each served model has one batch of up to {@code maxBatch} rows in flight: x (NHWC, one row
+ * per image in flight; for a class-conditional model with a null class twice as many rows, the second half
+ * holding the unconditional copies of guided rows), and when needed DPM-Solver++'s previous-x0 buffer, the
+ * dynamic-thresholding scratch and the known image and mask rows of image-to-image and inpainting. A request of
+ * n images occupies n consecutive rows and follows its own {@link RunPlan} (its steps; image-to-image's start;
+ * inpainting's merges and jumps back), one op index per request. Every iteration of the worker:
  * <ol>
  *   <li>drops requests whose deadline passed or whose handler gave up (their rows leave now),</li>
  *   <li>admits queued requests in arrival order (per model; a request waits while its model's batch has fewer
- *       than n free rows), drawing each image's x_T into its row,</li>
- *   <li>for each model with rows in flight runs ONE model call over all its rows (each row with its own
- *       timestep), then per request {@link Sampler#update} on the request's row range (its own timesteps,
- *       Philox seeds and offsets),</li>
- *   <li>completes the requests that did their last step (their rows leave; later rows move down so the rows in
+ *       than n free rows), putting each image's start into its row: x_T, or the init image noised to the first
+ *       timestep (image-to-image),</li>
+ *   <li>for each model with rows in flight: the requests whose next ops are jumps back (RePaint's UNDO) renoise
+ *       their rows, which needs no model call; then ONE model call over all rows in flight (each with its own
+ *       timestep and class label) plus, after them, a copy of each guided request's rows labelled with the null
+ *       class; then per request classifier-free guidance into its conditional rows, {@link Sampler#update} on its
+ *       row range and, inpainting, the merge of the known region,</li>
+ *   <li>completes the requests that did their last op (their rows leave; later rows move down so the rows in
  *       flight stay a prefix, each moved row copied on the device with an exact copy kernel).</li>
  * </ol>
  *
- * <p><b>Bits.</b> Image g of a request with seed s draws x_T from the Philox stream (s, g &lt;&lt; 32) and step i's
- * noise from (s, (g &lt;&lt; 32) | (i + 1)), as {@link Sampler} does for image g of {@code sample}; the model call
- * and the update kernels work row by row, so a request's images are bit for bit those of {@code sample} with the
- * same seed and settings, whatever else is in the batch.
+ * <p><b>Bits.</b> Op k of image g of a request with seed s uses the Philox streams {@link Sampler} gives op k of
+ * image g of {@code sample}: x_T (and image-to-image's start) from (s, g &lt;&lt; 32), a scheduler step's noise from
+ * {@link RunPlan#stepOffset}, a merge's or jump's from {@link RunPlan#renoiseOffset}. The model call, guidance and
+ * the update, merge and jump kernels work row by row, so a request's images are bit for bit those of
+ * {@code sample} with the same seed and settings, whatever else is in the batch.
  *
- * <p><b>Workspaces.</b> A model call over r rows runs on an inference instance sized for the bucket
- * {@code b >= r} (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... up to maxBatch, at most 1.5 times r): the rows between r and
- * b are computed and ignored. Instances are made on first use and kept, so a changing row count never
- * reallocates per step. After {@code idleReleaseMillis} with nothing in flight and nothing queued every
+ * <p><b>Workspaces.</b> A model call over r rows (rows in flight plus copies) runs on an inference instance sized
+ * for the bucket {@code b >= r} (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... up to the rows of x, at most 1.5 times r):
+ * the rows between r and b are computed and ignored. Instances are made on first use and kept, so a changing row
+ * count never reallocates per step. After {@code idleReleaseMillis} with nothing in flight and nothing queued every
  * workspace and batch buffer is freed (native live bytes return to the models' weights); the next request
  * makes them again.
  */
@@ -373,54 +380,34 @@ public final class BatchEngine implements AutoCloseable {
         return Math.min(b, maxBatch);
     }
 
-    /** One request in a batch: its row range, views and per-row host arrays. */
-    private final class Active {
-        final Job job;
-        final int n;
-        int first, step;
-        Tensor xv, x0v, thv;
-        final int[] t, prev, last;
-        final SampleNoise noise;
-
-        Active(Job job) {
-            this.job = job;
-            this.n = job.request.n();
-            t = new int[n];
-            prev = new int[n];
-            last = new int[n];
-            noise = new SampleNoise(new long[n], new long[n]);
-        }
-
-        void closeViews() {
-            if (thv != null) thv.close();
-            if (x0v != null) x0v.close();
-            if (xv != null) xv.close();
-            thv = x0v = xv = null;
-        }
-    }
-
     /** A model's batch, owned by the worker. */
     private final class ModelBatch {
         final ServedModel served;
-        final int cap, h, w, c;
+        /** Rows in flight at most; rows of x (guidable models: the rows in flight, then up to as many copies). */
+        final int cap, rowsCap, h, w, c;
         final long per;
-        final List<Active> active = new ArrayList<>();
+        final boolean conditional;
+        final List<InFlight> active = new ArrayList<>();
         int rowsUsed;
         volatile int publishedRows;
         NativeSchedule schedule;
-        Tensor x, x0, threshold;
-        final List<Tensor> xRows = new ArrayList<>(), x0Rows = new ArrayList<>();
+        Tensor x, x0, threshold, known, mask;
+        final List<Tensor> xRows = new ArrayList<>(), x0Rows = new ArrayList<>(), knownRows = new ArrayList<>(),
+                maskRows = new ArrayList<>();
         final Map<Integer, UNet2DModel> workspaces = new TreeMap<>();
         final Map<Integer, Tensor> bucketViews = new TreeMap<>();
         final Map<Integer, float[]> bucketTimesteps = new TreeMap<>();
+        final Map<Integer, int[]> bucketLabels = new TreeMap<>();
 
         ModelBatch(ServedModel served) {
             this.served = served;
             this.cap = options.maxBatch();
+            this.rowsCap = served.guidable() ? 2 * cap : cap;
             this.h = served.height();
             this.w = served.width();
             this.c = served.channels();
             this.per = served.imageFloats();
+            this.conditional = served.classes() != null;
         }
 
         void admit(Job j) {
@@ -430,36 +417,62 @@ public final class BatchEngine implements AutoCloseable {
             }
             if (schedule == null) schedule = NativeSchedule.of(served.schedule());
             if (x == null) {
-                x = Tensor.allocate(backend, DType.FLOAT32, cap, h, w, c);
+                x = Tensor.allocate(backend, DType.FLOAT32, rowsCap, h, w, c);
                 x.fill(0f); // rows past the ones in flight are computed too (bucket padding): keep them finite
                 for (int r = 0; r < cap; r++) xRows.add(x.view(r * per, per));
             }
-            Active a = new Active(j);
-            if (j.request.scheduler() instanceof DpmSolverScheduler && x0 == null) {
+            InFlight a = new InFlight(j);
+            if (a.dpm && x0 == null) {
                 x0 = Tensor.allocate(backend, DType.FLOAT32, cap, h, w, c);
                 for (int r = 0; r < cap; r++) x0Rows.add(x0.view(r * per, per));
             }
-            if (j.request.scheduler().thresholding() != null && threshold == null) {
-                threshold = Tensor.allocate(backend, DType.FLOAT32, cap);
+            if (a.thresholded && threshold == null) threshold = Tensor.allocate(backend, DType.FLOAT32, cap);
+            if (a.image && known == null) {
+                known = Tensor.allocate(backend, DType.FLOAT32, cap, h, w, c);
+                mask = Tensor.allocate(backend, DType.FLOAT32, cap, h, w, c);
+                for (int r = 0; r < cap; r++) {
+                    knownRows.add(known.view(r * per, per));
+                    maskRows.add(mask.view(r * per, per));
+                }
             }
             a.first = rowsUsed;
             rowsUsed += a.n;
             active.add(a);
             makeViews(a);
-            long seed = j.request.seed();
-            for (int g = 0; g < a.n; g++) DiffusionKernels.randomNormal(backend, seed, (long) g << 32, xRows.get(a.first + g));
+            // x at the start, as Sampler starts a run: the init image noised to the first timestep (image-to-image)
+            // from the stream x_T would have come from, or x_T itself
+            SampleRequest rq = j.request;
+            if (a.image) a.knownv.copyFrom(ImageLayout.nchwToNhwc(rq.inputs().image(), a.n, c, h, w));
+            if (a.inpaint) a.maskv.copyFrom(ImageLayout.nchwToNhwc(rq.inputs().mask(), a.n, c, h, w));
+            long seed = rq.seed();
+            int start = rq.runPlan().startTimestep();
+            if (start >= 0) {
+                int[] from = new int[a.n], to = new int[a.n];
+                long[] seeds = new long[a.n], offsets = new long[a.n];
+                for (int g = 0; g < a.n; g++) {
+                    from[g] = -1;
+                    to[g] = start;
+                    seeds[g] = seed;
+                    offsets[g] = (long) g << 32;
+                }
+                ConditioningKernels.noiseToTimestep(schedule, a.knownv, from, to, new SampleNoise(seeds, offsets), a.xv);
+            } else {
+                for (int g = 0; g < a.n; g++) DiffusionKernels.randomNormal(backend, seed, (long) g << 32, xRows.get(a.first + g));
+            }
         }
 
-        void makeViews(Active a) {
+        void makeViews(InFlight a) {
             a.closeViews();
             a.xv = x.view(a.first * per, a.n, h, w, c);
-            if (a.job.request.scheduler() instanceof DpmSolverScheduler) a.x0v = x0.view(a.first * per, a.n, h, w, c);
-            if (a.job.request.scheduler().thresholding() != null) a.thv = threshold.view(a.first, a.n);
+            if (a.dpm) a.x0v = x0.view(a.first * per, a.n, h, w, c);
+            if (a.thresholded) a.thv = threshold.view(a.first, a.n);
+            if (a.image) a.knownv = known.view(a.first * per, a.n, h, w, c);
+            if (a.inpaint) a.maskv = mask.view(a.first * per, a.n, h, w, c);
         }
 
         void dropExpired(long now) {
             for (int i = 0; i < active.size(); i++) {
-                Active a = active.get(i);
+                InFlight a = active.get(i);
                 if (a.job.expired(now)) {
                     fail(a.job, deadline(a.job));
                     remove(i--);
@@ -469,7 +482,7 @@ public final class BatchEngine implements AutoCloseable {
 
         /** Fails every request in flight; no device work (also used after a device failure). */
         void dropAll(RequestException e) {
-            for (Active a : active) {
+            for (InFlight a : active) {
                 fail(a.job, e);
                 a.closeViews();
             }
@@ -477,19 +490,20 @@ public final class BatchEngine implements AutoCloseable {
             rowsUsed = 0;
         }
 
-        /** Removes active request i; moves the rows of the later ones down. */
+        /** Removes active request i; moves the rows of the later ones down (x, and the buffers each one uses). */
         void remove(int i) {
-            Active gone = active.remove(i);
+            InFlight gone = active.remove(i);
             gone.closeViews();
             rowsUsed -= gone.n;
             int dst = gone.first;
             for (int k = i; k < active.size(); k++) {
-                Active a = active.get(k);
-                boolean dpm = a.job.request.scheduler() instanceof DpmSolverScheduler;
+                InFlight a = active.get(k);
                 for (int r = 0; r < a.n; r++) {
                     // exact device copy of one row (dropout with p = 0); the rows differ, so they never overlap
-                    DropoutKernels.forward(xRows.get(a.first + r), 0.0, 0, 0, xRows.get(dst + r));
-                    if (dpm) DropoutKernels.forward(x0Rows.get(a.first + r), 0.0, 0, 0, x0Rows.get(dst + r));
+                    move(xRows, a.first + r, dst + r);
+                    if (a.dpm) move(x0Rows, a.first + r, dst + r);
+                    if (a.image) move(knownRows, a.first + r, dst + r);
+                    if (a.inpaint) move(maskRows, a.first + r, dst + r);
                 }
                 a.first = dst;
                 makeViews(a);
@@ -497,43 +511,63 @@ public final class BatchEngine implements AutoCloseable {
             }
         }
 
+        private static void move(List<Tensor> rows, int from, int to) {
+            DropoutKernels.forward(rows.get(from), 0.0, 0, 0, rows.get(to));
+        }
+
+        /**
+         * One step: the jumps back of the requests at one (no model call), then ONE model call over every row in
+         * flight and, after them, the unconditional copies of the guided requests' rows (labelled with the null
+         * class); then per request guidance, its scheduler update and inpainting's merge.
+         */
         void step() {
             long t0 = System.nanoTime();
-            int rows = rowsUsed;
-            int b = bucket(rows, cap);
+            for (InFlight a : active) a.undoToDenoise(schedule);
+            int rows = rowsUsed, total = rows;
+            for (InFlight a : active) {
+                if (a.guided && !a.done()) {
+                    a.copyFirst = total;
+                    total += a.n;
+                }
+            }
+            int b = bucket(total, rowsCap);
             UNet2DModel ws = workspaces.get(b);
             if (ws == null) {
                 ws = served.model().sharingParameters();
                 workspaces.put(b, ws);
                 bucketViews.put(b, x.view(0, b, h, w, c));
                 bucketTimesteps.put(b, new float[b]);
+                if (conditional) bucketLabels.put(b, new int[b]);
             }
             float[] tModel = bucketTimesteps.get(b);
+            int[] labels = conditional ? bucketLabels.get(b) : null;
             java.util.Arrays.fill(tModel, 0f);
-            for (Active a : active) {
-                SamplerStep s = a.job.request.plan().get(a.step);
+            if (labels != null) java.util.Arrays.fill(labels, 0); // padding rows: any valid class
+            for (InFlight a : active) {
+                if (a.done()) continue;
+                a.prepareDenoise();
+                float ts = a.step().timestep();
                 for (int r = 0; r < a.n; r++) {
-                    tModel[a.first + r] = s.timestep();
-                    a.t[r] = s.timestep();
-                    a.prev[r] = s.prevTimestep();
-                    a.last[r] = s.lastTimestep();
-                    a.noise.seeds()[r] = a.job.request.seed();
-                    a.noise.offsets()[r] = ((long) r << 32) | (a.step + 1);
+                    tModel[a.first + r] = ts;
+                    if (labels != null) labels[a.first + r] = a.labels[r];
+                }
+                if (a.guided) {
+                    for (int r = 0; r < a.n; r++) {
+                        tModel[a.copyFirst + r] = ts;
+                        labels[a.copyFirst + r] = a.nullClass;
+                    }
+                    try (Tensor copies = x.view(a.copyFirst * per, a.n, h, w, c)) {
+                        DropoutKernels.forward(a.xv, 0.0, 0, 0, copies); // exact copy
+                    }
                 }
             }
-            Tensor out = ws.forward(bucketViews.get(b), tModel);
-            for (Active a : active) {
-                SampleRequest rq = a.job.request;
-                SamplerStep s = rq.plan().get(a.step);
-                try (Tensor ov = out.view(a.first * per, a.n, h, w, c)) {
-                    Sampler.update(schedule, served.schedule(), rq.scheduler(), s, a.xv, ov, a.x0v, a.thv, a.t, a.prev,
-                            a.last, a.noise);
-                }
-                a.step++;
+            Tensor out = ws.forward(bucketViews.get(b), tModel, labels);
+            for (InFlight a : active) {
+                if (!a.done()) a.finishDenoise(schedule, served, out, per, h, w, c);
             }
             for (int i = 0; i < active.size(); i++) {
-                Active a = active.get(i);
-                if (a.step < a.job.request.plan().size()) continue;
+                InFlight a = active.get(i);
+                if (!a.done()) continue;
                 float[] nchw = ImageLayout.nhwcToNchw(a.xv.toFloatArray(), a.n, c, h, w);
                 a.job.result.complete(nchw);
                 remove(i--);
@@ -545,22 +579,23 @@ public final class BatchEngine implements AutoCloseable {
 
         /** Frees every buffer and workspace (nothing may be in flight). */
         void release() {
-            for (Active a : active) a.closeViews();
+            for (InFlight a : active) a.closeViews();
             active.clear();
             rowsUsed = 0;
             for (Tensor v : bucketViews.values()) v.close();
             bucketViews.clear();
             bucketTimesteps.clear();
+            bucketLabels.clear();
             for (UNet2DModel m : workspaces.values()) m.close();
             workspaces.clear();
-            for (int i = x0Rows.size() - 1; i >= 0; i--) x0Rows.get(i).close();
-            x0Rows.clear();
-            for (int i = xRows.size() - 1; i >= 0; i--) xRows.get(i).close();
-            xRows.clear();
-            if (threshold != null) threshold.close();
-            if (x0 != null) x0.close();
-            if (x != null) x.close();
-            threshold = x0 = x = null;
+            for (List<Tensor> rows : List.of(maskRows, knownRows, x0Rows, xRows)) {
+                for (int i = rows.size() - 1; i >= 0; i--) rows.get(i).close();
+                rows.clear();
+            }
+            for (Tensor t : new Tensor[] {mask, known, threshold, x0, x}) {
+                if (t != null) t.close();
+            }
+            mask = known = threshold = x0 = x = null;
             if (schedule != null) schedule.close();
             schedule = null;
         }

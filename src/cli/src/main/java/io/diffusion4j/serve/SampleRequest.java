@@ -4,13 +4,14 @@ import io.diffusion4j.io.Json;
 import io.diffusion4j.io.JsonException;
 import io.diffusion4j.io.JsonFieldException;
 import io.diffusion4j.io.JsonFields;
+import io.diffusion4j.sample.RunPlan;
 import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.sample.SamplerStep;
 import io.diffusion4j.TimestepSpacing;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
@@ -30,10 +31,18 @@ import java.util.concurrent.ThreadLocalRandom;
  *   timestep_spacing  "leading" | "trailing" | "linspace"                 default: the scheduler config's
  *   output            "png" (n = 1 only) | "json"                         default png for n = 1, else json
  *   deadline_ms       integer in [1, max_deadline_ms]                     default: the server's deadline
+ *   use_clipped_model_output  boolean, ddim only                          default false
  * </pre>
+ * and the conditioning fields of {@link RequestConditioning} (class labels, guidance, init image, mask, strength,
+ * RePaint's jumps).
+ *
+ * @param plan the scheduler's steps
+ * @param conditioning the run's inputs (labels, guidance, images) and its ops (image-to-image's start, inpainting's
+ *     merges and jumps)
  */
 public record SampleRequest(ServedModel model, String sampler, SamplerScheduler scheduler, List<SamplerStep> plan,
-                            int steps, float eta, long seed, int n, String spacing, boolean json, long deadlineMillis) {
+                            int steps, float eta, long seed, int n, String spacing, boolean json, long deadlineMillis,
+                            RequestConditioning conditioning) {
 
     /** The server's limits on requests. */
     public record Limits(int maxN, int maxSteps, int maxBodyBytes, long defaultDeadlineMillis, long maxDeadlineMillis) {
@@ -48,8 +57,24 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
         }
     }
 
-    static final Set<String> FIELDS = Set.of("model", "sampler", "steps", "eta", "seed", "n", "timestep_spacing", "output",
-            "deadline_ms");
+    static final List<String> FIELDS;
+
+    static {
+        List<String> f = new ArrayList<>(List.of("model", "sampler", "steps", "eta", "seed", "n", "timestep_spacing", "output",
+                "deadline_ms", "use_clipped_model_output"));
+        f.addAll(RequestConditioning.FIELDS);
+        FIELDS = List.copyOf(f);
+    }
+
+    /** The run's inputs as {@link io.diffusion4j.sample.Sampler#run} takes them. */
+    public io.diffusion4j.sample.Sampler.Inputs inputs() {
+        return conditioning.inputs();
+    }
+
+    /** The ops of the run. */
+    public RunPlan runPlan() {
+        return conditioning.runPlan();
+    }
 
     /**
      * Parses and validates a request body (UTF-8 JSON object).
@@ -80,8 +105,7 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
             throws RequestException {
         for (String k : m.keys()) {
             if (!FIELDS.contains(k)) {
-                throw RequestException.bad(k, "unknown field (accepted: model, sampler, steps, eta, seed, n,"
-                        + " timestep_spacing, output, deadline_ms)");
+                throw RequestException.bad(k, "unknown field (accepted: " + String.join(", ", FIELDS) + ")");
             }
         }
         // model
@@ -168,17 +192,25 @@ public record SampleRequest(ServedModel model, String sampler, SamplerScheduler 
             throw RequestException.bad("sampler", sampler + " cannot be built from model '" + model.name()
                     + "''s scheduler_config.json: " + e.getMessage());
         }
+        if (m.has("use_clipped_model_output") && m.requireBoolean("use_clipped_model_output")) {
+            if (!(scheduler instanceof io.diffusion4j.sample.DdimScheduler d)) {
+                throw RequestException.bad("use_clipped_model_output", "applies to ddim only");
+            }
+            scheduler = d.withUseClippedModelOutput(true);
+        }
         List<SamplerStep> plan;
         try {
             plan = scheduler.plan(T, steps);
         } catch (IllegalArgumentException e) {
             throw RequestException.bad(spacing != null ? "timestep_spacing" : "steps", e.getMessage());
         }
+        RequestConditioning conditioning = RequestConditioning.parse(m, model, n, plan, limits);
         String usedSpacing = spacing != null ? spacing : switch (scheduler) {
             case io.diffusion4j.sample.DdpmScheduler d -> d.spacing().configName();
             case io.diffusion4j.sample.DdimScheduler d -> d.spacing().configName();
             case io.diffusion4j.sample.DpmSolverScheduler d -> d.spacing().configName();
         };
-        return new SampleRequest(model, sampler, scheduler, plan, steps, eta, seed, n, usedSpacing, json, deadline);
+        return new SampleRequest(model, sampler, scheduler, plan, steps, eta, seed, n, usedSpacing, json, deadline,
+                conditioning);
     }
 }

@@ -26,8 +26,9 @@ import java.util.concurrent.TimeoutException;
  * The HTTP face of the sampling server (JDK {@code com.sun.net.httpserver}, handlers on virtual threads):
  * <pre>
  *   POST /v1/samples   a {@link SampleRequest} JSON body; 200 image/png (output png) or application/json
- *                      {"model", "sampler", "steps", "eta", "seed", "n", "timestep_spacing", "width", "height",
- *                      "images": [base64 PNG, ...]}; errors as JSON {"error", "field"} with 400 (bad field or
+ *                      {"model", "sampler", "steps", "eta", "seed", "n", "timestep_spacing", ["class_labels",
+ *                      "guidance_scale" for a class-conditional model,] "width", "height", "images": [base64 PNG,
+ *                      ...]}; errors as JSON {"error", "field"} with 400 (bad field or
  *                      body), 404 (unknown model), 405, 429 + Retry-After (queue full), 503 (shutting down),
  *                      504 (deadline passed), 500
  *   GET  /healthz      200 while the sampling worker is alive
@@ -203,6 +204,13 @@ public final class SampleServer implements AutoCloseable {
                 out.put("seed", r.seed());
                 out.put("n", (long) r.n());
                 out.put("timestep_spacing", r.spacing());
+                int[] labels = r.conditioning().rowLabels();
+                if (labels != null) { // a class-conditional model: the class of every image (the null class if none was given)
+                    List<Object> l = new ArrayList<>();
+                    for (int v : labels) l.add((long) v);
+                    out.put("class_labels", l);
+                    out.put("guidance_scale", (double) r.inputs().guidanceScale());
+                }
                 out.put("width", (long) w);
                 out.put("height", (long) h);
                 List<Object> imgs = new ArrayList<>();

@@ -1,6 +1,7 @@
 package io.diffusion4j.serve;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.model.ClassLabels;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.model.UNet2DModel;
@@ -15,7 +16,8 @@ import java.util.Objects;
 
 /**
  * A model the server samples from: its name, its weights on the device (loaded once), its noise schedule and
- * its scheduler_config.json (from which each request's scheduler is built as {@code sample} builds it).
+ * its scheduler_config.json (from which each request's scheduler is built as {@code sample} builds it) and, for
+ * a class-conditional model, its classes (class_labels.json, read as {@code sample} reads it).
  * Closed by the server after the worker has released every workspace over it.
  */
 public final class ServedModel implements AutoCloseable {
@@ -23,9 +25,21 @@ public final class ServedModel implements AutoCloseable {
     private final UNet2DModel model;
     private final NoiseSchedule schedule;
     private final Map<String, Object> schedulerConfig;
+    private final ClassLabels classes;
 
-    /** Takes ownership of {@code model}. */
+    /** Takes ownership of {@code model}; a class-conditional model gets unnamed classes without a null class. */
     public ServedModel(String name, UNet2DModel model, NoiseSchedule schedule, Map<String, Object> schedulerConfig) {
+        this(name, model, schedule, schedulerConfig, null);
+    }
+
+    /**
+     * Takes ownership of {@code model}.
+     *
+     * @param classes a class-conditional model's classes (null: {@link ClassLabels#unnamed}, no null class); must be
+     *     null for an unconditional model
+     */
+    public ServedModel(String name, UNet2DModel model, NoiseSchedule schedule, Map<String, Object> schedulerConfig,
+                       ClassLabels classes) {
         this.name = Objects.requireNonNull(name, "name");
         this.model = Objects.requireNonNull(model, "model");
         this.schedule = Objects.requireNonNull(schedule, "schedule");
@@ -39,6 +53,19 @@ public final class ServedModel implements AutoCloseable {
             throw new IllegalArgumentException("model '" + name + "' has " + c.inChannels()
                     + " channels; the server returns PNGs, which need 1 or 3");
         }
+        if (!c.isClassConditional() && classes != null) {
+            throw new IllegalArgumentException("model '" + name + "' is unconditional; it has no classes");
+        }
+        if (c.isClassConditional() && classes == null) classes = ClassLabels.unnamed(c.numClassEmbeds());
+        if (classes != null) {
+            int rows = classes.names().size() + (classes.hasNullClass() ? 1 : 0);
+            if (rows != c.numClassEmbeds() || (classes.hasNullClass() && classes.nullClass() != classes.names().size())) {
+                throw new IllegalArgumentException("model '" + name + "': " + classes.names().size() + " classes"
+                        + (classes.hasNullClass() ? " and null class " + classes.nullClass() : "")
+                        + " do not match num_class_embeds " + c.numClassEmbeds());
+            }
+        }
+        this.classes = classes;
     }
 
     /**
@@ -50,11 +77,17 @@ public final class ServedModel implements AutoCloseable {
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
         Map<String, Object> cfg = loc.readSchedulerConfig();
+        ClassLabels classes = null;
+        if (config.isClassConditional()) { // as sample reads them: class_labels.json, or the labels' numbers
+            classes = ClassLabels.read(loc.modelDir());
+            if (classes == null) classes = ClassLabels.unnamed(config.numClassEmbeds());
+            classes.checkFits(config.numClassEmbeds(), loc.modelDir().resolve(ClassLabels.FILE));
+        }
         float[] weights = Checkpoint.readWeights(loc.weights(), UNet2DLayout.of(config));
         UNet2DModel m = UNet2DModel.forInference(backend, config); // the weights alone: no gradient buffer
         try {
             m.loadFlat(weights);
-            return new ServedModel(name, m, schedule, cfg);
+            return new ServedModel(name, m, schedule, cfg, classes);
         } catch (RuntimeException e) {
             m.close();
             throw e;
@@ -77,6 +110,16 @@ public final class ServedModel implements AutoCloseable {
     /** The parsed scheduler_config.json (unmodifiable). */
     public Map<String, Object> schedulerConfig() {
         return schedulerConfig;
+    }
+
+    /** A class-conditional model's classes (names and null class), or null for an unconditional model. */
+    public ClassLabels classes() {
+        return classes;
+    }
+
+    /** Whether requests may use classifier-free guidance: the model is class-conditional with a null class. */
+    public boolean guidable() {
+        return classes != null && classes.hasNullClass();
     }
 
     public int channels() {

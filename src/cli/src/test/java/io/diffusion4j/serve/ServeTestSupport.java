@@ -2,6 +2,7 @@ package io.diffusion4j.serve;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.io.Json;
+import io.diffusion4j.model.ClassLabels;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
@@ -56,6 +57,30 @@ final class ServeTestSupport {
         UNet2DModel m = UNet2DModel.forInference(be, config());
         m.initParameters(seed);
         return new ServedModel(name, m, schedule(), schedCfg);
+    }
+
+    /** The tiny model, class-conditional with {@code numClassEmbeds} class-embedding rows. */
+    static UNet2DConfig conditionalConfig(int numClassEmbeds) {
+        return TinyUNet.conditionalConfig(C, numClassEmbeds);
+    }
+
+    /** A served class-conditional model with weights from seed and {@code classes} (null: unnamed, no null class). */
+    static ServedModel conditionalModel(Backend be, String name, long seed, ClassLabels classes) {
+        int rows = classes == null ? 3 : classes.names().size() + (classes.hasNullClass() ? 1 : 0);
+        UNet2DModel m = UNet2DModel.forInference(be, conditionalConfig(rows));
+        m.initParameters(seed);
+        return new ServedModel(name, m, schedule(), plainConfig(), classes);
+    }
+
+    /** A checkpoint folder of the class-conditional tiny model with weights from seed and its class_labels.json. */
+    static Path conditionalCheckpoint(Path dir, long seed, ClassLabels classes) throws IOException {
+        Files.createDirectories(dir);
+        UNet2DConfig cfg = conditionalConfig(classes.names().size() + (classes.hasNullClass() ? 1 : 0));
+        Files.writeString(dir.resolve(Checkpoint.CONFIG), cfg.toJson());
+        TinyUNet.writeWeights(dir.resolve(Checkpoint.WEIGHTS), cfg, seed);
+        Files.writeString(dir.resolve(Checkpoint.SCHEDULER), Json.write(plainConfig()));
+        classes.write(dir);
+        return dir;
     }
 
     /** A checkpoint folder (config, weights, scheduler config) of the tiny model with weights from seed. */

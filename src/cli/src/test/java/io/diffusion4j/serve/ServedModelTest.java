@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.model.ClassLabels;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
@@ -60,6 +61,43 @@ class ServedModelTest {
                 }
             }
             assertEquals(before, cpu.liveBytes(), "everything freed");
+        }
+    }
+
+    /**
+     * A class-conditional checkpoint's classes are read from its class_labels.json (unnamed, without a null class,
+     * when it has none); a file that does not fit the model's num_class_embeds is an IOException naming it, and
+     * nothing is left allocated.
+     */
+    @Test
+    void classLabelsAreReadAsSampleReadsThem() throws Exception {
+        ClassLabels animals = new ClassLabels(java.util.List.of("cat", "dog", "bird"), 3);
+        Path ck = ServeTestSupport.conditionalCheckpoint(dir.resolve("ck"), TestRandom.fresh().nextLong(), animals);
+        try (Backend cpu = Backend.open(Device.CPU)) {
+            long before = cpu.liveBytes();
+            try (ServedModel served = ServedModel.load("m", ck, false, cpu)) {
+                assertEquals(animals, served.classes());
+                assertTrue(served.guidable());
+            }
+            Files.delete(ck.resolve(ClassLabels.FILE));
+            try (ServedModel served = ServedModel.load("m", ck, false, cpu)) {
+                assertEquals(ClassLabels.unnamed(4), served.classes());
+                assertTrue(!served.guidable(), "no null class without class_labels.json");
+            }
+            new ClassLabels(java.util.List.of("cat", "dog"), 2).write(ck);
+            IOException e = assertThrows(IOException.class, () -> ServedModel.load("m", ck, false, cpu));
+            assertTrue(e.getMessage().contains(ClassLabels.FILE) && e.getMessage().contains("num_class_embeds 4"), e.getMessage());
+            assertEquals(before, cpu.liveBytes(), "nothing left allocated");
+        }
+        try (Backend cpu = Backend.open(Device.CPU)) {
+            UNet2DModel m = UNet2DModel.forInference(cpu, ServeTestSupport.config());
+            try {
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new ServedModel("u", m,
+                        ServeTestSupport.schedule(), ServeTestSupport.plainConfig(), animals));
+                assertTrue(e.getMessage().contains("unconditional"), e.getMessage());
+            } finally {
+                m.close();
+            }
         }
     }
 

@@ -18,7 +18,26 @@ public final class ImageInputs {
      * ({@link ImageFolderDataset#loadPixels}), then {@code p / 127.5 - 1}.
      */
     public static float[] readImage(Path file, int height, int width, int channels) throws IOException {
-        byte[] hwc = ImageFolderDataset.loadPixels(file, height, width, channels);
+        return toFloats(ImageFolderDataset.loadPixels(file, height, width, channels), height, width, channels);
+    }
+
+    /**
+     * {@link #readImage(Path, int, int, int)} for PNG or JPEG bytes in memory; images larger than {@code maxSide}
+     * a side or {@code maxPixels} in all are refused from their header, before decoding
+     * ({@link ImageFolderDataset#loadPixels(byte[], int, int, int, int, long)}).
+     */
+    public static float[] readImage(byte[] encoded, int height, int width, int channels, int maxSide, long maxPixels)
+            throws IOException {
+        return toFloats(ImageFolderDataset.loadPixels(encoded, height, width, channels, maxSide, maxPixels), height, width,
+                channels);
+    }
+
+    /** {@link #readMask(Path, int, int)} for PNG or JPEG bytes in memory, with the size limits of {@link #readImage(byte[], int, int, int, int, long)}. */
+    public static float[] readMask(byte[] encoded, int height, int width, int maxSide, long maxPixels) throws IOException {
+        return binarise(ImageFolderDataset.loadPixels(encoded, height, width, 1, maxSide, maxPixels));
+    }
+
+    private static float[] toFloats(byte[] hwc, int height, int width, int channels) {
         float[] out = new float[hwc.length];
         int plane = height * width;
         for (int p = 0; p < plane; p++) {
@@ -27,15 +46,18 @@ public final class ImageInputs {
         return out;
     }
 
+    private static float[] binarise(byte[] l) {
+        float[] out = new float[l.length];
+        for (int i = 0; i < l.length; i++) out[i] = (l[i] & 0xFF) >= 128 ? 1f : 0f;
+        return out;
+    }
+
     /**
      * A mask file as float32 {@code [1, 1, height, width]} of 0 and 1: its luminance, resized as {@link #readImage},
      * 1 where the 8-bit value is 128 or more.
      */
     public static float[] readMask(Path file, int height, int width) throws IOException {
-        byte[] l = ImageFolderDataset.loadPixels(file, height, width, 1);
-        float[] out = new float[l.length];
-        for (int i = 0; i < l.length; i++) out[i] = (l[i] & 0xFF) >= 128 ? 1f : 0f;
-        return out;
+        return binarise(ImageFolderDataset.loadPixels(file, height, width, 1));
     }
 
     /**

@@ -123,6 +123,19 @@ public final class RunPlan {
         return new RunPlan(ops, -1, true);
     }
 
+    /**
+     * The model calls of {@link #inpainting} over a plan of {@code steps} steps, computed without building the
+     * plan (a caller bounding a request's work checks this first): every step once, plus {@code jumpLength} more
+     * for each of the {@code jumpNSample - 1} revisits of each jump point.
+     */
+    public static long inpaintingModelCalls(int steps, int jumpLength, int jumpNSample) {
+        if (steps < 1 || jumpLength < 1 || jumpNSample < 1) {
+            throw new IllegalArgumentException("steps, jump_length and jump_n_sample must be >= 1");
+        }
+        long points = steps > jumpLength ? (steps - 1L) / jumpLength : 0; // j = 0, L, 2L, ... below steps - L
+        return steps + points * (jumpNSample - 1L) * jumpLength;
+    }
+
     /** The ops in order. */
     public List<Op> ops() {
         return ops;

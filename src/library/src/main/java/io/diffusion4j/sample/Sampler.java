@@ -223,6 +223,15 @@ public final class Sampler implements AutoCloseable {
 
     /** The ops a run with these inputs performs (its steps, with image-to-image's start or inpainting's jumps). */
     public RunPlan runPlan(Inputs in) {
+        return runPlan(plan, in);
+    }
+
+    /**
+     * The ops of a run of {@code plan} with these inputs: plain sampling, image-to-image from {@code strength}, or
+     * inpainting with RePaint's jumps (the sampling server builds its requests' plans here too, so that both run
+     * the same ops).
+     */
+    public static RunPlan runPlan(List<SamplerStep> plan, Inputs in) {
         if (in.image() == null) return RunPlan.of(plan);
         if (in.mask() == null) return RunPlan.imageToImage(plan, in.strength());
         return RunPlan.inpainting(plan, in.jumpLength(), in.jumpNSample());

@@ -5,17 +5,21 @@ import java.awt.image.BufferedImage;
 import java.awt.image.ColorModel;
 import java.awt.image.IndexColorModel;
 import java.awt.image.Raster;
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.stream.IntStream;
 import java.util.stream.Stream;
 import javax.imageio.ImageIO;
+import javax.imageio.ImageReader;
+import javax.imageio.stream.ImageInputStream;
 
 /**
  * Every PNG and JPEG image under a directory, prepared the way diffusers' train_unconditional.py
@@ -161,6 +165,53 @@ public final class ImageFolderDataset implements Dataset {
             prepare(read(file), height, width, channels, out, 0);
         } catch (IOException | RuntimeException e) {
             throw new IOException(file + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()), e);
+        }
+        return out;
+    }
+
+    /**
+     * {@link #loadPixels(Path, int, int, int)} for an encoded image held in memory (PNG or JPEG bytes, as a
+     * request body carries them). The image's declared size is read from its header first: an image wider or
+     * taller than {@code maxSide} or with more than {@code maxPixels} pixels is refused before any pixel is
+     * decoded, so a small file that declares a huge image cannot make the decoder allocate for it.
+     *
+     * @throws IOException saying why the bytes are not a usable image (no decoder, too large, corrupt)
+     */
+    public static byte[] loadPixels(byte[] encoded, int height, int width, int channels, int maxSide, long maxPixels)
+            throws IOException {
+        Objects.requireNonNull(encoded, "encoded");
+        if (height < 1 || width < 1 || height > 4096 || width > 4096) {
+            throw new IllegalArgumentException("image size must be in [1, 4096], got " + height + "x" + width);
+        }
+        if (channels != 1 && channels != 3) {
+            throw new IllegalArgumentException("an image gives 1 (luminance) or 3 (RGB) channels, the model needs " + channels);
+        }
+        byte[] out = new byte[height * width * channels];
+        ImageIO.setUseCache(false);
+        BufferedImage img;
+        try (ImageInputStream in = ImageIO.createImageInputStream(new ByteArrayInputStream(encoded))) {
+            Iterator<ImageReader> readers = in == null ? null : ImageIO.getImageReaders(in);
+            if (readers == null || !readers.hasNext()) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
+            ImageReader reader = readers.next();
+            try {
+                reader.setInput(in, true, true);
+                int sw = reader.getWidth(0), sh = reader.getHeight(0);
+                if (sw < 1 || sh < 1) throw new IOException("empty image");
+                if (sw > maxSide || sh > maxSide || (long) sw * sh > maxPixels) {
+                    throw new IOException("the image is " + sw + "x" + sh + "; at most " + maxSide + " pixels a side and "
+                            + maxPixels + " pixels are accepted");
+                }
+                img = reader.read(0, reader.getDefaultReadParam());
+            } finally {
+                reader.dispose();
+            }
+        } catch (IOException | RuntimeException e) {
+            throw new IOException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
+        }
+        try {
+            prepare(img, height, width, channels, out, 0);
+        } catch (RuntimeException e) {
+            throw new IOException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
         }
         return out;
     }

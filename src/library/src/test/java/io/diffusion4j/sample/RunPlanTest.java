@@ -80,4 +80,20 @@ class RunPlanTest {
         assertEquals((7L << 32) | (1L << 31) | 1, RunPlan.renoiseOffset(7, 0));
         assertEquals(RunPlan.of(ddim(3)).ops().size(), 3);
     }
+
+    /** The count of model calls a caller checks before building an inpainting plan is the built plan's. */
+    @Test
+    void inpaintingModelCallsMatchTheBuiltPlan() {
+        for (int n = 1; n <= 40; n++) {
+            List<SamplerStep> plan = new ArrayList<>();
+            for (int i = 0; i < n; i++) plan.add(new SamplerStep(10 * (n - i), i == n - 1 ? -1 : 10 * (n - i - 1), -1));
+            for (int jl = 1; jl <= n + 2; jl++) {
+                for (int jn = 1; jn <= 4; jn++) {
+                    RunPlan p = RunPlan.inpainting(plan, jl, jn);
+                    assertEquals(p.modelCalls(), RunPlan.inpaintingModelCalls(n, jl, jn), "n " + n + " jl " + jl + " jn " + jn);
+                    assertEquals(2 * p.modelCalls() - n, p.ops().size(), "every extra model call follows one jump step");
+                }
+            }
+        }
+    }
 }

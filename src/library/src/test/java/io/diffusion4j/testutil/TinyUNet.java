@@ -22,10 +22,19 @@ public final class TinyUNet {
 
     /** The tiny model with {@code channels} input and output channels. */
     public static UNet2DConfig config(int channels) {
+        return builder(channels).build();
+    }
+
+    /** The tiny model with {@code channels} channels and {@code numClassEmbeds} class-embedding rows. */
+    public static UNet2DConfig conditionalConfig(int channels, int numClassEmbeds) {
+        return builder(channels).numClassEmbeds(numClassEmbeds).build();
+    }
+
+    private static UNet2DConfig.Builder builder(int channels) {
         return UNet2DConfig.builder().sampleSize(8).inChannels(channels).outChannels(channels).blockOutChannels(4, 8)
                 .layersPerBlock(1).normNumGroups(2).attentionHeadDim(4)
                 .downBlockTypes(List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
-                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).build();
+                .upBlockTypes(List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK));
     }
 
     /** Writes the parameters of a {@code cfg} model initialised from {@code seed} as diffusers' safetensors file. */
