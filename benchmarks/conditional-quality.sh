@@ -4,8 +4,9 @@
 #
 #   benchmarks/conditional-quality.sh CHECKPOINT OUT [N]
 #
-# Writes into OUT: class grids (one row per class, DDIM-50) at guidance 1 and 3, an inpainting example (the top
-# half of test image 1 known, RePaint with jumps) and an image-to-image example (strength 0.6), then for N images
+# Writes into OUT: class grids (one row per class, DDIM-50 with use_clipped_model_output) at guidance 1 and 3 (and
+# at 3 with diffusers' default, the model's noise kept), an inpainting example (the top
+# half of test image 1 known, RePaint with jumps) and an image-to-image example (the pullover made a T-shirt, strength 0.7), then for N images
 # per setting (default 1000, 100 per class) the Frechet distance in a Fashion-MNIST classifier's feature space
 # (benchmarks/fashion-fd.sh) and the fraction classified as the requested class, for DDIM-50 with and without
 # use_clipped_model_output, at guidance 1 and 3, and unconditionally (the null class). OUT/results.txt collects
@@ -25,13 +26,17 @@ ALL=0,1,2,3,4,5,6,7,8,9
 sample() { "$JAVA" -jar "$JAR" sample --checkpoint "$CK" --backend cpu "$@" 2>/dev/null | tail -1; }
 
 # examples: grids and the image-conditioned runs
-sample --sampler ddim --steps 50 --n 100 --class-labels $ALL --guidance-scale 1 --grid-scale 2 --out "$OUT/grid-g1"
-sample --sampler ddim --steps 50 --n 100 --class-labels $ALL --guidance-scale 3 --grid-scale 2 --out "$OUT/grid-g3"
+for g in 1 3; do
+  sample --sampler ddim --steps 50 --n 100 --class-labels $ALL --guidance-scale $g --use-clipped-model-output \
+      --grid-scale 2 --out "$OUT/grid-g$g"
+done
+# the same guided grid with diffusers' DDIM default (the model's noise kept beside the clipped x0)
+sample --sampler ddim --steps 50 --n 100 --class-labels $ALL --guidance-scale 3 --grid-scale 2 --out "$OUT/grid-g3-default"
 python3 "$ROOT/benchmarks/fid/write_test_png.py" 1 "$OUT/test1.png" "$OUT/mask-top-half.png"
 sample --sampler ddpm --steps 100 --n 8 --init-image "$OUT/test1.png" --mask-image "$OUT/mask-top-half.png" \
     --grid-scale 3 --out "$OUT/inpaint"
-sample --sampler ddim --steps 50 --n 8 --init-image "$OUT/test1.png" --strength 0.6 --class-labels 0 \
-    --guidance-scale 3 --grid-scale 3 --out "$OUT/img2img"
+sample --sampler ddim --steps 50 --n 8 --init-image "$OUT/test1.png" --strength 0.7 --class-labels T-shirt/top \
+    --guidance-scale 3 --use-clipped-model-output --grid-scale 3 --out "$OUT/img2img"
 
 # quality: N images per setting, N / 10 per class
 labels="$OUT/labels.txt"

@@ -224,6 +224,10 @@ public final class SampleCommand implements Callable<Integer> {
             image = ImageInputs.perImage("--init-image", ImageInputs.readImage(o.initImage(), h, w, c), n, h, w, c, false);
         }
         if (o.maskImage() != null) mask = ImageInputs.perImage("--mask-image", ImageInputs.readMask(o.maskImage(), h, w), n, h, w, c, true);
+        if (o.guidanceScale() > 1 && scheduler instanceof DdimScheduler d && d.clipSample() && !d.useClippedModelOutput()) {
+            err.println("note: guided DDIM with clip_sample keeps the model's noise beside the clipped x0 (diffusers'"
+                    + " default), which degrades guided samples; --use-clipped-model-output re-derives it (docs/conditional.md)");
+        }
         int batch = Math.min(o.batchSize(), n);
         Files.createDirectories(o.out());
         try (Backend backend = Backend.open(o.backend())) {
