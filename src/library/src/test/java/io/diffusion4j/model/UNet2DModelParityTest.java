@@ -38,12 +38,17 @@ class UNet2DModelParityTest {
 
     /** dropout: null for the inference forward, else the training forward's {seed, offset}. */
     static Run run(Backend be, UNet2DConfig cfg, Inputs in, long[] dropout) {
+        return run(be, cfg, in, null, dropout);
+    }
+
+    /** With class labels for a class-conditional config (null otherwise). */
+    static Run run(Backend be, UNet2DConfig cfg, Inputs in, int[] labels, long[] dropout) {
         try (UNet2DModel m = new UNet2DModel(be, cfg, 0);
              Tensor x = Tensor.of(be, in.xs(), 2, 8, 8, cfg.inChannels());
              Tensor dOut = Tensor.of(be, in.d(), 2, 8, 8, cfg.outChannels())) {
             m.loadFlat(in.params());
             m.zeroGradients();
-            float[] out = UNet2DModelTest.forward(m, x, in.t(), dropout).toFloatArray();
+            float[] out = UNet2DModelTest.forward(m, x, in.t(), labels, dropout).toFloatArray();
             float[] dx = m.backward(dOut).toFloatArray();
             return new Run(out, dx, m.flatGradients());
         }
@@ -82,6 +87,22 @@ class UNet2DModelParityTest {
         Run g = run(be, cfg, in, null);
         String ctx = kind.cliName() + " vs cpu; " + r.describe();
         assertClose(g, h, "", ctx);
+    }
+
+    /**
+     * A class-conditional tiny UNet (num_class_embeds 4) with two labels, training forward and backward: the class
+     * table's gradient (two rows, the rest exactly 0) is among the parameter gradients compared.
+     */
+    @OnDevices
+    void classConditionalTinyUnetMatchesCpu(Backend be, Device kind) {
+        TestRandom r = TestRandom.fresh();
+        UNet2DConfig cfg = UNet2DModelTest.tinyBuilder().numClassEmbeds(4).build();
+        Inputs in = Inputs.draw(r, cfg);
+        int[] labels = {r.nextInt(4), r.nextInt(4)};
+        Run h = run(cpu, cfg, in, labels, null);
+        Run g = run(be, cfg, in, labels, null);
+        assertClose(g, h, " (class-conditional)", kind.cliName() + " vs cpu, labels " + java.util.Arrays.toString(labels)
+                + "; " + r.describe());
     }
 
     /**
