@@ -87,12 +87,7 @@ public final class DiffusionPipeline implements AutoCloseable {
             throw new IOException(folder.dir().resolve(Checkpoint.CONFIG) + ": in_channels " + config.inChannels()
                     + " != out_channels " + config.outChannels() + " (learned variance is not supported for sampling)");
         }
-        ClassLabels classes = null;
-        if (config.isClassConditional()) {
-            classes = ClassLabels.read(folder.dir());
-            if (classes == null) classes = ClassLabels.unnamed(config.numClassEmbeds());
-            classes.checkFits(config.numClassEmbeds(), folder.dir().resolve(ClassLabels.FILE));
-        }
+        ClassLabels classes = ClassLabels.forModel(config, folder.dir());
         UNet2DModel model = new UNet2DModel(owner.backend(), config, 0L);
         try {
             model.loadFlat(weights);
@@ -245,9 +240,9 @@ public final class DiffusionPipeline implements AutoCloseable {
             float[] all = new float[Math.multiplyExact(count, per)];
             try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
                 int batches = (count + batch - 1) / batch;
-                int perBatch = sampler.runPlan(new Sampler.Inputs(null, -1, 1f, image == null ? null : new float[0],
-                        mask == null ? null : new float[0], config.strength(), config.jumpLength(), config.jumpNSample()))
-                        .ops().size();
+                Sampler.Inputs every = new Sampler.Inputs(labels, classes == null ? -1 : classes.nullClass(), scale, image,
+                        mask, config.strength(), config.jumpLength(), config.jumpNSample());
+                int perBatch = sampler.runPlan(every).ops().size();
                 int total = batches * perBatch;
                 for (int k = 0; k < batches; k++) {
                     int first = k * batch;
@@ -255,13 +250,7 @@ public final class DiffusionPipeline implements AutoCloseable {
                     float[] x = init == null ? null : Arrays.copyOfRange(init, first * per, (first + n) * per);
                     int done = k * perBatch;
                     Sampler.Progress p = progress == null ? null : (d, t) -> progress.onStep(done + d, total);
-                    Sampler.Inputs in = new Sampler.Inputs(
-                            labels == null ? null : Arrays.copyOfRange(labels, first, first + n),
-                            classes == null ? -1 : classes.nullClass(), scale,
-                            image == null ? null : Arrays.copyOfRange(image, first * per, (first + n) * per),
-                            mask == null ? null : Arrays.copyOfRange(mask, first * per, (first + n) * per),
-                            config.strength(), config.jumpLength(), config.jumpNSample());
-                    float[] out = sampler.run(config.seed(), first, n, x, in, p);
+                    float[] out = sampler.run(config.seed(), first, n, x, every.slice(first, n, per), p);
                     System.arraycopy(out, 0, all, first * per, n * per);
                 }
             }

@@ -208,8 +208,8 @@ public final class SampleCommand implements Callable<Integer> {
             n = Math.toIntExact(s[0]);
             init = a.data();
         }
-        int[] labels = classLabels(o, config, loc, n);
-        ClassLabels classes = config.isClassConditional() ? classesOf(config, loc) : null;
+        ClassLabels classes = ClassLabels.forModel(config, loc.modelDir());
+        int[] labels = classLabels(o, classes, loc, n);
         if (o.guidanceScale() != 1f && (classes == null || !classes.hasNullClass())) {
             throw new IOException(classes == null
                     ? "--guidance-scale " + o.guidanceScale() + " needs a class-conditional model; " + loc.modelDir() + " is unconditional"
@@ -244,20 +244,17 @@ public final class SampleCommand implements Callable<Integer> {
                 try (Sampler sampler = new Sampler(model, schedule, scheduler, steps, batch, h, w)) {
                     int per = c * h * w;
                     int batches = (n + batch - 1) / batch;
-                    Sampler.Inputs probe = inputs(o, classes, null, image == null ? null : new float[0],
-                            mask == null ? null : new float[0]);
-                    int opsPerBatch = sampler.runPlan(probe).ops().size();
+                    Sampler.Inputs every = new Sampler.Inputs(labels, classes == null ? -1 : classes.nullClass(),
+                            o.guidanceScale(), image, mask, o.strength(), o.jumpLength(), o.jumpNSample());
+                    int opsPerBatch = sampler.runPlan(every).ops().size();
                     ProgressBar bar = ProgressBar.on(err, batches * opsPerBatch, "sampling", "steps");
                     for (int k = 0; k < batches; k++) {
                         int first = k * batch;
                         int count = Math.min(batch, n - first);
                         float[] x0 = init == null ? null : java.util.Arrays.copyOfRange(init, first * per, (first + count) * per);
                         int done = k * opsPerBatch;
-                        Sampler.Inputs in = inputs(o, classes,
-                                labels == null ? null : java.util.Arrays.copyOfRange(labels, first, first + count),
-                                image == null ? null : java.util.Arrays.copyOfRange(image, first * per, (first + count) * per),
-                                mask == null ? null : java.util.Arrays.copyOfRange(mask, first * per, (first + count) * per));
-                        float[] r = sampler.run(o.seed(), first, count, x0, in, (d, tot) -> bar.update(done + d));
+                        float[] r = sampler.run(o.seed(), first, count, x0, every.slice(first, count, per),
+                                (d, tot) -> bar.update(done + d));
                         System.arraycopy(r, 0, all, first * per, count * per);
                     }
                     bar.finish();
@@ -284,27 +281,13 @@ public final class SampleCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static Sampler.Inputs inputs(Options o, ClassLabels classes, int[] labels, float[] image, float[] mask) {
-        return new Sampler.Inputs(labels, classes == null ? -1 : classes.nullClass(), o.guidanceScale(), image, mask,
-                o.strength(), o.jumpLength(), o.jumpNSample());
-    }
-
-    /** The model's classes: its class_labels.json, or the labels' numbers. */
-    private static ClassLabels classesOf(UNet2DConfig config, CheckpointFiles loc) throws IOException {
-        ClassLabels l = ClassLabels.read(loc.modelDir());
-        if (l == null) l = ClassLabels.unnamed(config.numClassEmbeds());
-        l.checkFits(config.numClassEmbeds(), loc.modelDir().resolve(ClassLabels.FILE));
-        return l;
-    }
-
     /** --class-labels as one label per image (numbers or class names), or null. */
-    private static int[] classLabels(Options o, UNet2DConfig config, CheckpointFiles loc, int n) throws IOException {
+    private static int[] classLabels(Options o, ClassLabels classes, CheckpointFiles loc, int n) throws IOException {
         if (o.classLabels() == null) return null;
-        if (!config.isClassConditional()) {
+        if (classes == null) {
             throw new IOException("--class-labels: " + loc.modelDir() + " is an unconditional model (its config has no"
                     + " num_class_embeds)");
         }
-        ClassLabels classes = classesOf(config, loc);
         String[] parts = o.classLabels().split(",", -1);
         if (n % parts.length != 0) {
             throw new IOException("--class-labels: give one class, one per image, or a list whose length divides --n ("

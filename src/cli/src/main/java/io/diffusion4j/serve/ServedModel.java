@@ -77,12 +77,7 @@ public final class ServedModel implements AutoCloseable {
         UNet2DConfig config = Checkpoint.readConfig(loc.modelDir());
         NoiseSchedule schedule = Checkpoint.readSchedule(loc.schedulerConfig());
         Map<String, Object> cfg = loc.readSchedulerConfig();
-        ClassLabels classes = null;
-        if (config.isClassConditional()) { // as sample reads them: class_labels.json, or the labels' numbers
-            classes = ClassLabels.read(loc.modelDir());
-            if (classes == null) classes = ClassLabels.unnamed(config.numClassEmbeds());
-            classes.checkFits(config.numClassEmbeds(), loc.modelDir().resolve(ClassLabels.FILE));
-        }
+        ClassLabels classes = ClassLabels.forModel(config, loc.modelDir()); // as sample reads them
         float[] weights = Checkpoint.readWeights(loc.weights(), UNet2DLayout.of(config));
         UNet2DModel m = UNet2DModel.forInference(backend, config); // the weights alone: no gradient buffer
         try {

@@ -58,6 +58,20 @@ public record ClassLabels(List<String> names, int nullClass) {
         }
     }
 
+    /**
+     * The classes of the model whose config.json is in {@code dir}: null for an unconditional config; else its
+     * {@value #FILE}, or {@link #unnamed} when there is none, checked against num_class_embeds.
+     *
+     * @throws IOException naming the file when it cannot be read or does not fit the config
+     */
+    public static ClassLabels forModel(UNet2DConfig config, Path dir) throws IOException {
+        if (!config.isClassConditional()) return null;
+        ClassLabels l = read(dir);
+        if (l == null) l = unnamed(config.numClassEmbeds());
+        l.checkFits(config.numClassEmbeds(), dir.resolve(FILE));
+        return l;
+    }
+
     /** Writes {@value #FILE} into {@code dir} atomically. */
     public void write(Path dir) throws IOException {
         Map<String, Object> id2label = new LinkedHashMap<>();

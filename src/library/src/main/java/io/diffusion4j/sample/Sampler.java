@@ -87,6 +87,21 @@ public final class Sampler implements AutoCloseable {
         public boolean guided() {
             return guidanceScale != 1f;
         }
+
+        /**
+         * The inputs of images {@code first .. first + n - 1} of these (which hold one label and one image per image of
+         * a whole call, {@code perImage} floats each): what a call split into batches passes to each run.
+         */
+        public Inputs slice(int first, int n, int perImage) {
+            return new Inputs(classLabels == null ? null : java.util.Arrays.copyOfRange(classLabels, first, first + n),
+                    nullClass, guidanceScale, part(image, first, n, perImage), part(mask, first, n, perImage), strength,
+                    jumpLength, jumpNSample);
+        }
+
+        private static float[] part(float[] v, int first, int n, int per) {
+            return v == null ? null : java.util.Arrays.copyOfRange(v, Math.multiplyExact(first, per),
+                    Math.multiplyExact(first + n, per));
+        }
     }
 
     private final UNet2DModel model;
