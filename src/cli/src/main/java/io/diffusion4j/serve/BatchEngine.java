@@ -499,7 +499,7 @@ public final class BatchEngine implements AutoCloseable {
             for (int k = i; k < active.size(); k++) {
                 InFlight a = active.get(k);
                 for (int r = 0; r < a.n; r++) {
-                    // exact device copy of one row (dropout with p = 0); the rows differ, so they never overlap
+                    // exact device copy of one row; the rows differ, so they never overlap
                     move(xRows, a.first + r, dst + r);
                     if (a.dpm) move(x0Rows, a.first + r, dst + r);
                     if (a.image) move(knownRows, a.first + r, dst + r);
@@ -512,7 +512,7 @@ public final class BatchEngine implements AutoCloseable {
         }
 
         private static void move(List<Tensor> rows, int from, int to) {
-            DropoutKernels.forward(rows.get(from), 0.0, 0, 0, rows.get(to));
+            DropoutKernels.copy(rows.get(from), rows.get(to));
         }
 
         /**
@@ -557,7 +557,7 @@ public final class BatchEngine implements AutoCloseable {
                         labels[a.copyFirst + r] = a.nullClass;
                     }
                     try (Tensor copies = x.view(a.copyFirst * per, a.n, h, w, c)) {
-                        DropoutKernels.forward(a.xv, 0.0, 0, 0, copies); // exact copy
+                        DropoutKernels.copy(a.xv, copies);
                     }
                 }
             }

@@ -19,6 +19,15 @@ import java.util.Arrays;
 public final class DropoutKernels {
     private DropoutKernels() {}
 
+    /**
+     * An exact device copy {@code dst = src} (same shape, float32, same backend, not overlapping): dropout with
+     * p = 0, which drops nothing and multiplies by exactly 1 (d4j.h). The library has no plain device-to-device
+     * copy entry point; this is the one place that stands in for it.
+     */
+    public static void copy(Tensor src, Tensor dst) {
+        forward(src, 0.0, 0, 0, dst);
+    }
+
     /** {@code y = dropout(x)}; {@code y} may be {@code x} (in place); same shape, float32, same backend. */
     public static void forward(Tensor x, double p, long seed, long offset, Tensor y) {
         check(x, "x", y, "y", p);

@@ -302,20 +302,16 @@ public final class Sampler implements AutoCloseable {
         if (initNoise != null && rp.startTimestep() >= 0) {
             throw new IllegalArgumentException("initNoise and image-to-image exclude each other (the image is noised)");
         }
-        if (inputs.image() != null && known == null) {
-            known = Tensor.allocate(x.backend(), DType.FLOAT32, batch, height, width, channels);
-            mask = Tensor.allocate(x.backend(), DType.FLOAT32, batch, height, width, channels);
-        }
+        if (inputs.image() != null && known == null) known = Tensor.allocate(x.backend(), DType.FLOAT32, batch, height, width, channels);
+        if (inputs.mask() != null && mask == null) mask = Tensor.allocate(x.backend(), DType.FLOAT32, batch, height, width, channels);
         List<Tensor> views = new ArrayList<>(6);
         try {
             Run r = new Run(seed, firstImage, count, labels, inputs.nullClass(), inputs.guided() ? inputs.guidanceScale() : 1f, rp);
             r.x = count == batch ? x : track(views, x.view(0, count, height, width, channels));
             if (x0 != null) r.x0 = count == batch ? x0 : track(views, x0.view(0, count, height, width, channels));
             if (threshold != null) r.threshold = count == batch ? threshold : track(views, threshold.view(0, count));
-            if (known != null) {
-                r.known = track(views, known.view(0, count, height, width, channels));
-                r.mask = track(views, mask.view(0, count, height, width, channels));
-            }
+            if (inputs.image() != null) r.known = track(views, known.view(0, count, height, width, channels));
+            if (inputs.mask() != null) r.mask = track(views, mask.view(0, count, height, width, channels)); // inpainting only
             if (r.guided()) {
                 r.modelInput = track(views, all.view(0, 2L * count, height, width, channels));
                 r.copies = track(views, all.view(count * perImage, count, height, width, channels));
@@ -522,8 +518,7 @@ public final class Sampler implements AutoCloseable {
      */
     private Tensor predict(Run r) {
         if (!r.guided()) return model.forward(r.x, r.tModel, r.labels);
-        // the unconditional copies: exact device copies of the rows (dropout with p = 0)
-        DropoutKernels.forward(r.x, 0.0, 0, 0, r.copies);
+        DropoutKernels.copy(r.x, r.copies); // the rows to be labelled with the null class
         for (int b = 0; b < r.count; b++) {
             r.tModel2[b] = r.tModel[b];
             r.tModel2[r.count + b] = r.tModel[b];
