@@ -377,6 +377,11 @@ void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const flo
                       float *y);
 void forward_tiled(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
                    float *y);
+// A 3 x 3, stride-1, "same" convolution without upsampling, by Winograd F(tile x tile, 3 x 3), tile 2 or 4
+// (kernels_conv2d_winograd.cpp).
+bool winograd_applies(const Geom &g);
+void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x, const float *weight,
+                      const float *bias, float *y);
 
 void dx_single(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx);
 void dx_upsample(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx);

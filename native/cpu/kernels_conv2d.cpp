@@ -51,6 +51,8 @@
 // conv2d_tiles.h / kernels_conv2d_tiles.cpp. Measurements: benchmarks/results/cpu-profile.md.
 #include "conv2d_tiles.h"
 
+#include <cstdlib>
+
 namespace d4j::cpu {
 
 using conv::Geom;
@@ -63,6 +65,23 @@ constexpr int64_t kPhaseMinDw = 2048;  // the same for dW (its per-phase setup c
 // An upsample2x conv that the phase paths (combined taps) can take.
 bool by_phase(const Geom &g) { return g.upsample2x && g.stride == 1 && g.k <= 3; }
 
+// The Winograd tile (2 or 4) for a conv, 0 for none: where it pays, with enough input channels for the GEMMs to
+// dominate the transforms, and images large enough. Decided by the image shape only, never the batch, so an
+// image gets the same bits alone or in a batch.
+int winograd_tile(const Geom &g) {
+    static const int64_t min2 = [] {
+        const char *e = std::getenv("D4J_WINOGRAD2_MIN_PIXELS");
+        return e ? std::atoll(e) : (int64_t)256;
+    }();
+    static const int64_t min4 = [] {
+        const char *e = std::getenv("D4J_WINOGRAD4_MIN_PIXELS");
+        return e ? std::atoll(e) : (int64_t)784;
+    }();
+    if (!conv::winograd_applies(g) || 9 * g.c_in <= conv::kGatherMax || g.c_out < conv::kNR) return 0;
+    const int64_t px = (int64_t)g.h * g.w;
+    return px >= min4 ? 4 : px >= min2 ? 2 : 0;
+}
+
 }  // namespace
 
 d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const float *weight, const float *bias,
@@ -73,6 +92,7 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
     // Always by phase, whatever the batch: the combined taps round differently from the 9-tap path, and
     // a forward must give an image the same bits whatever batch it is computed in (samplers, the server).
     else if (by_phase(g)) conv::forward_upsample(pool, g, x, weight, bias, y);
+    else if (const int tile = winograd_tile(g)) conv::forward_winograd(pool, g, tile, x, weight, bias, y);
     else conv::forward_tiled(pool, g, x, weight, bias, y);
     return D4J_OK;
 }

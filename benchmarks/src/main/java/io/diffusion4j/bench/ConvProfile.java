@@ -68,6 +68,39 @@ public final class ConvProfile {
                 new Shape("conv_out", 28, 32, 1, s3, 1));
     }
 
+    /** google/ddpm-cifar10-32 (src/library/src/test/resources/crosscheck/ddpm-cifar10-32.json): 32x32x3, 128/256/256/256. */
+    static List<Shape> cifar10Shapes() {
+        Conv2dSpec s3 = Conv2dSpec.same3x3(), s1 = Conv2dSpec.pointwise(), dn = Conv2dSpec.downsample3x3(1),
+                up = Conv2dSpec.upsample3x3();
+        return List.of(
+                new Shape("conv_in", 32, 3, 128, s3, 1),
+                new Shape("res 128->128 @32 (down0 x4, up3 conv2 x3)", 32, 128, 128, s3, 7),
+                new Shape("downsample 128 @32->16", 32, 128, 128, dn, 1),
+                new Shape("res 128->256 @16 conv1 (down1.0)", 16, 128, 256, s3, 1),
+                new Shape("res 256->256 @16 (down1 x3, up2 conv2 x3)", 16, 256, 256, s3, 6),
+                new Shape("shortcut 1x1 128->256 @16", 16, 128, 256, s1, 1),
+                new Shape("downsample 256 @16->8", 16, 256, 256, dn, 1),
+                new Shape("res 256->256 @8 (down2 x4, up1 conv2 x3)", 8, 256, 256, s3, 7),
+                new Shape("downsample 256 @8->4", 8, 256, 256, dn, 1),
+                new Shape("res 256->256 @4 (down3 x4, mid x4, up0 conv2 x3)", 4, 256, 256, s3, 11),
+                new Shape("res 512->256 @4 conv1 (up0 x3)", 4, 512, 256, s3, 3),
+                new Shape("shortcut 1x1 512->256 @4", 4, 512, 256, s1, 3),
+                new Shape("upsample 256 @4->8", 4, 256, 256, up, 1),
+                new Shape("res 512->256 @8 conv1 (up1 x3)", 8, 512, 256, s3, 3),
+                new Shape("shortcut 1x1 512->256 @8", 8, 512, 256, s1, 3),
+                new Shape("upsample 256 @8->16", 8, 256, 256, up, 1),
+                new Shape("res 512->256 @16 conv1 (up2.0, up2.1)", 16, 512, 256, s3, 2),
+                new Shape("res 384->256 @16 conv1 (up2.2)", 16, 384, 256, s3, 1),
+                new Shape("shortcut 1x1 512->256 @16", 16, 512, 256, s1, 2),
+                new Shape("shortcut 1x1 384->256 @16", 16, 384, 256, s1, 1),
+                new Shape("upsample 256 @16->32", 16, 256, 256, up, 1),
+                new Shape("res 384->128 @32 conv1 (up3.0)", 32, 384, 128, s3, 1),
+                new Shape("res 256->128 @32 conv1 (up3.1, up3.2)", 32, 256, 128, s3, 2),
+                new Shape("shortcut 1x1 384->128 @32", 32, 384, 128, s1, 1),
+                new Shape("shortcut 1x1 256->128 @32", 32, 256, 128, s1, 2),
+                new Shape("conv_out", 32, 128, 3, s3, 1));
+    }
+
     interface Call {
         void run();
     }
@@ -128,6 +161,8 @@ public final class ConvProfile {
         double seconds = 0.4;
         String[] libraries = {null};
         String[] only = null;
+        boolean cifar = false;
+        int calls = 3;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
@@ -135,6 +170,12 @@ public final class ConvProfile {
                 case "--seconds" -> seconds = Double.parseDouble(args[++i]);
                 case "--library" -> libraries = args[++i].split(",");
                 case "--shapes" -> only = args[++i].split(",");
+                case "--model" -> cifar = switch (args[++i]) {
+                    case "fashion" -> false;
+                    case "cifar10" -> true;
+                    default -> throw new IllegalArgumentException("--model fashion or cifar10, got " + args[i]);
+                };
+                case "--forward-only" -> calls = 1;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -168,12 +209,12 @@ public final class ConvProfile {
                     sb.append("| shape | x count | GFLOP/call | fwd ms | fwd GFLOP/s | dX ms | dX GFLOP/s | dW ms | dW GFLOP/s |\n");
                     sb.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
                 }
-                for (Shape s : fashionShapes()) {
+                for (Shape s : cifar ? cifar10Shapes() : fashionShapes()) {
                     if (keep != null && Arrays.stream(keep).noneMatch(o -> s.name().contains(o))) continue;
                     List<Bench> benches = new ArrayList<>();
                     for (Backend be : backends) benches.add(new Bench(be, s, n, new SplittableRandom(42)));
                     double[][][] ms = new double[libs][3][rounds];
-                    for (int c = 0; c < 3; c++)
+                    for (int c = 0; c < calls; c++)
                         for (int round = 0; round < rounds; round++)
                             for (int l = 0; l < libs; l++) ms[l][c][round] = time(benches.get(l).calls[c], seconds / rounds);
                     for (Bench bench : benches) bench.close();
@@ -181,7 +222,7 @@ public final class ConvProfile {
                     gf += g * s.count();
                     for (int l = 0; l < libs; l++) {
                         double[] m = new double[3];
-                        for (int c = 0; c < 3; c++) {
+                        for (int c = 0; c < calls; c++) {
                             Arrays.sort(ms[l][c]);
                             m[c] = ms[l][c][rounds / 2];
                             tot[l][c] += m[c] * s.count();

@@ -1,0 +1,312 @@
+// conv2d forward by Winograd's minimal filtering F(2x2, 3x3) (the algorithm and the choice of path:
+// kernels_conv2d.cpp): a 3 x 3, stride-1, "same" convolution computes each 2 x 2 block of outputs from the 4 x 4
+// input patch around it as
+//     Y = A^T [ sum over ci of (G g G^T) .* (B^T d B) ] A
+// so the 9 x C_in x C_out multiply-adds per output pixel of the direct method become 16 / 4 = 4 x C_in x C_out per
+// pixel, 2.25x fewer, plus transforms that cost O(C) per pixel. The sum over ci is 16 independent GEMMs (one per
+// point p of the 4 x 4 transformed tile): M_p[tile][co] = V_p[tile][:] . U_p[:][co], run by the micro-kernels of
+// forward_tiled. Phases, each a parallel region:
+//   1. U = G g G^T for every (ci, co), packed per point into kNR-column panels: U[p][panel][ci][j];
+//   2. per chunk of tiles: V = B^T d B for every (tile, ci): V[p][tile][ci];
+//   3.                     the 16 GEMMs into M[p][tile][co];
+//   4.                     Y = A^T M A plus bias, written to the outputs that exist (odd sizes: the last
+//                          tile row / column computes one output too many, which is dropped).
+// Chunks bound V and M to a few MiB, so they stay in the cache between phases.
+//
+// Bits: every transform is a fixed sequence of float adds, subtracts and multiplications by 0.5 (exact),
+// vectorised across 16 channels; each GEMM element sums ci in order. So an output depends only on its own
+// image's 4 x 4 input patches and the weights: the same bits whatever the batch, the chunking or the number
+// of threads, and on every SIMD width (no contraction into FMA).
+//
+// Rounding: the transforms mix up to 4 inputs (B^T d B), 9 weights (G g G^T) and 9 products' sums (A^T M A)
+// before and after the C_in-term sum, so the error is bounded in terms of the transformed operands' magnitudes
+// rather than sum |x| |w|: see ConvKernelsTest's Winograd bound.
+#include "conv2d_tiles.h"
+
+namespace d4j::cpu::conv {
+
+namespace {
+
+constexpr int64_t kChunkBytes = 4 << 20;    // V + M of one chunk of tiles
+constexpr int64_t kTransformTiles = 16;     // tiles per task of the input / output transforms
+
+// The distance between the points' matrices in U, V and M: n floats rounded up to an odd number of 64-byte
+// lines. A transform writes (or reads) all a * a points of a tile at once; at a power-of-two distance those
+// streams would all fall into the same cache sets and evict each other.
+inline int64_t spaced(int64_t n) {
+    int64_t lines = ceil_div(n, 16);
+    return (lines | 1) * 16;
+}
+
+// n <= kNR floats of src into v (the rest zero) / of v into dst.
+D4J_CONV_INLINE void load_part(vrow &v, const float *src, int n) {
+    if (n == kNR) {
+        load_row(v, src);
+    } else {
+        float t[kNR] = {};
+        std::memcpy(t, src, (size_t)n * sizeof(float));
+        std::memcpy(&v, t, sizeof(vrow));
+    }
+}
+D4J_CONV_INLINE void store_part(float *dst, const vrow &v, int n) {
+    if (n == kNR) {
+        store_row(dst, v);
+    } else {
+        float t[kNR];
+        std::memcpy(t, &v, sizeof(vrow));
+        std::memcpy(dst, t, (size_t)n * sizeof(float));
+    }
+}
+
+// The one-dimensional transforms of F(m, 3), tile size a = m + 2; the two-dimensional ones apply them along
+// columns, then rows. Each is a fixed sequence of float operations (multiplications by powers of two are exact).
+//   F(2, 3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+//            A^T = [1 1 1 0; 0 1 -1 -1]
+//   F(4, 3): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+//            G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+//            A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+struct F2 {
+    static constexpr int m = 2, a = 4;
+    static D4J_CONV_INLINE void in(const vrow (&d)[a], vrow (&v)[a]) {
+        v[0] = d[0] - d[2];
+        v[1] = d[1] + d[2];
+        v[2] = d[2] - d[1];
+        v[3] = d[1] - d[3];
+    }
+    static D4J_CONV_INLINE void wt(const vrow (&k)[3], vrow (&u)[a]) {
+        const vrow half = vrow{} + (0.5f);
+        u[0] = k[0];
+        u[1] = ((k[0] + k[1]) + k[2]) * half;
+        u[2] = ((k[0] - k[1]) + k[2]) * half;
+        u[3] = k[2];
+    }
+    static D4J_CONV_INLINE void out(const vrow (&q)[a], vrow (&y)[m]) {
+        y[0] = (q[0] + q[1]) + q[2];
+        y[1] = (q[1] - q[2]) - q[3];
+    }
+};
+
+struct F4 {
+    static constexpr int m = 4, a = 6;
+    static D4J_CONV_INLINE void in(const vrow (&d)[a], vrow (&v)[a]) {
+        const vrow four = vrow{} + (4.0f), five = vrow{} + (5.0f), two = vrow{} + (2.0f);
+        const vrow t0 = d[4] - d[2] * four, t1 = d[3] - d[1] * four;
+        const vrow t2 = d[4] - d[2], t3 = (d[3] - d[1]) * two;
+        v[0] = (d[0] * four - d[2] * five) + d[4];
+        v[1] = t0 + t1;
+        v[2] = t0 - t1;
+        v[3] = t2 + t3;
+        v[4] = t2 - t3;
+        v[5] = (d[1] * four - d[3] * five) + d[5];
+    }
+    static D4J_CONV_INLINE void wt(const vrow (&k)[3], vrow (&u)[a]) {
+        const vrow quarter = vrow{} + (0.25f), half = vrow{} + (0.5f), sixth = vrow{} + (1.0f / 6.0f);
+        const vrow s = k[0] + k[2], q = k[0] * quarter + k[2];
+        u[0] = k[0] * quarter;
+        u[1] = (s + k[1]) * (-sixth);
+        u[2] = (s - k[1]) * (-sixth);
+        u[3] = (q + k[1] * half) * sixth;
+        u[4] = (q - k[1] * half) * sixth;
+        u[5] = k[2];
+    }
+    static D4J_CONV_INLINE void out(const vrow (&q)[a], vrow (&y)[m]) {
+        const vrow two = vrow{} + (2.0f), four = vrow{} + (4.0f), eight = vrow{} + (8.0f);
+        const vrow s12 = q[1] + q[2], d12 = q[1] - q[2], s34 = q[3] + q[4], d34 = q[3] - q[4];
+        y[0] = (q[0] + s12) + s34;
+        y[1] = d12 + d34 * two;
+        y[2] = s12 + s34 * four;
+        y[3] = (d12 + d34 * eight) + q[5];
+    }
+};
+
+// U for output panel pn and input channels [ci_begin, ci_end): u[p][pn][ci][j] (zero beyond C_out).
+template <class F>
+D4J_CONV_INLINE void weight_transform(const Geom &g, const float *weight, int pn, int ci_begin, int ci_end,
+                                      int64_t point_stride, float *u) {
+    constexpr int a = F::a;
+    const int cols = std::min(kNR, g.c_out - pn * kNR);
+    const int64_t tap_stride = (int64_t)g.c_in * g.c_out;
+    for (int ci = ci_begin; ci < ci_end; ++ci) {
+        const float *w0 = weight + (int64_t)ci * g.c_out + (int64_t)pn * kNR;
+        vrow k[3][3];
+        for (int t = 0; t < 9; ++t) load_part(k[t / 3][t % 3], w0 + t * tap_stride, cols);
+        vrow gk[a][3];  // G k
+        for (int c = 0; c < 3; ++c) {
+            const vrow col[3] = {k[0][c], k[1][c], k[2][c]};
+            vrow o[a];
+            F::wt(col, o);
+            for (int r = 0; r < a; ++r) gk[r][c] = o[r];
+        }
+        float *dst = u + ((int64_t)pn * g.c_in + ci) * kNR;
+        for (int r = 0; r < a; ++r) {  // (G k) G^T
+            const vrow row[3] = {gk[r][0], gk[r][1], gk[r][2]};
+            vrow o[a];
+            F::wt(row, o);
+            for (int c = 0; c < a; ++c) store_row(dst + (r * a + c) * point_stride, o[c]);
+        }
+    }
+}
+
+// V for tiles [t_begin, t_end) of the chunk starting at tile t0: v[p][t - t0][ci].
+template <class F>
+D4J_CONV_INLINE void input_transform(const Geom &g, const float *x, int64_t th, int64_t tw, int64_t t0,
+                                     int64_t t_begin, int64_t t_end, int64_t point_stride, float *v) {
+    constexpr int a = F::a, m = F::m;
+    for (int64_t t = t_begin; t < t_end; ++t) {
+        const int64_t b = t / (th * tw), ti = t / tw % th, tj = t % tw;
+        const float *rows[a][a];
+        for (int r = 0; r < a; ++r)
+            for (int c = 0; c < a; ++c) {
+                const int64_t ih = m * ti - 1 + r, iw = m * tj - 1 + c;
+                rows[r][c] = ih >= 0 && ih < g.h && iw >= 0 && iw < g.w ? x + ((b * g.h + ih) * g.w + iw) * g.c_in
+                                                                        : nullptr;
+            }
+        float *dst0 = v + (t - t0) * g.c_in;
+        for (int c0 = 0; c0 < g.c_in; c0 += kNR) {
+            const int n = std::min(kNR, g.c_in - c0);
+            vrow e[a][a];  // B^T d
+            for (int c = 0; c < a; ++c) {
+                vrow col[a], o[a];
+                for (int r = 0; r < a; ++r) {
+                    if (rows[r][c]) load_part(col[r], rows[r][c] + c0, n);
+                    else col[r] = vrow{};
+                }
+                F::in(col, o);
+                for (int r = 0; r < a; ++r) e[r][c] = o[r];
+            }
+            for (int r = 0; r < a; ++r) {  // (B^T d) B
+                vrow o[a];
+                F::in(e[r], o);
+                for (int c = 0; c < a; ++c) store_part(dst0 + (r * a + c) * point_stride + c0, o[c], n);
+            }
+        }
+    }
+}
+
+// Y = A^T M A + bias for tiles [t_begin, t_end) of the chunk starting at tile t0, from m[p][t - t0][co].
+template <class F>
+D4J_CONV_INLINE void output_transform(const Geom &g, const float *mm, const float *bias, int64_t th, int64_t tw,
+                                      int64_t t0, int64_t t_begin, int64_t t_end, int64_t point_stride, float *y) {
+    constexpr int a = F::a, m = F::m;
+    for (int64_t t = t_begin; t < t_end; ++t) {
+        const int64_t b = t / (th * tw), ti = t / tw % th, tj = t % tw;
+        const int rows_out = (int)std::min<int64_t>(m, g.h_out - m * ti);
+        const int cols_out = (int)std::min<int64_t>(m, g.w_out - m * tj);
+        float *out0 = y + ((b * g.h_out + m * ti) * g.w_out + m * tj) * g.c_out;
+        const float *src0 = mm + (t - t0) * g.c_out;
+        for (int c0 = 0; c0 < g.c_out; c0 += kNR) {
+            const int n = std::min(kNR, g.c_out - c0);
+            vrow s[m][a];  // A^T q
+            for (int c = 0; c < a; ++c) {
+                vrow col[a], o[m];
+                for (int r = 0; r < a; ++r) load_part(col[r], src0 + (r * a + c) * point_stride + c0, n);
+                F::out(col, o);
+                for (int r = 0; r < m; ++r) s[r][c] = o[r];
+            }
+            vrow bv = vrow{};
+            if (bias) load_part(bv, bias + c0, n);
+            for (int r = 0; r < rows_out; ++r) {  // (A^T q) A, plus bias
+                vrow o[m];
+                F::out(s[r], o);
+                for (int c = 0; c < cols_out; ++c)
+                    store_part(out0 + ((int64_t)r * g.w_out + c) * g.c_out + c0, o[c] + bv, n);
+            }
+        }
+    }
+}
+
+// One body per SIMD width (D4J_CLONES) for each transform and tile size.
+D4J_CLONES void weight_transform_f2(const Geom &g, const float *w, int pn, int cb, int ce, int64_t ps, float *u) {
+    weight_transform<F2>(g, w, pn, cb, ce, ps, u);
+}
+D4J_CLONES void weight_transform_f4(const Geom &g, const float *w, int pn, int cb, int ce, int64_t ps, float *u) {
+    weight_transform<F4>(g, w, pn, cb, ce, ps, u);
+}
+D4J_CLONES void input_transform_f2(const Geom &g, const float *x, int64_t th, int64_t tw, int64_t t0, int64_t tb,
+                                   int64_t te, int64_t ps, float *v) {
+    input_transform<F2>(g, x, th, tw, t0, tb, te, ps, v);
+}
+D4J_CLONES void input_transform_f4(const Geom &g, const float *x, int64_t th, int64_t tw, int64_t t0, int64_t tb,
+                                   int64_t te, int64_t ps, float *v) {
+    input_transform<F4>(g, x, th, tw, t0, tb, te, ps, v);
+}
+D4J_CLONES void output_transform_f2(const Geom &g, const float *mm, const float *bias, int64_t th, int64_t tw,
+                                    int64_t t0, int64_t tb, int64_t te, int64_t ps, float *y) {
+    output_transform<F2>(g, mm, bias, th, tw, t0, tb, te, ps, y);
+}
+D4J_CLONES void output_transform_f4(const Geom &g, const float *mm, const float *bias, int64_t th, int64_t tw,
+                                    int64_t t0, int64_t tb, int64_t te, int64_t ps, float *y) {
+    output_transform<F4>(g, mm, bias, th, tw, t0, tb, te, ps, y);
+}
+
+}  // namespace
+
+bool winograd_applies(const Geom &g) {
+    return g.k == 3 && g.stride == 1 && !g.upsample2x && g.pad_top == 1 && g.pad_left == 1 && g.h_out == g.h &&
+           g.w_out == g.w;
+}
+
+void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x, const float *weight,
+                      const float *bias, float *y) {
+    const bool f4 = tile == 4;
+    const int a = tile + 2, points = a * a;
+    const int panels = (int)ceil_div(g.c_out, kNR);
+    const int64_t th = ceil_div(g.h_out, tile), tw = ceil_div(g.w_out, tile), tiles = (int64_t)g.n * th * tw;
+    // buffers of the calling thread, reused across calls (no page faults per call)
+    thread_local std::vector<float> u_ws, v_ws, m_ws;
+    const int64_t us = spaced((int64_t)panels * g.c_in * kNR), u_size = points * us;
+    if ((int64_t)u_ws.size() < u_size) u_ws.resize((size_t)u_size);
+    float *u = u_ws.data();
+    const int64_t ci_group = std::max<int64_t>(1, std::min<int64_t>(g.c_in, 4096 / kNR));
+    const int64_t ci_groups = ceil_div(g.c_in, ci_group);
+    run_tasks(pool, panels * ci_groups, (int64_t)panels * g.c_in * kNR * 9, [&](int64_t task) {
+        const int pn = (int)(task / ci_groups);
+        const int cb = (int)(task % ci_groups * ci_group), ce = (int)std::min<int64_t>(g.c_in, cb + ci_group);
+        if (f4) weight_transform_f4(g, weight, pn, cb, ce, us, u);
+        else weight_transform_f2(g, weight, pn, cb, ce, us, u);
+    });
+
+    const int64_t per_tile = (int64_t)points * (g.c_in + g.c_out) * (int64_t)sizeof(float);
+    const int64_t chunk = std::min(tiles, std::max<int64_t>(kMR * 4, kChunkBytes / per_tile / kMR * kMR));
+    const int64_t vs = spaced(chunk * g.c_in), ms = spaced(chunk * g.c_out);
+    if ((int64_t)v_ws.size() < points * vs) v_ws.resize((size_t)(points * vs));
+    if ((int64_t)m_ws.size() < points * ms) m_ws.resize((size_t)(points * ms));
+    float *v = v_ws.data(), *mm = m_ws.data();
+    const float *zero = zero_row(g.c_in);
+    for (int64_t t0 = 0; t0 < tiles; t0 += chunk) {
+        const int64_t nt = std::min(chunk, tiles - t0);
+        const int64_t groups = ceil_div(nt, kTransformTiles);
+        run_tasks(pool, groups, nt * points * g.c_in, [&](int64_t task) {
+            const int64_t tb = t0 + task * kTransformTiles, te = std::min(t0 + nt, tb + kTransformTiles);
+            if (f4) input_transform_f4(g, x, th, tw, t0, tb, te, vs, v);
+            else input_transform_f2(g, x, th, tw, t0, tb, te, vs, v);
+        });
+        const int64_t row_tiles = ceil_div(nt, kMR);
+        const TilePlan plan(row_tiles * points, panels);
+        const int64_t per_point = plan.tasks(row_tiles);
+        run_tasks(pool, points * per_point, work_of(nt * points, g.c_in, g.c_out), [&](int64_t task) {
+            const int p = (int)(task / per_point);
+            const TilePlan::Span sp = plan.span(task % per_point, row_tiles);
+            const float *rows[kMR];
+            int64_t dst_of[kMR];
+            const float *pv = v + p * vs;
+            const float *pu = u + p * us;
+            const auto slab_of = [&](int pn, int) { return pu + (int64_t)pn * g.c_in * kNR; };
+            for (int64_t rt = sp.tile_begin; rt < sp.tile_end; ++rt) {
+                for (int r = 0; r < kMR; ++r) {
+                    const int64_t row = rt * kMR + r;
+                    rows[r] = row < nt ? pv + row * g.c_in : zero;
+                    dst_of[r] = row < nt ? p * ms + row * g.c_out : -1;
+                }
+                tile_panels(1, rows, g.c_in, kNR, sp.p_begin, sp.p_end, g.c_out, slab_of, dst_of, mm, nullptr);
+            }
+        });
+        run_tasks(pool, groups, nt * points * g.c_out, [&](int64_t task) {
+            const int64_t tb = t0 + task * kTransformTiles, te = std::min(t0 + nt, tb + kTransformTiles);
+            if (f4) output_transform_f4(g, mm, bias, th, tw, t0, tb, te, ms, y);
+            else output_transform_f2(g, mm, bias, th, tw, t0, tb, te, ms, y);
+        });
+    }
+}
+
+}  // namespace d4j::cpu::conv
