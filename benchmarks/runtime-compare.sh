@@ -157,7 +157,7 @@ if [[ -z "${OMP_WAIT_POLICY:-}" ]]; then
   if "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$t_passive" "$t_default"; then
     export OMP_WAIT_POLICY=PASSIVE
   fi
-  OMP_NOTE="the faster for DJL in a probe ($probe_model batches 1 and 8, geometric mean): default ${t_default} s, PASSIVE ${t_passive} s"
+  OMP_NOTE="the faster for DJL in a probe ($probe_model batches 1 and 16, geometric mean): default ${t_default} s, PASSIVE ${t_passive} s"
   echo "PyTorch OpenMP wait policy: ${OMP_WAIT_POLICY:-default} ($OMP_NOTE)"
 fi
 BODY="$WORK/report-body.md"

@@ -24,7 +24,7 @@ import java.util.Random;
  *   RuntimeCompare init --model fashion|cifar10 --out DIR [--cifar10-config FILE] [--seed S]
  *       writes a random-initialised model folder (config.json, diffusion_pytorch_model.safetensors)
  *   RuntimeCompare probe --work DIR --model MODEL [--threads T] [--seconds S]
- *       DJL alone: prints the geometric mean of its median seconds per forward at batch 1 and 8 (the script runs
+ *       DJL alone: prints the geometric mean of its median seconds per forward at batch 1 and 16 (the script runs
  *       it under different OpenMP settings, which libtorch reads when it loads)
  *   RuntimeCompare run --work DIR [--cases fashion:1,cifar10:8] [--threads T] [--rounds R] [--turn-seconds S]
  *                      [--atol A] [--rtol R] [--markdown FILE]
@@ -113,7 +113,7 @@ public final class RuntimeCompare {
         UNet2DConfig cfg = Checkpoint.readConfig(work.resolve("models").resolve(model));
         int c = cfg.inChannels(), h = cfg.sampleHeight(), w = cfg.sampleWidth();
         double logSum = 0;
-        int[] batches = {1, 8};
+        int[] batches = {1, 16};
         try (Forward djl = new DjlForward(work.resolve("export").resolve(model), c, h, w)) {
             for (int n : batches) {
                 float[] x = new float[n * c * h * w];
