@@ -51,8 +51,6 @@
 // conv2d_tiles.h / kernels_conv2d_tiles.cpp. Measurements: benchmarks/results/cpu-profile.md.
 #include "conv2d_tiles.h"
 
-#include <cstdlib>
-
 namespace d4j::cpu {
 
 using conv::Geom;
@@ -65,21 +63,18 @@ constexpr int64_t kPhaseMinDw = 2048;  // the same for dW (its per-phase setup c
 // An upsample2x conv that the phase paths (combined taps) can take.
 bool by_phase(const Geom &g) { return g.upsample2x && g.stride == 1 && g.k <= 3; }
 
-// The Winograd tile (2 or 4) for a conv, 0 for none: where it pays, with enough input channels for the GEMMs to
-// dominate the transforms, and images large enough. Decided by the image shape only, never the batch, so an
-// image gets the same bits alone or in a batch.
+// The Winograd tile (2 or 4) for a conv, 0 for the direct paths. Decided by the shape only, never the batch, so an
+// image gets the same bits alone or in a batch. From measurements of the cifar10 and Fashion-MNIST models' shapes
+// at batches 1, 8 and 64 (benchmarks/results/cpu-profile.md): the transforms cost O(C_in + C_out) per tile point
+// and the GEMMs O(C_in C_out), so below 128 channels on either side (the Fashion-MNIST model) the direct paths are
+// as fast or faster; F(4x4) from 28 x 28, and at 16 x 16 while its transformed weights (36 C_in C_out floats,
+// rebuilt every call) stay below 10 MB; F(2x2) down to 8 x 8; at 4 x 4 the direct path (the transforms of 4 tiles
+// do not pay at batch 1).
 int winograd_tile(const Geom &g) {
-    static const int64_t min2 = [] {
-        const char *e = std::getenv("D4J_WINOGRAD2_MIN_PIXELS");
-        return e ? std::atoll(e) : (int64_t)256;
-    }();
-    static const int64_t min4 = [] {
-        const char *e = std::getenv("D4J_WINOGRAD4_MIN_PIXELS");
-        return e ? std::atoll(e) : (int64_t)784;
-    }();
-    if (!conv::winograd_applies(g) || 9 * g.c_in <= conv::kGatherMax || g.c_out < conv::kNR) return 0;
+    if (!conv::winograd_applies(g) || g.c_in < 128 || g.c_out < 128) return 0;
     const int64_t px = (int64_t)g.h * g.w;
-    return px >= min4 ? 4 : px >= min2 ? 2 : 0;
+    if (px >= 784 || (px >= 256 && (int64_t)g.c_in * g.c_out <= 256 * 256)) return 4;
+    return px >= 64 ? 2 : 0;
 }
 
 }  // namespace

@@ -15,8 +15,9 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * The CPU backend's Winograd forward paths (3x3 "same" convolutions with at least 8 input and 16 output channels:
- * F(2x2, 3x3) on images of 256 to 783 pixels, F(4x4, 3x3) from 784) against the float64 reference, at odd sizes
+ * The CPU backend's Winograd forward paths (3x3 "same" convolutions with at least 128 input and output channels:
+ * F(2x2, 3x3) from 64 pixels, F(4x4, 3x3) from 784, or from 256 with at most 256 x 256 channels) against the
+ * float64 reference, at odd sizes
  * (a last tile row and column with fewer outputs) and channel counts that leave partial 16-channel blocks in every
  * transform.
  *
@@ -33,11 +34,12 @@ class WinogradConvTest {
     static Backend cpu;
 
     /**
-     * {n, h, w, cIn, cOut}: F(2x2) at 16 x 16 exactly and at odd heights and widths, F(4x4) from 28 x 28 with every
-     * remainder of the last tile row and column; channels below, at and above one 16-channel block.
+     * {n, h, w, cIn, cOut}: F(2x2) from 8 x 8 exactly, at odd heights and widths, and at 16 x 16 with more than 256 x
+     * 256 channels; F(4x4) at 16 x 16 and from 28 x 28 with every remainder of the last tile row and column;
+     * channel counts with a partial last 16-channel block.
      */
-    static final int[][] SHAPES = {{1, 16, 16, 8, 16}, {2, 17, 19, 13, 19}, {1, 21, 16, 40, 33}, {3, 16, 23, 17, 48},
-            {1, 28, 28, 16, 16}, {2, 29, 31, 13, 19}, {1, 30, 33, 40, 33}};
+    static final int[][] SHAPES = {{1, 8, 8, 128, 128}, {2, 9, 11, 131, 133}, {1, 15, 13, 128, 141},
+            {1, 16, 17, 257, 256}, {1, 16, 16, 129, 130}, {1, 28, 28, 128, 128}, {1, 29, 31, 131, 129}};
 
     /** The F(2x2, 3x3) and F(4x4, 3x3) matrices A^T, G, B^T (as in kernels_conv2d_winograd.cpp). */
     record Winograd(int m, double[][] at, double[][] g, double[][] bt, int roundings) {
@@ -56,9 +58,11 @@ class WinogradConvTest {
             new double[][] {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
                     {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}}, 24);
 
-    /** The tile the CPU backend picks for a 3x3 same conv of this image size (kernels_conv2d.cpp). */
-    static Winograd variantFor(int h, int w) {
-        return h * w >= 784 ? F4 : F2;
+    /** The tile the CPU backend picks for a 3x3 same conv of this shape (kernels_conv2d.cpp, winograd_tile). */
+    static Winograd variantFor(Problem p) {
+        int px = p.h() * p.w();
+        if (p.cIn() < 128 || p.cOut() < 128) throw new IllegalArgumentException("not a Winograd shape: " + p);
+        return px >= 784 || (px >= 256 && (long) p.cIn() * p.cOut() <= 256 * 256) ? F4 : F2;
     }
 
     @BeforeAll
@@ -136,7 +140,7 @@ class WinogradConvTest {
             String c = p + "; " + r.describe();
             float[] y = ConvRunner.forward(cpu, p, x, w, b);
             Result ref = ConvReference.forward(p, ConvReference.d(x), ConvReference.d(w), ConvReference.d(b));
-            Winograd f = variantFor(p.h(), p.w());
+            Winograd f = variantFor(p);
             double[] ws = winogradScale(f, p, x, w, b);
             Tolerance.log(Tolerance.assertCloseScaled("winograd F(" + f.m() + "x" + f.m() + ") forward " + p, y,
                     ref.value(), ws, 0.0, (p.cIn() + f.roundings()) * U, c));
@@ -150,14 +154,14 @@ class WinogradConvTest {
     /** Same bits for 1, 2 and 3 threads, and for an image alone or in a batch (the chunking of tiles differs). */
     @Test
     void bitsIndependentOfThreadsAndBatch() {
-        for (int[] hw : new int[][] {{19, 17}, {29, 30}}) bitsIndependentOfThreadsAndBatch(hw[0], hw[1]);
+        for (int[] hw : new int[][] {{9, 13}, {19, 17}, {29, 30}}) bitsIndependentOfThreadsAndBatch(hw[0], hw[1]);
     }
 
     private void bitsIndependentOfThreadsAndBatch(int h, int w0) {
-        Problem batch = new Problem(Conv2dSpec.same3x3(), 4, h, w0, 21, 35);
-        Problem one = new Problem(Conv2dSpec.same3x3(), 1, h, w0, 21, 35);
+        Problem batch = new Problem(Conv2dSpec.same3x3(), 3, h, w0, 129, 131);
+        Problem one = new Problem(Conv2dSpec.same3x3(), 1, h, w0, 129, 131);
         TestRandom r = TestRandom.fresh();
-        float[] x = r.gaussians(batch.xSize(), 1.0), w = r.gaussians(batch.wSize(), 0.5), b = r.gaussians(35, 1.0);
+        float[] x = r.gaussians(batch.xSize(), 1.0), w = r.gaussians(batch.wSize(), 0.5), b = r.gaussians(131, 1.0);
         String c = batch + "; " + r.describe();
         try {
             cpu.setThreads(1);
