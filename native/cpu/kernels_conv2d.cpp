@@ -73,7 +73,7 @@ bool by_phase(const Geom &g) { return g.upsample2x && g.stride == 1 && g.k <= 3;
 int winograd_tile(const Geom &g) {
     if (!conv::winograd_applies(g) || g.c_in < 128 || g.c_out < 128) return 0;
     const int64_t px = (int64_t)g.h * g.w;
-    if (px >= 784 || (px >= 256 && (int64_t)g.c_in * g.c_out <= 256 * 256)) return 4;
+    if (px >= 784) return 4;
     return px >= 64 ? 2 : 0;
 }
 

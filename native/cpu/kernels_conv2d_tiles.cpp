@@ -8,6 +8,8 @@ namespace d4j::cpu::conv {
 
 namespace {
 
+constexpr int kPrefetchRows = 24;
+
 // The forward / dX tile: kMR rows x P panels, rows[s*kMR + r][k] broadcast against row k of slab p of segment s.
 template <int P>
 D4J_CONV_INLINE void gemm_tile(int segs, const float *const *rows, const float *const *const (&slabs)[P], int kc,
@@ -22,11 +24,26 @@ D4J_CONV_INLINE void gemm_tile(int segs, const float *const *rows, const float *
         const float *b[P];
 #pragma GCC unroll 2
         for (int p = 0; p < P; ++p) b[p] = slabs[p][s];
-        for (int k = 0; k < kc; ++k) {
-            vrow v[P];
+        if (ld == kNR) {
+            for (int k = 0; k < kc; ++k) {
+                vrow v[P];
 #pragma GCC unroll 2
-            for (int p = 0; p < P; ++p) load_row(v[p], b[p] + (int64_t)k * ld);
-            acc.madd([&](int i) { return r[i][k]; }, v);
+                for (int p = 0; p < P; ++p) load_row(v[p], b[p] + (int64_t)k * ld);
+                acc.madd([&](int i) { return r[i][k]; }, v);
+            }
+        } else {
+            // Slabs read in place from the weight tensor: one 64-byte line per row, rows ld floats apart, often the
+            // first touch of those lines since the weights were loaded (batch 1: each is read a few times only).
+            // The hardware prefetchers follow such strides poorly, so the rows kPrefetchRows ahead are requested.
+            for (int k = 0; k < kc; ++k) {
+                vrow v[P];
+#pragma GCC unroll 2
+                for (int p = 0; p < P; ++p) {
+                    __builtin_prefetch(b[p] + (int64_t)(k + kPrefetchRows) * ld);
+                    load_row(v[p], b[p] + (int64_t)k * ld);
+                }
+                acc.madd([&](int i) { return r[i][k]; }, v);
+            }
         }
     }
     acc.store(out);

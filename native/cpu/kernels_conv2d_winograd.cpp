@@ -29,6 +29,7 @@ namespace {
 
 constexpr int64_t kChunkBytes = 4 << 20;    // V + M of one chunk of tiles
 constexpr int64_t kTransformTiles = 16;     // tiles per task of the input / output transforms
+constexpr int64_t kSharedUBytes = 5 << 20;  // transformed weights up to this size are shared by all tasks
 
 // The distance between the points' matrices in U, V and M: n floats rounded up to an odd number of 64-byte
 // lines. A transform writes (or reads) all a * a points of a tile at once; at a power-of-two distance those
@@ -119,9 +120,10 @@ struct F4 {
     }
 };
 
-// U for output panel pn and input channels [ci_begin, ci_end): u[p][pn][ci][j] (zero beyond C_out).
+// U of output panel pn (columns pn * kNR ...) for input channels [ci_begin, ci_end), into slot `slot`:
+// u[p][slot][ci][j], zero beyond C_out.
 template <class F>
-D4J_CONV_INLINE void weight_transform(const Geom &g, const float *weight, int pn, int ci_begin, int ci_end,
+D4J_CONV_INLINE void weight_transform(const Geom &g, const float *weight, int pn, int slot, int ci_begin, int ci_end,
                                       int64_t point_stride, float *u) {
     constexpr int a = F::a;
     const int cols = std::min(kNR, g.c_out - pn * kNR);
@@ -137,7 +139,7 @@ D4J_CONV_INLINE void weight_transform(const Geom &g, const float *weight, int pn
             F::wt(col, o);
             for (int r = 0; r < a; ++r) gk[r][c] = o[r];
         }
-        float *dst = u + ((int64_t)pn * g.c_in + ci) * kNR;
+        float *dst = u + ((int64_t)slot * g.c_in + ci) * kNR;
         for (int r = 0; r < a; ++r) {  // (G k) G^T
             const vrow row[3] = {gk[r][0], gk[r][1], gk[r][2]};
             vrow o[a];
@@ -216,11 +218,13 @@ D4J_CONV_INLINE void output_transform(const Geom &g, const float *mm, const floa
 }
 
 // One body per SIMD width (D4J_CLONES) for each transform and tile size.
-D4J_CLONES void weight_transform_f2(const Geom &g, const float *w, int pn, int cb, int ce, int64_t ps, float *u) {
-    weight_transform<F2>(g, w, pn, cb, ce, ps, u);
+D4J_CLONES void weight_transform_f2(const Geom &g, const float *w, int pn, int slot, int cb, int ce, int64_t ps,
+                                    float *u) {
+    weight_transform<F2>(g, w, pn, slot, cb, ce, ps, u);
 }
-D4J_CLONES void weight_transform_f4(const Geom &g, const float *w, int pn, int cb, int ce, int64_t ps, float *u) {
-    weight_transform<F4>(g, w, pn, cb, ce, ps, u);
+D4J_CLONES void weight_transform_f4(const Geom &g, const float *w, int pn, int slot, int cb, int ce, int64_t ps,
+                                    float *u) {
+    weight_transform<F4>(g, w, pn, slot, cb, ce, ps, u);
 }
 D4J_CLONES void input_transform_f2(const Geom &g, const float *x, int64_t th, int64_t tw, int64_t t0, int64_t tb,
                                    int64_t te, int64_t ps, float *v) {
@@ -239,6 +243,23 @@ D4J_CLONES void output_transform_f4(const Geom &g, const float *mm, const float 
     output_transform<F4>(g, mm, bias, th, tw, t0, tb, te, ps, y);
 }
 
+// M_p rows [rt_begin * kMR, rt_end * kMR) (clipped to nt) for output panels [p_begin, p_end): V_p rows times the
+// panels' slabs of U_p.
+template <class SlabOf>
+void point_gemm(const Geom &g, const float *vp, const float *zero, int64_t nt, int64_t rt_begin, int64_t rt_end,
+                int p_begin, int p_end, const SlabOf &slab_of, float *mp) {
+    const float *rows[kMR];
+    int64_t dst_of[kMR];
+    for (int64_t rt = rt_begin; rt < rt_end; ++rt) {
+        for (int r = 0; r < kMR; ++r) {
+            const int64_t row = rt * kMR + r;
+            rows[r] = row < nt ? vp + row * g.c_in : zero;
+            dst_of[r] = row < nt ? row * g.c_out : -1;
+        }
+        tile_panels(1, rows, g.c_in, kNR, p_begin, p_end, g.c_out, slab_of, dst_of, mp, nullptr);
+    }
+}
+
 }  // namespace
 
 bool winograd_applies(const Geom &g) {
@@ -250,29 +271,32 @@ void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x,
                       const float *bias, float *y) {
     const bool f4 = tile == 4;
     const int a = tile + 2, points = a * a;
-    const int panels = (int)ceil_div(g.c_out, kNR);
+    const int panels = (int)ceil_div(g.c_out, kNR), pairs = (panels + 1) / 2;
     const int64_t th = ceil_div(g.h_out, tile), tw = ceil_div(g.w_out, tile), tiles = (int64_t)g.n * th * tw;
-    // buffers of the calling thread, reused across calls (no page faults per call)
-    thread_local std::vector<float> u_ws, v_ws, m_ws;
-    const int64_t us = spaced((int64_t)panels * g.c_in * kNR), u_size = points * us;
-    if ((int64_t)u_ws.size() < u_size) u_ws.resize((size_t)u_size);
-    float *u = u_ws.data();
-    const int64_t ci_group = std::max<int64_t>(1, std::min<int64_t>(g.c_in, 4096 / kNR));
-    const int64_t ci_groups = ceil_div(g.c_in, ci_group);
-    run_tasks(pool, panels * ci_groups, (int64_t)panels * g.c_in * kNR * 9, [&](int64_t task) {
-        const int pn = (int)(task / ci_groups);
-        const int cb = (int)(task % ci_groups * ci_group), ce = (int)std::min<int64_t>(g.c_in, cb + ci_group);
-        if (f4) weight_transform_f4(g, weight, pn, cb, ce, us, u);
-        else weight_transform_f2(g, weight, pn, cb, ce, us, u);
-    });
-
     const int64_t per_tile = (int64_t)points * (g.c_in + g.c_out) * (int64_t)sizeof(float);
     const int64_t chunk = std::min(tiles, std::max<int64_t>(kMR * 4, kChunkBytes / per_tile / kMR * kMR));
     const int64_t vs = spaced(chunk * g.c_in), ms = spaced(chunk * g.c_out);
+    const int64_t us = spaced(2 * (int64_t)g.c_in * kNR);  // one panel pair's U per point
+    // U of all the weights, transformed once per call and shared by all tasks, while it is small; larger (16/9 or
+    // 4x the weights) it would make a round trip through memory at batch 1, where each weight serves few tiles:
+    // then each task transforms the weights of its own panel pair (see below).
+    const int64_t us_all = spaced((int64_t)panels * g.c_in * kNR);
+    const bool shared_u = points * us_all * (int64_t)sizeof(float) <= kSharedUBytes;
+    thread_local std::vector<float> u_all_ws;
+    float *u_all = nullptr;
+    if (shared_u) {
+        if ((int64_t)u_all_ws.size() < points * us_all) u_all_ws.resize((size_t)(points * us_all));
+        u_all = u_all_ws.data();
+        run_tasks(pool, panels, (int64_t)panels * g.c_in * kNR * 9, [&](int64_t pn) {
+            if (f4) weight_transform_f4(g, weight, (int)pn, (int)pn, 0, g.c_in, us_all, u_all);
+            else weight_transform_f2(g, weight, (int)pn, (int)pn, 0, g.c_in, us_all, u_all);
+        });
+    }
+    // V and M: buffers of the calling thread, reused across calls (no page faults per call)
+    thread_local std::vector<float> v_ws, m_ws;
     if ((int64_t)v_ws.size() < points * vs) v_ws.resize((size_t)(points * vs));
     if ((int64_t)m_ws.size() < points * ms) m_ws.resize((size_t)(points * ms));
     float *v = v_ws.data(), *mm = m_ws.data();
-    const float *zero = zero_row(g.c_in);
     for (int64_t t0 = 0; t0 < tiles; t0 += chunk) {
         const int64_t nt = std::min(chunk, tiles - t0);
         const int64_t groups = ceil_div(nt, kTransformTiles);
@@ -282,25 +306,39 @@ void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x,
             else input_transform_f2(g, x, th, tw, t0, tb, te, vs, v);
         });
         const int64_t row_tiles = ceil_div(nt, kMR);
-        const TilePlan plan(row_tiles * points, panels);
-        const int64_t per_point = plan.tasks(row_tiles);
-        run_tasks(pool, points * per_point, work_of(nt * points, g.c_in, g.c_out), [&](int64_t task) {
-            const int p = (int)(task / per_point);
-            const TilePlan::Span sp = plan.span(task % per_point, row_tiles);
-            const float *rows[kMR];
-            int64_t dst_of[kMR];
-            const float *pv = v + p * vs;
-            const float *pu = u + p * us;
-            const auto slab_of = [&](int pn, int) { return pu + (int64_t)pn * g.c_in * kNR; };
-            for (int64_t rt = sp.tile_begin; rt < sp.tile_end; ++rt) {
-                for (int r = 0; r < kMR; ++r) {
-                    const int64_t row = rt * kMR + r;
-                    rows[r] = row < nt ? pv + row * g.c_in : zero;
-                    dst_of[r] = row < nt ? p * ms + row * g.c_out : -1;
+        const float *zero = zero_row(g.c_in);
+        if (shared_u) {
+            // tasks: (point, group of row tiles, group of output panels), as forward_tiled
+            const TilePlan plan(row_tiles * points, panels);
+            const int64_t per_point = plan.tasks(row_tiles);
+            run_tasks(pool, points * per_point, work_of(nt * points, g.c_in, g.c_out), [&](int64_t task) {
+                const int p = (int)(task / per_point);
+                const TilePlan::Span sp = plan.span(task % per_point, row_tiles);
+                const float *pu = u_all + p * us_all;
+                const auto slab_of = [&](int pn, int) { return pu + (int64_t)pn * g.c_in * kNR; };
+                point_gemm(g, v + p * vs, zero, nt, sp.tile_begin, sp.tile_end, sp.p_begin, sp.p_end, slab_of,
+                           mm + p * ms);
+            });
+        } else {
+            // One task per pair of output panels: it transforms that pair's weights for every point into a buffer
+            // of its own thread (a few hundred KiB, so it stays in the core's cache), then runs the points' GEMMs
+            // over the chunk's tiles for that pair.
+            run_tasks(pool, pairs, work_of(nt * points, g.c_in, g.c_out), [&](int64_t pair) {
+                thread_local std::vector<float> u_ws;
+                if ((int64_t)u_ws.size() < points * us) u_ws.resize((size_t)(points * us));
+                float *u = u_ws.data();
+                const int p_begin = (int)pair * 2, p_end = std::min(panels, p_begin + 2);
+                for (int pn = p_begin; pn < p_end; ++pn) {
+                    if (f4) weight_transform_f4(g, weight, pn, pn - p_begin, 0, g.c_in, us, u);
+                    else weight_transform_f2(g, weight, pn, pn - p_begin, 0, g.c_in, us, u);
                 }
-                tile_panels(1, rows, g.c_in, kNR, sp.p_begin, sp.p_end, g.c_out, slab_of, dst_of, mm, nullptr);
-            }
-        });
+                for (int p = 0; p < points; ++p) {
+                    const float *pu = u + p * us;
+                    const auto slab_of = [&](int pn, int) { return pu + (int64_t)(pn - p_begin) * g.c_in * kNR; };
+                    point_gemm(g, v + p * vs, zero, nt, 0, row_tiles, p_begin, p_end, slab_of, mm + p * ms);
+                }
+            });
+        }
         run_tasks(pool, groups, nt * points * g.c_out, [&](int64_t task) {
             const int64_t tb = t0 + task * kTransformTiles, te = std::min(t0 + nt, tb + kTransformTiles);
             if (f4) output_transform_f4(g, mm, bias, th, tw, t0, tb, te, ms, y);

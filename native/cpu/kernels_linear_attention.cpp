@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <atomic>
 #include <vector>
 
 #include "cpu_kernels.h"
@@ -118,21 +119,51 @@ D4J_INLINE void micro_kernel(int64_t kc, const float *ap, const float *bp, v16f 
     }
 }
 
+// The same products in the same order, A read in place from MR row pointers (A(m, k) contiguous in k): no
+// transposing copy of A.
+D4J_INLINE void micro_kernel_rows(int64_t kc, const float *const *ar, const float *bp, v16f acc[MR]) {
+    for (int i = 0; i < MR; ++i) acc[i] = v16f{};
+    for (int64_t p = 0; p < kc; ++p) {
+        v16f b;
+        D4J_LOAD16(b, bp + p * NR);
+        for (int i = 0; i < MR; ++i) acc[i] += ar[i][p] * b;
+    }
+}
+
+// What the B buffer of this thread holds: the packed slice (n0, k0) of the gemm call `call` (a number per call),
+// so the tasks of one call that share a column block pack it once per thread instead of once per task.
+struct PackedB {
+    uint64_t call = 0;
+    int64_t n0 = -1, k0 = -1;
+};
+
 // One MC x NC output tile of C, all of K. first slice: C = bias + slice0 (or
 // C += slice0 when accumulating); later slices add to C. Fixed order per element.
-D4J_CLONES void gemm_tile(const Gemm &g, int64_t m0, int64_t n0, float *ap, float *bp) {
+// A row-major in k (sak == 1, the forward products) is read in place; else packed.
+D4J_CLONES void gemm_tile(const Gemm &g, int64_t m0, int64_t n0, float *ap, float *bp, PackedB *held, uint64_t call,
+                          const float *zero) {
     const int64_t mc = std::min(MC, g.M - m0), nc = std::min(NC, g.N - n0);
+    const bool a_in_place = g.sak == 1;
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
         const int64_t kc = std::min(KC, g.K - k0);
-        pack_a(g, m0, mc, k0, kc, ap);
-        pack_b(g, n0, nc, k0, kc, bp);
+        if (!a_in_place) pack_a(g, m0, mc, k0, kc, ap);
+        if (held == nullptr || held->call != call || held->n0 != n0 || held->k0 != k0) {
+            pack_b(g, n0, nc, k0, kc, bp);
+            if (held) *held = PackedB{call, n0, k0};
+        }
         const bool init = k0 == 0 && !g.accumulate;
         for (int64_t c = 0; c < nc; c += NR) {
             const int cols = (int)std::min<int64_t>(NR, nc - c);
             for (int64_t r = 0; r < mc; r += MR) {
                 const int rows = (int)std::min<int64_t>(MR, mc - r);
                 v16f acc[MR];
-                micro_kernel(kc, ap + r * kc, bp + c * kc, acc);
+                if (a_in_place) {
+                    const float *ar[MR];
+                    for (int i = 0; i < MR; ++i) ar[i] = i < rows ? g.A + (m0 + r + i) * g.sam + k0 : zero;
+                    micro_kernel_rows(kc, ar, bp + c * kc, acc);
+                } else {
+                    micro_kernel(kc, ap + r * kc, bp + c * kc, acc);
+                }
                 for (int i = 0; i < rows; ++i) {
                     float *crow = g.C + (m0 + r + i) * g.ldc + n0 + c;
                     if (cols == NR) {
@@ -156,17 +187,26 @@ D4J_CLONES void gemm_tile(const Gemm &g, int64_t m0, int64_t n0, float *ap, floa
 }
 
 // Packing buffers per worker thread, reused across calls (sized once: a
-// malloc of 320 KiB per task would be an mmap + page faults each time).
-float *gemm_workspace() {
-    thread_local std::vector<float> ws((size_t)(MC * KC + KC * NC));
-    return ws.data();
+// malloc of 320 KiB per task would be an mmap + page faults each time), and a row of KC zeros (the rows of a
+// partial micro-tile when A is read in place).
+struct GemmWorkspace {
+    std::vector<float> buf = std::vector<float>((size_t)(MC * KC + KC * NC));
+    std::vector<float> zero = std::vector<float>((size_t)KC, 0.0f);
+    PackedB held;
+};
+GemmWorkspace &gemm_workspace() {
+    thread_local GemmWorkspace ws;
+    return ws;
 }
+std::atomic<uint64_t> gemm_calls{0};
 
 // All of C on the calling thread (inside an attention task).
 void gemm_serial(const Gemm &g) {
-    float *ws = gemm_workspace();
+    GemmWorkspace &ws = gemm_workspace();
+    const uint64_t call = gemm_calls.fetch_add(1, std::memory_order_relaxed) + 1;
     for (int64_t m0 = 0; m0 < g.M; m0 += MC)
-        for (int64_t n0 = 0; n0 < g.N; n0 += NC) gemm_tile(g, m0, n0, ws, ws + MC * KC);
+        for (int64_t n0 = 0; n0 < g.N; n0 += NC)
+            gemm_tile(g, m0, n0, ws.buf.data(), ws.buf.data() + MC * KC, &ws.held, call, ws.zero.data());
 }
 
 void gemm(ThreadPool &pool, const Gemm &g) {
@@ -175,9 +215,13 @@ void gemm(ThreadPool &pool, const Gemm &g) {
     // is 32 multiply-adds, so below ~1M MACs (~50 us on one core) stay serial.
     const double macs = (double)g.M * (double)g.N * (double)g.K;
     const int64_t work = macs / 32 > 1e15 ? (int64_t)1e15 : (int64_t)(macs / 32);
+    const uint64_t call = gemm_calls.fetch_add(1, std::memory_order_relaxed) + 1;
+    // tasks column block by column block (t % mt: the row block), so the consecutive tasks a thread is dealt
+    // share their B slice
     run_tasks(pool, mt * nt, work, [&](int64_t t) {
-        float *ws = gemm_workspace();
-        gemm_tile(g, (t / nt) * MC, (t % nt) * NC, ws, ws + MC * KC);
+        GemmWorkspace &ws = gemm_workspace();
+        gemm_tile(g, (t % mt) * MC, (t / mt) * NC, ws.buf.data(), ws.buf.data() + MC * KC, &ws.held, call,
+                  ws.zero.data());
     });
 }
 

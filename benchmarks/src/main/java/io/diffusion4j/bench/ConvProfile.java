@@ -134,19 +134,29 @@ public final class ConvProfile {
         final List<Tensor> owned = new ArrayList<>();
         final Call[] calls;
 
-        Bench(Backend be, Shape s, int n, SplittableRandom r) {
+        Bench(Backend be, Shape s, int n, SplittableRandom r, boolean cold) {
             int k = s.spec().kernelSize();
             long[] xs = {n, s.h(), s.h(), s.cIn()};
             long[] ys = s.spec().outputShape(xs, s.cOut());
-            Tensor x = random(be, r, xs), w = random(be, r, k, k, s.cIn(), s.cOut()), b = random(be, r, s.cOut()),
-                    dy = random(be, r, ys), y = Tensor.allocate(be, DType.FLOAT32, ys),
-                    dx = Tensor.allocate(be, DType.FLOAT32, xs), dw = Tensor.allocate(be, DType.FLOAT32, k, k,
-                            s.cIn(), s.cOut());
-            owned.addAll(List.of(x, w, b, dy, y, dx, dw));
+            Tensor x = random(be, r, xs), b = random(be, r, s.cOut()), dy = random(be, r, ys),
+                    y = Tensor.allocate(be, DType.FLOAT32, ys), dx = Tensor.allocate(be, DType.FLOAT32, xs),
+                    dw = Tensor.allocate(be, DType.FLOAT32, k, k, s.cIn(), s.cOut());
+            owned.addAll(List.of(x, b, dy, y, dx, dw));
+            // cold: enough copies of the weights (about 192 MiB) that each call reads its weights from memory, as a
+            // model's forward at batch 1 does (its weights do not fit in the caches); activations stay hot
+            long wBytes = 4L * k * k * s.cIn() * s.cOut();
+            int copies = cold ? (int) Math.min(256, Math.max(2, (192L << 20) / wBytes)) : 1;
+            Tensor[] ws = new Tensor[copies];
+            for (int i = 0; i < copies; i++) {
+                ws[i] = random(be, r, k, k, s.cIn(), s.cOut());
+                owned.add(ws[i]);
+            }
+            int[] next = {0};
+            java.util.function.Supplier<Tensor> w = () -> ws[next[0]++ % copies];
             dw.fill(0f);
-            calls = new Call[] {() -> ConvKernels.forward(s.spec(), x, w, b, y),
-                    () -> ConvKernels.backward(s.spec(), x, w, dy, dx, null, null),
-                    () -> ConvKernels.backward(s.spec(), x, w, dy, null, dw, null)};
+            calls = new Call[] {() -> ConvKernels.forward(s.spec(), x, w.get(), b, y),
+                    () -> ConvKernels.backward(s.spec(), x, w.get(), dy, dx, null, null),
+                    () -> ConvKernels.backward(s.spec(), x, w.get(), dy, null, dw, null)};
         }
 
         @Override
@@ -161,7 +171,7 @@ public final class ConvProfile {
         double seconds = 0.4;
         String[] libraries = {null};
         String[] only = null;
-        boolean cifar = false;
+        boolean cifar = false, cold = false;
         int calls = 3;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
@@ -176,6 +186,7 @@ public final class ConvProfile {
                     default -> throw new IllegalArgumentException("--model fashion or cifar10, got " + args[i]);
                 };
                 case "--forward-only" -> calls = 1;
+                case "--cold-weights" -> cold = true;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -212,7 +223,7 @@ public final class ConvProfile {
                 for (Shape s : cifar ? cifar10Shapes() : fashionShapes()) {
                     if (keep != null && Arrays.stream(keep).noneMatch(o -> s.name().contains(o))) continue;
                     List<Bench> benches = new ArrayList<>();
-                    for (Backend be : backends) benches.add(new Bench(be, s, n, new SplittableRandom(42)));
+                    for (Backend be : backends) benches.add(new Bench(be, s, n, new SplittableRandom(42), cold));
                     double[][][] ms = new double[libs][3][rounds];
                     for (int c = 0; c < calls; c++)
                         for (int round = 0; round < rounds; round++)
