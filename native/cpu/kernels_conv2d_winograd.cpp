@@ -29,7 +29,8 @@ namespace {
 
 constexpr int64_t kChunkBytes = 4 << 20;    // V + M of one chunk of tiles
 constexpr int64_t kTransformTiles = 16;     // tiles per task of the input / output transforms
-constexpr int64_t kSharedUBytes = 5 << 20;  // transformed weights up to this size are shared by all tasks
+constexpr int64_t kSharedUBytes = 2 << 20;
+constexpr int kWeightPrefetch = 8;          // input channels ahead in the weight transform  // transformed weights up to this size are shared by all tasks
 
 // The distance between the points' matrices in U, V and M: n floats rounded up to an odd number of 64-byte
 // lines. A transform writes (or reads) all a * a points of a tile at once; at a power-of-two distance those
@@ -130,6 +131,10 @@ D4J_CONV_INLINE void weight_transform(const Geom &g, const float *weight, int pn
     const int64_t tap_stride = (int64_t)g.c_in * g.c_out;
     for (int ci = ci_begin; ci < ci_end; ++ci) {
         const float *w0 = weight + (int64_t)ci * g.c_out + (int64_t)pn * kNR;
+        // the weights are read once per call, a 64-byte line of each of 9 rows per channel, usually from memory:
+        // request the lines of a channel kWeightPrefetch ahead (the hardware prefetchers follow this poorly)
+        if (ci + kWeightPrefetch < ci_end)
+            for (int t = 0; t < 9; ++t) __builtin_prefetch(w0 + kWeightPrefetch * (int64_t)g.c_out + t * tap_stride);
         vrow k[3][3];
         for (int t = 0; t < 9; ++t) load_part(k[t / 3][t % 3], w0 + t * tap_stride, cols);
         vrow gk[a][3];  // G k
@@ -277,11 +282,12 @@ void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x,
     const int64_t chunk = std::min(tiles, std::max<int64_t>(kMR * 4, kChunkBytes / per_tile / kMR * kMR));
     const int64_t vs = spaced(chunk * g.c_in), ms = spaced(chunk * g.c_out);
     const int64_t us = spaced(2 * (int64_t)g.c_in * kNR);  // one panel pair's U per point
-    // U of all the weights, transformed once per call and shared by all tasks, while it is small; larger (16/9 or
-    // 4x the weights) it would make a round trip through memory at batch 1, where each weight serves few tiles:
-    // then each task transforms the weights of its own panel pair (see below).
+    // U of all the weights, transformed once per call and shared by all tasks, while it is small or the tiles take
+    // several chunks (each chunk reuses it). Else (batch 1: each weight serves few tiles) a U of 16/9 or 4x the
+    // weights' size would make a round trip through memory: each task transforms the weights of its own panel
+    // pair instead (see below). Either way the same values: the choice never changes a bit of the result.
     const int64_t us_all = spaced((int64_t)panels * g.c_in * kNR);
-    const bool shared_u = points * us_all * (int64_t)sizeof(float) <= kSharedUBytes;
+    const bool shared_u = points * us_all * (int64_t)sizeof(float) <= kSharedUBytes || chunk < tiles;
     thread_local std::vector<float> u_all_ws;
     float *u_all = nullptr;
     if (shared_u) {
