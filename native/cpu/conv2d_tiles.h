@@ -289,8 +289,12 @@ struct TilePlan {
         int64_t tile_begin, tile_end;
         int p_begin, p_end;
     };
+    // Tasks run panel group by panel group (the pool deals each thread a contiguous block of tasks): a thread's
+    // consecutive tasks read the same weight slabs, from its cache after the first (at small shapes, where the
+    // weights are most of the bytes read, each thread streams about half of them instead of all).
     Span span(int64_t local, int64_t tiles) const {
-        const int64_t tg = local / pgroups, pg = local % pgroups;
+        const int64_t tgroups = ceil_div(tiles, tpt);
+        const int64_t pg = local / tgroups, tg = local % tgroups;
         Span s;
         s.tile_begin = tg * tpt;
         s.tile_end = std::min(tiles, (tg + 1) * tpt);

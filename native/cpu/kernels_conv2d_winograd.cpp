@@ -1,26 +1,27 @@
-// conv2d forward by Winograd's minimal filtering F(2x2, 3x3) (the algorithm and the choice of path:
-// kernels_conv2d.cpp): a 3 x 3, stride-1, "same" convolution computes each 2 x 2 block of outputs from the 4 x 4
-// input patch around it as
+// conv2d forward by Winograd's minimal filtering F(m x m, 3 x 3), m = 2 or 4 (the choice of path and tile:
+// kernels_conv2d.cpp): a 3 x 3, stride-1, "same" convolution computes each m x m block of outputs from the
+// a x a input patch around it (a = m + 2) as
 //     Y = A^T [ sum over ci of (G g G^T) .* (B^T d B) ] A
-// so the 9 x C_in x C_out multiply-adds per output pixel of the direct method become 16 / 4 = 4 x C_in x C_out per
-// pixel, 2.25x fewer, plus transforms that cost O(C) per pixel. The sum over ci is 16 independent GEMMs (one per
-// point p of the 4 x 4 transformed tile): M_p[tile][co] = V_p[tile][:] . U_p[:][co], run by the micro-kernels of
-// forward_tiled. Phases, each a parallel region:
-//   1. U = G g G^T for every (ci, co), packed per point into kNR-column panels: U[p][panel][ci][j];
-//   2. per chunk of tiles: V = B^T d B for every (tile, ci): V[p][tile][ci];
-//   3.                     the 16 GEMMs into M[p][tile][co];
-//   4.                     Y = A^T M A plus bias, written to the outputs that exist (odd sizes: the last
-//                          tile row / column computes one output too many, which is dropped).
-// Chunks bound V and M to a few MiB, so they stay in the cache between phases.
+// so the 9 C_in C_out multiply-adds per output pixel of the direct method become a^2 / m^2 C_in C_out: 4 (F(2x2),
+// 2.25x fewer) or 2.25 (F(4x4), 4x fewer), plus transforms that cost O(C_in + C_out) per pixel. The sum over ci is
+// a^2 independent GEMMs, one per point p of the transformed tile: M_p[tile][co] = V_p[tile][:] . U_p[:][co], run
+// by the micro-kernels of forward_tiled. Per chunk of tiles (V and M bounded to a few MiB), three parallel regions:
+//   1. V = B^T d B for every (tile, ci): V[p][tile][ci];
+//   2. the GEMMs into M[p][tile][co], with U = G g G^T packed per point into kNR-column panels, either transformed
+//      once per call for all tasks or by each task for its own pair of output panels (see forward_winograd);
+//   3. Y = A^T M A plus bias, written to the outputs that exist (odd sizes: the last tile row / column computes
+//      outputs beyond the image, which are dropped).
 //
-// Bits: every transform is a fixed sequence of float adds, subtracts and multiplications by 0.5 (exact),
-// vectorised across 16 channels; each GEMM element sums ci in order. So an output depends only on its own
-// image's 4 x 4 input patches and the weights: the same bits whatever the batch, the chunking or the number
-// of threads, and on every SIMD width (no contraction into FMA).
+// Bits: every transform is a fixed sequence of float operations vectorised across 16 channels; each GEMM element
+// sums ci in order. So an output depends only on its own image's input patches and the weights: the same bits
+// whatever the batch, the chunking, the sharing of U or the number of threads, and on every SIMD width (no
+// contraction into FMA).
 //
-// Rounding: the transforms mix up to 4 inputs (B^T d B), 9 weights (G g G^T) and 9 products' sums (A^T M A)
-// before and after the C_in-term sum, so the error is bounded in terms of the transformed operands' magnitudes
-// rather than sum |x| |w|: see ConvKernelsTest's Winograd bound.
+// Rounding: the transforms mix up to 4 (F(2x2)) or 16 (F(4x4)) inputs, 9 weights and the products' sums again
+// before and after the C_in-term sum, with coefficients up to 8 and 1/6 (itself rounded) for F(4x4), so the
+// error is bounded in terms of the transformed operands' magnitudes rather than sum |x| |w|: see
+// WinogradConvTest. Measured on random data it stays within a few u of sum |x| |w| for F(2x2) and a few tens of
+// u for F(4x4) (the direct method: about 1-3 u).
 #include "conv2d_tiles.h"
 
 namespace d4j::cpu::conv {

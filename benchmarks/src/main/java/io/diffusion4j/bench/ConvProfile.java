@@ -13,18 +13,22 @@ import java.util.Locale;
 import java.util.SplittableRandom;
 
 /**
- * Times every convolution of the Fashion-MNIST model (TrainingDefaults.config(): 28x28x1, block_out_channels
- * 32/64/64, one layer per block) separately for forward, dX only and dW only (for the CPU profile): the
- * per-shape table that says where the convolution time of a training or denoising step goes. Prints, per batch
- * size, one row per distinct shape (with its multiplicity in the model) and the totals per step: ms per call,
- * GFLOP/s.
+ * Times every convolution of a model separately for forward, dX only and dW only (for the CPU profile): the
+ * per-shape table that says where the convolution time of a training or denoising step goes. {@code --model
+ * fashion} (default): the Fashion-MNIST model (TrainingDefaults.config(): 28x28x1, block_out_channels 32/64/64, one
+ * layer per block); {@code --model cifar10}: google/ddpm-cifar10-32's architecture. Prints, per batch size, one row
+ * per distinct shape (with its multiplicity in the model) and the totals per step: ms per call, GFLOP/s.
  *
  * <p>Usage: {@code java --enable-native-access=ALL-UNNAMED -cp src/cli/target/diffusion4j.jar:CLASSES
- * io.diffusion4j.bench.ConvProfile [--threads 2] [--batches 64,16] [--seconds 0.4] [--library libd4j_cpu.so[,other.so]]
- * [--shapes conv_in,downsample]}: {@code --shapes} keeps the shapes whose name contains one of the given strings
- * (the totals then cover those shapes only). Several comma-separated libraries (two builds to compare) are loaded
- * side by side in one process and timed in turn on every (shape, call), three rounds, medians reported: one table
- * per build, all taken under the same machine load.
+ * io.diffusion4j.bench.ConvProfile [--model fashion|cifar10] [--threads 2] [--batches 64,16] [--seconds 0.4]
+ * [--forward-only] [--cold-weights] [--library libd4j_cpu.so[,other.so]] [--shapes conv_in,downsample]}:
+ * {@code --shapes} keeps the shapes whose name contains one of the given strings (the totals then cover those
+ * shapes only); {@code --forward-only} skips dX and dW; {@code --cold-weights} gives each call the next of enough
+ * weight copies (about 192 MiB) that its weights come from memory, as in a whole model's forward at small batches,
+ * whose weights do not fit in the caches (without it every call finds its weights in the cache, which flatters
+ * weight-bound shapes). Several comma-separated libraries (two builds to compare) are loaded side by side in one
+ * process and timed in turn on every (shape, call), three rounds, medians reported: one table per build, all taken
+ * under the same machine load.
  */
 public final class ConvProfile {
     private ConvProfile() {}
