@@ -96,6 +96,26 @@ class LinearAttentionTest {
         }
     }
 
+    /**
+     * Past one GEMM task in every dimension: 71 rows (two 64-row blocks, a partial 8-row micro-tile), 300 input
+     * features (two 256-deep slices: the second slice adds to C, the in-place A rows start at k = 256) and 290
+     * outputs (two 256-column blocks, micro-panel pairs and a lone partial panel), forward and backward.
+     */
+    @Test
+    void linearPastOneTaskMatchesReference() {
+        int rows = 71, in = 300, out = 290;
+        TestRandom r = TestRandom.fresh();
+        float[] x = r.gaussians(rows * in, 1.0), w = r.gaussians(out * in, 0.5), b = r.gaussians(out, 1.0);
+        float[] dy = r.gaussians(rows * out, 1.0), dw0 = r.gaussians(out * in, 1.0), db0 = r.gaussians(out, 1.0);
+        String ctx = "rows=" + rows + " in=" + in + " out=" + out + "; " + r.describe();
+        check("linear y", LinearAttentionReference.linear(cpu, x, w, b, rows, in, out),
+                LinearAttentionReference.linear(x, w, b, rows, in, out), ctx);
+        float[][] g = LinearAttentionReference.linearBackward(cpu, x, w, dy, dw0, db0, rows, in, out);
+        check("linear dx", g[0], LinearAttentionReference.linearDx(w, dy, rows, in, out), ctx);
+        check("linear dw", g[1], LinearAttentionReference.linearDw(x, dy, dw0, rows, in, out), ctx);
+        check("linear db", g[2], LinearAttentionReference.linearDb(dy, db0, rows, out), ctx);
+    }
+
     @Test
     void linearBackwardTwiceSumsAndNullOutputsAreSkipped() {
         TestRandom r = TestRandom.fresh();
