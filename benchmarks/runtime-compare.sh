@@ -51,25 +51,8 @@ fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the exporter: Debian's PyTorch and numpy -----------------------------------------------------------
-PY=/usr/bin/python3   # Debian's interpreter: python3-torch installs there (a pyenv/venv python would not see it)
-apt_install() {
-  local what=("$@")
-  echo "installing ${what[*]} with apt-get (needed by the exporter) ..."
-  local SUDO=()
-  if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null; then SUDO=(sudo); else
-      echo "not root and no sudo: install them yourself: apt-get install -y ${what[*]}" >&2; exit 1
-    fi
-  fi
-  "${SUDO[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${what[@]}"
-}
-missing=()
-if ! [[ -x "$PY" ]] || ! "$PY" -c 'import torch, numpy' 2>/dev/null; then missing+=(python3-torch python3-numpy); fi
-if ! dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q 'install ok installed'; then
-  missing+=(libopenblas0-pthread)
-fi
-if [[ ${#missing[@]} -gt 0 ]]; then apt_install "${missing[@]}"; fi
+source "$ROOT/benchmarks/python-torch.sh"
+ensure_python_torch "the exporter"
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)') || { echo "python3-torch does not import" >&2; exit 1; }
 
 # ---- JDK 25 and the diffusion4j jar --------------------------------------------------------------------

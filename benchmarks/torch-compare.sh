@@ -37,26 +37,8 @@ done
 if ! [[ "$THREADS" =~ ^[1-9][0-9]*$ ]]; then echo "--threads must be a positive integer, got '$THREADS'" >&2; exit 2; fi
 
 # ---- PyTorch (Debian's, with OpenBLAS) ---------------------------------------------------------------
-PY=/usr/bin/python3   # Debian's interpreter: python3-torch installs there (a pyenv/venv python would not see it)
-apt_install() {
-  local what=("$@")
-  echo "installing ${what[*]} with apt-get (needed by the comparison) ..."
-  local SUDO=()
-  if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null; then SUDO=(sudo); else
-      echo "not root and no sudo: install them yourself: apt-get install -y ${what[*]}" >&2; exit 1
-    fi
-  fi
-  "${SUDO[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${what[@]}"
-}
-missing=()
-if ! [[ -x "$PY" ]] || ! "$PY" -c 'import torch, numpy' 2>/dev/null; then missing+=(python3-torch python3-numpy); fi
-if ! dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q 'install ok installed'; then
-  missing+=(libopenblas0-pthread)
-fi
-if [[ ${#missing[@]} -gt 0 ]]; then apt_install "${missing[@]}"; fi
-"$PY" -c 'import torch' || { echo "python3-torch does not import after installation" >&2; exit 1; }
+source "$ROOT/benchmarks/python-torch.sh"
+ensure_python_torch "the comparison"
 
 # ---- diffusion4j jar and the timing runner -----------------------------------------------------------
 if [[ -z "${JAVA_HOME:-}" && -d /usr/lib/jvm/temurin-25-jdk-amd64 ]]; then export JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64; fi
