@@ -65,11 +65,11 @@ bool by_phase(const Geom &g) { return g.upsample2x && g.stride == 1 && g.k <= 3;
 
 // The Winograd tile (2 or 4) for a conv, 0 for the direct paths. Decided by the shape only, never the batch, so an
 // image gets the same bits alone or in a batch. From measurements of the cifar10 and Fashion-MNIST models' shapes
-// at batches 1, 8 and 64 (benchmarks/results/cpu-profile.md): the transforms cost O(C_in + C_out) per tile point
-// and the GEMMs O(C_in C_out), so below 128 channels on either side (the Fashion-MNIST model) the direct paths are
-// as fast or faster; F(4x4) from 28 x 28, and at 16 x 16 while its transformed weights (36 C_in C_out floats,
-// rebuilt every call) stay below 10 MB; F(2x2) down to 8 x 8; at 4 x 4 the direct path (the transforms of 4 tiles
-// do not pay at batch 1).
+// at batches 1, 8 and 64 (docs/cpu-inference.md, benchmarks/results/conv-forward-cifar10.md): the transforms cost
+// O(C_in + C_out) per tile point and the GEMMs O(C_in C_out), so below 128 channels on either side (the
+// Fashion-MNIST model) the direct paths are as fast or faster; F(4x4) from 28 x 28 (at 16 x 16 its transformed
+// weights, 4x the weights' size, cost more memory traffic at batch 1 than its fewer multiplies save); F(2x2)
+// down to 8 x 8; at 4 x 4 the direct path (the transforms of 4 tiles do not pay at batch 1).
 int winograd_tile(const Geom &g) {
     if (!conv::winograd_applies(g) || g.c_in < 128 || g.c_out < 128) return 0;
     const int64_t px = (int64_t)g.h * g.w;
