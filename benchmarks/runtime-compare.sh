@@ -5,7 +5,7 @@
 #                                 [--cases fashion:1,fashion:16,fashion:64,cifar10:1,cifar10:8] [--rebuild] [--no-write]
 #
 # 1. installs Debian's python3-torch, python3-numpy and libopenblas0-pthread with apt when missing (the exporter);
-# 2. builds src/cli/target/diffusion4j.jar when missing (or with --rebuild);
+# 2. builds src/cli/target/diffusion4j.jar when missing or older than the sources (or with --rebuild);
 # 3. writes random-initialised model folders (the Fashion-MNIST model of the train command, google/ddpm-cifar10-32's
 #    architecture) with diffusion4j itself, and exports each with benchmarks/onnx/export.py to ONNX (unet.onnx) and
 #    TorchScript (unet.pt, traced at batch 1) plus a reference output; cached under
@@ -56,19 +56,8 @@ ensure_python_torch "the exporter"
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)') || { echo "python3-torch does not import" >&2; exit 1; }
 
 # ---- JDK 25 and the diffusion4j jar --------------------------------------------------------------------
-if [[ -z "${JAVA_HOME:-}" && -d /usr/lib/jvm/temurin-25-jdk-amd64 ]]; then export JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64; fi
-JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-JAVAC="${JAVA_HOME:+$JAVA_HOME/bin/}javac"
-jv=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
-if [[ -z "$jv" || "$jv" -lt 25 ]]; then
-  echo "diffusion4j needs JDK 25 or newer (found '${jv:-none}' at $JAVA): set JAVA_HOME" >&2; exit 1
-fi
-JAR="$ROOT/src/cli/target/diffusion4j.jar"
-if [[ $REBUILD -eq 1 || ! -f "$JAR" ]]; then
-  cuda=OFF; command -v nvcc >/dev/null && cuda=ON
-  echo "building $JAR (mvn package -DskipTests, CUDA backend $cuda) ..."
-  mvn -B -q package -DskipTests -Dd4j.cuda=$cuda
-fi
+source "$ROOT/benchmarks/d4j-jar.sh"
+ensure_jdk_and_jar "$REBUILD"
 
 # ---- ONNX Runtime and DJL (outside the reactor) and the runner ------------------------------------------
 WORK="$ROOT/benchmarks/target/runtime-compare"

@@ -6,7 +6,7 @@
 #
 # 1. installs Debian's python3-torch and libopenblas0-pthread with apt when missing (so PyTorch's matmuls run
 #    on OpenBLAS, not the reference BLAS), saying so;
-# 2. builds src/cli/target/diffusion4j.jar when missing (or with --rebuild) and compiles the Java timing runner
+# 2. builds src/cli/target/diffusion4j.jar when missing or older than the sources (or with --rebuild) and compiles the Java timing runner
 #    (benchmarks/src/main/java/io/diffusion4j/bench/TorchCompareRunner.java) against it;
 # 3. runs benchmarks/torch/compare.py: validates the PyTorch UNet2DModel (benchmarks/torch/unet2d.py) against
 #    diffusers' own outputs and gradients (and against diffusers itself when PYTHONPATH makes it importable),
@@ -41,19 +41,8 @@ source "$ROOT/benchmarks/python-torch.sh"
 ensure_python_torch "the comparison"
 
 # ---- diffusion4j jar and the timing runner -----------------------------------------------------------
-if [[ -z "${JAVA_HOME:-}" && -d /usr/lib/jvm/temurin-25-jdk-amd64 ]]; then export JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64; fi
-JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-JAVAC="${JAVA_HOME:+$JAVA_HOME/bin/}javac"
-jv=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
-if [[ -z "$jv" || "$jv" -lt 25 ]]; then
-  echo "diffusion4j needs JDK 25 or newer (found '${jv:-none}' at $JAVA): set JAVA_HOME" >&2; exit 1
-fi
-JAR="$ROOT/src/cli/target/diffusion4j.jar"
-if [[ $REBUILD -eq 1 || ! -f "$JAR" ]]; then
-  cuda=OFF; command -v nvcc >/dev/null && cuda=ON
-  echo "building $JAR (mvn package -DskipTests, CUDA backend $cuda) ..."
-  mvn -B -q package -DskipTests -Dd4j.cuda=$cuda
-fi
+source "$ROOT/benchmarks/d4j-jar.sh"
+ensure_jdk_and_jar "$REBUILD"
 SRC="$ROOT/benchmarks/src/main/java/io/diffusion4j/bench/TorchCompareRunner.java"
 CLASSES="$ROOT/benchmarks/target/torch-compare-classes"
 CLS="$CLASSES/io/diffusion4j/bench/TorchCompareRunner.class"
