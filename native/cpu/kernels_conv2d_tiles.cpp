@@ -4,6 +4,8 @@
 // inner loops must not depend on where unrelated code edits happen to place them.
 #include "conv2d_tiles.h"
 
+#include <type_traits>
+
 namespace d4j::cpu::conv {
 
 namespace {
@@ -24,27 +26,23 @@ D4J_CONV_INLINE void gemm_tile(int segs, const float *const *rows, const float *
         const float *b[P];
 #pragma GCC unroll 2
         for (int p = 0; p < P; ++p) b[p] = slabs[p][s];
-        if (ld == kNR) {
-            for (int k = 0; k < kc; ++k) {
-                vrow v[P];
-#pragma GCC unroll 2
-                for (int p = 0; p < P; ++p) load_row(v[p], b[p] + (int64_t)k * ld);
-                acc.madd([&](int i) { return r[i][k]; }, v);
-            }
-        } else {
-            // Slabs read in place from the weight tensor: one 64-byte line per row, rows ld floats apart, often the
-            // first touch of those lines since the weights were loaded (batch 1: each is read a few times only).
-            // The hardware prefetchers follow such strides poorly, so the rows kPrefetchRows ahead are requested.
+        // Slabs read in place from the weight tensor (ld > kNR): one 64-byte line per row, rows ld floats apart,
+        // often the first touch of those lines since the weights were loaded (batch 1: each is read a few times
+        // only). The hardware prefetchers follow such strides poorly, so the rows kPrefetchRows ahead are requested;
+        // packed slabs (ld == kNR) are contiguous and need no help. The loop is compiled once for each case.
+        const auto rows_of_slabs = [&](auto prefetch) {
             for (int k = 0; k < kc; ++k) {
                 vrow v[P];
 #pragma GCC unroll 2
                 for (int p = 0; p < P; ++p) {
-                    __builtin_prefetch(b[p] + (int64_t)(k + kPrefetchRows) * ld);
+                    if constexpr (decltype(prefetch)::value) __builtin_prefetch(b[p] + (int64_t)(k + kPrefetchRows) * ld);
                     load_row(v[p], b[p] + (int64_t)k * ld);
                 }
                 acc.madd([&](int i) { return r[i][k]; }, v);
             }
-        }
+        };
+        if (ld == kNR) rows_of_slabs(std::false_type{});
+        else rows_of_slabs(std::true_type{});
     }
     acc.store(out);
 }

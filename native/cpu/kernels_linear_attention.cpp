@@ -108,42 +108,44 @@ D4J_INLINE void pack_b(const Gemm &g, int64_t n0, int64_t nc, int64_t k0, int64_
     }
 }
 
-// acc = A_panel[kc][MR] x B_panel[kc][NR]: per k one B vector load, MR
-// broadcasts and MR vector FMAs.
-D4J_INLINE void micro_kernel(int64_t kc, const float *ap, const float *bp, v16f acc[MR]) {
-    for (int i = 0; i < MR; ++i) acc[i] = v16f{};
-    for (int64_t p = 0; p < kc; ++p) {
-        v16f b;
-        D4J_LOAD16(b, bp + p * NR);
-        for (int i = 0; i < MR; ++i) acc[i] += ap[p * MR + i] * b;
-    }
-}
+// A(i, p) of a micro-tile's MR rows: from a packed panel [kc][MR], or in place from MR row pointers (A(m, k)
+// contiguous in k: no transposing copy).
+struct PackedA {
+    const float *ap;
+    D4J_INLINE float operator()(int i, int64_t p) const { return ap[p * MR + i]; }
+};
+struct RowsA {
+    const float *const *ar;
+    D4J_INLINE float operator()(int i, int64_t p) const { return ar[i][p]; }
+};
 
-// The same products in the same order, A read in place from MR row pointers (A(m, k) contiguous in k): no
-// transposing copy of A.
-D4J_INLINE void micro_kernel_rows(int64_t kc, const float *const *ar, const float *bp, v16f acc[MR]) {
+// acc = A[MR][kc] x B_panel[kc][NR]: per k one B vector load, MR
+// broadcasts and MR vector FMAs.
+template <class A>
+D4J_INLINE void micro_kernel(int64_t kc, const A &a, const float *bp, v16f acc[MR]) {
     for (int i = 0; i < MR; ++i) acc[i] = v16f{};
     for (int64_t p = 0; p < kc; ++p) {
         v16f b;
         D4J_LOAD16(b, bp + p * NR);
-        for (int i = 0; i < MR; ++i) acc[i] += ar[i][p] * b;
+        for (int i = 0; i < MR; ++i) acc[i] += a(i, p) * b;
     }
 }
 
 // Two adjacent B micro-panels at once (acc2: the second's columns): each A value loaded feeds two FMAs, and
 // 16 independent accumulator chains instead of 8 keep both FMA pipes busy past the FMA latency. Per element
-// the same products in the same order as two micro_kernel(_rows) calls.
-D4J_INLINE void micro_kernel_2(int64_t kc, const float *ap, const float *const *ar, const float *bp,
-                               const float *bp2, v16f acc[MR], v16f acc2[MR]) {
+// the same products in the same order as two micro_kernel calls.
+template <class A>
+D4J_INLINE void micro_kernel_2(int64_t kc, const A &a, const float *bp, const float *bp2, v16f acc[MR],
+                               v16f acc2[MR]) {
     for (int i = 0; i < MR; ++i) acc[i] = acc2[i] = v16f{};
     for (int64_t p = 0; p < kc; ++p) {
         v16f b, b2;
         D4J_LOAD16(b, bp + p * NR);
         D4J_LOAD16(b2, bp2 + p * NR);
         for (int i = 0; i < MR; ++i) {
-            const float a = ar ? ar[i][p] : ap[p * MR + i];
-            acc[i] += a * b;
-            acc2[i] += a * b2;
+            const float x = a(i, p);
+            acc[i] += x * b;
+            acc2[i] += x * b2;
         }
     }
 }
@@ -195,19 +197,23 @@ D4J_CLONES void gemm_tile(const Gemm &g, int64_t m0, int64_t n0, float *ap, floa
             const bool pair = c + NR < nc;
             for (int64_t r = 0; r < mc; r += MR) {
                 const int rows = (int)std::min<int64_t>(MR, mc - r);
-                const float *ar[MR];
-                if (a_in_place)
-                    for (int i = 0; i < MR; ++i) ar[i] = i < rows ? g.A + (m0 + r + i) * g.sam + k0 : zero;
                 v16f acc[MR], acc2[MR];
-                if (pair) {
-                    micro_kernel_2(kc, ap + r * kc, a_in_place ? ar : nullptr, bp + c * kc, bp + (c + NR) * kc, acc,
-                                   acc2);
-                    store(r, rows, c, cols, acc);
-                    store(r, rows, c + NR, (int)std::min<int64_t>(NR, nc - c - NR), acc2);
+                const auto run = [&](const auto &a) {
+                    if (pair) {
+                        micro_kernel_2(kc, a, bp + c * kc, bp + (c + NR) * kc, acc, acc2);
+                        store(r, rows, c, cols, acc);
+                        store(r, rows, c + NR, (int)std::min<int64_t>(NR, nc - c - NR), acc2);
+                    } else {
+                        micro_kernel(kc, a, bp + c * kc, acc);
+                        store(r, rows, c, cols, acc);
+                    }
+                };
+                if (a_in_place) {
+                    const float *ar[MR];
+                    for (int i = 0; i < MR; ++i) ar[i] = i < rows ? g.A + (m0 + r + i) * g.sam + k0 : zero;
+                    run(RowsA{ar});
                 } else {
-                    if (a_in_place) micro_kernel_rows(kc, ar, bp + c * kc, acc);
-                    else micro_kernel(kc, ap + r * kc, bp + c * kc, acc);
-                    store(r, rows, c, cols, acc);
+                    run(PackedA{ap + r * kc});
                 }
             }
         }
