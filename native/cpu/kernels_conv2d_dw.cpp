@@ -1,5 +1,6 @@
 // conv2d weight- and bias-gradient (dW, dB) paths (the algorithm and the choice of path: kernels_conv2d.cpp).
 #include "conv2d_tiles.h"
+#include "cpu_teeth.h"
 
 namespace d4j::cpu::conv {
 
@@ -11,6 +12,7 @@ void add_partials(ThreadPool &pool, float *dweight, const double *partial, int64
                   int64_t bsize) {
     // small sums (batch 1, one range) stay on the calling thread: a parallel region costs more
     const int64_t grain = blocks * bsize * ranges < (1 << 18) ? blocks * bsize : 4096;
+    const int64_t tooth = D4J_TOOTH("dw_accumulate");
     parallel_ranges(pool, blocks * bsize, std::max<int64_t>(grain, 1), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end;) {
             const int64_t blk = i / bsize, e0 = i % bsize, e1 = std::min(bsize, e0 + (end - i));
@@ -19,7 +21,7 @@ void add_partials(ThreadPool &pool, float *dweight, const double *partial, int64
             for (int64_t e = e0; e < e1; ++e) {
                 double total = src[e];
                 for (int64_t rg = 1; rg < ranges; ++rg) total += src[rg * bsize + e];
-                dst[e] = (float)((double)dst[e] + total);
+                dst[e + tooth] = (float)((double)dst[e + tooth] + total);
             }
             i += e1 - e0;
         }

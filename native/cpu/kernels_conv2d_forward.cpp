@@ -1,5 +1,6 @@
 // conv2d forward paths (the algorithm and the choice of path: kernels_conv2d.cpp).
 #include "conv2d_tiles.h"
+#include "cpu_teeth.h"
 
 namespace d4j::cpu::conv {
 
@@ -115,6 +116,7 @@ void forward_tiled(ThreadPool &pool, const Geom &g, const float *x, const float 
         tap_off[t] = ((int64_t)tap_h[t] * g.w + tap_w[t]) * g.c_in;
     }
     const auto slab_of = [&](int p, int t) { return bbase + p * pstride + t * tstride; };
+    const int tooth = taps == 9 ? D4J_TOOTH("conv_gather") : 0;
     run_tasks(pool, plan.tasks(tiles), work_of(M, K, g.c_out), [&](int64_t task) {
         const float *rows[9 * kMR];
         int64_t dst_of[kMR];
@@ -126,7 +128,7 @@ void forward_tiled(ThreadPool &pool, const Geom &g, const float *x, const float 
             if (inside && !g.upsample2x && ih0 >= 0 && iw0 >= 0 && ih0 + g.k <= g.h && iw0 + g.k <= g.w) {
                 // the whole window inside the image: fixed offsets from its corner
                 const float *base = x + ((o.b * g.h + ih0) * g.w + iw0) * g.c_in;
-                for (int t = 0; t < taps; ++t) rows[t * kMR + r] = base + tap_off[t];
+                for (int t = 0; t < taps + (r == kMR - 1 ? tooth : 0); ++t) rows[t * kMR + r] = base + tap_off[t];
             } else {
                 for (int t = 0; t < taps; ++t) {
                     const float *p = inside ? x_row(g, x, o.b, ih0 + tap_h[t], iw0 + tap_w[t]) : nullptr;

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import io.diffusion4j.Device;
 import io.diffusion4j.backend.Backend;
@@ -16,19 +15,13 @@ import io.diffusion4j.selftest.ReportTable;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.io.ByteArrayOutputStream;
-import java.io.File;
-import java.io.IOException;
 import java.io.PrintStream;
-import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
-import java.util.concurrent.TimeUnit;
+import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -52,7 +45,6 @@ import org.junit.jupiter.api.Test;
 class SimulatorTeethTest {
     static final String TEETH_PROPERTY = "diffusion4j.teeth.library";
     static final List<String> BROKEN = List.of("broken_divergent_sync", "broken_missing_sync", "broken_off_by_one");
-    static final long CHILD_TIMEOUT_SECONDS = 60;
 
     static Backend teeth;
     static Backend cpu;
@@ -204,21 +196,10 @@ class SimulatorTeethTest {
 
     // ---- AddressSanitizer ----------------------------------------------------------------------
 
-    record Child(int exit, String out, String err) {
-        @Override
-        public String toString() {
-            return "exit " + exit + "\n--- child stdout\n" + out + "--- child stderr\n" + tail(err, 6000);
-        }
-    }
-
-    static String tail(String s, int max) {
-        return s.length() <= max ? s : "...\n" + s.substring(s.length() - max);
-    }
-
     @Test
     void offByOneIsAHeapBufferOverflowUnderAddressSanitizer() throws Exception {
         if (sanitized()) {
-            // Inside the cudasim-asan execution the parent JVM itself runs the sanitized simulator
+            // Inside the asan execution the parent JVM itself runs the sanitized simulator
             // (no ASan-in-ASan child): check that it really is the sanitized library, under ASan.
             try (Backend sim = Backend.open(Device.CUDA_SIM)) {
                 assertEquals("libd4j_cudasim_asan.so", sim.library().getFileName().toString(), sim.library().toString());
@@ -231,68 +212,21 @@ class SimulatorTeethTest {
         Path asanLib = teethLibrary().resolveSibling("libd4j_cudasim_teeth_asan.so");
         assertTrue(Files.isRegularFile(asanLib), asanLib + " is missing");
 
-        Child broken = child(asanLib, "broken_off_by_one");
+        AsanChildJvm.Child broken = child(asanLib, "broken_off_by_one");
         System.out.println("ASan child with broken_off_by_one: exit " + broken.exit());
         assertNotEquals(0, broken.exit(), broken.toString());
         assertTrue(broken.err().contains("AddressSanitizer"), broken.toString());
         assertTrue(broken.err().contains("heap-buffer-overflow"), broken.toString());
         assertTrue(!broken.out().contains(AsanChild.DONE), "the child finished the call: " + broken);
 
-        Child control = child(asanLib, "v1");
+        AsanChildJvm.Child control = child(asanLib, "v1");
         assertEquals(0, control.exit(), control.toString());
         assertTrue(control.out().contains(AsanChild.DONE), control.toString());
         assertTrue(!control.err().contains("AddressSanitizer"), control.toString());
     }
 
-    static Child child(Path library, String variant) throws IOException, InterruptedException, URISyntaxException {
-        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m",
-                "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"));
-        for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
-            String v = System.getProperty(p);
-            if (v != null) cmd.add("-D" + p + "=" + v);
-        }
-        cmd.addAll(List.of("-cp", classPath(), AsanChild.class.getName(), library.toString(), variant));
-        ProcessBuilder pb = new ProcessBuilder(cmd);
-        pb.environment().put("LD_PRELOAD", asanRuntime());
-        pb.environment().put("ASAN_OPTIONS", "detect_leaks=0:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:"
-                + "allow_user_segv_handler=1:detect_stack_use_after_return=0");
-        pb.environment().remove("UBSAN_OPTIONS");
-        Path outFile = Files.createTempFile("d4j-asan-child", ".out"), errFile = Files.createTempFile("d4j-asan-child", ".err");
-        pb.redirectOutput(outFile.toFile()).redirectError(errFile.toFile());
-        Process p = pb.start();
-        try {
-            if (!p.waitFor(CHILD_TIMEOUT_SECONDS, TimeUnit.SECONDS)) {
-                p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                fail("the ASan child (" + variant + ") did not finish in " + CHILD_TIMEOUT_SECONDS + " s; stderr:\n"
-                        + tail(Files.readString(errFile), 4000));
-            }
-            return new Child(p.exitValue(), Files.readString(outFile), Files.readString(errFile));
-        } finally {
-            if (p.isAlive()) p.destroyForcibly();
-            Files.deleteIfExists(outFile);
-            Files.deleteIfExists(errFile);
-        }
-    }
-
-    /** target/classes and target/test-classes (where this class and the library's classes were loaded from). */
-    static String classPath() throws URISyntaxException {
-        Set<String> cp = new LinkedHashSet<>();
-        cp.add(Path.of(Backend.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-        cp.add(Path.of(AsanChild.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-        for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
-            if (e.endsWith("classes") || e.endsWith("test-classes")) cp.add(e);
-        }
-        return String.join(File.pathSeparator, cp);
-    }
-
-    /** The ASan runtime of the compiler that built the sanitized libraries ({@code g++ -print-file-name=libasan.so}). */
-    static String asanRuntime() throws IOException, InterruptedException {
-        Process p = new ProcessBuilder("g++", "-print-file-name=libasan.so").redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
-        assertTrue(p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0, "g++ -print-file-name failed: " + out);
-        assertTrue(Path.of(out).isAbsolute() && Files.exists(Path.of(out)), "no ASan runtime: g++ says '" + out + "'");
-        return out;
+    static AsanChildJvm.Child child(Path library, String variant) throws Exception {
+        return AsanChildJvm.run(AsanChild.class, Map.of(), library.toString(), variant);
     }
 
     /**
