@@ -226,6 +226,8 @@ final class TrainCommand implements Callable<Integer> {
         Precision resumedPrecision = null; // the checkpoint's, for a resumed run given no --precision
         try {
             if (resume != null) {
+                // a save killed after its commit point is finished, one killed before it undone, leftovers removed
+                AtomicFiles.recover(resume);
                 UNet2DConfig ckConfig = Checkpoint.readConfig(resume);
                 Trainer.Options ck = Checkpoint.readOptions(resume);
                 NoiseSchedule ckSchedule = Checkpoint.readSchedule(resume.resolve(Checkpoint.SCHEDULER));
@@ -447,13 +449,14 @@ final class TrainCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** The checkpoint (training state last), then loss.csv and loss_curve.png regenerated from the history. */
+    /** The checkpoint with loss.csv and loss_curve.png regenerated from the history, all replaced together. */
     private static void save(Path outDir, Trainer trainer, LossHistory history, Map<String, String> runMeta, String title,
                              String subtitle) {
         try {
-            Checkpoint.save(outDir, trainer, history, runMeta);
-            AtomicFiles.writeString(outDir.resolve(TrainingDefaults.LOSS_CSV), history.toCsv());
-            LossCurve.write(outDir.resolve(TrainingDefaults.LOSS_CURVE), history, title, subtitle);
+            Map<String, byte[]> extra = new java.util.LinkedHashMap<>();
+            extra.put(TrainingDefaults.LOSS_CSV, history.toCsv().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            extra.put(TrainingDefaults.LOSS_CURVE, LossCurve.png(history, title, subtitle));
+            Checkpoint.save(outDir, trainer, history, runMeta, extra);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

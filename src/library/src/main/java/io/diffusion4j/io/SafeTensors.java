@@ -471,8 +471,13 @@ public final class SafeTensors {
     /** Writes float32 tensors atomically to {@code path} (see the class comment). */
     public static void write(Path path, List<Entry> tensors, Map<String, String> metadata) throws IOException {
         Objects.requireNonNull(path, "path");
+        AtomicFiles.write(path, content(tensors, metadata));
+    }
+
+    /** The file's bytes as {@link AtomicFiles.Content}, for a file written as part of an {@link AtomicFiles.Group}. */
+    public static AtomicFiles.Content content(List<Entry> tensors, Map<String, String> metadata) {
         byte[] header = header(tensors, metadata);
-        AtomicFiles.write(path, ch -> {
+        return ch -> {
             ByteBuffer head = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
             head.putLong(header.length).put(header).flip();
             AtomicFiles.writeFully(ch, head);
@@ -490,7 +495,7 @@ public final class SafeTensors {
                     i += n;
                 }
             }
-        });
+        };
     }
 
     private static long dataBytes(List<Entry> tensors) {

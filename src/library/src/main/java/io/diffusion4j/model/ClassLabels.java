@@ -74,12 +74,17 @@ public record ClassLabels(List<String> names, int nullClass) {
 
     /** Writes {@value #FILE} into {@code dir} atomically. */
     public void write(Path dir) throws IOException {
+        AtomicFiles.writeString(dir.resolve(FILE), toJson());
+    }
+
+    /** The content of {@value #FILE}. */
+    public String toJson() {
         Map<String, Object> id2label = new LinkedHashMap<>();
         for (int i = 0; i < names.size(); i++) id2label.put(Integer.toString(i), names.get(i));
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("id2label", id2label);
         m.put("null_class", (long) nullClass);
-        AtomicFiles.writeString(dir.resolve(FILE), Json.write(m));
+        return Json.write(m);
     }
 
     /** Reads {@value #FILE} of {@code dir}, or null when there is none. */

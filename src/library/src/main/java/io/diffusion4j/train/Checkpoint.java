@@ -44,9 +44,10 @@ import java.util.Objects;
  * beside it, because that file is written atomically together with the step count it must agree with:
  * a resumed run continues a history that ends exactly at the checkpoint's step, whatever happened to
  * the human-facing CSV and PNG (they are regenerated from it on every save).
- * Every file is written atomically (temporary file, fsync, rename, directory fsync): an interrupted
- * save leaves each file either old or new. The training state is written last, so a complete new
- * training state implies complete new weights.
+ * The files of one save are replaced together ({@link AtomicFiles.Group}: each staged and forced to disk,
+ * a journal as the commit point, then renamed): a save killed at any moment leaves every file of the
+ * previous step or every file of the new one, and the next save or {@link #load} finishes or undoes it and
+ * removes the killed process's temporary files.
  *
  * <p>Loading validates everything before touching the trainer: the config must equal the model's, each
  * safetensors file must hold exactly the layout's tensors with their shapes (and is itself validated
@@ -87,7 +88,25 @@ public final class Checkpoint {
      */
     public static void save(Path dir, Trainer trainer, LossHistory history, Map<String, String> runMetadata)
             throws IOException {
+        save(dir, trainer, history, runMetadata, Map.of());
+    }
+
+    /**
+     * {@link #save(Path, Trainer, LossHistory, Map)} plus files of the caller's (a loss curve, say), replaced in
+     * the same group as the checkpoint: after a kill they too belong to the checkpoint's step.
+     *
+     * @param extraFiles file names (directly in {@code dir}, not the checkpoint's own) and their bytes
+     */
+    public static void save(Path dir, Trainer trainer, LossHistory history, Map<String, String> runMetadata,
+                            Map<String, byte[]> extraFiles) throws IOException {
         Objects.requireNonNull(dir, "dir");
+        Objects.requireNonNull(extraFiles, "extraFiles");
+        for (String f : extraFiles.keySet()) {
+            if (f.isEmpty() || f.startsWith(".") || f.contains("/") || f.contains("\\")
+                    || java.util.Set.of(CONFIG, WEIGHTS, EMA_DIR, SCHEDULER, TRAINING_STATE).contains(f)) {
+                throw new IllegalArgumentException("extra file name '" + f + "' is not a plain name of its own");
+            }
+        }
         Objects.requireNonNull(trainer, "trainer");
         Objects.requireNonNull(runMetadata, "runMetadata");
         for (String k : runMetadata.keySet()) {
@@ -98,20 +117,34 @@ public final class Checkpoint {
                     + trainer.stepCount());
         }
         UNet2DLayout layout = trainer.model().layout();
-        Files.createDirectories(dir.resolve(EMA_DIR));
+        try (AtomicFiles.Group g = AtomicFiles.begin(dir)) {
+            Files.createDirectories(dir.resolve(EMA_DIR));
+            writeFiles(g, dir, trainer, history, runMetadata, layout);
+            for (Map.Entry<String, byte[]> e : extraFiles.entrySet()) {
+                byte[] b = e.getValue();
+                g.write(dir.resolve(e.getKey()), ch -> AtomicFiles.writeFully(ch, java.nio.ByteBuffer.wrap(b)));
+            }
+            g.commit();
+        }
+    }
+
+    // every file of the checkpoint, staged in one group: a kill at any moment leaves the folder at one step
+    private static void writeFiles(AtomicFiles.Group g, Path dir, Trainer trainer, LossHistory history,
+                                   Map<String, String> runMetadata, UNet2DLayout layout) throws IOException {
         String config = trainer.model().config().toJson();
         Map<String, String> meta = Map.of("format", "pt");
-        writeTextAtomic(dir.resolve(CONFIG), config);
-        SafeTensors.write(dir.resolve(WEIGHTS), entries(layout, trainer.model().flatParameters()), meta);
-        writeTextAtomic(dir.resolve(EMA_DIR).resolve(CONFIG), config);
-        SafeTensors.write(dir.resolve(EMA_DIR).resolve(WEIGHTS),
-                entries(layout, layout.deviceToDisk(trainer.emaParameters().toFloatArray())), meta);
-        writeTextAtomic(dir.resolve(SCHEDULER), Json.write(schedulerConfig(trainer.schedule(), trainer.options().prediction())));
+        g.writeString(dir.resolve(CONFIG), config);
+        g.write(dir.resolve(WEIGHTS), SafeTensors.content(entries(layout, trainer.model().flatParameters()), meta));
+        g.writeString(dir.resolve(EMA_DIR).resolve(CONFIG), config);
+        g.write(dir.resolve(EMA_DIR).resolve(WEIGHTS),
+                SafeTensors.content(entries(layout, layout.deviceToDisk(trainer.emaParameters().toFloatArray())), meta));
+        g.writeString(dir.resolve(SCHEDULER), Json.write(schedulerConfig(trainer.schedule(), trainer.options().prediction())));
         if (trainer.model().config().isClassConditional()) {
             io.diffusion4j.model.ClassLabels classes = new io.diffusion4j.model.ClassLabels(trainer.classNames(),
                     trainer.nullClass());
-            classes.write(dir);
-            classes.write(dir.resolve(EMA_DIR)); // beside ema/config.json, which samplers may load alone
+            g.writeString(dir.resolve(io.diffusion4j.model.ClassLabels.FILE), classes.toJson());
+            // beside ema/config.json, which samplers may load alone
+            g.writeString(dir.resolve(EMA_DIR).resolve(io.diffusion4j.model.ClassLabels.FILE), classes.toJson());
         }
 
         Trainer.State s = trainer.state();
@@ -140,7 +173,7 @@ public final class Checkpoint {
             tensors.add(new SafeTensors.Entry(H_LR, new long[] {k}, history.learningRates()));
             tensors.add(new SafeTensors.Entry(H_NORM, new long[] {k}, history.gradNorms()));
         }
-        SafeTensors.write(dir.resolve(TRAINING_STATE), tensors, sm);
+        g.write(dir.resolve(TRAINING_STATE), SafeTensors.content(tensors, sm));
     }
 
     /** The options as training-state metadata (doubles in Java's round-trip form). */
@@ -240,6 +273,7 @@ public final class Checkpoint {
     public static LossHistory load(Path dir, Trainer trainer) throws IOException {
         Objects.requireNonNull(dir, "dir");
         Objects.requireNonNull(trainer, "trainer");
+        AtomicFiles.recover(dir); // a save killed after its commit point is finished, one killed before is undone
         UNet2DLayout layout = trainer.model().layout();
         UNet2DConfig config = readConfig(dir);
         if (!config.equals(trainer.model().config())) {

@@ -18,6 +18,9 @@ import java.util.Map;
  * @param ema whether {@code weights} are the EMA weights
  */
 public record CheckpointFiles(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {
+    /** How long a reader waits for a save being committed in the folder (a commit renames a few files). */
+    static final long COMMIT_WAIT_MILLIS = 2000;
+
     /**
      * The parsed scheduler_config.json (Python's NaN and Infinity accepted, as diffusers writes them); a
      * malformed file is an IOException naming it.
@@ -33,6 +36,8 @@ public record CheckpointFiles(Path modelDir, Path weights, Path schedulerConfig,
     /** The files of the checkpoint in {@code dir}; {@code noEma} picks the raw weights even when ema/ exists. */
     public static CheckpointFiles locate(Path dir, boolean noEma) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": no such checkpoint directory");
+        // a training run may be committing a save there: read the files of one step
+        io.diffusion4j.io.AtomicFiles.awaitCommitted(dir, COMMIT_WAIT_MILLIS);
         Path modelDir = dir, sched = dir.resolve(Checkpoint.SCHEDULER);
         if (!Files.exists(dir.resolve(Checkpoint.CONFIG)) && Files.exists(dir.resolve("unet").resolve(Checkpoint.CONFIG))) {
             modelDir = dir.resolve("unet"); // a diffusers pipeline folder
