@@ -120,8 +120,8 @@ class CheckpointKillTest {
                 assertTrue(left.isEmpty(), "temporary files left after the resumed run's saves: " + left + " " + ctx);
             }
         }
-        System.out.printf("checkpoint kill test: %d SIGKILLs in %d children (%d before the first save, %d left temporary "
-                + "files, all removed by the next save), every checkpoint resumed bit for bit%n", kills, attempts,
+        System.out.printf("checkpoint kill test: %d SIGKILLs in %d children (%d before the first save, %d left staged, "
+                + "temporary or journal files, all resolved by the resumed run), every checkpoint resumed bit for bit%n", kills, attempts,
                 beforeFirstSave, tmpSeen);
     }
 
