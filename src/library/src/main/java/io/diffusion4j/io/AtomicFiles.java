@@ -5,12 +5,17 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.regex.Pattern;
 
 /**
  * Whole-file writes that a crash cannot leave half done: the bytes go to a new temporary file in the
@@ -20,7 +25,33 @@ import java.util.concurrent.ThreadLocalRandom;
  * anything fails before the rename.
  */
 public final class AtomicFiles {
+    private static final String TEMP_SUFFIX = ".tmp";
+    /** The name of a temporary file {@link #write} makes: "." + the target's name + "." + 1 to 16 hex digits + ".tmp". */
+    private static final Pattern TEMP_NAME = Pattern.compile("\\..+\\.[0-9a-f]{1,16}\\.tmp");
+
     private AtomicFiles() {}
+
+    /**
+     * Deletes the temporary files a {@link #write} into {@code dir} left behind when the process was killed before
+     * the rename (the {@code finally} that removes them never ran): regular files directly in {@code dir} named as
+     * {@link #write} names them. Symbolic links and anything else are left alone. Call it where one writer owns the
+     * folder (a checkpoint's save or its resume): a temporary file of a write still in flight would go too.
+     *
+     * @return the files deleted
+     */
+    public static List<Path> removeLeftovers(Path dir) throws IOException {
+        List<Path> removed = new ArrayList<>();
+        if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) return removed;
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
+            for (Path p : ds) {
+                if (TEMP_NAME.matcher(p.getFileName().toString()).matches()
+                        && Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) && Files.deleteIfExists(p)) {
+                    removed.add(p);
+                }
+            }
+        }
+        return removed;
+    }
 
     /** What goes into the temporary file: writes the whole content to the channel. */
     @FunctionalInterface
@@ -44,7 +75,7 @@ public final class AtomicFiles {
         Path target = path.toAbsolutePath();
         Path dir = target.getParent();
         Path tmp = dir.resolve("." + target.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong())
-                + ".tmp");
+                + TEMP_SUFFIX);
         boolean moved = false;
         try {
             // CREATE_NEW: never follows or reuses a file someone else put there
