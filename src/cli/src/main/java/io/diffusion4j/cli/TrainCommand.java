@@ -306,6 +306,10 @@ final class TrainCommand implements Callable<Integer> {
             return 1;
         }
 
+        if (config.sampleHeight() > 0) { // before the data are read: an image folder is decoded at this size
+            checkMemory(config, options.batchSize(), config.inChannels(), config.sampleHeight(), config.sampleWidth(),
+                    maxMemory);
+        }
         Dataset dataset;
         boolean labelled = classConditional || config.isClassConditional();
         try {
@@ -325,11 +329,7 @@ final class TrainCommand implements Callable<Integer> {
                     + expectedImages + " (resume would not continue the same run)");
             return 1;
         }
-        int batchSize = options.batchSize();
-        MemoryOptions.check(String.format(Locale.ROOT, "train: batches of %d images of %dx%dx%d", batchSize,
-                dataset.channels(), dataset.height(), dataset.width()),
-                RunMemory.training(config, batchSize, dataset.height(), dataset.width()), maxMemory,
-                "lower --batch-size");
+        checkMemory(config, options.batchSize(), dataset.channels(), dataset.height(), dataset.width(), maxMemory);
         runMeta.put("data", data);
         if (!data.equals("procedural")) {
             runMeta.put("data_dir", (dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir).toAbsolutePath().toString());
@@ -362,6 +362,12 @@ final class TrainCommand implements Callable<Integer> {
             err.println("train: cannot write the checkpoint: " + Main.describe(e.getCause()));
             return 1;
         }
+    }
+
+    /** Refuses a run whose estimated memory ({@link RunMemory#training}) exceeds the limit. */
+    private static void checkMemory(UNet2DConfig config, int batch, int c, int h, int w, long limit) {
+        MemoryOptions.check(String.format(Locale.ROOT, "train: batches of %d images of %dx%dx%d", batch, c, h, w),
+                RunMemory.training(config, batch, h, w), limit, "lower --batch-size");
     }
 
     private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed, boolean labelled)
