@@ -14,7 +14,6 @@ import io.diffusion4j.sample.SamplerScheduler;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.train.Checkpoint;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -72,13 +71,13 @@ public final class DiffusionPipeline implements AutoCloseable {
         Checkpoint.ModelFolder folder = Checkpoint.readModelFolder(modelDir);
         UNet2DConfig config = folder.config();
         float[] weights = folder.weights();
-        Path emaWeights = folder.dir().resolve(Checkpoint.EMA_DIR).resolve(Checkpoint.WEIGHTS);
-        boolean ema = useEma && Files.isRegularFile(emaWeights);
+        Path emaWeights = useEma ? io.diffusion4j.train.CheckpointFiles.emaWeights(folder.dir()) : null;
+        boolean ema = emaWeights != null;
         if (ema) weights = Checkpoint.readWeights(emaWeights, UNet2DLayout.of(config));
         NoiseSchedule schedule = Checkpoint.readSchedule(sched);
         Map<String, Object> schedCfg;
         try {
-            schedCfg = Json.parseObject(Files.readString(sched, StandardCharsets.UTF_8));
+            schedCfg = Json.parseObject(io.diffusion4j.io.SmallFiles.readText(sched));
             for (SamplerType t : SamplerType.values()) scheduler(t, 0, null, schedCfg); // refuse unusable configs now
         } catch (RuntimeException e) {
             throw new IOException(sched + ": " + e.getMessage(), e);
@@ -218,6 +217,12 @@ public final class DiffusionPipeline implements AutoCloseable {
                             + " multiple of one image (" + c + "x" + h + "x" + w + " = " + per + ")");
                 }
                 count = init.length / per;
+                for (int i = 0; i < init.length; i++) {
+                    if (!Float.isFinite(init[i])) {
+                        throw new IllegalArgumentException("initialNoise[" + i + "] = " + init[i] + ": the initial noise"
+                                + " must be finite (NaN or infinite noise gives black images)");
+                    }
+                }
             }
             SamplerScheduler scheduler = scheduler(config.type(), config.eta(), config.timestepSpacing().orElse(null),
                     schedulerConfig);

@@ -154,7 +154,8 @@ public final class TrainingData {
         }
         return switch (kind) {
             case PROCEDURAL -> ProceduralDataset.forModel(config, seed);
-            case FASHION_MNIST -> labelled ? FashionMnist.loadLabelled(dir, true) : FashionMnist.load(dir, true);
+            case FASHION_MNIST -> labelled ? FashionMnist.loadLabelled(dir, true, Math.max(h, 0), Math.max(w, 0))
+                    : FashionMnist.load(dir, true, Math.max(h, 0), Math.max(w, 0));
             case IMAGES -> {
                 if (h < 0) throw new IllegalArgumentException("image folders are resized to the model's sample_size, and its config has none");
                 ImageFolderDataset images = ImageFolderDataset.load(dir, h, w, config.inChannels());

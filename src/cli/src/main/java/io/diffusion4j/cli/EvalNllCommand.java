@@ -116,7 +116,7 @@ public final class EvalNllCommand implements Callable<Integer> {
         try {
             return evaluate(o, stdout, stderr);
         } catch (IOException e) {
-            stderr.println("error: " + e.getMessage());
+            stderr.println("error: " + Main.describe(e));
             return Main.FAILED;
         }
     }

@@ -4,7 +4,9 @@ import io.diffusion4j.DeviceUnavailableException;
 import io.diffusion4j.backend.D4jException;
 import io.diffusion4j.backend.NativeLibraries;
 import io.diffusion4j.backend.Status;
+import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.io.PrintWriter;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -55,9 +57,27 @@ public final class Main implements Callable<Integer> {
         System.exit(run(args, System.out, System.err));
     }
 
-    /** Runs a command and returns the process exit code. */
+    /**
+     * Runs a command and returns the process exit code. Whatever a command throws ends as one line on stderr and
+     * exit code 1, never a stack trace: an OutOfMemoryError (picocli lets Errors through) included.
+     */
     public static int run(String[] args, PrintStream out, PrintStream err) {
-        return commandLine(out, err).execute(args);
+        try {
+            return commandLine(out, err).execute(args);
+        } catch (OutOfMemoryError e) {
+            err.println(outOfMemory(e));
+            return FAILED;
+        } catch (StackOverflowError e) {
+            err.println("error: the input is nested too deeply (stack overflow)");
+            return FAILED;
+        }
+    }
+
+    /** The one line for an OutOfMemoryError: what ran out and what to change. */
+    static String outOfMemory(OutOfMemoryError e) {
+        return "error: out of memory (" + (e.getMessage() == null ? "Java heap" : e.getMessage()) + "): the run needs more"
+                + " than this JVM may use; lower --batch-size or the image size, or raise -Xmx (max heap "
+                + Runtime.getRuntime().maxMemory() / (1 << 20) + " MiB)";
     }
 
     /** No command: the usage, and the exit code of a bad command line. */
@@ -106,9 +126,46 @@ public final class Main implements Callable<Integer> {
                         + u.getMessage());
                 return FAILED;
             }
-            throw ex;
+            if (ex instanceof MemoryOptions.TooLarge t) {
+                err.println("error: " + t.getMessage());
+                return FAILED;
+            }
+            // the rest must not reach the user as a stack trace either: one line saying what failed
+            if (ex instanceof UncheckedIOException u) {
+                err.println("error: " + describe(u.getCause()));
+                return FAILED;
+            }
+            if (ex instanceof IOException ioe) {
+                err.println("error: " + describe(ioe));
+                return FAILED;
+            }
+            if (ex instanceof ArithmeticException a) {
+                err.println("error: a size computed from the input overflows (" + a.getMessage() + "): the input"
+                        + " describes something too large");
+                return FAILED;
+            }
+            err.println("error: " + prefix(where) + "internal error: " + ex);
+            return FAILED;
         });
         return cl;
+    }
+
+    /**
+     * An IOException as one line that names the file: NoSuchFileException and AccessDeniedException carry only the
+     * path as their message, so the reason is added.
+     */
+    static String describe(IOException e) {
+        if (e instanceof java.nio.file.FileSystemException f && f.getFile() != null) {
+            String reason = f.getReason() != null ? f.getReason() : switch (f) {
+                case java.nio.file.NoSuchFileException x -> "no such file or directory";
+                case java.nio.file.AccessDeniedException x -> "permission denied";
+                case java.nio.file.FileAlreadyExistsException x -> "already exists";
+                case java.nio.file.NotDirectoryException x -> "not a directory";
+                default -> e.getClass().getSimpleName();
+            };
+            return f.getFile() + (f.getOtherFile() != null ? " -> " + f.getOtherFile() : "") + ": " + reason;
+        }
+        return e.getMessage() == null ? e.toString() : e.getMessage();
     }
 
     /** "sample: " for a subcommand, nothing for the top level. */

@@ -4,6 +4,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Precision;
 import io.diffusion4j.io.Npy;
 import io.diffusion4j.model.ClassLabels;
+import io.diffusion4j.model.RunMemory;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.sample.DdimScheduler;
@@ -117,6 +118,9 @@ public final class SampleCommand implements Callable<Integer> {
     @Mixin
     DeviceOptions device;
 
+    @Mixin
+    MemoryOptions memory;
+
     @Spec
     CommandSpec spec;
 
@@ -131,7 +135,7 @@ public final class SampleCommand implements Callable<Integer> {
     record Options(Path checkpoint, String sampler, int steps, float eta, int n, int batchSize, long seed, Path out,
                    boolean noEma, Path initNoise, boolean saveNpy, String backend, int threads, Precision precision,
                    int gridScale, String classLabels, float guidanceScale, Path initImage, Path maskImage, double strength,
-                   int jumpLength, int jumpNSample, boolean useClippedModelOutput) {}
+                   int jumpLength, int jumpNSample, boolean useClippedModelOutput, long maxMemory) {}
 
     @Override
     public Integer call() {
@@ -139,7 +143,7 @@ public final class SampleCommand implements Callable<Integer> {
         try {
             return sample(o, stdout, stderr);
         } catch (IOException e) {
-            stderr.println("error: " + e.getMessage());
+            stderr.println("error: " + Main.describe(e));
             return Main.FAILED;
         }
     }
@@ -173,7 +177,7 @@ public final class SampleCommand implements Callable<Integer> {
         if (initImage != null && initNoise != null) throw Main.bad(spec, "--init-image and --init-noise exclude each other");
         return new Options(checkpoint, sampler, steps, eta, n, batchSize, seed, out, noEma, initNoise, saveNpy,
                 device.backend, device.threads(spec), device.precision(spec), gridScale, classLabels, guidanceScale,
-                initImage, maskImage, strength, jumpLength, jumpNSample, useClippedModelOutput);
+                initImage, maskImage, strength, jumpLength, jumpNSample, useClippedModelOutput, memory.limitBytes(spec));
     }
 
     static int sample(Options o, PrintStream out, PrintStream err) throws IOException {
@@ -198,14 +202,29 @@ public final class SampleCommand implements Callable<Integer> {
         int h = config.sampleHeight(), w = config.sampleWidth(), c = config.inChannels();
         int n = o.n();
         float[] init = null;
+        if (h < 1 || w < 1) {
+            throw new IOException(loc.modelDir().resolve(Checkpoint.CONFIG) + ": no sample_size (the image size to sample)");
+        }
         if (o.initNoise() != null) {
-            Npy.Array a = Npy.read(o.initNoise());
-            long[] s = a.shape();
-            if (s.length != 4 || s[1] != c || s[2] != h || s[3] != w || s[0] < 1) {
+            // the header first: the shape must be the model's before a byte of data is read
+            long[] s = Npy.header(o.initNoise()).shape();
+            if (s.length != 4 || s[1] != c || s[2] != h || s[3] != w || s[0] < 1 || s[0] > Integer.MAX_VALUE) {
                 throw new IOException(o.initNoise() + ": shape " + java.util.Arrays.toString(s) + " is not [n, " + c + ", "
                         + h + ", " + w + "]");
             }
-            n = Math.toIntExact(s[0]);
+            n = (int) s[0];
+        }
+        int batch = Math.min(o.batchSize(), n);
+        MemoryOptions.check(String.format(Locale.ROOT, "sample: %d images of %dx%dx%d at batch %d", n, c, h, w, batch),
+                RunMemory.sampling(config, batch, h, w, (long) n * (o.initNoise() != null ? 2 : 1)), o.maxMemory(),
+                "lower --batch-size or --n");
+        if (o.initNoise() != null) {
+            Npy.Array a = Npy.read(o.initNoise());
+            long bad = Npy.firstNonFinite(a.data());
+            if (bad >= 0) {
+                throw new IOException(o.initNoise() + ": element " + Npy.indexIn(a.shape(), bad) + " is "
+                        + a.data()[(int) bad] + "; the initial noise must be finite");
+            }
             init = a.data();
         }
         ClassLabels classes = ClassLabels.forModel(config, loc.modelDir());
@@ -228,7 +247,6 @@ public final class SampleCommand implements Callable<Integer> {
             err.println("note: guided DDIM with clip_sample keeps the model's noise beside the clipped x0 (diffusers'"
                     + " default), which degrades guided samples; --use-clipped-model-output re-derives it (docs/conditional.md)");
         }
-        int batch = Math.min(o.batchSize(), n);
         Files.createDirectories(o.out());
         try (Backend backend = Backend.open(o.backend())) {
             if (o.threads() > 0) backend.setThreads(o.threads());

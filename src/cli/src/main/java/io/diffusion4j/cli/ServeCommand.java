@@ -2,6 +2,10 @@ package io.diffusion4j.cli;
 
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.Precision;
+import io.diffusion4j.model.RunMemory;
+import io.diffusion4j.model.UNet2DConfig;
+import io.diffusion4j.train.Checkpoint;
+import io.diffusion4j.train.CheckpointFiles;
 import io.diffusion4j.serve.BatchEngine;
 import io.diffusion4j.serve.SampleRequest;
 import io.diffusion4j.serve.SampleServer;
@@ -82,6 +86,9 @@ public final class ServeCommand implements Callable<Integer> {
     @Mixin
     DeviceOptions device;
 
+    @Mixin
+    MemoryOptions memory;
+
     @Spec
     CommandSpec spec;
 
@@ -95,7 +102,7 @@ public final class ServeCommand implements Callable<Integer> {
     /** Parsed options. */
     record Options(Map<String, Path> models, String host, int port, int maxBatch, int maxN, int maxSteps, int queue,
                    long deadlineMs, long maxDeadlineMs, int maxBody, long drainMs, long idleReleaseMs, boolean noEma,
-                   String backend, int threads, Precision precision) {
+                   String backend, int threads, Precision precision, long maxMemory) {
         SampleServer.Config config() {
             return new SampleServer.Config(host, port, new SampleRequest.Limits(maxN, maxSteps, maxBody, deadlineMs,
                     maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs);
@@ -108,7 +115,7 @@ public final class ServeCommand implements Callable<Integer> {
         try {
             return serve(o, stdout, stderr, null);
         } catch (IOException e) {
-            stderr.println("error: " + e.getMessage());
+            stderr.println("error: " + Main.describe(e));
             return Main.FAILED;
         }
     }
@@ -140,7 +147,7 @@ public final class ServeCommand implements Callable<Integer> {
             throw Main.bad(spec, "--max-deadline-ms (" + maxDeadlineMs + ") must be >= --deadline-ms (" + deadlineMs + ")");
         }
         return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
-                idleReleaseMs, noEma, device.backend, device.threads(spec), device.precision(spec));
+                idleReleaseMs, noEma, device.backend, device.threads(spec), device.precision(spec), memory.limitBytes(spec));
     }
 
     /**
@@ -150,6 +157,7 @@ public final class ServeCommand implements Callable<Integer> {
     static int serve(Options o, PrintStream out, PrintStream err, CountDownLatch stop) throws IOException {
         CountDownLatch stopRequested = stop != null ? stop : new CountDownLatch(1);
         CountDownLatch stopped = new CountDownLatch(1);
+        checkMemory(o);
         try (Backend backend = Backend.open(o.backend())) {
             if (o.threads() > 0) backend.setThreads(o.threads());
             Precision precision = DeviceOptions.apply(backend, o.precision());
@@ -164,7 +172,12 @@ public final class ServeCommand implements Callable<Integer> {
                                     : ", " + m.classes().names().size() + " classes" + (m.guidable()
                                     ? " and a null class (guidance)" : ", no null class"));
                 }
-                SampleServer server = new SampleServer(backend, models, o.config());
+                SampleServer server;
+                try {
+                    server = new SampleServer(backend, models, o.config());
+                } catch (java.net.BindException e) {
+                    throw new IOException("cannot listen on " + o.host() + ":" + o.port() + ": " + e.getMessage(), e);
+                }
                 Thread hook = new Thread(() -> {
                     stopRequested.countDown();
                     try {
@@ -203,6 +216,23 @@ public final class ServeCommand implements Callable<Integer> {
             stopped.countDown();
         }
         return 0;
+    }
+
+    /**
+     * Refuses, before any weights are read, a set of models whose weights and batch workspaces (each model's
+     * batches of up to --max-batch rows at its sample_size) would exceed --max-memory together.
+     */
+    private static void checkMemory(Options o) throws IOException {
+        long total = 0;
+        for (Map.Entry<String, Path> e : o.models().entrySet()) {
+            CheckpointFiles loc = CheckpointFiles.locate(e.getValue(), o.noEma());
+            UNet2DConfig c = Checkpoint.readConfig(loc.modelDir());
+            if (c.sampleHeight() < 1) continue; // refused with its own message when loaded
+            long need = RunMemory.serving(c, o.maxBatch(), c.sampleHeight(), c.sampleWidth());
+            total = need > Long.MAX_VALUE - total ? Long.MAX_VALUE : total + need;
+        }
+        MemoryOptions.check("serve: " + o.models().size() + " model(s) at --max-batch " + o.maxBatch(), total,
+                o.maxMemory(), "lower --max-batch");
     }
 
     /**

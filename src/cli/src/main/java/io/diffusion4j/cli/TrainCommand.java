@@ -5,6 +5,7 @@ import io.diffusion4j.Precision;
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;
+import io.diffusion4j.model.RunMemory;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
@@ -145,6 +146,9 @@ final class TrainCommand implements Callable<Integer> {
     @Mixin
     DeviceOptions device;
 
+    @Mixin
+    MemoryOptions memory;
+
     @Option(names = "--log-every", paramLabel = "N", description = "steps between progress lines (default: ${DEFAULT-VALUE})")
     int logEvery = 10;
 
@@ -178,6 +182,7 @@ final class TrainCommand implements Callable<Integer> {
         Main.atLeast(spec, "--log-every", logEvery, 1);
         Main.atLeast(spec, "--timesteps", timesteps, 1);
         int threads = device.threads(spec);
+        long maxMemory = memory.limitBytes(spec);
         Precision askedPrecision = device.precision(spec);
         Main.atLeast(spec, "--save-every", saveEvery, 0);
         inRange("--lr", lr, 0, Double.MAX_VALUE);
@@ -199,7 +204,7 @@ final class TrainCommand implements Callable<Integer> {
         UNet2DConfig fileConfig = null;
         if (configFile != null) {
             try {
-                fileConfig = UNet2DConfig.fromJson(Files.readString(configFile, StandardCharsets.UTF_8));
+                fileConfig = UNet2DConfig.fromJson(io.diffusion4j.io.SmallFiles.readText(configFile));
             } catch (IOException e) {
                 throw new IllegalArgumentException("train: cannot read --config " + configFile + ": " + e.getMessage());
             } catch (RuntimeException e) {
@@ -299,16 +304,20 @@ final class TrainCommand implements Callable<Integer> {
                 runMeta.put("init_from", init.dir().toAbsolutePath().toString());
             }
         } catch (IOException e) {
-            err.println("train: " + e.getMessage());
+            err.println("train: " + Main.describe(e));
             return 1;
         }
 
+        if (config.sampleHeight() > 0) { // before the data are read: an image folder is decoded at this size
+            checkMemory(config, options.batchSize(), config.inChannels(), config.sampleHeight(), config.sampleWidth(),
+                    maxMemory);
+        }
         Dataset dataset;
         boolean labelled = classConditional || config.isClassConditional();
         try {
             dataset = dataset(data, dataDir, config, options.seed(), labelled);
         } catch (IOException e) {
-            err.println("train: " + e.getMessage());
+            err.println("train: " + Main.describe(e));
             return 1;
         }
         if (labelled && !config.isClassConditional()) {
@@ -322,6 +331,7 @@ final class TrainCommand implements Callable<Integer> {
                     + expectedImages + " (resume would not continue the same run)");
             return 1;
         }
+        checkMemory(config, options.batchSize(), dataset.channels(), dataset.height(), dataset.width(), maxMemory);
         runMeta.put("data", data);
         if (!data.equals("procedural")) {
             runMeta.put("data_dir", (dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir).toAbsolutePath().toString());
@@ -343,7 +353,7 @@ final class TrainCommand implements Callable<Integer> {
                     try {
                         history = resume != null ? Checkpoint.load(resume, trainer) : new LossHistory();
                     } catch (IOException e) {
-                        err.println("train: cannot resume: " + e.getMessage());
+                        err.println("train: cannot resume: " + Main.describe(e));
                         return 1;
                     }
                     return train(trainer, dataset, history, steps, logEvery, saveEvery, outDir, runMeta, resume, initFrom,
@@ -351,9 +361,15 @@ final class TrainCommand implements Callable<Integer> {
                 }
             }
         } catch (UncheckedIOException e) {
-            err.println("train: cannot write the checkpoint: " + e.getCause().getMessage());
+            err.println("train: cannot write the checkpoint: " + Main.describe(e.getCause()));
             return 1;
         }
+    }
+
+    /** Refuses a run whose estimated memory ({@link RunMemory#training}) exceeds the limit. */
+    private static void checkMemory(UNet2DConfig config, int batch, int c, int h, int w, long limit) {
+        MemoryOptions.check(String.format(Locale.ROOT, "train: batches of %d images of %dx%dx%d", batch, c, h, w),
+                RunMemory.training(config, batch, h, w), limit, "lower --batch-size");
     }
 
     private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed, boolean labelled)
@@ -366,7 +382,8 @@ final class TrainCommand implements Callable<Integer> {
         Path fm = dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir;
         return switch (data) {
             case "procedural" -> ProceduralDataset.forModel(config, seed);
-            case "fashion-mnist" -> labelled ? FashionMnist.loadLabelled(fm, true) : FashionMnist.load(fm, true);
+            case "fashion-mnist" -> labelled ? FashionMnist.loadLabelled(fm, true, Math.max(h, 0), Math.max(w, 0))
+                    : FashionMnist.load(fm, true, Math.max(h, 0), Math.max(w, 0));
             default -> {
                 if (h < 0) {
                     throw new IllegalArgumentException("train: --data images resizes to the model's sample_size, and the "

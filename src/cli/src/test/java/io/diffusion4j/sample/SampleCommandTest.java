@@ -42,7 +42,8 @@ class SampleCommandTest {
 
     Path checkpoint(boolean ema) throws IOException {
         Path ck = dir.resolve("ck");
-        Files.createDirectories(ck.resolve("ema"));
+        Files.createDirectories(ck);
+        if (ema) Files.createDirectories(ck.resolve("ema")); // a present ema/ must hold the weights
         UNet2DConfig cfg = config();
         Files.writeString(ck.resolve(Checkpoint.CONFIG), cfg.toJson());
         TinyUNet.writeWeights(ck.resolve(Checkpoint.WEIGHTS), cfg, 1);

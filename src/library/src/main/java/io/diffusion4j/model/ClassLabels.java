@@ -3,7 +3,6 @@ package io.diffusion4j.model;
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.io.Json;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -93,7 +92,7 @@ public record ClassLabels(List<String> names, int nullClass) {
         Path file = dir.resolve(FILE);
         if (!Files.exists(file)) return null;
         try {
-            Map<String, Object> m = Json.parseObject(Files.readString(file, StandardCharsets.UTF_8));
+            Map<String, Object> m = Json.parseObject(io.diffusion4j.io.SmallFiles.readText(file));
             if (!(m.get("id2label") instanceof Map<?, ?> ids)) throw new IllegalArgumentException("id2label must be an object");
             List<String> names = new ArrayList<>();
             for (int i = 0; i < ids.size(); i++) {

@@ -8,16 +8,18 @@ import io.diffusion4j.tensor.Tensor;
 final class ConvLayer implements Layer {
     private final Conv2dSpec spec;
     private final ParameterStore.WeightBias p;
+    private final int outChannels;
     private Tensor x, y, dx;
 
     ConvLayer(ParameterStore ps, String prefix, Conv2dSpec spec) {
         this.spec = spec;
         p = ps.weightBias(prefix);
+        outChannels = ps.layout().param(prefix + ".weight").shape()[0]; // OIHW on disk
     }
 
     @Override
     public Shape alloc(ActivationArena arena, Shape in) {
-        long[] ys = spec.outputShape(in.dims(), p.w().dim(3));
+        long[] ys = spec.outputShape(in.dims(), outChannels);
         y = arena.act(ys);
         dx = arena.bwd(in.dims());
         return new Shape(in.n(), (int) ys[1], (int) ys[2], (int) ys[3]);

@@ -41,6 +41,19 @@ final class ParameterStore implements AutoCloseable {
         }
     }
 
+    /**
+     * A store without buffers or views, for sizing a model's activations before anything is allocated
+     * ({@link ActivationArena#sizing}): every view is null, {@link #layout()} answers.
+     */
+    static ParameterStore shapesOnly(UNet2DLayout layout) {
+        return new ParameterStore(layout, null, false, null);
+    }
+
+    /** The layout the store's views follow. */
+    UNet2DLayout layout() {
+        return layout;
+    }
+
     /** A store reading {@code owner}'s parameter buffer (not a copy), without gradients. */
     static ParameterStore sharing(ParameterStore owner) {
         return new ParameterStore(owner.layout, owner.params, false, null);
@@ -52,6 +65,7 @@ final class ParameterStore implements AutoCloseable {
         this.params = params;
         this.ownsParams = ownsParams;
         this.grads = grads;
+        if (params == null) return; // shapesOnly
         try {
             for (UNet2DLayout.Param prm : layout.params()) {
                 long[] s = deviceShape(prm);

@@ -106,17 +106,20 @@ public final class UNet2DModel implements AutoCloseable {
      * without, a model with its own parameters and, when {@code withGradients}, a gradient buffer.
      */
     private UNet2DModel(Backend backend, UNet2DConfig config, long seed, UNet2DModel source, boolean withGradients) {
+        this(backend, config, seed, source, withGradients, false);
+    }
+
+    /** {@code sizing}: no backend, no buffers, a counting arena ({@link #activationBytes(UNet2DConfig, int, int, int, boolean)}). */
+    private UNet2DModel(Backend backend, UNet2DConfig config, long seed, UNet2DModel source, boolean withGradients,
+                        boolean sizing) {
         this.source = source;
-        this.backend = Objects.requireNonNull(backend, "backend");
+        this.backend = sizing ? null : Objects.requireNonNull(backend, "backend");
         this.config = Objects.requireNonNull(config, "config");
         this.layout = UNet2DLayout.of(config);
-        if (layout.bufferFloats() > Integer.MAX_VALUE - 16) {
-            throw new IllegalArgumentException("the model has " + layout.bufferFloats()
-                    + " parameter floats; at most 2^31 - 17 are supported (one Java array)");
-        }
-        this.store = source == null ? ParameterStore.allocate(backend, layout, withGradients)
-                : ParameterStore.sharing(source.store);
-        this.arena = new ActivationArena(backend, store.hasGradients());
+        if (!sizing) ModelLimits.checkParameters(layout); // before the parameter buffer is allocated
+        this.store = sizing ? ParameterStore.shapesOnly(layout) : source == null
+                ? ParameterStore.allocate(backend, layout, withGradients) : ParameterStore.sharing(source.store);
+        this.arena = sizing ? ActivationArena.sizing(withGradients) : new ActivationArena(backend, store.hasGradients());
         this.dropout = new DropoutStreams(config.dropout());
         try {
             float eps = (float) config.normEps();
@@ -162,7 +165,7 @@ public final class UNet2DModel implements AutoCloseable {
             if (skip != 0) throw new IllegalStateException("skip connections do not balance: " + skip); // a bug here
             normOut = new GroupNormLayer(store, "conv_norm_out", config.normNumGroups(), eps, true);
             convOut = new ConvLayer(store, "conv_out", Conv2dSpec.same3x3());
-            if (source == null) store.init(seed);
+            if (source == null && !sizing) store.init(seed);
         } catch (RuntimeException e) {
             store.close();
             throw e;
@@ -540,6 +543,30 @@ public final class UNet2DModel implements AutoCloseable {
         curN = curH = curW = -1;
         skips.clear();
         arena.release();
+    }
+
+    /**
+     * The bytes of activation memory a model of {@code config} allocates for inputs {@code [n, h, w, in_channels]}:
+     * exactly what {@link #activationBytes()} reports after {@link #reserve reserve(n, h, w)} on a model with
+     * gradients ({@code training}) or on an inference instance ({@link #forInference}, {@link #sharingParameters}),
+     * computed by the same layer-by-layer allocation without allocating anything. Long.MAX_VALUE when the count
+     * overflows a long.
+     *
+     * @throws IllegalArgumentException if n, h or w is below 1, or h or w is not a multiple of the downsampling factor
+     */
+    public static long activationBytes(UNet2DConfig config, int n, int h, int w, boolean training) {
+        Objects.requireNonNull(config, "config");
+        int f = 1 << (config.numBlocks() - 1);
+        if (n < 1 || h < 1 || w < 1 || h % f != 0 || w % f != 0) {
+            throw new IllegalArgumentException("activationBytes(" + n + ", " + h + ", " + w + "): n >= 1, H and W"
+                    + " positive multiples of " + f);
+        }
+        try (UNet2DModel m = new UNet2DModel(null, config, 0L, null, training, true)) {
+            m.ensureAllocated(n, h, w);
+            return m.arena.bytes();
+        } catch (ArithmeticException e) {
+            return Long.MAX_VALUE;
+        }
     }
 
     /** Native bytes held by saved activations and scratch (0 before the first forward). */

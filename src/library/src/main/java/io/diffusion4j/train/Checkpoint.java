@@ -4,8 +4,10 @@ import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.io.JsonFields;
 import io.diffusion4j.io.SafeTensors;
+import io.diffusion4j.io.SmallFiles;
 import io.diffusion4j.kernels.EmaSchedule;
 import io.diffusion4j.kernels.OptimKernels;
+import io.diffusion4j.model.ModelLimits;
 import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DLayout;
 import io.diffusion4j.schedule.BetaSchedule;
@@ -222,7 +224,7 @@ public final class Checkpoint {
         Map<String, String> md = readStateMetadata(dir);
         Map<String, Object> sched;
         try {
-            sched = Json.parseObject(Files.readString(dir.resolve(SCHEDULER), StandardCharsets.UTF_8));
+            sched = Json.parseObject(SmallFiles.readText(dir.resolve(SCHEDULER)));
         } catch (RuntimeException e) {
             throw new IOException(dir.resolve(SCHEDULER) + ": " + e.getMessage(), e);
         }
@@ -381,7 +383,7 @@ public final class Checkpoint {
     public static UNet2DConfig readConfig(Path dir) throws IOException {
         Path p = dir.resolve(CONFIG);
         try {
-            return UNet2DConfig.fromJson(Files.readString(p, StandardCharsets.UTF_8));
+            return UNet2DConfig.fromJson(SmallFiles.readText(p));
         } catch (RuntimeException e) {
             throw new IOException(p + ": " + e.getMessage(), e);
         }
@@ -395,17 +397,23 @@ public final class Checkpoint {
      * ({@link UNet2DLayout#currentName}). float16, bfloat16 and float64 tensors are converted to float32.
      */
     public static float[] readWeights(Path file, UNet2DLayout layout) throws IOException {
-        float[] flat = new float[Math.toIntExact(layout.bufferFloats())];
+        float[] flat;
         try (SafeTensors.Reader r = SafeTensors.open(file)) {
+            // the config's size and the file's header first: the array is allocated only for a model within the
+            // limit whose every tensor the file really holds (the reader checked the offsets against its size)
+            ModelLimits.checkParameters(layout);
             Map<String, long[]> shapes = new LinkedHashMap<>();
             for (SafeTensors.TensorInfo t : r.tensors()) shapes.put(t.name(), t.shapeArray());
             layout.checkCheckpoint(shapes); // missing, unexpected, doubly named and mis-shaped tensors, all listed
+            flat = new float[Math.toIntExact(layout.bufferFloats())];
             for (SafeTensors.TensorInfo t : r.tensors()) {
                 UNet2DLayout.Param p = layout.resolve(t.name());
                 r.readFloat32(t.name(), flat, Math.toIntExact(p.offset()));
             }
         } catch (RuntimeException e) {
             throw new IOException(file + ": " + e.getMessage(), e);
+        } catch (IOException e) {
+            throw SmallFiles.withPath(file, e);
         }
         for (int i = 0; i < flat.length; i++) {
             if (!Float.isFinite(flat[i])) throw new IOException(file + ": non-finite parameter value at flat index " + i);
@@ -469,7 +477,7 @@ public final class Checkpoint {
     /** The noise schedule a scheduler_config.json describes (DDPMScheduler keys). */
     public static NoiseSchedule readSchedule(Path file) throws IOException {
         try {
-            String text = Files.readString(file, StandardCharsets.UTF_8);
+            String text = SmallFiles.readText(file);
             JsonFields f = JsonFields.of(Json.parseObjectFromPython(text), null); // the catch below names the file
             return NoiseSchedule.of(BetaSchedule.fromConfigName(f.optString("beta_schedule", "linear")),
                     f.isAbsent("num_train_timesteps") ? 1000 : f.requireInt("num_train_timesteps", 1, 100_000),
@@ -487,7 +495,7 @@ public final class Checkpoint {
         }
         Map<String, Object> m;
         try {
-            m = Json.parseObject(Files.readString(file, StandardCharsets.UTF_8));
+            m = Json.parseObject(SmallFiles.readText(file));
         } catch (RuntimeException e) {
             throw new IOException(file + ": " + e.getMessage(), e);
         }

@@ -57,7 +57,15 @@ public final class FashionMnist implements Dataset {
      * {@value #TEST_LABELS}): ten classes, {@link #CLASS_NAMES}.
      */
     public static FashionMnist loadLabelled(Path dir, boolean train) throws IOException {
-        FashionMnist images = load(dir, train);
+        return loadLabelled(dir, train, 0, 0);
+    }
+
+    /**
+     * {@link #loadLabelled(Path, boolean)} for a model of {@code rows x cols} images (0: any size): files of
+     * another size are refused from their header, before their data are read.
+     */
+    public static FashionMnist loadLabelled(Path dir, boolean train, int rows, int cols) throws IOException {
+        FashionMnist images = load(dir, train, rows, cols);
         Path file = dir.resolve(train ? TRAIN_LABELS : TEST_LABELS);
         if (!Files.isRegularFile(file)) {
             throw new IOException("no Fashion-MNIST labels at " + file + " (class-conditional training needs them)");
@@ -97,18 +105,43 @@ public final class FashionMnist implements Dataset {
 
     /** The training images of {@code dir} ({@value #TRAIN_IMAGES}), or the test images. */
     public static FashionMnist load(Path dir, boolean train) throws IOException {
+        return load(dir, train, 0, 0);
+    }
+
+    /**
+     * {@link #load(Path, boolean)} for a model of {@code rows x cols} images (0: any size): files of another size
+     * are refused from their header, before their data are read.
+     */
+    public static FashionMnist load(Path dir, boolean train, int rows, int cols) throws IOException {
         Objects.requireNonNull(dir, "dir");
         Path file = dir.resolve(train ? TRAIN_IMAGES : TEST_IMAGES);
         if (!Files.isRegularFile(file)) {
             throw new IOException("no Fashion-MNIST images at " + file
                     + " (install the dataset-fashion-mnist package or pass the directory holding " + TRAIN_IMAGES + ")");
         }
-        return readImages(file);
+        return readImages(file, rows, cols);
     }
 
     /** Reads and validates a gzipped IDX3 image file. */
     public static FashionMnist readImages(Path file) throws IOException {
+        return readImages(file, 0, 0);
+    }
+
+    /**
+     * Deflate's largest compression ratio (a run of 258-byte matches, each coded in about 2 bits, is about 1032:1):
+     * a gzip file of S bytes cannot hold more than this many times S bytes of data, so a header announcing more
+     * is refused before any of it is read.
+     */
+    static final long MAX_DEFLATE_RATIO = 1032;
+
+    /**
+     * Reads and validates a gzipped IDX3 image file whose images must be {@code rows x cols} (0: any size). The
+     * header is checked before any data is read: the magic, the sizes (positive, at most 4096 a side, the expected
+     * size, a total that fits one array and that a gzip file of this length can hold).
+     */
+    public static FashionMnist readImages(Path file, int rows, int cols) throws IOException {
         Objects.requireNonNull(file, "file");
+        long fileBytes = Files.size(file);
         try (DataInputStream in = open(file)) {
             int magic = in.readInt();
             if (magic != MAGIC_IMAGES) {
@@ -118,6 +151,14 @@ public final class FashionMnist implements Dataset {
             int n = in.readInt(), r = in.readInt(), c = in.readInt();
             if (n < 1 || r < 1 || c < 1 || r > 4096 || c > 4096 || (long) n * r * c > Integer.MAX_VALUE - 16) {
                 throw new IOException(file + ": bad sizes " + n + " x " + r + " x " + c);
+            }
+            if ((rows > 0 && r != rows) || (cols > 0 && c != cols)) {
+                throw new IOException(file + ": images of " + r + "x" + c + ", the model takes " + rows + "x" + cols
+                        + " (its sample_size)");
+            }
+            if ((long) n * r * c > MAX_DEFLATE_RATIO * fileBytes + 1024) {
+                throw new IOException(file + ": truncated or corrupt: the header announces " + n + " images of " + r + "x" + c + " ("
+                        + (long) n * r * c + " bytes), more than a gzip file of " + fileBytes + " bytes can hold");
             }
             byte[] data = readPayload(in, n * r * c, file);
             return new FashionMnist(data, n, r, c, file.toString(), null);

@@ -7,7 +7,6 @@ import java.awt.image.IndexColorModel;
 import java.awt.image.Raster;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -44,6 +43,21 @@ import javax.imageio.stream.ImageInputStream;
  * </ol>
  */
 public final class ImageFolderDataset implements Dataset {
+    /**
+     * The most pixels an image file may declare: 2^24 (16.8 million, e.g. 4096 x 4096 or a 12-megapixel photo).
+     * Decoding costs about 28 bytes a pixel here (the decoded image and the float64 planes it is resized from), so
+     * an image at the limit takes about 470 MB while being prepared, once per decoding thread; a larger declared
+     * size is refused from the file's header before any pixel is decoded. Raise it with the system property
+     * {@value #MAX_PIXELS_PROPERTY}.
+     */
+    public static final long DEFAULT_MAX_PIXELS = 1L << 24;
+
+    /** The system property that replaces {@link #DEFAULT_MAX_PIXELS}. */
+    public static final String MAX_PIXELS_PROPERTY = "diffusion4j.maxImagePixels";
+
+    /** The most pixels a side may have (the largest the PNG and JPEG decoders handle without trouble). */
+    public static final int MAX_SIDE = 1 << 16;
+
     private final Path dir;
     private final List<String> files;
     private final byte[] pixels;
@@ -136,6 +150,10 @@ public final class ImageFolderDataset implements Dataset {
                 prepare(read(f), height, width, channels, pixels, i * per);
             } catch (IOException | RuntimeException e) {
                 errors[i] = f + ": " + (e.getMessage() == null ? e.toString() : e.getMessage());
+            } catch (OutOfMemoryError e) {
+                // what the header allowed still did not fit: this file's message, not a crash of the whole run
+                errors[i] = f + ": out of memory while decoding it (" + e.getMessage() + "); lower -D"
+                        + MAX_PIXELS_PROPERTY + " or raise -Xmx";
             }
         });
         for (String e : errors) {
@@ -165,6 +183,8 @@ public final class ImageFolderDataset implements Dataset {
             prepare(read(file), height, width, channels, out, 0);
         } catch (IOException | RuntimeException e) {
             throw new IOException(file + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()), e);
+        } catch (OutOfMemoryError e) {
+            throw new IOException(file + ": out of memory while decoding it (" + e.getMessage() + ")");
         }
         return out;
     }
@@ -190,21 +210,8 @@ public final class ImageFolderDataset implements Dataset {
         ImageIO.setUseCache(false);
         BufferedImage img;
         try (ImageInputStream in = ImageIO.createImageInputStream(new ByteArrayInputStream(encoded))) {
-            Iterator<ImageReader> readers = in == null ? null : ImageIO.getImageReaders(in);
-            if (readers == null || !readers.hasNext()) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
-            ImageReader reader = readers.next();
-            try {
-                reader.setInput(in, true, true);
-                int sw = reader.getWidth(0), sh = reader.getHeight(0);
-                if (sw < 1 || sh < 1) throw new IOException("empty image");
-                if (sw > maxSide || sh > maxSide || (long) sw * sh > maxPixels) {
-                    throw new IOException("the image is " + sw + "x" + sh + "; at most " + maxSide + " pixels a side and "
-                            + maxPixels + " pixels are accepted");
-                }
-                img = reader.read(0, reader.getDefaultReadParam());
-            } finally {
-                reader.dispose();
-            }
+            if (in == null) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
+            img = decode(in, maxSide, maxPixels);
         } catch (IOException | RuntimeException e) {
             throw new IOException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
         }
@@ -236,14 +243,49 @@ public final class ImageFolderDataset implements Dataset {
         return out;
     }
 
-    private static BufferedImage read(Path f) throws IOException {
-        BufferedImage img;
-        try (InputStream in = Files.newInputStream(f)) {
-            img = ImageIO.read(in);
+    /** The pixel limit in effect: {@value #MAX_PIXELS_PROPERTY} when set to a positive count, else the default. */
+    public static long maxPixels() {
+        String v = System.getProperty(MAX_PIXELS_PROPERTY);
+        if (v == null || v.isBlank()) return DEFAULT_MAX_PIXELS;
+        try {
+            long n = Long.parseLong(v.strip().replace("_", ""));
+            if (n > 0) return n;
+        } catch (NumberFormatException e) {
+            // falls through to the message below
         }
-        if (img == null) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
-        if (img.getWidth() < 1 || img.getHeight() < 1) throw new IOException("empty image");
-        return img;
+        throw new IllegalArgumentException("-D" + MAX_PIXELS_PROPERTY + "=" + v + " is not a positive pixel count");
+    }
+
+    /**
+     * Decodes an image file after reading its declared size from the header: more than {@link #maxPixels()} pixels
+     * or {@link #MAX_SIDE} a side is refused before any pixel is decoded.
+     */
+    private static BufferedImage read(Path f) throws IOException {
+        try (ImageInputStream in = ImageIO.createImageInputStream(f.toFile())) {
+            if (in == null) throw new IOException("cannot open the file");
+            return decode(in, MAX_SIDE, maxPixels());
+        }
+    }
+
+    /** The first image of a stream, refused from its header when larger than the limits. */
+    private static BufferedImage decode(ImageInputStream in, int maxSide, long maxPixels) throws IOException {
+        Iterator<ImageReader> readers = ImageIO.getImageReaders(in);
+        if (!readers.hasNext()) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
+        ImageReader reader = readers.next();
+        try {
+            reader.setInput(in, true, true);
+            int sw = reader.getWidth(0), sh = reader.getHeight(0);
+            if (sw < 1 || sh < 1) throw new IOException("empty image");
+            if (sw > maxSide || sh > maxSide || (long) sw * sh > maxPixels) {
+                throw new IOException("the image is " + sw + "x" + sh + "; at most " + maxSide + " pixels a side and "
+                        + maxPixels + " pixels are accepted (raise with -D" + MAX_PIXELS_PROPERTY + "=N)");
+            }
+            BufferedImage img = reader.read(0, reader.getDefaultReadParam());
+            if (img == null || img.getWidth() < 1 || img.getHeight() < 1) throw new IOException("empty image");
+            return img;
+        } finally {
+            reader.dispose();
+        }
     }
 
     /** Source pixels as float64 planes [c][y][x] in 0..255, 1 (luminance) or 3 (RGB) channels. */
