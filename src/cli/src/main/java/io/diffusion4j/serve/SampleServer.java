@@ -74,7 +74,7 @@ public final class SampleServer implements AutoCloseable {
     private final BatchEngine engine;
     private final HttpServer http;
     private final ExecutorService executor;
-    private final ClientWatch watch = new ClientWatch();
+    private final ClientWatch watch;
     private boolean closed;
 
     /** Starts the worker and the HTTP listener. The models (and the backend) stay the caller's to close, after this. */
@@ -89,10 +89,10 @@ public final class SampleServer implements AutoCloseable {
             h = HttpServer.create(new InetSocketAddress(config.host(), config.port()), 128);
         } catch (IOException | RuntimeException e) {
             engine.close();
-            watch.close();
             throw e;
         }
         this.http = h;
+        this.watch = new ClientWatch();
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
         http.setExecutor(executor);
         http.createContext("/v1/samples", this::samples);
