@@ -7,6 +7,7 @@ import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.train.Checkpoint;
 import io.diffusion4j.train.CheckpointFiles;
 import io.diffusion4j.serve.BatchEngine;
+import io.diffusion4j.serve.ConnectionLimits;
 import io.diffusion4j.serve.SampleRequest;
 import io.diffusion4j.serve.SampleServer;
 import io.diffusion4j.serve.ServedModel;
@@ -80,6 +81,19 @@ public final class ServeCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE})")
     int idleReleaseMs = 2_000;
 
+    @Option(names = "--read-timeout-ms", paramLabel = "MS", description = "a request's body must arrive within this "
+            + "of its headers, else 408 and the connection closes; a connection that sends nothing, or stalls before the "
+            + "end of its headers, is closed after it (rounded up to whole seconds, plus one) (default: ${DEFAULT-VALUE})")
+    int readTimeoutMs = (int) ConnectionLimits.DEFAULTS.readTimeoutMillis();
+
+    @Option(names = "--idle-timeout-ms", paramLabel = "MS", description = "close a keep-alive connection idle this long "
+            + "between requests (rounded up to whole seconds) (default: ${DEFAULT-VALUE})")
+    int idleTimeoutMs = (int) ConnectionLimits.DEFAULTS.idleTimeoutMillis();
+
+    @Option(names = "--max-connections", paramLabel = "N", description = "open connections at most; those accepted past "
+            + "it are closed at once (default: ${DEFAULT-VALUE})")
+    int maxConnections = ConnectionLimits.DEFAULTS.maxConnections();
+
     @Option(names = "--no-ema", description = "the raw weights instead of ema/ (used by default when a checkpoint has it)")
     boolean noEma;
 
@@ -101,11 +115,12 @@ public final class ServeCommand implements Callable<Integer> {
 
     /** Parsed options. */
     record Options(Map<String, Path> models, String host, int port, int maxBatch, int maxN, int maxSteps, int queue,
-                   long deadlineMs, long maxDeadlineMs, int maxBody, long drainMs, long idleReleaseMs, boolean noEma,
-                   String backend, int threads, Precision precision, long maxMemory) {
+                   long deadlineMs, long maxDeadlineMs, int maxBody, long drainMs, long idleReleaseMs,
+                   ConnectionLimits connections, boolean noEma, String backend, int threads, Precision precision,
+                   long maxMemory) {
         SampleServer.Config config() {
             return new SampleServer.Config(host, port, new SampleRequest.Limits(maxN, maxSteps, maxBody, deadlineMs,
-                    maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs);
+                    maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs, connections);
         }
     }
 
@@ -141,13 +156,17 @@ public final class ServeCommand implements Callable<Integer> {
         Main.atLeast(spec, "--max-body", maxBody, 64);
         Main.atLeast(spec, "--drain-ms", drainMs, 0);
         Main.atLeast(spec, "--idle-release-ms", idleReleaseMs, 0);
+        Main.atLeast(spec, "--read-timeout-ms", readTimeoutMs, 1);
+        Main.atLeast(spec, "--idle-timeout-ms", idleTimeoutMs, 1);
+        Main.atLeast(spec, "--max-connections", maxConnections, 1);
         int n = maxN < 0 ? Math.min(8, maxBatch) : maxN;
         if (n > maxBatch) throw Main.bad(spec, "--max-n (" + n + ") must be <= --max-batch (" + maxBatch + ")");
         if (maxDeadlineMs < deadlineMs) {
             throw Main.bad(spec, "--max-deadline-ms (" + maxDeadlineMs + ") must be >= --deadline-ms (" + deadlineMs + ")");
         }
         return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
-                idleReleaseMs, noEma, device.backend, device.threads(spec), device.precision(spec), memory.limitBytes(spec));
+                idleReleaseMs, new ConnectionLimits(readTimeoutMs, idleTimeoutMs, maxConnections), noEma, device.backend,
+                device.threads(spec), device.precision(spec), memory.limitBytes(spec));
     }
 
     /**
@@ -158,6 +177,8 @@ public final class ServeCommand implements Callable<Integer> {
         CountDownLatch stopRequested = stop != null ? stop : new CountDownLatch(1);
         CountDownLatch stopped = new CountDownLatch(1);
         checkMemory(o);
+        // the JDK's HttpServer reads its connection settings once, when its first server is made: set them first
+        o.connections().applyToJdkHttpServer(o.maxDeadlineMs());
         try (Backend backend = Backend.open(o.backend())) {
             if (o.threads() > 0) backend.setThreads(o.threads());
             Precision precision = DeviceOptions.apply(backend, o.precision());

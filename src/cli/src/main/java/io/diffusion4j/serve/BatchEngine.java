@@ -98,9 +98,17 @@ public final class BatchEngine implements AutoCloseable {
             return deadlineNanos;
         }
 
-        /** Gives the request up: its rows leave the batch at the next step. */
+        /**
+         * Gives the request up (its handler stopped waiting: a deadline passed or the client left): it leaves the
+         * queue, or its rows leave the batch, at the worker's next step.
+         */
         public void cancel() {
             cancelled = true;
+        }
+
+        /** Whether {@link #cancel} was called. */
+        public boolean cancelled() {
+            return cancelled;
         }
 
         boolean expired(long now) {
@@ -299,7 +307,7 @@ public final class BatchEngine implements AutoCloseable {
                 } finally {
                     lock.unlock();
                 }
-                for (Job j : cancel) fail(j, cancelAll && !j.expired(System.nanoTime()) ? shutdownCancel() : deadline(j));
+                for (Job j : cancel) fail(j, cancelAll && !j.expired(System.nanoTime()) ? shutdownCancel() : dropped(j));
                 if (exit) break;
                 if (cancelAll) {
                     for (ModelBatch b : batches.values()) b.dropAll(shutdownCancel());
@@ -348,7 +356,9 @@ public final class BatchEngine implements AutoCloseable {
         return new RequestException(503, null, "cancelled: the server is shutting down");
     }
 
-    private static RequestException deadline(Job j) {
+    /** Why a request left before its end: given up by its handler, or past its deadline. */
+    private static RequestException dropped(Job j) {
+        if (j.cancelled) return new RequestException(503, null, "cancelled: the request was given up before it finished");
         return new RequestException(504, "deadline_ms", "the deadline of " + j.request.deadlineMillis()
                 + " ms passed before the request finished");
     }
@@ -412,7 +422,7 @@ public final class BatchEngine implements AutoCloseable {
 
         void admit(Job j) {
             if (j.expired(System.nanoTime())) {
-                fail(j, deadline(j));
+                fail(j, dropped(j));
                 return;
             }
             if (schedule == null) schedule = NativeSchedule.of(served.schedule());
@@ -474,7 +484,7 @@ public final class BatchEngine implements AutoCloseable {
             for (int i = 0; i < active.size(); i++) {
                 InFlight a = active.get(i);
                 if (a.job.expired(now)) {
-                    fail(a.job, deadline(a.job));
+                    fail(a.job, dropped(a.job));
                     remove(i--);
                 }
             }

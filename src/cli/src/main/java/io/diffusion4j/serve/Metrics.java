@@ -2,6 +2,7 @@ package io.diffusion4j.serve;
 
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -11,8 +12,15 @@ import java.util.function.LongSupplier;
 /**
  * The server's metrics, written in the Prometheus text exposition format (version 0.0.4) by {@link #render}:
  * <pre>
- *   d4j_requests_total{outcome}          counter: answered requests by outcome (ok, bad_request, not_found,
- *                                        rejected_queue_full, deadline_exceeded, cancelled_shutdown, unavailable, error)
+ *   d4j_requests_total{outcome}          counter: sampling requests by outcome: ok, bad_request (400: a bad field
+ *                                        or JSON, 405), not_found, bad_framing (400: a body shorter than its
+ *                                        Content-Length, a bad chunk), body_too_large (413), request_timeout (408:
+ *                                        the body was not complete within the read timeout), client_gone (the
+ *                                        client closed its connection before its answer), rejected_queue_full,
+ *                                        deadline_exceeded, cancelled_shutdown, unavailable, error (500)
+ *   d4j_request_errors_total{by}         counter: the failed ones by whose fault: by="client" (bad_request,
+ *                                        not_found, bad_framing, body_too_large, request_timeout, client_gone),
+ *                                        by="server" (error); the load outcomes (429, 503, 504) are in neither
  *   d4j_images_total                     counter: images returned
  *   d4j_steps_total                      counter: batched denoising steps (one model call each)
  *   d4j_queue_depth                      gauge: accepted requests waiting for admission to a batch
@@ -28,8 +36,12 @@ import java.util.function.LongSupplier;
  * Thread-safe.
  */
 public final class Metrics {
-    static final String[] OUTCOMES = {"ok", "bad_request", "not_found", "rejected_queue_full", "deadline_exceeded",
-        "cancelled_shutdown", "unavailable", "error"};
+    static final String[] OUTCOMES = {"ok", "bad_request", "not_found", "bad_framing", "body_too_large",
+        "request_timeout", "client_gone", "rejected_queue_full", "deadline_exceeded", "cancelled_shutdown", "unavailable",
+        "error"};
+    /** The outcomes that are the client's fault, and the server's. */
+    static final Set<String> CLIENT_ERRORS = Set.of("bad_request", "not_found", "bad_framing", "body_too_large",
+            "request_timeout", "client_gone"), SERVER_ERRORS = Set.of("error");
 
     private final Map<String, LongAdder> requests = new ConcurrentHashMap<>();
     final LongAdder images = new LongAdder();
@@ -46,17 +58,23 @@ public final class Metrics {
         for (String o : OUTCOMES) requests.put(o, new LongAdder());
     }
 
-    /** Counts one answered request. */
+    /** Counts one request by its outcome. */
     void request(String outcome) {
         LongAdder a = requests.get(outcome);
         if (a == null) throw new IllegalArgumentException("unknown outcome " + outcome);
         a.increment();
     }
 
-    /** Answered requests with that outcome so far. */
+    /** Requests with that outcome so far. */
     public long requests(String outcome) {
         LongAdder a = requests.get(outcome);
         return a == null ? 0 : a.sum();
+    }
+
+    private long sum(Set<String> outcomes) {
+        long n = 0;
+        for (String o : outcomes) n += requests.get(o).sum();
+        return n;
     }
 
     void queueDepth(LongSupplier s) {
@@ -81,8 +99,11 @@ public final class Metrics {
     /** The Prometheus text. */
     public String render() {
         StringBuilder b = new StringBuilder(4096);
-        b.append("# HELP d4j_requests_total Answered sampling requests by outcome.\n# TYPE d4j_requests_total counter\n");
+        b.append("# HELP d4j_requests_total Sampling requests by outcome.\n# TYPE d4j_requests_total counter\n");
         for (String o : OUTCOMES) b.append("d4j_requests_total{outcome=\"").append(o).append("\"} ").append(requests.get(o).sum()).append('\n');
+        b.append("# HELP d4j_request_errors_total Failed sampling requests by whose fault.\n# TYPE d4j_request_errors_total counter\n");
+        b.append("d4j_request_errors_total{by=\"client\"} ").append(sum(CLIENT_ERRORS)).append('\n');
+        b.append("d4j_request_errors_total{by=\"server\"} ").append(sum(SERVER_ERRORS)).append('\n');
         counter(b, "d4j_images_total", "Images returned.", images.sum());
         counter(b, "d4j_steps_total", "Batched denoising steps (one model call each).", steps.sum());
         gauge(b, "d4j_queue_depth", "Accepted requests waiting for admission to a batch.", queueDepth.getAsLong());

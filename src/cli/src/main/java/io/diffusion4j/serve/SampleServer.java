@@ -6,7 +6,6 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.sample.Images;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
@@ -28,20 +27,39 @@ import java.util.concurrent.TimeoutException;
  *   POST /v1/samples   a {@link SampleRequest} JSON body; 200 image/png (output png) or application/json
  *                      {"model", "sampler", "steps", "eta", "seed", "n", "timestep_spacing", ["class_labels",
  *                      "guidance_scale" for a class-conditional model,] "width", "height", "images": [base64 PNG,
- *                      ...]}; errors as JSON {"error", "field"} with 400 (bad field or
- *                      body), 404 (unknown model), 405, 429 + Retry-After (queue full), 503 (shutting down),
- *                      504 (deadline passed), 500
+ *                      ...]}; errors as JSON {"error", "field"} with 400 (bad field or body, or broken framing:
+ *                      a body shorter than its Content-Length, a bad chunk), 404 (unknown model), 405, 408 (body
+ *                      not complete within the read timeout), 413 (body over the size limit), 429 + Retry-After
+ *                      (queue full), 503 (shutting down), 504 (deadline passed), 500
  *   GET  /healthz      200 while the sampling worker is alive
  *   GET  /readyz       200 while requests are accepted, 503 once shutdown began
  *   GET  /metrics      Prometheus text ({@link Metrics})
  * </pre>
  * Handlers validate, queue and wait; only the {@link BatchEngine}'s worker touches native code. PNG encoding
  * happens on the handler's thread.
+ *
+ * <p><b>Clients that misbehave.</b> A body is read on a thread of its own against a deadline, the read timeout of
+ * {@link ConnectionLimits} after the headers ({@link RequestBody}); a body refused for its framing, size or
+ * slowness is answered (400, 413, 408, with {@code Connection: close}) and its connection dropped without reading
+ * the rest. These count as client errors in the metrics, never as the server's. While a request waits for its
+ * images, a {@link ClientWatch} looks at its connection: a client that closes it has its request cancelled, so
+ * that its rows leave the batch at the worker's next step (as past a deadline), and is counted as client_gone.
+ * Connections that send nothing, stall in their headers, idle too long between requests, or come past the bound on
+ * open connections are the JDK HttpServer's to close, with the process-wide settings that
+ * {@link ConnectionLimits#applyToJdkHttpServer} gives it before the first server starts (the {@code serve}
+ * command does; a server made without it runs with the JDK's defaults: no request timeout, 30 s idle, no bound).
  */
 public final class SampleServer implements AutoCloseable {
     /** Server settings. */
-    public record Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis) {
+    public record Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis,
+                         ConnectionLimits connections) {
+        /** With the default {@link ConnectionLimits}. */
+        public Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis) {
+            this(host, port, limits, engine, drainMillis, ConnectionLimits.DEFAULTS);
+        }
+
         public Config {
+            java.util.Objects.requireNonNull(connections, "connections");
             if (port < 0 || port > 65535) throw new IllegalArgumentException("port must be in [0, 65535], got " + port);
             if (drainMillis < 0) throw new IllegalArgumentException("drain must be >= 0 ms, got " + drainMillis);
             if (limits.maxN() > engine.maxBatch()) {
@@ -56,6 +74,7 @@ public final class SampleServer implements AutoCloseable {
     private final BatchEngine engine;
     private final HttpServer http;
     private final ExecutorService executor;
+    private final ClientWatch watch;
     private boolean closed;
 
     /** Starts the worker and the HTTP listener. The models (and the backend) stay the caller's to close, after this. */
@@ -73,6 +92,7 @@ public final class SampleServer implements AutoCloseable {
             throw e;
         }
         this.http = h;
+        this.watch = new ClientWatch();
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
         http.setExecutor(executor);
         http.createContext("/v1/samples", this::samples);
@@ -130,6 +150,7 @@ public final class SampleServer implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        watch.close();
         return all;
     }
 
@@ -137,17 +158,32 @@ public final class SampleServer implements AutoCloseable {
 
     private void samples(HttpExchange ex) throws IOException {
         long t0 = System.nanoTime();
-        boolean counted = false;
+        boolean counted = false, dropped = false;
         try {
             if (!ex.getRequestMethod().equals("POST")) {
                 ex.getResponseHeaders().set("Allow", "POST");
                 error(ex, new RequestException(405, null, "POST only"), "bad_request");
                 return;
             }
+            byte[] body;
+            try {
+                body = RequestBody.read(ex, config.limits().maxBodyBytes(),
+                        t0 + TimeUnit.MILLISECONDS.toNanos(config.connections().readTimeoutMillis()));
+            } catch (RequestException e) {
+                refuseAndDrop(ex, e, switch (e.status()) {
+                    case 408 -> "request_timeout";
+                    case 413 -> "body_too_large";
+                    default -> "bad_framing";
+                });
+                return; // not reached: refuseAndDrop throws
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                refuseAndDrop(ex, new RequestException(503, null, "interrupted"), "error");
+                return;
+            }
             SampleRequest r;
             BatchEngine.Job job;
             try {
-                byte[] body = readBody(ex, config.limits().maxBodyBytes());
                 r = SampleRequest.parse(body, models, config.limits());
                 job = engine.submit(r);
             } catch (RequestException e) {
@@ -161,6 +197,7 @@ public final class SampleServer implements AutoCloseable {
                 return;
             }
             float[] samples;
+            ClientWatch.Watch client = watch.watch(ex.getLocalAddress(), ex.getRemoteAddress(), job::cancel);
             try {
                 long wait = job.deadlineNanos() - System.nanoTime();
                 samples = job.result().get(Math.max(0, wait), TimeUnit.NANOSECONDS);
@@ -170,6 +207,11 @@ public final class SampleServer implements AutoCloseable {
                         + " ms passed before the request finished"), "deadline_exceeded");
                 return;
             } catch (ExecutionException e) {
+                if (client.gone()) {
+                    metrics.request("client_gone"); // nobody to answer: its sampling stopped at the next step
+                    counted = true;
+                    throw new ConnectionDropped("the client closed the connection while its request waited");
+                }
                 if (e.getCause() instanceof RequestException re) {
                     error(ex, re, switch (re.status()) {
                         case 504 -> "deadline_exceeded";
@@ -185,6 +227,8 @@ public final class SampleServer implements AutoCloseable {
                 Thread.currentThread().interrupt();
                 error(ex, new RequestException(503, null, "interrupted"), "error");
                 return;
+            } finally {
+                client.close();
             }
             ServedModel m = r.model();
             int c = m.channels(), h = m.height(), w = m.width();
@@ -225,8 +269,15 @@ public final class SampleServer implements AutoCloseable {
             metrics.requestSeconds.observe((System.nanoTime() - t0) / 1e9);
             counted = true;
             send(ex, 200, response);
-        } catch (IOException | RuntimeException e) {
-            if (counted) return; // the client left while the answer was written
+        } catch (ConnectionDropped e) {
+            dropped = true;
+            throw e; // the JDK closes the connection without reading the rest of the request
+        } catch (IOException e) {
+            // writing the answer failed: the client left (a handler reads nothing from the connection past the body)
+            if (!counted) metrics.request("client_gone");
+            throw e; // the JDK closes the connection
+        } catch (RuntimeException e) {
+            if (counted) throw e;
             metrics.request("error");
             try {
                 byte[] b = ("{\"error\":" + Json.writeCompact("internal error: " + e) + "}").getBytes(StandardCharsets.UTF_8);
@@ -236,41 +287,60 @@ public final class SampleServer implements AutoCloseable {
                 // the response was already started or the client left
             }
         } finally {
-            ex.close();
+            if (!dropped) ex.close(); // closing reads what is left of the body first
         }
     }
 
-    /** The body, at most {@code limit} bytes (400 naming "body" past it). */
-    static byte[] readBody(HttpExchange ex, int limit) throws IOException, RequestException {
-        String len = ex.getRequestHeaders().getFirst("Content-Length");
-        if (len != null) {
-            long n;
-            try {
-                n = Long.parseLong(len.trim());
-            } catch (NumberFormatException e) {
-                throw RequestException.bad("body", "bad Content-Length '" + len + "'");
-            }
-            if (n > limit) throw RequestException.bad("body", "larger than the limit of " + limit + " bytes (" + n + ")");
+    /**
+     * An exchange given up on: its connection is closed without reading what is left of the request (the JDK
+     * closes the connection of a handler that throws; a normal close would first read up to 64 KiB of the rest of
+     * the body, and wait for it).
+     */
+    static final class ConnectionDropped extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        ConnectionDropped(String message) {
+            super(message);
         }
-        InputStream in = ex.getRequestBody();
-        byte[] b = in.readNBytes(limit + 1);
-        if (b.length > limit) throw RequestException.bad("body", "larger than the limit of " + limit + " bytes");
-        return b;
+    }
+
+    /**
+     * Counts the outcome, answers {@code {"error", "field"}} with {@code Connection: close}, then drops the
+     * connection: what is left of the request is not read (a stalled body would never end).
+     */
+    private void refuseAndDrop(HttpExchange ex, RequestException e, String outcome) throws ConnectionDropped {
+        metrics.request(outcome);
+        try {
+            ex.getResponseHeaders().set("Connection", "close");
+            byte[] b = errorBody(ex, e);
+            ex.sendResponseHeaders(e.status(), b.length);
+            OutputStream o = ex.getResponseBody();
+            o.write(b);
+            o.flush(); // not closed: closing would read the rest of the body first
+        } catch (IOException clientLeft) {
+            // nothing more to do: the outcome is counted
+        }
+        throw new ConnectionDropped(e.getMessage());
     }
 
     /** Counts the outcome, then answers {@code {"error", "field"}} with the exception's status. */
     private void error(HttpExchange ex, RequestException e, String outcome) {
         metrics.request(outcome);
-        Map<String, Object> body = new LinkedHashMap<>();
-        body.put("error", e.getMessage());
-        body.put("field", e.field());
         try {
             if (e.status() == 429) ex.getResponseHeaders().set("Retry-After", "1");
-            ex.getResponseHeaders().set("Content-Type", "application/json");
-            send(ex, e.status(), Json.writeCompact(body).getBytes(StandardCharsets.UTF_8));
+            send(ex, e.status(), errorBody(ex, e));
         } catch (IOException clientLeft) {
             // nothing more to do: the outcome is counted
         }
+    }
+
+    /** The JSON error body; sets its Content-Type. */
+    private static byte[] errorBody(HttpExchange ex, RequestException e) {
+        ex.getResponseHeaders().set("Content-Type", "application/json");
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("error", e.getMessage());
+        body.put("field", e.field());
+        return Json.writeCompact(body).getBytes(StandardCharsets.UTF_8);
     }
 
     private static void simple(HttpExchange ex, int status, String text) throws IOException {

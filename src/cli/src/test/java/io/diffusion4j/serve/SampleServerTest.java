@@ -45,9 +45,9 @@ import org.junit.jupiter.api.Test;
 /**
  * The sampling server over real HTTP on an ephemeral loopback port, with two tiny 8x8 models on the CPU
  * ("plain": epsilon, clip, leading; "thr": v-prediction, dynamic thresholding, trailing): validation (400 naming
- * the field, 404), 429 on a full queue, 504 past the deadline with the rows leaving the batch, concurrent mixed
- * requests equal bit for bit to {@link Sampler} runs, metrics, graceful shutdown and native memory returning to
- * the weights after 300 requests.
+ * the field, 413 past the body limit, 404), 429 on a full queue, 504 past the deadline with the rows leaving the
+ * batch, concurrent mixed requests equal bit for bit to {@link Sampler} runs, metrics, graceful shutdown and native
+ * memory returning to the weights after 300 requests.
  */
 class SampleServerTest {
     static Backend cpu;
@@ -156,7 +156,6 @@ class SampleServerTest {
             {"{}", "model"}, // two models served: model is required
             {"[1, 2]", "body"},
             {"{\"model\":\"plain\",", "body"},
-            {"{\"model\":\"plain\",\"n\":1}" + " ".repeat(2048), "body"}, // above the 2048-byte limit
         };
         for (String[] c : cases) {
             HttpResponse<byte[]> r = post(port, c[0]);
@@ -166,6 +165,10 @@ class SampleServerTest {
             assertEquals(c[1], err.get("field"), what);
             assertTrue(((String) err.get("error")).startsWith(c[1] + ": "), what);
         }
+        HttpResponse<byte[]> big = post(port, "{\"model\":\"plain\",\"n\":1}" + " ".repeat(2048)); // above the 2048-byte limit
+        assertEquals(413, big.statusCode(), text(big));
+        assertEquals("body", Json.parseObject(text(big)).get("field"), text(big));
+        assertTrue(((String) Json.parseObject(text(big)).get("error")).startsWith("body: "), text(big));
         HttpResponse<byte[]> nf = post(port, "{\"model\":\"nope\",\"steps\":2}");
         assertEquals(404, nf.statusCode(), text(nf));
         assertTrue(text(nf).contains("nope") && text(nf).contains("plain"), text(nf));
@@ -173,6 +176,7 @@ class SampleServerTest {
         assertEquals(405, g.statusCode());
         assertEquals(cases.length + 1, server.metrics().requests("bad_request"));
         assertEquals(1, server.metrics().requests("not_found"));
+        assertEquals(1, server.metrics().requests("body_too_large"));
         assertEquals(0, server.metrics().requests("ok"));
         assertEquals(0, server.metrics().stepsObserved(), "no bad request reached the worker");
     }

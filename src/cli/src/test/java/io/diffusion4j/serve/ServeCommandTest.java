@@ -59,6 +59,9 @@ class ServeCommandTest {
         assertEquals(2, run("serve", "--model", "a=x", "--port", "70000"));
         assertEquals(2, run("serve", "--model", "a=x", "--deadline-ms", "100", "--max-deadline-ms", "50"));
         assertEquals(2, run("serve", "--model", "a=x", "--queue", "0"));
+        assertEquals(2, run("serve", "--model", "a=x", "--read-timeout-ms", "0"));
+        assertEquals(2, run("serve", "--model", "a=x", "--idle-timeout-ms", "0"));
+        assertEquals(2, run("serve", "--model", "a=x", "--max-connections", "0"));
         assertEquals(2, run("serve", "--model", "a=x", "--bogus", "1"));
         assertEquals(0, run("serve", "--help"));
         assertEquals(1, run("serve", "--model", "a=" + dir.resolve("missing"), "--backend", "cpu"));
