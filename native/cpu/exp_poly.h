@@ -17,7 +17,10 @@ namespace d4j::cpu {
 // keeps its own).
 template <int Offset>
 inline __attribute__((always_inline)) float exp_poly(float x, int32_t &k) {
-    k = (int32_t)(x * 1.44269504088896341f + ((float)Offset + 0.5f)) - Offset;
+    // a NaN x (a diverged activation) takes k = 0: converting NaN to an integer is undefined behaviour, and r
+    // below carries the NaN into the result anyway; finite x give the same bits as without the select
+    const float xk = x == x ? x : 0.0f;
+    k = (int32_t)(xk * 1.44269504088896341f + ((float)Offset + 0.5f)) - Offset;
     const float kf = (float)k;
     float r = x - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;

@@ -14,7 +14,13 @@
 
 // Wider SIMD paths are compiled side by side and picked at load time (ifunc),
 // so the library runs on any x86-64 and uses AVX2/AVX-512 where present.
+// D4J_NO_CLONES (the libFuzzer build, compiled by clang 14, whose resolvers of
+// internal-linkage clones collide at link time) compiles the default path only.
+#ifdef D4J_NO_CLONES
+#define D4J_CLONES
+#else
 #define D4J_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 namespace d4j::cpu {
 

@@ -22,12 +22,17 @@ final class RequestBody {
     /** How much of a body past the limit is read and dropped, so that the 413 is not lost to a reset. */
     static final int DISCARD_BYTES = 64 << 10;
 
+    /** How long past the deadline a body reader that has not run yet gets to read what the client sent. */
+    static final long GRACE_MS = 100;
+
     /** The body, at most {@code limit} bytes, complete by {@code deadlineNanos} ({@link System#nanoTime()} scale). */
     static byte[] read(HttpExchange ex, int limit, long deadlineNanos) throws RequestException, InterruptedException {
         long declared = declaredLength(ex);
         AtomicBoolean tooLarge = new AtomicBoolean(declared > limit);
         CompletableFuture<byte[]> body = new CompletableFuture<>();
+        java.util.concurrent.CountDownLatch reading = new java.util.concurrent.CountDownLatch(1);
         Thread.ofVirtual().name("d4j-serve-body").start(() -> {
+            reading.countDown();
             try {
                 InputStream in = ex.getRequestBody();
                 if (!tooLarge.get()) {
@@ -51,6 +56,16 @@ final class RequestBody {
         } catch (ExecutionException e) {
             throw (RequestException) e.getCause();
         } catch (TimeoutException e) {
+            // On a loaded machine the reader may not have run yet: bytes the client did send would then be unread
+            // when the connection is dropped, and the kernel would answer them with a reset that destroys the 408 on
+            // its way. Give it the chance to read what arrived (it runs within the grace once started).
+            if (reading.await(GRACE_MS, TimeUnit.MILLISECONDS)) {
+                try {
+                    return body.get(GRACE_MS, TimeUnit.MILLISECONDS);
+                } catch (ExecutionException | TimeoutException late) {
+                    // still incomplete (or refused): decided below
+                }
+            }
             if (body.isDone()) return read(body);
             if (tooLarge.get()) throw tooLarge(limit, declared);
             throw new RequestException(408, "body", "body: not complete within the read timeout");
