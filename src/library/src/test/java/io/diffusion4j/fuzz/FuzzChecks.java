@@ -99,14 +99,6 @@ public final class FuzzChecks {
         return new long[] {THREADS.getThreadAllocatedBytes(tid) - before, refused};
     }
 
-    /**
-     * Whether the known, not yet fixed findings of a target are failures too ({@code -Ddiffusion4j.fuzz.strict=true});
-     * by default a target tolerates them so that fuzzing goes on looking for new ones.
-     */
-    public static boolean strict() {
-        return Boolean.getBoolean("diffusion4j.fuzz.strict");
-    }
-
     /** A throwable of one of {@code types} (or a subclass). */
     @SafeVarargs
     public static Predicate<Throwable> oneOf(Class<? extends Throwable>... types) {
