@@ -2,8 +2,9 @@
 // packed into the jar) has them: there D4J_TOOTH(name) is 1 when the environment variable D4J_CPU_TEETH names
 // that tooth, so one library carries every planted out-of-bounds write and a child process picks one. In every
 // other build D4J_TOOTH(name) is the constant 0 and the loops it touches compile as they always did.
-//   conv_gather    the forward tile's row-pointer fill for windows inside the image writes one entry past
-//                  its stack array (rows[9 * kMR]) on the last row of a tile
+//   conv_gather    the forward tile's row-pointer fill for windows inside the image runs one tap too far on
+//                  the last row of a tile: it reads one past the tap offsets and writes kMR entries past its
+//                  stack array rows[9 * kMR]
 //   dw_accumulate  the weight gradient's final accumulation writes one element past the end of dweight
 #pragma once
 

@@ -59,6 +59,8 @@ public final class DiffusionPipeline implements AutoCloseable {
 
     static DiffusionPipeline load(Diffusion4j owner, Path dir, boolean useEma) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": no such directory");
+        // a training run may be committing a save there: read the files of one step
+        io.diffusion4j.io.AtomicFiles.awaitCommitted(dir, io.diffusion4j.train.CheckpointFiles.COMMIT_WAIT_MILLIS);
         Path modelDir = dir, sched = dir.resolve(Checkpoint.SCHEDULER);
         if (!Files.exists(dir.resolve(Checkpoint.CONFIG)) && Files.isRegularFile(dir.resolve("unet").resolve(Checkpoint.CONFIG))) {
             modelDir = dir.resolve("unet"); // a diffusers pipeline folder

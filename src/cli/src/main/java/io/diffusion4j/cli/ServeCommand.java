@@ -72,6 +72,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-body", paramLabel = "BYTES", description = "largest request body, >= 64; init_image and "
             + "mask_image travel in it as base64 (default: ${DEFAULT-VALUE})")
     int maxBody = 1 << 20;
+    static final int MAX_BODY_LIMIT = 1 << 30;
 
     @Option(names = "--drain-ms", paramLabel = "MS", description = "how long a shutdown waits for work in flight "
             + "(default: ${DEFAULT-VALUE})")
@@ -154,6 +155,8 @@ public final class ServeCommand implements Callable<Integer> {
         Main.atLeast(spec, "--deadline-ms", deadlineMs, 1);
         Main.atLeast(spec, "--max-deadline-ms", maxDeadlineMs, 1);
         Main.atLeast(spec, "--max-body", maxBody, 64);
+        // the body is read into one array with a byte to spare (to tell "at the limit" from "past it")
+        if (maxBody > MAX_BODY_LIMIT) throw Main.bad(spec, "--max-body must be <= " + MAX_BODY_LIMIT + ", got " + maxBody);
         Main.atLeast(spec, "--drain-ms", drainMs, 0);
         Main.atLeast(spec, "--idle-release-ms", idleReleaseMs, 0);
         Main.atLeast(spec, "--read-timeout-ms", readTimeoutMs, 1);

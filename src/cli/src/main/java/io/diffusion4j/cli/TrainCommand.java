@@ -232,7 +232,7 @@ final class TrainCommand implements Callable<Integer> {
         try {
             if (resume != null) {
                 // a save killed after its commit point is finished, one killed before it undone, leftovers removed
-                AtomicFiles.recover(resume);
+                AtomicFiles.recover(resume, Checkpoint.EMA_DIR);
                 UNet2DConfig ckConfig = Checkpoint.readConfig(resume);
                 Trainer.Options ck = Checkpoint.readOptions(resume);
                 NoiseSchedule ckSchedule = Checkpoint.readSchedule(resume.resolve(Checkpoint.SCHEDULER));

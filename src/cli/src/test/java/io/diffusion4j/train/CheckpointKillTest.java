@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.diffusion4j.backend.Backend;
 import io.diffusion4j.cli.CliRun;
 import io.diffusion4j.cli.Main;
+import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.testutil.TestRandom;
 import java.io.BufferedReader;
 import java.io.File;
@@ -19,7 +20,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -94,15 +94,18 @@ class CheckpointKillTest {
             }
             if (!killed) continue; // finished first: not a kill
             kills++;
-            if (!Files.exists(out.resolve(Checkpoint.TRAINING_STATE))) {
+            boolean journal = Files.exists(out.resolve(AtomicFiles.JOURNAL));
+            if (!Files.exists(out.resolve(Checkpoint.TRAINING_STATE)) && !journal) {
                 beforeFirstSave++;
-                continue; // no checkpoint written yet: nothing to resume (a new run starts over)
+                continue; // no checkpoint committed yet: nothing to resume (a new run starts over)
             }
             try (Stream<Path> s = Files.walk(out)) {
                 if (s.anyMatch(f -> f.getFileName().toString().startsWith("."))) tmpSeen++; // staged, temporary, journal
             }
-            Map<String, String> meta = Checkpoint.readStateMetadata(out);
-            long step = Long.parseLong(meta.get("step"));
+            // the step on disk before the resumed run recovers the folder (a committed save may still be staged)
+            String step = Files.exists(out.resolve(Checkpoint.TRAINING_STATE))
+                    ? Checkpoint.readStateMetadata(out).get("step") + (journal ? ", a later save committed" : "")
+                    : "none, the first save committed";
             String ctx = "kill " + kills + " (after saved step " + killAfter + " + " + delay / 1000 + " us, checkpoint at step "
                     + step + "), seed " + seed + " " + rnd.describe();
             log.append(ctx).append('\n');

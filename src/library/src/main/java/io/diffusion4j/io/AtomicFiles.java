@@ -141,6 +141,16 @@ public final class AtomicFiles {
         /** Replaces every staged file's target: all of them, or (after a crash, once recovered) none. */
         public void commit() throws IOException {
             if (done) throw new IllegalStateException("the group was committed or closed");
+            // every staged file still there and its folder entry durable before the commit point: recovery reads
+            // a missing staged file as one already renamed
+            Set<Path> dirs = new LinkedHashSet<>();
+            for (Path t : targets) {
+                if (!Files.isRegularFile(staged(t), LinkOption.NOFOLLOW_LINKS)) {
+                    throw new IOException(staged(t) + " disappeared before the commit (another process in " + root + "?)");
+                }
+                dirs.add(t.getParent());
+            }
+            for (Path d : dirs) forceDirectory(d);
             StringBuilder j = new StringBuilder(JOURNAL_FORMAT).append('\n');
             for (Path t : targets) j.append(root.relativize(t).toString().replace('\\', '/')).append('\n');
             AtomicFiles.writeString(root.resolve(JOURNAL), j.toString()); // the commit point (not staged)
@@ -157,23 +167,26 @@ public final class AtomicFiles {
         }
     }
 
-    /** Opens a group of files under {@code root} (created if needed), after {@link #recover recovering} it. */
-    public static Group begin(Path root) throws IOException {
+    /**
+     * Opens a group of files under {@code root} (created if needed), after {@link #recover recovering} it and the
+     * named subfolders its groups also write into.
+     */
+    public static Group begin(Path root, String... subfolders) throws IOException {
         Path r = Files.createDirectories(root).toAbsolutePath().normalize();
-        recover(r);
+        recover(r, subfolders);
         return new Group(r);
     }
 
     /**
      * Finishes or discards what a killed process left in {@code dir}: a committed group (its journal exists) is
      * completed, staged files of an uncommitted one and temporary files of {@link #write} are deleted, in
-     * {@code dir} and the folders directly below it. Does nothing when there is nothing to do; a folder that
-     * needs recovery but cannot be written is an IOException naming it.
+     * {@code dir} and the named subfolders (those its groups write into: no other folder is touched). Does nothing
+     * when there is nothing to do; a folder that needs recovery but cannot be written is an IOException naming it.
      *
      * @return true when something was completed or deleted
      */
-    public static boolean recover(Path dir) throws IOException {
-        return recover(dir, true);
+    public static boolean recover(Path dir, String... subfolders) throws IOException {
+        return recover(dir, true, subfolders);
     }
 
     /**
@@ -196,27 +209,37 @@ public final class AtomicFiles {
         if (Files.exists(journal, LinkOption.NOFOLLOW_LINKS)) recover(dir, false);
     }
 
-    private static boolean recover(Path dir, boolean deleteLeftovers) throws IOException {
+    /** The largest journal read: a few hundred bytes per group of files; anything larger is not ours. */
+    private static final long MAX_JOURNAL_BYTES = 64 << 10;
+
+    private static boolean recover(Path dir, boolean deleteLeftovers, String... subfolders) throws IOException {
         Path root = dir.toAbsolutePath().normalize();
         if (!Files.isDirectory(root)) return false;
         boolean changed = false;
         Path journal = root.resolve(JOURNAL);
         if (Files.isRegularFile(journal, LinkOption.NOFOLLOW_LINKS)) {
+            if (Files.size(journal) > MAX_JOURNAL_BYTES) throw new IOException(journal + ": not a diffusion4j commit journal");
             List<String> lines = Files.readAllLines(journal, StandardCharsets.UTF_8);
             if (lines.isEmpty() || !lines.get(0).equals(JOURNAL_FORMAT)) {
                 throw new IOException(journal + ": not a diffusion4j commit journal");
             }
             List<Path> targets = new ArrayList<>();
             for (String l : lines.subList(1, lines.size())) {
-                if (!l.isEmpty()) targets.add(inside(root, root.resolve(l).normalize(), journal + " entry"));
+                if (l.isEmpty()) continue;
+                try {
+                    targets.add(inside(root, root.resolve(l).normalize(), journal + " entry"));
+                } catch (java.nio.file.InvalidPathException e) {
+                    throw new IOException(journal + ": entry is not a path: " + e.getMessage(), e);
+                }
             }
             finish(root, targets);
             changed = true;
         }
         if (!deleteLeftovers) return changed;
         List<Path> folders = new ArrayList<>(List.of(root));
-        try (Stream<Path> s = Files.list(root)) {
-            s.filter(p -> Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)).forEach(folders::add);
+        for (String sub : subfolders) {
+            Path f = inside(root, root.resolve(sub).normalize(), "subfolder");
+            if (Files.isDirectory(f, LinkOption.NOFOLLOW_LINKS)) folders.add(f);
         }
         for (Path f : folders) {
             List<Path> left;

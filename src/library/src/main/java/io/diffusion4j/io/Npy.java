@@ -219,7 +219,11 @@ public final class Npy {
         int total = 10 + dict.length() + 1;
         int pad = (64 - total % 64) % 64;
         String header = dict + " ".repeat(pad) + "\n";
-        ByteBuffer out = ByteBuffer.allocate(10 + header.length() + 4 * data.length).order(ByteOrder.LITTLE_ENDIAN);
+        long bytes = 10L + header.length() + 4L * data.length;
+        if (bytes > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("an .npy file of " + bytes + " bytes is too large to encode in memory");
+        }
+        ByteBuffer out = ByteBuffer.allocate((int) bytes).order(ByteOrder.LITTLE_ENDIAN);
         out.put(MAGIC).put((byte) 1).put((byte) 0).putShort((short) header.length());
         out.put(header.getBytes(StandardCharsets.ISO_8859_1));
         out.asFloatBuffer().put(data);

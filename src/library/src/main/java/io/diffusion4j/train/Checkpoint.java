@@ -119,7 +119,7 @@ public final class Checkpoint {
                     + trainer.stepCount());
         }
         UNet2DLayout layout = trainer.model().layout();
-        try (AtomicFiles.Group g = AtomicFiles.begin(dir)) {
+        try (AtomicFiles.Group g = AtomicFiles.begin(dir, EMA_DIR)) {
             Files.createDirectories(dir.resolve(EMA_DIR));
             writeFiles(g, dir, trainer, history, runMetadata, layout);
             for (Map.Entry<String, byte[]> e : extraFiles.entrySet()) {
@@ -275,7 +275,7 @@ public final class Checkpoint {
     public static LossHistory load(Path dir, Trainer trainer) throws IOException {
         Objects.requireNonNull(dir, "dir");
         Objects.requireNonNull(trainer, "trainer");
-        AtomicFiles.recover(dir); // a save killed after its commit point is finished, one killed before is undone
+        AtomicFiles.recover(dir, EMA_DIR); // a save killed after its commit point is finished, one before it undone
         UNet2DLayout layout = trainer.model().layout();
         UNet2DConfig config = readConfig(dir);
         if (!config.equals(trainer.model().config())) {

@@ -20,7 +20,7 @@ import java.util.Map;
  */
 public record CheckpointFiles(Path modelDir, Path weights, Path schedulerConfig, boolean ema) {
     /** How long a reader waits for a save being committed in the folder (a commit renames a few files). */
-    static final long COMMIT_WAIT_MILLIS = 2000;
+    public static final long COMMIT_WAIT_MILLIS = 2000;
 
     /**
      * The parsed scheduler_config.json (Python's NaN and Infinity accepted, as diffusers writes them); a

@@ -70,7 +70,7 @@ public final class FashionMnist implements Dataset {
         if (!Files.isRegularFile(file)) {
             throw new IOException("no Fashion-MNIST labels at " + file + " (class-conditional training needs them)");
         }
-        return images.withLabels(readLabels(file), file);
+        return images.withLabels(readLabels(file, images.size()), file);
     }
 
     /** These images with their labels (one per image, each in [0, 10)) read from {@code file}. */
@@ -169,6 +169,11 @@ public final class FashionMnist implements Dataset {
 
     /** Reads and validates a gzipped IDX1 label file (values 0..255 as ints). */
     public static int[] readLabels(Path file) throws IOException {
+        return readLabels(file, -1);
+    }
+
+    /** {@link #readLabels(Path)} of a file that must hold {@code expected} labels (checked from its header). */
+    public static int[] readLabels(Path file, int expected) throws IOException {
         Objects.requireNonNull(file, "file");
         try (DataInputStream in = open(file)) {
             int magic = in.readInt();
@@ -178,6 +183,14 @@ public final class FashionMnist implements Dataset {
             }
             int n = in.readInt();
             if (n < 1 || n > Integer.MAX_VALUE - 16) throw new IOException(file + ": bad label count " + n);
+            if (expected >= 0 && n != expected) {
+                throw new IOException(file + ": " + n + " labels for " + expected + " images");
+            }
+            long fileBytes = Files.size(file);
+            if (n > MAX_DEFLATE_RATIO * fileBytes + 1024) {
+                throw new IOException(file + ": truncated or corrupt: the header announces " + n + " labels, more than a "
+                        + "gzip file of " + fileBytes + " bytes can hold");
+            }
             byte[] data = readPayload(in, n, file);
             int[] out = new int[n];
             for (int i = 0; i < n; i++) out[i] = data[i] & 0xFF;

@@ -269,9 +269,17 @@ public final class ImageFolderDataset implements Dataset {
 
     /** The first image of a stream, refused from its header when larger than the limits. */
     private static BufferedImage decode(ImageInputStream in, int maxSide, long maxPixels) throws IOException {
+        // PNG and JPEG decoders only, whatever the file's name: the JDK's other decoders (TIFF, BMP, GIF) size
+        // buffers from counts the file declares before this size check could see them
         Iterator<ImageReader> readers = ImageIO.getImageReaders(in);
-        if (!readers.hasNext()) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
-        ImageReader reader = readers.next();
+        ImageReader reader = null;
+        while (reader == null && readers.hasNext()) {
+            ImageReader r = readers.next();
+            String format = r.getFormatName().toLowerCase(java.util.Locale.ROOT);
+            if (format.equals("png") || format.equals("jpeg") || format.equals("jpg")) reader = r;
+            else r.dispose();
+        }
+        if (reader == null) throw new IOException("not a readable PNG or JPEG image (no decoder recognises it)");
         try {
             reader.setInput(in, true, true);
             int sw = reader.getWidth(0), sh = reader.getHeight(0);

@@ -64,6 +64,20 @@ class AtomicFilesGroupTest {
         assertTrue(Files.exists(AtomicFiles.staged(dir.resolve("a"))), "staged files kept for the roll-forward");
     }
 
+    /** A staged file that vanished before the commit (another process cleaning the folder) fails the commit. */
+    @Test
+    void stagedFileMissingAtTheCommitFailsIt(@TempDir Path dir) throws IOException {
+        old(dir);
+        try (AtomicFiles.Group g = AtomicFiles.begin(dir)) {
+            g.writeString(dir.resolve("a"), "new a");
+            g.writeString(dir.resolve("sub").resolve("b"), "new b");
+            Files.delete(AtomicFiles.staged(dir.resolve("sub").resolve("b")));
+            assertThrows(IOException.class, g::commit);
+        }
+        assertEquals("old a", Files.readString(dir.resolve("a")));
+        assertFalse(Files.exists(dir.resolve(AtomicFiles.JOURNAL)), "no commit point");
+    }
+
     @Test
     void uncommittedGroupLeavesTheOldFiles(@TempDir Path dir) throws IOException {
         old(dir);
@@ -81,10 +95,12 @@ class AtomicFilesGroupTest {
         Files.writeString(AtomicFiles.staged(dir.resolve("a")), "new a");
         Files.writeString(dir.resolve("sub").resolve(".b.0123abcd.tmp"), "half");
         Files.writeString(dir.resolve(".keep"), "not ours"); // a hidden file of another name is left alone
-        assertTrue(AtomicFiles.recover(dir));
+        Path other = Files.createDirectories(dir.resolve("other")); // a folder the groups do not write into
+        Files.writeString(other.resolve(".c.staged"), "someone else's");
+        assertTrue(AtomicFiles.recover(dir, "sub"));
         assertEquals("old a", Files.readString(dir.resolve("a")));
-        assertEquals(List.of(".keep"), hidden(dir));
-        assertFalse(AtomicFiles.recover(dir), "nothing left to do");
+        assertEquals(List.of(".keep", "other/.c.staged"), hidden(dir));
+        assertFalse(AtomicFiles.recover(dir, "sub"), "nothing left to do");
     }
 
     /** A kill after the journal, with one file renamed and one still staged: recovery completes the group. */
@@ -110,6 +126,10 @@ class AtomicFilesGroupTest {
         assertTrue(e.getMessage().contains("not inside"), e.getMessage());
         assertEquals("keep", Files.readString(dir.resolve("victim")));
         Files.writeString(inner.resolve(AtomicFiles.JOURNAL), "something else\n");
+        assertThrows(IOException.class, () -> AtomicFiles.recover(inner));
+        Files.writeString(inner.resolve(AtomicFiles.JOURNAL), "diffusion4j-commit-1\na\u0000b\n");
+        assertThrows(IOException.class, () -> AtomicFiles.recover(inner));
+        Files.write(inner.resolve(AtomicFiles.JOURNAL), new byte[1 << 20]); // not read whole
         assertThrows(IOException.class, () -> AtomicFiles.recover(inner));
     }
 
