@@ -4,7 +4,7 @@
 # (2^40, 2^40, 1, 1) shape or holds NaN, and an image folder holding a 20000 x 20000 PNG of about 1 MB.
 #   benchmarks/hostile-inputs.sh [--jar JAR] [--label NAME] [--out FILE]
 # Each case runs `java -Xmx8g -jar JAR ...` under /usr/bin/time (peak resident memory) with a 120 s limit and
-# prints a Markdown row: case, exit status, peak RSS, seconds, the first line of stderr. --jar runs another build
+# prints a Markdown row: case, exit status, peak RSS, seconds, the first line of stderr (or of stdout). --jar runs another build
 # (an older jar, for a before/after table); default: this tree's jar, rebuilt when older than the sources.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -72,11 +72,14 @@ EOF
 run_case() { # NAME ARGS...
   local name="$1"; shift
   local rc=0
-  timeout 120 /usr/bin/time -f "%M %e" -o "$work/time" "$JAVA" -Xmx8g -jar "$jar" "$@" \
+  # time outside timeout: a killed run still reports its peak (the rusage of timeout's waited-for child)
+  /usr/bin/time -f "%M %e" -o "$work/time" timeout 120 "$JAVA" -Xmx8g -jar "$jar" "$@" \
     >"$work/stdout" 2>"$work/stderr" || rc=$?
-  local rss secs first
-  read -r rss secs < <(grep -E '^[0-9]+ [0-9.]+$' "$work/time" | tail -1 || echo "? ?")
-  first=$(grep -v '^\s*at ' "$work/stderr" | grep -v '^Command exited' | head -1 | cut -c1-150 | sed "s|$work|W|g; s/|/\\\\|/g")
+  local rss=0 secs="?" first
+  read -r rss secs < <(grep -E '^[0-9]+ [0-9.]+$' "$work/time" | tail -1 || echo "0 ?")
+  # the first line of stderr (stdout when stderr is empty), stack frames skipped
+  local src="$work/stderr"; [[ -s "$src" ]] || src="$work/stdout"
+  first=$( (grep -v '^\s*at ' "$src" || true) | head -1 | cut -c1-150 | sed "s|$work|W|g; s/|/\\\\|/g")
   [[ $rc -eq 124 ]] && first="(killed after 120 s) $first"
   printf '| %s | %s | %s | %s MB | %s s | %s |\n' "$label" "$name" "$rc" "$(( ${rss:-0} / 1024 ))" "$secs" "$first"
 }

@@ -123,6 +123,8 @@ class CheckpointKillTest {
                 assertTrue(left.isEmpty(), "temporary files left after the resumed run's saves: " + left + " " + ctx);
             }
         }
+        // kills land inside saves about a third of the time: none at all would mean the test no longer reaches them
+        assertTrue(tmpSeen > 0, "no kill landed inside a save (no staged, temporary or journal file seen): " + log);
         System.out.printf("checkpoint kill test: %d SIGKILLs in %d children (%d before the first save, %d left staged, "
                 + "temporary or journal files, all resolved by the resumed run), every checkpoint resumed bit for bit%n", kills, attempts,
                 beforeFirstSave, tmpSeen);
