@@ -14,8 +14,9 @@
 
 // Wider SIMD paths are compiled side by side and picked at load time (ifunc),
 // so the library runs on any x86-64 and uses AVX2/AVX-512 where present.
-// D4J_NO_CLONES (the libFuzzer build, compiled by clang 14, whose resolvers of
-// internal-linkage clones collide at link time) compiles the default path only.
+// D4J_NO_CLONES compiles one path, the one the compiler's flags target: the
+// libFuzzer build (clang 14, whose resolvers of internal-linkage clones collide
+// at link time) and the test builds of one SIMD width each.
 #ifdef D4J_NO_CLONES
 #define D4J_CLONES
 #else

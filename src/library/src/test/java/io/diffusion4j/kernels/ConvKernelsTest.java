@@ -151,12 +151,13 @@ class ConvKernelsTest {
      * both (C = 1 everywhere), C_out a multiple of 16 (forward reads the weight unpacked), batch 1 with few
      * tiles (one panel pair per task), and stride-2 dX at odd sizes (input pixels split by parity class; the
      * stride-2 1x1 spec leaves odd rows and columns unreached: they must come out zero, not NaN). The first two
-     * shapes have more than 4096 output pixels: dW sums several pixel ranges.
+     * shapes have more than 4096 output pixels: dW sums several pixel ranges. The last two give the one-channel
+     * dot products (forward over C_in, dX over C_out) an odd number of whole 16-float blocks plus a tail.
      */
     @Test
     void smallChannelAndStridedPathsMatchReference() {
         int[][] shapes = {{3, 41, 39, 1, 32}, {3, 41, 39, 32, 1}, {1, 7, 9, 1, 1}, {1, 15, 13, 48, 64},
-                {2, 23, 21, 3, 17}, {1, 9, 11, 2, 5}};
+                {2, 23, 21, 3, 17}, {1, 9, 11, 2, 5}, {2, 9, 11, 19, 1}, {1, 9, 11, 1, 21}};
         try {
             for (Problem p : problems(shapes)) {
                 TestRandom r = TestRandom.fresh();
