@@ -238,7 +238,9 @@ class NormKernelsTest {
                             xhat[e] = (v[e] - m) * r;
                             z[e] = xhat[e] * p.gamma()[ch] + p.beta()[ch];
                             y[e] = p.silu() ? silu(z[e]) : z[e];
-                            sx[e] = r * (Math.abs(p.x()[e]) + tbAbs + Math.abs(m)) + Math.abs(xhat[e]);
+                            // the mean enters with its own error, bounded in units of meanScale (the mean of |v|,
+                            // >= |m|), not of |m|: an element small against the group's magnitudes inherits it
+                            sx[e] = r * (Math.abs(p.x()[e]) + tbAbs + meanScale[sg]) + Math.abs(xhat[e]);
                             sz[e] = Math.abs(p.gamma()[ch]) * sx[e] + Math.abs(p.beta()[ch]) + Math.abs(z[e]);
                             sy[e] = p.silu() ? Math.abs(siluGrad(z[e])) * sz[e] + Math.abs(y[e]) : sz[e];
                         }
