@@ -253,7 +253,7 @@ public final class ServeCommand implements Callable<Integer> {
             UNet2DConfig c = Checkpoint.readConfig(loc.modelDir());
             if (c.sampleHeight() < 1) continue; // refused with its own message when loaded
             long need = RunMemory.serving(c, o.maxBatch(), c.sampleHeight(), c.sampleWidth());
-            total = need > Long.MAX_VALUE - total ? Long.MAX_VALUE : total + need;
+            total = RunMemory.add(total, need);
         }
         MemoryOptions.check("serve: " + o.models().size() + " model(s) at --max-batch " + o.maxBatch(), total,
                 o.maxMemory(), "lower --max-batch");

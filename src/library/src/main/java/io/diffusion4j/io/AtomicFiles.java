@@ -73,11 +73,7 @@ public final class AtomicFiles {
                 throw new IOException("cannot replace " + target + " atomically: " + e.getMessage(), e);
             }
             moved = true;
-            try (FileChannel dc = FileChannel.open(dir, StandardOpenOption.READ)) {
-                dc.force(true);
-            } catch (IOException | UnsupportedOperationException e) {
-                // platforms that cannot sync a directory (the rename is durable there once it returns)
-            }
+            forceDirectory(dir);
         } finally {
             if (!moved) Files.deleteIfExists(tmp);
         }

@@ -27,15 +27,23 @@ public final class ModelLimits {
 
     /** The parameter limit in effect: {@value #MAX_PARAMETERS_PROPERTY} when set to a positive count, else the default. */
     public static long maxParameters() {
-        String v = System.getProperty(MAX_PARAMETERS_PROPERTY);
-        if (v == null || v.isBlank()) return DEFAULT_MAX_PARAMETERS;
+        return positiveLimit(MAX_PARAMETERS_PROPERTY, DEFAULT_MAX_PARAMETERS, "parameter count");
+    }
+
+    /**
+     * A limit a system property may raise: its value when set to a positive count (underscores allowed), else
+     * {@code dflt}; any other value is an IllegalArgumentException naming the property and {@code what} it counts.
+     */
+    public static long positiveLimit(String property, long dflt, String what) {
+        String v = System.getProperty(property);
+        if (v == null || v.isBlank()) return dflt;
         try {
             long n = Long.parseLong(v.strip().replace("_", ""));
             if (n > 0) return n;
         } catch (NumberFormatException e) {
             // falls through to the message below
         }
-        throw new IllegalArgumentException("-D" + MAX_PARAMETERS_PROPERTY + "=" + v + " is not a positive parameter count");
+        throw new IllegalArgumentException("-D" + property + "=" + v + " is not a positive " + what);
     }
 
     /**

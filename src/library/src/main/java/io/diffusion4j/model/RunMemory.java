@@ -57,7 +57,8 @@ public final class RunMemory {
         return mul(mul(4L * config.inChannels(), h), w);
     }
 
-    static long add(long a, long b) {
+    /** a + b, Long.MAX_VALUE past it (byte counts are never negative). */
+    public static long add(long a, long b) {
         long r = a + b;
         return ((a ^ r) & (b ^ r)) < 0 ? Long.MAX_VALUE : r;
     }

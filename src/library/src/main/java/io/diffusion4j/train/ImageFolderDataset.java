@@ -245,15 +245,7 @@ public final class ImageFolderDataset implements Dataset {
 
     /** The pixel limit in effect: {@value #MAX_PIXELS_PROPERTY} when set to a positive count, else the default. */
     public static long maxPixels() {
-        String v = System.getProperty(MAX_PIXELS_PROPERTY);
-        if (v == null || v.isBlank()) return DEFAULT_MAX_PIXELS;
-        try {
-            long n = Long.parseLong(v.strip().replace("_", ""));
-            if (n > 0) return n;
-        } catch (NumberFormatException e) {
-            // falls through to the message below
-        }
-        throw new IllegalArgumentException("-D" + MAX_PIXELS_PROPERTY + "=" + v + " is not a positive pixel count");
+        return io.diffusion4j.model.ModelLimits.positiveLimit(MAX_PIXELS_PROPERTY, DEFAULT_MAX_PIXELS, "pixel count");
     }
 
     /**
