@@ -19,7 +19,7 @@
 #include "diffusion_math.h"
 #include "backend_kernels.h"
 
-#define D4J_BACKEND_IFACE_VERSION 6
+#define D4J_BACKEND_IFACE_VERSION 7
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,6 +88,13 @@ typedef struct d4j_backend_iface {
                               int64_t *host_bytes);
     d4j_status (*graph_launch)(void *state, void *graph);
     d4j_status (*graph_free)(void *state, void *graph);
+
+    /* Prepared convolution weights (see d4j_conv2d_prepare); both NULL when the backend has no prepared form.
+     * conv2d_prepared_floats: the floats of the prepared form of a geometry (g->n is 1), 0 when the geometry has
+     * none; conv2d_prepare writes that many floats from the HWIO weights. A forward with g->prepared = 1 gets them
+     * as its weight and must refuse (D4J_ERR_INVALID_ARGUMENT) a form made for another geometry. */
+    int64_t (*conv2d_prepared_floats)(void *state, const d4j_conv2d_geom *g);
+    d4j_status (*conv2d_prepare)(void *state, const d4j_conv2d_geom *g, const float *weight, float *prepared);
 
     /* Kernel counters (see d4j_profile_begin); all three NULL except in the
      * profiling simulator (the front then reports D4J_ERR_UNSUPPORTED). */

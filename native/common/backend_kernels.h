@@ -28,6 +28,9 @@ typedef struct d4j_conv2d_geom {
     int32_t upsample2x;
     int32_t h_in, w_in; /* conv input size: 2h x 2w when upsample2x, else h x w */
     int32_t h_out, w_out;
+    /* 1: the forward's weight is the backend's prepared form for this geometry (conv2d_prepare), not the HWIO
+     * weights; only set by the front for a backend with conv2d_prepare */
+    int32_t prepared;
 } d4j_conv2d_geom;
 
 /* The GroupNorm(+SiLU) a group_norm_conv2d_forward applies to its input as it

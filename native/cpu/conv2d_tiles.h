@@ -377,15 +377,21 @@ void dot_per_pixel(ThreadPool &pool, int64_t m, int64_t h, int64_t w, int64_t wo
 
 void forward_single(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
                     float *y);
-void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
-                      float *y);
+// prepared: NULL, or upsample_prepared_floats(g) floats from pack_phase_panels (the combined taps packed once).
+void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *prepared,
+                      const float *bias, float *y);
+int64_t upsample_prepared_floats(const Geom &g);
 void forward_tiled(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
                    float *y);
 // A 3 x 3, stride-1, "same" convolution without upsampling, by Winograd F(tile x tile, 3 x 3), tile 2 or 4
 // (kernels_conv2d_winograd.cpp).
 bool winograd_applies(const Geom &g);
+// prepared: NULL, or winograd_prepared_floats(g, tile) floats from winograd_prepare (U of every point and panel,
+// transformed once).
 void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x, const float *weight,
-                      const float *bias, float *y);
+                      const float *prepared, const float *bias, float *y);
+int64_t winograd_prepared_floats(const Geom &g, int tile);
+void winograd_prepare(ThreadPool &pool, const Geom &g, int tile, const float *weight, float *u);
 
 void dx_single(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx);
 void dx_upsample(ThreadPool &pool, const Geom &g, const float *weight, const float *dy, float *dx);

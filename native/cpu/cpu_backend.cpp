@@ -131,6 +131,8 @@ static d4j_backend_iface make_iface() {
     iface.write = copy;
     iface.read = copy;
     D4J_BACKEND_KERNELS(D4J_FILL_KERNEL_SLOT)
+    iface.conv2d_prepared_floats = conv2d_prepared_floats;
+    iface.conv2d_prepare = conv2d_prepare;
     // capture_*: none, the CPU runs every call at once and has nothing to capture
     return iface;
 }

@@ -28,6 +28,10 @@ D4J_BACKEND_KERNELS(D4J_DECLARE_KERNEL)
 void group_norm_apply(void *state, const d4j_gn_input *gn, const float *x, int32_t n, int64_t hw, int32_t c,
                       float *y);
 
+// Prepared convolution weights (the iface's conv2d_prepared_floats / conv2d_prepare; kernels_conv2d.cpp).
+int64_t conv2d_prepared_floats(void *state, const d4j_conv2d_geom *g);
+d4j_status conv2d_prepare(void *state, const d4j_conv2d_geom *g, const float *weight, float *prepared);
+
 inline ThreadPool &pool_of(void *state) { return static_cast<State *>(state)->pool; }
 
 }  // namespace d4j::cpu

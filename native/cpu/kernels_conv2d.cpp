@@ -77,19 +77,87 @@ int winograd_tile(const Geom &g) {
     return px >= 64 ? 2 : 0;
 }
 
-}  // namespace
+// Prepared weights (d4j_conv2d_prepare): a header of kPreparedHeader floats naming the path and geometry they
+// were made for, then the path's own form of the weights, which a forward would otherwise compute on every call:
+// forward_upsample's combined taps (packed for its micro-kernels), forward_winograd's U. Paths that read the
+// weights in place (direct, one-channel) have none. The same values as computed per call, so the same bits.
+constexpr int64_t kPreparedHeader = 16;  // 64 bytes: the form after it keeps the buffer's alignment
+constexpr int32_t kPreparedMagic = 0x44344a50;
 
-d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const float *weight, const float *bias,
-                          float *y) {
-    const Geom g = *gp;
+// The prepared path of a geometry, as forward_with dispatches: 1 the phase path, 2 or 4 the Winograd tile, 0 none.
+int prepared_path(const Geom &g) {
+    if (g.c_out == 1) return 0;
+    if (by_phase(g)) return 1;
+    return winograd_tile(g);
+}
+
+void prepared_header(const Geom &g, int32_t (&hdr)[kPreparedHeader]) {
+    const int32_t v[] = {kPreparedMagic, prepared_path(g), g.h, g.w, g.c_in, g.c_out, g.k, g.stride,
+                         g.pad_top, g.pad_left, g.upsample2x, g.h_out, g.w_out};
+    std::fill(std::begin(hdr), std::end(hdr), 0);
+    std::copy(std::begin(v), std::end(v), hdr);
+}
+
+d4j_status forward_with(void *state, const Geom &g, const float *x, const float *weight, const float *prepared,
+                        const float *bias, float *y) {
     ThreadPool &pool = pool_of(state);
     if (g.c_out == 1) conv::forward_single(pool, g, x, weight, bias, y);
     // Always by phase, whatever the batch: the combined taps round differently from the 9-tap path, and
     // a forward must give an image the same bits whatever batch it is computed in (samplers, the server).
-    else if (by_phase(g)) conv::forward_upsample(pool, g, x, weight, bias, y);
-    else if (const int tile = winograd_tile(g)) conv::forward_winograd(pool, g, tile, x, weight, bias, y);
+    else if (by_phase(g)) conv::forward_upsample(pool, g, x, weight, prepared, bias, y);
+    else if (const int tile = winograd_tile(g)) conv::forward_winograd(pool, g, tile, x, weight, prepared, bias, y);
     else conv::forward_tiled(pool, g, x, weight, bias, y);
     return D4J_OK;
+}
+
+// With g.prepared the weight argument is a prepared buffer: its form, after the header is checked.
+d4j_status split_prepared(const Geom &g, const float *&weight, const float *&prepared) {
+    prepared = nullptr;
+    if (!g.prepared) return D4J_OK;
+    int32_t want[kPreparedHeader], got[kPreparedHeader];
+    prepared_header(g, want);
+    std::memcpy(got, weight, sizeof got);
+    if (want[1] == 0 || std::memcmp(want, got, sizeof want) != 0) {
+        g_host->set_error("conv2d: the prepared weights were made for another geometry (made for %dx%d, c_in %d, "
+                          "c_out %d, kernel %d, stride %d, upsample2x %d; this call is %dx%d, c_in %d, c_out %d, "
+                          "kernel %d, stride %d, upsample2x %d)",
+                          got[2], got[3], got[4], got[5], got[6], got[7], got[10], g.h, g.w, g.c_in, g.c_out, g.k,
+                          g.stride, g.upsample2x);
+        return D4J_ERR_INVALID_ARGUMENT;
+    }
+    prepared = weight + kPreparedHeader;
+    weight = nullptr;
+    return D4J_OK;
+}
+
+}  // namespace
+
+int64_t conv2d_prepared_floats(void *, const Geom *gp) {
+    const Geom &g = *gp;
+    switch (prepared_path(g)) {
+    case 1: return kPreparedHeader + conv::upsample_prepared_floats(g);
+    case 2: case 4: return kPreparedHeader + conv::winograd_prepared_floats(g, prepared_path(g));
+    default: return 0;
+    }
+}
+
+d4j_status conv2d_prepare(void *state, const Geom *gp, const float *weight, float *prepared) {
+    const Geom &g = *gp;
+    const int path = prepared_path(g);
+    int32_t hdr[kPreparedHeader];
+    prepared_header(g, hdr);
+    std::memcpy(prepared, hdr, sizeof hdr);
+    float *form = prepared + kPreparedHeader;
+    if (path == 1) conv::pack_phase_panels(pool_of(state), g, conv::TapMatrix{weight, g.c_in, g.c_out, g.c_out, 1}, form);
+    else conv::winograd_prepare(pool_of(state), g, path, weight, form);  // the front asks for a path first
+    return D4J_OK;
+}
+
+d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const float *weight, const float *bias,
+                          float *y) {
+    const float *prepared;
+    if (const d4j_status st = split_prepared(*gp, weight, prepared); st != D4J_OK) return st;
+    return forward_with(state, *gp, x, weight, prepared, bias, y);
 }
 
 // The normalised input is materialised and convolved: the CPU paths read each
@@ -100,6 +168,8 @@ d4j_status conv2d_forward(void *state, const Geom *gp, const float *x, const flo
 d4j_status group_norm_conv2d_forward(void *state, const Geom *gp, const d4j_gn_input *gn, const float *x,
                                      const float *weight, const float *bias, float *y) {
     const Geom g = *gp;
+    const float *prepared;
+    if (const d4j_status st = split_prepared(g, weight, prepared); st != D4J_OK) return st;
     const int64_t count = (int64_t)g.n * g.h * g.w * g.c_in;
     thread_local std::vector<float> u;
     if (u.size() < (size_t)count) {
@@ -108,7 +178,7 @@ d4j_status group_norm_conv2d_forward(void *state, const Geom *gp, const d4j_gn_i
         u.resize((size_t)count);
     }
     group_norm_apply(state, gn, x, g.n, (int64_t)g.h * g.w, g.c_in, u.data());
-    return conv2d_forward(state, gp, u.data(), weight, bias, y);
+    return forward_with(state, g, u.data(), weight, prepared, bias, y);
 }
 
 d4j_status conv2d_backward(void *state, const Geom *gp, const float *x, const float *weight, const float *dy,

@@ -29,8 +29,10 @@ void forward_single(ThreadPool &pool, const Geom &g, const float *x, const float
 
 // Upsample2x, stride 1, by output phase (conv2d_tiles.h, UpPhase): 4 instead of 9 taps per output, 2.25x
 // fewer multiply-adds. Tasks are tile groups of one phase.
-void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *bias,
-                      float *y) {
+int64_t upsample_prepared_floats(const Geom &g) { return 4 * ceil_div(g.c_out, kNR) * 4 * (int64_t)g.c_in * kNR; }
+
+void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const float *weight, const float *prepared,
+                      const float *bias, float *y) {
     const int panels = (int)ceil_div(g.c_out, kNR);
     const int64_t slab = (int64_t)g.c_in * kNR;
     UpPhase ph[4];
@@ -43,11 +45,14 @@ void forward_upsample(ThreadPool &pool, const Geom &g, const float *x, const flo
         all_tiles += tiles_of[q];
     }
     // packed[phase][panel][u*nw + v][ci][j]: the combined taps' weights
-    thread_local std::vector<float> packed_ws;
     const int64_t phase_size = (int64_t)panels * 4 * slab;
-    if ((int64_t)packed_ws.size() < 4 * phase_size) packed_ws.resize((size_t)(4 * phase_size));
-    float *packed = packed_ws.data();
-    pack_phase_panels(pool, g, TapMatrix{weight, g.c_in, g.c_out, g.c_out, 1}, packed);
+    const float *packed = prepared;
+    if (packed == nullptr) {
+        thread_local std::vector<float> packed_ws;
+        if ((int64_t)packed_ws.size() < 4 * phase_size) packed_ws.resize((size_t)(4 * phase_size));
+        pack_phase_panels(pool, g, TapMatrix{weight, g.c_in, g.c_out, g.c_out, 1}, packed_ws.data());
+        packed = packed_ws.data();
+    }
     const float *zero = zero_row(g.c_in);
     const TilePlan plan(all_tiles, panels);
     int64_t tasks = 0;

@@ -273,8 +273,22 @@ bool winograd_applies(const Geom &g) {
            g.w_out == g.w;
 }
 
+int64_t winograd_prepared_floats(const Geom &g, int tile) {
+    const int64_t a = tile + 2;
+    return a * a * spaced(ceil_div(g.c_out, kNR) * g.c_in * kNR);
+}
+
+void winograd_prepare(ThreadPool &pool, const Geom &g, int tile, const float *weight, float *u) {
+    const int panels = (int)ceil_div(g.c_out, kNR);
+    const int64_t us_all = spaced((int64_t)panels * g.c_in * kNR);
+    run_tasks(pool, panels, (int64_t)panels * g.c_in * kNR * 9, [&](int64_t pn) {
+        if (tile == 4) weight_transform_f4(g, weight, (int)pn, (int)pn, 0, g.c_in, us_all, u);
+        else weight_transform_f2(g, weight, (int)pn, (int)pn, 0, g.c_in, us_all, u);
+    });
+}
+
 void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x, const float *weight,
-                      const float *bias, float *y) {
+                      const float *prepared, const float *bias, float *y) {
     const bool f4 = tile == 4;
     const int a = tile + 2, points = a * a;
     const int panels = (int)ceil_div(g.c_out, kNR), pairs = (panels + 1) / 2;
@@ -288,16 +302,16 @@ void forward_winograd(ThreadPool &pool, const Geom &g, int tile, const float *x,
     // weights' size would make a round trip through memory: each task transforms the weights of its own panel
     // pair instead (see below). Either way the same values: the choice never changes a bit of the result.
     const int64_t us_all = spaced((int64_t)panels * g.c_in * kNR);
-    const bool shared_u = points * us_all * (int64_t)sizeof(float) <= kSharedUBytes || chunk < tiles;
-    thread_local std::vector<float> u_all_ws;
-    float *u_all = nullptr;
-    if (shared_u) {
+    // Prepared weights (an inference model's U, transformed once when its weights were loaded) are read as the
+    // shared U.
+    const bool shared_u =
+        prepared != nullptr || points * us_all * (int64_t)sizeof(float) <= kSharedUBytes || chunk < tiles;
+    const float *u_all = prepared;
+    if (shared_u && u_all == nullptr) {
+        thread_local std::vector<float> u_all_ws;
         if ((int64_t)u_all_ws.size() < points * us_all) u_all_ws.resize((size_t)(points * us_all));
+        winograd_prepare(pool, g, tile, weight, u_all_ws.data());
         u_all = u_all_ws.data();
-        run_tasks(pool, panels, (int64_t)panels * g.c_in * kNR * 9, [&](int64_t pn) {
-            if (f4) weight_transform_f4(g, weight, (int)pn, (int)pn, 0, g.c_in, us_all, u_all);
-            else weight_transform_f2(g, weight, (int)pn, (int)pn, 0, g.c_in, us_all, u_all);
-        });
     }
     // V and M: buffers of the calling thread, reused across calls (no page faults per call)
     thread_local std::vector<float> v_ws, m_ws;

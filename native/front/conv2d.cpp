@@ -51,45 +51,67 @@ d4j_status conv_geometry(int32_t n, int32_t h, int32_t w, int32_t c_in, int32_t 
     D4J_TRY(conv_elements("the upsampled input", n, H, W, c_in, &u_elems));
     D4J_TRY(conv_elements("weight", k, k, c_in, c_out, w_elems));
     D4J_TRY(conv_elements("y", n, h_out, w_out, c_out, y_elems));
-    *g = ConvGeom{n, h, w, c_in, c_out, k, stride, pt, pl, up, (int32_t)H, (int32_t)W, (int32_t)h_out, (int32_t)w_out};
+    *g = ConvGeom{n, h, w, c_in, c_out, k, stride, pt, pl, up, (int32_t)H, (int32_t)W, (int32_t)h_out, (int32_t)w_out, 0};
     return D4J_OK;
 }
 
-}  // namespace
+// The floats of the backend's prepared form of g's weights (0: none; g.n does not matter).
+int64_t prepared_floats(const d4j_backend *backend, ConvGeom g) {
+    if (backend->iface->conv2d_prepared_floats == nullptr) return 0;
+    g.n = 1;
+    g.prepared = 0;
+    return backend->iface->conv2d_prepared_floats(backend->state, &g);
+}
 
-extern "C" {
+// The weight argument of a forward: the HWIO weights (we elements) or, with prepared, the backend's prepared form
+// of them for this geometry. Sets the bytes it is read as and marks g.
+d4j_status check_weight(const d4j_backend *backend, const d4j_buffer *weight, ConvGeom *g, int64_t we, bool prepared,
+                        int64_t *bytes) {
+    if (!prepared) {
+        *bytes = we * 4;
+        return check_buffer("weight", weight, backend, *bytes);
+    }
+    const int64_t floats = prepared_floats(backend, *g);
+    if (floats == 0)
+        return fail(D4J_ERR_UNSUPPORTED,
+                    "conv2d: the %s backend has no prepared weights for this geometry (%dx%d, c_in %d, c_out %d, "
+                    "kernel %d, stride %d, upsample2x %d): pass the weights to the plain forward",
+                    backend->iface->name, g->h, g->w, g->c_in, g->c_out, g->k, g->stride, g->upsample2x);
+    *bytes = floats * 4;
+    g->prepared = 1;
+    return check_buffer("prepared", weight, backend, *bytes);
+}
 
-d4j_status d4j_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in,
-                              const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size,
-                              int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
-                              int32_t upsample2x, d4j_buffer *y) {
+d4j_status conv_forward(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in,
+                        const d4j_buffer *weight, bool prepared, const d4j_buffer *bias, int32_t c_out,
+                        int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom,
+                        int32_t pad_right, int32_t upsample2x, d4j_buffer *y) {
     D4J_USE_BACKEND(backend);
     ConvGeom g;
-    int64_t xe, we, ye;
+    int64_t xe, we, ye, wb;
     D4J_TRY(conv_geometry(n, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
                           upsample2x, &g, &xe, &we, &ye));
     D4J_TRY(check_buffer("x", x, backend, xe * 4));
-    D4J_TRY(check_buffer("weight", weight, backend, we * 4));
+    D4J_TRY(check_weight(backend, weight, &g, we, prepared, &wb));
     if (bias != nullptr) D4J_TRY(check_buffer("bias", bias, backend, (int64_t)c_out * 4));
     D4J_TRY(check_buffer("y", y, backend, ye * 4));
     D4J_TRY(check_outputs_disjoint({{"y", y, ye * 4}},
-                                   {{"x", x, xe * 4}, {"weight", weight, we * 4}, {"bias", bias, (int64_t)c_out * 4}}));
+                                   {{"x", x, xe * 4}, {"weight", weight, wb}, {"bias", bias, (int64_t)c_out * 4}}));
     return guarded([&] {
         return backend->iface->conv2d_forward(backend->state, &g, (const float *)x->ptr, (const float *)weight->ptr,
                                               bias ? (const float *)bias->ptr : nullptr, (float *)y->ptr);
     });
 }
 
-d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
-                                         const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean,
-                                         const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n,
-                                         int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight,
-                                         const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride,
-                                         int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
-                                         int32_t upsample2x, d4j_buffer *y) {
+d4j_status gn_conv_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma,
+                           const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups,
+                           int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight,
+                           bool prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride,
+                           int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                           int32_t upsample2x, d4j_buffer *y) {
     D4J_USE_BACKEND(backend);
     ConvGeom g;
-    int64_t xe, we, ye;
+    int64_t xe, we, ye, wb;
     D4J_TRY(conv_geometry(n, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
                           upsample2x, &g, &xe, &we, &ye));
     if (num_groups < 1 || c_in % num_groups != 0)
@@ -103,12 +125,12 @@ d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer 
     D4J_TRY(check_buffer("beta", beta, backend, cb));
     D4J_TRY(check_buffer("mean", mean, backend, sb));
     D4J_TRY(check_buffer("rstd", rstd, backend, sb));
-    D4J_TRY(check_buffer("weight", weight, backend, we * 4));
+    D4J_TRY(check_weight(backend, weight, &g, we, prepared, &wb));
     if (bias != nullptr) D4J_TRY(check_buffer("bias", bias, backend, (int64_t)c_out * 4));
     D4J_TRY(check_buffer("y", y, backend, ye * 4));
     D4J_TRY(check_outputs_disjoint({{"y", y, ye * 4}},
                                    {{"x", x, xe * 4}, {"tb", tb, tbb}, {"gamma", gamma, cb}, {"beta", beta, cb},
-                                    {"mean", mean, sb}, {"rstd", rstd, sb}, {"weight", weight, we * 4},
+                                    {"mean", mean, sb}, {"rstd", rstd, sb}, {"weight", weight, wb},
                                     {"bias", bias, (int64_t)c_out * 4}}));
     const d4j_gn_input gn{tb ? (const float *)tb->ptr : nullptr, (const float *)gamma->ptr, (const float *)beta->ptr,
                           (const float *)mean->ptr, (const float *)rstd->ptr, num_groups, apply_silu};
@@ -116,6 +138,82 @@ d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer 
         return backend->iface->group_norm_conv2d_forward(backend->state, &g, &gn, (const float *)x->ptr,
                                                          (const float *)weight->ptr,
                                                          bias ? (const float *)bias->ptr : nullptr, (float *)y->ptr);
+    });
+}
+
+}  // namespace
+
+extern "C" {
+
+d4j_status d4j_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in,
+                              const d4j_buffer *weight, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size,
+                              int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                              int32_t upsample2x, d4j_buffer *y) {
+    return conv_forward(backend, x, n, h, w, c_in, weight, false, bias, c_out, kernel_size, stride, pad_top, pad_left,
+                        pad_bottom, pad_right, upsample2x, y);
+}
+
+d4j_status d4j_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w,
+                                       int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias,
+                                       int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top,
+                                       int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x,
+                                       d4j_buffer *y) {
+    return conv_forward(backend, x, n, h, w, c_in, prepared, true, bias, c_out, kernel_size, stride, pad_top,
+                        pad_left, pad_bottom, pad_right, upsample2x, y);
+}
+
+d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
+                                         const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean,
+                                         const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n,
+                                         int32_t h, int32_t w, int32_t c_in, const d4j_buffer *weight,
+                                         const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride,
+                                         int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                                         int32_t upsample2x, d4j_buffer *y) {
+    return gn_conv_forward(backend, x, tb, gamma, beta, mean, rstd, num_groups, apply_silu, n, h, w, c_in, weight,
+                           false, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
+                           upsample2x, y);
+}
+
+d4j_status d4j_group_norm_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb,
+                                                  const d4j_buffer *gamma, const d4j_buffer *beta,
+                                                  const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups,
+                                                  int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in,
+                                                  const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out,
+                                                  int32_t kernel_size, int32_t stride, int32_t pad_top,
+                                                  int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                                                  int32_t upsample2x, d4j_buffer *y) {
+    return gn_conv_forward(backend, x, tb, gamma, beta, mean, rstd, num_groups, apply_silu, n, h, w, c_in, prepared,
+                           true, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
+                           upsample2x, y);
+}
+
+d4j_status d4j_conv2d_prepared_size(d4j_backend *backend, int32_t h, int32_t w, int32_t c_in, int32_t c_out,
+                                    int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left,
+                                    int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, int64_t *bytes) {
+    D4J_USE_BACKEND(backend);
+    if (bytes == nullptr) return fail(D4J_ERR_INVALID_ARGUMENT, "conv2d_prepared_size: bytes is NULL");
+    ConvGeom g;
+    int64_t xe, we, ye;
+    D4J_TRY(conv_geometry(1, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
+                          upsample2x, &g, &xe, &we, &ye));
+    *bytes = prepared_floats(backend, g) * 4;
+    return D4J_OK;
+}
+
+d4j_status d4j_conv2d_prepare(d4j_backend *backend, const d4j_buffer *weight, int32_t h, int32_t w, int32_t c_in,
+                              int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left,
+                              int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *prepared) {
+    D4J_USE_BACKEND(backend);
+    ConvGeom g;
+    int64_t xe, we, ye, pb;
+    D4J_TRY(conv_geometry(1, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right,
+                          upsample2x, &g, &xe, &we, &ye));
+    D4J_TRY(check_buffer("weight", weight, backend, we * 4));
+    ConvGeom gp = g;
+    D4J_TRY(check_weight(backend, prepared, &gp, we, true, &pb));
+    D4J_TRY(check_outputs_disjoint({{"prepared", prepared, pb}}, {{"weight", weight, we * 4}}));
+    return guarded([&] {
+        return backend->iface->conv2d_prepare(backend->state, &g, (const float *)weight->ptr, (float *)prepared->ptr);
     });
 }
 

@@ -139,9 +139,20 @@ struct Program {
         int32_t pt = in.ConsumeIntegralInRange<int>(-1, 3), pl = in.ConsumeIntegralInRange<int>(-1, 3),
                 pb = in.ConsumeIntegralInRange<int>(-1, 3), pr = in.ConsumeIntegralInRange<int>(-1, 3);
         int32_t up = in.ConsumeIntegralInRange<int>(-1, 2);
-        if (in.ConsumeBool()) {
+        const int op = in.ConsumeIntegralInRange<int>(0, 4);
+        if (op == 0) {
             check(d4j_conv2d_forward(g_backend, x, n, h, wd, ci, w, b, co, k, st, pt, pl, pb, pr, up, y),
                   "d4j_conv2d_forward");
+        } else if (op == 1) {  // w as prepared weights: refused unless made by d4j_conv2d_prepare for this geometry
+            check(d4j_conv2d_forward_prepared(g_backend, x, n, h, wd, ci, w, b, co, k, st, pt, pl, pb, pr, up, y),
+                  "d4j_conv2d_forward_prepared");
+        } else if (op == 2) {
+            check(d4j_conv2d_prepare(g_backend, x, h, wd, ci, co, k, st, pt, pl, pb, pr, up, w), "d4j_conv2d_prepare");
+        } else if (op == 3) {
+            int64_t bytes = 0;
+            check(d4j_conv2d_prepared_size(g_backend, h, wd, ci, co, k, st, pt, pl, pb, pr, up,
+                                           in.ConsumeBool() ? &bytes : nullptr),
+                  "d4j_conv2d_prepared_size");
         } else {
             d4j_buffer *dy = buf(), *dx = in.ConsumeBool() ? buf() : nullptr, *dw = in.ConsumeBool() ? buf() : nullptr,
                        *db = in.ConsumeBool() ? buf() : nullptr;
@@ -224,6 +235,18 @@ struct Program {
                 if (in.ConsumeBool()) {
                     check(d4j_conv2d_forward(g_backend, x, n, h, w, ci, wt, b, co, k, st, pt, pl, pb, pr, up, y),
                           "d4j_conv2d_forward(shaped)", true);
+                    int64_t bytes = 0;
+                    check(d4j_conv2d_prepared_size(g_backend, h, w, ci, co, k, st, pt, pl, pb, pr, up, &bytes),
+                          "d4j_conv2d_prepared_size(shaped)", true);
+                    if (bytes > 0) {  // the prepared weights, in a buffer of exactly their size, read by a forward
+                        d4j_buffer *p = exact(bytes / 4);
+                        check(d4j_conv2d_prepare(g_backend, wt, h, w, ci, co, k, st, pt, pl, pb, pr, up, p),
+                              "d4j_conv2d_prepare(shaped)", true);
+                        check(d4j_conv2d_forward_prepared(g_backend, x, n, h, w, ci, p, b, co, k, st, pt, pl, pb, pr,
+                                                          up, y),
+                              "d4j_conv2d_forward_prepared(shaped)", true);
+                        done({p});
+                    }
                 } else {
                     d4j_buffer *dx = exact((int64_t)n * h * w * ci), *dw = exact((int64_t)k * k * ci * co),
                                *db = exact(co);

@@ -389,6 +389,44 @@ D4J_API d4j_status d4j_group_norm_conv2d_forward(d4j_backend *backend, const d4j
                                                  int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
                                                  int32_t upsample2x, d4j_buffer *y);
 
+/* Prepared weights, for inference (weights that stay fixed while many forwards
+ * read them): some backends keep a convolution's weights in a form of their
+ * own that a forward would otherwise compute from the HWIO weights on every
+ * call (the CPU backend: the Winograd-transformed weights of 3x3 "same"
+ * convolutions with >= 128 channels, the combined taps of upsample2x
+ * convolutions). d4j_conv2d_prepared_size gives the bytes of that form for a
+ * geometry (the arguments of d4j_conv2d_forward without x, n and y), 0 when
+ * the backend has none for it (every GPU backend, most CPU geometries: call
+ * the plain forward). d4j_conv2d_prepare writes it from the HWIO weights into
+ * a buffer of at least that size (D4J_ERR_UNSUPPORTED when the size is 0). The
+ * _prepared forwards take it in place of the weights, for any batch n, and
+ * give the same bits as the plain forwards on the weights it was made from. A
+ * prepared buffer made for another geometry is refused
+ * (D4J_ERR_INVALID_ARGUMENT); one made from other weights, or overwritten
+ * since, is the caller's error and gives wrong results. Prepare again after
+ * the weights change. */
+D4J_API d4j_status d4j_conv2d_prepared_size(d4j_backend *backend, int32_t h, int32_t w, int32_t c_in, int32_t c_out,
+                                            int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left,
+                                            int32_t pad_bottom, int32_t pad_right, int32_t upsample2x,
+                                            int64_t *bytes);
+D4J_API d4j_status d4j_conv2d_prepare(d4j_backend *backend, const d4j_buffer *weight, int32_t h, int32_t w,
+                                      int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride,
+                                      int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right,
+                                      int32_t upsample2x, d4j_buffer *prepared);
+/* d4j_conv2d_forward with the prepared weights in place of weight. */
+D4J_API d4j_status d4j_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h,
+                                               int32_t w, int32_t c_in, const d4j_buffer *prepared,
+                                               const d4j_buffer *bias, int32_t c_out, int32_t kernel_size,
+                                               int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom,
+                                               int32_t pad_right, int32_t upsample2x, d4j_buffer *y);
+/* d4j_group_norm_conv2d_forward with the prepared weights in place of weight. */
+D4J_API d4j_status d4j_group_norm_conv2d_forward_prepared(
+    d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta,
+    const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h,
+    int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size,
+    int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x,
+    d4j_buffer *y);
+
 /* Backward of d4j_conv2d_forward with the same geometry; dy: [n, h_out, w_out, c_out].
  *   dx      (NULL to skip): WRITTEN, [n, h, w, c_in]; with upsample2x it is the
  *           gradient for the small input x: each element sums the gradients of

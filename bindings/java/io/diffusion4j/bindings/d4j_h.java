@@ -2840,6 +2840,310 @@ public class d4j_h extends d4j_h$shared {
         }
     }
 
+    private static class d4j_conv2d_prepared_size {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_conv2d_prepared_size");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepared_size(d4j_backend *backend, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, int64_t *bytes)
+     * }
+     */
+    public static FunctionDescriptor d4j_conv2d_prepared_size$descriptor() {
+        return d4j_conv2d_prepared_size.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepared_size(d4j_backend *backend, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, int64_t *bytes)
+     * }
+     */
+    public static MethodHandle d4j_conv2d_prepared_size$handle() {
+        return d4j_conv2d_prepared_size.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepared_size(d4j_backend *backend, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, int64_t *bytes)
+     * }
+     */
+    public static MemorySegment d4j_conv2d_prepared_size$address() {
+        return d4j_conv2d_prepared_size.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepared_size(d4j_backend *backend, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, int64_t *bytes)
+     * }
+     */
+    public static int d4j_conv2d_prepared_size(MemorySegment backend, int h, int w, int c_in, int c_out, int kernel_size, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right, int upsample2x, MemorySegment bytes) {
+        var mh$ = d4j_conv2d_prepared_size.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_conv2d_prepared_size", backend, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, bytes);
+            }
+            return (int)mh$.invokeExact(backend, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, bytes);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_conv2d_prepare {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_conv2d_prepare");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepare(d4j_backend *backend, const d4j_buffer *weight, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *prepared)
+     * }
+     */
+    public static FunctionDescriptor d4j_conv2d_prepare$descriptor() {
+        return d4j_conv2d_prepare.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepare(d4j_backend *backend, const d4j_buffer *weight, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *prepared)
+     * }
+     */
+    public static MethodHandle d4j_conv2d_prepare$handle() {
+        return d4j_conv2d_prepare.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepare(d4j_backend *backend, const d4j_buffer *weight, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *prepared)
+     * }
+     */
+    public static MemorySegment d4j_conv2d_prepare$address() {
+        return d4j_conv2d_prepare.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_prepare(d4j_backend *backend, const d4j_buffer *weight, int32_t h, int32_t w, int32_t c_in, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *prepared)
+     * }
+     */
+    public static int d4j_conv2d_prepare(MemorySegment backend, MemorySegment weight, int h, int w, int c_in, int c_out, int kernel_size, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right, int upsample2x, MemorySegment prepared) {
+        var mh$ = d4j_conv2d_prepare.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_conv2d_prepare", backend, weight, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, prepared);
+            }
+            return (int)mh$.invokeExact(backend, weight, h, w, c_in, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, prepared);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_conv2d_forward_prepared {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_conv2d_forward_prepared");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static FunctionDescriptor d4j_conv2d_forward_prepared$descriptor() {
+        return d4j_conv2d_forward_prepared.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static MethodHandle d4j_conv2d_forward_prepared$handle() {
+        return d4j_conv2d_forward_prepared.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static MemorySegment d4j_conv2d_forward_prepared$address() {
+        return d4j_conv2d_forward_prepared.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static int d4j_conv2d_forward_prepared(MemorySegment backend, MemorySegment x, int n, int h, int w, int c_in, MemorySegment prepared, MemorySegment bias, int c_out, int kernel_size, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right, int upsample2x, MemorySegment y) {
+        var mh$ = d4j_conv2d_forward_prepared.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_conv2d_forward_prepared", backend, x, n, h, w, c_in, prepared, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, y);
+            }
+            return (int)mh$.invokeExact(backend, x, n, h, w, c_in, prepared, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class d4j_group_norm_conv2d_forward_prepared {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER,
+            d4j_h.C_POINTER,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_INT,
+            d4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("d4j_group_norm_conv2d_forward_prepared");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static FunctionDescriptor d4j_group_norm_conv2d_forward_prepared$descriptor() {
+        return d4j_group_norm_conv2d_forward_prepared.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static MethodHandle d4j_group_norm_conv2d_forward_prepared$handle() {
+        return d4j_group_norm_conv2d_forward_prepared.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static MemorySegment d4j_group_norm_conv2d_forward_prepared$address() {
+        return d4j_group_norm_conv2d_forward_prepared.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * d4j_status d4j_group_norm_conv2d_forward_prepared(d4j_backend *backend, const d4j_buffer *x, const d4j_buffer *tb, const d4j_buffer *gamma, const d4j_buffer *beta, const d4j_buffer *mean, const d4j_buffer *rstd, int32_t num_groups, int32_t apply_silu, int32_t n, int32_t h, int32_t w, int32_t c_in, const d4j_buffer *prepared, const d4j_buffer *bias, int32_t c_out, int32_t kernel_size, int32_t stride, int32_t pad_top, int32_t pad_left, int32_t pad_bottom, int32_t pad_right, int32_t upsample2x, d4j_buffer *y)
+     * }
+     */
+    public static int d4j_group_norm_conv2d_forward_prepared(MemorySegment backend, MemorySegment x, MemorySegment tb, MemorySegment gamma, MemorySegment beta, MemorySegment mean, MemorySegment rstd, int num_groups, int apply_silu, int n, int h, int w, int c_in, MemorySegment prepared, MemorySegment bias, int c_out, int kernel_size, int stride, int pad_top, int pad_left, int pad_bottom, int pad_right, int upsample2x, MemorySegment y) {
+        var mh$ = d4j_group_norm_conv2d_forward_prepared.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("d4j_group_norm_conv2d_forward_prepared", backend, x, tb, gamma, beta, mean, rstd, num_groups, apply_silu, n, h, w, c_in, prepared, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, y);
+            }
+            return (int)mh$.invokeExact(backend, x, tb, gamma, beta, mean, rstd, num_groups, apply_silu, n, h, w, c_in, prepared, bias, c_out, kernel_size, stride, pad_top, pad_left, pad_bottom, pad_right, upsample2x, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class d4j_conv2d_backward {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             d4j_h.C_INT,

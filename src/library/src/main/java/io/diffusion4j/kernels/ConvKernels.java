@@ -2,10 +2,14 @@ package io.diffusion4j.kernels;
 
 import static io.diffusion4j.kernels.TensorChecks.requireFloat;
 
+import io.diffusion4j.backend.Backend;
 import io.diffusion4j.backend.Native;
 import io.diffusion4j.bindings.d4j_h;
+import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -97,14 +101,85 @@ public final class ConvKernels {
 
     /** {@code y = conv(x, weight) + bias}; bias may be null. y is overwritten. */
     public static void forward(Conv2dSpec spec, Tensor x, Tensor weight, Tensor bias, Tensor y) {
+        forward(spec, x, weight, null, bias, y);
+    }
+
+    /**
+     * {@link #forward(Conv2dSpec, Tensor, Tensor, Tensor, Tensor)} reading {@code prepared} (from {@link #prepare}
+     * of this weight, for x's height and width) instead of the weights when it is not null: the same bits.
+     */
+    public static void forward(Conv2dSpec spec, Tensor x, Tensor weight, Tensor prepared, Tensor bias, Tensor y) {
         Objects.requireNonNull(spec, "spec");
         Geometry g = geometry(spec, x, weight);
         if (bias != null) requireShape(bias, "bias", x, g.cOut);
         requireShape(y, "y", x, g.yShape);
-        Native.check(d4j_h.d4j_conv2d_forward(x.backend().handle(), x.handle(), g.n, g.h, g.w, g.cIn, weight.handle(),
-                bias == null ? MemorySegment.NULL : bias.handle(), g.cOut, spec.kernelSize(), spec.stride(),
-                spec.padTop(), spec.padLeft(), spec.padBottom(), spec.padRight(), spec.upsample2x() ? 1 : 0,
-                y.handle()));
+        MemorySegment b = bias == null ? MemorySegment.NULL : bias.handle();
+        int up = spec.upsample2x() ? 1 : 0;
+        if (prepared == null) {
+            Native.check(d4j_h.d4j_conv2d_forward(x.backend().handle(), x.handle(), g.n, g.h, g.w, g.cIn,
+                    weight.handle(), b, g.cOut, spec.kernelSize(), spec.stride(), spec.padTop(), spec.padLeft(),
+                    spec.padBottom(), spec.padRight(), up, y.handle()));
+        } else {
+            requirePrepared(prepared, x);
+            Native.check(d4j_h.d4j_conv2d_forward_prepared(x.backend().handle(), x.handle(), g.n, g.h, g.w, g.cIn,
+                    prepared.handle(), b, g.cOut, spec.kernelSize(), spec.stride(), spec.padTop(), spec.padLeft(),
+                    spec.padBottom(), spec.padRight(), up, y.handle()));
+        }
+    }
+
+    /**
+     * Bytes of the backend's prepared form of a convolution's weights for inputs of {@code h x w} (see
+     * {@code d4j_conv2d_prepare} in d4j.h): 0 when it has none for this geometry (every GPU backend; on the CPU
+     * all but Winograd and upsampling convolutions).
+     */
+    public static long preparedBytes(Backend backend, Conv2dSpec spec, int h, int w, int cIn, int cOut) {
+        Objects.requireNonNull(backend, "backend");
+        Objects.requireNonNull(spec, "spec");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment bytes = arena.allocate(ValueLayout.JAVA_LONG);
+            Native.check(d4j_h.d4j_conv2d_prepared_size(backend.handle(), h, w, cIn, cOut, spec.kernelSize(),
+                    spec.stride(), spec.padTop(), spec.padLeft(), spec.padBottom(), spec.padRight(),
+                    spec.upsample2x() ? 1 : 0, bytes));
+            return bytes.get(ValueLayout.JAVA_LONG, 0);
+        }
+    }
+
+    /**
+     * The prepared form of {@code weight} (HWIO) for inputs of {@code h x w}, for the forwards that take one, or
+     * null when the backend has none for this geometry. The caller owns it; it stays valid while the weights do
+     * not change (prepare again after they do: nothing can check that).
+     */
+    public static Tensor prepare(Conv2dSpec spec, int h, int w, Tensor weight) {
+        Objects.requireNonNull(weight, "weight");
+        requireFloat(weight, "weight");
+        if (weight.rank() != 4 || weight.dim(0) != spec.kernelSize() || weight.dim(1) != spec.kernelSize()) {
+            throw new IllegalArgumentException("weight must be [" + spec.kernelSize() + ", " + spec.kernelSize()
+                    + ", C_in, C_out] (HWIO), got " + weight.describe());
+        }
+        if (weight.dim(2) > Integer.MAX_VALUE || weight.dim(3) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("weight is too large: " + weight.describe());
+        }
+        int cIn = (int) weight.dim(2), cOut = (int) weight.dim(3);
+        long bytes = preparedBytes(weight.backend(), spec, h, w, cIn, cOut);
+        if (bytes == 0) return null;
+        Tensor prepared = Tensor.allocate(weight.backend(), DType.FLOAT32, bytes / Float.BYTES);
+        try {
+            Native.check(d4j_h.d4j_conv2d_prepare(weight.backend().handle(), weight.handle(), h, w, cIn, cOut,
+                    spec.kernelSize(), spec.stride(), spec.padTop(), spec.padLeft(), spec.padBottom(),
+                    spec.padRight(), spec.upsample2x() ? 1 : 0, prepared.handle()));
+            return prepared;
+        } catch (RuntimeException e) {
+            prepared.close();
+            throw e;
+        }
+    }
+
+    private static void requirePrepared(Tensor prepared, Tensor x) {
+        requireFloat(prepared, "prepared");
+        if (prepared.backend() != x.backend()) {
+            throw new IllegalArgumentException("prepared is on backend " + prepared.backend().kind().cliName()
+                    + ", x on " + x.backend().kind().cliName());
+        }
     }
 
     /**
@@ -132,6 +207,12 @@ public final class ConvKernels {
      * a backward needs u.
      */
     public static void forward(Conv2dSpec spec, GroupNormInput norm, Tensor x, Tensor weight, Tensor bias, Tensor y) {
+        forward(spec, norm, x, weight, null, bias, y);
+    }
+
+    /** The GroupNorm input forward reading {@code prepared} (see {@link #prepare}) when it is not null. */
+    public static void forward(Conv2dSpec spec, GroupNormInput norm, Tensor x, Tensor weight, Tensor prepared,
+                               Tensor bias, Tensor y) {
         Objects.requireNonNull(spec, "spec");
         Objects.requireNonNull(norm, "norm");
         Geometry g = geometry(spec, x, weight);
@@ -145,13 +226,23 @@ public final class ConvKernels {
         requireShape(norm.beta(), "beta", x, g.cIn);
         requireElements(norm.mean(), "mean", x, (long) g.n * norm.numGroups());
         requireElements(norm.rstd(), "rstd", x, (long) g.n * norm.numGroups());
-        Native.check(d4j_h.d4j_group_norm_conv2d_forward(x.backend().handle(), x.handle(),
-                norm.tb() == null ? MemorySegment.NULL : norm.tb().handle(), norm.gamma().handle(),
-                norm.beta().handle(), norm.mean().handle(), norm.rstd().handle(), norm.numGroups(),
-                norm.silu() ? 1 : 0, g.n, g.h, g.w, g.cIn, weight.handle(),
-                bias == null ? MemorySegment.NULL : bias.handle(), g.cOut, spec.kernelSize(), spec.stride(),
-                spec.padTop(), spec.padLeft(), spec.padBottom(), spec.padRight(), spec.upsample2x() ? 1 : 0,
-                y.handle()));
+        MemorySegment tb = norm.tb() == null ? MemorySegment.NULL : norm.tb().handle();
+        MemorySegment b = bias == null ? MemorySegment.NULL : bias.handle();
+        int up = spec.upsample2x() ? 1 : 0;
+        if (prepared == null) {
+            Native.check(d4j_h.d4j_group_norm_conv2d_forward(x.backend().handle(), x.handle(), tb,
+                    norm.gamma().handle(), norm.beta().handle(), norm.mean().handle(), norm.rstd().handle(),
+                    norm.numGroups(), norm.silu() ? 1 : 0, g.n, g.h, g.w, g.cIn, weight.handle(), b, g.cOut,
+                    spec.kernelSize(), spec.stride(), spec.padTop(), spec.padLeft(), spec.padBottom(),
+                    spec.padRight(), up, y.handle()));
+        } else {
+            requirePrepared(prepared, x);
+            Native.check(d4j_h.d4j_group_norm_conv2d_forward_prepared(x.backend().handle(), x.handle(), tb,
+                    norm.gamma().handle(), norm.beta().handle(), norm.mean().handle(), norm.rstd().handle(),
+                    norm.numGroups(), norm.silu() ? 1 : 0, g.n, g.h, g.w, g.cIn, prepared.handle(), b, g.cOut,
+                    spec.kernelSize(), spec.stride(), spec.padTop(), spec.padLeft(), spec.padBottom(),
+                    spec.padRight(), up, y.handle()));
+        }
     }
 
     /**

@@ -1,6 +1,7 @@
 package io.diffusion4j.model;
 
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import java.util.ArrayList;
@@ -8,7 +9,9 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.SplittableRandom;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The parameters of one {@link UNet2DModel}: a flat float32 buffer of {@link UNet2DLayout#bufferFloats()} floats,
@@ -17,6 +20,11 @@ import java.util.SplittableRandom;
  *
  * <p>A store either owns its parameter buffer or reads one it shares with another store ({@link #sharing}); it
  * always owns its views and its gradient buffer. {@link #close} releases what it owns.
+ *
+ * <p>A store that owns its parameters and has no gradients (an inference model's) also keeps the backend's
+ * prepared forms of convolution weights ({@link ConvKernels#prepare}), made on first use and shared with the
+ * stores reading its parameters; {@link #load} drops them. A training model's parameters change every step, so
+ * its store (and those sharing it) prepare nothing.
  */
 final class ParameterStore implements AutoCloseable {
     private final UNet2DLayout layout;
@@ -26,6 +34,8 @@ final class ParameterStore implements AutoCloseable {
     private final Map<String, Tensor> paramViews = new HashMap<>();
     private final Map<String, Tensor> gradViews = new HashMap<>();
     private final List<Tensor> ownedViews = new ArrayList<>();
+    private final ParameterStore preparing; // the store keeping prepared weights for this one, or null: none
+    private final Map<String, Optional<Tensor>> prepared = new ConcurrentHashMap<>(); // of a preparing owner
 
     /** A store with its own parameter buffer and, when {@code withGradients}, a zeroed gradient buffer. */
     static ParameterStore allocate(Backend backend, UNet2DLayout layout, boolean withGradients) {
@@ -56,15 +66,21 @@ final class ParameterStore implements AutoCloseable {
 
     /** A store reading {@code owner}'s parameter buffer (not a copy), without gradients. */
     static ParameterStore sharing(ParameterStore owner) {
-        return new ParameterStore(owner.layout, owner.params, false, null);
+        return new ParameterStore(owner.layout, owner.params, false, null, owner.preparing);
+    }
+
+    private ParameterStore(UNet2DLayout layout, Tensor params, boolean ownsParams, Tensor grads) {
+        this(layout, params, ownsParams, grads, null);
     }
 
     /** On failure releases the views it made; the buffers stay with the caller. */
-    private ParameterStore(UNet2DLayout layout, Tensor params, boolean ownsParams, Tensor grads) {
+    private ParameterStore(UNet2DLayout layout, Tensor params, boolean ownsParams, Tensor grads,
+                           ParameterStore preparingOwner) {
         this.layout = layout;
         this.params = params;
         this.ownsParams = ownsParams;
         this.grads = grads;
+        this.preparing = ownsParams && grads == null && params != null ? this : preparingOwner;
         if (params == null) return; // shapesOnly
         try {
             for (UNet2DLayout.Param prm : layout.params()) {
@@ -164,7 +180,27 @@ final class ParameterStore implements AutoCloseable {
 
     /** Loads every parameter from an on-disk-layout host array of the right length (the caller checked it). */
     void load(float[] diskFlat) {
+        dropPrepared();
         params.copyFrom(layout.diskToDevice(diskFlat));
+    }
+
+    /**
+     * The backend's prepared form of convolution {@code prefix}'s weights for inputs of {@code h x w}, made on the
+     * first call and kept until the parameters are loaded again; null for a training model's parameters or when
+     * the backend has none for that geometry (then the forward reads the weights).
+     */
+    Tensor preparedConv(String prefix, ConvKernels.Conv2dSpec spec, int h, int w) {
+        if (preparing == null) return null;
+        Tensor weight = param(prefix + ".weight");
+        return preparing.prepared.computeIfAbsent(prefix + "@" + h + "x" + w,
+                k -> Optional.ofNullable(ConvKernels.prepare(spec, h, w, weight))).orElse(null);
+    }
+
+    /** Releases the prepared weights (the parameters are about to change, or the store closes). */
+    void dropPrepared() {
+        if (preparing != this) return;
+        for (Optional<Tensor> t : prepared.values()) t.ifPresent(Tensor::close);
+        prepared.clear();
     }
 
     /** Every parameter in the on-disk layout. */
@@ -185,6 +221,7 @@ final class ParameterStore implements AutoCloseable {
     /** Releases the views, the gradient buffer and, when owned, the parameter buffer. */
     @Override
     public void close() {
+        dropPrepared();
         closeViews();
         if (grads != null) grads.close();
         if (ownsParams) params.close();

@@ -24,6 +24,7 @@ public final class RunMemory {
         int rows = config.isClassConditional() ? 2 * batch : batch;
         long image = imageBytes(config, h, w);
         long b = weights(config, 3);
+        b = add(b, preparedWeightsBound(config));
         b = add(b, UNet2DModel.activationBytes(config, rows, h, w, false));
         b = add(b, mul(image, rows + 3L * batch)); // x (all rows), x0, known image, mask
         return add(b, mul(image, images));
@@ -47,6 +48,19 @@ public final class RunMemory {
         long b = weights(config, 5 + 2);
         b = add(b, UNet2DModel.activationBytes(config, batch, h, w, true));
         return add(b, mul(imageBytes(config, h, w), 5L * batch));
+    }
+
+    /**
+     * An inference model's prepared convolution weights ({@link io.diffusion4j.kernels.ConvKernels#prepare}), bounded
+     * over backends: only 3x3 convolutions have them, at most 4x their weights (Winograd F(4x4, 3x3) keeps 36
+     * transformed values for 9) plus a line of padding per point and a header.
+     */
+    static long preparedWeightsBound(UNet2DConfig config) {
+        long b = 0;
+        for (UNet2DLayout.Param p : UNet2DLayout.of(config).params()) {
+            if (p.kind() == UNet2DLayout.Kind.CONV3X3) b = add(b, add(mul(p.size(), 16), 36L * 64 + 64));
+        }
+        return b;
     }
 
     private static long weights(UNet2DConfig config, int copies) {

@@ -229,10 +229,23 @@ public final class UNet2DModel implements AutoCloseable {
         return layout;
     }
 
-    /** The flat parameter buffer (conv weights HWIO). */
+    /**
+     * The flat parameter buffer (conv weights HWIO). A {@link #forInference} model keeps prepared forms of some
+     * convolution weights (see {@link io.diffusion4j.kernels.ConvKernels#prepare}); after writing this buffer other
+     * than through {@link #loadFlat}, call {@link #parametersChanged()}.
+     */
     public Tensor parameters() {
         checkOpen();
         return store.parameters();
+    }
+
+    /**
+     * Drops the prepared convolution weights of an inference model (made again from the parameters at the next
+     * forward): needed after its parameter buffer was written directly. A no-op for other models.
+     */
+    public void parametersChanged() {
+        checkOpen();
+        store.dropPrepared();
     }
 
     /** The flat gradient buffer, same layout as {@link #parameters()}. */

@@ -198,6 +198,56 @@ class LayerBadArgumentFuzzTest {
         return c;
     }
 
+    /**
+     * The prepared-weights entry points on an upsampling convolution (the CPU backend's phase path has a prepared
+     * form for every such geometry with more than one output channel): 0 d4j_conv2d_forward_prepared, 1
+     * d4j_group_norm_conv2d_forward_prepared, 2 d4j_conv2d_prepare, 3 d4j_conv2d_prepared_size. The prepared buffer
+     * of a forward is filled by d4j_conv2d_prepare first, so its valid call succeeds.
+     */
+    Call prepared(Random r, int which) {
+        int n = 1 + r.nextInt(2), h = odd(r, 5), w = odd(r, 5), g = 1 + r.nextInt(2), ci = g * odd(r, 3);
+        int co = 2 + r.nextInt(4), k = r.nextBoolean() ? 3 : 1, pad = k == 3 ? 1 : 0;
+        int ho = 2 * h + 2 * pad - k + 1, wo = 2 * w + 2 * pad - k + 1;
+        MemorySegment size = arena.allocate(ValueLayout.JAVA_LONG);
+        assertEquals(OK, d4j_h.d4j_conv2d_prepared_size(a.handle(), h, w, ci, co, k, 1, pad, pad, pad, pad, 1, size),
+                lastError());
+        long floats = size.get(ValueLayout.JAVA_LONG, 0) / 4;
+        assertTrue(floats > 0, "an upsampling conv has a prepared form on the CPU");
+        String f = switch (which) {
+            case 0 -> "d4j_conv2d_forward_prepared";
+            case 1 -> "d4j_group_norm_conv2d_forward_prepared";
+            case 2 -> "d4j_conv2d_prepare";
+            default -> "d4j_conv2d_prepared_size";
+        };
+        Call c = new Call(f);
+        if (which >= 2) {
+            if (which == 2) c.buf("weight", (long) k * k * ci * co);
+            c.dim("h", h).dim("w", w).dim("c_in", ci).dim("c_out", co).choice("kernel_size", k, 1, 3)
+                    .choice("stride", 1, 1, 2).other("pad_top", pad).other("pad_left", pad).other("pad_bottom", pad)
+                    .other("pad_right", pad).flag("upsample2x", 1);
+            if (which == 2) c.out("prepared", floats);
+            else c.outPtr("bytes");
+            return c;
+        }
+        c.buf("x", (long) n * h * w * ci);
+        if (which == 1) {
+            c.optIn("tb", (long) n * ci).buf("gamma", ci).buf("beta", ci).buf("mean", (long) n * g)
+                    .buf("rstd", (long) n * g).dim("num_groups", g).flag("apply_silu", 1);
+        }
+        c.dim("n", n).dim("h", h).dim("w", w).dim("c_in", ci).buf("prepared", floats);
+        MemorySegment weight = alloc(a, 4L * k * k * ci * co);
+        try {
+            assertEquals(OK, d4j_h.d4j_conv2d_prepare(a.handle(), weight, h, w, ci, co, k, 1, pad, pad, pad, pad, 1,
+                    (MemorySegment) c.args.getLast().value()), lastError());
+        } finally {
+            assertEquals(OK, d4j_h.d4j_buffer_free(weight), lastError());
+        }
+        c.optIn("bias", co).dim("c_out", co).choice("kernel_size", k, 1, 3).choice("stride", 1, 1, 2)
+                .other("pad_top", pad).other("pad_left", pad).other("pad_bottom", pad).other("pad_right", pad)
+                .flag("upsample2x", 1).out("y", (long) n * ho * wo * co);
+        return c;
+    }
+
     Call groupNorm(Random r, boolean bias, boolean backward) {
         int g = 1 + r.nextInt(3), c = g * odd(r, 3), n = 1 + r.nextInt(2), h = odd(r, 5), w = odd(r, 5);
         long x = (long) n * h * w * c;
@@ -510,11 +560,12 @@ class LayerBadArgumentFuzzTest {
             case 14 -> dropout(r, r.nextBoolean());
             case 15 -> groupNormConv(r);
             case 16 -> guidance(r);
+            case 17 -> prepared(r, r.nextInt(4));
             default -> fill(r);
         };
     }
 
-    static final int KINDS = 18;
+    static final int KINDS = 19;
 
     @Test
     void layerEntryPointsRefuseBadArgumentsWithUsefulMessages() {
