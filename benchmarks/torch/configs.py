@@ -13,7 +13,7 @@ from collections import namedtuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-CIFAR10_JSON = os.path.join(REPO, "src", "test", "resources", "crosscheck", "ddpm-cifar10-32.json")
+CIFAR10_JSON = os.path.join(REPO, "src", "library", "src", "test", "resources", "crosscheck", "ddpm-cifar10-32.json")
 
 FASHION = dict(
     sample_size=28, in_channels=1, out_channels=1, block_out_channels=[32, 64, 64], layers_per_block=1,

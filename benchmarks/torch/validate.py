@@ -37,7 +37,7 @@ import safetensors_io  # noqa: E402
 import unet2d  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
-DEFAULT_FIXTURES = os.path.join(REPO, "src", "test", "resources", "crosscheck")
+DEFAULT_FIXTURES = os.path.join(REPO, "src", "library", "src", "test", "resources", "crosscheck")
 
 
 class Mismatch(AssertionError):
