@@ -8,21 +8,24 @@
 #define D4J_CPU_EXP_POLY_H
 
 #include <cstdint>
+#include <cstring>
 
 namespace d4j::cpu {
 
-// e^r for r = x - k ln2, k = round(x / ln2) computed by truncating
-// x / ln2 + Offset + 0.5, which must be positive for the caller's range of x
-// (cvttps2dq vectorises; the offset is part of the rounding, so each caller
-// keeps its own).
-template <int Offset>
+// e^r for r = x - k ln2, k = round(x / ln2) (ties to even), read off the
+// mantissa of x / ln2 + 1.5 * 2^23 rather than converted to an integer (a
+// float-to-integer conversion and back cost more than the polynomial's adds
+// here); valid while |x / ln2| < 2^22, far beyond the callers' clamps. A NaN x
+// (a diverged activation) is computed as 0, so k stays 0 and no integer
+// arithmetic sees garbage, and returned as itself.
 inline __attribute__((always_inline)) float exp_poly(float x, int32_t &k) {
-    // a NaN x (a diverged activation) takes k = 0: converting NaN to an integer is undefined behaviour, and r
-    // below carries the NaN into the result anyway; finite x give the same bits as without the select
     const float xk = x == x ? x : 0.0f;
-    k = (int32_t)(xk * 1.44269504088896341f + ((float)Offset + 0.5f)) - Offset;
-    const float kf = (float)k;
-    float r = x - kf * 0.693359375f;
+    const float t = xk * 1.44269504088896341f + 12582912.0f;
+    const float kf = t - 12582912.0f;
+    int32_t tb;
+    std::memcpy(&tb, &t, sizeof tb);
+    k = tb - 0x4b400000;  // the bits of 1.5 * 2^23
+    float r = xk - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -30,7 +33,8 @@ inline __attribute__((always_inline)) float exp_poly(float x, int32_t &k) {
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    return p * (r * r) + r + 1.0f;
+    const float e = p * (r * r) + r + 1.0f;
+    return x == x ? e : x;
 }
 
 }  // namespace d4j::cpu

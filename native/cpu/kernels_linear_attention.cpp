@@ -293,7 +293,7 @@ D4J_INLINE float exp_vec(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     int32_t k;
-    const float p = exp_poly<128>(x, k);
+    const float p = exp_poly(x, k);
     // k in [-126, 127]: a normal power of two
     const int32_t bits = (k + 127) << 23;
     float two_k;

@@ -43,7 +43,7 @@ namespace {
 inline __attribute__((always_inline)) float exp_nonpositive(float x) {
     x = x < -104.0f ? -104.0f : x;  // e^-104 is below the smallest subnormal
     int32_t k;
-    const float p = exp_poly<200>(x, k);
+    const float p = exp_poly(x, k);
     const int32_t h = k >> 1;  // k in [-150, 0]: h and k - h in [-75, 0], normal exponents
     const int32_t bits_a = (h + 127) << 23, bits_b = (k - h + 127) << 23;
     float two_a, two_b;
