@@ -56,6 +56,8 @@ public final class ServedModel implements AutoCloseable {
         if (!c.isClassConditional() && classes != null) {
             throw new IllegalArgumentException("model '" + name + "' is unconditional; it has no classes");
         }
+        // the prepared convolution weights made now: the memory a served model holds is there from the start
+        model.prepareWeights(c.sampleHeight(), c.sampleWidth());
         if (c.isClassConditional() && classes == null) classes = ClassLabels.unnamed(c.numClassEmbeds());
         if (classes != null) {
             int rows = classes.names().size() + (classes.hasNullClass() ? 1 : 0);

@@ -3,22 +3,14 @@ package io.diffusion4j.serve;
 import static io.diffusion4j.serve.RawHttp.postHead;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
-import io.diffusion4j.cli.Main;
 import io.diffusion4j.testutil.TestRandom;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
@@ -39,56 +31,24 @@ class ConnectionLimitsServeTest {
     static final long CLOSED_WITHIN_MS = 3000 + 500 + 4500;
     @TempDir
     static Path dir;
-    static Process child;
-    static StringBuffer output = new StringBuffer();
+    static ChildServer child;
     static int port;
     final List<Socket> sockets = new ArrayList<>();
 
     @BeforeAll
     static void startServer() throws Exception {
         Path ck = ServeTestSupport.checkpoint(dir.resolve("ck"), TestRandom.fresh().nextLong());
-        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
-        for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
-            String v = System.getProperty(p);
-            if (v != null) cmd.add("-D" + p + "=" + v);
-        }
-        cmd.addAll(List.of("-cp", ServeCommandTest.classPath(), Main.class.getName(), "serve", "--model", "tiny=" + ck,
-                "--port", "0", "--backend", "cpu", "--max-batch", "2", "--read-timeout-ms", Integer.toString(READ_TIMEOUT_MS),
-                "--idle-timeout-ms", Integer.toString(IDLE_TIMEOUT_MS), "--max-connections", Integer.toString(MAX_CONNECTIONS)));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-        pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for this child
-        child = pb.start();
-        LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
-        Thread.ofPlatform().daemon(true).start(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String l; (l = r.readLine()) != null; ) {
-                    output.append(l).append('\n');
-                    lines.add(l);
-                }
-            } catch (IOException ignored) {
-                // the process ended
-            }
-        });
-        Pattern listening = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)");
-        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (port <= 0 && System.nanoTime() < until) {
-            String l = lines.poll(1, TimeUnit.SECONDS);
-            if (l == null) {
-                if (!child.isAlive()) fail("the server exited " + child.exitValue() + ":\n" + output);
-                continue;
-            }
-            Matcher m = listening.matcher(l);
-            if (m.find()) port = Integer.parseInt(m.group(1));
-        }
-        assertTrue(port > 0, "no 'listening on' line:\n" + output);
+        child = ChildServer.start(List.of(), List.of("--model", "tiny=" + ck, "--port", "0", "--backend", "cpu",
+                "--max-batch", "2", "--read-timeout-ms", Integer.toString(READ_TIMEOUT_MS), "--idle-timeout-ms",
+                Integer.toString(IDLE_TIMEOUT_MS), "--max-connections", Integer.toString(MAX_CONNECTIONS)));
+        port = child.port;
     }
 
     @AfterAll
     static void stopServer() throws Exception {
-        if (child != null && child.isAlive()) {
-            child.toHandle().destroy();
-            if (!child.waitFor(30, TimeUnit.SECONDS)) child.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        if (child != null && child.process.isAlive()) {
+            child.process.toHandle().destroy();
+            if (!child.process.waitFor(30, TimeUnit.SECONDS)) child.close();
         }
     }
 

@@ -6,29 +6,20 @@ import static io.diffusion4j.serve.ServeTestSupport.text;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.cli.Main;
 import io.diffusion4j.io.Json;
 import io.diffusion4j.testutil.TestRandom;
-import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
-import java.io.File;
-import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Base64;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -76,43 +67,11 @@ class ServeCommandTest {
         assertEquals(0, run("sample", "--checkpoint", ck.toString(), "--sampler", "ddim", "--steps", "5", "--n", "3",
                 "--seed", Long.toString(seed), "--out", samples.toString(), "--backend", "cpu"));
 
-        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
-        for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
-            String v = System.getProperty(p);
-            if (v != null) cmd.add("-D" + p + "=" + v);
-        }
-        cmd.addAll(List.of("-cp", classPath(), Main.class.getName(), "serve", "--model", "tiny=" + ck, "--port", "0",
-                "--backend", "cpu", "--max-batch", "4", "--drain-ms", "60000"));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-        pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for this child
-        Process p = pb.start();
-        LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
-        StringBuffer all = new StringBuffer();
-        Thread reader = Thread.ofPlatform().daemon(true).start(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String l; (l = r.readLine()) != null; ) {
-                    all.append(l).append('\n');
-                    lines.add(l);
-                }
-            } catch (java.io.IOException ignored) {
-                // the process ended
-            }
-        });
-        try {
-            int port = -1;
-            Pattern listening = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)");
-            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (port < 0 && System.nanoTime() < until) {
-                String l = lines.poll(1, TimeUnit.SECONDS);
-                if (l == null) {
-                    if (!p.isAlive()) fail("the server exited " + p.exitValue() + ":\n" + all);
-                    continue;
-                }
-                Matcher m = listening.matcher(l);
-                if (m.find()) port = Integer.parseInt(m.group(1));
-            }
-            assertTrue(port > 0, "no 'listening on' line:\n" + all);
+        try (ChildServer child = ChildServer.start(List.of(), List.of("--model", "tiny=" + ck, "--port", "0", "--backend",
+                "cpu", "--max-batch", "4", "--drain-ms", "60000"))) {
+            Process p = child.process;
+            StringBuffer all = child.output;
+            int port = child.port;
             assertEquals(200, get(port, "/readyz").statusCode());
 
             HttpResponse<byte[]> r = post(port, "{\"model\":\"tiny\",\"sampler\":\"ddim\",\"steps\":5,\"n\":3,\"seed\":" + seed + "}");
@@ -132,7 +91,7 @@ class ServeCommandTest {
                     throw new RuntimeException(e);
                 }
             });
-            until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (System.nanoTime() < until && !get(port, "/metrics").body().contains("d4j_batch_rows{model=\"tiny\"} 4")) {
                 Thread.sleep(5);
             }
@@ -143,15 +102,12 @@ class ServeCommandTest {
             HttpResponse<byte[]> done = longOne.get(120, TimeUnit.SECONDS);
             assertEquals(200, done.statusCode(), "the in-flight request finishes during the drain: " + text(done));
             assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the server did not exit after SIGTERM:\n" + all);
-            reader.join(10_000);
-            assertTrue(!reader.isAlive(), "the child's output did not end");
+            assertTrue(child.awaitOutputEnd(10_000), "the child's output did not end");
             assertEquals(0, p.exitValue(), "exit status after SIGTERM:\n" + all);
             assertTrue(all.toString().contains("serve: shutting down") && all.toString().contains("serve: stopped"),
                     "done before SIGTERM " + doneBefore + ", exit after " + (System.nanoTime() - tKill) / 1e6 + " ms, steps "
                     + stepsBefore + ":\n" + all);
             assertTrue(stepsBefore < 1000, "the request had finished before SIGTERM (" + stepsBefore + " steps): test too fast");
-        } finally {
-            if (p.isAlive()) p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
         }
     }
 
@@ -159,14 +115,4 @@ class ServeCommandTest {
         Matcher m = Pattern.compile("^d4j_steps_total (\\d+)$", Pattern.MULTILINE).matcher(metrics);
         return m.find() ? Long.parseLong(m.group(1)) : -1;
     }
-
-    static String classPath() throws Exception {
-        Set<String> cp = new LinkedHashSet<>();
-        cp.add(Path.of(Backend.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-        for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
-            if (e.endsWith("classes") || e.contains("picocli")) cp.add(e); // the CLI's own classes and its one dependency
-        }
-        return String.join(File.pathSeparator, cp);
-    }
-
 }

@@ -37,8 +37,10 @@ class ServedModelTest {
             try (ServedModel served = ServedModel.load("m", ck, false, cpu);
                  UNet2DModel full = new UNet2DModel(cpu, ServeTestSupport.config(), seed)) {
                 UNet2DModel m = served.model();
-                assertEquals(m.parameters().byteSize(), cpu.liveBytes() - before - full.parameters().byteSize() * 2,
-                        "the served model holds its parameter buffer only");
+                assertTrue(m.preparedWeightBytes() > 0, "the upsampling convolution's weights are prepared at load");
+                assertEquals(m.parameters().byteSize() + m.preparedWeightBytes(),
+                        cpu.liveBytes() - before - full.parameters().byteSize() * 2,
+                        "the served model holds its parameter buffer and prepared convolution weights only");
                 Tolerance.assertBitIdentical("weights", full.flatParameters(), m.flatParameters(), rnd.describe());
                 float[] x = rnd.gaussians(3 * 8 * 8, 1.0);
                 float[] t = {999f, 500f, 3f};

@@ -36,6 +36,7 @@ final class ParameterStore implements AutoCloseable {
     private final List<Tensor> ownedViews = new ArrayList<>();
     private final ParameterStore preparing; // the store keeping prepared weights for this one, or null: none
     private final Map<String, Optional<Tensor>> prepared = new ConcurrentHashMap<>(); // of a preparing owner
+    private volatile long preparedGeneration; // of a preparing owner: counts dropPrepared calls
 
     /** A store with its own parameter buffer and, when {@code withGradients}, a zeroed gradient buffer. */
     static ParameterStore allocate(Backend backend, UNet2DLayout layout, boolean withGradients) {
@@ -199,8 +200,22 @@ final class ParameterStore implements AutoCloseable {
     /** Releases the prepared weights (the parameters are about to change, or the store closes). */
     void dropPrepared() {
         if (preparing != this) return;
+        preparedGeneration++;
         for (Optional<Tensor> t : prepared.values()) t.ifPresent(Tensor::close);
         prepared.clear();
+    }
+
+    /** Bytes of the prepared weights held for this store (by its owner when it shares the parameters). */
+    long preparedBytes() {
+        if (preparing == null) return 0;
+        long b = 0;
+        for (Optional<Tensor> t : preparing.prepared.values()) b += t.map(Tensor::byteSize).orElse(0L);
+        return b;
+    }
+
+    /** Changes whenever the prepared weights are dropped: a layer holding one fetches it again. */
+    long preparedGeneration() {
+        return preparing == null ? 0 : preparing.preparedGeneration;
     }
 
     /** Every parameter in the on-disk layout. */

@@ -240,6 +240,24 @@ public final class UNet2DModel implements AutoCloseable {
     }
 
     /**
+     * Makes an inference model's prepared convolution weights for inputs of {@code h x w} now (they are otherwise
+     * made with the activations of the first forward at that size), so that a server's memory holds them from the
+     * start; a no-op for a model that prepares nothing (a training model, or a backend without prepared forms).
+     */
+    public void prepareWeights(int h, int w) {
+        checkOpen();
+        try (UNet2DModel walker = sharingParameters()) {
+            walker.reserve(1, h, w); // allocating a layer's activations fetches its prepared weights
+        }
+    }
+
+    /** Native bytes of the prepared convolution weights an inference model holds now (0 for other models). */
+    public long preparedWeightBytes() {
+        checkOpen();
+        return store.preparedBytes();
+    }
+
+    /**
      * Drops the prepared convolution weights of an inference model (made again from the parameters at the next
      * forward): needed after its parameter buffer was written directly. A no-op for other models.
      */

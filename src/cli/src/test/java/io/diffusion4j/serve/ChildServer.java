@@ -1,0 +1,107 @@
+package io.diffusion4j.serve;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.diffusion4j.backend.Backend;
+import io.diffusion4j.cli.Main;
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * A {@code serve} process in a child JVM (the CLI's classes and picocli on its class path), its output collected
+ * line by line, and the port it printed once listening on loopback. {@link #close} kills it if still alive.
+ */
+final class ChildServer implements AutoCloseable {
+    final Process process;
+    final int port;
+    /** Everything the child printed so far (stdout and stderr). */
+    final StringBuffer output = new StringBuffer();
+    private final Thread reader;
+
+    /**
+     * Starts {@code java ... Main serve <args>} with extra JVM options and waits (up to 60 s) for its "listening on
+     * http://127.0.0.1:PORT" line; fails the test with the child's output if it exits or never prints it.
+     */
+    static ChildServer start(List<String> jvmOptions, List<String> serveArgs) throws Exception {
+        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+        List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
+        for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
+            String v = System.getProperty(p);
+            if (v != null) cmd.add("-D" + p + "=" + v);
+        }
+        cmd.addAll(jvmOptions);
+        cmd.addAll(List.of("-cp", classPath(), Main.class.getName(), "serve"));
+        cmd.addAll(serveArgs);
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+        pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for this child
+        return new ChildServer(pb.start());
+    }
+
+    private ChildServer(Process p) throws InterruptedException {
+        this.process = p;
+        LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
+        reader = Thread.ofPlatform().daemon(true).start(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                for (String l; (l = r.readLine()) != null; ) {
+                    output.append(l).append('\n');
+                    lines.add(l);
+                }
+            } catch (IOException ignored) {
+                // the process ended
+            }
+        });
+        int found = -1;
+        Pattern listening = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)");
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (found < 0 && System.nanoTime() < until) {
+            String l = lines.poll(1, TimeUnit.SECONDS);
+            if (l == null) {
+                if (!p.isAlive()) {
+                    reader.join(5_000);
+                    fail("the server exited " + p.exitValue() + ":\n" + output);
+                }
+                continue;
+            }
+            Matcher m = listening.matcher(l);
+            if (m.find()) found = Integer.parseInt(m.group(1));
+        }
+        if (found < 0) {
+            p.destroyForcibly();
+            fail("no 'listening on' line within 60 s:\n" + output);
+        }
+        port = found;
+    }
+
+    /** Waits for the output to end after the process exited (true when it did within the time). */
+    boolean awaitOutputEnd(long millis) throws InterruptedException {
+        reader.join(millis);
+        return !reader.isAlive();
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+        if (process.isAlive()) process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+    }
+
+    /** The library jar or classes, the CLI's classes and picocli: what {@code Main serve} needs. */
+    static String classPath() throws Exception {
+        Set<String> cp = new LinkedHashSet<>();
+        cp.add(Path.of(Backend.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
+        for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
+            if (e.endsWith("classes") || e.contains("picocli")) cp.add(e); // the CLI's own classes and its one dependency
+        }
+        return String.join(File.pathSeparator, cp);
+    }
+}
