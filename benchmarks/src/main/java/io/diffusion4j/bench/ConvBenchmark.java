@@ -17,7 +17,11 @@ import org.openjdk.jmh.annotations.Param;
  * product of that size); bytes: forward x + weight + bias + y; dX dy + weight + dx; dW x + dy + 2 * (dweight +
  * dbias) (accumulated: read and written), 4 bytes per float. forwardGroupNorm: the forward of the GroupNorm
  * (+ time-embedding bias, + SiLU, {@value #GROUPS} groups) of x, normalised as the convolution reads it; bytes as
- * the forward plus the statistics, gamma, beta and the bias tb.
+ * the forward plus the statistics, gamma, beta and the bias tb. forwardPrepared / forwardGroupNormPrepared: the
+ * same two forwards reading the backend's prepared weights ({@link ConvKernels#prepare}, made once in setup; where
+ * the backend has none for the shape, the plain forwards run); work as theirs. prepare: making the prepared
+ * weights (allocation included), bytes = the weights read (the form written is 16/9 to 4x larger; 0 where there
+ * is none).
  */
 public class ConvBenchmark extends BenchSupport {
     @Param({"16x28x28x32-32-3x3", "64x28x28x32-32-3x3", "64x7x7x64-64-3x3", "64x7x7x64-64-up", "64x14x14x64-64-down",
@@ -27,7 +31,8 @@ public class ConvBenchmark extends BenchSupport {
     static final int GROUPS = 8; // divides every channel count above
 
     Conv2dSpec spec;
-    Tensor x, weight, bias, y, dx, dWeight, dBias, tb, gamma, beta, mean, rstd;
+    Tensor x, weight, bias, y, dx, dWeight, dBias, tb, gamma, beta, mean, rstd, prepared;
+    int h, w;
 
     /** Geometry of a shape string. */
     record Geometry(long n, long h, long w, long cIn, long cOut, Conv2dSpec spec) {
@@ -72,6 +77,9 @@ public class ConvBenchmark extends BenchSupport {
             case "forward" -> Work.compute(f, 4.0 * (g.xElems() + g.wElems() + g.cOut + g.yElems()));
             case "forwardGroupNorm" -> Work.compute(f, 4.0 * (g.xElems() + g.wElems() + g.cOut + g.yElems()
                     + g.n * g.cIn + 2 * g.cIn + 2 * g.n * GROUPS));
+            case "forwardPrepared" -> work("forward", shape);
+            case "forwardGroupNormPrepared" -> work("forwardGroupNorm", shape);
+            case "prepare" -> Work.memory(4.0 * g.wElems());
             case "backwardData" -> Work.compute(f, 4.0 * (g.yElems() + g.wElems() + g.xElems()));
             case "backwardWeight" -> Work.compute(f, 4.0 * (g.xElems() + g.yElems() + 2 * (g.wElems() + g.cOut)));
             default -> null;
@@ -95,6 +103,10 @@ public class ConvBenchmark extends BenchSupport {
         beta = normal(g.cIn);
         mean = filled(0f, g.n, GROUPS);
         rstd = filled(1f, g.n, GROUPS);
+        h = (int) g.h;
+        w = (int) g.w;
+        prepared = ConvKernels.prepare(spec, h, w, weight); // null: no prepared form here
+        if (prepared != null) own(prepared);
     }
 
     @Benchmark
@@ -109,6 +121,29 @@ public class ConvBenchmark extends BenchSupport {
     public void forwardGroupNorm() {
         ConvKernels.forward(spec, new ConvKernels.GroupNormInput(tb, gamma, beta, mean, rstd, GROUPS, true), x, weight,
                 bias, y);
+        sync();
+    }
+
+    @Benchmark
+    @Kernel(family = "conv2d", entryPoints = "d4j_conv2d_forward_prepared")
+    public void forwardPrepared() {
+        ConvKernels.forward(spec, x, weight, prepared, bias, y);
+        sync();
+    }
+
+    @Benchmark
+    @Kernel(family = "conv2d", entryPoints = "d4j_group_norm_conv2d_forward_prepared")
+    public void forwardGroupNormPrepared() {
+        ConvKernels.forward(spec, new ConvKernels.GroupNormInput(tb, gamma, beta, mean, rstd, GROUPS, true), x, weight,
+                prepared, bias, y);
+        sync();
+    }
+
+    @Benchmark
+    @Kernel(family = "conv2d", entryPoints = {"d4j_conv2d_prepared_size", "d4j_conv2d_prepare"})
+    public void prepare() {
+        Tensor p = ConvKernels.prepare(spec, h, w, weight);
+        if (p != null) p.close();
         sync();
     }
 
