@@ -397,8 +397,13 @@ class ConvKernelsTest {
     }
 
     static void assertStatus(int status, String token) {
-        assertTrue(status == 1, "expected D4J_ERR_INVALID_ARGUMENT, got " + status + ": " + D4jLast.message());
+        assertStatus(status, d4j_h.D4J_ERR_INVALID_ARGUMENT(), token);
+    }
+
+    /** The call returned {@code expected} and left a message mentioning {@code token}. */
+    static void assertStatus(int status, int expected, String token) {
         String msg = D4jLast.message();
+        assertTrue(status == expected, "expected status " + expected + ", got " + status + ": " + msg);
         assertTrue(msg.contains(token), "message '" + msg + "' should mention '" + token + "'");
     }
 

@@ -14,6 +14,7 @@ import io.diffusion4j.kernels.ConvKernels.GroupNormInput;
 import io.diffusion4j.tensor.DType;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.Tolerance;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import org.junit.jupiter.api.AfterAll;
@@ -51,21 +52,6 @@ class PreparedConvTest {
         return r.gaussians(n, scale);
     }
 
-    static void assertStatus(int status, int expected, String token) {
-        String msg = ConvKernelsTest.D4jLast.message();
-        assertEquals(expected, status, "status, message: " + msg);
-        assertTrue(msg.contains(token), "message '" + msg + "' should mention '" + token + "'");
-    }
-
-    static void assertSameBits(float[] expected, float[] actual, String what) {
-        assertEquals(expected.length, actual.length, what);
-        for (int i = 0; i < expected.length; i++) {
-            if (Float.floatToRawIntBits(expected[i]) != Float.floatToRawIntBits(actual[i])) {
-                throw new AssertionError(what + ": element " + i + " is " + actual[i] + ", the plain forward gave "
-                        + expected[i]);
-            }
-        }
-    }
 
     @Test
     void preparedForwardsGiveThePlainForwardsBits() {
@@ -93,14 +79,15 @@ class PreparedConvTest {
                     viaPrepared.fill(Float.NaN);
                     ConvKernels.forward(c.spec(), x, w, bias, plain);
                     ConvKernels.forward(c.spec(), x, w, prepared, bias, viaPrepared);
-                    assertSameBits(plain.toFloatArray(), viaPrepared.toFloatArray(), c + " bias " + (bias != null));
+                    Tolerance.assertBitIdentical(c + " bias " + (bias != null), plain.toFloatArray(),
+                            viaPrepared.toFloatArray(), r.describe());
                     GroupNormInput norm = new GroupNormInput(tb, gamma, beta, mean, rstd, groups, true);
                     plain.fill(Float.NaN);
                     viaPrepared.fill(Float.NaN);
                     ConvKernels.forward(c.spec(), norm, x, w, bias, plain);
                     ConvKernels.forward(c.spec(), norm, x, w, prepared, bias, viaPrepared);
-                    assertSameBits(plain.toFloatArray(), viaPrepared.toFloatArray(),
-                            c + " GroupNorm input, bias " + (bias != null));
+                    Tolerance.assertBitIdentical(c + " GroupNorm input, bias " + (bias != null), plain.toFloatArray(),
+                            viaPrepared.toFloatArray(), r.describe());
                 }
                 float[] y = plain.toFloatArray();
                 for (float v : y) assertTrue(Float.isFinite(v), c + ": every output written");
@@ -142,11 +129,11 @@ class PreparedConvTest {
                 int st = d4j_h.d4j_conv2d_forward_prepared(cpu.handle(), x.handle(), 1, c.h(), c.w(), c.cIn(), w.handle(),
                         MemorySegment.NULL, c.cOut(), k, c.spec().stride(), c.spec().padTop(), c.spec().padLeft(),
                         c.spec().padBottom(), c.spec().padRight(), c.spec().upsample2x() ? 1 : 0, y.handle());
-                assertStatus(st, d4j_h.D4J_ERR_UNSUPPORTED(), "no prepared weights");
+                ConvKernelsTest.assertStatus(st, d4j_h.D4J_ERR_UNSUPPORTED(), "no prepared weights");
                 st = d4j_h.d4j_conv2d_prepare(cpu.handle(), w.handle(), c.h(), c.w(), c.cIn(), c.cOut(), k,
                         c.spec().stride(), c.spec().padTop(), c.spec().padLeft(), c.spec().padBottom(),
                         c.spec().padRight(), c.spec().upsample2x() ? 1 : 0, y.handle());
-                assertStatus(st, d4j_h.D4J_ERR_UNSUPPORTED(), "no prepared weights");
+                ConvKernelsTest.assertStatus(st, d4j_h.D4J_ERR_UNSUPPORTED(), "no prepared weights");
             }
         }
     }
@@ -186,7 +173,7 @@ class PreparedConvTest {
                  Tensor y9x11 = Tensor.allocate(cpu, DType.FLOAT32, 1, 9, 11, 133)) {
                 int st = d4j_h.d4j_conv2d_prepare(cpu.handle(), w.handle(), 9, 11, 131, 133, 3, 1, 1, 1, 1, 1, 0,
                         shortBuf.handle());
-                assertStatus(st, d4j_h.D4J_ERR_INVALID_ARGUMENT(), "prepared");
+                ConvKernelsTest.assertStatus(st, d4j_h.D4J_ERR_INVALID_ARGUMENT(), "prepared");
                 RuntimeException e3 = assertThrows(RuntimeException.class,
                         () -> ConvKernels.forward(same, x9x11, w, shortBuf, null, y9x11));
                 assertTrue(e3.getMessage().contains("prepared"), e3.getMessage());

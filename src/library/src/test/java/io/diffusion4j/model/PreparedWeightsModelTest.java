@@ -8,6 +8,7 @@ import io.diffusion4j.backend.Backend;
 import io.diffusion4j.kernels.ConvKernels;
 import io.diffusion4j.tensor.Tensor;
 import io.diffusion4j.testutil.TestRandom;
+import io.diffusion4j.testutil.Tolerance;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -55,15 +56,6 @@ class PreparedWeightsModelTest {
         }
     }
 
-    static void assertSameBits(float[] expected, float[] actual, String what) {
-        assertEquals(expected.length, actual.length);
-        for (int i = 0; i < expected.length; i++) {
-            if (Float.floatToRawIntBits(expected[i]) != Float.floatToRawIntBits(actual[i])) {
-                throw new AssertionError(what + ": element " + i + " " + actual[i] + " != " + expected[i]);
-            }
-        }
-    }
-
     @Test
     void inferenceModelWithPreparedWeightsKeepsTheTrainableModelsBits() {
         TestRandom r = TestRandom.fresh();
@@ -76,23 +68,23 @@ class PreparedWeightsModelTest {
             float[] w1 = trainable.flatParameters();
             inference.loadFlat(w1);
             long beforeForward = cpu.liveBytes();
-            assertSameBits(forward(trainable, x, t), forward(inference, x, t), "first weights");
+            Tolerance.assertBitIdentical("first weights", forward(trainable, x, t), forward(inference, x, t), r.describe());
             long prepared = cpu.liveBytes() - beforeForward - UNet2DModel.activationBytes(c, 2, 16, 16, false);
             // conv_in/conv_out (3 channels) and the 1x1 shortcuts have no prepared form, every other 3x3 conv has one
             assertTrue(prepared > 0, "prepared weights were made: " + prepared + " bytes");
             assertTrue(prepared <= RunMemory.preparedWeightsBound(c), prepared + " bytes within the estimate's bound "
                     + RunMemory.preparedWeightsBound(c));
             // a second forward reuses them; an instance sharing the parameters reads the same ones
-            assertSameBits(forward(trainable, x, t), forward(inference, x, t), "second forward");
+            Tolerance.assertBitIdentical("second forward", forward(trainable, x, t), forward(inference, x, t), r.describe());
             try (UNet2DModel shared = inference.sharingParameters()) {
-                assertSameBits(forward(trainable, x, t), forward(shared, x, t), "sharing instance");
+                Tolerance.assertBitIdentical("sharing instance", forward(trainable, x, t), forward(shared, x, t), r.describe());
             }
 
             // other weights through loadFlat: the prepared forms are made again
             try (UNet2DModel other = new UNet2DModel(cpu, c, r.nextLong())) {
                 float[] w2 = other.flatParameters();
                 inference.loadFlat(w2);
-                assertSameBits(forward(other, x, t), forward(inference, x, t), "after loadFlat");
+                Tolerance.assertBitIdentical("after loadFlat", forward(other, x, t), forward(inference, x, t), r.describe());
             }
 
             // a direct write of the parameter buffer, announced with parametersChanged
@@ -100,7 +92,7 @@ class PreparedWeightsModelTest {
             float[] device = trainable.parameters().toFloatArray();
             params.copyFrom(device);
             inference.parametersChanged();
-            assertSameBits(forward(trainable, x, t), forward(inference, x, t), "after parametersChanged");
+            Tolerance.assertBitIdentical("after parametersChanged", forward(trainable, x, t), forward(inference, x, t), r.describe());
         }
         assertEquals(live0, cpu.liveBytes(), "closing the model releases its prepared weights");
     }
