@@ -28,3 +28,29 @@ done
   "${includes[@]}" \
   "$here/../native/include/d4j.h"
 echo "generated $(find "$here/java" -name '*.java' | wc -l) files in $here/java"
+
+# MPI (data-parallel training, loaded only by --distributed): the few functions the
+# library calls, from Open MPI's mpi.h (Debian's libopenmpi-dev; MPI_INCLUDE overrides
+# the folder). Open MPI's predefined handles (MPI_COMM_WORLD, MPI_FLOAT, ...) are the
+# addresses of global structs of incomplete type, which jextract skips; the Java side
+# looks those symbols up by name. MPICH's handles are integers: its ABI differs and
+# would need bindings generated from its own mpi.h.
+mpi_include=${MPI_INCLUDE:-/usr/lib/x86_64-linux-gnu/openmpi/include}
+rm -rf "$here/java/io/diffusion4j/bindings/mpi"
+mpi=()
+for f in MPI_Init_thread MPI_Initialized MPI_Finalized MPI_Finalize MPI_Abort MPI_Comm_rank MPI_Comm_size \
+         MPI_Comm_set_errhandler MPI_Error_string MPI_Get_library_version MPI_Alltoall MPI_Allgather MPI_Bcast \
+         MPI_Barrier MPI_Isend MPI_Irecv MPI_Test MPI_Cancel MPI_Request_free MPI_Wtime; do
+  mpi+=(--include-function "$f")
+done
+for c in MPI_SUCCESS MPI_THREAD_SINGLE MPI_THREAD_FUNNELED MPI_MAX_ERROR_STRING MPI_MAX_LIBRARY_VERSION_STRING; do
+  mpi+=(--include-constant "$c")
+done
+"$jextract" \
+  --output "$here/java" \
+  --target-package io.diffusion4j.bindings.mpi \
+  --header-class-name mpi_h \
+  "${mpi[@]}" \
+  -I "$mpi_include" \
+  "$mpi_include/mpi.h"
+echo "generated $(find "$here/java/io/diffusion4j/bindings/mpi" -name '*.java' | wc -l) MPI files"

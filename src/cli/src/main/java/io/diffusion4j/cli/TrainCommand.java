@@ -11,6 +11,7 @@ import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.BetaSchedule;
 import io.diffusion4j.schedule.NoiseSchedule;
 import io.diffusion4j.schedule.PredictionType;
+import io.diffusion4j.distributed.DataParallel;
 import io.diffusion4j.train.Checkpoint;
 import io.diffusion4j.train.Dataset;
 import io.diffusion4j.train.FashionMnist;
@@ -52,6 +53,11 @@ import picocli.CommandLine.Spec;
  * bit for bit the uninterrupted run on the same backend (the precision of the matrix kernels, recorded in the
  * training state, is kept too unless {@code --precision} is given). {@code --init-from DIR} starts a new run
  * (fresh optimiser, step 0) from the weights of any diffusers UNet2DModel folder.
+ *
+ * <p>{@code --distributed} makes the process one rank of a data-parallel job started by an MPI launcher
+ * ({@code mpirun -np N java ... train --distributed}): {@code --batch-size} is each rank's batch, the gradients are
+ * averaged over the ranks every step ({@link DataParallel}), rank 0 prints and writes the checkpoint, and any
+ * failure on any rank ends the whole job ({@link DistributedJob}).
  */
 @Command(name = "train", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
         versionProvider = Main.Version.class, sortOptions = false, sortSynopsis = false,
@@ -152,6 +158,19 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--log-every", paramLabel = "N", description = "steps between progress lines (default: ${DEFAULT-VALUE})")
     int logEvery = 10;
 
+    @Option(names = "--distributed", description = "run as one rank of a data-parallel job over MPI, started by a "
+            + "launcher (mpirun -np N java ... train --distributed): --batch-size per rank, gradients averaged over the "
+            + "ranks in a fixed order (identical weights on every rank), rank 0 writes the checkpoint")
+    boolean distributed;
+
+    @Option(names = "--rank-timeout", paramLabel = "S", description = "--distributed: seconds rank 0 waits for the other "
+            + "ranks at a step before it names them and ends the job (default: ${DEFAULT-VALUE})")
+    double rankTimeout = 300;
+
+    @Option(names = "--check-replicas-every", paramLabel = "N", description = "--distributed: also compare the ranks' "
+            + "weights (a hash) every N steps; they are always compared at each save (default 0: at saves only)")
+    int checkReplicasEvery;
+
     @Spec
     CommandSpec spec;
 
@@ -165,6 +184,29 @@ final class TrainCommand implements Callable<Integer> {
     /** Runs the command; returns the exit code. */
     @Override
     public Integer call() {
+        if (!distributed) {
+            if (spec.commandLine().getParseResult().hasMatchedOption("--rank-timeout")
+                    || spec.commandLine().getParseResult().hasMatchedOption("--check-replicas-every")) {
+                throw Main.bad(spec, "--rank-timeout and --check-replicas-every apply to --distributed runs");
+            }
+            return run(null);
+        }
+        if (!(rankTimeout >= 0.001 && rankTimeout <= 1e6)) {
+            throw Main.bad(spec, "--rank-timeout must be in [0.001, 1e6] seconds, got " + rankTimeout);
+        }
+        Main.atLeast(spec, "--check-replicas-every", checkReplicasEvery, 0);
+        DistributedJob job;
+        try {
+            job = DistributedJob.start(Math.round(rankTimeout * 1000), checkReplicasEvery, err);
+        } catch (io.diffusion4j.distributed.MpiException e) {
+            err.println("train: --distributed: " + e.getMessage());
+            return 1;
+        }
+        return job.run(() -> run(job));
+    }
+
+    private Integer run(DistributedJob job) {
+        PrintStream out = job == null || job.rank() == 0 ? this.out : DistributedJob.QUIET;
         // the options given on the command line, as typed: a resumed run refuses those that differ from its checkpoint
         LinkedHashMap<String, String> given = new LinkedHashMap<>();
         for (OptionSpec o : spec.commandLine().getParseResult().matchedOptions()) {
@@ -182,6 +224,7 @@ final class TrainCommand implements Callable<Integer> {
         Main.atLeast(spec, "--log-every", logEvery, 1);
         Main.atLeast(spec, "--timesteps", timesteps, 1);
         int threads = device.threads(spec);
+        if (job != null && threads == 0) threads = job.defaultThreads();
         long maxMemory = memory.limitBytes(spec);
         Precision askedPrecision = device.precision(spec);
         Main.atLeast(spec, "--save-every", saveEvery, 0);
@@ -257,6 +300,17 @@ final class TrainCommand implements Callable<Integer> {
                 pairs.put("--seed", new Object[] {seed, ck.seed()});
                 pairs.put("--config", new Object[] {fileConfig, ckConfig});
                 pairs.put("--cond-drop-prob", new Object[] {condDropProb, ck.condDropProb()});
+                int ckRanks = md.containsKey(DistributedJob.RANKS_KEY)
+                        ? (int) Checkpoint.metaLong(md, DistributedJob.RANKS_KEY, resume.resolve(Checkpoint.TRAINING_STATE)) : 1;
+                int ranks = job == null ? 1 : job.size();
+                if (ckRanks != ranks) {
+                    throw new IllegalArgumentException("train: --resume " + resume + " was trained on " + ckRanks + " rank"
+                            + (ckRanks == 1 ? "" : "s") + " (global batch " + (long) ckRanks * ck.batchSize() + " = "
+                            + ckRanks + " x " + ck.batchSize() + "), this run has " + ranks + ": another rank count "
+                            + "changes the global batch and the data order, so it would not continue the same run; "
+                            + (ckRanks == 1 ? "resume without --distributed" : "resume with mpirun -np " + ckRanks
+                            + " ... --distributed"));
+                }
                 if (classConditional && !ckConfig.isClassConditional()) {
                     throw new IllegalArgumentException("train: --resume " + resume + " is an unconditional model; "
                             + "--class-conditional cannot continue it");
@@ -338,6 +392,7 @@ final class TrainCommand implements Callable<Integer> {
         }
         runMeta.put("data_images", Integer.toString(dataset.size()));
         runMeta.put("run_steps", Integer.toString(steps));
+        if (job != null) runMeta.put(DistributedJob.RANKS_KEY, Integer.toString(job.size()));
 
         try (Backend backend = Backend.open(device.backend)) {
             if (threads > 0) backend.setThreads(threads);
@@ -348,7 +403,7 @@ final class TrainCommand implements Callable<Integer> {
             DeviceOptions.apply(backend, asked);
             try (UNet2DModel model = new UNet2DModel(backend, config, options.seed())) {
                 if (init != null) model.loadFlat(init.weights()); // before the trainer: the EMA starts from them
-                try (Trainer trainer = new Trainer(model, schedule, dataset, options)) {
+                try (Trainer trainer = new Trainer(model, schedule, dataset, options, job == null ? null : job.exchange())) {
                     LossHistory history;
                     try {
                         history = resume != null ? Checkpoint.load(resume, trainer) : new LossHistory();
@@ -356,8 +411,9 @@ final class TrainCommand implements Callable<Integer> {
                         err.println("train: cannot resume: " + Main.describe(e));
                         return 1;
                     }
+                    if (job != null) job.agree(trainer, runMeta);
                     return train(trainer, dataset, history, steps, logEvery, saveEvery, outDir, runMeta, resume, initFrom,
-                            out);
+                            out, job);
                 }
             }
         } catch (UncheckedIOException e) {
@@ -396,7 +452,8 @@ final class TrainCommand implements Callable<Integer> {
     }
 
     private static int train(Trainer trainer, Dataset dataset, LossHistory history, int steps, int logEvery, int saveEvery,
-                             Path outDir, Map<String, String> runMeta, Path resume, Path initFrom, PrintStream out) {
+                             Path outDir, Map<String, String> runMeta, Path resume, Path initFrom, PrintStream out,
+                             DistributedJob job) {
         UNet2DModel model = trainer.model();
         UNet2DConfig config = model.config();
         Trainer.Options o = trainer.options();
@@ -416,6 +473,7 @@ final class TrainCommand implements Callable<Integer> {
                 o.minSnrGamma() > 0 ? String.format(Locale.ROOT, ", min-SNR gamma %.3g", o.minSnrGamma()) : "");
         out.printf(Locale.ROOT, "model: %d parameters, block_out_channels %s; %d steps, %s%n", params,
                 Arrays.toString(config.blockOutChannels()), steps, settings);
+        if (job != null) out.println(job.describe(trainer));
         out.flush();
         String title = String.format(Locale.ROOT, "diffusion4j train: %s data, UNet2DModel %s (%,d parameters), %dx%dx%d",
                 runMeta.get("data"), Arrays.toString(config.blockOutChannels()), params, dataset.height(), dataset.width(),
@@ -443,32 +501,40 @@ final class TrainCommand implements Callable<Integer> {
                 double eta = (steps - s) / its;
                 lastLoss = lossSum / lossCount;
                 out.printf(Locale.ROOT, "step %6d/%d  loss %.5f  grad-norm %.3f  lr %.3g  %.2f it/s  %.1f img/s  ETA %s%n",
-                        s, steps, lastLoss, r.gradNorm(), r.learningRate(), its, its * batch, duration(eta));
+                        s, steps, lastLoss, r.gradNorm(), r.learningRate(), its, its * batch * trainer.worldSize(),
+                        duration(eta));
                 out.flush();
                 last = now;
                 lastStep = s;
                 lossSum = 0;
                 lossCount = 0;
             }
+            if (job != null && job.checkEvery() > 0 && s % job.checkEvery() == 0) job.checkReplicas(trainer, out);
             if (saveEvery > 0 && s % saveEvery == 0 && s != steps) {
-                save(outDir, trainer, history, runMeta, title, subtitle);
+                save(outDir, trainer, history, runMeta, title, subtitle, job);
                 out.printf(Locale.ROOT, "saved: step %d to %s%n", s, outDir.toAbsolutePath());
                 last = System.nanoTime(); // the save is not training time
             }
         }
         double secs = (System.nanoTime() - start) * 1e-9;
-        save(outDir, trainer, history, runMeta, title, subtitle);
+        save(outDir, trainer, history, runMeta, title, subtitle, job);
         long ran = steps - done;
         out.printf(Locale.ROOT, "done: %d steps in %s (%.1f img/s), loss %.5f (first step) -> %.5f (last %d steps); "
                         + "checkpoint written to %s (with loss.csv and loss_curve.png)%n",
-                ran, duration(secs), ran * (double) batch / secs, firstLoss, lastLoss, Math.min(logEvery, ran),
-                outDir.toAbsolutePath());
+                ran, duration(secs), ran * (double) batch * trainer.worldSize() / secs, firstLoss, lastLoss,
+                Math.min(logEvery, ran), outDir.toAbsolutePath());
+        if (job != null) out.println(job.exchangeSummary(secs / ran));
         return 0;
     }
 
     /** The checkpoint with loss.csv and loss_curve.png regenerated from the history, all replaced together. */
     private static void save(Path outDir, Trainer trainer, LossHistory history, Map<String, String> runMeta, String title,
-                             String subtitle) {
+                             String subtitle, DistributedJob job) {
+        if (job != null) {
+            // every rank holds the same weights (checked here); one writer, and the others wait for it at the next step
+            job.checkReplicas(trainer, null);
+            if (job.rank() != 0) return;
+        }
         try {
             Map<String, byte[]> extra = new java.util.LinkedHashMap<>();
             extra.put(TrainingDefaults.LOSS_CSV, history.toCsv().getBytes(java.nio.charset.StandardCharsets.UTF_8));

@@ -164,6 +164,30 @@ public final class Tensor implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Copies the tensor's bytes into native memory (no Java array in between: the gradient exchange of a
+     * data-parallel run moves whole parameter buffers). {@code dst} must be native and hold {@link #byteSize()} bytes.
+     */
+    public void copyTo(MemorySegment dst) {
+        requireNative(dst, "dst");
+        Native.check(d4j_h.d4j_buffer_read(handle(), 0, dst, byteSize()));
+    }
+
+    /** Copies {@link #byteSize()} bytes from native memory {@code src} into the tensor. */
+    public void copyFrom(MemorySegment src) {
+        requireNative(src, "src");
+        Native.check(d4j_h.d4j_buffer_write(handle(), 0, src, byteSize()));
+    }
+
+    private void requireNative(MemorySegment m, String name) {
+        Objects.requireNonNull(m, name);
+        if (!m.isNative()) throw new IllegalArgumentException(name + " must be native memory, got a heap segment");
+        if (m.byteSize() < byteSize()) {
+            throw new IllegalArgumentException(name + " holds " + m.byteSize() + " bytes, " + describe() + " needs "
+                    + byteSize());
+        }
+    }
+
     /** Fills a float32 tensor with one value on its backend (zeroing gradients, poisoning outputs). */
     public void fill(float value) {
         requireType(DType.FLOAT32);

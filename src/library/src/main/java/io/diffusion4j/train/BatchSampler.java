@@ -55,17 +55,31 @@ public final class BatchSampler {
      * (the dataset must be labelled); the random draws are the same either way.
      */
     public void next(float[] dst, int batch, int[] labels) {
+        next(dst, batch, labels, 0, batch);
+    }
+
+    /**
+     * As {@link #next(float[], int, int[])} with the images of rows {@code [from, from + count)} only: the other rows
+     * of {@code dst} are left as they are (one rank of a data-parallel run reads its own rows), while the random
+     * draws and the labels are those of the whole batch.
+     */
+    public void next(float[] dst, int batch, int[] labels, int from, int count) {
         Objects.requireNonNull(dst, "dst");
         int n = data.imageFloats();
         if (batch < 1 || (long) batch * n != dst.length) {
             throw new IllegalArgumentException("dst has " + dst.length + " floats, a batch of " + batch + " images of "
                     + n + " needs " + (long) batch * n);
         }
+        if (from < 0 || count < 0 || from > batch - count) {
+            throw new IllegalArgumentException("rows [" + from + ", " + ((long) from + count) + ") are not inside a batch of "
+                    + batch);
+        }
         int h = data.height(), w = data.width(), c = data.channels();
         for (int b = 0; b < batch; b++) {
             int index = rng.nextInt(data.size());
             if (labels != null) labels[b] = data.label(index);
             boolean flip = flips && rng.nextBoolean();
+            if (b < from || b >= from + count) continue;
             if (!flip) {
                 data.image(index, dst, b * n);
                 continue;

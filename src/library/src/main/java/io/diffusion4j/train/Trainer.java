@@ -38,6 +38,14 @@ import java.util.Objects;
  * state, the parameters, AdamW's m and v and the EMA — is exactly what {@link Checkpoint} saves, so
  * a run is a pure function of its seeds and a resumed run continues bit for bit on the same backend.
  *
+ * <p><b>Data-parallel runs</b> ({@link GradientExchange}, n ranks of batchSize each): every rank draws the same
+ * global batch of {@code n * batchSize} samples, timesteps and label drops from the same host generator and noises
+ * all of it (the noise of row b is the same as in one process at batch {@code n * batchSize}), then runs the model
+ * on its own rows {@code [rank * batchSize, (rank + 1) * batchSize)} only; only those rows' images are read. The
+ * exchange averages the gradients before clipping, so the ranks step identically and follow one process at the
+ * global batch up to the order of the gradient sums. Dropout masks take the offsets of step * n + rank, so ranks do
+ * not share masks (and differ from the one-process run's).
+ *
  * <p>Owns its buffers (m, v, EMA, batch tensors), not the model. Not thread-safe.
  */
 public final class Trainer implements AutoCloseable {
@@ -149,15 +157,20 @@ public final class Trainer implements AutoCloseable {
     private final NativeSchedule nativeSchedule;
     private final Options options;
     private BatchSampler sampler;
-    private final int[] shape; // N, H, W, C
-    private final float[] hostBatch;
+    private final int[] shape; // N, H, W, C of this rank's rows
+    private final GradientExchange exchange; // null: one process
+    private final int rank, world, globalRows;
+    private final float[] hostBatch; // all ranks' rows; only this rank's are read from the data
+    private final int[] globalTimesteps;
     private final int[] timesteps;
     private final float[] timestepsF;
     private final float[] lossWeights; // per timestep (min-SNR-gamma), or null
-    private final int[] labels; // per sample, class-conditional models only (else null)
+    private final int[] labels; // per sample of this rank, class-conditional models only (else null)
+    private final int[] globalLabels; // per sample of the global batch (same condition)
     private final int nullClass; // the label that stands for "no class", or -1
     private final List<Tensor> owned = new ArrayList<>();
     private final Tensor m, v, ema, x0, xT, eps, loss, dOut;
+    private final Tensor globalX0, globalXT, globalEps; // == x0, xT, eps in one process
     private long step;
     private long noiseOffset;
     private boolean closed;
@@ -169,6 +182,24 @@ public final class Trainer implements AutoCloseable {
      * @param options hyper-parameters and seed
      */
     public Trainer(UNet2DModel model, NoiseSchedule schedule, Dataset data, Options options) {
+        this(model, schedule, data, options, null);
+    }
+
+    /**
+     * A trainer that is one rank of a data-parallel run ({@code exchange} not null; see the class comment) or the
+     * only process ({@code exchange} null).
+     *
+     * @param options hyper-parameters; {@code batchSize} is the batch of this rank (the global batch is
+     *     {@code worldSize} times that)
+     */
+    public Trainer(UNet2DModel model, NoiseSchedule schedule, Dataset data, Options options, GradientExchange exchange) {
+        this.exchange = exchange;
+        this.rank = exchange == null ? 0 : exchange.rank();
+        this.world = exchange == null ? 1 : exchange.worldSize();
+        if (world < 1 || rank < 0 || rank >= world) {
+            throw new IllegalArgumentException("rank " + rank + " of " + world + " ranks");
+        }
+        this.globalRows = Math.multiplyExact(Objects.requireNonNull(options, "options").batchSize(), world);
         this.model = Objects.requireNonNull(model, "model");
         this.schedule = Objects.requireNonNull(schedule, "schedule");
         Objects.requireNonNull(data, "data");
@@ -186,6 +217,7 @@ public final class Trainer implements AutoCloseable {
         Integer classes = model.config().numClassEmbeds();
         if (classes == null) {
             this.labels = null;
+            this.globalLabels = null;
             this.nullClass = -1;
         } else {
             int k = data.numClasses();
@@ -203,12 +235,14 @@ public final class Trainer implements AutoCloseable {
                         + (options.condDropProb() == 0 ? " or " + k : ""));
             }
             this.labels = new int[options.batchSize()];
+            this.globalLabels = new int[globalRows];
         }
         this.sampler = new BatchSampler(data, SplitMix64.mix(options.seed() ^ 0x6A09E667F3BCC909L), options.flips());
         this.shape = new int[] {options.batchSize(), data.height(), data.width(), data.channels()};
-        long batchFloats = (long) options.batchSize() * data.imageFloats();
+        long batchFloats = (long) globalRows * data.imageFloats();
         if (batchFloats > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("batch of " + batchFloats + " floats is too large");
         this.hostBatch = new float[(int) batchFloats];
+        this.globalTimesteps = new int[globalRows];
         this.timesteps = new int[options.batchSize()];
         this.timestepsF = new float[options.batchSize()];
         this.lossWeights = options.minSnrGamma() > 0
@@ -224,9 +258,20 @@ public final class Trainer implements AutoCloseable {
             v.fill(0f);
             ema.copyFrom(model.parameters().toFloatArray());
             long[] s = {shape[0], shape[1], shape[2], shape[3]};
-            x0 = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
-            xT = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
-            eps = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+            if (world == 1) {
+                x0 = globalX0 = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+                xT = globalXT = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+                eps = globalEps = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
+            } else {
+                long[] g = {globalRows, shape[1], shape[2], shape[3]};
+                long first = (long) rank * shape[0] * data.imageFloats();
+                globalX0 = own(Tensor.allocate(model.backend(), DType.FLOAT32, g));
+                globalXT = own(Tensor.allocate(model.backend(), DType.FLOAT32, g));
+                globalEps = own(Tensor.allocate(model.backend(), DType.FLOAT32, g));
+                x0 = own(globalX0.view(first, s)); // views close before their tensors (reverse order)
+                xT = own(globalXT.view(first, s));
+                eps = own(globalEps.view(first, s));
+            }
             dOut = own(Tensor.allocate(model.backend(), DType.FLOAT32, s));
             loss = own(Tensor.allocate(model.backend(), DType.FLOAT32, shape[0]));
         } catch (RuntimeException e) {
@@ -257,9 +302,19 @@ public final class Trainer implements AutoCloseable {
         return step;
     }
 
-    /** Images per second would be {@code batchSize * steps / seconds}. */
+    /** Images per second would be {@code batchSize * steps / seconds}; this rank's batch in a data-parallel run. */
     public int batchSize() {
         return options.batchSize();
+    }
+
+    /** The number of ranks of the run (1: one process). */
+    public int worldSize() {
+        return world;
+    }
+
+    /** This trainer's rank (0 in one process). */
+    public int rank() {
+        return rank;
     }
 
     /** AdamW's first moments, flat, in the device layout of {@link UNet2DModel#parameters()}. */
@@ -324,29 +379,35 @@ public final class Trainer implements AutoCloseable {
     /** One optimisation step (see the class comment). */
     public StepResult step() {
         checkOpen();
-        sampler.next(hostBatch, shape[0], labels);
+        int B = shape[0], first = rank * B;
+        sampler.next(hostBatch, globalRows, globalLabels, first, B);
         int T = schedule.numTrainTimesteps();
-        for (int b = 0; b < timesteps.length; b++) {
-            timesteps[b] = sampler.nextInt(T); // same stream: one saved long restores both
-            timestepsF[b] = timesteps[b];
+        for (int b = 0; b < globalRows; b++) {
+            globalTimesteps[b] = sampler.nextInt(T); // same stream: one saved long restores both
         }
-        if (labels != null && nullClass >= 0 && options.condDropProb() > 0) {
-            for (int b = 0; b < labels.length; b++) {
-                if (sampler.nextDouble() < options.condDropProb()) labels[b] = nullClass;
+        if (globalLabels != null && nullClass >= 0 && options.condDropProb() > 0) {
+            for (int b = 0; b < globalRows; b++) {
+                if (sampler.nextDouble() < options.condDropProb()) globalLabels[b] = nullClass;
             }
         }
+        System.arraycopy(globalTimesteps, first, timesteps, 0, B);
+        for (int b = 0; b < B; b++) timestepsF[b] = timesteps[b];
+        if (labels != null) System.arraycopy(globalLabels, first, labels, 0, B);
 
-        x0.copyFrom(hostBatch);
-        DiffusionKernels.addNoise(nativeSchedule, x0, timesteps, options.seed(), noiseOffset, xT, eps);
+        // the whole global batch is noised (cheap next to the model) so that row b's noise is the one-process run's
+        globalX0.copyFrom(hostBatch);
+        DiffusionKernels.addNoise(nativeSchedule, globalX0, globalTimesteps, options.seed(), noiseOffset, globalXT, globalEps);
         // training forward: dropout (when the config has p > 0) with the seed derived from the trainer's
-        // and the offsets [step * R, (step + 1) * R), R = one per resnet: restored with the step count
+        // and the offsets [(step * n + rank) * R, ... + R), R = one per resnet: restored with the step count
         Tensor out = model.forwardTraining(xT, timestepsF, labels, SplitMix64.mix(options.seed() ^ DROPOUT_SEED_SALT),
-                Math.multiplyExact(step, (long) model.dropoutStreams()));
+                Math.multiplyExact(Math.addExact(Math.multiplyExact(step, (long) world), rank),
+                        (long) model.dropoutStreams()));
         DiffusionKernels.diffusionLoss(nativeSchedule, options.prediction(), out, x0, eps, timesteps, lossWeights, loss, dOut);
         model.zeroGradients();
         model.backwardParameters(dOut);
 
         long s = step + 1;
+        if (exchange != null) exchange.allReduceMean(model.gradients(), s);
         double norm = OptimKernels.gradNorm(model.gradients());
         double scale = OptimKernels.clipScale(norm, options.maxGradNorm());
         double lr = learningRate(s);
@@ -360,6 +421,7 @@ public final class Trainer implements AutoCloseable {
         double mean = 0;
         for (float x : l) mean += x;
         mean /= l.length;
+        if (exchange != null) mean = exchange.mean(mean, s);
         step = s;
         noiseOffset++;
         return new StepResult(s, mean, norm, lr, decay);

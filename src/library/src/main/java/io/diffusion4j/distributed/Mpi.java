@@ -1,0 +1,241 @@
+package io.diffusion4j.distributed;
+
+import io.diffusion4j.bindings.mpi.mpi_h;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The MPI library of a data-parallel job, reached through the jextract bindings of Open MPI's {@code mpi.h}
+ * ({@code io.diffusion4j.bindings.mpi}). Nothing here is touched unless a job asks for it, so the library needs no
+ * MPI installed otherwise. One process initialises MPI once ({@link #init}); every call checks its return code and
+ * turns an error into an {@link MpiException} with MPI's own message (the world communicator is switched to
+ * {@code MPI_ERRORS_RETURN} for that, instead of the default that aborts the job from inside the call).
+ *
+ * <p>Open MPI's predefined handles ({@code MPI_COMM_WORLD}, {@code MPI_FLOAT}, ...) are addresses of global
+ * structs, which jextract cannot express; they are looked up here by symbol name. That is Open MPI's ABI: MPICH
+ * encodes its handles as integers and would need bindings generated from its own header.
+ */
+public final class Mpi {
+    /** The system property naming the MPI shared library (default: Open MPI's {@code libmpi.so.40}, then {@code libmpi.so}). */
+    public static final String LIBRARY_PROPERTY = "diffusion4j.mpi.library";
+
+    /** Environment variables a launcher sets for its ranks (Open MPI's mpirun, PMIx, Hydra/PMI, Slurm). */
+    private static final List<String> LAUNCHER_VARIABLES = List.of("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE",
+            "PMI_RANK", "SLURM_NTASKS");
+
+    private static final int RTLD_NOW = 2, RTLD_GLOBAL = 0x100;
+
+    private static Mpi instance; // guarded by Mpi.class
+
+    private final MemorySegment comm, floatType, longType, byteType;
+    private final int rank, size;
+    private final String libraryVersion;
+    private boolean finalized; // guarded by this
+
+    private Mpi(MemorySegment comm, MemorySegment floatType, MemorySegment longType, MemorySegment byteType) {
+        this.comm = comm;
+        this.floatType = floatType;
+        this.longType = longType;
+        this.byteType = byteType;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(ValueLayout.JAVA_INT);
+            check(mpi_h.MPI_Comm_rank(comm, out), "MPI_Comm_rank");
+            this.rank = out.get(ValueLayout.JAVA_INT, 0);
+            check(mpi_h.MPI_Comm_size(comm, out), "MPI_Comm_size");
+            this.size = out.get(ValueLayout.JAVA_INT, 0);
+            MemorySegment text = a.allocate(mpi_h.MPI_MAX_LIBRARY_VERSION_STRING());
+            check(mpi_h.MPI_Get_library_version(text, out), "MPI_Get_library_version");
+            String v = text.getString(0).strip();
+            int nl = v.indexOf('\n');
+            this.libraryVersion = nl < 0 ? v : v.substring(0, nl).strip();
+        }
+    }
+
+    /**
+     * Loads the MPI library and initialises MPI for this process (once; later calls return the same instance).
+     *
+     * @param environment the process environment (to tell a launcher's rank from a process started by hand)
+     * @throws MpiException when no launcher started this process, the library is missing or initialisation fails
+     */
+    public static synchronized Mpi init(Map<String, String> environment) {
+        if (instance != null) return instance;
+        if (LAUNCHER_VARIABLES.stream().noneMatch(environment::containsKey)) {
+            throw new MpiException("this process was not started by an MPI launcher (none of "
+                    + String.join(", ", LAUNCHER_VARIABLES) + " is set): run it as mpirun -np N java ... --distributed");
+        }
+        load();
+        SymbolLookup symbols = SymbolLookup.loaderLookup();
+        MemorySegment comm = handle(symbols, "ompi_mpi_comm_world");
+        MemorySegment floatType = handle(symbols, "ompi_mpi_float");
+        MemorySegment longType = handle(symbols, "ompi_mpi_long");
+        MemorySegment byteType = handle(symbols, "ompi_mpi_byte");
+        MemorySegment errorsReturn = handle(symbols, "ompi_mpi_errors_return");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment flag = a.allocate(ValueLayout.JAVA_INT);
+            check(mpi_h.MPI_Initialized(flag), "MPI_Initialized");
+            if (flag.get(ValueLayout.JAVA_INT, 0) == 0) {
+                // FUNNELED: only the thread that initialised MPI calls it (the trainer's thread)
+                MemorySegment provided = a.allocate(ValueLayout.JAVA_INT);
+                check(mpi_h.MPI_Init_thread(MemorySegment.NULL, MemorySegment.NULL, mpi_h.MPI_THREAD_FUNNELED(), provided),
+                        "MPI_Init_thread");
+            }
+            check(mpi_h.MPI_Comm_set_errhandler(comm, errorsReturn), "MPI_Comm_set_errhandler");
+        }
+        instance = new Mpi(comm, floatType, longType, byteType);
+        return instance;
+    }
+
+    /**
+     * Opens the library with RTLD_GLOBAL first: Open MPI loads its components as plugins that resolve symbols of
+     * libmpi and libopen-pal from the global namespace, which System.load's private (RTLD_LOCAL) open would hide.
+     */
+    private static void load() {
+        String asked = System.getProperty(LIBRARY_PROPERTY);
+        List<String> candidates = asked != null ? List.of(asked) : List.of("libmpi.so.40", "libmpi.so");
+        Linker linker = Linker.nativeLinker();
+        MethodHandle dlopen = linker.downcallHandle(linker.defaultLookup().findOrThrow("dlopen"),
+                FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        MethodHandle dlerror = linker.downcallHandle(linker.defaultLookup().findOrThrow("dlerror"),
+                FunctionDescriptor.of(ValueLayout.ADDRESS));
+        List<String> failures = new ArrayList<>();
+        for (String name : candidates) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment h = (MemorySegment) dlopen.invokeExact(a.allocateFrom(name), RTLD_NOW | RTLD_GLOBAL);
+                if (h.equals(MemorySegment.NULL)) {
+                    MemorySegment e = (MemorySegment) dlerror.invokeExact();
+                    failures.add(e.equals(MemorySegment.NULL) ? name : e.reinterpret(4096).getString(0));
+                    continue;
+                }
+            } catch (Throwable t) {
+                throw new MpiException("cannot call dlopen: " + t, t);
+            }
+            // the same library again through System.load (a second open of the same file: no new copy), so that
+            // this class loader's lookup, which the jextract bindings use, sees its symbols
+            Path resolved = resolve(name);
+            if (resolved == null) {
+                throw new MpiException("MPI library " + name + " was opened but its file was not found on the "
+                        + "library path; set -D" + LIBRARY_PROPERTY + "=/path/to/libmpi.so");
+            }
+            System.load(resolved.toString());
+            return;
+        }
+        throw new MpiException("no MPI library could be loaded (" + String.join("; ", failures) + "): install Open MPI "
+                + "(Debian: openmpi-bin and libopenmpi-dev) or set -D" + LIBRARY_PROPERTY + "=/path/to/libmpi.so");
+    }
+
+    /** The file dlopen found for {@code name}: read back from /proc/self/maps, where the mapping names it. */
+    private static Path resolve(String name) {
+        if (name.indexOf('/') >= 0) return Path.of(name);
+        try {
+            String base = name.endsWith(".so") ? name : name.substring(0, name.indexOf(".so") + 3);
+            for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
+                int slash = line.indexOf('/');
+                if (slash < 0) continue;
+                String file = line.substring(slash);
+                if (Path.of(file).getFileName().toString().startsWith(base)) return Path.of(file);
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            return null;
+        }
+        return null;
+    }
+
+    private static MemorySegment handle(SymbolLookup symbols, String name) {
+        return symbols.find(name).orElseThrow(() -> new MpiException("the MPI library has no symbol " + name
+                + ": diffusion4j's MPI bindings are Open MPI's (MPICH and others need their own)"));
+    }
+
+    /** This process's rank in the world communicator. */
+    public int rank() {
+        return rank;
+    }
+
+    /** The number of ranks. */
+    public int size() {
+        return size;
+    }
+
+    /** The first line of MPI_Get_library_version, e.g. "Open MPI v4.1.4, ...". */
+    public String libraryVersion() {
+        return libraryVersion;
+    }
+
+    /**
+     * All-to-all of {@code count} floats per rank: block {@code j} of {@code send} goes to rank {@code j}, block
+     * {@code i} of {@code recv} comes from rank {@code i}.
+     */
+    void allToAll(MemorySegment send, MemorySegment recv, int count) {
+        check(mpi_h.MPI_Alltoall(send, count, floatType, recv, count, floatType, comm), "MPI_Alltoall");
+    }
+
+    /** All-gather of {@code count} floats per rank into {@code recv} (rank order). */
+    void allGather(MemorySegment send, MemorySegment recv, int count) {
+        check(mpi_h.MPI_Allgather(send, count, floatType, recv, count, floatType, comm), "MPI_Allgather");
+    }
+
+    /** All-gather of {@code count} longs per rank into {@code recv} (rank order). */
+    void allGatherLongs(MemorySegment send, MemorySegment recv, int count) {
+        check(mpi_h.MPI_Allgather(send, count, longType, recv, count, longType, comm), "MPI_Allgather");
+    }
+
+    /** Starts a send of {@code count} longs; the returned request is polled with {@link #test}. */
+    MemorySegment isend(MemorySegment buf, int count, int dest, int tag, Arena a) {
+        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
+        check(mpi_h.MPI_Isend(buf, count, longType, dest, tag, comm, request), "MPI_Isend");
+        return request;
+    }
+
+    /** Starts a receive of {@code count} longs from {@code source}. */
+    MemorySegment irecv(MemorySegment buf, int count, int source, int tag, Arena a) {
+        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
+        check(mpi_h.MPI_Irecv(buf, count, longType, source, tag, comm, request), "MPI_Irecv");
+        return request;
+    }
+
+    /** Whether the request has completed (then MPI has freed it). */
+    boolean test(MemorySegment request, Arena a) {
+        MemorySegment flag = a.allocate(ValueLayout.JAVA_INT);
+        check(mpi_h.MPI_Test(request, flag, MemorySegment.NULL), "MPI_Test");
+        return flag.get(ValueLayout.JAVA_INT, 0) != 0;
+    }
+
+    /**
+     * Ends the whole job: MPI_Abort makes the launcher kill every rank, which is how a rank that found another one
+     * dead or hung stops the job instead of waiting forever. Does not return.
+     */
+    public void abort(int code) {
+        mpi_h.MPI_Abort(comm, code);
+        Runtime.getRuntime().halt(code); // MPI_Abort should not return; if it does, this process still ends
+    }
+
+    /** Shuts MPI down (all ranks must call it); idempotent. */
+    public synchronized void finish() {
+        if (finalized) return;
+        finalized = true;
+        check(mpi_h.MPI_Finalize(), "MPI_Finalize");
+    }
+
+    private static void check(int code, String call) {
+        if (code == 0) return;
+        String text;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(mpi_h.MPI_MAX_ERROR_STRING() + 1L);
+            MemorySegment len = a.allocate(ValueLayout.JAVA_INT);
+            text = mpi_h.MPI_Error_string(code, s, len) == 0 ? s.getString(0) : "error " + code;
+        } catch (RuntimeException e) {
+            text = "error " + code;
+        }
+        throw new MpiException(String.format(Locale.ROOT, "%s failed: %s", call, text));
+    }
+}
