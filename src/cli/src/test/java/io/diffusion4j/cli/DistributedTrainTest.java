@@ -1,0 +1,311 @@
+package io.diffusion4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.diffusion4j.io.SafeTensors;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code train --distributed} as a real 2-rank MPI job ({@code mpirun --oversubscribe}, Open MPI from Debian's
+ * openmpi-bin): the ranks against one process at the global batch, bit-identical replicas, resume, refusals, and a
+ * rank that dies or hangs. Fails (does not skip) when mpirun is missing: .ci/run installs it.
+ */
+class DistributedTrainTest {
+    /** 2 ranks x 3 images against 1 process x 6: the same samples, noise and timesteps, sums in another order. */
+    private static final double ATOL = 1e-5, RTOL = 1e-3;
+    private static final List<String> SMALL = List.of("--batch-size", "3", "--lr", "2e-3", "--warmup", "2", "--seed", "7");
+
+    private static String mpirun;
+
+    @BeforeAll
+    static void findMpirun() {
+        for (String dir : (System.getenv().getOrDefault("PATH", "") + ":/usr/bin:/usr/local/bin").split(":")) {
+            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "mpirun"))) {
+                mpirun = Path.of(dir, "mpirun").toString();
+                return;
+            }
+        }
+        fail("mpirun not found: install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev)");
+    }
+
+    @Test
+    void twoRanksHoldIdenticalWeightsAndFollowOneProcessAtTheGlobalBatch(@TempDir Path tmp) throws Exception {
+        Path two = tmp.resolve("two"), one = tmp.resolve("one");
+        Job job = Job.start(2, tmp, concat(SMALL, List.of("--steps", "5", "--log-every", "1", "--check-replicas-every",
+                "1", "--out", two.toString())));
+        job.awaitExit(120);
+        assertEquals(0, job.exit(), job.output());
+        for (int s = 1; s <= 5; s++) {
+            assertTrue(job.output().contains("replicas: weights identical on 2 ranks after step " + s + " "), job.output());
+        }
+        assertTrue(job.output().contains("global batch 6 = 2 x 3"), job.output());
+        assertTrue(job.output().matches("(?s).*all-reduce \\(rank 0\\): [0-9.]+ MB sent.*"), job.output());
+        assertEquals(1, count(job.output(), "done: 5 steps"), "only rank 0 reports: " + job.output());
+
+        CliRun single = CliRun.of(concat(List.of("train", "--threads", "1", "--batch-size", "6", "--lr", "2e-3", "--warmup",
+                "2", "--seed", "7", "--steps", "5", "--out", one.toString())).toArray(String[]::new));
+        assertEquals(0, single.exit(), single.err());
+        Map<String, float[]> a = weights(one), b = weights(two);
+        assertEquals(a.keySet(), b.keySet());
+        double worst = 0;
+        boolean anyDifferent = false;
+        for (String k : a.keySet()) {
+            float[] x = a.get(k), y = b.get(k);
+            for (int i = 0; i < x.length; i++) {
+                double d = Math.abs((double) x[i] - y[i]);
+                anyDifferent |= x[i] != y[i];
+                worst = Math.max(worst, d / (ATOL + RTOL * Math.abs(x[i])));
+                if (d > ATOL + RTOL * Math.abs(x[i])) {
+                    fail(k + "[" + i + "]: one process " + x[i] + ", two ranks " + y[i]);
+                }
+            }
+        }
+        // not bit for bit: each rank sums its own 3 rows' weight gradients, then the two partial sums are added
+        assertTrue(anyDifferent, "2 ranks gave exactly the one-process weights: is the job really running 2 ranks?");
+        assertTrue(worst < 1, "worst |diff| / (atol + rtol |ref|) = " + worst);
+        // the losses of every step agree to the printed digits
+        assertEquals(lossColumn(one), lossColumn(two));
+        try (SafeTensors.Reader r = SafeTensors.open(two.resolve("training_state.safetensors"))) {
+            assertEquals("2", r.metadata().get("world_size"));
+        }
+    }
+
+    @Test
+    void resumeContinuesBitForBitWithTheSameRanksAndRefusesAnotherCount(@TempDir Path tmp) throws Exception {
+        Path straight = tmp.resolve("straight"), split = tmp.resolve("split");
+        Job a = Job.start(2, tmp, concat(SMALL, List.of("--steps", "4", "--out", straight.toString())));
+        Job b = null;
+        a.awaitExit(120);
+        assertEquals(0, a.exit(), a.output());
+        b = Job.start(2, tmp, concat(SMALL, List.of("--steps", "2", "--out", split.toString())));
+        b.awaitExit(120);
+        assertEquals(0, b.exit(), b.output());
+        Job c = Job.start(2, tmp, List.of("--resume", split.toString(), "--steps", "4"));
+        c.awaitExit(120);
+        assertEquals(0, c.exit(), c.output());
+        assertTrue(c.output().contains("at step 2 of 4"), c.output());
+        Map<String, float[]> x = weights(straight), y = weights(split);
+        for (String k : x.keySet()) assertArrayEquals(x.get(k), y.get(k), k + " after resume");
+
+        CliRun oneProcess = CliRun.of("train", "--resume", split.toString(), "--steps", "6");
+        assertEquals(2, oneProcess.exit(), oneProcess.out() + oneProcess.err());
+        assertTrue(oneProcess.err().contains("was trained on 2 ranks (global batch 6 = 2 x 3), this run has 1")
+                && oneProcess.err().contains("mpirun -np 2"), oneProcess.err());
+    }
+
+    @Test
+    void ranksGivenDifferentSettingsRefuseToStart(@TempDir Path tmp) throws Exception {
+        // MPMD launch: rank 1 gets another seed; the settings check stops the job before any step
+        List<String> cmd = new ArrayList<>(Job.launcher());
+        cmd.addAll(List.of("-np", "1"));
+        cmd.addAll(Job.java(concat(SMALL, List.of("--steps", "2", "--out", tmp.resolve("x").toString()))));
+        cmd.addAll(List.of(":", "-np", "1"));
+        cmd.addAll(Job.java(concat(List.of("--batch-size", "3", "--lr", "2e-3", "--warmup", "2", "--seed", "8"),
+                List.of("--steps", "2", "--out", tmp.resolve("x").toString()))));
+        Job j = Job.start(cmd, tmp);
+        j.awaitExit(120);
+        assertNotEquals(0, j.exit(), j.output());
+        assertTrue(j.output().contains("the run's settings (command line, data, checkpoint state) differs between the ranks"),
+                j.output());
+        assertTrue(!Files.exists(tmp.resolve("x")), "nothing written");
+    }
+
+    @Test
+    void aKilledRankEndsTheJobNamingIt(@TempDir Path tmp) throws Exception {
+        Job j = Job.start(2, tmp, concat(SMALL, List.of("--steps", "100000", "--log-every", "1", "--out",
+                tmp.resolve("k").toString())));
+        j.awaitOutput("step      2/", 120);
+        ProcessHandle victim = j.rankProcess(1);
+        victim.destroyForcibly();
+        long t0 = System.nanoTime();
+        j.awaitExit(60);
+        assertNotEquals(0, j.exit(), j.output());
+        assertTrue(j.output().contains("rank 1"), "the launcher names the dead rank: " + j.output());
+        assertTrue((System.nanoTime() - t0) * 1e-9 < 60);
+    }
+
+    @Test
+    void aHungRankIsNamedByRankZeroWithinTheTimeout(@TempDir Path tmp) throws Exception {
+        Job j = Job.start(2, tmp, concat(SMALL, List.of("--steps", "100000", "--log-every", "1", "--rank-timeout", "3",
+                "--out", tmp.resolve("h").toString())));
+        j.awaitOutput("step      2/", 120);
+        ProcessHandle victim = j.rankProcess(1);
+        long pid = victim.pid();
+        try {
+            signal("STOP", pid);
+            long t0 = System.nanoTime();
+            j.awaitExit(60);
+            double secs = (System.nanoTime() - t0) * 1e-9;
+            assertNotEquals(0, j.exit(), j.output());
+            assertTrue(j.output().contains("rank 1 did not reach the gradient exchange of step"), j.output());
+            assertTrue(secs < 40, "ended " + secs + " s after the hang");
+        } finally {
+            if (victim.isAlive()) {
+                signal("CONT", pid);
+                victim.destroyForcibly();
+            }
+        }
+    }
+
+    @Test
+    void withoutALauncherTheCommandSaysHowToStartIt(@TempDir Path tmp) {
+        CliRun r = CliRun.of("train", "--distributed", "--steps", "1", "--out", tmp.resolve("n").toString());
+        assertEquals(1, r.exit(), r.out() + r.err());
+        assertTrue(r.err().contains("not started by an MPI launcher") && r.err().contains("mpirun -np N"), r.err());
+        CliRun flags = CliRun.of("train", "--rank-timeout", "5", "--steps", "1");
+        assertEquals(2, flags.exit());
+        assertTrue(flags.err().contains("apply to --distributed runs"), flags.err());
+    }
+
+    private static void signal(String sig, long pid) throws Exception {
+        Process p = new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).inheritIO().start();
+        assertEquals(0, p.waitFor(), "kill -" + sig + " " + pid);
+    }
+
+    private static Map<String, float[]> weights(Path dir) throws IOException {
+        Map<String, float[]> out = new java.util.TreeMap<>();
+        for (var e : SafeTensors.readAll(dir.resolve("diffusion_pytorch_model.safetensors")).entrySet()) {
+            out.put(e.getKey(), e.getValue().data());
+        }
+        return out;
+    }
+
+    /** loss.csv's loss column (step, loss, lr, grad_norm), rounded to 4 significant digits. */
+    private static List<String> lossColumn(Path dir) throws IOException {
+        List<String> out = new ArrayList<>();
+        for (String line : Files.readAllLines(dir.resolve("loss.csv"))) {
+            String v = line.split(",")[1];
+            try {
+                out.add(String.format(java.util.Locale.ROOT, "%.4g", Double.parseDouble(v)));
+            } catch (NumberFormatException e) {
+                out.add(v); // the header
+            }
+        }
+        return out;
+    }
+
+    private static int count(String s, String what) {
+        int n = 0;
+        for (int i = s.indexOf(what); i >= 0; i = s.indexOf(what, i + 1)) n++;
+        return n;
+    }
+
+    @SafeVarargs
+    private static List<String> concat(List<String>... parts) {
+        List<String> out = new ArrayList<>();
+        for (List<String> p : parts) out.addAll(p);
+        return out;
+    }
+
+    /** An mpirun job of {@code train --distributed}; its output (all ranks and mpirun's) collected. */
+    private static final class Job {
+        final Process process;
+        private final StringBuffer output = new StringBuffer();
+
+        private Job(Process p) {
+            this.process = p;
+            Thread.ofPlatform().daemon(true).start(() -> {
+                try {
+                    byte[] buf = new byte[8192];
+                    for (int n; (n = p.getInputStream().read(buf)) > 0; ) {
+                        output.append(new String(buf, 0, n, StandardCharsets.UTF_8));
+                    }
+                } catch (IOException e) {
+                    output.append("\n(reading the job's output failed: ").append(e).append(")\n");
+                }
+            });
+        }
+
+        static List<String> launcher() {
+            List<String> cmd = new ArrayList<>(List.of(mpirun, "--oversubscribe",
+                    // no cross-memory attach: containers often forbid the ptrace it needs
+                    "--mca", "btl_vader_single_copy_mechanism", "none"));
+            if ("root".equals(System.getProperty("user.name"))) cmd.add("--allow-run-as-root");
+            return cmd;
+        }
+
+        static List<String> java(List<String> trainArgs) {
+            List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
+            for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
+                String v = System.getProperty(p);
+                if (v != null) cmd.add("-D" + p + "=" + v);
+            }
+            cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "train", "--distributed",
+                    "--threads", "1"));
+            cmd.addAll(trainArgs);
+            return cmd;
+        }
+
+        static Job start(int ranks, Path dir, List<String> trainArgs) throws IOException {
+            List<String> cmd = new ArrayList<>(launcher());
+            cmd.addAll(List.of("-np", Integer.toString(ranks)));
+            cmd.addAll(java(trainArgs));
+            return start(cmd, dir);
+        }
+
+        static Job start(List<String> cmd, Path dir) throws IOException {
+            ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true);
+            pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for the ranks
+            return new Job(pb.start());
+        }
+
+        void awaitExit(int seconds) throws InterruptedException {
+            if (!process.waitFor(seconds, TimeUnit.SECONDS)) {
+                process.descendants().forEach(ProcessHandle::destroyForcibly);
+                process.destroyForcibly();
+                fail("the job did not end within " + seconds + " s:\n" + output);
+            }
+            Thread.sleep(100); // the reader's last bytes
+        }
+
+        void awaitOutput(String text, int seconds) throws InterruptedException {
+            long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+            while (!output.toString().contains(text)) {
+                if (!process.isAlive()) fail("the job ended before printing '" + text + "':\n" + output);
+                if (System.nanoTime() > deadline) {
+                    process.descendants().forEach(ProcessHandle::destroyForcibly);
+                    fail("no '" + text + "' within " + seconds + " s:\n" + output);
+                }
+                Thread.sleep(50);
+            }
+        }
+
+        /** The java process of rank {@code r}: the launcher's descendant whose environment says so. */
+        ProcessHandle rankProcess(int r) throws IOException {
+            for (ProcessHandle h : process.descendants().toList()) {
+                Path env = Path.of("/proc", Long.toString(h.pid()), "environ");
+                if (!Files.isReadable(env)) continue;
+                String e = new String(Files.readAllBytes(env), StandardCharsets.UTF_8);
+                if (("\0" + e).contains("\0OMPI_COMM_WORLD_RANK=" + r + "\0")
+                        && h.info().command().orElse("").endsWith("java")) {
+                    return h;
+                }
+            }
+            fail("no process of rank " + r + " among " + process.descendants().toList());
+            return null;
+        }
+
+        int exit() {
+            return process.exitValue();
+        }
+
+        String output() {
+            return output.toString();
+        }
+    }
+}
