@@ -81,19 +81,23 @@ final class DistributedJob {
             rc = body.call();
         } catch (Throwable e) {
             String m = e.getMessage() == null ? e.toString() : e.getMessage();
-            err.printf(Locale.ROOT, "train: rank %d of %d: %s; ending the job%n", rank(), size(), m);
-            err.flush();
+            say(String.format(Locale.ROOT, "train: rank %d of %d: %s; ending the job", rank(), size(), m));
             mpi.abort(e instanceof picocli.CommandLine.ParameterException ? 2 : 1);
             return 1; // not reached
         }
         if (rc != 0) {
-            err.printf(Locale.ROOT, "train: rank %d of %d stopped with exit code %d; ending the job%n", rank(), size(), rc);
-            err.flush();
+            say(String.format(Locale.ROOT, "train: rank %d of %d stopped with exit code %d; ending the job", rank(), size(), rc));
             mpi.abort(rc);
         }
         exchange.close();
         mpi.finish();
         return 0;
+    }
+
+    /** One write per line: the ranks share the launcher's stderr, and split writes interleave. */
+    private void say(String line) {
+        err.print(line + System.lineSeparator());
+        err.flush();
     }
 
     /** Refuses to start when the ranks were given different settings or hold different initial weights. */
@@ -138,7 +142,7 @@ final class DistributedJob {
     String exchangeSummary(double secondsPerStep) {
         double ex = exchange.meanExchangeSeconds(), wait = exchange.meanWaitSeconds();
         return String.format(Locale.ROOT, "all-reduce (rank 0): %.2f MB sent and %.2f MB received per step, %.2f ms per "
-                        + "step (%.1f%% of a %.1f ms step), plus %.2f ms waiting at the check-in for the slowest rank",
+                        + "step after the first (%.1f%% of a %.1f ms step), plus %.2f ms waiting at the check-in for the slowest rank",
                 exchange.bytesPerExchange() / 1e6, exchange.bytesPerExchange() / 1e6, ex * 1e3,
                 100 * ex / secondsPerStep, secondsPerStep * 1e3, wait * 1e3);
     }
