@@ -121,7 +121,7 @@ public class mpi_h extends mpi_h$shared {
         }
     }
 
-    private static class MPI_Allgather {
+    private static class MPI_Iallgather {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             mpi_h.C_INT,
             mpi_h.C_POINTER,
@@ -130,10 +130,11 @@ public class mpi_h extends mpi_h$shared {
             mpi_h.C_POINTER,
             mpi_h.C_INT,
             mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
             mpi_h.C_POINTER
         );
 
-        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Allgather");
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Iallgather");
 
         public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
     }
@@ -141,45 +142,45 @@ public class mpi_h extends mpi_h$shared {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
+     * int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static FunctionDescriptor MPI_Allgather$descriptor() {
-        return MPI_Allgather.DESC;
+    public static FunctionDescriptor MPI_Iallgather$descriptor() {
+        return MPI_Iallgather.DESC;
     }
 
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
+     * int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static MethodHandle MPI_Allgather$handle() {
-        return MPI_Allgather.HANDLE;
+    public static MethodHandle MPI_Iallgather$handle() {
+        return MPI_Iallgather.HANDLE;
     }
 
     /**
      * Address for:
      * {@snippet lang=c :
-     * int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
+     * int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static MemorySegment MPI_Allgather$address() {
-        return MPI_Allgather.ADDR;
+    public static MemorySegment MPI_Iallgather$address() {
+        return MPI_Iallgather.ADDR;
     }
 
     /**
      * {@snippet lang=c :
-     * int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
+     * int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static int MPI_Allgather(MemorySegment sendbuf, int sendcount, MemorySegment sendtype, MemorySegment recvbuf, int recvcount, MemorySegment recvtype, MemorySegment comm) {
-        var mh$ = MPI_Allgather.HANDLE;
+    public static int MPI_Iallgather(MemorySegment sendbuf, int sendcount, MemorySegment sendtype, MemorySegment recvbuf, int recvcount, MemorySegment recvtype, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Iallgather.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("MPI_Allgather", sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm);
+                traceDowncall("MPI_Iallgather", sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm, request);
             }
-            return (int)mh$.invokeExact(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm);
+            return (int)mh$.invokeExact(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm, request);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -187,7 +188,7 @@ public class mpi_h extends mpi_h$shared {
         }
     }
 
-    private static class MPI_Alltoall {
+    private static class MPI_Ialltoall {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             mpi_h.C_INT,
             mpi_h.C_POINTER,
@@ -196,134 +197,11 @@ public class mpi_h extends mpi_h$shared {
             mpi_h.C_POINTER,
             mpi_h.C_INT,
             mpi_h.C_POINTER,
-            mpi_h.C_POINTER
-        );
-
-        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Alltoall");
-
-        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
-    }
-
-    /**
-     * Function descriptor for:
-     * {@snippet lang=c :
-     * int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
-     * }
-     */
-    public static FunctionDescriptor MPI_Alltoall$descriptor() {
-        return MPI_Alltoall.DESC;
-    }
-
-    /**
-     * Downcall method handle for:
-     * {@snippet lang=c :
-     * int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
-     * }
-     */
-    public static MethodHandle MPI_Alltoall$handle() {
-        return MPI_Alltoall.HANDLE;
-    }
-
-    /**
-     * Address for:
-     * {@snippet lang=c :
-     * int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
-     * }
-     */
-    public static MemorySegment MPI_Alltoall$address() {
-        return MPI_Alltoall.ADDR;
-    }
-
-    /**
-     * {@snippet lang=c :
-     * int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm)
-     * }
-     */
-    public static int MPI_Alltoall(MemorySegment sendbuf, int sendcount, MemorySegment sendtype, MemorySegment recvbuf, int recvcount, MemorySegment recvtype, MemorySegment comm) {
-        var mh$ = MPI_Alltoall.HANDLE;
-        try {
-            if (TRACE_DOWNCALLS) {
-                traceDowncall("MPI_Alltoall", sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm);
-            }
-            return (int)mh$.invokeExact(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm);
-        } catch (Error | RuntimeException ex) {
-           throw ex;
-        } catch (Throwable ex$) {
-           throw new AssertionError("should not reach here", ex$);
-        }
-    }
-
-    private static class MPI_Barrier {
-        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
-            mpi_h.C_INT,
-            mpi_h.C_POINTER
-        );
-
-        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Barrier");
-
-        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
-    }
-
-    /**
-     * Function descriptor for:
-     * {@snippet lang=c :
-     * int MPI_Barrier(MPI_Comm comm)
-     * }
-     */
-    public static FunctionDescriptor MPI_Barrier$descriptor() {
-        return MPI_Barrier.DESC;
-    }
-
-    /**
-     * Downcall method handle for:
-     * {@snippet lang=c :
-     * int MPI_Barrier(MPI_Comm comm)
-     * }
-     */
-    public static MethodHandle MPI_Barrier$handle() {
-        return MPI_Barrier.HANDLE;
-    }
-
-    /**
-     * Address for:
-     * {@snippet lang=c :
-     * int MPI_Barrier(MPI_Comm comm)
-     * }
-     */
-    public static MemorySegment MPI_Barrier$address() {
-        return MPI_Barrier.ADDR;
-    }
-
-    /**
-     * {@snippet lang=c :
-     * int MPI_Barrier(MPI_Comm comm)
-     * }
-     */
-    public static int MPI_Barrier(MemorySegment comm) {
-        var mh$ = MPI_Barrier.HANDLE;
-        try {
-            if (TRACE_DOWNCALLS) {
-                traceDowncall("MPI_Barrier", comm);
-            }
-            return (int)mh$.invokeExact(comm);
-        } catch (Error | RuntimeException ex) {
-           throw ex;
-        } catch (Throwable ex$) {
-           throw new AssertionError("should not reach here", ex$);
-        }
-    }
-
-    private static class MPI_Bcast {
-        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
-            mpi_h.C_INT,
             mpi_h.C_POINTER,
-            mpi_h.C_INT,
-            mpi_h.C_POINTER,
-            mpi_h.C_INT,
             mpi_h.C_POINTER
         );
 
-        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Bcast");
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Ialltoall");
 
         public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
     }
@@ -331,105 +209,45 @@ public class mpi_h extends mpi_h$shared {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * int MPI_Bcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm)
+     * int MPI_Ialltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static FunctionDescriptor MPI_Bcast$descriptor() {
-        return MPI_Bcast.DESC;
+    public static FunctionDescriptor MPI_Ialltoall$descriptor() {
+        return MPI_Ialltoall.DESC;
     }
 
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * int MPI_Bcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm)
+     * int MPI_Ialltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static MethodHandle MPI_Bcast$handle() {
-        return MPI_Bcast.HANDLE;
+    public static MethodHandle MPI_Ialltoall$handle() {
+        return MPI_Ialltoall.HANDLE;
     }
 
     /**
      * Address for:
      * {@snippet lang=c :
-     * int MPI_Bcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm)
+     * int MPI_Ialltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static MemorySegment MPI_Bcast$address() {
-        return MPI_Bcast.ADDR;
+    public static MemorySegment MPI_Ialltoall$address() {
+        return MPI_Ialltoall.ADDR;
     }
 
     /**
      * {@snippet lang=c :
-     * int MPI_Bcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm)
+     * int MPI_Ialltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
      * }
      */
-    public static int MPI_Bcast(MemorySegment buffer, int count, MemorySegment datatype, int root, MemorySegment comm) {
-        var mh$ = MPI_Bcast.HANDLE;
+    public static int MPI_Ialltoall(MemorySegment sendbuf, int sendcount, MemorySegment sendtype, MemorySegment recvbuf, int recvcount, MemorySegment recvtype, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Ialltoall.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("MPI_Bcast", buffer, count, datatype, root, comm);
+                traceDowncall("MPI_Ialltoall", sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm, request);
             }
-            return (int)mh$.invokeExact(buffer, count, datatype, root, comm);
-        } catch (Error | RuntimeException ex) {
-           throw ex;
-        } catch (Throwable ex$) {
-           throw new AssertionError("should not reach here", ex$);
-        }
-    }
-
-    private static class MPI_Cancel {
-        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
-            mpi_h.C_INT,
-            mpi_h.C_POINTER
-        );
-
-        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Cancel");
-
-        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
-    }
-
-    /**
-     * Function descriptor for:
-     * {@snippet lang=c :
-     * int MPI_Cancel(MPI_Request *request)
-     * }
-     */
-    public static FunctionDescriptor MPI_Cancel$descriptor() {
-        return MPI_Cancel.DESC;
-    }
-
-    /**
-     * Downcall method handle for:
-     * {@snippet lang=c :
-     * int MPI_Cancel(MPI_Request *request)
-     * }
-     */
-    public static MethodHandle MPI_Cancel$handle() {
-        return MPI_Cancel.HANDLE;
-    }
-
-    /**
-     * Address for:
-     * {@snippet lang=c :
-     * int MPI_Cancel(MPI_Request *request)
-     * }
-     */
-    public static MemorySegment MPI_Cancel$address() {
-        return MPI_Cancel.ADDR;
-    }
-
-    /**
-     * {@snippet lang=c :
-     * int MPI_Cancel(MPI_Request *request)
-     * }
-     */
-    public static int MPI_Cancel(MemorySegment request) {
-        var mh$ = MPI_Cancel.HANDLE;
-        try {
-            if (TRACE_DOWNCALLS) {
-                traceDowncall("MPI_Cancel", request);
-            }
-            return (int)mh$.invokeExact(request);
+            return (int)mh$.invokeExact(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm, request);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -1109,66 +927,6 @@ public class mpi_h extends mpi_h$shared {
                 traceDowncall("MPI_Isend", buf, count, datatype, dest, tag, comm, request);
             }
             return (int)mh$.invokeExact(buf, count, datatype, dest, tag, comm, request);
-        } catch (Error | RuntimeException ex) {
-           throw ex;
-        } catch (Throwable ex$) {
-           throw new AssertionError("should not reach here", ex$);
-        }
-    }
-
-    private static class MPI_Request_free {
-        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
-            mpi_h.C_INT,
-            mpi_h.C_POINTER
-        );
-
-        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("MPI_Request_free");
-
-        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
-    }
-
-    /**
-     * Function descriptor for:
-     * {@snippet lang=c :
-     * int MPI_Request_free(MPI_Request *request)
-     * }
-     */
-    public static FunctionDescriptor MPI_Request_free$descriptor() {
-        return MPI_Request_free.DESC;
-    }
-
-    /**
-     * Downcall method handle for:
-     * {@snippet lang=c :
-     * int MPI_Request_free(MPI_Request *request)
-     * }
-     */
-    public static MethodHandle MPI_Request_free$handle() {
-        return MPI_Request_free.HANDLE;
-    }
-
-    /**
-     * Address for:
-     * {@snippet lang=c :
-     * int MPI_Request_free(MPI_Request *request)
-     * }
-     */
-    public static MemorySegment MPI_Request_free$address() {
-        return MPI_Request_free.ADDR;
-    }
-
-    /**
-     * {@snippet lang=c :
-     * int MPI_Request_free(MPI_Request *request)
-     * }
-     */
-    public static int MPI_Request_free(MemorySegment request) {
-        var mh$ = MPI_Request_free.HANDLE;
-        try {
-            if (TRACE_DOWNCALLS) {
-                traceDowncall("MPI_Request_free", request);
-            }
-            return (int)mh$.invokeExact(request);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

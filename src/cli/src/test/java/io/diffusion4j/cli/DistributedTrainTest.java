@@ -25,8 +25,12 @@ import org.junit.jupiter.api.io.TempDir;
  * rank that dies or hangs. Fails (does not skip) when mpirun is missing: .ci/run installs it.
  */
 class DistributedTrainTest {
-    /** 2 ranks x 3 images against 1 process x 6: the same samples, noise and timesteps, sums in another order. */
-    private static final double ATOL = 1e-5, RTOL = 1e-3;
+    /**
+     * 2 ranks x 3 images against 1 process x 6 (the same samples, noise and timesteps; the gradients summed in another
+     * order): ||two - one|| / ||one - start||, the difference relative to how far training moved the weights. Not
+     * elementwise: where a gradient is near zero AdamW turns a rounding difference into an update of up to lr.
+     */
+    private static final double REL_L2 = 1e-3;
     private static final List<String> SMALL = List.of("--batch-size", "3", "--lr", "2e-3", "--warmup", "2", "--seed", "7");
 
     private static String mpirun;
@@ -59,29 +63,55 @@ class DistributedTrainTest {
         CliRun single = CliRun.of(concat(List.of("train", "--threads", "1", "--batch-size", "6", "--lr", "2e-3", "--warmup",
                 "2", "--seed", "7", "--steps", "5", "--out", one.toString())).toArray(String[]::new));
         assertEquals(0, single.exit(), single.err());
-        Map<String, float[]> a = weights(one), b = weights(two);
-        assertEquals(a.keySet(), b.keySet());
-        double worst = 0;
-        boolean anyDifferent = false;
-        for (String k : a.keySet()) {
-            float[] x = a.get(k), y = b.get(k);
-            for (int i = 0; i < x.length; i++) {
-                double d = Math.abs((double) x[i] - y[i]);
-                anyDifferent |= x[i] != y[i];
-                worst = Math.max(worst, d / (ATOL + RTOL * Math.abs(x[i])));
-                if (d > ATOL + RTOL * Math.abs(x[i])) {
-                    fail(k + "[" + i + "]: one process " + x[i] + ", two ranks " + y[i]);
-                }
-            }
-        }
-        // not bit for bit: each rank sums its own 3 rows' weight gradients, then the two partial sums are added
-        assertTrue(anyDifferent, "2 ranks gave exactly the one-process weights: is the job really running 2 ranks?");
-        assertTrue(worst < 1, "worst |diff| / (atol + rtol |ref|) = " + worst);
+        assertCloseNotEqual(one, two, List.of("--seed", "7"));
         // the losses of every step agree to the printed digits
         assertEquals(lossColumn(one), lossColumn(two));
         try (SafeTensors.Reader r = SafeTensors.open(two.resolve("training_state.safetensors"))) {
             assertEquals("2", r.metadata().get("world_size"));
         }
+    }
+
+    /**
+     * The same through the CUDA backend (on the simulator here): the gradients are staged through host memory, so the
+     * exchange is the CPU run's. One step of batch 1 per rank (the simulator runs a step in seconds).
+     */
+    @Test
+    void twoRanksOnTheCudaBackendStageThroughTheHost(@TempDir Path tmp) throws Exception {
+        Path two = tmp.resolve("two"), one = tmp.resolve("one");
+        List<String> args = List.of("--backend", "cuda-sim", "--lr", "2e-3", "--warmup", "2", "--seed", "7", "--steps", "1");
+        Job job = Job.start(2, tmp, concat(args, List.of("--batch-size", "1", "--check-replicas-every", "1", "--out",
+                two.toString())));
+        job.awaitExit(300);
+        assertEquals(0, job.exit(), job.output());
+        assertTrue(job.output().contains("on cuda-sim") && job.output().contains("replicas: weights identical on 2 ranks "
+                + "after step 1 "), job.output());
+        CliRun single = CliRun.of(concat(List.of("train", "--threads", "1", "--batch-size", "2", "--out", one.toString()),
+                args).toArray(String[]::new));
+        assertEquals(0, single.exit(), single.err());
+        assertCloseNotEqual(one, two, List.of("--seed", "7"));
+    }
+
+    /** The checkpoints in {@code one} and {@code two} within REL_L2 of each other (see there), and not equal. */
+    private static void assertCloseNotEqual(Path one, Path two, List<String> seedArgs) throws IOException {
+        Path start = one.resolveSibling("start");
+        // lr 0: AdamW leaves the weights as initialised (the decay is scaled by lr too)
+        CliRun init = CliRun.of(concat(List.of("train", "--threads", "1", "--steps", "1", "--lr", "0", "--out",
+                start.toString()), seedArgs).toArray(String[]::new));
+        assertEquals(0, init.exit(), init.err());
+        Map<String, float[]> s0 = weights(start), a = weights(one), b = weights(two);
+        assertEquals(a.keySet(), b.keySet());
+        double d = 0, moved = 0;
+        for (String k : a.keySet()) {
+            float[] x0 = s0.get(k), x = a.get(k), y = b.get(k);
+            for (int i = 0; i < x.length; i++) {
+                d += ((double) y[i] - x[i]) * ((double) y[i] - x[i]);
+                moved += ((double) x[i] - x0[i]) * ((double) x[i] - x0[i]);
+            }
+        }
+        double rel = Math.sqrt(d / moved);
+        assertTrue(rel <= REL_L2, "||two ranks - one process|| / ||one process - start|| = " + rel);
+        // not bit for bit: each rank sums its own rows' weight gradients, then the partial sums are added
+        assertTrue(rel > 0, "2 ranks gave exactly the one-process weights: is the job really running 2 ranks?");
     }
 
     @Test
@@ -151,7 +181,10 @@ class DistributedTrainTest {
             j.awaitExit(60);
             double secs = (System.nanoTime() - t0) * 1e-9;
             assertNotEquals(0, j.exit(), j.output());
-            assertTrue(j.output().contains("rank 1 did not reach the gradient exchange of step"), j.output());
+            // stopped between exchanges (most of a step) it is named; stopped inside one, the exchange times out
+            assertTrue(j.output().contains("rank 1 did not reach the gradient exchange of step")
+                    || j.output().matches("(?s).*rank 0: the (all-to-all|all-gather) of step \\d+ did not complete within.*"),
+                    j.output());
             assertTrue(secs < 40, "ended " + secs + " s after the hang");
         } finally {
             if (victim.isAlive()) {

@@ -25,8 +25,10 @@ import java.util.Objects;
  * rank 0's go-ahead, polling non-blocking requests against a deadline, so that a rank that died or hung is named
  * instead of leaving the others blocked inside a collective: rank 0 names the ranks missing after
  * {@code timeout}; another rank names rank 0 after twice that (rank 0's own message comes first when it is the
- * waiting one). The caller then ends the job ({@link Mpi#abort}). A rank process that dies is also seen by the
- * launcher (Open MPI's mpirun ends the job and names it).
+ * waiting one). The collectives themselves are non-blocking and polled against the same deadline, so a rank that
+ * stops inside an exchange also ends the job, with a message that cannot name it. The caller then ends the job
+ * ({@link Mpi#abort}). A rank process that dies is also seen by the launcher (Open MPI's mpirun ends the job and
+ * names it).
  *
  * <p>Only the thread that created it may call it (MPI is initialised FUNNELED).
  */
@@ -94,7 +96,7 @@ public final class DataParallel implements GradientExchange {
         if (c > Integer.MAX_VALUE / 4) throw new IllegalArgumentException("gradient buffer of " + p + " floats is too large");
         if (chunk != c) allocate((int) c, n);
         gradients.copyTo(send); // the padding after p floats stays zero
-        mpi.allToAll(send, recv, chunk);
+        collective(a -> mpi.allToAll(send, recv, chunk, a), "the all-to-all of step " + step);
         // block i of recv is rank i's share of this rank's chunk: add in rank order, the same order on every rank
         float inv = n; // divide rather than multiply by 1/n: exact for powers of two, one rounding either way
         for (int j = 0; j < chunk; j++) {
@@ -102,7 +104,7 @@ public final class DataParallel implements GradientExchange {
             for (int i = 1; i < n; i++) s += recv.getAtIndex(ValueLayout.JAVA_FLOAT, (long) i * chunk + j);
             mine.setAtIndex(ValueLayout.JAVA_FLOAT, j, s / inv);
         }
-        mpi.allGather(mine, full, chunk);
+        collective(a -> mpi.allGather(mine, full, chunk, a), "the all-gather of step " + step);
         gradients.copyFrom(full);
         long took = System.nanoTime() - t0;
         if (exchanges == 0) firstNanos = took;
@@ -152,7 +154,7 @@ public final class DataParallel implements GradientExchange {
             MemorySegment one = a.allocate(ValueLayout.JAVA_LONG);
             one.set(ValueLayout.JAVA_LONG, 0, value);
             MemorySegment all = a.allocate(ValueLayout.JAVA_LONG, n);
-            mpi.allGatherLongs(one, all, 1);
+            collective(x -> mpi.allGatherLongs(one, all, 1, x), "an all-gather of one value per rank");
             return all.toArray(ValueLayout.JAVA_LONG);
         }
     }
@@ -217,6 +219,20 @@ public final class DataParallel implements GradientExchange {
                     throw new MpiException(String.format(Locale.ROOT, "rank %d: rank 0 did not answer at %s within %s "
                             + "(dead or hung)", me, what, seconds(2 * timeoutNanos)));
                 }
+            }
+        }
+    }
+
+    /**
+     * Runs a non-blocking collective to completion or to the deadline: a rank that stops inside the exchange (after
+     * the check-in) cannot be named, since a collective does not say who is missing, but it still ends the job.
+     */
+    private void collective(java.util.function.Function<Arena, MemorySegment> start, String what) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment request = start.apply(a);
+            if (!waitAll(new MemorySegment[] {request}, timeoutNanos, a).isEmpty()) {
+                throw new MpiException(String.format(Locale.ROOT, "rank %d: %s did not complete within %s (a rank died "
+                        + "or hung inside it)", mpi.rank(), what, seconds(timeoutNanos)));
             }
         }
     }

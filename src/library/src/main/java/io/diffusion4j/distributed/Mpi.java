@@ -38,16 +38,15 @@ public final class Mpi {
 
     private static Mpi instance; // guarded by Mpi.class
 
-    private final MemorySegment comm, floatType, longType, byteType;
+    private final MemorySegment comm, floatType, longType;
     private final int rank, size;
     private final String libraryVersion;
     private boolean finalized; // guarded by this
 
-    private Mpi(MemorySegment comm, MemorySegment floatType, MemorySegment longType, MemorySegment byteType) {
+    private Mpi(MemorySegment comm, MemorySegment floatType, MemorySegment longType) {
         this.comm = comm;
         this.floatType = floatType;
         this.longType = longType;
-        this.byteType = byteType;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(ValueLayout.JAVA_INT);
             check(mpi_h.MPI_Comm_rank(comm, out), "MPI_Comm_rank");
@@ -79,7 +78,6 @@ public final class Mpi {
         MemorySegment comm = handle(symbols, "ompi_mpi_comm_world");
         MemorySegment floatType = handle(symbols, "ompi_mpi_float");
         MemorySegment longType = handle(symbols, "ompi_mpi_long");
-        MemorySegment byteType = handle(symbols, "ompi_mpi_byte");
         MemorySegment errorsReturn = handle(symbols, "ompi_mpi_errors_return");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment flag = a.allocate(ValueLayout.JAVA_INT);
@@ -92,7 +90,7 @@ public final class Mpi {
             }
             check(mpi_h.MPI_Comm_set_errhandler(comm, errorsReturn), "MPI_Comm_set_errhandler");
         }
-        instance = new Mpi(comm, floatType, longType, byteType);
+        instance = new Mpi(comm, floatType, longType);
         return instance;
     }
 
@@ -172,21 +170,28 @@ public final class Mpi {
     }
 
     /**
-     * All-to-all of {@code count} floats per rank: block {@code j} of {@code send} goes to rank {@code j}, block
-     * {@code i} of {@code recv} comes from rank {@code i}.
+     * Starts an all-to-all of {@code count} floats per rank: block {@code j} of {@code send} goes to rank {@code j},
+     * block {@code i} of {@code recv} comes from rank {@code i}. Non-blocking, so that the caller can give up on a
+     * rank that never joins (a blocking collective would wait forever).
      */
-    void allToAll(MemorySegment send, MemorySegment recv, int count) {
-        check(mpi_h.MPI_Alltoall(send, count, floatType, recv, count, floatType, comm), "MPI_Alltoall");
+    MemorySegment allToAll(MemorySegment send, MemorySegment recv, int count, Arena a) {
+        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
+        check(mpi_h.MPI_Ialltoall(send, count, floatType, recv, count, floatType, comm, request), "MPI_Ialltoall");
+        return request;
     }
 
-    /** All-gather of {@code count} floats per rank into {@code recv} (rank order). */
-    void allGather(MemorySegment send, MemorySegment recv, int count) {
-        check(mpi_h.MPI_Allgather(send, count, floatType, recv, count, floatType, comm), "MPI_Allgather");
+    /** Starts an all-gather of {@code count} floats per rank into {@code recv} (rank order). */
+    MemorySegment allGather(MemorySegment send, MemorySegment recv, int count, Arena a) {
+        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
+        check(mpi_h.MPI_Iallgather(send, count, floatType, recv, count, floatType, comm, request), "MPI_Iallgather");
+        return request;
     }
 
-    /** All-gather of {@code count} longs per rank into {@code recv} (rank order). */
-    void allGatherLongs(MemorySegment send, MemorySegment recv, int count) {
-        check(mpi_h.MPI_Allgather(send, count, longType, recv, count, longType, comm), "MPI_Allgather");
+    /** Starts an all-gather of {@code count} longs per rank into {@code recv} (rank order). */
+    MemorySegment allGatherLongs(MemorySegment send, MemorySegment recv, int count, Arena a) {
+        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
+        check(mpi_h.MPI_Iallgather(send, count, longType, recv, count, longType, comm, request), "MPI_Iallgather");
+        return request;
     }
 
     /** Starts a send of {@code count} longs; the returned request is polled with {@link #test}. */
