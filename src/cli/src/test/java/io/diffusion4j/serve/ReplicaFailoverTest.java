@@ -267,6 +267,25 @@ class ReplicaFailoverTest {
         }, "port " + port + " refuses connections");
     }
 
+    /**
+     * Waits (up to 5 s) until {@code port} refuses connections; returns when it did. The listener closes on a thread
+     * of its own right after /readyz turned 503, so it may take a few milliseconds more.
+     */
+    static long awaitRefused(int port) throws InterruptedException {
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (true) {
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress("127.0.0.1", port), 2000);
+            } catch (ConnectException refused) {
+                return System.nanoTime();
+            } catch (IOException other) {
+                fail("port " + port + ": " + other);
+            }
+            if (System.nanoTime() > until) fail("port " + port + " still accepts connections");
+            Thread.sleep(1);
+        }
+    }
+
     static void closeAll(List<? extends AutoCloseable> cs) throws Exception {
         for (AutoCloseable c : cs) c.close();
     }
@@ -281,12 +300,12 @@ class ReplicaFailoverTest {
             ChildServer victim = replicas.get(1);
             String victimAddr = addr(ports.get(1));
             ConcurrentLinkedQueue<Outcome> outcomes = new ConcurrentLinkedQueue<>();
-            long[] stopAt = {Long.MAX_VALUE};
+            java.util.concurrent.atomic.AtomicLong stopAt = new java.util.concurrent.atomic.AtomicLong(Long.MAX_VALUE);
             int clients = 12;
             List<Thread> load = new ArrayList<>();
             for (int c = 0; c < clients; c++) {
                 load.add(Thread.ofVirtual().start(() -> {
-                    while (System.nanoTime() < stopAt[0]) outcomes.add(send(nginx.port, LONG));
+                    while (System.nanoTime() < stopAt.get()) outcomes.add(send(nginx.port, LONG));
                 }));
             }
             // kill once every replica has answered and the victim has requests in its batch
@@ -297,10 +316,16 @@ class ReplicaFailoverTest {
                 Thread.sleep(10);
             }
             long rowsAtKill = batchRows(victim);
+            long kill = System.nanoTime();
             victim.process.destroyForcibly(); // SIGKILL: no drain, its connections reset by the kernel
             assertTrue(victim.process.waitFor(10, TimeUnit.SECONDS), "the victim did not die");
             long dead = System.nanoTime();
-            stopAt[0] = dead + TimeUnit.SECONDS.toNanos(3);
+            // the load goes on until a dozen requests sent after the kill have their answers (seconds on a busy machine)
+            until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (System.nanoTime() < until && outcomes.stream().filter(o -> o.startNanos() > dead).count() < clients) {
+                Thread.sleep(10);
+            }
+            stopAt.set(System.nanoTime());
             for (Thread t : load) t.join(Duration.ofSeconds(90));
             for (Thread t : load) assertFalse(t.isAlive(), "a client hangs");
 
@@ -308,6 +333,7 @@ class ReplicaFailoverTest {
             String report = all.size() + " requests, " + rowsAtKill + " rows in the victim's batch at the kill\n" + nginx.log();
             assertTrue(rowsAtKill > 0, "the victim had nothing in flight at the kill: " + report);
             int failedInFlight = 0, afterKill = 0;
+            long slowestFailure = 0;
             for (Outcome o : all) {
                 // every request got an HTTP answer in time: no hang, no transport error, nothing malformed
                 assertNotNull(o.upstream(), "no answer from nginx: " + o + "\n" + report);
@@ -319,6 +345,7 @@ class ReplicaFailoverTest {
                     assertTrue(o.startNanos() < dead, "a request sent after the kill failed: " + o);
                     assertTrue(o.endNanos() - dead < TimeUnit.SECONDS.toNanos(5), "the failure came late: " + o);
                     failedInFlight++;
+                    slowestFailure = Math.max(slowestFailure, o.endNanos() - kill);
                 }
                 if (o.startNanos() > dead) {
                     afterKill++;
@@ -328,6 +355,9 @@ class ReplicaFailoverTest {
             }
             assertTrue(failedInFlight > 0, "the victim's in-flight requests were not failed: " + report);
             assertTrue(afterKill >= clients, "too few requests after the kill (" + afterKill + "): " + report);
+            System.out.printf(java.util.Locale.ROOT, "failover: %d requests from %d clients, %d rows in the killed replica's"
+                    + " batch, %d requests failed with 502 (the last %.0f ms after the kill), %d sent after the kill all"
+                    + " 200%n", all.size(), clients, rowsAtKill, failedInFlight, slowestFailure / 1e6, afterKill);
             // the survivors still answer, with the victim's port refusing
             assertRefused(ports.get(1));
             for (int i = 0; i < 4; i++) assertImage(send(nginx.port, SHORT));
@@ -387,13 +417,14 @@ class ReplicaFailoverTest {
             while (System.nanoTime() < until && batchRows(draining) == 0) Thread.sleep(5);
             assertTrue(batchRows(draining) > 0, "no request in flight on the replica to drain");
 
+            long term = System.nanoTime();
             draining.process.toHandle().destroy(); // SIGTERM (Process.destroy would also close our end of its output)
             until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
             while (System.nanoTime() < until && get(draining.healthPort, "/readyz").statusCode() == 200) Thread.sleep(5);
             HttpResponse<String> r = get(draining.healthPort, "/readyz");
             assertEquals(503, r.statusCode());
             assertEquals("draining\n", r.body());
-            assertRefused(ports.get(0));
+            long refused = awaitRefused(ports.get(0));
             long before = requestsTotal(draining);
             List<Outcome> shortOnes = new ArrayList<>();
             for (int i = 0; i < 10; i++) shortOnes.add(send(nginx.port, SHORT));
@@ -415,6 +446,9 @@ class ReplicaFailoverTest {
             assertTrue(onDrained > 0, "no in-flight request finished on the draining replica");
             assertTrue(draining.process.waitFor(60, TimeUnit.SECONDS), "no exit after the drain\n" + draining.output);
             assertEquals(0, draining.process.exitValue(), draining.output.toString());
+            System.out.printf(java.util.Locale.ROOT, "drain: %d of 4 long requests finished on the draining replica, "
+                    + "10 new ones went to the other, its port refusing %.0f ms and the process exited 0 %.0f ms after "
+                    + "SIGTERM%n", onDrained, (refused - term) / 1e6, (System.nanoTime() - term) / 1e6);
         } finally {
             closeAll(replicas);
         }
