@@ -31,14 +31,16 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * The {@code serve} command: loads the models once, then serves {@link SampleServer}'s HTTP API until SIGTERM or
- * SIGINT (or any JVM shutdown), which drains the work in flight for up to {@code --drain-ms} and exits 0.
+ * The {@code serve} command: listens at once (/healthz 200, /readyz 503), loads the models, then serves
+ * {@link SampleServer}'s HTTP API until SIGTERM or SIGINT (or any JVM shutdown), which drains the work in flight for
+ * up to {@code --drain-ms} and exits 0. With {@code --management-port} the sampling port is bound only once the
+ * models are loaded and stops accepting when the drain begins.
  */
 @Command(name = "serve", mixinStandardHelpOptions = true, synopsisHeading = "usage: ",
         versionProvider = Main.Version.class,
         description = {"HTTP sampling server with continuous batching.", "",
-            "Loopback by default: POST /v1/samples, GET /healthz /readyz /metrics (docs/server.md). SIGTERM or "
-            + "SIGINT drains the work in flight and exits 0."})
+            "Loopback by default: POST /v1/samples, GET /healthz /readyz /metrics (docs/server.md). /readyz answers "
+            + "503 while the models load and while draining. SIGTERM or SIGINT drains the work in flight and exits 0."})
 public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "NAME=DIR",
             description = "a model to serve: a name ([A-Za-z0-9._-]+) and a checkpoint folder; repeat for more")
@@ -49,6 +51,11 @@ public final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--port", paramLabel = "P", description = "0: any free port, printed (default: ${DEFAULT-VALUE})")
     int port = 8080;
+
+    @Option(names = "--management-port", paramLabel = "P", description = "serve /healthz /readyz /metrics on this "
+            + "port from start-up, and POST /v1/samples alone on --port, bound once the models are loaded and closed "
+            + "when draining (behind a proxy: docs/server.md); 0: any free port, printed (default: none, all on --port)")
+    int managementPort = SampleServer.Config.NO_MANAGEMENT_PORT;
 
     @Option(names = "--max-batch", paramLabel = "N", description = "rows per model call (default: ${DEFAULT-VALUE})")
     int maxBatch = 16;
@@ -118,12 +125,30 @@ public final class ServeCommand implements Callable<Integer> {
     record Options(Map<String, Path> models, String host, int port, int maxBatch, int maxN, int maxSteps, int queue,
                    long deadlineMs, long maxDeadlineMs, int maxBody, long drainMs, long idleReleaseMs,
                    ConnectionLimits connections, boolean noEma, String backend, int threads, Precision precision,
-                   long maxMemory) {
+                   long maxMemory, int managementPort) {
         SampleServer.Config config() {
             return new SampleServer.Config(host, port, new SampleRequest.Limits(maxN, maxSteps, maxBody, deadlineMs,
-                    maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs, connections);
+                    maxDeadlineMs), new BatchEngine.Options(maxBatch, queue, idleReleaseMs), drainMs, connections,
+                    managementPort);
+        }
+
+        boolean separateManagement() {
+            return managementPort != SampleServer.Config.NO_MANAGEMENT_PORT;
         }
     }
+
+    /** Loads one model ({@link ServedModel#load}'s signature). */
+    @FunctionalInterface
+    interface ModelLoader {
+        ServedModel load(String name, Path dir, boolean noEma, Backend backend) throws IOException;
+    }
+
+    /**
+     * How models are loaded: {@link ServedModel#load}. Test seam: a test's child JVM wraps it to hold a replica in
+     * its loading state for as long as the test needs (loading a real model takes milliseconds to seconds, too
+     * short and too variable to observe a load balancer around it).
+     */
+    static volatile ModelLoader loader = ServedModel::load;
 
     @Override
     public Integer call() {
@@ -147,6 +172,13 @@ public final class ServeCommand implements Callable<Integer> {
         }
         Main.atLeast(spec, "--port", port, 0);
         if (port > 65535) throw Main.bad(spec, "--port must be <= 65535, got " + port);
+        if (spec.commandLine().getParseResult().hasMatchedOption("--management-port")) {
+            Main.atLeast(spec, "--management-port", managementPort, 0);
+            if (managementPort > 65535) throw Main.bad(spec, "--management-port must be <= 65535, got " + managementPort);
+            if (managementPort != 0 && managementPort == port) {
+                throw Main.bad(spec, "--management-port must differ from --port, both are " + port);
+            }
+        }
         Main.atLeast(spec, "--max-batch", maxBatch, 1);
         var given = spec.commandLine().getParseResult();
         if (given.hasMatchedOption("--max-n")) Main.atLeast(spec, "--max-n", maxN, 1);
@@ -169,12 +201,13 @@ public final class ServeCommand implements Callable<Integer> {
         }
         return new Options(models, host, port, maxBatch, n, maxSteps, queue, deadlineMs, maxDeadlineMs, maxBody, drainMs,
                 idleReleaseMs, new ConnectionLimits(readTimeoutMs, idleTimeoutMs, maxConnections), noEma, device.backend,
-                device.threads(spec), device.precision(spec), memory.limitBytes(spec));
+                device.threads(spec), device.precision(spec), memory.limitBytes(spec), managementPort);
     }
 
     /**
-     * Loads the models, serves until a stop is requested (signal, JVM shutdown, or {@code stop} counted down by a
-     * caller), then shuts down gracefully. Returns 0 after a clean shutdown.
+     * Listens, loads the models, serves until a stop is requested (signal, JVM shutdown, or {@code stop} counted
+     * down by a caller), then shuts down gracefully. A stop requested while the models load ends the loading
+     * before the next model. Returns 0 after a clean shutdown.
      */
     static int serve(Options o, PrintStream out, PrintStream err, CountDownLatch stop) throws IOException {
         CountDownLatch stopRequested = stop != null ? stop : new CountDownLatch(1);
@@ -182,13 +215,34 @@ public final class ServeCommand implements Callable<Integer> {
         checkMemory(o);
         // the JDK's HttpServer reads its connection settings once, when its first server is made: set them first
         o.connections().applyToJdkHttpServer(o.maxDeadlineMs());
-        try (Backend backend = Backend.open(o.backend())) {
+        SampleServer server;
+        try {
+            server = new SampleServer(o.config()); // listening before the models load: probes get 503, not nothing
+        } catch (java.net.BindException e) {
+            int p = o.separateManagement() ? o.managementPort() : o.port();
+            throw new IOException("cannot listen on " + o.host() + ":" + p + ": " + e.getMessage(), e);
+        }
+        Thread hook = new Thread(() -> {
+            stopRequested.countDown();
+            try {
+                stopped.await(); // the JVM may exit only once the drain is over
+            } catch (InterruptedException ie) {
+                Thread.currentThread().interrupt();
+            }
+        }, "d4j-serve-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        boolean signals = stop == null && handleSignals(stopRequested::countDown);
+        try (server; Backend backend = Backend.open(o.backend())) {
+            out.printf(Locale.ROOT, "serve: /healthz /readyz /metrics on http://%s:%d; /readyz answers 503 until the "
+                    + "models are loaded%n", o.host(), server.healthPort());
+            out.flush();
             if (o.threads() > 0) backend.setThreads(o.threads());
             Precision precision = DeviceOptions.apply(backend, o.precision());
             List<ServedModel> models = new ArrayList<>();
             try {
                 for (Map.Entry<String, Path> e : o.models().entrySet()) {
-                    ServedModel m = ServedModel.load(e.getKey(), e.getValue(), o.noEma(), backend);
+                    if (stopRequested.getCount() == 0) break;
+                    ServedModel m = loader.load(e.getKey(), e.getValue(), o.noEma(), backend);
                     models.add(m);
                     out.printf(Locale.ROOT, "serve: model %s from %s: %dx%dx%d, T %d, %.1f MB of weights%s%n", m.name(),
                             e.getValue(), m.channels(), m.height(), m.width(), m.schedule().numTrainTimesteps(),
@@ -196,47 +250,40 @@ public final class ServeCommand implements Callable<Integer> {
                                     : ", " + m.classes().names().size() + " classes" + (m.guidable()
                                     ? " and a null class (guidance)" : ", no null class"));
                 }
-                SampleServer server;
-                try {
-                    server = new SampleServer(backend, models, o.config());
-                } catch (java.net.BindException e) {
-                    throw new IOException("cannot listen on " + o.host() + ":" + o.port() + ": " + e.getMessage(), e);
-                }
-                Thread hook = new Thread(() -> {
-                    stopRequested.countDown();
+                if (stopRequested.getCount() > 0) {
                     try {
-                        stopped.await(); // the JVM may exit only once the drain is over
+                        server.start(backend, models);
+                    } catch (java.net.BindException e) {
+                        throw new IOException("cannot listen on " + o.host() + ":" + o.port() + ": " + e.getMessage(), e);
+                    }
+                    out.printf(Locale.ROOT, "serve: listening on http://%s:%d (backend %s, precision %s, max batch %d, queue %d, deadline %d ms)%s%s%n",
+                            o.host(), server.port(), backend.kind().cliName(), precision.cliName(), o.maxBatch(), o.queue(), o.deadlineMs(),
+                            o.separateManagement() ? "; management on port " + server.healthPort() : "",
+                            signals ? "; SIGTERM or SIGINT drains and exits" : "");
+                    out.flush();
+                    try {
+                        stopRequested.await();
                     } catch (InterruptedException ie) {
                         Thread.currentThread().interrupt();
                     }
-                }, "d4j-serve-shutdown");
-                Runtime.getRuntime().addShutdownHook(hook);
-                boolean signals = stop == null && handleSignals(stopRequested::countDown);
-                out.printf(Locale.ROOT, "serve: listening on http://%s:%d (backend %s, precision %s, max batch %d, queue %d, deadline %d ms)%s%n",
-                        o.host(), server.port(), backend.kind().cliName(), precision.cliName(), o.maxBatch(), o.queue(), o.deadlineMs(),
-                        signals ? "; SIGTERM or SIGINT drains and exits" : "");
-                out.flush();
-                try {
-                    stopRequested.await();
-                } catch (InterruptedException ie) {
-                    Thread.currentThread().interrupt();
                 }
                 out.println("serve: shutting down (drain limit " + o.drainMs() + " ms)");
                 out.flush();
                 boolean all = server.shutdown();
                 out.println("serve: stopped" + (all ? "" : " (work still in flight at the drain limit was cancelled)"));
                 out.flush();
-                try {
-                    Runtime.getRuntime().removeShutdownHook(hook);
-                } catch (IllegalStateException alreadyShuttingDown) {
-                    // a shutdown hook started this stop: it waits for `stopped` below
-                }
             } finally {
+                server.close(); // before the models: the worker must be done with them
                 for (int i = models.size() - 1; i >= 0; i--) models.get(i).close();
             }
         } catch (UncheckedIOException e) {
             throw e.getCause();
         } finally {
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException alreadyShuttingDown) {
+                // a shutdown hook started this stop: it waits for `stopped` below
+            }
             stopped.countDown();
         }
         return 0;

@@ -30,11 +30,19 @@ import java.util.concurrent.TimeoutException;
  *                      ...]}; errors as JSON {"error", "field"} with 400 (bad field or body, or broken framing:
  *                      a body shorter than its Content-Length, a bad chunk), 404 (unknown model), 405, 408 (body
  *                      not complete within the read timeout), 413 (body over the size limit), 429 + Retry-After
- *                      (queue full), 503 (shutting down), 504 (deadline passed), 500
- *   GET  /healthz      200 while the sampling worker is alive
- *   GET  /readyz       200 while requests are accepted, 503 once shutdown began
+ *                      (queue full), 503 + Retry-After (models still loading, shutting down), 504 (deadline
+ *                      passed), 500
+ *   GET  /healthz      200 while the models load and while the sampling worker is alive
+ *   GET  /readyz       200 while requests are accepted; 503 while the models load and once shutdown began
  *   GET  /metrics      Prometheus text ({@link Metrics})
  * </pre>
+ * The server listens from its construction on, before any model is loaded ({@link #SampleServer(Config)}), so that a
+ * load balancer's or orchestrator's probes get an answer while the models load; {@link #start} hands it the models.
+ * With a management port ({@link Config#managementPort}) the three GET endpoints are served there from the start,
+ * and the sampling port is bound only by {@link #start} and closed as soon as a shutdown begins: a replica that
+ * is loading or draining refuses sampling connections, which a proxy such as nginx passes on to another replica
+ * even for a POST (nothing was sent), while a 503 answer would reach the client (docs/server.md, "Serving at
+ * scale").
  * Handlers validate, queue and wait; only the {@link BatchEngine}'s worker touches native code. PNG encoding
  * happens on the handler's thread.
  *
@@ -52,15 +60,30 @@ import java.util.concurrent.TimeoutException;
 public final class SampleServer implements AutoCloseable {
     /** Server settings. */
     public record Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis,
-                         ConnectionLimits connections) {
-        /** With the default {@link ConnectionLimits}. */
+                         ConnectionLimits connections, int managementPort) {
+        /** No management port: everything on one port. */
+        public static final int NO_MANAGEMENT_PORT = -1;
+
+        /** With the default {@link ConnectionLimits}, everything on one port. */
         public Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis) {
             this(host, port, limits, engine, drainMillis, ConnectionLimits.DEFAULTS);
+        }
+
+        /** Everything on one port. */
+        public Config(String host, int port, SampleRequest.Limits limits, BatchEngine.Options engine, long drainMillis,
+                      ConnectionLimits connections) {
+            this(host, port, limits, engine, drainMillis, connections, NO_MANAGEMENT_PORT);
         }
 
         public Config {
             java.util.Objects.requireNonNull(connections, "connections");
             if (port < 0 || port > 65535) throw new IllegalArgumentException("port must be in [0, 65535], got " + port);
+            if (managementPort != NO_MANAGEMENT_PORT && (managementPort < 0 || managementPort > 65535)) {
+                throw new IllegalArgumentException("management port must be in [0, 65535], got " + managementPort);
+            }
+            if (managementPort > 0 && managementPort == port) {
+                throw new IllegalArgumentException("the management port must differ from the port, both are " + port);
+            }
             if (drainMillis < 0) throw new IllegalArgumentException("drain must be >= 0 ms, got " + drainMillis);
             if (limits.maxN() > engine.maxBatch()) {
                 throw new IllegalArgumentException("max n (" + limits.maxN() + ") must be <= max batch (" + engine.maxBatch() + ")");
@@ -69,36 +92,33 @@ public final class SampleServer implements AutoCloseable {
     }
 
     private final Config config;
-    private final Map<String, ServedModel> models;
     private final Metrics metrics = new Metrics();
-    private final BatchEngine engine;
-    private final HttpServer http;
     private final ExecutorService executor;
     private final ClientWatch watch;
-    private boolean closed;
+    /** /healthz, /readyz and /metrics from construction on; without a management port also /v1/samples. */
+    private final HttpServer health;
+    /** The sampling listener when there is a management port: bound by {@link #start}, null before. */
+    private volatile HttpServer sampling;
+    /** Null while the models load; set after models, so that a handler that sees it sees them. */
+    private volatile BatchEngine engine;
+    private volatile Map<String, ServedModel> models = Map.of();
+    private volatile boolean draining;
+    private boolean closed; // guarded by this
 
-    /** Starts the worker and the HTTP listener. The models (and the backend) stay the caller's to close, after this. */
-    public SampleServer(Backend backend, List<ServedModel> models, Config config) throws IOException {
+    /**
+     * Listens at once, before any model is loaded: /healthz answers 200 and /readyz 503 ("loading"), and without a
+     * management port POST /v1/samples answers 503 with Retry-After, until {@link #start}.
+     */
+    public SampleServer(Config config) throws IOException {
         this.config = config;
-        Map<String, ServedModel> byName = new LinkedHashMap<>();
-        for (ServedModel m : models) byName.put(m.name(), m);
-        this.models = Collections.unmodifiableMap(byName);
-        this.engine = new BatchEngine(backend, models, config.engine(), metrics);
-        HttpServer h;
-        try {
-            h = HttpServer.create(new InetSocketAddress(config.host(), config.port()), 128);
-        } catch (IOException | RuntimeException e) {
-            engine.close();
-            throw e;
-        }
-        this.http = h;
+        int port = separateSampling() ? config.managementPort() : config.port();
+        this.health = HttpServer.create(new InetSocketAddress(config.host(), port), 128);
         this.watch = new ClientWatch();
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
-        http.setExecutor(executor);
-        http.createContext("/v1/samples", this::samples);
-        http.createContext("/healthz", ex -> simple(ex, engine.workerAlive() ? 200 : 500, engine.workerAlive() ? "ok\n" : "worker failed\n"));
-        http.createContext("/readyz", ex -> simple(ex, engine.accepting() ? 200 : 503, engine.accepting() ? "ready\n" : "not ready\n"));
-        http.createContext("/metrics", ex -> {
+        health.setExecutor(executor);
+        health.createContext("/healthz", this::healthz);
+        health.createContext("/readyz", this::readyz);
+        health.createContext("/metrics", ex -> {
             if (!ex.getRequestMethod().equals("GET")) {
                 simple(ex, 405, "GET only\n");
                 return;
@@ -107,19 +127,79 @@ public final class SampleServer implements AutoCloseable {
             ex.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
             send(ex, 200, b);
         });
-        http.start();
+        if (!separateSampling()) health.createContext("/v1/samples", this::samples);
+        health.start();
     }
 
-    /** The port listened on (the real one when 0 was asked for). */
+    /** Listens and starts serving {@code models} at once. The models (and the backend) stay the caller's to close. */
+    public SampleServer(Backend backend, List<ServedModel> models, Config config) throws IOException {
+        this(config);
+        try {
+            start(backend, models);
+        } catch (IOException | RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    /**
+     * Starts the worker over the loaded models and, with a management port, binds the sampling port; /readyz
+     * answers 200 from then on. The models (and the backend) stay the caller's to close, after this.
+     *
+     * @throws IllegalStateException when started before or already shut down
+     */
+    public synchronized void start(Backend backend, List<ServedModel> models) throws IOException {
+        if (closed) throw new IllegalStateException("the server was shut down");
+        if (engine != null) throw new IllegalStateException("the server was started already");
+        Map<String, ServedModel> byName = new LinkedHashMap<>();
+        for (ServedModel m : models) byName.put(m.name(), m);
+        BatchEngine e = new BatchEngine(backend, models, config.engine(), metrics);
+        if (separateSampling()) {
+            HttpServer s;
+            try {
+                s = HttpServer.create(new InetSocketAddress(config.host(), config.port()), 128);
+            } catch (IOException | RuntimeException x) {
+                e.close();
+                throw x;
+            }
+            s.setExecutor(executor);
+            s.createContext("/v1/samples", this::samples);
+            this.models = Collections.unmodifiableMap(byName);
+            this.engine = e;
+            s.start();
+            sampling = s;
+        } else {
+            this.models = Collections.unmodifiableMap(byName);
+            this.engine = e;
+        }
+    }
+
+    private boolean separateSampling() {
+        return config.managementPort() != Config.NO_MANAGEMENT_PORT;
+    }
+
+    /**
+     * The sampling port (the real one when 0 was asked for).
+     *
+     * @throws IllegalStateException with a management port, before {@link #start}
+     */
     public int port() {
-        return http.getAddress().getPort();
+        if (!separateSampling()) return health.getAddress().getPort();
+        HttpServer s = sampling;
+        if (s == null) throw new IllegalStateException("the sampling port is bound only once the models are loaded");
+        return s.getAddress().getPort();
+    }
+
+    /** The port of /healthz, /readyz and /metrics: the management port if there is one, else {@link #port}. */
+    public int healthPort() {
+        return health.getAddress().getPort();
     }
 
     public Metrics metrics() {
         return metrics;
     }
 
-    /** The batching engine (tests pause its worker through it). */
+    /** The batching engine (tests pause its worker through it); null before {@link #start}. */
     public BatchEngine engine() {
         return engine;
     }
@@ -129,9 +209,10 @@ public final class SampleServer implements AutoCloseable {
     }
 
     /**
-     * Graceful shutdown: readyz turns 503 and new requests get 503, queued and in-flight requests finish for up
-     * to the drain limit (then get 503), the worker frees every device buffer, the listener closes. Returns
-     * whether everything finished without cancellation. Idempotent.
+     * Graceful shutdown: readyz turns 503 and new requests get 503 (with a management port: the sampling port
+     * stops accepting connections at once), queued and in-flight requests finish for up to the drain limit (then
+     * get 503), the worker frees every device buffer, the listeners close. Returns whether everything finished
+     * without cancellation. Idempotent.
      */
     @Override
     public synchronized void close() {
@@ -142,19 +223,57 @@ public final class SampleServer implements AutoCloseable {
     public synchronized boolean shutdown() {
         if (closed) return true;
         closed = true;
-        boolean all = engine.shutdown(config.drainMillis());
-        http.stop(1); // handlers have their answers now; give them a moment to write them
+        draining = true;
+        BatchEngine e = engine;
+        HttpServer s = sampling;
+        boolean all = true;
+        if (s != null) {
+            // HttpServer.stop closes the listening socket at once, then waits for the exchanges in flight, which
+            // the drain below answers; the wait outlasts the drain so that none is cut off
+            int wait = (int) Math.min(Integer.MAX_VALUE, Math.ceilDiv(config.drainMillis(), 1000) + 5);
+            Thread stopper = Thread.ofPlatform().name("d4j-serve-stop").start(() -> s.stop(wait));
+            all = e.shutdown(config.drainMillis());
+            joinUninterruptibly(stopper);
+            health.stop(0);
+        } else {
+            if (e != null) all = e.shutdown(config.drainMillis());
+            health.stop(1); // handlers have their answers now; give them a moment to write them
+        }
         executor.shutdown();
         try {
             executor.awaitTermination(5, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
+        } catch (InterruptedException ie) {
             Thread.currentThread().interrupt();
         }
         watch.close();
         return all;
     }
 
+    private static void joinUninterruptibly(Thread t) {
+        boolean interrupted = false;
+        while (t.isAlive()) {
+            try {
+                t.join();
+            } catch (InterruptedException ie) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+    }
+
     // ---------------------------------------------------------------------------------------------
+
+    private void healthz(HttpExchange ex) throws IOException {
+        BatchEngine e = engine;
+        if (e == null) simple(ex, 200, "ok (loading)\n");
+        else simple(ex, e.workerAlive() ? 200 : 500, e.workerAlive() ? "ok\n" : "worker failed\n");
+    }
+
+    private void readyz(HttpExchange ex) throws IOException {
+        BatchEngine e = engine;
+        String state = draining ? "draining" : e == null ? "loading" : e.accepting() ? "ready" : "not ready";
+        simple(ex, state.equals("ready") ? 200 : 503, state + "\n");
+    }
 
     private void samples(HttpExchange ex) throws IOException {
         long t0 = System.nanoTime();
@@ -163,6 +282,11 @@ public final class SampleServer implements AutoCloseable {
             if (!ex.getRequestMethod().equals("POST")) {
                 ex.getResponseHeaders().set("Allow", "POST");
                 error(ex, new RequestException(405, null, "POST only"), "bad_request");
+                return;
+            }
+            BatchEngine engine = this.engine;
+            if (engine == null) { // only on the one port (a separate sampling port is bound once loaded)
+                error(ex, new RequestException(503, null, "the models are still loading"), "unavailable");
                 return;
             }
             byte[] body;
@@ -327,7 +451,8 @@ public final class SampleServer implements AutoCloseable {
     private void error(HttpExchange ex, RequestException e, String outcome) {
         metrics.request(outcome);
         try {
-            if (e.status() == 429) ex.getResponseHeaders().set("Retry-After", "1");
+            // 429 (queue full) and 503 (loading, draining) are momentary: another try, here or at another replica
+            if (e.status() == 429 || e.status() == 503) ex.getResponseHeaders().set("Retry-After", "1");
             send(ex, e.status(), errorBody(ex, e));
         } catch (IOException clientLeft) {
             // nothing more to do: the outcome is counted

@@ -21,20 +21,35 @@ import java.util.regex.Pattern;
 
 /**
  * A {@code serve} process in a child JVM (the CLI's classes and picocli on its class path), its output collected
- * line by line, and the port it printed once listening on loopback. {@link #close} kills it if still alive.
+ * line by line, the port of its /healthz /readyz /metrics it printed on start-up and the sampling port it printed
+ * once its models were loaded, on loopback. {@link #close} kills it if still alive.
  */
 final class ChildServer implements AutoCloseable {
     final Process process;
-    final int port;
+    /** The port of /healthz, /readyz and /metrics (the management port, or the one port). */
+    final int healthPort;
+    /** The sampling port, once {@link #awaitListening} (which {@link #start} calls) has seen it; else -1. */
+    volatile int port = -1;
     /** Everything the child printed so far (stdout and stderr). */
     final StringBuffer output = new StringBuffer();
     private final Thread reader;
+    private final LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
 
     /**
      * Starts {@code java ... Main serve <args>} with extra JVM options and waits (up to 60 s) for its "listening on
      * http://127.0.0.1:PORT" line; fails the test with the child's output if it exits or never prints it.
      */
     static ChildServer start(List<String> jvmOptions, List<String> serveArgs) throws Exception {
+        ChildServer c = launch(Main.class.getName(), jvmOptions, serveArgs);
+        c.awaitListening();
+        return c;
+    }
+
+    /**
+     * Starts {@code java ... <mainClass> serve <args>} and waits (up to 60 s) for the line of its health endpoints,
+     * printed before the models load; fails the test with the child's output if it exits or never prints it.
+     */
+    static ChildServer launch(String mainClass, List<String> jvmOptions, List<String> serveArgs) throws Exception {
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
         List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
         for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
@@ -42,7 +57,7 @@ final class ChildServer implements AutoCloseable {
             if (v != null) cmd.add("-D" + p + "=" + v);
         }
         cmd.addAll(jvmOptions);
-        cmd.addAll(List.of("-cp", classPath(), Main.class.getName(), "serve"));
+        cmd.addAll(List.of("-cp", classPath(), mainClass, "serve"));
         cmd.addAll(serveArgs);
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
         pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for this child
@@ -51,7 +66,6 @@ final class ChildServer implements AutoCloseable {
 
     private ChildServer(Process p) throws InterruptedException {
         this.process = p;
-        LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
         reader = Thread.ofPlatform().daemon(true).start(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
                 for (String l; (l = r.readLine()) != null; ) {
@@ -62,8 +76,18 @@ final class ChildServer implements AutoCloseable {
                 // the process ended
             }
         });
+        healthPort = await(Pattern.compile("/healthz /readyz /metrics on http://127\\.0\\.0\\.1:(\\d+)"));
+    }
+
+    /** Waits (up to 60 s) for the "listening on" line printed once the models are loaded; returns the port. */
+    int awaitListening() throws InterruptedException {
+        port = await(Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)"));
+        return port;
+    }
+
+    private int await(Pattern pattern) throws InterruptedException {
+        Process p = process;
         int found = -1;
-        Pattern listening = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)");
         long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (found < 0 && System.nanoTime() < until) {
             String l = lines.poll(1, TimeUnit.SECONDS);
@@ -74,14 +98,14 @@ final class ChildServer implements AutoCloseable {
                 }
                 continue;
             }
-            Matcher m = listening.matcher(l);
+            Matcher m = pattern.matcher(l);
             if (m.find()) found = Integer.parseInt(m.group(1));
         }
         if (found < 0) {
             p.destroyForcibly();
-            fail("no 'listening on' line within 60 s:\n" + output);
+            fail("no line matching '" + pattern + "' within 60 s:\n" + output);
         }
-        port = found;
+        return found;
     }
 
     /** Waits for the output to end after the process exited (true when it did within the time). */

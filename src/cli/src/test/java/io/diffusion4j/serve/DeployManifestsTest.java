@@ -21,9 +21,10 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * deploy/: the container image and Kubernetes manifests cannot be run on this project's machines (no container
  * engine, no cluster), so what they rely on is checked here instead: the Deployment's {@code serve} arguments equal
- * the image's CMD and start a real server (model path, port and bind address swapped for a test checkpoint, a free
- * port and loopback) whose probe paths answer 200 and whose /metrics carries the autoscaler's metric as a gauge;
- * the ports, names, metric and drain time agree across the files.
+ * the image's CMD and start a real server (model path, ports and bind address swapped for a test checkpoint, free
+ * ports and loopback) whose probe paths answer 200 on the management port, whose /metrics there carries the
+ * autoscaler's metric as a gauge, and whose sampling port samples; the ports, names, metric, drain time and
+ * pre-stop sleep agree across the files.
  */
 class DeployManifestsTest {
     @TempDir
@@ -65,16 +66,22 @@ class DeployManifestsTest {
                 "the Deployment's args and the image's CMD");
         assertEquals("serve", args.getFirst());
         String port = after(args, "--port");
-        assertEquals(port, group(deployment, "containerPort: (\\d+)", "containerPort"));
+        String management = after(args, "--management-port");
+        assertEquals(port, group(deployment, "- name: http\\s*containerPort: (\\d+)", "the http containerPort"));
+        assertEquals(management, group(deployment, "- name: management\\s*containerPort: (\\d+)",
+                "the management containerPort"));
         assertEquals(port, group(service, "targetPort: (\\d+)", "the Service's targetPort"));
-        assertEquals(port, group(containerfile, "\\nEXPOSE (\\d+)", "EXPOSE"));
+        assertEquals(port + " " + management, group(containerfile, "\\nEXPOSE (\\d+ \\d+)\\n", "EXPOSE"));
         String readyPath = group(deployment, "readinessProbe:\\s*httpGet:\\s*path: (\\S+)", "readiness path");
         String livePath = group(deployment, "livenessProbe:\\s*httpGet:\\s*path: (\\S+)", "liveness path");
-        assertEquals(port, group(deployment, "readinessProbe:\\s*httpGet:\\s*path: \\S+\\s*port: (\\d+)", "readiness port"));
-        assertEquals(port, group(deployment, "livenessProbe:\\s*httpGet:\\s*path: \\S+\\s*port: (\\d+)", "liveness port"));
+        assertEquals(management, group(deployment, "readinessProbe:\\s*httpGet:\\s*path: \\S+\\s*port: (\\d+)", "readiness port"));
+        assertEquals(management, group(deployment, "livenessProbe:\\s*httpGet:\\s*path: \\S+\\s*port: (\\d+)", "liveness port"));
+        assertEquals(management, group(deployment, "prometheus\\.io/port: \"(\\d+)\"", "the scrape port"));
         long grace = Long.parseLong(group(deployment, "terminationGracePeriodSeconds: (\\d+)", "grace period"));
-        assertTrue(Long.parseLong(after(args, "--drain-ms")) < grace * 1000,
-                "the drain must end inside the termination grace period");
+        long preStop = Long.parseLong(group(deployment, "preStop:\\s*exec:\\s*command: \\[\"sleep\", \"(\\d+)\"\\]",
+                "the pre-stop sleep"));
+        assertTrue(preStop * 1000 + Long.parseLong(after(args, "--drain-ms")) < grace * 1000,
+                "the pre-stop sleep and the drain must end inside the termination grace period");
         String deploymentName = group(deployment, "kind: Deployment\\s*metadata:\\s*name: (\\S+)", "Deployment name");
         assertEquals(deploymentName, group(hpa, "scaleTargetRef:.*?kind: Deployment\\s*name: (\\S+)", "HPA target"));
         String metric = group(hpa, "metric:\\s*name: (\\S+)", "the HPA's metric");
@@ -87,13 +94,18 @@ class DeployManifestsTest {
         String model = after(local, "--model");
         local.set(local.indexOf(model), model.substring(0, model.indexOf('=') + 1) + ck);
         local.set(local.indexOf("--port") + 1, "0");
+        local.set(local.indexOf("--management-port") + 1, "0");
         local.set(local.indexOf("--host") + 1, "127.0.0.1");
         try (ChildServer server = ChildServer.start(List.of(), local)) {
+            assertTrue(server.healthPort != server.port, "a management port of its own");
             for (String path : List.of(readyPath, livePath)) {
-                HttpResponse<String> r = get(server.port, path);
+                HttpResponse<String> r = get(server.healthPort, path);
                 assertEquals(200, r.statusCode(), path + ": " + r.body() + "\n" + server.output);
             }
-            String metrics = get(server.port, "/metrics").body();
+            HttpResponse<byte[]> sample = ServeTestSupport.post(server.port, "{\"model\":\"default\",\"steps\":2}");
+            assertEquals(200, sample.statusCode(), ServeTestSupport.text(sample));
+            assertEquals(404, get(server.port, readyPath).statusCode(), "the probes are not on the sampling port");
+            String metrics = get(server.healthPort, "/metrics").body();
             assertTrue(metrics.contains("# TYPE " + metric + " gauge"), metric + " is a gauge on /metrics:\n" + metrics);
             assertTrue(Pattern.compile("(?m)^" + metric + " \\d+$").matcher(metrics).find(),
                     metric + " has one unlabelled value per pod:\n" + metrics);
