@@ -219,6 +219,28 @@ public final class SampleServer implements AutoCloseable {
         shutdown();
     }
 
+    /** Waits (up to {@code millis}) until connecting to {@code address} is refused: the listener has closed. */
+    private static void awaitRefused(InetSocketAddress address, long millis) {
+        InetSocketAddress target = address.getAddress().isAnyLocalAddress()
+                ? new InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), address.getPort()) : address;
+        long deadline = System.nanoTime() + millis * 1_000_000L;
+        while (System.nanoTime() - deadline < 0) {
+            try (java.net.Socket probe = new java.net.Socket()) {
+                probe.connect(target, 50);
+            } catch (java.net.ConnectException refused) {
+                return;
+            } catch (IOException other) {
+                return; // unreachable for another reason: nothing to wait for
+            }
+            try {
+                Thread.sleep(2);
+            } catch (InterruptedException ie) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
     /** {@link #close} that reports whether all accepted work finished (true) or some was cancelled (false). */
     public synchronized boolean shutdown() {
         if (closed) return true;
@@ -232,6 +254,9 @@ public final class SampleServer implements AutoCloseable {
             // the drain below answers; the wait outlasts the drain so that none is cut off
             int wait = (int) Math.min(Integer.MAX_VALUE, Math.ceilDiv(config.drainMillis(), 1000) + 5);
             Thread stopper = Thread.ofPlatform().name("d4j-serve-stop").start(() -> s.stop(wait));
+            // the engine keeps accepting until the listener is gone: a request let in before then is drained like
+            // any other instead of meeting a 503 that a proxy would hand to its client
+            awaitRefused(s.getAddress(), 1000);
             all = e.shutdown(config.drainMillis());
             joinUninterruptibly(stopper);
             health.stop(0);
