@@ -54,6 +54,9 @@ class ServeCommandTest {
         assertEquals(2, run("serve", "--model", "a=x", "--idle-timeout-ms", "0"));
         assertEquals(2, run("serve", "--model", "a=x", "--max-connections", "0"));
         assertEquals(2, run("serve", "--model", "a=x", "--bogus", "1"));
+        assertEquals(2, run("serve", "--model", "a=x", "--management-port", "-1"));
+        assertEquals(2, run("serve", "--model", "a=x", "--management-port", "70000"));
+        assertEquals(2, run("serve", "--model", "a=x", "--port", "8123", "--management-port", "8123"));
         assertEquals(0, run("serve", "--help"));
         assertEquals(1, run("serve", "--model", "a=" + dir.resolve("missing"), "--backend", "cpu"));
     }
