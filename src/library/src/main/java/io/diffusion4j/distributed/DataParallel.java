@@ -9,6 +9,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * The gradient exchange of a data-parallel run over MPI.
@@ -34,6 +35,7 @@ import java.util.Objects;
  */
 public final class DataParallel implements GradientExchange {
     private static final int TAG_CHECK_IN = 0x6434, TAG_GO = 0x6435;
+    private static final long SPIN_NANOS = 20_000_000L;
 
     private final Mpi mpi;
     private final long timeoutNanos;
@@ -240,13 +242,13 @@ public final class DataParallel implements GradientExchange {
     /** Polls the requests (null entries are skipped) until all complete or the deadline passes; the incomplete. */
     private List<Integer> waitAll(MemorySegment[] requests, long nanos, Arena a) {
         boolean[] done = new boolean[requests.length];
-        long deadline = System.nanoTime() + nanos;
-        int spins = 0;
+        long start = System.nanoTime(), deadline = start + nanos;
+        MemorySegment flag = a.allocate(ValueLayout.JAVA_INT); // one for every poll: a long wait polls millions of times
         while (true) {
             boolean all = true;
             for (int i = 0; i < requests.length; i++) {
                 if (requests[i] == null || done[i]) continue;
-                done[i] = mpi.test(requests[i], a);
+                done[i] = mpi.test(requests[i], flag);
                 all &= done[i];
             }
             if (all) return List.of();
@@ -255,16 +257,12 @@ public final class DataParallel implements GradientExchange {
                 for (int i = 0; i < requests.length; i++) if (requests[i] != null && !done[i]) missing.add(i);
                 return missing;
             }
-            // a step's stragglers are usually milliseconds away: spin a little, then sleep between polls
-            if (++spins < 2000) {
-                Thread.onSpinWait();
-            } else {
-                try {
-                    Thread.sleep(1);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new MpiException("interrupted while waiting for the other ranks at " + e.getMessage());
-                }
+            // MPI progresses a non-blocking collective only inside calls such as MPI_Test: poll back to back for
+            // the first milliseconds (an exchange's rounds), then every 50 us so a long wait leaves the core free
+            if (System.nanoTime() - start > SPIN_NANOS) LockSupport.parkNanos(50_000);
+            if (Thread.interrupted()) {
+                Thread.currentThread().interrupt();
+                throw new MpiException("interrupted while waiting for the other ranks");
             }
         }
     }

@@ -208,9 +208,8 @@ public final class Mpi {
         return request;
     }
 
-    /** Whether the request has completed (then MPI has freed it). */
-    boolean test(MemorySegment request, Arena a) {
-        MemorySegment flag = a.allocate(ValueLayout.JAVA_INT);
+    /** Whether the request has completed (then MPI has freed it); {@code flag} is an int of scratch. */
+    boolean test(MemorySegment request, MemorySegment flag) {
         check(mpi_h.MPI_Test(request, flag, MemorySegment.NULL), "MPI_Test");
         return flag.get(ValueLayout.JAVA_INT, 0) != 0;
     }
