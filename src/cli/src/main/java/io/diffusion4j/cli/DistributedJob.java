@@ -33,10 +33,57 @@ final class DistributedJob {
         this.err = err;
     }
 
-    /** Initialises MPI (throws {@link MpiException} with the reason when it cannot). */
+    /**
+     * Initialises MPI (throws {@link MpiException} with the reason when it cannot), and before any backend opens gives
+     * each rank of a node its own GPU ({@link #visibleDevice}).
+     */
     static DistributedJob start(long timeoutMillis, int checkEvery, PrintStream err) {
         Mpi mpi = Mpi.init(System.getenv());
+        String gpu = visibleDevice(System.getenv());
+        if (gpu != null) setenv("CUDA_VISIBLE_DEVICES", gpu);
         return new DistributedJob(mpi, new DataParallel(mpi, timeoutMillis), checkEvery, err);
+    }
+
+    /**
+     * The CUDA_VISIBLE_DEVICES a rank should run with: its local rank (the index among the ranks on its node) when the
+     * node has more than one rank and the launcher or user did not set the variable; else null (leave it as it is:
+     * one rank per node uses the default device, and a set value is the user's own assignment).
+     */
+    static String visibleDevice(Map<String, String> env) {
+        if (env.containsKey("CUDA_VISIBLE_DEVICES")) return null;
+        Integer local = firstInt(env, "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID");
+        Integer ranks = firstInt(env, "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE");
+        return local == null || ranks == null || ranks <= 1 || local < 0 ? null : Integer.toString(local);
+    }
+
+    private static Integer firstInt(Map<String, String> env, String... keys) {
+        for (String k : keys) {
+            String v = env.get(k);
+            if (v == null) continue;
+            try {
+                return Integer.parseInt(v.trim());
+            } catch (NumberFormatException e) {
+                // not a plain number (Slurm's "2(x3)"): try the next variable
+            }
+        }
+        return null;
+    }
+
+    /** libc's setenv: the CUDA runtime reads CUDA_VISIBLE_DEVICES from the process environment when it starts. */
+    private static void setenv(String name, String value) {
+        java.lang.foreign.Linker linker = java.lang.foreign.Linker.nativeLinker();
+        java.lang.invoke.MethodHandle h = linker.downcallHandle(linker.defaultLookup().findOrThrow("setenv"),
+                java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT,
+                        java.lang.foreign.ValueLayout.ADDRESS, java.lang.foreign.ValueLayout.ADDRESS,
+                        java.lang.foreign.ValueLayout.JAVA_INT));
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            int rc = (int) h.invokeExact(a.allocateFrom(name), a.allocateFrom(value), 1);
+            if (rc != 0) throw new MpiException("setenv(" + name + ") failed");
+        } catch (MpiException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new MpiException("setenv(" + name + ") failed: " + t, t);
+        }
     }
 
     int rank() {
@@ -57,18 +104,8 @@ final class DistributedJob {
 
     /** The CPU threads of one rank when --threads is not given: the cores shared by the ranks on this node. */
     int defaultThreads() {
-        int local = 1;
-        for (String key : new String[] {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
-            String v = System.getenv(key);
-            if (v == null) continue;
-            try {
-                local = Math.max(1, Integer.parseInt(v.trim()));
-                break;
-            } catch (NumberFormatException e) {
-                // not a plain count (Slurm's "2(x3)" form): try the next variable
-            }
-        }
-        return Math.max(1, Runtime.getRuntime().availableProcessors() / local);
+        Integer local = firstInt(System.getenv(), "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE");
+        return Math.max(1, Runtime.getRuntime().availableProcessors() / Math.max(1, local == null ? 1 : local));
     }
 
     /**

@@ -274,8 +274,10 @@ final class TrainCommand implements Callable<Integer> {
         Precision resumedPrecision = null; // the checkpoint's, for a resumed run given no --precision
         try {
             if (resume != null) {
-                // a save killed after its commit point is finished, one killed before it undone, leftovers removed
-                AtomicFiles.recover(resume, Checkpoint.EMA_DIR);
+                // a save killed after its commit point is finished, one killed before it undone, leftovers removed;
+                // in a distributed job by rank 0 alone, the others reading only after it (they share the folder)
+                if (job == null || job.rank() == 0) AtomicFiles.recover(resume, Checkpoint.EMA_DIR);
+                if (job != null) job.exchange().checkIn(0, "the recovery of the checkpoint to resume");
                 UNet2DConfig ckConfig = Checkpoint.readConfig(resume);
                 Trainer.Options ck = Checkpoint.readOptions(resume);
                 NoiseSchedule ckSchedule = Checkpoint.readSchedule(resume.resolve(Checkpoint.SCHEDULER));

@@ -204,6 +204,18 @@ class DistributedTrainTest {
         assertTrue(flags.err().contains("apply to --distributed runs"), flags.err());
     }
 
+    @Test
+    void eachRankOfANodeGetsItsOwnGpuUnlessAssignedAlready() {
+        assertEquals("1", DistributedJob.visibleDevice(Map.of("OMPI_COMM_WORLD_LOCAL_RANK", "1",
+                "OMPI_COMM_WORLD_LOCAL_SIZE", "4")));
+        assertEquals("0", DistributedJob.visibleDevice(Map.of("MPI_LOCALRANKID", "0", "MPI_LOCALNRANKS", "2")));
+        assertEquals(null, DistributedJob.visibleDevice(Map.of("OMPI_COMM_WORLD_LOCAL_RANK", "0",
+                "OMPI_COMM_WORLD_LOCAL_SIZE", "1")), "one rank per node: the default device");
+        assertEquals(null, DistributedJob.visibleDevice(Map.of("OMPI_COMM_WORLD_LOCAL_RANK", "1",
+                "OMPI_COMM_WORLD_LOCAL_SIZE", "2", "CUDA_VISIBLE_DEVICES", "3")), "the user's assignment stands");
+        assertEquals(null, DistributedJob.visibleDevice(Map.of("SLURM_LOCALID", "1", "SLURM_NTASKS_PER_NODE", "2(x3)")));
+    }
+
     private static void signal(String sig, long pid) throws Exception {
         Process p = new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).inheritIO().start();
         assertEquals(0, p.waitFor(), "kill -" + sig + " " + pid);
