@@ -118,6 +118,7 @@ final class DistributedJob {
             rc = body.call();
         } catch (Throwable e) {
             String m = e.getMessage() == null ? e.toString() : e.getMessage();
+            if (m.startsWith("train: ")) m = m.substring("train: ".length()); // the prefix goes before the rank
             say(String.format(Locale.ROOT, "train: rank %d of %d: %s; ending the job", rank(), size(), m));
             mpi.abort(e instanceof picocli.CommandLine.ParameterException ? 2 : 1);
             return 1; // not reached

@@ -366,7 +366,7 @@ final class TrainCommand implements Callable<Integer> {
 
         if (config.sampleHeight() > 0) { // before the data are read: an image folder is decoded at this size
             checkMemory(config, options.batchSize(), config.inChannels(), config.sampleHeight(), config.sampleWidth(),
-                    maxMemory);
+                    maxMemory, job == null ? 1 : job.size());
         }
         Dataset dataset;
         boolean labelled = classConditional || config.isClassConditional();
@@ -387,7 +387,8 @@ final class TrainCommand implements Callable<Integer> {
                     + expectedImages + " (resume would not continue the same run)");
             return 1;
         }
-        checkMemory(config, options.batchSize(), dataset.channels(), dataset.height(), dataset.width(), maxMemory);
+        checkMemory(config, options.batchSize(), dataset.channels(), dataset.height(), dataset.width(), maxMemory,
+                job == null ? 1 : job.size());
         runMeta.put("data", data);
         if (!data.equals("procedural")) {
             runMeta.put("data_dir", (dataDir == null ? FashionMnist.DEFAULT_DIRECTORY : dataDir).toAbsolutePath().toString());
@@ -424,10 +425,16 @@ final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    /** Refuses a run whose estimated memory ({@link RunMemory#training}) exceeds the limit. */
-    private static void checkMemory(UNet2DConfig config, int batch, int c, int h, int w, long limit) {
-        MemoryOptions.check(String.format(Locale.ROOT, "train: batches of %d images of %dx%dx%d", batch, c, h, w),
-                RunMemory.training(config, batch, h, w), limit, "lower --batch-size");
+    /**
+     * Refuses a run whose estimated memory ({@link RunMemory#training}) exceeds the limit. A rank of a data-parallel
+     * job of {@code ranks} also holds the whole global batch's images, noised images and noise (3 x ranks x batch
+     * images; its own rows are counted in the training estimate).
+     */
+    private static void checkMemory(UNet2DConfig config, int batch, int c, int h, int w, long limit, int ranks) {
+        long global = 3L * (ranks - 1) * batch * c * h * w * Float.BYTES;
+        MemoryOptions.check(String.format(Locale.ROOT, "train: batches of %d images of %dx%dx%d%s", batch, c, h, w,
+                        ranks > 1 ? " on each of " + ranks + " ranks" : ""),
+                RunMemory.training(config, batch, h, w) + global, limit, "lower --batch-size");
     }
 
     private static Dataset dataset(String data, Path dataDir, UNet2DConfig config, long seed, boolean labelled)
@@ -533,9 +540,12 @@ final class TrainCommand implements Callable<Integer> {
     private static void save(Path outDir, Trainer trainer, LossHistory history, Map<String, String> runMeta, String title,
                              String subtitle, DistributedJob job) {
         if (job != null) {
-            // every rank holds the same weights (checked here); one writer, and the others wait for it at the next step
+            // every rank holds the same weights (checked here); one writer, the others waiting for it
             job.checkReplicas(trainer, null);
-            if (job.rank() != 0) return;
+            if (job.rank() != 0) {
+                job.exchange().awaitSave(trainer.stepCount());
+                return;
+            }
         }
         try {
             Map<String, byte[]> extra = new java.util.LinkedHashMap<>();
@@ -545,6 +555,7 @@ final class TrainCommand implements Callable<Integer> {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+        if (job != null) job.exchange().awaitSave(trainer.stepCount());
     }
 
 

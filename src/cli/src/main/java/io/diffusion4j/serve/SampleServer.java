@@ -219,6 +219,18 @@ public final class SampleServer implements AutoCloseable {
         shutdown();
     }
 
+    private static int stopWaitSeconds(long drainMillis) {
+        return (int) Math.min(Integer.MAX_VALUE - 1, Math.ceilDiv(drainMillis, 1000)) + 1;
+    }
+
+    /**
+     * The longest a shutdown can take with this drain limit: the sampling listener's wait (the drain plus a second)
+     * and the request executor's 5 s. An orchestrator's grace period must exceed it (plus any pre-stop delay).
+     */
+    public static long shutdownBoundMillis(long drainMillis) {
+        return stopWaitSeconds(drainMillis) * 1000L + 5000L;
+    }
+
     /** Waits (up to {@code millis}) until connecting to {@code address} is refused: the listener has closed. */
     private static void awaitRefused(InetSocketAddress address, long millis) {
         InetSocketAddress target = address.getAddress().isAnyLocalAddress()
@@ -251,8 +263,8 @@ public final class SampleServer implements AutoCloseable {
         boolean all = true;
         if (s != null) {
             // HttpServer.stop closes the listening socket at once, then waits for the exchanges in flight, which
-            // the drain below answers; the wait outlasts the drain so that none is cut off
-            int wait = (int) Math.min(Integer.MAX_VALUE, Math.ceilDiv(config.drainMillis(), 1000) + 5);
+            // the drain below answers; the wait outlasts the drain by a second so that none is cut off
+            int wait = stopWaitSeconds(config.drainMillis());
             Thread stopper = Thread.ofPlatform().name("d4j-serve-stop").start(() -> s.stop(wait));
             // the engine keeps accepting until the listener is gone: a request let in before then is drained like
             // any other instead of meeting a 503 that a proxy would hand to its client

@@ -64,8 +64,10 @@ class DistributedTrainTest {
                 "2", "--seed", "7", "--steps", "5", "--out", one.toString())).toArray(String[]::new));
         assertEquals(0, single.exit(), single.err());
         assertCloseNotEqual(one, two, List.of("--seed", "7"));
-        // the losses of every step agree to the printed digits
-        assertEquals(lossColumn(one), lossColumn(two));
+        // the losses of every step (the mean over the global batch, in float64) agree closely
+        List<Double> l1 = lossColumn(one), l2 = lossColumn(two);
+        assertEquals(l1.size(), l2.size());
+        for (int i = 0; i < l1.size(); i++) assertEquals(l1.get(i), l2.get(i), 1e-4 * l1.get(i), "loss of step " + (i + 1));
         try (SafeTensors.Reader r = SafeTensors.open(two.resolve("training_state.safetensors"))) {
             assertEquals("2", r.metadata().get("world_size"));
         }
@@ -165,7 +167,8 @@ class DistributedTrainTest {
         j.awaitExit(60);
         assertNotEquals(0, j.exit(), j.output());
         assertTrue(j.output().contains("rank 1"), "the launcher names the dead rank: " + j.output());
-        assertTrue((System.nanoTime() - t0) * 1e-9 < 60);
+        double secs = (System.nanoTime() - t0) * 1e-9;
+        assertTrue(secs < 30, "the job ended " + secs + " s after the kill");
     }
 
     @Test
@@ -229,17 +232,11 @@ class DistributedTrainTest {
         return out;
     }
 
-    /** loss.csv's loss column (step, loss, lr, grad_norm), rounded to 4 significant digits. */
-    private static List<String> lossColumn(Path dir) throws IOException {
-        List<String> out = new ArrayList<>();
-        for (String line : Files.readAllLines(dir.resolve("loss.csv"))) {
-            String v = line.split(",")[1];
-            try {
-                out.add(String.format(java.util.Locale.ROOT, "%.4g", Double.parseDouble(v)));
-            } catch (NumberFormatException e) {
-                out.add(v); // the header
-            }
-        }
+    /** loss.csv's loss column (step, loss, lr, grad_norm). */
+    private static List<Double> lossColumn(Path dir) throws IOException {
+        List<Double> out = new ArrayList<>();
+        List<String> lines = Files.readAllLines(dir.resolve("loss.csv"));
+        for (String line : lines.subList(1, lines.size())) out.add(Double.parseDouble(line.split(",")[1]));
         return out;
     }
 

@@ -80,8 +80,9 @@ class DeployManifestsTest {
         long grace = Long.parseLong(group(deployment, "terminationGracePeriodSeconds: (\\d+)", "grace period"));
         long preStop = Long.parseLong(group(deployment, "preStop:\\s*exec:\\s*command: \\[\"sleep\", \"(\\d+)\"\\]",
                 "the pre-stop sleep"));
-        assertTrue(preStop * 1000 + Long.parseLong(after(args, "--drain-ms")) < grace * 1000,
-                "the pre-stop sleep and the drain must end inside the termination grace period");
+        long shutdown = SampleServer.shutdownBoundMillis(Long.parseLong(after(args, "--drain-ms")));
+        assertTrue(preStop * 1000 + shutdown < grace * 1000, "the pre-stop sleep (" + preStop + " s) and the longest "
+                + "shutdown (" + shutdown + " ms) must end inside the termination grace period (" + grace + " s)");
         String deploymentName = group(deployment, "kind: Deployment\\s*metadata:\\s*name: (\\S+)", "Deployment name");
         assertEquals(deploymentName, group(hpa, "scaleTargetRef:.*?kind: Deployment\\s*name: (\\S+)", "HPA target"));
         String metric = group(hpa, "metric:\\s*name: (\\S+)", "the HPA's metric");

@@ -41,6 +41,7 @@ public final class DataParallel implements GradientExchange {
     private final long timeoutNanos;
     private final Arena arena = Arena.ofConfined();
     private MemorySegment send, recv, mine, full;
+    private final MemorySegment checkIns, go, mineCheckIn, gatherOne, gatherAll, flag;
     private int chunk = -1;
     private long bytesPerStep;
     private long exchangeNanos, firstNanos, waitNanos, exchanges;
@@ -54,6 +55,15 @@ public final class DataParallel implements GradientExchange {
         this.mpi = Objects.requireNonNull(mpi, "mpi");
         if (timeoutMillis < 1) throw new IllegalArgumentException("timeout must be >= 1 ms, got " + timeoutMillis);
         this.timeoutNanos = Math.multiplyExact(timeoutMillis, 1_000_000L);
+        int n = mpi.size();
+        // the small messages' buffers live as long as this object: after a timeout their requests stay pending until
+        // the job is aborted, and MPI may still write into them
+        this.checkIns = arena.allocate(ValueLayout.JAVA_LONG, 2L * n);
+        this.go = arena.allocate(ValueLayout.JAVA_LONG, 2);
+        this.mineCheckIn = arena.allocate(ValueLayout.JAVA_LONG, 2);
+        this.gatherOne = arena.allocate(ValueLayout.JAVA_LONG);
+        this.gatherAll = arena.allocate(ValueLayout.JAVA_LONG, n);
+        this.flag = arena.allocate(ValueLayout.JAVA_INT);
     }
 
     @Override
@@ -86,10 +96,10 @@ public final class DataParallel implements GradientExchange {
     }
 
     @Override
-    public void allReduceMean(Tensor gradients, long step) {
+    public double allReduceMean(Tensor gradients, double loss, long step) {
         Objects.requireNonNull(gradients, "gradients");
         long w0 = System.nanoTime();
-        checkIn(step, "the gradient exchange of step " + step);
+        double meanLoss = checkIn(step, loss, "the gradient exchange of step " + step, timeoutNanos);
         long t0 = System.nanoTime();
         waitNanos += t0 - w0;
         int n = mpi.size();
@@ -112,6 +122,7 @@ public final class DataParallel implements GradientExchange {
         if (exchanges == 0) firstNanos = took;
         exchangeNanos += took;
         exchanges++;
+        return meanLoss;
     }
 
     private void allocate(int c, int n) {
@@ -126,20 +137,12 @@ public final class DataParallel implements GradientExchange {
         bytesPerStep = 2L * (n - 1) * c * Float.BYTES;
     }
 
-    @Override
-    public double mean(double value, long step) {
-        long[] all = gather(Double.doubleToRawLongBits(value));
-        double s = 0;
-        for (long bits : all) s += Double.longBitsToDouble(bits);
-        return s / all.length;
-    }
-
     /**
      * Checks that every rank holds the same value (a hash of the weights, of the run's settings): throws naming the
      * ranks that differ from rank 0, on every rank.
      */
     public void requireSame(String what, long value) {
-        long[] all = gather(value);
+        long[] all = gather(value, what);
         List<String> differ = new ArrayList<>();
         for (int r = 1; r < all.length; r++) {
             if (all[r] != all[0]) differ.add(String.format(Locale.ROOT, "rank %d %016x", r, all[r]));
@@ -150,15 +153,10 @@ public final class DataParallel implements GradientExchange {
         }
     }
 
-    private long[] gather(long value) {
-        int n = mpi.size();
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment one = a.allocate(ValueLayout.JAVA_LONG);
-            one.set(ValueLayout.JAVA_LONG, 0, value);
-            MemorySegment all = a.allocate(ValueLayout.JAVA_LONG, n);
-            collective(x -> mpi.allGatherLongs(one, all, 1, x), "an all-gather of one value per rank");
-            return all.toArray(ValueLayout.JAVA_LONG);
-        }
+    private long[] gather(long value, String what) {
+        gatherOne.set(ValueLayout.JAVA_LONG, 0, value);
+        collective(x -> mpi.allGatherLongs(gatherOne, gatherAll, 1, x), "the all-gather of " + what);
+        return gatherAll.toArray(ValueLayout.JAVA_LONG);
     }
 
     /** A 64-bit FNV-1a hash of a float32 tensor's bits (the replicas' weights are compared by it). */
@@ -176,52 +174,69 @@ public final class DataParallel implements GradientExchange {
     }
 
     /**
-     * Every rank reports {@code step} to rank 0 and waits for its go-ahead (see the class comment). Throws
-     * {@link MpiException} naming the late ranks when the deadline passes, or the ranks whose step differs.
+     * A barrier with a deadline: every rank reports {@code step} to rank 0 and waits for its go-ahead (see the class
+     * comment). Throws {@link MpiException} naming the late ranks when the deadline passes, or the ranks whose step
+     * differs.
      */
     public void checkIn(long step, String what) {
+        checkIn(step, 0, what, timeoutNanos);
+    }
+
+    /**
+     * Waits for rank 0's checkpoint write of {@code step}: a barrier whose deadline is ten times the rank timeout, at
+     * least ten minutes, since a save of a large model to slow storage takes longer than a step.
+     */
+    public void awaitSave(long step) {
+        long nanos = Math.max(Math.multiplyExact(timeoutNanos, 10L), 600_000_000_000L);
+        checkIn(step, 0, "rank 0's checkpoint write of step " + step, nanos);
+    }
+
+    /** The check-in carrying one value per rank: returns their mean, added in rank order by rank 0. */
+    private double checkIn(long step, double value, String what, long nanos) {
         int n = mpi.size(), me = mpi.rank();
-        if (n == 1) return;
-        try (Arena a = Arena.ofConfined()) {
+        if (n == 1) return value;
+        try (Arena a = Arena.ofConfined()) { // the requests' handles only: MPI writes them inside MPI_Test alone
             if (me == 0) {
-                MemorySegment steps = a.allocate(ValueLayout.JAVA_LONG, n);
                 MemorySegment[] requests = new MemorySegment[n];
                 for (int r = 1; r < n; r++) {
-                    requests[r] = mpi.irecv(steps.asSlice((long) r * Long.BYTES, Long.BYTES), 1, r, TAG_CHECK_IN, a);
+                    requests[r] = mpi.irecv(checkIns.asSlice(2L * r * Long.BYTES, 2L * Long.BYTES), 2, r, TAG_CHECK_IN, a);
                 }
-                List<Integer> missing = waitAll(requests, timeoutNanos, a);
+                List<Integer> missing = waitAll(requests, nanos, a);
                 if (!missing.isEmpty()) {
                     throw new MpiException(String.format(Locale.ROOT, "rank%s %s did not reach %s within %s (dead or hung)",
-                            missing.size() > 1 ? "s" : "", join(missing), what, seconds(timeoutNanos)));
+                            missing.size() > 1 ? "s" : "", join(missing), what, seconds(nanos)));
                 }
                 List<String> wrong = new ArrayList<>();
+                double sum = value;
                 for (int r = 1; r < n; r++) {
-                    long s = steps.getAtIndex(ValueLayout.JAVA_LONG, r);
+                    long s = checkIns.getAtIndex(ValueLayout.JAVA_LONG, 2L * r);
                     if (s != step) wrong.add("rank " + r + " is at step " + s);
+                    sum += Double.longBitsToDouble(checkIns.getAtIndex(ValueLayout.JAVA_LONG, 2L * r + 1));
                 }
                 if (!wrong.isEmpty()) {
                     throw new MpiException("the ranks are out of step at " + what + ": rank 0 is at step " + step + ", "
                             + String.join(", ", wrong));
                 }
-                MemorySegment go = a.allocate(ValueLayout.JAVA_LONG);
-                go.set(ValueLayout.JAVA_LONG, 0, step);
+                double mean = sum / n;
+                go.setAtIndex(ValueLayout.JAVA_LONG, 0, step);
+                go.setAtIndex(ValueLayout.JAVA_LONG, 1, Double.doubleToRawLongBits(mean));
                 MemorySegment[] sends = new MemorySegment[n];
-                for (int r = 1; r < n; r++) sends[r] = mpi.isend(go, 1, r, TAG_GO, a);
-                List<Integer> stuck = waitAll(sends, timeoutNanos, a);
+                for (int r = 1; r < n; r++) sends[r] = mpi.isend(go, 2, r, TAG_GO, a);
+                List<Integer> stuck = waitAll(sends, nanos, a);
                 if (!stuck.isEmpty()) {
                     throw new MpiException("rank" + (stuck.size() > 1 ? "s " : " ") + join(stuck)
-                            + " did not take rank 0's go-ahead for " + what + " within " + seconds(timeoutNanos));
+                            + " did not take rank 0's go-ahead for " + what + " within " + seconds(nanos));
                 }
-            } else {
-                MemorySegment mineStep = a.allocate(ValueLayout.JAVA_LONG);
-                mineStep.set(ValueLayout.JAVA_LONG, 0, step);
-                MemorySegment go = a.allocate(ValueLayout.JAVA_LONG);
-                MemorySegment[] requests = {mpi.isend(mineStep, 1, 0, TAG_CHECK_IN, a), mpi.irecv(go, 1, 0, TAG_GO, a)};
-                if (!waitAll(requests, 2 * timeoutNanos, a).isEmpty()) {
-                    throw new MpiException(String.format(Locale.ROOT, "rank %d: rank 0 did not answer at %s within %s "
-                            + "(dead or hung)", me, what, seconds(2 * timeoutNanos)));
-                }
+                return mean;
             }
+            mineCheckIn.setAtIndex(ValueLayout.JAVA_LONG, 0, step);
+            mineCheckIn.setAtIndex(ValueLayout.JAVA_LONG, 1, Double.doubleToRawLongBits(value));
+            MemorySegment[] requests = {mpi.isend(mineCheckIn, 2, 0, TAG_CHECK_IN, a), mpi.irecv(go, 2, 0, TAG_GO, a)};
+            if (!waitAll(requests, 2 * nanos, a).isEmpty()) {
+                throw new MpiException(String.format(Locale.ROOT, "rank %d: rank 0 did not answer at %s within %s "
+                        + "(dead or hung)", me, what, seconds(2 * nanos)));
+            }
+            return Double.longBitsToDouble(go.getAtIndex(ValueLayout.JAVA_LONG, 1));
         }
     }
 
@@ -243,7 +258,6 @@ public final class DataParallel implements GradientExchange {
     private List<Integer> waitAll(MemorySegment[] requests, long nanos, Arena a) {
         boolean[] done = new boolean[requests.length];
         long start = System.nanoTime(), deadline = start + nanos;
-        MemorySegment flag = a.allocate(ValueLayout.JAVA_INT); // one for every poll: a long wait polls millions of times
         while (true) {
             boolean all = true;
             for (int i = 0; i < requests.length; i++) {

@@ -87,6 +87,11 @@ public final class Mpi {
                 MemorySegment provided = a.allocate(ValueLayout.JAVA_INT);
                 check(mpi_h.MPI_Init_thread(MemorySegment.NULL, MemorySegment.NULL, mpi_h.MPI_THREAD_FUNNELED(), provided),
                         "MPI_Init_thread");
+                int level = provided.get(ValueLayout.JAVA_INT, 0);
+                if (level < mpi_h.MPI_THREAD_FUNNELED()) {
+                    throw new MpiException("the MPI library provides thread level " + level + ", below MPI_THREAD_FUNNELED ("
+                            + mpi_h.MPI_THREAD_FUNNELED() + "): the JVM has other threads, so it needs at least that");
+                }
             }
             check(mpi_h.MPI_Comm_set_errhandler(comm, errorsReturn), "MPI_Comm_set_errhandler");
         }

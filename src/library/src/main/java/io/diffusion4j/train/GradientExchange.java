@@ -17,12 +17,10 @@ public interface GradientExchange {
 
     /**
      * Replaces {@code gradients} (flat, the model's gradient buffer) on every rank by the mean over the ranks,
-     * summed in a fixed order, so that every rank receives the same bits.
+     * summed in a fixed order, so that every rank receives the same bits; returns the mean of the ranks'
+     * {@code loss} (the reported loss), the same on every rank.
      *
      * @param step the 1-based step the gradients belong to (for the messages naming a late or dead rank)
      */
-    void allReduceMean(Tensor gradients, long step);
-
-    /** The mean over the ranks of one value per rank (the reported loss), the same on every rank. */
-    double mean(double value, long step);
+    double allReduceMean(Tensor gradients, double loss, long step);
 }

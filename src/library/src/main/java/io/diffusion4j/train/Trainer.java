@@ -406,8 +406,12 @@ public final class Trainer implements AutoCloseable {
         model.zeroGradients();
         model.backwardParameters(dOut);
 
+        float[] l = loss.toFloatArray();
+        double mean = 0;
+        for (float x : l) mean += x;
+        mean /= l.length;
         long s = step + 1;
-        if (exchange != null) exchange.allReduceMean(model.gradients(), s);
+        if (exchange != null) mean = exchange.allReduceMean(model.gradients(), mean, s);
         double norm = OptimKernels.gradNorm(model.gradients());
         double scale = OptimKernels.clipScale(norm, options.maxGradNorm());
         double lr = learningRate(s);
@@ -417,11 +421,6 @@ public final class Trainer implements AutoCloseable {
         double decay = options.ema().decay(s);
         OptimKernels.ema(ema, model.parameters(), decay);
 
-        float[] l = loss.toFloatArray();
-        double mean = 0;
-        for (float x : l) mean += x;
-        mean /= l.length;
-        if (exchange != null) mean = exchange.mean(mean, s);
         step = s;
         noiseOffset++;
         return new StepResult(s, mean, norm, lr, decay);

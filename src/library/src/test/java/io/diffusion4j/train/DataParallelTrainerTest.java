@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.diffusion4j.Device;
 import io.diffusion4j.testutil.TestRandom;
 import io.diffusion4j.backend.Backend;
+import io.diffusion4j.model.UNet2DConfig;
 import io.diffusion4j.model.UNet2DModel;
 import io.diffusion4j.schedule.PredictionType;
 import io.diffusion4j.tensor.Tensor;
@@ -71,8 +72,9 @@ class DataParallelTrainerTest {
                 }
 
                 @Override
-                public void allReduceMean(Tensor gradients, long step) {
+                public double allReduceMean(Tensor gradients, double loss, long step) {
                     grads[r] = gradients.toFloatArray();
+                    values[r] = loss;
                     await(in);
                     float[] mean = new float[grads[0].length];
                     for (int j = 0; j < mean.length; j++) {
@@ -80,18 +82,11 @@ class DataParallelTrainerTest {
                         for (int i = 1; i < n; i++) s += grads[i][j];
                         mean[j] = s / n;
                     }
+                    double l = 0;
+                    for (double v : values) l += v;
                     await(out);
                     gradients.copyFrom(mean);
-                }
-
-                @Override
-                public double mean(double value, long step) {
-                    values[r] = value;
-                    await(in);
-                    double s = 0;
-                    for (double v : values) s += v;
-                    await(out);
-                    return s / n;
+                    return l / n;
                 }
             };
         }
@@ -105,37 +100,30 @@ class DataParallelTrainerTest {
         }
     }
 
-    @Test
-    void ranksStayIdenticalAndFollowOneTrainerAtTheGlobalBatch() throws Exception {
-        long seed = TestRandom.fresh().nextLong();
-        int n = 3, b = 2, steps = 4; // odd world size and batch: the rows of rank r start at r * b
-        Trainer.Options local = withBatch(TrainerTest.options(seed, PredictionType.EPSILON), b);
-        Trainer.Options global = withBatch(local, n * b);
+    /** What a run leaves: the starting and final parameters of each rank and the losses it reported. */
+    private record Run(float[] start, float[][] params, double[][] losses) {}
 
-        float[] single, start;
-        double[] singleLoss = new double[steps];
-        try (UNet2DModel model = new UNet2DModel(cpu, TrainerTest.tiny(), seed);
-                Trainer t = new Trainer(model, TrainerTest.schedule(), TrainerTest.data(seed), global)) {
-            start = model.parameters().toFloatArray();
-            for (int s = 0; s < steps; s++) singleLoss[s] = t.step().loss();
-            single = model.parameters().toFloatArray();
-        }
-
-        ThreadExchange ex = new ThreadExchange(n);
-        float[][] ranks = new float[n][];
-        double[][] losses = new double[n][steps];
-        ExecutorService pool = Executors.newFixedThreadPool(n);
+    /** {@code n} ranks (threads) at batch {@code b}, or one trainer at batch b when {@code n} is 0. */
+    private static Run run(UNet2DConfig cfg, java.util.function.LongFunction<Dataset> data, Trainer.Options o, long seed,
+                           int n, int b, int steps) throws Exception {
+        int ranks = Math.max(n, 1);
+        ThreadExchange ex = n == 0 ? null : new ThreadExchange(n);
+        float[][] params = new float[ranks][];
+        float[][] start = new float[1][];
+        double[][] losses = new double[ranks][steps];
+        ExecutorService pool = Executors.newFixedThreadPool(ranks);
         try {
-            Future<?>[] f = new Future<?>[n];
-            for (int r = 0; r < n; r++) {
+            Future<?>[] f = new Future<?>[ranks];
+            for (int r = 0; r < ranks; r++) {
                 int rank = r;
                 f[r] = pool.submit(() -> {
-                    try (UNet2DModel model = new UNet2DModel(cpu, TrainerTest.tiny(), seed);
-                            Trainer t = new Trainer(model, TrainerTest.schedule(), TrainerTest.data(seed), local,
-                                    ex.rank(rank))) {
-                        assertEquals(n, t.worldSize());
+                    try (UNet2DModel model = new UNet2DModel(cpu, cfg, seed);
+                            Trainer t = new Trainer(model, TrainerTest.schedule(), data.apply(seed), withBatch(o, b),
+                                    ex == null ? null : ex.rank(rank))) {
+                        assertEquals(ranks, t.worldSize());
+                        if (rank == 0) start[0] = model.parameters().toFloatArray();
                         for (int s = 0; s < steps; s++) losses[rank][s] = t.step().loss();
-                        ranks[rank] = model.parameters().toFloatArray();
+                        params[rank] = model.parameters().toFloatArray();
                     }
                     return null;
                 });
@@ -144,17 +132,66 @@ class DataParallelTrainerTest {
         } finally {
             pool.shutdownNow();
         }
-        for (int r = 1; r < n; r++) {
-            assertArrayEquals(ranks[0], ranks[r], "rank " + r + " differs from rank 0");
+        for (int r = 1; r < ranks; r++) {
+            assertArrayEquals(params[0], params[r], "rank " + r + " differs from rank 0");
             assertArrayEquals(losses[0], losses[r], "rank " + r + "'s reported losses");
         }
-        double rel = relativeL2(start, single, ranks[0]);
+        return new Run(start[0], params, losses);
+    }
+
+    private static void assertFollows(Run one, Run ranks, int steps) {
+        double rel = relativeL2(one.start(), one.params()[0], ranks.params()[0]);
         System.out.printf("data parallel: ||ranks - one|| / ||one - start|| = %.3g%n", rel);
         assertTrue(rel <= REL_L2, "||ranks - one|| / ||one - start|| = " + rel);
         assertTrue(rel > 0, "the ranks reproduced the one-trainer bits exactly: did each train on its own rows?");
         for (int s = 0; s < steps; s++) {
-            assertEquals(singleLoss[s], losses[0][s], 1e-5 * Math.abs(singleLoss[s]), "loss of step " + (s + 1));
+            assertEquals(one.losses()[0][s], ranks.losses()[0][s], 1e-5 * Math.abs(one.losses()[0][s]),
+                    "loss of step " + (s + 1));
         }
+    }
+
+    @Test
+    void ranksStayIdenticalAndFollowOneTrainerAtTheGlobalBatch() throws Exception {
+        long seed = TestRandom.fresh().nextLong();
+        int n = 3, b = 2, steps = 4; // odd world size and batch: the rows of rank r start at r * b
+        Trainer.Options o = TrainerTest.options(seed, PredictionType.EPSILON);
+        Run one = run(TrainerTest.tiny(), TrainerTest::data, o, seed, 0, n * b, steps);
+        Run ranks = run(TrainerTest.tiny(), TrainerTest::data, o, seed, n, b, steps);
+        assertFollows(one, ranks, steps);
+    }
+
+    /**
+     * Class-conditional with label drops: each rank takes its slice of the global batch's labels and drops, so the
+     * ranks still follow one trainer (wrong labels would move the class embeddings elsewhere).
+     */
+    @Test
+    void classLabelsAndTheirDropsAreSlicedFromTheGlobalBatch() throws Exception {
+        long seed = TestRandom.fresh().nextLong();
+        int n = 2, b = 3, steps = 3;
+        UNet2DConfig cfg = conditional(0.0);
+        Trainer.Options o = TrainerTest.options(seed, PredictionType.EPSILON).withCondDropProb(0.3);
+        Run one = run(cfg, TrainerTest::labelled, o, seed, 0, n * b, steps);
+        Run ranks = run(cfg, TrainerTest::labelled, o, seed, n, b, steps);
+        assertFollows(one, ranks, steps);
+    }
+
+    /** With dropout the ranks draw their own masks (so no one-trainer comparison) and still stay identical. */
+    @Test
+    void withDropoutTheRanksStayIdentical() throws Exception {
+        long seed = TestRandom.fresh().nextLong();
+        Trainer.Options o = TrainerTest.options(seed, PredictionType.EPSILON);
+        Run ranks = run(conditional(0.1), TrainerTest::labelled, o, seed, 2, 2, 3); // identical: checked by run
+        Run one = run(conditional(0.1), TrainerTest::labelled, o, seed, 0, 4, 3);
+        assertTrue(relativeL2(one.start(), one.params()[0], ranks.params()[0]) > REL_L2,
+                "masks of step * n + rank: not the one-trainer masks");
+    }
+
+    private static UNet2DConfig conditional(double dropout) {
+        return UNet2DConfig.builder().sampleSize(12).inChannels(1).outChannels(1).blockOutChannels(8, 16)
+                .layersPerBlock(1).normNumGroups(4).attentionHeadDim(8)
+                .downBlockTypes(java.util.List.of(UNet2DConfig.DOWN_BLOCK, UNet2DConfig.ATTN_DOWN_BLOCK))
+                .upBlockTypes(java.util.List.of(UNet2DConfig.ATTN_UP_BLOCK, UNet2DConfig.UP_BLOCK)).numClassEmbeds(4)
+                .dropout(dropout).build();
     }
 
     @Test
@@ -163,7 +200,6 @@ class DataParallelTrainerTest {
         BatchSampler all = new BatchSampler(data, 99, true), part = new BatchSampler(data, 99, true);
         int n = data.imageFloats();
         float[] a = new float[5 * n], p = new float[5 * n];
-        int[] la = new int[5], lp = new int[5];
         java.util.Arrays.fill(p, Float.NaN);
         all.next(a, 5, null);
         part.next(p, 5, null, 2, 2);
