@@ -33,8 +33,8 @@ echo "generated $(find "$here/java" -name '*.java' | wc -l) files in $here/java"
 # library calls, from Open MPI's mpi.h (Debian's libopenmpi-dev; MPI_INCLUDE overrides
 # the folder). Open MPI's predefined handles (MPI_COMM_WORLD, MPI_FLOAT, ...) are the
 # addresses of global structs of incomplete type, which jextract skips; the Java side
-# looks those symbols up by name. MPICH's handles are integers: its ABI differs and
-# would need bindings generated from its own mpi.h.
+# looks those symbols up by name. MPICH's ABI differs (integer handles): its bindings
+# follow.
 mpi_include=${MPI_INCLUDE:-/usr/lib/x86_64-linux-gnu/openmpi/include}
 rm -rf "$here/java/io/diffusion4j/bindings/mpi"
 mpi=()
@@ -54,3 +54,25 @@ done
   -I "$mpi_include" \
   "$mpi_include/mpi.h"
 echo "generated $(find "$here/java/io/diffusion4j/bindings/mpi" -name '*.java' | wc -l) MPI files"
+
+# The same functions from MPICH's mpi.h (Debian's libmpich-dev; MPICH_INCLUDE overrides
+# the folder). MPICH's handles are int constants, which jextract keeps.
+mpich_include=${MPICH_INCLUDE:-/usr/include/x86_64-linux-gnu/mpich}
+rm -rf "$here/java/io/diffusion4j/bindings/mpich"
+mpich=()
+for f in MPI_Init_thread MPI_Initialized MPI_Finalize MPI_Abort MPI_Comm_rank MPI_Comm_size MPI_Comm_set_errhandler \
+         MPI_Error_string MPI_Get_library_version MPI_Ialltoall MPI_Iallgather MPI_Isend MPI_Irecv MPI_Test; do
+  mpich+=(--include-function "$f")
+done
+for c in MPI_SUCCESS MPI_THREAD_FUNNELED MPI_MAX_ERROR_STRING MPI_MAX_LIBRARY_VERSION_STRING MPI_COMM_WORLD MPI_FLOAT \
+         MPI_LONG MPI_ERRORS_RETURN; do
+  mpich+=(--include-constant "$c")
+done
+"$jextract" \
+  --output "$here/java" \
+  --target-package io.diffusion4j.bindings.mpich \
+  --header-class-name mpich_h \
+  "${mpich[@]}" \
+  -I "$mpich_include" \
+  "$mpich_include/mpi.h"
+echo "generated $(find "$here/java/io/diffusion4j/bindings/mpich" -name '*.java' | wc -l) MPICH files"

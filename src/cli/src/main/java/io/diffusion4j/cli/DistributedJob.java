@@ -40,7 +40,7 @@ final class DistributedJob {
     static DistributedJob start(long timeoutMillis, int checkEvery, PrintStream err) {
         Mpi mpi = Mpi.init(System.getenv());
         String gpu = visibleDevice(System.getenv());
-        if (gpu != null) setenv("CUDA_VISIBLE_DEVICES", gpu);
+        if (gpu != null) Mpi.setenv("CUDA_VISIBLE_DEVICES", gpu, true); // read by the CUDA runtime when it starts
         return new DistributedJob(mpi, new DataParallel(mpi, timeoutMillis), checkEvery, err);
     }
 
@@ -67,23 +67,6 @@ final class DistributedJob {
             }
         }
         return null;
-    }
-
-    /** libc's setenv: the CUDA runtime reads CUDA_VISIBLE_DEVICES from the process environment when it starts. */
-    private static void setenv(String name, String value) {
-        java.lang.foreign.Linker linker = java.lang.foreign.Linker.nativeLinker();
-        java.lang.invoke.MethodHandle h = linker.downcallHandle(linker.defaultLookup().findOrThrow("setenv"),
-                java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT,
-                        java.lang.foreign.ValueLayout.ADDRESS, java.lang.foreign.ValueLayout.ADDRESS,
-                        java.lang.foreign.ValueLayout.JAVA_INT));
-        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
-            int rc = (int) h.invokeExact(a.allocateFrom(name), a.allocateFrom(value), 1);
-            if (rc != 0) throw new MpiException("setenv(" + name + ") failed");
-        } catch (MpiException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new MpiException("setenv(" + name + ") failed: " + t, t);
-        }
     }
 
     int rank() {

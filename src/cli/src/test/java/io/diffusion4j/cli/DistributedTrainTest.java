@@ -37,13 +37,18 @@ class DistributedTrainTest {
 
     @BeforeAll
     static void findMpirun() {
-        for (String dir : (System.getenv().getOrDefault("PATH", "") + ":/usr/bin:/usr/local/bin").split(":")) {
-            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "mpirun"))) {
-                mpirun = Path.of(dir, "mpirun").toString();
-                return;
+        // Open MPI's own name first: with MPICH installed too, plain mpirun is whichever the alternatives chose
+        mpirun = find("mpirun.openmpi", "mpirun");
+        if (mpirun == null) fail("mpirun not found: install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev)");
+    }
+
+    private static String find(String... names) {
+        for (String name : names) {
+            for (String dir : (System.getenv().getOrDefault("PATH", "") + ":/usr/bin:/usr/local/bin").split(":")) {
+                if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, name))) return Path.of(dir, name).toString();
             }
         }
-        fail("mpirun not found: install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev)");
+        return null;
     }
 
     @Test
@@ -114,6 +119,29 @@ class DistributedTrainTest {
         assertTrue(rel <= REL_L2, "||two ranks - one process|| / ||one process - start|| = " + rel);
         // not bit for bit: each rank sums its own rows' weight gradients, then the partial sums are added
         assertTrue(rel > 0, "2 ranks gave exactly the one-process weights: is the job really running 2 ranks?");
+    }
+
+    /**
+     * The same job under MPICH's launcher (Hydra) and library, through MPICH's own bindings: the fixed-order exchange
+     * makes the result independent of the MPI implementation, bit for bit.
+     */
+    @Test
+    void anMpichJobGivesTheOpenMpiJobsBits(@TempDir Path tmp) throws Exception {
+        String hydra = find("mpirun.mpich", "mpiexec.hydra");
+        if (hydra == null) fail("MPICH's mpirun not found: install MPICH (Debian: apt-get install mpich libmpich-dev)");
+        Path open = tmp.resolve("openmpi"), mpich = tmp.resolve("mpich");
+        Job a = Job.start(2, tmp, concat(SMALL, List.of("--steps", "3", "--out", open.toString())));
+        a.awaitExit(120);
+        assertEquals(0, a.exit(), a.output());
+        List<String> cmd = new ArrayList<>(List.of(hydra, "-np", "2"));
+        cmd.addAll(Job.java(concat(SMALL, List.of("--steps", "3", "--out", mpich.toString()))));
+        Job b = Job.start(cmd, tmp);
+        b.awaitExit(120);
+        assertEquals(0, b.exit(), b.output());
+        assertTrue(b.output().contains("distributed: 2 ranks (MPICH"), b.output());
+        Map<String, float[]> x = weights(open), y = weights(mpich);
+        assertEquals(x.keySet(), y.keySet());
+        for (String k : x.keySet()) assertArrayEquals(x.get(k), y.get(k), k + ": MPICH against Open MPI");
     }
 
     @Test

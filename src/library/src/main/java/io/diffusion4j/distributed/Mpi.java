@@ -1,6 +1,5 @@
 package io.diffusion4j.distributed;
 
-import io.diffusion4j.bindings.mpi.mpi_h;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
@@ -16,18 +15,18 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * The MPI library of a data-parallel job, reached through the jextract bindings of Open MPI's {@code mpi.h}
- * ({@code io.diffusion4j.bindings.mpi}). Nothing here is touched unless a job asks for it, so the library needs no
- * MPI installed otherwise. One process initialises MPI once ({@link #init}); every call checks its return code and
+ * The MPI library of a data-parallel job, reached through jextract bindings of {@code mpi.h}: Open MPI's
+ * ({@code io.diffusion4j.bindings.mpi}) or MPICH's ({@code io.diffusion4j.bindings.mpich}), whichever the job's
+ * launcher belongs to ({@link MpiAbi}). Nothing here is touched unless a job asks for it, so the library needs no MPI
+ * installed otherwise. One process initialises MPI once ({@link #init}); every call checks its return code and
  * turns an error into an {@link MpiException} with MPI's own message (the world communicator is switched to
  * {@code MPI_ERRORS_RETURN} for that, instead of the default that aborts the job from inside the call).
- *
- * <p>Open MPI's predefined handles ({@code MPI_COMM_WORLD}, {@code MPI_FLOAT}, ...) are addresses of global
- * structs, which jextract cannot express; they are looked up here by symbol name. That is Open MPI's ABI: MPICH
- * encodes its handles as integers and would need bindings generated from its own header.
  */
 public final class Mpi {
-    /** The system property naming the MPI shared library (default: Open MPI's {@code libmpi.so.40}, then {@code libmpi.so}). */
+    /**
+     * The system property naming the MPI shared library (default: by the launcher's variables, Open MPI's
+     * {@code libmpi.so.40} or MPICH's {@code libmpich.so.12}, then the other).
+     */
     public static final String LIBRARY_PROPERTY = "diffusion4j.mpi.library";
 
     /** Environment variables a launcher sets for its ranks (Open MPI's mpirun, PMIx, Hydra/PMI, Slurm). */
@@ -38,23 +37,21 @@ public final class Mpi {
 
     private static Mpi instance; // guarded by Mpi.class
 
-    private final MemorySegment comm, floatType, longType;
+    private final MpiAbi abi;
     private final int rank, size;
     private final String libraryVersion;
     private boolean finalized; // guarded by this
 
-    private Mpi(MemorySegment comm, MemorySegment floatType, MemorySegment longType) {
-        this.comm = comm;
-        this.floatType = floatType;
-        this.longType = longType;
+    private Mpi(MpiAbi abi) {
+        this.abi = abi;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(ValueLayout.JAVA_INT);
-            check(mpi_h.MPI_Comm_rank(comm, out), "MPI_Comm_rank");
+            check(abi.rank(out), "MPI_Comm_rank");
             this.rank = out.get(ValueLayout.JAVA_INT, 0);
-            check(mpi_h.MPI_Comm_size(comm, out), "MPI_Comm_size");
+            check(abi.size(out), "MPI_Comm_size");
             this.size = out.get(ValueLayout.JAVA_INT, 0);
-            MemorySegment text = a.allocate(mpi_h.MPI_MAX_LIBRARY_VERSION_STRING());
-            check(mpi_h.MPI_Get_library_version(text, out), "MPI_Get_library_version");
+            MemorySegment text = a.allocate(abi.maxLibraryVersion() + 1L);
+            check(abi.libraryVersion(text, out), "MPI_Get_library_version");
             String v = text.getString(0).strip();
             int nl = v.indexOf('\n');
             this.libraryVersion = nl < 0 ? v : v.substring(0, nl).strip();
@@ -73,29 +70,30 @@ public final class Mpi {
             throw new MpiException("this process was not started by an MPI launcher (none of "
                     + String.join(", ", LAUNCHER_VARIABLES) + " is set): run it as mpirun -np N java ... --distributed");
         }
-        load();
+        // UCX (MPICH's transport, and Open MPI's where present) installs a SIGSEGV handler by default that turns the
+        // JVM's own use of the signal (implicit null checks) into a crash: off, unless the user set these variables.
+        // Before the library is opened: UCX reads its configuration when it is loaded.
+        setenv("UCX_ERROR_SIGNALS", "", false);
+        setenv("UCX_HANDLE_ERRORS", "none", false);
+        load(environment);
         SymbolLookup symbols = SymbolLookup.loaderLookup();
-        MemorySegment comm = handle(symbols, "ompi_mpi_comm_world");
-        MemorySegment floatType = handle(symbols, "ompi_mpi_float");
-        MemorySegment longType = handle(symbols, "ompi_mpi_long");
-        MemorySegment errorsReturn = handle(symbols, "ompi_mpi_errors_return");
+        MpiAbi abi = symbols.find(OpenMpiAbi.MARKER).isPresent() ? new OpenMpiAbi(symbols) : new MpichAbi();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment flag = a.allocate(ValueLayout.JAVA_INT);
-            check(mpi_h.MPI_Initialized(flag), "MPI_Initialized");
+            check(abi, abi.initialized(flag), "MPI_Initialized");
             if (flag.get(ValueLayout.JAVA_INT, 0) == 0) {
                 // FUNNELED: only the thread that initialised MPI calls it (the trainer's thread)
                 MemorySegment provided = a.allocate(ValueLayout.JAVA_INT);
-                check(mpi_h.MPI_Init_thread(MemorySegment.NULL, MemorySegment.NULL, mpi_h.MPI_THREAD_FUNNELED(), provided),
-                        "MPI_Init_thread");
+                check(abi, abi.initThreadFunneled(provided), "MPI_Init_thread");
                 int level = provided.get(ValueLayout.JAVA_INT, 0);
-                if (level < mpi_h.MPI_THREAD_FUNNELED()) {
+                if (level < abi.funneled()) {
                     throw new MpiException("the MPI library provides thread level " + level + ", below MPI_THREAD_FUNNELED ("
-                            + mpi_h.MPI_THREAD_FUNNELED() + "): the JVM has other threads, so it needs at least that");
+                            + abi.funneled() + "): the JVM has other threads, so it needs at least that");
                 }
             }
-            check(mpi_h.MPI_Comm_set_errhandler(comm, errorsReturn), "MPI_Comm_set_errhandler");
+            check(abi, abi.errorsReturn(), "MPI_Comm_set_errhandler");
         }
-        instance = new Mpi(comm, floatType, longType);
+        instance = new Mpi(abi);
         return instance;
     }
 
@@ -103,9 +101,18 @@ public final class Mpi {
      * Opens the library with RTLD_GLOBAL first: Open MPI loads its components as plugins that resolve symbols of
      * libmpi and libopen-pal from the global namespace, which System.load's private (RTLD_LOCAL) open would hide.
      */
-    private static void load() {
+    private static void load(Map<String, String> environment) {
         String asked = System.getProperty(LIBRARY_PROPERTY);
-        List<String> candidates = asked != null ? List.of(asked) : List.of("libmpi.so.40", "libmpi.so");
+        List<String> openMpi = List.of("libmpi.so.40", "libmpi.so"), mpich = List.of("libmpich.so.12", "libmpich.so");
+        // Open MPI's mpirun sets OMPI_*; MPICH's Hydra sets PMI_* without them
+        boolean hydra = !environment.containsKey("OMPI_COMM_WORLD_SIZE") && environment.containsKey("PMI_SIZE");
+        List<String> candidates = new ArrayList<>();
+        if (asked != null) {
+            candidates.add(asked);
+        } else {
+            candidates.addAll(hydra ? mpich : openMpi);
+            candidates.addAll(hydra ? openMpi : mpich);
+        }
         Linker linker = Linker.nativeLinker();
         MethodHandle dlopen = linker.downcallHandle(linker.defaultLookup().findOrThrow("dlopen"),
                 FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
@@ -134,7 +141,25 @@ public final class Mpi {
             return;
         }
         throw new MpiException("no MPI library could be loaded (" + String.join("; ", failures) + "): install Open MPI "
-                + "(Debian: openmpi-bin and libopenmpi-dev) or set -D" + LIBRARY_PROPERTY + "=/path/to/libmpi.so");
+                + "(Debian: openmpi-bin and libopenmpi-dev) or MPICH (mpich, libmpich-dev), or set -D" + LIBRARY_PROPERTY
+                + "=/path/to/libmpi.so");
+    }
+
+    /**
+     * libc's setenv, for libraries that read the process environment when they start (System.getenv is a copy taken
+     * at JVM start that setenv does not change).
+     */
+    public static void setenv(String name, String value, boolean overwrite) {
+        Linker linker = Linker.nativeLinker();
+        MethodHandle h = linker.downcallHandle(linker.defaultLookup().findOrThrow("setenv"),
+                FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        int rc;
+        try (Arena a = Arena.ofConfined()) {
+            rc = (int) h.invokeExact(a.allocateFrom(name), a.allocateFrom(value), overwrite ? 1 : 0);
+        } catch (Throwable t) {
+            throw new MpiException("setenv(" + name + ") failed: " + t, t);
+        }
+        if (rc != 0) throw new MpiException("setenv(" + name + ") failed");
     }
 
     /** The file dlopen found for {@code name}: read back from /proc/self/maps, where the mapping names it. */
@@ -154,11 +179,6 @@ public final class Mpi {
         return null;
     }
 
-    private static MemorySegment handle(SymbolLookup symbols, String name) {
-        return symbols.find(name).orElseThrow(() -> new MpiException("the MPI library has no symbol " + name
-                + ": diffusion4j's MPI bindings are Open MPI's (MPICH and others need their own)"));
-    }
-
     /** This process's rank in the world communicator. */
     public int rank() {
         return rank;
@@ -167,6 +187,11 @@ public final class Mpi {
     /** The number of ranks. */
     public int size() {
         return size;
+    }
+
+    /** "Open MPI" or "MPICH": whose binary interface the loaded library has. */
+    public String implementation() {
+        return abi.name();
     }
 
     /** The first line of MPI_Get_library_version, e.g. "Open MPI v4.1.4, ...". */
@@ -180,42 +205,42 @@ public final class Mpi {
      * rank that never joins (a blocking collective would wait forever).
      */
     MemorySegment allToAll(MemorySegment send, MemorySegment recv, int count, Arena a) {
-        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
-        check(mpi_h.MPI_Ialltoall(send, count, floatType, recv, count, floatType, comm, request), "MPI_Ialltoall");
+        MemorySegment request = a.allocate(abi.requestBytes(), 8);
+        check(abi.allToAllFloats(send, recv, count, request), "MPI_Ialltoall");
         return request;
     }
 
     /** Starts an all-gather of {@code count} floats per rank into {@code recv} (rank order). */
     MemorySegment allGather(MemorySegment send, MemorySegment recv, int count, Arena a) {
-        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
-        check(mpi_h.MPI_Iallgather(send, count, floatType, recv, count, floatType, comm, request), "MPI_Iallgather");
+        MemorySegment request = a.allocate(abi.requestBytes(), 8);
+        check(abi.allGatherFloats(send, recv, count, request), "MPI_Iallgather");
         return request;
     }
 
     /** Starts an all-gather of {@code count} longs per rank into {@code recv} (rank order). */
     MemorySegment allGatherLongs(MemorySegment send, MemorySegment recv, int count, Arena a) {
-        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
-        check(mpi_h.MPI_Iallgather(send, count, longType, recv, count, longType, comm, request), "MPI_Iallgather");
+        MemorySegment request = a.allocate(abi.requestBytes(), 8);
+        check(abi.allGatherLongs(send, recv, count, request), "MPI_Iallgather");
         return request;
     }
 
     /** Starts a send of {@code count} longs; the returned request is polled with {@link #test}. */
     MemorySegment isend(MemorySegment buf, int count, int dest, int tag, Arena a) {
-        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
-        check(mpi_h.MPI_Isend(buf, count, longType, dest, tag, comm, request), "MPI_Isend");
+        MemorySegment request = a.allocate(abi.requestBytes(), 8);
+        check(abi.sendLongs(buf, count, dest, tag, request), "MPI_Isend");
         return request;
     }
 
     /** Starts a receive of {@code count} longs from {@code source}. */
     MemorySegment irecv(MemorySegment buf, int count, int source, int tag, Arena a) {
-        MemorySegment request = a.allocate(ValueLayout.ADDRESS);
-        check(mpi_h.MPI_Irecv(buf, count, longType, source, tag, comm, request), "MPI_Irecv");
+        MemorySegment request = a.allocate(abi.requestBytes(), 8);
+        check(abi.receiveLongs(buf, count, source, tag, request), "MPI_Irecv");
         return request;
     }
 
     /** Whether the request has completed (then MPI has freed it); {@code flag} is an int of scratch. */
     boolean test(MemorySegment request, MemorySegment flag) {
-        check(mpi_h.MPI_Test(request, flag, MemorySegment.NULL), "MPI_Test");
+        check(abi.test(request, flag), "MPI_Test");
         return flag.get(ValueLayout.JAVA_INT, 0) != 0;
     }
 
@@ -224,7 +249,7 @@ public final class Mpi {
      * dead or hung stops the job instead of waiting forever. Does not return.
      */
     public void abort(int code) {
-        mpi_h.MPI_Abort(comm, code);
+        abi.abort(code);
         Runtime.getRuntime().halt(code); // MPI_Abort should not return; if it does, this process still ends
     }
 
@@ -232,16 +257,20 @@ public final class Mpi {
     public synchronized void finish() {
         if (finalized) return;
         finalized = true;
-        check(mpi_h.MPI_Finalize(), "MPI_Finalize");
+        check(abi.finish(), "MPI_Finalize");
     }
 
-    private static void check(int code, String call) {
+    private void check(int code, String call) {
+        check(abi, code, call);
+    }
+
+    private static void check(MpiAbi abi, int code, String call) {
         if (code == 0) return;
         String text;
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(mpi_h.MPI_MAX_ERROR_STRING() + 1L);
+            MemorySegment s = a.allocate(abi.maxErrorString() + 1L);
             MemorySegment len = a.allocate(ValueLayout.JAVA_INT);
-            text = mpi_h.MPI_Error_string(code, s, len) == 0 ? s.getString(0) : "error " + code;
+            text = abi.errorString(code, s, len) == 0 ? s.getString(0) : "error " + code;
         } catch (RuntimeException e) {
             text = "error " + code;
         }
