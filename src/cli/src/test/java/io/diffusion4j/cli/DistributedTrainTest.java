@@ -308,20 +308,13 @@ class DistributedTrainTest {
             return cmd;
         }
 
-        static List<String> java(List<String> trainArgs) {
-            List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
-            for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
-                String v = System.getProperty(p);
-                if (v != null) cmd.add("-D" + p + "=" + v);
-            }
-            cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "train", "--distributed",
-                    "--threads", "1"));
-            cmd.addAll(trainArgs);
-            return cmd;
+        static List<String> java(List<String> trainArgs) throws Exception {
+            List<String> args = new ArrayList<>(List.of("train", "--distributed", "--threads", "1"));
+            args.addAll(trainArgs);
+            return ChildJava.command(List.of(), Main.class.getName(), args);
         }
 
-        static Job start(int ranks, Path dir, List<String> trainArgs) throws IOException {
+        static Job start(int ranks, Path dir, List<String> trainArgs) throws Exception {
             List<String> cmd = new ArrayList<>(launcher());
             cmd.addAll(List.of("-np", Integer.toString(ranks)));
             cmd.addAll(java(trainArgs));
@@ -329,9 +322,7 @@ class DistributedTrainTest {
         }
 
         static Job start(List<String> cmd, Path dir) throws IOException {
-            ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true);
-            pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for the ranks
-            return new Job(pb.start());
+            return new Job(ChildJava.builder(cmd).directory(dir.toFile()).start());
         }
 
         void awaitExit(int seconds) throws InterruptedException {

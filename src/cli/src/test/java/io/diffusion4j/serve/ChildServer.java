@@ -2,18 +2,14 @@ package io.diffusion4j.serve;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
-import io.diffusion4j.backend.Backend;
+import io.diffusion4j.cli.ChildJava;
 import io.diffusion4j.cli.Main;
 import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
@@ -50,17 +46,9 @@ final class ChildServer implements AutoCloseable {
      * printed before the models load; fails the test with the child's output if it exits or never prints it.
      */
     static ChildServer launch(String mainClass, List<String> jvmOptions, List<String> serveArgs) throws Exception {
-        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        List<String> cmd = new ArrayList<>(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
-        for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
-            String v = System.getProperty(p);
-            if (v != null) cmd.add("-D" + p + "=" + v);
-        }
-        cmd.addAll(jvmOptions);
-        cmd.addAll(List.of("-cp", classPath(), mainClass, "serve"));
-        cmd.addAll(serveArgs);
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-        pb.environment().remove("LD_PRELOAD"); // the ASan execution's preload is not for this child
+        List<String> args = new ArrayList<>(List.of("serve"));
+        args.addAll(serveArgs);
+        ProcessBuilder pb = ChildJava.builder(ChildJava.command(jvmOptions, mainClass, args));
         return new ChildServer(pb.start());
     }
 
@@ -117,15 +105,5 @@ final class ChildServer implements AutoCloseable {
     @Override
     public void close() throws InterruptedException {
         if (process.isAlive()) process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-    }
-
-    /** The library jar or classes, the CLI's classes and picocli: what {@code Main serve} needs. */
-    static String classPath() throws Exception {
-        Set<String> cp = new LinkedHashSet<>();
-        cp.add(Path.of(Backend.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-        for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
-            if (e.endsWith("classes") || e.contains("picocli")) cp.add(e); // the CLI's own classes and its one dependency
-        }
-        return String.join(File.pathSeparator, cp);
     }
 }

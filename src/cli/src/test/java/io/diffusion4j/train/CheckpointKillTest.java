@@ -5,22 +5,19 @@ import static io.diffusion4j.train.TrainResumeCommandTest.assertSameTensors;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.diffusion4j.backend.Backend;
 import io.diffusion4j.cli.CliRun;
+import io.diffusion4j.cli.ChildJava;
 import io.diffusion4j.cli.Main;
 import io.diffusion4j.io.AtomicFiles;
 import io.diffusion4j.testutil.TestRandom;
 import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -59,14 +56,9 @@ class CheckpointKillTest {
             Path out = dir.resolve("k" + attempts);
             int killAfter = rnd.nextInt(10) == 0 ? 0 : 1 + rnd.nextInt(STEPS - 1); // a "saved: step N" line, 0: none
             long delay = (long) (rnd.nextDouble() * stepNanos);
-            List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classPath(),
-                    Main.class.getName()));
-            cmd.addAll(concatList(common, "--steps", Integer.toString(STEPS), "--save-every", "1", "--out", out.toString()));
-            for (String p : List.of("diffusion4j.cache.dir", "diffusion4j.native.dir")) {
-                String v = System.getProperty(p);
-                if (v != null) cmd.add(cmd.indexOf("-cp"), "-D" + p + "=" + v);
-            }
+            List<String> cmd = ChildJava.command(List.of("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
+                    Main.class.getName(), concatList(common, "--steps", Integer.toString(STEPS), "--save-every", "1",
+                            "--out", out.toString()));
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             boolean killed = false;
             long lastSave = 0;
@@ -145,15 +137,5 @@ class CheckpointKillTest {
         List<String> l = new ArrayList<>(a);
         l.addAll(List.of(b));
         return l;
-    }
-
-    static String classPath() throws Exception {
-        Set<String> cp = new LinkedHashSet<>();
-        cp.add(Path.of(Backend.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-        cp.add(Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-        for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
-            if (e.endsWith("classes") || e.contains("picocli")) cp.add(e);
-        }
-        return String.join(File.pathSeparator, cp);
     }
 }
